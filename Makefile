@@ -1,0 +1,31 @@
+# E4kit build and test entry points. `make test` is what CI runs (.ci/run).
+GO ?= go
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: test lint unit demo bench build
+
+## test: static checks, then every test with the race detector.
+test: lint unit
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## build: the e4 binary into ./bin.
+build:
+	$(GO) build -o bin/e4 ./cmd/e4
+
+## demo: the main job with embedded defaults.
+demo:
+	$(GO) run ./cmd/e4 demo
+
+## bench: the crypto-core benchmarks with their baselines, in one run.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./benchmarks/ | $(GO) run ./benchmarks/ratio

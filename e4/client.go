@@ -1,0 +1,262 @@
+package e4
+
+import (
+	"crypto/ed25519"
+	"crypto/subtle"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/e4-iot/e4kit/e4/siv"
+	"github.com/e4-iot/e4kit/e4/store"
+)
+
+// Store persists a client's state; see package store for the file and
+// in-memory implementations.
+type Store = store.Store
+
+// Mode is the protection mode of a client.
+type Mode int
+
+// The two modes of E4 v1.
+const (
+	// SymKey clients protect messages with the topic key only.
+	SymKey Mode = 1
+	// PubKey clients also sign every message with their Ed25519 key and
+	// verify the signature of every message they receive.
+	PubKey Mode = 2
+)
+
+// String returns "sk" or "pk".
+func (m Mode) String() string {
+	switch m {
+	case SymKey:
+		return "sk"
+	case PubKey:
+		return "pk"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// maxNameCache bounds the topic-name to hash cache; when full it starts over,
+// so a flood of distinct topic names costs hashing, not memory.
+const maxNameCache = 4096
+
+// Client is an E4 device: it protects messages it publishes, unprotects
+// messages it receives, and applies the commands C2 sends to its control
+// topic. A Client is safe for concurrent use by multiple goroutines.
+type Client struct {
+	cfg          Config
+	id           ID
+	mode         Mode
+	controlTopic string
+	replay       *replayCache // nil when replay protection is off
+
+	mu sync.RWMutex // guards everything below
+	state
+	commandCipher *siv.Cipher
+	names         map[string]TopicHash
+}
+
+// topicKeys is what a client holds for one topic.
+type topicKeys struct {
+	current    *siv.Cipher // nil for a removed topic (a tombstone)
+	previous   *siv.Cipher // still accepted until previousUntil
+	key        [KeyLen]byte
+	prevKey    [KeyLen]byte
+	prevUntil  time.Time
+	changedAt  uint64 // timestamp of the command that last set or removed the key
+	hasPrevKey bool
+}
+
+// state is everything a client persists.
+type state struct {
+	symKey        [KeyLen]byte       // SK mode: the client key, also the command key
+	signKey       ed25519.PrivateKey // PK mode
+	c2Public      []byte             // PK mode: C2's X25519 public key
+	topics        map[TopicHash]*topicKeys
+	topicsResetAt uint64 // timestamp of the last ResetTopics command
+	signers       map[ID]*verifier
+}
+
+// NewSymKeyClient returns a symmetric-key client with the given id and
+// 32-byte client key. cfg may be nil for the defaults. With a Store in cfg,
+// the initial state is saved before the client is returned.
+func NewSymKeyClient(id ID, key []byte, cfg *Config) (*Client, error) {
+	c := newClient(id, SymKey, cfg)
+	if err := c.setSymKey(key); err != nil {
+		return nil, err
+	}
+	return c, c.persist()
+}
+
+// NewPubKeyClient returns a public-key client with the given id, its Ed25519
+// private key and C2's X25519 public key. cfg may be nil for the defaults.
+func NewPubKeyClient(id ID, signKey ed25519.PrivateKey, c2Public []byte, cfg *Config) (*Client, error) {
+	c := newClient(id, PubKey, cfg)
+	if err := c.setSignKey(signKey); err != nil {
+		return nil, err
+	}
+	if err := c.setC2Key(c2Public); err != nil {
+		return nil, err
+	}
+	return c, c.persist()
+}
+
+func newClient(id ID, mode Mode, cfg *Config) *Client {
+	c := &Client{id: id, mode: mode, controlTopic: ControlTopic(id), names: make(map[string]TopicHash)}
+	if cfg != nil {
+		c.cfg = *cfg
+	}
+	c.topics = make(map[TopicHash]*topicKeys)
+	c.signers = make(map[ID]*verifier)
+	switch {
+	case c.cfg.ReplayCacheSize == 0:
+		c.replay = newReplayCache(DefaultReplayCacheSize)
+	case c.cfg.ReplayCacheSize > 0:
+		c.replay = newReplayCache(c.cfg.ReplayCacheSize)
+	}
+	return c
+}
+
+// ID returns the client's id.
+func (c *Client) ID() ID { return c.id }
+
+// Mode returns SymKey or PubKey.
+func (c *Client) Mode() Mode { return c.mode }
+
+// ControlTopic returns the topic on which the client receives commands.
+func (c *Client) ControlTopic() string { return c.controlTopic }
+
+// PublicKey returns the client's Ed25519 public key in PK mode, nil in SK mode.
+func (c *Client) PublicKey() ed25519.PublicKey {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.signKey == nil {
+		return nil
+	}
+	return append(ed25519.PublicKey(nil), c.signKey.Public().(ed25519.PublicKey)...)
+}
+
+// HasTopicKey reports whether the client holds a key for topic.
+func (c *Client) HasTopicKey(topic string) bool {
+	_, err := c.topicCipher(topic)
+	return err == nil
+}
+
+func (c *Client) setSymKey(key []byte) error {
+	if err := checkSymKey(key); err != nil {
+		return err
+	}
+	cipher, err := newTopicCipher(key)
+	if err != nil {
+		return err
+	}
+	copy(c.symKey[:], key)
+	c.commandCipher = cipher
+	return nil
+}
+
+func (c *Client) setSignKey(priv []byte) error {
+	if len(priv) != ed25519.PrivateKeySize {
+		return fmt.Errorf("%w: Ed25519 private key must be %d bytes, got %d", ErrInvalidKey, ed25519.PrivateKeySize, len(priv))
+	}
+	key := ed25519.NewKeyFromSeed(priv[:ed25519.SeedSize])
+	if subtle.ConstantTimeCompare(key[ed25519.SeedSize:], priv[ed25519.SeedSize:]) != 1 {
+		return fmt.Errorf("%w: Ed25519 private key: public half does not match the seed", ErrInvalidKey)
+	}
+	c.signKey = key
+	return c.refreshPKCommandKey()
+}
+
+func (c *Client) setC2Key(c2Public []byte) error {
+	if len(c2Public) != KeyLen {
+		return fmt.Errorf("%w: C2 public key must be %d bytes, got %d", ErrInvalidKey, KeyLen, len(c2Public))
+	}
+	old := c.c2Public
+	c.c2Public = append([]byte(nil), c2Public...)
+	if err := c.refreshPKCommandKey(); err != nil {
+		c.c2Public = old
+		return err
+	}
+	return nil
+}
+
+// refreshPKCommandKey derives the PK command key once both halves are known.
+func (c *Client) refreshPKCommandKey() error {
+	if c.signKey == nil || c.c2Public == nil {
+		return nil
+	}
+	key, err := ClientCommandKey(c.signKey, c.c2Public)
+	if err != nil {
+		return err
+	}
+	cipher, err := newTopicCipher(key)
+	if err != nil {
+		return err
+	}
+	c.commandCipher = cipher
+	return nil
+}
+
+// checkSymKey refuses keys of the wrong size and the all-zero key.
+func checkSymKey(key []byte) error {
+	if len(key) != KeyLen {
+		return fmt.Errorf("%w: symmetric key must be %d bytes, got %d", ErrInvalidKey, KeyLen, len(key))
+	}
+	if subtle.ConstantTimeCompare(key, make([]byte, KeyLen)) == 1 {
+		return fmt.Errorf("%w: symmetric key is all zeros", ErrInvalidKey)
+	}
+	return nil
+}
+
+// newTopicCipher builds the AES-SIV instance E4 uses for a 32-byte key:
+// AES-256 for both S2V and CTR (the key written twice).
+func newTopicCipher(key []byte) (*siv.Cipher, error) {
+	var double [2 * KeyLen]byte
+	copy(double[:], key)
+	copy(double[KeyLen:], key)
+	defer clear(double[:])
+	return siv.New(double[:])
+}
+
+// topicCiphers is a consistent copy of a topic's ciphers, taken under the
+// read lock, so the caller can use it after releasing the lock.
+type topicCiphers struct {
+	hash      TopicHash
+	current   *siv.Cipher
+	previous  *siv.Cipher
+	prevUntil time.Time
+}
+
+// lookupTopic returns the ciphers of a topic. The hash of a name seen before
+// comes from a cache, so the hot path takes one read lock and runs no SHA3.
+func (c *Client) lookupTopic(topic string) topicCiphers {
+	c.mu.RLock()
+	h, ok := c.names[topic]
+	if !ok {
+		c.mu.RUnlock()
+		h = HashTopic(topic)
+		c.mu.Lock()
+		if len(c.names) >= maxNameCache {
+			clear(c.names)
+		}
+		c.names[topic] = h
+		c.mu.Unlock()
+		c.mu.RLock()
+	}
+	tc := topicCiphers{hash: h}
+	if t := c.topics[h]; t != nil {
+		tc.current, tc.previous, tc.prevUntil = t.current, t.previous, t.prevUntil
+	}
+	c.mu.RUnlock()
+	return tc
+}
+
+// topicCipher returns the current cipher for a topic.
+func (c *Client) topicCipher(topic string) (*siv.Cipher, error) {
+	if tc := c.lookupTopic(topic); tc.current != nil {
+		return tc.current, nil
+	}
+	return nil, ErrTopicKeyNotFound
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package e4
+
+const raceEnabled = false

@@ -1,0 +1,135 @@
+package e4
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"sync"
+)
+
+// DefaultReplayCacheSize is the number of accepted messages the replay cache
+// remembers by default. Each entry costs 32 bytes (24 in a FIFO ring and 8 in
+// the hash index), so the default costs 256 KiB per client, allocated once.
+const DefaultReplayCacheSize = 8192
+
+// replayCache remembers recently accepted messages so that an identical one
+// is refused while its timestamp is still inside the validity window.
+//
+// Memory is bounded: entries live in a ring in arrival order and the oldest
+// one is evicted when the ring is full. Forgetting an entry that is still
+// inside the window would reopen the door to its replay, so the cache raises
+// a floor to that entry's timestamp and refuses every message not newer than
+// it. Under a sustained rate above size/window, the oldest acceptable age
+// therefore shrinks below the window instead of replays getting through.
+//
+// All operations take one mutex and allocate nothing.
+type replayCache struct {
+	mu    sync.Mutex
+	ring  []replayEntry
+	head  int     // oldest entry
+	count int     // live entries in ring
+	index []int32 // open addressing (linear probing) into ring; -1 = empty
+	mask  uint64  // len(index)-1
+	floor uint64  // messages with timestamp <= floor are refused
+}
+
+// replayEntry is one remembered message: a 128-bit fingerprint of (topic,
+// sender, SIV) and its timestamp.
+type replayEntry struct {
+	fp [2]uint64
+	ts uint64
+}
+
+func newReplayCache(size int) *replayCache {
+	slots := 1 << bits.Len(uint(2*size-1)) // power of two >= 2*size keeps probes short
+	rc := &replayCache{
+		ring:  make([]replayEntry, size),
+		index: make([]int32, slots),
+		mask:  uint64(slots - 1),
+	}
+	for i := range rc.index {
+		rc.index[i] = -1
+	}
+	return rc
+}
+
+// fingerprint combines the topic hash, the sender id (zero in SK mode) and
+// the 16-byte SIV. The SIV is a PRF output under the topic key, so distinct
+// accepted messages collide with negligible probability, and an attacker
+// cannot choose it without the key.
+func fingerprint(topic *TopicHash, sender *ID, tag []byte) [2]uint64 {
+	return [2]uint64{
+		binary.LittleEndian.Uint64(tag[0:8]) ^ binary.LittleEndian.Uint64(topic[0:8]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(sender[0:8]), 1),
+		binary.LittleEndian.Uint64(tag[8:16]) ^ binary.LittleEndian.Uint64(topic[8:16]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(sender[8:16]), 1),
+	}
+}
+
+// accept records the message and reports whether it is new. expiredBefore is
+// the oldest timestamp still inside the validity window: entries older than
+// that can be forgotten without risk (0 when there is no reliable clock).
+func (rc *replayCache) accept(fp [2]uint64, ts, expiredBefore uint64) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if ts <= rc.floor && rc.floor != 0 {
+		return false
+	}
+	slot, found := rc.find(fp)
+	if found {
+		return false
+	}
+	for rc.count > 0 && rc.ring[rc.head].ts < expiredBefore {
+		rc.evictOldest()
+	}
+	if rc.count == len(rc.ring) {
+		rc.floor = max(rc.floor, rc.ring[rc.head].ts)
+		rc.evictOldest()
+		if ts <= rc.floor {
+			return false
+		}
+		slot, _ = rc.find(fp) // eviction may have moved slots
+	}
+	pos := (rc.head + rc.count) % len(rc.ring)
+	rc.ring[pos] = replayEntry{fp: fp, ts: ts}
+	rc.index[slot] = int32(pos)
+	rc.count++
+	return true
+}
+
+// find returns the index slot holding fp, or the empty slot where it belongs.
+func (rc *replayCache) find(fp [2]uint64) (slot uint64, found bool) {
+	for slot = fp[0] & rc.mask; ; slot = (slot + 1) & rc.mask {
+		pos := rc.index[slot]
+		if pos < 0 {
+			return slot, false
+		}
+		if rc.ring[pos].fp == fp {
+			return slot, true
+		}
+	}
+}
+
+// evictOldest removes the ring's head from the index with backward-shift
+// deletion, which keeps every probe sequence unbroken without tombstones.
+func (rc *replayCache) evictOldest() {
+	slot, _ := rc.find(rc.ring[rc.head].fp)
+	for {
+		rc.index[slot] = -1
+		next := slot
+		for {
+			next = (next + 1) & rc.mask
+			pos := rc.index[next]
+			if pos < 0 {
+				rc.head = (rc.head + 1) % len(rc.ring)
+				rc.count--
+				return
+			}
+			home := rc.ring[pos].fp[0] & rc.mask
+			// Move the entry back into the hole unless its home lies
+			// cyclically in (slot, next].
+			if (next-home)&rc.mask >= (next-slot)&rc.mask {
+				rc.index[slot] = pos
+				slot = next
+				break
+			}
+		}
+	}
+}

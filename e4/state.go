@@ -1,0 +1,183 @@
+package e4
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/e4-iot/e4kit/e4/siv"
+	"github.com/e4-iot/e4kit/e4/store"
+)
+
+// stateVersion is the version of the serialized client state. LoadClient
+// refuses a higher one rather than guess at fields it does not know.
+const stateVersion = 1
+
+// savedState is the serialized form of a client (JSON inside the store's
+// checksummed envelope). Byte slices encode as base64.
+type savedState struct {
+	Version       int           `json:"version"`
+	Mode          string        `json:"mode"`
+	ID            []byte        `json:"id"`
+	Key           []byte        `json:"key"` // SK: client key; PK: Ed25519 private key
+	C2Public      []byte        `json:"c2_public,omitempty"`
+	TopicsResetAt uint64        `json:"topics_reset_at,omitempty"`
+	Topics        []savedTopic  `json:"topics"`
+	Signers       []savedSigner `json:"signers,omitempty"`
+}
+
+type savedTopic struct {
+	Hash      []byte `json:"hash"`
+	Key       []byte `json:"key,omitempty"` // absent for a removed topic
+	PrevKey   []byte `json:"prev_key,omitempty"`
+	PrevUntil int64  `json:"prev_until,omitempty"` // Unix nanoseconds
+	ChangedAt uint64 `json:"changed_at"`
+}
+
+type savedSigner struct {
+	ID        []byte `json:"id"`
+	PublicKey []byte `json:"public_key"`
+}
+
+// persist saves the state if the client has a Store.
+func (c *Client) persist() error {
+	if c.cfg.Store == nil {
+		return nil
+	}
+	c.mu.RLock()
+	blob, err := json.Marshal(c.snapshot())
+	c.mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStore, err)
+	}
+	defer clear(blob)
+	if err := c.cfg.Store.Save(blob); err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return nil
+}
+
+// snapshot copies the state into its serialized form; the caller holds mu.
+func (c *Client) snapshot() *savedState {
+	s := &savedState{Version: stateVersion, Mode: c.mode.String(), ID: c.id[:], C2Public: c.c2Public, TopicsResetAt: c.topicsResetAt}
+	if c.mode == SymKey {
+		s.Key = c.symKey[:]
+	} else {
+		s.Key = c.signKey
+	}
+	for h, t := range c.topics {
+		st := savedTopic{Hash: append([]byte(nil), h[:]...), ChangedAt: t.changedAt}
+		if t.current != nil {
+			st.Key = append([]byte(nil), t.key[:]...)
+		}
+		if t.hasPrevKey {
+			st.PrevKey = append([]byte(nil), t.prevKey[:]...)
+			st.PrevUntil = t.prevUntil.UnixNano()
+		}
+		s.Topics = append(s.Topics, st)
+	}
+	for id, v := range c.signers {
+		s.Signers = append(s.Signers, savedSigner{ID: append([]byte(nil), id[:]...), PublicKey: v.public})
+	}
+	return s
+}
+
+// LoadClient restores a client from cfg.Store, which must hold a state saved
+// by a client of this package. A missing state is reported with an error
+// wrapping store.ErrNotFound; a damaged one with store.ErrCorrupt; one from a
+// newer version with store.ErrNewerVersion.
+func LoadClient(cfg *Config) (*Client, error) {
+	if cfg == nil || cfg.Store == nil {
+		return nil, errors.New("e4: LoadClient needs a Config with a Store")
+	}
+	blob, err := cfg.Store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	defer clear(blob)
+	var s savedState
+	if err := json.Unmarshal(blob, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w: client state: %v", ErrStore, store.ErrCorrupt, err)
+	}
+	if s.Version > stateVersion {
+		return nil, fmt.Errorf("%w: %w: client state version %d, this build reads up to %d", ErrStore, store.ErrNewerVersion, s.Version, stateVersion)
+	}
+	c, err := restore(&s, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: client state: %w", ErrStore, store.ErrCorrupt, err)
+	}
+	return c, nil
+}
+
+// restore rebuilds a client from a decoded state, validating every field.
+func restore(s *savedState, cfg *Config) (*Client, error) {
+	if s.Version < 1 || len(s.ID) != IDLen {
+		return nil, errors.New("missing version or id")
+	}
+	var c *Client
+	switch s.Mode {
+	case "sk":
+		c = newClient(ID(s.ID), SymKey, cfg)
+		if err := c.setSymKey(s.Key); err != nil {
+			return nil, err
+		}
+	case "pk":
+		c = newClient(ID(s.ID), PubKey, cfg)
+		if err := c.setSignKey(s.Key); err != nil {
+			return nil, err
+		}
+		if err := c.setC2Key(s.C2Public); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("unknown mode %q", s.Mode)
+	}
+	c.topicsResetAt = s.TopicsResetAt
+	for _, st := range s.Topics {
+		t, err := restoreTopic(&st)
+		if err != nil {
+			return nil, err
+		}
+		c.topics[TopicHash(st.Hash)] = t
+	}
+	for _, ss := range s.Signers {
+		if len(ss.ID) != IDLen {
+			return nil, errors.New("signer id has the wrong length")
+		}
+		if err := c.setPubKey(ss.PublicKey, ID(ss.ID)); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func restoreTopic(st *savedTopic) (*topicKeys, error) {
+	if len(st.Hash) != TopicHashLen {
+		return nil, errors.New("topic hash has the wrong length")
+	}
+	t := &topicKeys{changedAt: st.ChangedAt}
+	if st.Key != nil {
+		cipher, err := topicCipherFor(st.Key)
+		if err != nil {
+			return nil, err
+		}
+		t.current, t.key = cipher, [KeyLen]byte(st.Key)
+	}
+	if st.PrevKey != nil {
+		cipher, err := topicCipherFor(st.PrevKey)
+		if err != nil {
+			return nil, err
+		}
+		t.previous, t.prevKey, t.hasPrevKey = cipher, [KeyLen]byte(st.PrevKey), true
+		t.prevUntil = time.Unix(0, st.PrevUntil)
+	}
+	return t, nil
+}
+
+func topicCipherFor(key []byte) (*siv.Cipher, error) {
+	if err := checkSymKey(key); err != nil {
+		return nil, err
+	}
+	return newTopicCipher(key)
+}

@@ -1,0 +1,15 @@
+module github.com/e4-iot/e4kit
+
+go 1.26.0
+
+require (
+	filippo.io/edwards25519 v1.2.0
+	github.com/spf13/cobra v1.10.2
+	golang.org/x/crypto v0.59.0
+)
+
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
