@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"testing"
+	"time"
 )
 
 // Fuzz targets: no input from the network may panic, and whatever is
@@ -26,8 +27,11 @@ func FuzzUnprotectSK(f *testing.F) {
 	}
 	key := v.SKMessages[3].Key
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		c := newReceiverSK(t, fuzzNow, testTopic, key)
-		c.cfg.NoClock = true // let the fuzzer reach the cipher with any timestamp
+		c, err := NewSymKeyClient(IDFromName("fuzz"), clientKey, fuzzConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustSetTopicKey(t, c, key, testTopic)
 		pt, err := c.Unprotect(nil, msg, testTopic)
 		if err != nil {
 			if pt != nil {
@@ -54,8 +58,14 @@ func FuzzUnprotectPK(f *testing.F) {
 	}
 	m := v.PKMessages[2]
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		c := newReceiverPK(t, fuzzNow, testTopic, m.TopicKey, []signerVec{{ID: m.SignerID, PublicKey: m.SignerPublic}})
-		c.cfg.NoClock = true
+		c, err := NewPubKeyClient(IDFromName("fuzz"), ed25519.NewKeyFromSeed(clientKey), bytes.Repeat([]byte{9}, 32), fuzzConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustSetTopicKey(t, c, m.TopicKey, testTopic)
+		if err := c.SetPubKey(ID(m.SignerID), ed25519.PublicKey(m.SignerPublic)); err != nil {
+			t.Fatal(err)
+		}
 		pt, err := c.Unprotect(nil, msg, testTopic)
 		if err != nil {
 			if !isSentinel(err) {
@@ -106,8 +116,15 @@ func FuzzHandleCommand(f *testing.F) {
 	})
 }
 
+// fuzzConfig switches the clock checks off, so that the fuzzer reaches the
+// cipher with any timestamp, and keeps the replay cache small: a client is
+// built per input.
+func fuzzConfig() *Config {
+	return &Config{NoClock: true, ReplayCacheSize: 16, Now: func() time.Time { return time.Unix(fuzzNow, 0) }}
+}
+
 func commandTarget(t *testing.T, mode Mode) (*Client, []byte) {
-	cfg := fixedClock(fuzzNow)
+	cfg := fuzzConfig()
 	if mode == SymKey {
 		c, err := NewSymKeyClient(IDFromName("fuzz"), clientKey, cfg)
 		if err != nil {

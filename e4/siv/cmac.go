@@ -27,6 +27,9 @@ type state struct {
 	// used is how much of tmp holds keystream; put wipes only that much,
 	// so short messages do not pay for clearing all of tmp.
 	used int
+	// header caches S2V's accumulator after a single short associated-data
+	// string (Cipher only); see Cipher.s2vHeaders.
+	header headerCache
 }
 
 // CMAC computes AES-CMAC (RFC 4493). Besides the key material it holds

@@ -125,9 +125,46 @@ func (c *Cipher) Open(dst, sealed []byte, ad ...[]byte) ([]byte, error) {
 	return ret, nil
 }
 
+// headerCache remembers S2V's accumulator D for one associated-data string
+// of at most one block. E4 passes a single 8-byte timestamp, which is the
+// same for every message of the same second, so a sender or receiver busy
+// enough for speed to matter skips one AES call per message. It lives in
+// the pooled state, which a goroutine usually gets back on its next call,
+// so it needs no locking and allocates nothing.
+type headerCache struct {
+	ad    [blockSize]byte
+	adLen int
+	valid bool
+	d     [blockSize]byte
+}
+
+// lookup returns the cached D for ad, if any.
+func (h *headerCache) lookup(ad []byte) ([blockSize]byte, bool) {
+	if h.valid && h.adLen == len(ad) && h.ad == pad16(ad) {
+		return h.d, true
+	}
+	return [blockSize]byte{}, false
+}
+
+func (h *headerCache) store(ad []byte, d [blockSize]byte) {
+	h.ad, h.adLen, h.valid, h.d = pad16(ad), len(ad), true, d
+}
+
+// pad16 copies a string of at most one block into a zero-padded block.
+func pad16(b []byte) (out [blockSize]byte) {
+	copy(out[:], b)
+	return out
+}
+
 // s2vHeaders runs the part of S2V (RFC 5297 section 2.4) that covers the
 // associated data and returns the accumulator D, ready for s2vFinal.
 func (c *Cipher) s2vHeaders(st *state, ad [][]byte) [blockSize]byte {
+	cacheable := len(ad) == 1 && len(ad[0]) <= blockSize
+	if cacheable {
+		if d, ok := st.header.lookup(ad[0]); ok {
+			return d
+		}
+	}
 	d := c.d0
 	for _, s := range ad {
 		st.reset()
@@ -135,6 +172,9 @@ func (c *Cipher) s2vHeaders(st *state, ad [][]byte) [blockSize]byte {
 		c.mac.finish(st)
 		dbl(&d)
 		subtle.XORBytes(d[:], d[:], st.x[:])
+	}
+	if cacheable {
+		st.header.store(ad[0], d)
 	}
 	return d
 }

@@ -649,3 +649,33 @@ func BenchmarkCTRPaths(b *testing.B) {
 		})
 	}
 }
+
+// TestHeaderCacheKeysOnContentAndLength checks that the per-state cache of
+// the associated-data accumulator never serves one header for another, even
+// for headers that pad to the same block.
+func TestHeaderCacheKeysOnContentAndLength(t *testing.T) {
+	key := make([]byte, 64)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	c, err := New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := func(ad []byte) []byte { // a new Cipher has an empty cache
+		c2, _ := New(key)
+		return c2.Seal(nil, []byte("payload"), ad)
+	}
+	headers := [][]byte{[]byte("abc"), []byte("abc\x00"), []byte("abd"), {}, make([]byte, 16), make([]byte, 17)}
+	for round := range 3 {
+		for _, ad := range headers {
+			got := c.Seal(nil, []byte("payload"), ad)
+			if want := fresh(ad); !bytes.Equal(got, want) {
+				t.Fatalf("round %d, header %x: sealed %x, want %x", round, ad, got, want)
+			}
+			if _, err := c.Open(nil, got, ad); err != nil {
+				t.Fatalf("round %d, header %x: %v", round, ad, err)
+			}
+		}
+	}
+}

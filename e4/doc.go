@@ -1,0 +1,37 @@
+// Package e4 implements the E4 end-to-end protocol (version 1) for
+// publish/subscribe messaging, byte for byte as deployed E4 devices and C2
+// servers speak it.
+//
+// A [Client] is one device. It holds a key per topic: [Client.Protect]
+// turns a payload into the bytes to publish and [Client.Unprotect] checks
+// and decrypts what arrives, so the broker only ever carries ciphertext.
+// The keys come from a command-and-control server (C2) as commands sent to
+// the client's control topic ([ControlTopic], "e4/" + hex id), which
+// Unprotect recognises and applies, or from [Client.SetTopicKey] for
+// deployments without C2.
+//
+// Two modes exist. In symmetric-key mode ([NewSymKeyClient]) a message is
+//
+//	timestamp (8, little-endian Unix seconds) | SIV (16) | ciphertext
+//
+// protected with AES-SIV (RFC 5297, package siv) under the topic key with
+// the timestamp as associated data. In public-key mode ([NewPubKeyClient])
+// it also carries the sender's id and an Ed25519 signature over everything
+// before it:
+//
+//	timestamp (8) | sender id (16) | SIV (16) | ciphertext | signature (64)
+//
+// Commands from C2 are protected like SK messages under the command key:
+// the client key in SK mode, SHA3-256 of an X25519 shared secret between the
+// client's Ed25519 key and C2's X25519 key in PK mode. The C2 side lives here
+// too ([ProtectCommand], [CmdSetTopicKey] and the other builders,
+// [C2CommandKey]) so that C2 and devices share one implementation.
+//
+// Beyond the reference implementation, and without changing the wire
+// format, a Client refuses replayed messages and commands, refuses a
+// SetTopicKey older than the last change of its topic, checks every length
+// exactly, refuses invalid keys, can persist its state atomically through a
+// [Store], and is safe for concurrent use. Errors are sentinels for
+// [errors.Is]; every authentication failure is the one opaque
+// [ErrAuthentication].
+package e4
