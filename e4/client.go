@@ -51,6 +51,7 @@ type Client struct {
 	mode         Mode
 	controlTopic string
 	replay       *replayCache // nil when replay protection is off
+	clock        wallClock    // used when cfg.Now is nil
 
 	mu sync.RWMutex // guards everything below
 	state

@@ -221,20 +221,23 @@ func TestReplayCacheForgetsExpired(t *testing.T) {
 }
 
 func TestReplayCacheManyEntries(t *testing.T) {
-	// Exercise backward-shift deletion heavily: every lookup must stay exact.
-	rc := newReplayCache(64)
-	for i := uint64(0); i < 5000; i++ {
-		fp := [2]uint64{i * 0x9e3779b97f4a7c15 & 0xff, i}
-		if !rc.accept(fp, 1000+i, 1000+i-32) {
-			t.Fatalf("entry %d refused", i)
-		}
-		if rc.accept(fp, 1000+i, 1000+i-32) {
-			t.Fatalf("entry %d accepted twice", i)
-		}
-		if i >= 20 {
-			old := [2]uint64{(i - 20) * 0x9e3779b97f4a7c15 & 0xff, i - 20}
-			if rc.accept(old, 1000+i-20, 1000+i-32) {
-				t.Fatalf("entry %d forgotten too early", i-20)
+	// Exercise backward-shift deletion heavily (few home slots), and full
+	// fingerprint comparison (equal index tags): lookups must stay exact.
+	generators := map[string]func(i uint64) [2]uint64{
+		"crowded home slots": func(i uint64) [2]uint64 { return [2]uint64{i * 0x9e3779b97f4a7c15 & 0xff, i} },
+		"equal tags":         func(i uint64) [2]uint64 { return [2]uint64{i * 0x9e3779b97f4a7c15, 7} },
+	}
+	for name, fp := range generators {
+		rc := newReplayCache(64)
+		for i := uint64(0); i < 5000; i++ {
+			if !rc.accept(fp(i), 1000+i, 1000+i-32) {
+				t.Fatalf("%s: entry %d refused", name, i)
+			}
+			if rc.accept(fp(i), 1000+i, 1000+i-32) {
+				t.Fatalf("%s: entry %d accepted twice", name, i)
+			}
+			if i >= 20 && rc.accept(fp(i-20), 1000+i-20, 1000+i-32) {
+				t.Fatalf("%s: entry %d forgotten too early", name, i-20)
 			}
 		}
 	}

@@ -124,7 +124,7 @@ func (c *Client) HandleCommand(protected []byte) (Command, error) {
 	if len(protected) < SKOverhead {
 		return 0, ErrInvalidLength
 	}
-	now := c.cfg.now()
+	now := c.now()
 	ts := readTimestamp(protected)
 	oldest, err := c.cfg.checkTimestamp(ts, now)
 	if err != nil {
@@ -270,7 +270,7 @@ func (c *Client) setPubKey(pub []byte, id ID) error {
 // SetTopicKey installs a topic key locally, as the SetTopicKey command would
 // at the current time; for provisioning without C2.
 func (c *Client) SetTopicKey(key []byte, topic string) error {
-	now := c.cfg.now()
+	now := c.now()
 	c.mu.Lock()
 	err := c.setTopicKey(key, HashTopic(topic), uint64(max(now.Unix(), 0)), now)
 	c.mu.Unlock()

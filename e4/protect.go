@@ -26,7 +26,7 @@ func (c *Client) Protect(dst, payload []byte, topic string) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	ts := uint64(c.cfg.now().Unix())
+	ts := uint64(c.now().Unix())
 	if c.mode == SymKey {
 		return sealSK(dst, cipher, payload, ts), nil
 	}
@@ -75,7 +75,7 @@ func (c *Client) openSK(dst, protected []byte, topic string) ([]byte, error) {
 	if len(protected) < SKOverhead {
 		return dst, ErrInvalidLength
 	}
-	now := c.cfg.now()
+	now := c.now()
 	ts := readTimestamp(protected)
 	oldest, err := c.cfg.checkTimestamp(ts, now)
 	if err != nil {
@@ -91,7 +91,7 @@ func (c *Client) openSK(dst, protected []byte, topic string) ([]byte, error) {
 }
 
 func (c *Client) openPK(dst, protected []byte, topic string) ([]byte, error) {
-	now := c.cfg.now()
+	now := c.now()
 	sender, sealed, oldest, err := checkSigned(protected, &c.cfg, now, c.signer)
 	if err != nil {
 		return dst, err

@@ -7,8 +7,9 @@ import (
 )
 
 // DefaultReplayCacheSize is the number of accepted messages the replay cache
-// remembers by default. Each entry costs 32 bytes (24 in a FIFO ring and 8 in
-// the hash index), so the default costs 256 KiB per client, allocated once.
+// remembers by default. Each entry costs 40 bytes (24 in a FIFO ring and two
+// 8-byte slots of the hash index), so the default costs 320 KiB per client,
+// allocated once.
 const DefaultReplayCacheSize = 8192
 
 // replayCache remembers recently accepted messages so that an identical one
@@ -25,11 +26,19 @@ const DefaultReplayCacheSize = 8192
 type replayCache struct {
 	mu    sync.Mutex
 	ring  []replayEntry
-	head  int     // oldest entry
-	count int     // live entries in ring
-	index []int32 // open addressing (linear probing) into ring; -1 = empty
-	mask  uint64  // len(index)-1
-	floor uint64  // messages with timestamp <= floor are refused
+	head  int    // oldest entry
+	count int    // live entries in ring
+	index []slot // open addressing (linear probing) into ring
+	mask  uint64 // len(index)-1
+	floor uint64 // messages with timestamp <= floor are refused
+}
+
+// slot is one cell of the hash index: the ring position of an entry plus 1
+// (0 = empty) and 32 bits of its fingerprint, so that probing past other
+// entries does not have to read the ring: a lookup costs one cache miss.
+type slot struct {
+	pos uint32
+	tag uint32
 }
 
 // replayEntry is one remembered message: a 128-bit fingerprint of (topic,
@@ -41,15 +50,11 @@ type replayEntry struct {
 
 func newReplayCache(size int) *replayCache {
 	slots := 1 << bits.Len(uint(2*size-1)) // power of two >= 2*size keeps probes short
-	rc := &replayCache{
+	return &replayCache{
 		ring:  make([]replayEntry, size),
-		index: make([]int32, slots),
+		index: make([]slot, slots),
 		mask:  uint64(slots - 1),
 	}
-	for i := range rc.index {
-		rc.index[i] = -1
-	}
-	return rc
 }
 
 // fingerprint combines the topic hash, the sender id (zero in SK mode) and
@@ -72,7 +77,7 @@ func (rc *replayCache) accept(fp [2]uint64, ts, expiredBefore uint64) bool {
 	if ts <= rc.floor && rc.floor != 0 {
 		return false
 	}
-	slot, found := rc.find(fp)
+	at, found := rc.find(fp)
 	if found {
 		return false
 	}
@@ -85,24 +90,29 @@ func (rc *replayCache) accept(fp [2]uint64, ts, expiredBefore uint64) bool {
 		if ts <= rc.floor {
 			return false
 		}
-		slot, _ = rc.find(fp) // eviction may have moved slots
+		at, _ = rc.find(fp) // eviction may have moved entries
 	}
 	pos := (rc.head + rc.count) % len(rc.ring)
 	rc.ring[pos] = replayEntry{fp: fp, ts: ts}
-	rc.index[slot] = int32(pos)
+	rc.index[at] = slot{pos: uint32(pos) + 1, tag: tagOf(fp)}
 	rc.count++
 	return true
 }
 
+// tagOf is the part of a fingerprint kept in the index. The home slot comes
+// from the low bits of fp[0], so the tag uses fp[1].
+func tagOf(fp [2]uint64) uint32 { return uint32(fp[1]) }
+
 // find returns the index slot holding fp, or the empty slot where it belongs.
-func (rc *replayCache) find(fp [2]uint64) (slot uint64, found bool) {
-	for slot = fp[0] & rc.mask; ; slot = (slot + 1) & rc.mask {
-		pos := rc.index[slot]
-		if pos < 0 {
-			return slot, false
+func (rc *replayCache) find(fp [2]uint64) (at uint64, found bool) {
+	tag := tagOf(fp)
+	for at = fp[0] & rc.mask; ; at = (at + 1) & rc.mask {
+		s := rc.index[at]
+		if s.pos == 0 {
+			return at, false
 		}
-		if rc.ring[pos].fp == fp {
-			return slot, true
+		if s.tag == tag && rc.ring[s.pos-1].fp == fp {
+			return at, true
 		}
 	}
 }
@@ -110,26 +120,21 @@ func (rc *replayCache) find(fp [2]uint64) (slot uint64, found bool) {
 // evictOldest removes the ring's head from the index with backward-shift
 // deletion, which keeps every probe sequence unbroken without tombstones.
 func (rc *replayCache) evictOldest() {
-	slot, _ := rc.find(rc.ring[rc.head].fp)
-	for {
-		rc.index[slot] = -1
-		next := slot
-		for {
-			next = (next + 1) & rc.mask
-			pos := rc.index[next]
-			if pos < 0 {
-				rc.head = (rc.head + 1) % len(rc.ring)
-				rc.count--
-				return
-			}
-			home := rc.ring[pos].fp[0] & rc.mask
-			// Move the entry back into the hole unless its home lies
-			// cyclically in (slot, next].
-			if (next-home)&rc.mask >= (next-slot)&rc.mask {
-				rc.index[slot] = pos
-				slot = next
-				break
-			}
+	hole, _ := rc.find(rc.ring[rc.head].fp)
+	for next := (hole + 1) & rc.mask; ; next = (next + 1) & rc.mask {
+		s := rc.index[next]
+		if s.pos == 0 {
+			break
+		}
+		home := rc.ring[s.pos-1].fp[0] & rc.mask
+		// The entry may move back into the hole unless its home lies
+		// cyclically in (hole, next].
+		if (next-home)&rc.mask >= (next-hole)&rc.mask {
+			rc.index[hole] = s
+			hole = next
 		}
 	}
+	rc.index[hole] = slot{}
+	rc.head = (rc.head + 1) % len(rc.ring)
+	rc.count--
 }

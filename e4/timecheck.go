@@ -48,6 +48,14 @@ func (cfg *Config) now() time.Time {
 	return time.Now()
 }
 
+// now is the client's clock: Config.Now if set, else the cheap wall clock.
+func (c *Client) now() time.Time {
+	if c.cfg.Now != nil {
+		return c.cfg.Now()
+	}
+	return c.clock.now()
+}
+
 func (cfg *Config) maxAge() time.Duration {
 	if cfg.MaxAge > 0 {
 		return cfg.MaxAge
