@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the real servers the tests run against: Mosquitto, RabbitMQ (with
+# its MQTT plugin, shipped in the package) and libcoap's CoAP server and
+# client. The tests start and stop their own instances on free ports; this
+# script only makes the binaries available. Idempotent.
+set -euo pipefail
+
+need=()
+command -v mosquitto >/dev/null || need+=(mosquitto mosquitto-clients)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+command -v coap-server-notls >/dev/null || need+=(libcoap3-bin)
+command -v openssl >/dev/null || need+=(openssl)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: missing ${need[*]}; run as root or: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+# Keep package scripts from starting system-wide instances: the tests start
+# their own, on ports of their choosing.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "install-test-deps: installed ${need[*]}"

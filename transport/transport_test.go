@@ -1,0 +1,52 @@
+package transport
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestMatch(t *testing.T) {
+	cases := []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/b", "a/c", false},
+		{"a/+", "a/b", true},
+		{"a/+", "a/b/c", false},
+		{"a/+/c", "a/b/c", true},
+		{"+/+", "a/b", true},
+		{"+", "a/b", false},
+		{"a/#", "a", true},
+		{"a/#", "a/b/c", true},
+		{"a/#", "ab", false},
+		{"#", "a/b", true},
+		{"a/b", "a/b/c", false},
+		{"a/b/c", "a/b", false},
+		{"a//b", "a//b", true},
+		{"a/+/b", "a//b", true},
+	}
+	for _, c := range cases {
+		if got := Match(c.filter, c.topic); got != c.want {
+			t.Errorf("Match(%q, %q) = %v, want %v", c.filter, c.topic, got, c.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, bad := range []string{"", "a/+", "a/#", "#"} {
+		if err := ValidateTopic(bad); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("ValidateTopic(%q) = %v", bad, err)
+		}
+	}
+	for _, bad := range []string{"", "a/#/b", "a+/b", "a/b#", "##"} {
+		if err := ValidateFilter(bad); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("ValidateFilter(%q) = %v", bad, err)
+		}
+	}
+	for _, good := range []string{"a", "a/+/b", "#", "a/#", "+"} {
+		if err := ValidateFilter(good); err != nil {
+			t.Errorf("ValidateFilter(%q) = %v", good, err)
+		}
+	}
+}
