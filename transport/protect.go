@@ -1,0 +1,188 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/e4-iot/e4kit/e4"
+)
+
+// ProtectOptions sets the policies of a Protected transport. The zero value
+// is strict: nothing unprotected is ever published or delivered.
+type ProtectOptions struct {
+	// OnDrop is called for every received message that is not delivered:
+	// one on a topic the client holds no key for, or one that fails to
+	// unprotect (tampered, replayed, too old...). It runs on the receiving
+	// goroutine, so it must not block for long. Dropped() counts them too.
+	OnDrop func(topic string, err error)
+
+	// OnCommand is called after each command received on the client's
+	// control topic, with the error if it was refused.
+	OnCommand func(cmd e4.Command, err error)
+
+	// DeliverUnkeyed delivers messages on topics the client holds no key
+	// for unchanged, as plaintext, for deployments where some topics are
+	// deliberately unprotected. Off by default.
+	DeliverUnkeyed bool
+
+	// PublishUnkeyed publishes payloads on topics the client holds no key
+	// for unchanged. Off by default: such a Publish fails with an error
+	// wrapping e4.ErrTopicKeyNotFound.
+	PublishUnkeyed bool
+}
+
+// Protected is a Transport that protects everything it publishes and
+// unprotects everything it receives with an E4 client, and applies the
+// commands C2 sends to the client's control topic. Create it with Protect.
+// It is safe for concurrent use.
+type Protected struct {
+	inner  Transport
+	client *e4.Client
+	opts   ProtectOptions
+
+	control  Subscription
+	stop     context.CancelFunc
+	done     chan struct{}
+	closed   atomic.Bool
+	closeErr error
+	once     sync.Once
+
+	dropped  atomic.Uint64
+	commands atomic.Uint64
+}
+
+// Protect wraps t with the E4 client c. It subscribes to the client's
+// control topic before returning, so commands sent afterwards are applied.
+// The Protected transport owns t: closing it closes t. opts may be nil.
+func Protect(ctx context.Context, t Transport, c *e4.Client, opts *ProtectOptions) (*Protected, error) {
+	if t == nil || c == nil {
+		return nil, errors.New("transport: Protect needs a transport and an E4 client")
+	}
+	p := &Protected{inner: t, client: c, done: make(chan struct{})}
+	if opts != nil {
+		p.opts = *opts
+	}
+	control, err := t.Subscribe(ctx, c.ControlTopic())
+	if err != nil {
+		return nil, fmt.Errorf("transport: subscribing to the control topic %s: %w", c.ControlTopic(), err)
+	}
+	p.control = control
+	var runCtx context.Context
+	runCtx, p.stop = context.WithCancel(context.Background())
+	go p.applyCommands(runCtx)
+	return p, nil
+}
+
+// Client returns the E4 client.
+func (p *Protected) Client() *e4.Client { return p.client }
+
+// Dropped returns how many received messages were not delivered.
+func (p *Protected) Dropped() uint64 { return p.dropped.Load() }
+
+// Commands returns how many commands from C2 were applied successfully.
+func (p *Protected) Commands() uint64 { return p.commands.Load() }
+
+// applyCommands receives the control topic until Close.
+func (p *Protected) applyCommands(ctx context.Context) {
+	defer close(p.done)
+	for {
+		msg, err := p.control.Receive(ctx)
+		if err != nil {
+			return // closed, or Close cancelled ctx
+		}
+		cmd, err := p.client.HandleCommand(msg.Payload)
+		if err == nil {
+			p.commands.Add(1)
+		}
+		if p.opts.OnCommand != nil {
+			p.opts.OnCommand(cmd, err)
+		}
+	}
+}
+
+// Publish protects payload for topic and publishes it. It fails with an
+// error wrapping e4.ErrTopicKeyNotFound when the client has no key for the
+// topic (unless PublishUnkeyed is set).
+func (p *Protected) Publish(ctx context.Context, topic string, payload []byte, opts ...PublishOption) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	wire, err := p.client.Protect(nil, payload, topic)
+	if errors.Is(err, e4.ErrTopicKeyNotFound) && p.opts.PublishUnkeyed {
+		wire, err = payload, nil
+	}
+	if err != nil {
+		return fmt.Errorf("transport: protecting for %s: %w", topic, err)
+	}
+	return p.inner.Publish(ctx, topic, wire, opts...)
+}
+
+// Subscribe subscribes to filter; Receive on the result returns plaintext.
+func (p *Protected) Subscribe(ctx context.Context, filter string) (Subscription, error) {
+	if p.closed.Load() {
+		return nil, ErrClosed
+	}
+	sub, err := p.inner.Subscribe(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	return &protectedSubscription{inner: sub, p: p}, nil
+}
+
+// Close stops applying commands and closes the wrapped transport.
+func (p *Protected) Close() error {
+	p.once.Do(func() {
+		p.closed.Store(true)
+		p.stop()
+		p.closeErr = p.inner.Close()
+		<-p.done
+	})
+	return p.closeErr
+}
+
+// drop counts and reports an undelivered message.
+func (p *Protected) drop(topic string, err error) {
+	p.dropped.Add(1)
+	if p.opts.OnDrop != nil {
+		p.opts.OnDrop(topic, err)
+	}
+}
+
+// protectedSubscription unprotects what the inner subscription receives.
+type protectedSubscription struct {
+	inner Subscription
+	p     *Protected
+}
+
+// Receive returns the next message that unprotects correctly; the others
+// are dropped and reported. Messages on the client's own control topic
+// (matched by a wide filter) are commands, applied by the control
+// subscription, and are skipped here.
+func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
+	for {
+		msg, err := s.inner.Receive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if msg.Topic == s.p.client.ControlTopic() {
+			continue
+		}
+		plain, err := s.p.client.Unprotect(nil, msg.Payload, msg.Topic)
+		if errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed {
+			return msg, nil
+		}
+		if err != nil {
+			s.p.drop(msg.Topic, err)
+			continue
+		}
+		return &Message{Topic: msg.Topic, Payload: plain}, nil
+	}
+}
+
+// Unsubscribe ends the subscription.
+func (s *protectedSubscription) Unsubscribe(ctx context.Context) error {
+	return s.inner.Unsubscribe(ctx)
+}
