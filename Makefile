@@ -4,10 +4,15 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: test lint unit demo bench build
+.PHONY: test deps lint unit demo bench build
 
-## test: static checks, then every test with the race detector.
-test: lint unit
+## test: install the real brokers the tests start (Mosquitto, RabbitMQ,
+## libcoap), static checks, then every test with the race detector. The
+## tests start each broker on free loopback ports and stop it by PID.
+test: deps lint unit
+
+deps:
+	./scripts/install-test-deps.sh
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
