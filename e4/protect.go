@@ -56,10 +56,11 @@ func sealPK(dst []byte, cipher *siv.Cipher, signKey ed25519.PrivateKey, sender I
 // dst. A message on the client's control topic is a command from C2: it is
 // applied and nothing is appended (see HandleCommand).
 //
-// Checks run in this order: length (ErrInvalidLength), timestamp
-// (ErrTimestampTooOld, ErrTimestampInFuture), key lookup
-// (ErrTopicKeyNotFound, ErrPubKeyNotFound), authentication
-// (ErrAuthentication), replay (ErrReplay). On error dst is returned as it was.
+// Checks run in this order, as in the reference implementation: topic key
+// (ErrTopicKeyNotFound), length (ErrInvalidLength), timestamp
+// (ErrTimestampTooOld, ErrTimestampInFuture), sender key in PK mode
+// (ErrPubKeyNotFound), authentication (ErrAuthentication), replay
+// (ErrReplay). On error dst is returned as it was.
 func (c *Client) Unprotect(dst, protected []byte, topic string) ([]byte, error) {
 	if topic == c.controlTopic {
 		_, err := c.HandleCommand(protected)
@@ -72,6 +73,10 @@ func (c *Client) Unprotect(dst, protected []byte, topic string) ([]byte, error) 
 }
 
 func (c *Client) openSK(dst, protected []byte, topic string) ([]byte, error) {
+	tc := c.lookupTopic(topic)
+	if tc.current == nil {
+		return dst, ErrTopicKeyNotFound
+	}
 	if len(protected) < SKOverhead {
 		return dst, ErrInvalidLength
 	}
@@ -81,7 +86,6 @@ func (c *Client) openSK(dst, protected []byte, topic string) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	tc := c.lookupTopic(topic)
 	out, err := tc.open(dst, protected[:TimestampLen], protected[TimestampLen:], now)
 	if err != nil {
 		return dst, err
@@ -91,12 +95,15 @@ func (c *Client) openSK(dst, protected []byte, topic string) ([]byte, error) {
 }
 
 func (c *Client) openPK(dst, protected []byte, topic string) ([]byte, error) {
+	tc := c.lookupTopic(topic)
+	if tc.current == nil {
+		return dst, ErrTopicKeyNotFound
+	}
 	now := c.now()
 	sender, sealed, oldest, err := checkSigned(protected, &c.cfg, now, c.signer)
 	if err != nil {
 		return dst, err
 	}
-	tc := c.lookupTopic(topic)
 	out, err := tc.open(dst, protected[:TimestampLen], sealed, now)
 	if err != nil {
 		return dst, err
@@ -133,12 +140,9 @@ func checkSigned(protected []byte, cfg *Config, now time.Time, lookup func(ID) *
 	return sender, signed[TimestampLen+IDLen:], oldest, nil
 }
 
-// open decrypts under the topic's current key and, while a key transition
-// is open, under the previous key.
+// open decrypts under the topic's current key (which the caller checked
+// exists) and, while a key transition is open, under the previous key.
 func (tc *topicCiphers) open(dst, ad, sealed []byte, now time.Time) ([]byte, error) {
-	if tc.current == nil {
-		return dst, ErrTopicKeyNotFound
-	}
 	out, err := tc.current.Open(dst, sealed, ad)
 	if err != nil && tc.previous != nil && now.Before(tc.prevUntil) {
 		out, err = tc.previous.Open(dst, sealed, ad)

@@ -1,0 +1,215 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/loopback"
+)
+
+var (
+	deviceKey = bytes.Repeat([]byte{0x11}, e4.KeyLen)
+	topicKey  = bytes.Repeat([]byte{0x22}, e4.KeyLen)
+)
+
+func newDevice(t *testing.T, name string) *e4.Client {
+	t.Helper()
+	c, err := e4.NewSymKeyClient(e4.IDFromName(name), deviceKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// drops records what a Protected transport reported as dropped.
+type drops struct {
+	mu     sync.Mutex
+	topics []string
+	errs   []error
+}
+
+func (d *drops) record(topic string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.topics = append(d.topics, topic)
+	d.errs = append(d.errs, err)
+}
+
+func (d *drops) wait(t *testing.T, n int) []error {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		d.mu.Lock()
+		if len(d.errs) >= n {
+			defer d.mu.Unlock()
+			return append([]error(nil), d.errs...)
+		}
+		d.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d drops reported", n)
+	return nil
+}
+
+func protect(t *testing.T, b *loopback.Broker, c *e4.Client, opts *transport.ProtectOptions) *transport.Protected {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p, err := transport.Protect(ctx, b.Connect(), c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func receive(t *testing.T, sub transport.Subscription) *transport.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := sub.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestProtectedStrictByDefault(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	var d drops
+	sub := protect(t, b, newDevice(t, "subscriber"), &transport.ProtectOptions{OnDrop: d.record})
+	pub := protect(t, b, newDevice(t, "publisher"), nil)
+	bare := b.Connect()
+	defer bare.Close()
+
+	// Publishing on a topic without a key fails; nothing leaves in clear.
+	if err := pub.Publish(ctx, "no/key", []byte("secret")); !errors.Is(err, e4.ErrTopicKeyNotFound) {
+		t.Fatalf("publish without key: %v", err)
+	}
+	s, err := sub.Subscribe(ctx, "#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Plaintext from a bare publisher, a tampered message and a replay are
+	// dropped and reported; the next good message is delivered.
+	for _, c := range []*e4.Client{sub.Client(), pub.Client()} {
+		if err := c.SetTopicKey(topicKey, "room/temp"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bare.Publish(ctx, "other/topic", []byte("plaintext")); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := pub.Client().Protect(nil, []byte("21.5"), "room/temp")
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-1] ^= 1
+	for _, m := range [][]byte{tampered, good, good} {
+		if err := bare.Publish(ctx, "room/temp", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pub.Publish(ctx, "room/temp", []byte("22.0")); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"21.5", "22.0"} {
+		if m := receive(t, s); m.Topic != "room/temp" || string(m.Payload) != want {
+			t.Fatalf("got %s %q, want room/temp %q", m.Topic, m.Payload, want)
+		}
+	}
+	errs := d.wait(t, 3)
+	wantErrs := []error{e4.ErrTopicKeyNotFound, e4.ErrAuthentication, e4.ErrReplay}
+	for i, want := range wantErrs {
+		if !errors.Is(errs[i], want) {
+			t.Errorf("drop %d: %v, want %v", i, errs[i], want)
+		}
+	}
+	if sub.Dropped() != 3 {
+		t.Errorf("Dropped() = %d, want 3", sub.Dropped())
+	}
+}
+
+func TestProtectedPermissivePolicies(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	opts := &transport.ProtectOptions{DeliverUnkeyed: true, PublishUnkeyed: true}
+	sub := protect(t, b, newDevice(t, "subscriber"), opts)
+	pub := protect(t, b, newDevice(t, "publisher"), opts)
+	s, err := sub.Subscribe(ctx, "public/#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, "public/notice", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, s); string(m.Payload) != "hello" {
+		t.Fatalf("unkeyed message: %q", m.Payload)
+	}
+}
+
+func TestProtectedAppliesCommands(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	applied := make(chan error, 4)
+	dev := protect(t, b, newDevice(t, "device"), &transport.ProtectOptions{
+		OnCommand: func(_ e4.Command, err error) { applied <- err },
+	})
+	c2 := b.Connect()
+	defer c2.Close()
+	cmd, err := e4.CmdSetTopicKey(topicKey, "room/temp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := e4.ProtectCommand(cmd, deviceKey, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Publish(ctx, dev.Client().ControlTopic(), wire); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-applied:
+		if err != nil {
+			t.Fatalf("command refused: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("command not applied")
+	}
+	if !dev.Client().HasTopicKey("room/temp") || dev.Commands() != 1 {
+		t.Fatalf("key not installed by the command (commands=%d)", dev.Commands())
+	}
+	// A forged command is refused and changes nothing.
+	forged, _ := e4.ProtectCommand(e4.CmdResetTopics(), topicKey, time.Now())
+	if err := c2.Publish(ctx, dev.Client().ControlTopic(), forged); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-applied; !errors.Is(err, e4.ErrAuthentication) {
+		t.Fatalf("forged command: %v", err)
+	}
+	if !dev.Client().HasTopicKey("room/temp") {
+		t.Fatal("forged command took effect")
+	}
+}
+
+func TestProtectedClose(t *testing.T) {
+	b := loopback.NewBroker()
+	p := protect(t, b, newDevice(t, "device"), nil)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := p.Publish(context.Background(), "a", nil); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("Publish after Close: %v", err)
+	}
+	if _, err := p.Subscribe(context.Background(), "a"); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("Subscribe after Close: %v", err)
+	}
+}
