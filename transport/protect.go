@@ -110,6 +110,9 @@ func (p *Protected) Publish(ctx context.Context, topic string, payload []byte, o
 	if p.closed.Load() {
 		return ErrClosed
 	}
+	if err := ValidateTopic(topic); err != nil {
+		return err
+	}
 	wire, err := p.client.Protect(nil, payload, topic)
 	if errors.Is(err, e4.ErrTopicKeyNotFound) && p.opts.PublishUnkeyed {
 		wire, err = payload, nil

@@ -8,6 +8,8 @@
 // WithE4 wraps a harness so that every transport it makes is protected by
 // an E4 client (transport.Protect): the same suite then checks that E4
 // changes nothing an application can observe but the bytes on the wire.
+// RunE4WireTests, given the bare harness, checks those bytes: ciphertext on
+// the wire, forgeries dropped, C2 commands applied through the adapter.
 package transporttest
 
 import (
@@ -31,6 +33,10 @@ type Features struct {
 	// BrokerRestart: RestartBroker works, so the suite checks that a live
 	// subscription resumes after the broker restarts.
 	BrokerRestart bool
+	// EmptyPayload: a message with no payload bytes is carried as such.
+	// Off unless the adapter sets it, since some protocols or brokers
+	// give an empty payload a meaning of its own.
+	EmptyPayload bool
 }
 
 // Harness connects the suite to one adapter and one real broker.
