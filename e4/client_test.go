@@ -220,6 +220,34 @@ func TestReplayCacheForgetsExpired(t *testing.T) {
 	}
 }
 
+func TestReplayCacheGrowsBeforeRaisingTheFloor(t *testing.T) {
+	rc := newReplayCache(3 * initialReplayCache)
+	fp := func(i uint64) [2]uint64 { return [2]uint64{i * 0x9e3779b97f4a7c15, i} }
+	// A burst inside one second, three times the initial size: the cache
+	// must grow rather than refuse fresh messages.
+	n := uint64(3 * initialReplayCache)
+	for i := range n {
+		if !rc.accept(fp(i), 1000, 900) {
+			t.Fatalf("message %d of the burst refused (floor %d, size %d)", i, rc.floor, len(rc.ring))
+		}
+	}
+	if rc.floor != 0 || len(rc.ring) != int(n) {
+		t.Fatalf("floor %d, ring %d; want 0 and %d", rc.floor, len(rc.ring), n)
+	}
+	for i := range n {
+		if rc.accept(fp(i), 1000, 900) {
+			t.Fatalf("message %d accepted twice after growth", i)
+		}
+	}
+	// At the maximum, the floor takes over.
+	if rc.accept(fp(n), 1000, 900) {
+		t.Fatal("message beyond the maximum, in the same second, accepted")
+	}
+	if !rc.accept(fp(n+1), 1001, 900) {
+		t.Fatal("newer message refused")
+	}
+}
+
 func TestReplayCacheManyEntries(t *testing.T) {
 	// Exercise backward-shift deletion heavily (few home slots), and full
 	// fingerprint comparison (equal index tags): lookups must stay exact.

@@ -6,25 +6,33 @@ import (
 	"sync"
 )
 
-// DefaultReplayCacheSize is the number of accepted messages the replay cache
+// DefaultReplayCacheSize is the most accepted messages the replay cache
 // remembers by default. Each entry costs 40 bytes (24 in a FIFO ring and two
-// 8-byte slots of the hash index), so the default costs 320 KiB per client,
-// allocated once.
-const DefaultReplayCacheSize = 8192
+// 8-byte slots of the hash index). The cache starts at initialReplayCache
+// entries and doubles only while the message rate needs it, so a device
+// receiving a few messages a minute uses 160 KiB, and a back end receiving
+// 1,700 messages a second or more uses the whole 40 MiB.
+const DefaultReplayCacheSize = 1 << 20
+
+// initialReplayCache is the size a replay cache starts at.
+const initialReplayCache = 4096
 
 // replayCache remembers recently accepted messages so that an identical one
 // is refused while its timestamp is still inside the validity window.
 //
-// Memory is bounded: entries live in a ring in arrival order and the oldest
-// one is evicted when the ring is full. Forgetting an entry that is still
-// inside the window would reopen the door to its replay, so the cache raises
-// a floor to that entry's timestamp and refuses every message not newer than
-// it. Under a sustained rate above size/window, the oldest acceptable age
-// therefore shrinks below the window instead of replays getting through.
+// Memory is bounded: entries live in a ring in arrival order; entries whose
+// timestamp left the validity window are forgotten; when the ring is full of
+// live entries it doubles, up to its maximum size. At the maximum the oldest
+// entry is evicted, and since forgetting an entry still inside the window
+// would reopen the door to its replay, the cache raises a floor to that
+// entry's timestamp and refuses every message not newer than it. Under a
+// sustained rate above max/window, the oldest acceptable age therefore
+// shrinks below the window instead of replays getting through.
 //
-// All operations take one mutex and allocate nothing.
+// All operations take one mutex; only growth allocates.
 type replayCache struct {
 	mu    sync.Mutex
+	max   int // most entries the ring may grow to
 	ring  []replayEntry
 	head  int    // oldest entry
 	count int    // live entries in ring
@@ -48,12 +56,25 @@ type replayEntry struct {
 	ts uint64
 }
 
-func newReplayCache(size int) *replayCache {
+func newReplayCache(max int) *replayCache {
+	rc := &replayCache{max: max}
+	rc.resize(min(max, initialReplayCache))
+	return rc
+}
+
+// resize moves the live entries into a ring of the given size (at least
+// count) and rebuilds the index for it.
+func (rc *replayCache) resize(size int) {
+	ring := make([]replayEntry, size)
+	for i := range rc.count {
+		ring[i] = rc.ring[(rc.head+i)%len(rc.ring)]
+	}
 	slots := 1 << bits.Len(uint(2*size-1)) // power of two >= 2*size keeps probes short
-	return &replayCache{
-		ring:  make([]replayEntry, size),
-		index: make([]slot, slots),
-		mask:  uint64(slots - 1),
+	rc.ring, rc.head = ring, 0
+	rc.index, rc.mask = make([]slot, slots), uint64(slots-1)
+	for pos := range rc.count {
+		at, _ := rc.find(ring[pos].fp)
+		rc.index[at] = slot{pos: uint32(pos) + 1, tag: tagOf(ring[pos].fp)}
 	}
 }
 
@@ -83,6 +104,10 @@ func (rc *replayCache) accept(fp [2]uint64, ts, expiredBefore uint64) bool {
 	}
 	for rc.count > 0 && rc.ring[rc.head].ts < expiredBefore {
 		rc.evictOldest()
+	}
+	if rc.count == len(rc.ring) && len(rc.ring) < rc.max {
+		rc.resize(min(2*len(rc.ring), rc.max))
+		at, _ = rc.find(fp)
 	}
 	if rc.count == len(rc.ring) {
 		rc.floor = max(rc.floor, rc.ring[rc.head].ts)
