@@ -38,8 +38,8 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// maxNameCache bounds the topic-name to hash cache; when full it starts over,
-// so a flood of distinct topic names costs hashing, not memory.
+// maxNameCache bounds the topic-name cache; when full it starts over, so a
+// flood of distinct topic names costs hashing, not memory.
 const maxNameCache = 4096
 
 // Client is an E4 device: it protects messages it publishes, unprotects
@@ -56,11 +56,14 @@ type Client struct {
 	mu sync.RWMutex // guards everything below
 	state
 	commandCipher *siv.Cipher
-	names         map[string]TopicHash
+	names         map[string]*topicKeys // cache of topics by name; only keyed topics
 }
 
-// topicKeys is what a client holds for one topic.
+// topicKeys is what a client holds for one topic. An entry is never
+// replaced while it is in the topics map, only changed in place, so that the
+// name cache may point to it; ResetTopics empties both maps.
 type topicKeys struct {
+	hash       TopicHash
 	current    *siv.Cipher // nil for a removed topic (a tombstone)
 	previous   *siv.Cipher // still accepted until previousUntil
 	key        [KeyLen]byte
@@ -105,7 +108,7 @@ func NewPubKeyClient(id ID, signKey ed25519.PrivateKey, c2Public []byte, cfg *Co
 }
 
 func newClient(id ID, mode Mode, cfg *Config) *Client {
-	c := &Client{id: id, mode: mode, controlTopic: ControlTopic(id), names: make(map[string]TopicHash)}
+	c := &Client{id: id, mode: mode, controlTopic: ControlTopic(id), names: make(map[string]*topicKeys)}
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -230,28 +233,35 @@ type topicCiphers struct {
 	prevUntil time.Time
 }
 
-// lookupTopic returns the ciphers of a topic. The hash of a name seen before
-// comes from a cache, so the hot path takes one read lock and runs no SHA3.
+// lookupTopic returns the ciphers of a topic. A topic seen before is found
+// by name with one map lookup under the read lock, so the hot path runs no
+// SHA3; the name of a topic without a key is not cached.
 func (c *Client) lookupTopic(topic string) topicCiphers {
 	c.mu.RLock()
-	h, ok := c.names[topic]
-	if !ok {
+	t := c.names[topic]
+	if t == nil {
 		c.mu.RUnlock()
-		h = HashTopic(topic)
-		c.mu.Lock()
-		if len(c.names) >= maxNameCache {
-			clear(c.names)
-		}
-		c.names[topic] = h
-		c.mu.Unlock()
-		c.mu.RLock()
+		return c.lookupTopicSlow(topic)
 	}
-	tc := topicCiphers{hash: h}
-	if t := c.topics[h]; t != nil {
-		tc.current, tc.previous, tc.prevUntil = t.current, t.previous, t.prevUntil
-	}
+	tc := topicCiphers{hash: t.hash, current: t.current, previous: t.previous, prevUntil: t.prevUntil}
 	c.mu.RUnlock()
 	return tc
+}
+
+// lookupTopicSlow hashes the name and, if the topic has an entry, caches it.
+func (c *Client) lookupTopicSlow(topic string) topicCiphers {
+	h := HashTopic(topic)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.topics[h]
+	if t == nil {
+		return topicCiphers{hash: h}
+	}
+	if len(c.names) >= maxNameCache {
+		clear(c.names)
+	}
+	c.names[topic] = t
+	return topicCiphers{hash: h, current: t.current, previous: t.previous, prevUntil: t.prevUntil}
 }
 
 // topicCipher returns the current cipher for a topic.

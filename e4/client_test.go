@@ -525,3 +525,36 @@ func Example() {
 	fmt.Println(len(wire)-len(plain), string(plain), err)
 	// Output: 24 21.5 C <nil>
 }
+
+func TestNameCacheFollowsKeyChanges(t *testing.T) {
+	clk := newClock(1764000000)
+	c := newSK(t, &Config{Now: clk.Now})
+	protectOK := func(want error) {
+		t.Helper()
+		if _, err := c.Protect(nil, []byte("x"), testTopic); !errors.Is(err, want) {
+			t.Fatalf("Protect: %v, want %v", err, want)
+		}
+	}
+	protectOK(ErrTopicKeyNotFound) // a miss is not cached
+	mustSetTopicKey(t, c, testKeyA, testTopic)
+	protectOK(nil) // now cached by name
+	clk.advance(time.Second)
+	if err := sendCommand(t, c, clk, CmdRemoveTopic(testTopic)); err != nil {
+		t.Fatal(err)
+	}
+	protectOK(ErrTopicKeyNotFound)
+	clk.advance(time.Second)
+	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+		t.Fatal(err)
+	}
+	protectOK(nil)
+	msg, _ := c.Protect(nil, []byte("x"), testTopic)
+	if _, err := UnprotectSymKey(nil, msg, testKeyB, &Config{Now: clk.Now}); err != nil {
+		t.Fatalf("cached entry does not use the new key: %v", err)
+	}
+	clk.advance(time.Second)
+	if err := sendCommand(t, c, clk, CmdResetTopics()); err != nil {
+		t.Fatal(err)
+	}
+	protectOK(ErrTopicKeyNotFound)
+}

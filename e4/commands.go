@@ -211,7 +211,7 @@ func (c *Client) setTopicKey(key []byte, h TopicHash, ts uint64, now time.Time) 
 		return fmt.Errorf("%w: SetTopicKey for %v", ErrStaleCommand, h)
 	}
 	if t == nil {
-		t = &topicKeys{}
+		t = &topicKeys{hash: h}
 		c.topics[h] = t
 	}
 	t.changedAt = ts
@@ -234,19 +234,18 @@ func (c *Client) setTopicKey(key []byte, h TopicHash, ts uint64, now time.Time) 
 // with the command's timestamp so that a delayed, older SetTopicKey cannot
 // bring the key back.
 func (c *Client) removeTopic(h TopicHash, ts uint64) error {
-	c.topics[h] = &topicKeys{changedAt: max(ts, c.changedAt(h))}
-	return nil
-}
-
-func (c *Client) changedAt(h TopicHash) uint64 {
-	if t := c.topics[h]; t != nil {
-		return t.changedAt
+	t := c.topics[h]
+	if t == nil {
+		c.topics[h] = &topicKeys{hash: h, changedAt: ts}
+		return nil
 	}
-	return 0
+	*t = topicKeys{hash: h, changedAt: max(ts, t.changedAt)}
+	return nil
 }
 
 func (c *Client) resetTopics(ts uint64) {
 	clear(c.topics)
+	clear(c.names)
 	c.topicsResetAt = max(c.topicsResetAt, ts)
 }
 

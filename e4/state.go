@@ -156,7 +156,7 @@ func restoreTopic(st *savedTopic) (*topicKeys, error) {
 	if len(st.Hash) != TopicHashLen {
 		return nil, errors.New("topic hash has the wrong length")
 	}
-	t := &topicKeys{changedAt: st.ChangedAt}
+	t := &topicKeys{hash: TopicHash(st.Hash), changedAt: st.ChangedAt}
 	if st.Key != nil {
 		cipher, err := topicCipherFor(st.Key)
 		if err != nil {
