@@ -1,0 +1,348 @@
+package testbroker
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Mosquitto binaries (Debian paths).
+const (
+	MosquittoBinary       = "mosquitto"
+	MosquittoPasswdBinary = "mosquitto_passwd"
+)
+
+// mosquittoBootTimeout bounds one start; Mosquitto listens within ~25 ms.
+const mosquittoBootTimeout = 15 * time.Second
+
+// MosquittoOptions configures StartMosquitto. The zero value (or nil)
+// starts a plain listener that accepts anonymous clients.
+type MosquittoOptions struct {
+	// TLS makes the listener TLS-only with a test CA made for this broker,
+	// and requires client certificates signed by it (mutual TLS). See
+	// Mosquitto.ClientTLS.
+	TLS bool
+	// Username and Password, when Username is set, are the only
+	// credentials accepted (anonymous clients are refused).
+	Username string
+	Password string
+	// DuplicateMessages sets allow_duplicate_messages: a client whose
+	// subscriptions overlap receives one copy of a message per matching
+	// subscription. Mosquitto 2.0 warns that this will become the default.
+	DuplicateMessages bool
+}
+
+// Mosquitto is a Mosquitto broker started for tests on a free loopback
+// port, without persistence: a restart loses every session.
+type Mosquitto struct {
+	dir  string
+	port int
+	conf string
+	opts MosquittoOptions
+	pki  *testPKI
+
+	mu   sync.Mutex
+	proc *Process
+}
+
+// StartMosquitto starts a broker for one test (or benchmark) and stops it
+// when the test ends.
+func StartMosquitto(t testing.TB, opts *MosquittoOptions) *Mosquitto {
+	t.Helper()
+	RequireBinary(t, MosquittoBinary)
+	if opts != nil && opts.Username != "" {
+		RequireBinary(t, MosquittoPasswdBinary)
+	}
+	m, err := NewMosquitto(t.TempDir(), FreePort(t, "tcp"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	return m
+}
+
+// NewMosquitto writes the configuration (and the certificates or password
+// file the options ask for) into dir and starts the broker on port. Stop
+// it with Stop.
+func NewMosquitto(dir string, port int, opts *MosquittoOptions) (*Mosquitto, error) {
+	m := &Mosquitto{dir: dir, port: port, conf: filepath.Join(dir, "mosquitto.conf")}
+	if opts != nil {
+		m.opts = *opts
+	}
+	if err := m.writeConfig(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), mosquittoBootTimeout)
+	defer cancel()
+	if err := m.start(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// writeConfig writes mosquitto.conf and what it refers to.
+func (m *Mosquitto) writeConfig() error {
+	var lines []string
+	if m.opts.DuplicateMessages {
+		lines = append(lines, "allow_duplicate_messages true") // a global option: before the listener
+	}
+	lines = append(lines,
+		fmt.Sprintf("listener %d 127.0.0.1", m.port),
+		"persistence false",
+		// Started as root, Mosquitto switches to user mosquitto before
+		// reading the key and password files, which live in a directory
+		// only root may read.
+		"user root",
+		"log_dest stderr",
+	)
+	if m.opts.Username != "" {
+		pw := filepath.Join(m.dir, "passwords")
+		out, err := exec.Command(MosquittoPasswdBinary, "-c", "-b", pw, m.opts.Username, m.opts.Password).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("testbroker: mosquitto_passwd: %w: %s", err, out)
+		}
+		lines = append(lines, "allow_anonymous false", "password_file "+pw)
+	} else {
+		lines = append(lines, "allow_anonymous true")
+	}
+	if m.opts.TLS {
+		pki, err := newTestPKI(m.dir)
+		if err != nil {
+			return err
+		}
+		m.pki = pki
+		lines = append(lines,
+			"cafile "+pki.caFile,
+			"certfile "+pki.serverCertFile,
+			"keyfile "+pki.serverKeyFile,
+			"require_certificate true",
+		)
+	}
+	return os.WriteFile(m.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+// start runs the broker and waits until it accepts connections.
+func (m *Mosquitto) start(ctx context.Context) error {
+	proc := NewProcess(MosquittoBinary, []string{"-c", m.conf}, nil, m.dir)
+	if err := proc.Start(); err != nil {
+		return fmt.Errorf("testbroker: %w", err)
+	}
+	m.mu.Lock()
+	m.proc = proc
+	m.mu.Unlock()
+	if err := waitListening(ctx, proc, m.Addr()); err != nil {
+		proc.Stop(time.Second)
+		return fmt.Errorf("testbroker: mosquitto did not start: %w\n%s", err, proc.Output())
+	}
+	return nil
+}
+
+// waitListening waits for addr to accept connections, or for proc to die.
+func waitListening(ctx context.Context, proc *Process, addr string) error {
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if proc.Exited() {
+			return fmt.Errorf("the process exited (%v)", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last error: %v)", addr, ctx.Err(), err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Addr returns "127.0.0.1:port".
+func (m *Mosquitto) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(m.port)) }
+
+// URL returns the broker URL for MQTT clients: "tcp://127.0.0.1:port", or
+// "ssl://localhost:port" for a TLS listener (the name its certificate has).
+func (m *Mosquitto) URL() string {
+	if m.opts.TLS {
+		return "ssl://localhost:" + strconv.Itoa(m.port)
+	}
+	return "tcp://" + m.Addr()
+}
+
+// PID returns the process id of the running broker, or 0.
+func (m *Mosquitto) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc == nil {
+		return 0
+	}
+	return m.proc.PID()
+}
+
+// Output returns what the broker printed since it last started.
+func (m *Mosquitto) Output() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc == nil {
+		return ""
+	}
+	return m.proc.Output()
+}
+
+// Restart stops the broker by its PID and starts it again on the same port,
+// returning once it accepts connections. Every session is lost.
+func (m *Mosquitto) Restart(ctx context.Context) error {
+	m.Stop()
+	return m.start(ctx)
+}
+
+// Stop stops the broker; it is idempotent.
+func (m *Mosquitto) Stop() {
+	m.mu.Lock()
+	proc := m.proc
+	m.proc = nil
+	m.mu.Unlock()
+	if proc != nil {
+		proc.Stop(5 * time.Second)
+	}
+}
+
+// ClientTLS returns a client configuration for the TLS listener that trusts
+// the test CA and presents a client certificate signed by it; nil without
+// TLS.
+func (m *Mosquitto) ClientTLS() *tls.Config {
+	if m.pki == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: m.pki.pool, Certificates: []tls.Certificate{m.pki.client}, MinVersion: tls.VersionTLS12}
+}
+
+// ClientTLSWithoutCert is ClientTLS without the client certificate: the
+// broker must refuse it.
+func (m *Mosquitto) ClientTLSWithoutCert() *tls.Config {
+	if m.pki == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: m.pki.pool, MinVersion: tls.VersionTLS12}
+}
+
+// testPKI is a throwaway CA with a server certificate for
+// localhost/127.0.0.1 and a client certificate.
+type testPKI struct {
+	caFile, serverCertFile, serverKeyFile string
+	pool                                  *x509.CertPool
+	client                                tls.Certificate
+}
+
+func newTestPKI(dir string) (*testPKI, error) {
+	caKey, caCert, err := newCA()
+	if err != nil {
+		return nil, err
+	}
+	p := &testPKI{
+		caFile:         filepath.Join(dir, "ca.crt"),
+		serverCertFile: filepath.Join(dir, "server.crt"),
+		serverKeyFile:  filepath.Join(dir, "server.key"),
+		pool:           x509.NewCertPool(),
+	}
+	p.pool.AddCert(caCert)
+	if err := writePEM(p.caFile, "CERTIFICATE", caCert.Raw); err != nil {
+		return nil, err
+	}
+	serverTemplate := leafTemplate("localhost", x509.ExtKeyUsageServerAuth)
+	serverTemplate.DNSNames = []string{"localhost"}
+	serverTemplate.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	serverDER, serverKey, err := issue(serverTemplate, caCert, caKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePEM(p.serverCertFile, "CERTIFICATE", serverDER); err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(serverKey)
+	if err != nil {
+		return nil, fmt.Errorf("testbroker: encoding the server key: %w", err)
+	}
+	if err := writePEM(p.serverKeyFile, "PRIVATE KEY", keyDER); err != nil {
+		return nil, err
+	}
+	clientDER, clientKey, err := issue(leafTemplate("e4kit-test-client", x509.ExtKeyUsageClientAuth), caCert, caKey)
+	if err != nil {
+		return nil, err
+	}
+	p.client = tls.Certificate{Certificate: [][]byte{clientDER}, PrivateKey: clientKey}
+	return p, nil
+}
+
+func newCA() (*ecdsa.PrivateKey, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testbroker: CA key: %w", err)
+	}
+	template := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "e4kit test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testbroker: CA certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testbroker: CA certificate: %w", err)
+	}
+	return key, cert, nil
+}
+
+func leafTemplate(name string, usage x509.ExtKeyUsage) *x509.Certificate {
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62)) // crypto/rand does not fail
+	return &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+}
+
+// issue makes a key and a certificate for template signed by the CA.
+func issue(template, ca *x509.Certificate, caKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testbroker: key for %s: %w", template.Subject.CommonName, err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("testbroker: certificate for %s: %w", template.Subject.CommonName, err)
+	}
+	return der, key, nil
+}
+
+func writePEM(path, blockType string, der []byte) error {
+	data := pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: der})
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("testbroker: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package amqp
+
+import (
+	"crypto/tls"
+	"strings"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// Defaults of Config.
+const (
+	// DefaultExchange is RabbitMQ's predeclared topic exchange, the one its
+	// MQTT plugin publishes to: AMQP and MQTT clients then share topics.
+	DefaultExchange = "amq.topic"
+	// DefaultPrefetch bounds the deliveries in flight per subscription.
+	DefaultPrefetch = 128
+	// DefaultMaxPayload is RabbitMQ's default max_message_size (128 MiB).
+	DefaultMaxPayload = 128 << 20
+	// DefaultHeartbeat detects a dead connection within about two beats.
+	DefaultHeartbeat = 10 * time.Second
+
+	defaultDialTimeout = 15 * time.Second
+	defaultMinBackoff  = 100 * time.Millisecond
+	defaultMaxBackoff  = 5 * time.Second
+)
+
+// Config configures Dial. Only URL is required.
+type Config struct {
+	// URL is "amqp://user:pass@host:port/vhost", or "amqps://..." for
+	// TLS.
+	URL string
+	// TLS configures amqps connections; nil uses the system roots and
+	// the URL's host name.
+	TLS *tls.Config
+
+	// Exchange is the topic exchange messages are published to and queues
+	// are bound to (default DefaultExchange). Names starting with "amq."
+	// are predeclared by the broker and only checked (passive declare);
+	// any other is declared durable, type "topic", if missing.
+	Exchange string
+
+	// Prefetch is the number of unacknowledged deliveries the broker sends
+	// to one subscription ahead of Receive (default DefaultPrefetch); the
+	// subscription also buffers up to Prefetch received messages.
+	Prefetch int
+
+	// QueueArgs are the x-arguments of each subscription's queue, e.g.
+	// {"x-max-length": 10000, "x-overflow": "drop-head"} to bound what a
+	// slow subscriber accumulates on the broker.
+	QueueArgs amqp091.Table
+
+	// MaxPayload is the largest payload Publish accepts (default
+	// DefaultMaxPayload); larger ones fail with transport.ErrTooLarge.
+	MaxPayload int
+
+	// Heartbeat is the AMQP heartbeat interval (default DefaultHeartbeat).
+	Heartbeat time.Duration
+	// DialTimeout bounds each TCP connect and handshake (default 15 s).
+	DialTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnection
+	// attempts, doubling from the first to the second (default 100 ms and
+	// 5 s).
+	MinBackoff, MaxBackoff time.Duration
+
+	// OnConnectionLost, if set, is called when the connection is lost,
+	// before reconnecting. It must not block.
+	OnConnectionLost func(err error)
+	// OnReconnected, if set, is called once a new connection is up and
+	// every live subscription has been restored. It must not block.
+	OnReconnected func()
+}
+
+// settings are the resolved options shared by Dial and FromChannel.
+type settings struct {
+	exchange     string
+	prefetch     int
+	setPrefetch  bool
+	queueArgs    amqp091.Table
+	maxPayload   int
+	heartbeat    time.Duration
+	dialTimeout  time.Duration
+	minBackoff   time.Duration
+	maxBackoff   time.Duration
+	onLost       func(error)
+	onReconnect  func()
+	passive      bool
+	ownsChannels bool
+}
+
+// resolve applies the defaults.
+func (c *Config) resolve() settings {
+	s := settings{
+		exchange:    c.Exchange,
+		prefetch:    c.Prefetch,
+		setPrefetch: true,
+		queueArgs:   c.QueueArgs,
+		maxPayload:  c.MaxPayload,
+		heartbeat:   c.Heartbeat,
+		dialTimeout: c.DialTimeout,
+		minBackoff:  c.MinBackoff,
+		maxBackoff:  c.MaxBackoff,
+		onLost:      c.OnConnectionLost,
+		onReconnect: c.OnReconnected,
+	}
+	s.fillDefaults()
+	return s
+}
+
+func (s *settings) fillDefaults() {
+	if s.exchange == "" {
+		s.exchange = DefaultExchange
+	}
+	s.passive = strings.HasPrefix(s.exchange, "amq.")
+	if s.prefetch <= 0 {
+		s.prefetch = DefaultPrefetch
+	}
+	if s.maxPayload <= 0 {
+		s.maxPayload = DefaultMaxPayload
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultHeartbeat
+	}
+	if s.dialTimeout <= 0 {
+		s.dialTimeout = defaultDialTimeout
+	}
+	if s.minBackoff <= 0 {
+		s.minBackoff = defaultMinBackoff
+	}
+	if s.maxBackoff < s.minBackoff {
+		s.maxBackoff = max(defaultMaxBackoff, s.minBackoff)
+	}
+}
+
+// Option configures FromChannel.
+type Option func(*settings)
+
+// WithExchange sets the topic exchange (default DefaultExchange), declared
+// as Config.Exchange describes.
+func WithExchange(name string) Option { return func(s *settings) { s.exchange = name } }
+
+// WithPrefetch sets basic.qos (per consumer) on the application's channel
+// before FromChannel creates consumers, bounding the deliveries in flight
+// to each subscription. It also applies to consumers the application
+// creates on that channel afterwards. Without it the channel's QoS is left
+// as the application set it (unlimited by default).
+func WithPrefetch(n int) Option {
+	return func(s *settings) { s.prefetch, s.setPrefetch = n, n > 0 }
+}
+
+// WithQueueArgs sets the x-arguments of each subscription's queue.
+func WithQueueArgs(args amqp091.Table) Option { return func(s *settings) { s.queueArgs = args } }
+
+// WithMaxPayload sets the largest payload Publish accepts.
+func WithMaxPayload(n int) Option { return func(s *settings) { s.maxPayload = n } }

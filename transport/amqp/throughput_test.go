@@ -1,0 +1,144 @@
+package amqp_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/transport"
+)
+
+// benchInFlight is the number of goroutines publishing at once in the
+// throughput benchmark; each waits for its publisher confirm, so it is
+// also the number of unconfirmed messages in flight.
+const benchInFlight = 32
+
+// benchPair opens a publisher and a subscriber on topic against the
+// package's RabbitMQ node, bare or each protected by its own E4 client
+// sharing the topic key.
+func benchPair(b *testing.B, topic string, withE4 bool) (transport.Transport, transport.Subscription) {
+	b.Helper()
+	r := broker(b)
+	var pub, sub transport.Transport = dial(b, testConfig(r)), dial(b, testConfig(r))
+	if withE4 {
+		key := e4Key(b)
+		// The default replay cache (8192 entries) holds under a second of
+		// this traffic: once it evicts entries of the current second, E4
+		// refuses the rest of that second, as it must. A larger cache
+		// measures the transport rather than that limit.
+		cfg := &e4.Config{ReplayCacheSize: 1 << 20}
+		pub = protect(b, pub, e4ClientWith(b, "bench-pub", topic, key, cfg))
+		sub = protect(b, sub, e4ClientWith(b, "bench-sub", topic, key, cfg))
+	}
+	s, err := sub.Subscribe(testContext(b), topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pub, s
+}
+
+// benchPayload fills size bytes, the first 8 being a sequence number: E4
+// would drop a second identical payload within a second as a replay.
+func benchPayload(size int, seq uint64) []byte {
+	p := make([]byte, max(size, 8))
+	binary.BigEndian.PutUint64(p, seq)
+	return p[:size]
+}
+
+// BenchmarkThroughput publishes b.N messages from benchInFlight
+// goroutines (AtLeastOnce: persistent, each waiting for its confirm) and
+// receives them all on one subscription of another connection.
+func BenchmarkThroughput(b *testing.B) {
+	for _, withE4 := range []bool{false, true} {
+		for _, size := range []int{64, 1024} {
+			name := fmt.Sprintf("%s/%dB", map[bool]string{false: "bare", true: "e4"}[withE4], size)
+			b.Run(name, func(b *testing.B) { benchThroughput(b, size, withE4) })
+		}
+	}
+}
+
+func benchThroughput(b *testing.B, size int, withE4 bool) {
+	topic := uniqueTopic(b, "throughput")
+	pub, sub := benchPair(b, topic, withE4)
+	payloads := make([][]byte, b.N)
+	for i := range payloads {
+		payloads[i] = benchPayload(size, uint64(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	b.SetBytes(int64(size))
+	b.ResetTimer()
+	start := time.Now()
+	received := make(chan error, 1)
+	go func() { received <- receiveN(ctx, sub, b.N) }()
+	var wg sync.WaitGroup
+	errs := make(chan error, benchInFlight)
+	for w := range benchInFlight {
+		wg.Go(func() {
+			for i := w; i < b.N; i += benchInFlight {
+				if err := pub.Publish(ctx, topic, payloads[i]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	if err := <-received; err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func receiveN(ctx context.Context, sub transport.Subscription, n int) error {
+	for i := range n {
+		if _, err := sub.Receive(ctx); err != nil {
+			return fmt.Errorf("received %d of %d: %w", i, n, err)
+		}
+	}
+	return nil
+}
+
+// BenchmarkLatency measures one message at a time, from the call to
+// Publish (which waits for the confirm) to the return of Receive on
+// another connection, and reports the median.
+func BenchmarkLatency(b *testing.B) {
+	for _, withE4 := range []bool{false, true} {
+		name := map[bool]string{false: "bare", true: "e4"}[withE4] + "/64B"
+		b.Run(name, func(b *testing.B) { benchLatency(b, withE4) })
+	}
+}
+
+func benchLatency(b *testing.B, withE4 bool) {
+	topic := uniqueTopic(b, "latency")
+	pub, sub := benchPair(b, topic, withE4)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	latencies := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		payload := benchPayload(64, uint64(i))
+		start := time.Now()
+		if err := pub.Publish(ctx, topic, payload); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sub.Receive(ctx); err != nil {
+			b.Fatal(err)
+		}
+		latencies = append(latencies, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(latencies)
+	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "median-µs")
+}

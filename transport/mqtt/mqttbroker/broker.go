@@ -1,0 +1,197 @@
+// Package mqttbroker is an embedded MQTT broker (mochi-mqtt) for zero-setup
+// use: examples, demos and tests that need no external server. It serves
+// MQTT 3.1.1 and 5 over TCP, accepts every client by default, and can
+// require one username and password instead.
+//
+//	b, err := mqttbroker.Start(ctx, "127.0.0.1:0")
+//	defer b.Close()
+//	t, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{b.URL()}})
+//
+// Sessions and retained messages live in memory only.
+package mqttbroker
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Option changes how Start configures the broker.
+type Option func(*options)
+
+type options struct {
+	username, password string
+	logger             *slog.Logger
+}
+
+// WithCredentials makes the broker accept only clients that present this
+// username and password; the comparison is exact (no patterns).
+func WithCredentials(username, password string) Option {
+	return func(o *options) { o.username, o.password = username, password }
+}
+
+// WithLogger sends the broker's log to l; by default it is discarded.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	server   *mochi.Server
+	listener *trackingListener
+	addr     string
+	close    sync.Once
+}
+
+// Start listens on addr ("127.0.0.1:0" picks a free port) and serves MQTT
+// until Close. ctx bounds the start only.
+func Start(ctx context.Context, addr string, opts ...Option) (*Broker, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("mqttbroker: %w", err)
+	}
+	server := mochi.New(&mochi.Options{Logger: o.logger, InlineClient: false})
+	if err := server.AddHook(&authHook{username: o.username, password: o.password}, nil); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("mqttbroker: adding the auth hook: %w", err)
+	}
+	tracked := &trackingListener{Listener: ln, conns: make(map[*trackedConn]struct{})}
+	if err := server.AddListener(listeners.NewNet("tcp", tracked)); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("mqttbroker: %w", err)
+	}
+	if err := server.Serve(); err != nil {
+		_ = server.Close()
+		return nil, fmt.Errorf("mqttbroker: %w", err)
+	}
+	return &Broker{server: server, listener: tracked, addr: ln.Addr().String()}, nil
+}
+
+// Addr returns the address the broker listens on, "host:port".
+func (b *Broker) Addr() string { return b.addr }
+
+// URL returns the broker URL for MQTT clients, "tcp://host:port".
+func (b *Broker) URL() string { return "tcp://" + b.addr }
+
+// Close disconnects every client and stops listening. It is idempotent.
+func (b *Broker) Close() error {
+	var err error
+	b.close.Do(func() {
+		err = b.server.Close()
+		b.listener.closeAll()
+	})
+	if err != nil {
+		return fmt.Errorf("mqttbroker: %w", err)
+	}
+	return nil
+}
+
+// authHook accepts every client, or only the configured credentials, and
+// allows every topic.
+type authHook struct {
+	mochi.HookBase
+	username, password string
+}
+
+// ID names the hook in mochi's log.
+func (h *authHook) ID() string { return "e4kit-auth" }
+
+// Provides tells mochi which events the hook handles.
+func (h *authHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mochi.OnConnectAuthenticate, mochi.OnACLCheck}, []byte{b})
+}
+
+// OnConnectAuthenticate checks the credentials, if any are configured, in
+// constant time.
+func (h *authHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) bool {
+	if h.username == "" {
+		return true
+	}
+	userOK := subtle.ConstantTimeCompare(cl.Properties.Username, []byte(h.username))
+	passOK := subtle.ConstantTimeCompare(pk.Connect.Password, []byte(h.password))
+	return userOK&passOK == 1
+}
+
+// OnACLCheck allows every topic to every authenticated client.
+func (h *authHook) OnACLCheck(*mochi.Client, string, bool) bool { return true }
+
+// trackingListener remembers the connections it accepted, so that Close
+// can end them all: mochi leaves unserved a connection its accept loop
+// returns while the server is closing, and the client would wait for a
+// CONNACK until its timeout instead of reconnecting at once.
+type trackingListener struct {
+	net.Listener
+	mu     sync.Mutex
+	closed bool
+	conns  map[*trackedConn]struct{}
+}
+
+// Accept returns the next connection, tracked until it is closed.
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, owner: l}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	l.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+// closeAll closes the listener and every connection still open.
+func (l *trackingListener) closeAll() {
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	_ = l.Listener.Close()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+}
+
+func (l *trackingListener) forget(c *trackedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
+}
+
+// trackedConn leaves its listener's set when closed.
+type trackedConn struct {
+	net.Conn
+	owner  *trackingListener
+	closed atomic.Bool
+}
+
+// Close closes the connection once.
+func (c *trackedConn) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.owner.forget(c)
+	return c.Conn.Close()
+}
