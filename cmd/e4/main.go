@@ -53,6 +53,6 @@ Examples:
 		SilenceUsage:  true,
 	}
 	root.AddCommand(newKeygenCommand(), newIDCommand(), newTopicHashCommand(),
-		newProtectCommand(), newUnprotectCommand(), newDemoCommand())
+		newProtectCommand(), newUnprotectCommand(), newDemoCommand(), newBrokerCommand())
 	return root
 }

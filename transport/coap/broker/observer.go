@@ -1,0 +1,215 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+)
+
+// observeMask keeps Observe sequence numbers to the option's 24 bits.
+const observeMask = 1<<24 - 1
+
+// observer is one observation: its own queue and the goroutine that sends
+// it, one confirmable notification at a time.
+type observer struct {
+	b        *Broker
+	cc       *udpclient.Conn
+	token    []byte
+	path     string // as observed: a topic, or a filter if wildcard
+	wildcard bool
+
+	ctx    context.Context // ends when the observation does
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	queue   []*publication
+	wake    chan struct{} // a message was queued
+	started bool
+	seq     uint32 // last Observe value sent
+	dropped int    // messages lost to QueueLimit, for the log
+}
+
+func newObserver(b *Broker, cc *udpclient.Conn, token []byte, path string, wildcard bool) *observer {
+	ctx, cancel := context.WithCancel(cc.Context())
+	return &observer{
+		b: b, cc: cc, token: bytes.Clone(token), path: path, wildcard: wildcard,
+		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
+	}
+}
+
+func (o *observer) matches(topic string) bool { return transport.Match(o.path, topic) }
+
+// nextSeq returns the Observe value of the next message to o's client.
+func (o *observer) nextSeq() uint32 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seq = (o.seq + 1) & observeMask
+	return o.seq
+}
+
+// enqueue adds p to the queue, dropping the oldest message when full.
+func (o *observer) enqueue(p *publication) {
+	o.mu.Lock()
+	if len(o.queue) >= o.b.opts.QueueLimit {
+		o.queue[0] = nil
+		o.queue = o.queue[1:]
+		o.dropped++
+	}
+	o.queue = append(o.queue, p)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// start runs the sender, once: after the registration response was
+// written, so that no notification overtakes it.
+func (o *observer) start() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.started {
+		o.started = true
+		go o.run()
+	}
+}
+
+// stop ends the observation's sender; queued messages are dropped.
+func (o *observer) stop() { o.cancel() }
+
+func (o *observer) run() {
+	for {
+		p, ok := o.next()
+		if !ok {
+			return
+		}
+		if err := o.deliver(p); err != nil {
+			if o.ctx.Err() == nil {
+				// Not acknowledged after every retransmission. A dead client
+				// is also caught by the keepalive, which closes the whole
+				// connection; a live but stalled one will observe again.
+				o.b.logf("broker: observer %s of %q dropped: %v", o.cc.RemoteAddr(), o.path, err)
+				o.b.drop(o)
+			}
+			return
+		}
+	}
+}
+
+// next waits for the oldest queued message.
+func (o *observer) next() (*publication, bool) {
+	for {
+		o.mu.Lock()
+		if len(o.queue) > 0 {
+			p := o.queue[0]
+			o.queue[0] = nil
+			o.queue = o.queue[1:]
+			if o.dropped > 0 {
+				o.b.logf("broker: observer %s of %q too slow: %d messages dropped", o.cc.RemoteAddr(), o.path, o.dropped)
+				o.dropped = 0
+			}
+			o.mu.Unlock()
+			return p, true
+		}
+		o.mu.Unlock()
+		select {
+		case <-o.wake:
+		case <-o.ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// deliver sends one notification and returns once the client has it: when
+// it acknowledged the notification and, for a block-wise one, fetched the
+// last block (or TransferTimeout passed).
+func (o *observer) deliver(p *publication) error {
+	// go-coap puts a body of up to one block in the notification itself.
+	blockWise := len(p.payload) > int(o.b.szx.Size())
+	var t *transfer
+	if blockWise {
+		var err error
+		if t, err = o.b.beginTransfer(o, p); err != nil {
+			return err
+		}
+		defer o.b.endTransfer(o, t)
+	}
+	if err := o.send(p); err != nil {
+		return err
+	}
+	if !blockWise {
+		return nil
+	}
+	timer := time.NewTimer(o.b.opts.TransferTimeout)
+	defer timer.Stop()
+	select {
+	case <-t.served:
+	case <-timer.C:
+		o.b.logf("broker: observer %s of %q did not fetch a %d-byte notification", o.cc.RemoteAddr(), o.path, len(p.payload))
+	case <-o.ctx.Done():
+	}
+	return nil
+}
+
+// send writes a confirmable notification and waits for its acknowledgement.
+// go-coap's block-wise layer sends only the first block of a large body.
+func (o *observer) send(p *publication) error {
+	msg := o.cc.AcquireMessage(o.ctx)
+	defer o.cc.ReleaseMessage(msg)
+	msg.SetCode(codes.Content)
+	msg.SetType(message.Confirmable)
+	msg.SetToken(o.token)
+	msg.SetObserve(o.nextSeq())
+	if err := o.b.setRepresentation(msg, o, p); err != nil {
+		return err
+	}
+	msg.SetContentFormat(message.AppOctets)
+	msg.SetBody(bytes.NewReader(p.payload))
+	if err := o.cc.WriteMessage(msg); err != nil {
+		return fmt.Errorf("broker: notifying: %w", err)
+	}
+	return nil
+}
+
+// setRepresentation adds what identifies p in a notification or in a
+// block of it: its ETag and, for a filter, its topic as Location-Path.
+func (b *Broker) setRepresentation(msg *pool.Message, o *observer, p *publication) error {
+	if err := msg.SetETag(p.etag[:]); err != nil {
+		return fmt.Errorf("broker: setting ETag: %w", err)
+	}
+	if !o.wildcard {
+		return nil
+	}
+	location, err := topicpath.Options(message.LocationPath, b.prefix, p.topic)
+	if err != nil {
+		return fmt.Errorf("broker: topic as Location-Path: %w", err)
+	}
+	for _, opt := range location {
+		msg.AddOptionBytes(opt.ID, opt.Value)
+	}
+	return nil
+}
+
+// sendGoodbye tells the client that the observation ended (RFC 7641 §3.2: a
+// notification without Observe), so that it can observe again elsewhere or
+// later. Non-confirmable: the broker is going away.
+func (o *observer) sendGoodbye() {
+	msg := o.cc.AcquireMessage(context.Background())
+	defer o.cc.ReleaseMessage(msg)
+	msg.SetCode(codes.ServiceUnavailable)
+	msg.SetType(message.NonConfirmable)
+	msg.SetToken(o.token)
+	if err := o.cc.WriteMessage(msg); err != nil {
+		o.b.logf("broker: telling %s the observation of %q ends: %v", o.cc.RemoteAddr(), o.path, err)
+	}
+}

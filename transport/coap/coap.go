@@ -1,0 +1,431 @@
+// Package coap is the CoAP adapter of package transport: publish/subscribe
+// over a CoAP pub/sub broker (package broker, in the spirit of
+// draft-ietf-core-coap-pubsub) with go-coap v3, over UDP or DTLS.
+//
+// # Mapping
+//
+// A canonical topic is a resource under a path prefix ("/ps" by default):
+// topic level i is Uri-Path option i after the prefix, byte for byte.
+// CoAP carries each segment in its own option, so nothing is escaped: a
+// level may hold "%", "?", spaces or be empty, and the topic (hence its E4
+// key) is the same as over MQTT or AMQP. A level longer than 255 bytes
+// does not fit in an option and is refused with ErrInvalidTopic.
+//
+//   - Publish is a PUT of the payload to the topic's resource, confirmable
+//     (waiting for 2.04/2.01) except for QoS AtMostOnce payloads that fit
+//     in one block, which go non-confirmable without waiting. Payloads
+//     larger than a block go block-wise (Block1).
+//   - Subscribe is a GET with Observe on the topic's (or filter's) path.
+//     The registration response is the resource's state before the
+//     subscription, not a publication, so it is never delivered; every
+//     later 2.05 notification is one Message. Large notifications arrive
+//     block-wise (Block2). With our broker, filters may use "+" and "#";
+//     notifications then name the concrete topic in Location-Path options.
+//   - Unsubscribe deregisters (GET with Observe: 1).
+//
+// # Recovery
+//
+// An observation can end without the subscriber asking: the broker says so
+// (a notification without Observe, such as the 5.03 our broker sends when
+// it stops), the connection fails (keepalive pings unanswered twice, or
+// the socket reports an error), or the broker forgot it silently (a crash
+// and restart between two pings). The adapter observes again, with
+// backoff, in the first two cases, on a new connection when it dialled
+// itself; against the third it renews every observation periodically
+// (Config.Refresh), new one first, and drops the duplicates of the
+// overlap by ETag. Messages published while the broker is away are lost:
+// CoAP brokers keep no sessions.
+package coap
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+)
+
+// Defaults of Config.
+const (
+	DefaultPrefix        = "/ps"
+	DefaultTimeout       = 5 * time.Second
+	DefaultKeepAlive     = 10 * time.Second
+	DefaultRefresh       = 2 * time.Minute
+	DefaultBlockSize     = 1024
+	DefaultMaxPayload    = 1 << 20
+	DefaultReceiveBuffer = 256
+)
+
+// Config configures a CoAP transport. Only Addr is required by Dial.
+type Config struct {
+	// Addr is the broker's "host:port".
+	Addr string
+
+	// DTLS, when set, secures the connection with DTLS.
+	DTLS *DTLSConfig
+
+	// PathPrefix is the path under which the broker keeps topics; default
+	// "/ps". "/" means topics at the root (libcoap's server).
+	PathPrefix string
+
+	// Timeout bounds the exchanges the adapter makes on its own: dialling,
+	// keepalive pings, observing again. Default 5 s.
+	Timeout time.Duration
+
+	// KeepAlive is the interval of the pings that check the broker is
+	// still there; default 10 s, negative disables them.
+	KeepAlive time.Duration
+
+	// Refresh is the interval at which observations are renewed, so that
+	// one a crashed broker forgot comes back; default 2 min, negative
+	// disables it.
+	Refresh time.Duration
+
+	// BlockSize is the block size of block-wise transfers: a power of two
+	// from 16 to 1024; default 1024.
+	BlockSize int
+
+	// MaxPayload is the largest payload Publish accepts; default 1 MiB.
+	MaxPayload int
+
+	// ReceiveBuffer is how many messages a subscription holds for Receive;
+	// when it is full, acknowledging the next notification waits, which
+	// makes our broker hold the rest in its queue. Default 256.
+	ReceiveBuffer int
+
+	// NoWildcards says that the broker does not understand "+" and "#"
+	// (libcoap's server): Subscribe then refuses filters with them.
+	NoWildcards bool
+
+	// OnError, if set, receives errors of the background work (observing
+	// again, keepalive). It must not block.
+	OnError func(error)
+}
+
+// DTLSConfig authenticates the broker and the client over DTLS: with a
+// pre-shared key (PSK set) or with certificates.
+type DTLSConfig struct {
+	// PSKIdentity names the client's key to the broker.
+	PSKIdentity []byte
+	// PSK is the pre-shared key.
+	PSK []byte
+
+	// Certificates are the client's certificate chains, for brokers that
+	// require one.
+	Certificates []tls.Certificate
+	// RootCAs verify the broker's certificate; nil uses the system roots.
+	RootCAs *x509.CertPool
+	// ServerName is checked against the broker's certificate; default: the
+	// host of Addr.
+	ServerName string
+}
+
+// Transport is a transport.Transport over CoAP. Make one with Dial or
+// FromConn. It is safe for concurrent use.
+type Transport struct {
+	cfg    Config
+	prefix []string
+	szx    blockwise.SZX
+	dial   func(ctx context.Context) (*udpclient.Conn, error) // nil: the application's connection
+
+	mu     sync.Mutex
+	conn   *udpclient.Conn // nil while reconnecting
+	ready  chan struct{}   // closed while conn is usable
+	subs   map[*subscription]struct{}
+	closed bool
+
+	done chan struct{} // closed by Close
+	wg   sync.WaitGroup
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// Dial connects to the broker at cfg.Addr and checks that it answers.
+func Dial(ctx context.Context, cfg Config) (*Transport, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("coap: Config.Addr is empty")
+	}
+	t, err := newTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.dial = t.dialer()
+	conn, err := t.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t.start(conn)
+	return t, nil
+}
+
+// FromConn makes a Transport of an application's own go-coap connection
+// (from udp.Dial or dtls.Dial; enable block-wise transfers on it for
+// payloads over one block). cfg may be nil; its Addr and DTLS are
+// ignored. The connection stays the application's: Close ends the
+// subscriptions but does not close it, and if the application closes it,
+// the Transport closes too. Without a dialler of its own, the Transport
+// recovers lost observations on the same connection.
+func FromConn(conn *udpclient.Conn, cfg *Config) (*Transport, error) {
+	if conn == nil {
+		return nil, errors.New("coap: FromConn needs a connection")
+	}
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	t, err := newTransport(c)
+	if err != nil {
+		return nil, err
+	}
+	t.start(conn)
+	return t, nil
+}
+
+// ProtectOptions configures Protect.
+type ProtectOptions struct {
+	// Config holds the adapter's settings (path prefix, ...); may be nil.
+	Config *Config
+	// E4 holds the E4 decorator's policies; may be nil.
+	E4 *transport.ProtectOptions
+}
+
+// Protect adds E4 to an application's go-coap connection in one call: it
+// wraps conn with FromConn and the result with transport.Protect, which
+// subscribes to the client's control topic. Closing the result ends the
+// adapter but leaves conn open.
+func Protect(ctx context.Context, conn *udpclient.Conn, c *e4.Client, opts *ProtectOptions) (*transport.Protected, error) {
+	if opts == nil {
+		opts = &ProtectOptions{}
+	}
+	t, err := FromConn(conn, opts.Config)
+	if err != nil {
+		return nil, err
+	}
+	p, err := transport.Protect(ctx, t, c, opts.E4)
+	if err != nil {
+		_ = t.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func newTransport(cfg Config) (*Transport, error) {
+	if cfg.PathPrefix == "" {
+		cfg.PathPrefix = DefaultPrefix
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = DefaultBlockSize
+	}
+	szx, err := blockSZX(cfg.BlockSize)
+	if err != nil {
+		return nil, err
+	}
+	setDefault(&cfg.Timeout, DefaultTimeout)
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = DefaultRefresh
+	}
+	setDefault(&cfg.MaxPayload, DefaultMaxPayload)
+	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
+	return &Transport{
+		cfg:    cfg,
+		prefix: topicpath.ParsePrefix(cfg.PathPrefix),
+		szx:    szx,
+		ready:  make(chan struct{}),
+		subs:   make(map[*subscription]struct{}),
+		done:   make(chan struct{}),
+	}, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+func blockSZX(size int) (blockwise.SZX, error) {
+	for szx := blockwise.SZX16; szx <= blockwise.SZX1024; szx++ {
+		if int(szx.Size()) == size {
+			return szx, nil
+		}
+	}
+	return 0, fmt.Errorf("coap: block size %d is not a power of two from 16 to 1024", size)
+}
+
+// pathOptions returns the Uri-Path options of a topic or filter.
+func (t *Transport) pathOptions(name string) ([]message.Option, error) {
+	opts, err := topicpath.Options(message.URIPath, t.prefix, name)
+	if err != nil {
+		return nil, errors.Join(transport.ErrInvalidTopic, fmt.Errorf("coap: topic %q: %w", name, err))
+	}
+	return opts, nil
+}
+
+// Publish implements transport.Transport. While the adapter reconnects,
+// it waits for the new connection; a request lost with the old connection
+// is sent again, so the broker may, rarely, get a message twice.
+func (t *Transport) Publish(ctx context.Context, topic string, payload []byte, opts ...transport.PublishOption) error {
+	if t.isClosed() {
+		return transport.ErrClosed
+	}
+	if err := transport.ValidateTopic(topic); err != nil {
+		return err
+	}
+	if len(payload) > t.cfg.MaxPayload {
+		return fmt.Errorf("coap: %d-byte payload, at most %d: %w", len(payload), t.cfg.MaxPayload, transport.ErrTooLarge)
+	}
+	path, err := t.pathOptions(topic)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("coap: publishing on %q: %w", topic, err)
+	}
+	qos := transport.ApplyPublishOptions(opts).QoS
+	for {
+		conn, err := t.waitConn(ctx)
+		if err != nil {
+			return err
+		}
+		err = t.put(ctx, conn, path, payload, qos)
+		switch {
+		case err == nil:
+			return nil
+		case t.isClosed():
+			return transport.ErrClosed
+		case ctx.Err() != nil || conn.Context().Err() == nil || t.dial == nil:
+			// Only a request lost with a connection being replaced is
+			// worth sending again.
+			return fmt.Errorf("coap: publishing on %q: %w", topic, err)
+		}
+	}
+}
+
+// StatusError is a response other than success from the broker.
+type StatusError struct {
+	Code    codes.Code // such as codes.RequestEntityTooLarge (4.13)
+	Message string     // diagnostic payload, if any
+}
+
+// Error implements error.
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("coap: broker answered %d.%02d %v", e.Code>>5, e.Code&0x1f, e.Code)
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// Subscribe implements transport.Transport. A filter with "+" or "#" needs
+// a broker that understands them (ours does; see Config.NoWildcards).
+func (t *Transport) Subscribe(ctx context.Context, filter string) (transport.Subscription, error) {
+	if t.isClosed() {
+		return nil, transport.ErrClosed
+	}
+	if err := transport.ValidateFilter(filter); err != nil {
+		return nil, err
+	}
+	wildcard := strings.ContainsAny(filter, "+#")
+	if wildcard && t.cfg.NoWildcards {
+		return nil, errors.Join(transport.ErrInvalidTopic, fmt.Errorf("coap: filter %q: the broker has no wildcards", filter))
+	}
+	path, err := t.pathOptions(filter)
+	if err != nil {
+		return nil, err
+	}
+	s := newSubscription(t, filter, wildcard, path)
+	for {
+		conn, err := t.waitConn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		err = s.observe(ctx, conn, false)
+		if err == nil {
+			break
+		}
+		if t.isClosed() {
+			return nil, transport.ErrClosed
+		}
+		if ctx.Err() != nil || conn.Context().Err() == nil || t.dial == nil {
+			return nil, fmt.Errorf("coap: subscribing to %q: %w", filter, err)
+		}
+		// The connection was lost meanwhile: observe on the next one.
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		s.end(ctx)
+		return nil, transport.ErrClosed
+	}
+	t.subs[s] = struct{}{}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go s.maintain()
+	return s, nil
+}
+
+// Close implements transport.Transport: it deregisters every observation
+// (for up to Config.Timeout), ends the subscriptions, and closes the
+// connection if Dial opened it.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	subs := make([]*subscription, 0, len(t.subs))
+	for s := range t.subs {
+		subs = append(subs, s)
+	}
+	conn := t.conn
+	t.mu.Unlock()
+	close(t.done)
+
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range subs {
+		wg.Go(func() { s.end(ctx) })
+	}
+	wg.Wait()
+	t.wg.Wait()
+	if conn != nil && t.dial != nil {
+		if err := conn.Close(); err != nil {
+			return fmt.Errorf("coap: closing the connection: %w", err)
+		}
+	}
+	return nil
+}
+
+func (t *Transport) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+func (t *Transport) removeSub(s *subscription) {
+	t.mu.Lock()
+	delete(t.subs, s)
+	t.mu.Unlock()
+}
+
+func (t *Transport) reportError(err error) {
+	if t.cfg.OnError != nil {
+		t.cfg.OnError(err)
+	}
+}

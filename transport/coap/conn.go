@@ -1,0 +1,328 @@
+package coap
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	piondtls "github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	"github.com/plgd-dev/go-coap/v3/dtls"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/udp"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/e4-iot/e4kit/transport"
+)
+
+// Backoff between attempts to reconnect or observe again.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// lostAfter is how many keepalive pings in a row may fail before the
+// connection counts as lost.
+const lostAfter = 2
+
+// periodicInterval is how often go-coap checks retransmissions (its
+// default, 4 s, makes them late).
+const periodicInterval = time.Second
+
+// clientConfig applies the adapter's settings to a go-coap client.
+type clientConfig struct{ t *Transport }
+
+// UDPClientApply implements udp.Option.
+func (c clientConfig) UDPClientApply(cfg *udpclient.Config) {
+	t := c.t
+	cfg.BlockwiseEnable = true
+	cfg.BlockwiseSZX = t.szx
+	// A large notification is fetched block by block after its first
+	// block arrives; give slow peers time.
+	cfg.BlockwiseTransferTimeout = 30 * time.Second
+	cfg.Errors = func(err error) { t.reportError(fmt.Errorf("coap: %w", err)) }
+	cfg.Dialer = &net.Dialer{Timeout: t.cfg.Timeout}
+	// Requests of concurrent Publish calls need not wait for each other
+	// in go-coap (CoAP's NSTART still paces them on the wire).
+	cfg.LimitClientParallelRequests = 0
+	cfg.LimitClientEndpointParallelRequests = 0
+	cfg.PeriodicRunner = func(f func(time.Time) bool) {
+		go func() {
+			for f(time.Now()) {
+				time.Sleep(periodicInterval)
+			}
+		}()
+	}
+}
+
+// dialer returns the function that opens a connection to cfg.Addr and
+// checks that a broker answers there.
+func (t *Transport) dialer() func(ctx context.Context) (*udpclient.Conn, error) {
+	return func(ctx context.Context) (*udpclient.Conn, error) {
+		var conn *udpclient.Conn
+		var err error
+		if t.cfg.DTLS != nil {
+			conn, err = t.dialDTLS(ctx)
+		} else {
+			conn, err = udp.Dial(t.cfg.Addr, clientConfig{t})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("coap: dialling %s: %w", t.cfg.Addr, err)
+		}
+		pingCtx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+		defer cancel()
+		if err := conn.Ping(pingCtx); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("coap: no CoAP endpoint answers at %s: %w", t.cfg.Addr, err)
+		}
+		return conn, nil
+	}
+}
+
+// dialDTLS completes the DTLS handshake within ctx before handing the
+// connection to go-coap (whose dtls.Dial would handshake on the first
+// write, without a deadline).
+func (t *Transport) dialDTLS(ctx context.Context) (*udpclient.Conn, error) {
+	opts, err := t.dtlsOptions()
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: t.cfg.Timeout}
+	c, err := d.DialContext(ctx, "udp", t.cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := piondtls.ClientWithOptions(dtlsnet.PacketConnFromConn(c), c.RemoteAddr(), opts...)
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	if err := conn.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("DTLS handshake: %w", err)
+	}
+	return dtls.Client(conn, clientConfig{t}, options.WithCloseSocket()), nil
+}
+
+// dtlsOptions turns DTLSConfig into pion options.
+func (t *Transport) dtlsOptions() ([]piondtls.ClientOption, error) {
+	d := t.cfg.DTLS
+	opts := []piondtls.ClientOption{
+		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
+		piondtls.WithFlightInterval(200 * time.Millisecond),
+	}
+	if len(d.PSK) > 0 {
+		key := bytes.Clone(d.PSK)
+		opts = append(opts,
+			piondtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
+			piondtls.WithPSKIdentityHint(d.PSKIdentity),
+			piondtls.WithCipherSuites(piondtls.TLS_PSK_WITH_AES_128_CCM_8, piondtls.TLS_PSK_WITH_AES_128_GCM_SHA256))
+		return opts, nil
+	}
+	serverName := d.ServerName
+	if serverName == "" {
+		host, _, err := net.SplitHostPort(t.cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("coap: address %q: %w", t.cfg.Addr, err)
+		}
+		serverName = host
+	}
+	opts = append(opts, piondtls.WithServerName(serverName))
+	if d.RootCAs != nil {
+		opts = append(opts, piondtls.WithRootCAs(d.RootCAs))
+	}
+	if len(d.Certificates) > 0 {
+		opts = append(opts, piondtls.WithCertificates(d.Certificates...))
+	}
+	return opts, nil
+}
+
+// start makes conn current and runs the supervisor.
+func (t *Transport) start(conn *udpclient.Conn) {
+	t.setConn(conn)
+	t.wg.Add(1)
+	go t.supervise()
+}
+
+func (t *Transport) setConn(conn *udpclient.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.conn = conn
+	close(t.ready)
+}
+
+// current returns the connection in use, or nil and a channel closed when
+// there is one again.
+func (t *Transport) current() (*udpclient.Conn, chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.conn, t.ready
+}
+
+// waitConn returns the connection, waiting while the adapter reconnects.
+func (t *Transport) waitConn(ctx context.Context) (*udpclient.Conn, error) {
+	for {
+		conn, ready := t.current()
+		if conn != nil {
+			return conn, nil
+		}
+		select {
+		case <-ready:
+		case <-t.done:
+			return nil, transport.ErrClosed
+		case <-ctx.Done():
+			return nil, fmt.Errorf("coap: waiting for the connection: %w", ctx.Err())
+		}
+	}
+}
+
+// put sends one publication and waits for the broker's answer (except for
+// a non-confirmable one).
+func (t *Transport) put(ctx context.Context, conn *udpclient.Conn, path []message.Option, payload []byte, qos transport.QoS) error {
+	if qos == transport.AtMostOnce && len(payload) < int(t.szx.Size()) {
+		req, err := conn.NewPutRequest(ctx, "", message.AppOctets, bytes.NewReader(payload), path...)
+		if err != nil {
+			return fmt.Errorf("coap: building the request: %w", err)
+		}
+		defer conn.ReleaseMessage(req)
+		req.SetType(message.NonConfirmable)
+		if err := conn.WriteMessage(req); err != nil {
+			return fmt.Errorf("coap: sending: %w", err)
+		}
+		return nil
+	}
+	resp, err := conn.Put(ctx, "", message.AppOctets, bytes.NewReader(payload), path...)
+	if err != nil {
+		return err
+	}
+	defer conn.ReleaseMessage(resp)
+	switch resp.Code() {
+	case codes.Changed, codes.Created:
+		return nil
+	}
+	return statusError(resp.Code(), resp)
+}
+
+func statusError(code codes.Code, resp *pool.Message) error {
+	e := &StatusError{Code: code}
+	if body, err := resp.ReadBody(); err == nil && len(body) <= 256 {
+		e.Message = string(body)
+	}
+	return e
+}
+
+// supervise pings the broker every KeepAlive and recovers from a lost
+// connection: by reconnecting when the adapter dialled, else by
+// observing again on the application's connection (or closing the
+// Transport if the application closed it).
+func (t *Transport) supervise() {
+	defer t.wg.Done()
+	var tick <-chan time.Time
+	if t.cfg.KeepAlive > 0 {
+		ticker := time.NewTicker(t.cfg.KeepAlive)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	failures := 0
+	for {
+		conn, _ := t.current()
+		select {
+		case <-t.done:
+			return
+		case <-conn.Done():
+			if t.dial == nil {
+				go func() { _ = t.Close() }()
+				return
+			}
+			t.reportError(fmt.Errorf("coap: connection to %s lost", conn.RemoteAddr()))
+			if !t.reconnect(conn) {
+				return
+			}
+			failures = 0
+		case <-tick:
+			if t.ping(conn) {
+				failures = 0
+				continue
+			}
+			if failures++; failures < lostAfter {
+				continue
+			}
+			failures = 0
+			t.reportError(fmt.Errorf("coap: %s does not answer pings", conn.RemoteAddr()))
+			if t.dial == nil {
+				t.observationsLost()
+				continue
+			}
+			if !t.reconnect(conn) {
+				return
+			}
+		}
+	}
+}
+
+func (t *Transport) ping(conn *udpclient.Conn) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
+	defer cancel()
+	return conn.Ping(ctx) == nil
+}
+
+// reconnect replaces a lost connection, retrying with backoff until it
+// succeeds (true) or the Transport closes (false), then observes again.
+func (t *Transport) reconnect(old *udpclient.Conn) bool {
+	t.mu.Lock()
+	t.conn = nil
+	t.ready = make(chan struct{})
+	t.mu.Unlock()
+	_ = old.Close()
+
+	backoff := minBackoff
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
+		conn, err := t.dial(ctx)
+		cancel()
+		if err == nil {
+			t.mu.Lock()
+			if t.closed {
+				t.mu.Unlock()
+				_ = conn.Close()
+				return false
+			}
+			t.conn = conn
+			close(t.ready)
+			t.mu.Unlock()
+			t.observationsLost()
+			return true
+		}
+		t.reportError(err)
+		if !t.sleep(&backoff) {
+			return false
+		}
+	}
+}
+
+// observationsLost makes every subscription observe again.
+func (t *Transport) observationsLost() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range t.subs {
+		s.lost(0)
+	}
+}
+
+// sleep waits for the backoff, doubling it; false if the Transport closed.
+func (t *Transport) sleep(backoff *time.Duration) bool {
+	timer := time.NewTimer(*backoff)
+	defer timer.Stop()
+	*backoff = min(2**backoff, maxBackoff)
+	select {
+	case <-timer.C:
+		return true
+	case <-t.done:
+		return false
+	}
+}

@@ -1,0 +1,317 @@
+package coap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/client"
+	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+)
+
+// recentETags is how many ETags a subscription remembers to drop the
+// duplicates of two overlapping observations.
+const recentETags = 1024
+
+// subscription is one Subscribe: a CoAP observation, replaced whenever it
+// is lost or renewed.
+type subscription struct {
+	t        *Transport
+	filter   string
+	wildcard bool
+	path     []message.Option
+
+	msgs    chan *transport.Message
+	done    chan struct{} // closed by Unsubscribe or Close
+	lostSig chan struct{} // the observation ended, observe again
+	endOnce sync.Once
+
+	mu      sync.Mutex
+	obs     client.Observation // current observation
+	gen     uint64             // generation of obs
+	old     client.Observation // replaced by obs, kept until obs caught up with it
+	oldGen  uint64
+	nextGen uint64
+	noETags bool              // the broker does not name publications with ETags
+	seen    map[string]uint64 // recent ETags → generation that delivered them
+	order   []string          // seen, oldest first
+}
+
+func newSubscription(t *Transport, filter string, wildcard bool, path []message.Option) *subscription {
+	return &subscription{
+		t: t, filter: filter, wildcard: wildcard, path: path,
+		msgs:    make(chan *transport.Message, t.cfg.ReceiveBuffer),
+		done:    make(chan struct{}),
+		lostSig: make(chan struct{}, 1),
+		seen:    make(map[string]uint64),
+	}
+}
+
+// Receive implements transport.Subscription.
+func (s *subscription) Receive(ctx context.Context) (*transport.Message, error) {
+	select {
+	case <-s.done:
+		return nil, transport.ErrClosed
+	default:
+	}
+	select {
+	case m := <-s.msgs:
+		select {
+		case <-s.done:
+			return nil, transport.ErrClosed
+		default:
+			return m, nil
+		}
+	case <-s.done:
+		return nil, transport.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Unsubscribe implements transport.Subscription: it deregisters the
+// observation and waits for the broker's answer or ctx.
+func (s *subscription) Unsubscribe(ctx context.Context) error {
+	if s.t.isClosed() {
+		return transport.ErrClosed
+	}
+	return s.end(ctx)
+}
+
+// end stops delivery and deregisters the observation; idempotent.
+func (s *subscription) end(ctx context.Context) error {
+	var obs, old client.Observation
+	s.endOnce.Do(func() {
+		s.mu.Lock()
+		close(s.done)
+		obs, old = s.obs, s.old
+		s.obs, s.old = nil, nil
+		s.mu.Unlock()
+		s.t.removeSub(s)
+	})
+	cancelObservation(ctx, old)
+	if obs == nil {
+		return nil
+	}
+	if err := obs.Cancel(ctx); err != nil {
+		return fmt.Errorf("coap: unsubscribing from %q: %w", s.filter, err)
+	}
+	return nil
+}
+
+// cancelObservation deregisters obs if it is still registered; errors are
+// ignored (a broker that forgot it has nothing to cancel).
+func cancelObservation(ctx context.Context, obs client.Observation) {
+	if obs != nil && !obs.Canceled() {
+		_ = obs.Cancel(ctx)
+	}
+}
+
+func (s *subscription) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// observe registers a new observation on conn and makes it current.
+//
+// After a loss (handover false) the observation it replaces is dead or
+// useless, and is deregistered at once. A renewal (handover true) must
+// lose nothing: the old observation may still hold messages published
+// before the new one registered, so it stays until both have delivered a
+// same message (seen by its ETag); the overlap's duplicates are dropped.
+// A broker without ETags gets no such overlap.
+func (s *subscription) observe(ctx context.Context, conn *udpclient.Conn, handover bool) error {
+	s.mu.Lock()
+	s.nextGen++
+	gen := s.nextGen
+	s.mu.Unlock()
+	obs, err := conn.Observe(ctx, "", s.notification(gen), s.path...)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.ended() {
+		s.mu.Unlock()
+		cancelObservation(ctx, obs)
+		return transport.ErrClosed
+	}
+	stale, prev, prevGen := s.old, s.obs, s.gen
+	s.obs, s.gen = obs, gen
+	s.old, s.oldGen = nil, 0
+	if handover && !s.noETags {
+		s.old, s.oldGen = prev, prevGen
+		prev = nil
+	}
+	s.mu.Unlock()
+	cancelObservation(ctx, stale)
+	cancelObservation(ctx, prev)
+	return nil
+}
+
+// notification returns the callback of observation gen. go-coap calls it
+// for the registration response first, then for each notification.
+func (s *subscription) notification(gen uint64) func(*pool.Message) {
+	var registered atomic.Bool
+	return func(m *pool.Message) {
+		if !registered.Swap(true) {
+			return // the registration response: the state before, not a publication
+		}
+		switch m.Code() {
+		case codes.Content:
+			if msg, ok := s.decode(m, gen); ok {
+				s.deliver(msg)
+			}
+		case codes.Valid:
+		default:
+			s.t.reportError(fmt.Errorf("coap: observation of %q ended by the broker: %v", s.filter, m.Code()))
+			s.lost(gen)
+			return
+		}
+		if !m.HasOption(message.Observe) {
+			s.lost(gen) // the last notification of the observation
+		}
+	}
+}
+
+// decode turns a notification of observation gen into a Message, or
+// drops a duplicate.
+func (s *subscription) decode(m *pool.Message, gen uint64) (*transport.Message, bool) {
+	if etag, err := m.ETag(); err != nil {
+		s.mu.Lock()
+		s.noETags = true
+		s.mu.Unlock()
+	} else if !s.firstSeen(etag, gen) {
+		return nil, false
+	}
+	topic := s.filter
+	if s.wildcard {
+		var ok bool
+		topic, ok = topicpath.Topic(message.LocationPath, s.t.prefix, m.Options())
+		if !ok || !transport.Match(s.filter, topic) {
+			s.t.reportError(fmt.Errorf("coap: notification of %q without a matching topic dropped", s.filter))
+			return nil, false
+		}
+	}
+	payload, err := m.ReadBody()
+	if err != nil {
+		s.t.reportError(fmt.Errorf("coap: notification of %q unreadable: %w", s.filter, err))
+		return nil, false
+	}
+	if payload == nil {
+		payload = []byte{}
+	}
+	return &transport.Message{Topic: topic, Payload: payload}, true
+}
+
+// firstSeen records that observation gen delivered the publication named
+// etag and reports whether it is new. A publication delivered by both the
+// current and the replaced observation ends the handover: the replaced one
+// has nothing older left to deliver, and is deregistered.
+func (s *subscription) firstSeen(etag []byte, gen uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := string(etag)
+	if first, dup := s.seen[key]; dup {
+		if s.old != nil && first != gen && (gen == s.oldGen || first == s.oldGen) {
+			old := s.old
+			s.old, s.oldGen = nil, 0
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), s.t.cfg.Timeout)
+				defer cancel()
+				cancelObservation(ctx, old)
+			}()
+		}
+		return false
+	}
+	s.seen[key] = gen
+	s.order = append(s.order, key)
+	if len(s.order) > recentETags {
+		delete(s.seen, s.order[0])
+		s.order = s.order[1:]
+	}
+	return true
+}
+
+// deliver hands msg to Receive. It blocks while the buffer is full, which
+// delays the acknowledgement of the notification: the broker then keeps
+// the next messages in its queue.
+func (s *subscription) deliver(msg *transport.Message) {
+	select {
+	case s.msgs <- msg:
+	case <-s.done:
+	}
+}
+
+// lost asks maintain to observe again, if gen is the current observation
+// (0: whatever the current one is).
+func (s *subscription) lost(gen uint64) {
+	s.mu.Lock()
+	current := gen == 0 || gen == s.gen
+	s.mu.Unlock()
+	if !current {
+		return
+	}
+	select {
+	case s.lostSig <- struct{}{}:
+	default:
+	}
+}
+
+// maintain observes again when the observation is lost, and renews it
+// every Refresh.
+func (s *subscription) maintain() {
+	defer s.t.wg.Done()
+	var refresh <-chan time.Time
+	if s.t.cfg.Refresh > 0 {
+		ticker := time.NewTicker(s.t.cfg.Refresh)
+		defer ticker.Stop()
+		refresh = ticker.C
+	}
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.t.done:
+			return
+		case <-s.lostSig:
+			s.reobserve(false)
+		case <-refresh:
+			s.reobserve(true)
+		}
+	}
+}
+
+// reobserve retries observe with backoff until it succeeds or the
+// subscription ends.
+func (s *subscription) reobserve(handover bool) {
+	backoff := minBackoff
+	for !s.ended() {
+		conn, err := s.t.waitConn(context.Background())
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.t.cfg.Timeout)
+		err = s.observe(ctx, conn, handover)
+		cancel()
+		if err == nil || errors.Is(err, transport.ErrClosed) {
+			return
+		}
+		s.t.reportError(fmt.Errorf("coap: observing %q again: %w", s.filter, err))
+		if !s.t.sleep(&backoff) {
+			return
+		}
+	}
+}
