@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: test deps lint unit demo bench build
+.PHONY: test deps lint unit demo bench bench-transports build
 
 ## test: install the real brokers the tests start (Mosquitto, RabbitMQ,
 ## libcoap), static checks, then every test with the race detector. The
@@ -34,3 +34,10 @@ demo:
 ## bench: the crypto-core benchmarks with their baselines, in one run.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./benchmarks/ | $(GO) run ./benchmarks/ratio
+
+## bench-transports: messages/s and median latency per adapter, bare and
+## through E4, against real Mosquitto, RabbitMQ and our CoAP broker.
+bench-transports: deps
+	$(GO) test -run '^$$' -bench 'Throughput|Latency' -benchtime 20000x ./transport/mqtt/
+	$(GO) test -run '^$$' -bench . -benchtime 20000x ./transport/amqp/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./transport/coap/

@@ -35,6 +35,17 @@
 // (Config.Refresh), new one first, and drops the duplicates of the
 // overlap by ETag. Messages published while the broker is away are lost:
 // CoAP brokers keep no sessions.
+//
+// # Limits
+//
+//   - The registration response is recognised as a piggybacked
+//     acknowledgement; a broker answering a registration with a separate
+//     response would have it delivered as a first message.
+//   - A subscriber that leaves its buffer (Config.ReceiveBuffer) full for
+//     longer than CoAP's retransmission window (about a minute) loses its
+//     observation at the broker until the next renewal.
+//   - A Publish whose connection is replaced mid-request is sent again on
+//     the new one: rarely, a message arrives twice.
 package coap
 
 import (

@@ -182,7 +182,9 @@ func TestBlockBoundaries(t *testing.T) {
 // and a level CoAP cannot carry is refused.
 func TestTopicMapping(t *testing.T) {
 	b := startBroker(t, nil)
-	tr := dial(t, testConfig(b.addr))
+	cfg := testConfig(b.addr)
+	cfg.OnError = func(err error) { t.Logf("adapter: %v", err) }
+	tr := dial(t, cfg)
 	topics := []string{
 		"a/b/c",
 		"with space/100%/q?x=1&y=z;",
@@ -194,6 +196,7 @@ func TestTopicMapping(t *testing.T) {
 		"e4/0123456789abcdef0123456789abcdef",
 	}
 	for _, topic := range topics {
+		t.Logf("topic %q", topic)
 		sub := subscribe(t, tr, topic)
 		publish(t, tr, topic, []byte(topic))
 		if m := receive(t, sub); m.Topic != topic || string(m.Payload) != topic {

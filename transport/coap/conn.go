@@ -184,7 +184,7 @@ func (t *Transport) waitConn(ctx context.Context) (*udpclient.Conn, error) {
 // put sends one publication and waits for the broker's answer (except for
 // a non-confirmable one).
 func (t *Transport) put(ctx context.Context, conn *udpclient.Conn, path []message.Option, payload []byte, qos transport.QoS) error {
-	if qos == transport.AtMostOnce && len(payload) < int(t.szx.Size()) {
+	if qos == transport.AtMostOnce && len(payload) <= int(t.szx.Size()) {
 		req, err := conn.NewPutRequest(ctx, "", message.AppOctets, bytes.NewReader(payload), path...)
 		if err != nil {
 			return fmt.Errorf("coap: building the request: %w", err)

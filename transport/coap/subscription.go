@@ -162,12 +162,23 @@ func (s *subscription) observe(ctx context.Context, conn *udpclient.Conn, handov
 }
 
 // notification returns the callback of observation gen. go-coap calls it
-// for the registration response first, then for each notification.
+// for the registration response too: that one is the state before the
+// subscription, not a publication, and is skipped.
+//
+// The registration response cannot be told by its rank: go-coap hands it
+// over (and Observe returns) before calling back, and a notification that
+// follows at once may be called back first, on another goroutine. It is
+// told by its type instead: an acknowledgement (piggybacked response),
+// whereas notifications are confirmable or not. A notification reassembled
+// from blocks also looks like an acknowledgement, but has no message ID
+// (go-coap builds it); a block-wise registration response (a large current
+// value, libcoap) is taken for one only as the first call.
 func (s *subscription) notification(gen uint64) func(*pool.Message) {
-	var registered atomic.Bool
+	var called atomic.Bool
 	return func(m *pool.Message) {
-		if !registered.Swap(true) {
-			return // the registration response: the state before, not a publication
+		first := !called.Swap(true)
+		if m.Type() == message.Acknowledgement && (first || message.ValidateMID(m.MessageID())) {
+			return
 		}
 		switch m.Code() {
 		case codes.Content:
