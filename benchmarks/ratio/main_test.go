@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+BenchmarkSKProtect/64-2   	 4525874	       261.3 ns/op	 244.90 MB/s	       0 B/op	       0 allocs/op
+BenchmarkSKProtect/64-2   	 4531742	       250.0 ns/op	 244.98 MB/s	       0 B/op	       0 allocs/op
+BenchmarkSKProtect/64-2   	 4531742	       240.0 ns/op	 244.98 MB/s	       0 B/op	       0 allocs/op
+BenchmarkBaselineAESGCMSeal/64-2 	 5306046	       100.0 ns/op	 568.29 MB/s	       0 B/op	       0 allocs/op
+BenchmarkPKProtect/1024-2 	   43630	     29418 ns/op	  34.81 MB/s	     512 B/op	       1 allocs/op
+PASS
+`
+
+func TestParseAndReport(t *testing.T) {
+	var echo bytes.Buffer
+	results, err := parse(strings.NewReader(sample), &echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if echo.String() != sample {
+		t.Error("input not echoed unchanged")
+	}
+	if n := len(results["SKProtect/64"]); n != 3 {
+		t.Fatalf("%d runs of SKProtect/64, want 3", n)
+	}
+	if m := median(results["SKProtect/64"]); m.nsPerOp != 250 {
+		t.Errorf("median %v, want 250", m.nsPerOp)
+	}
+	if r := results["PKProtect/1024"][0]; r.bytesPerOp != 512 || r.allocsPerOp != 1 {
+		t.Errorf("PKProtect/1024 = %+v, want 512 B/op, 1 alloc", r)
+	}
+	var out bytes.Buffer
+	report(&out, results)
+	if !strings.Contains(out.String(), "2.50x") {
+		t.Errorf("report lacks the 250/100 ratio:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "PKProtect/1024 ") && strings.Contains(out.String(), "BaselineEd25519Sign/1024") {
+		t.Errorf("report pairs a benchmark with a missing baseline:\n%s", out.String())
+	}
+}
