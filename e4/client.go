@@ -65,7 +65,7 @@ type Client struct {
 type topicKeys struct {
 	hash       TopicHash
 	current    *siv.Cipher // nil for a removed topic (a tombstone)
-	previous   *siv.Cipher // still accepted until previousUntil
+	previous   *siv.Cipher // still accepted until prevUntil
 	key        [KeyLen]byte
 	prevKey    [KeyLen]byte
 	prevUntil  time.Time
