@@ -347,26 +347,26 @@ type serverConfig struct{ b *Broker }
 func (s serverConfig) UDPServerApply(cfg *udpserver.Config) {
 	b := s.b
 	cfg.Handler = b.handle
-	cfg.Errors = b.errorf
 	cfg.OnNewConn = b.onNewConn
-	cfg.ProcessReceivedMessage = b.process
 	cfg.RequestMonitor = b.monitorRequest
 	cfg.CreateInactivityMonitor = b.inactivityMonitor
-	cfg.PeriodicRunner = b.periodic
-	cfg.BlockwiseEnable = true
-	cfg.BlockwiseSZX = b.szx
-	cfg.BlockwiseTransferTimeout = b.opts.TransferTimeout
+	b.applyCommon(&cfg.Common)
 }
 
 // DTLSServerApply implements dtlsserver.Option.
 func (s serverConfig) DTLSServerApply(cfg *dtlsserver.Config) {
 	b := s.b
 	cfg.Handler = b.handle
-	cfg.Errors = b.errorf
 	cfg.OnNewConn = b.onNewConn
-	cfg.ProcessReceivedMessage = b.process
 	cfg.RequestMonitor = b.monitorRequest
 	cfg.CreateInactivityMonitor = b.inactivityMonitor
+	b.applyCommon(&cfg.Common)
+}
+
+// applyCommon sets the options UDP and DTLS servers share.
+func (b *Broker) applyCommon(cfg *config.Common[*udpclient.Conn]) {
+	cfg.Errors = b.errorf
+	cfg.ProcessReceivedMessage = b.process
 	cfg.PeriodicRunner = b.periodic
 	cfg.BlockwiseEnable = true
 	cfg.BlockwiseSZX = b.szx
