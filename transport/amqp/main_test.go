@@ -74,15 +74,7 @@ func (h *harness) Features() transporttest.Features {
 func (h *harness) Close() {}
 
 func TestConformance(t *testing.T) {
-	transporttest.RunConformanceTests(t, newHarness)
-}
-
-func TestConformanceE4(t *testing.T) {
-	transporttest.RunConformanceTests(t, transporttest.WithE4(newHarness))
-}
-
-func TestE4Wire(t *testing.T) {
-	transporttest.RunE4WireTests(t, newHarness)
+	transporttest.RunAll(t, newHarness)
 }
 
 // dial opens a transport to the test node, closed when the test ends.

@@ -41,11 +41,7 @@ func (h *mosquittoHarness) Features() transporttest.Features        { return fea
 func (h *mosquittoHarness) Close()                                  {}
 
 func TestConformanceMosquitto(t *testing.T) {
-	transporttest.RunConformanceTests(t, newMosquittoHarness)
-}
-
-func TestConformanceMosquittoE4(t *testing.T) {
-	transporttest.RunConformanceTests(t, transporttest.WithE4(newMosquittoHarness))
+	transporttest.RunAll(t, newMosquittoHarness)
 }
 
 // embeddedHarness runs the suite against the embedded broker; a restart
@@ -82,9 +78,5 @@ func (h *embeddedHarness) Features() transporttest.Features { return features }
 func (h *embeddedHarness) Close()                           {}
 
 func TestConformanceEmbedded(t *testing.T) {
-	transporttest.RunConformanceTests(t, newEmbeddedHarness)
-}
-
-func TestConformanceEmbeddedE4(t *testing.T) {
-	transporttest.RunConformanceTests(t, transporttest.WithE4(newEmbeddedHarness))
+	transporttest.RunAll(t, newEmbeddedHarness)
 }

@@ -161,3 +161,12 @@ func testControlCommand(e *env) {
 	e.publish(c2, topic, msg)
 	e.expectMessages(sub, "device", topic, [][]byte{[]byte("keyed by C2")}, true)
 }
+
+// RunAll runs everything an adapter must pass, as subtests: the suite on
+// the bare adapter ("Bare"), the suite through the E4 decorator ("E4"), and
+// the E4 wire tests ("E4Wire").
+func RunAll(t *testing.T, newHarness HarnessMaker) {
+	t.Run("Bare", func(t *testing.T) { RunConformanceTests(t, newHarness) })
+	t.Run("E4", func(t *testing.T) { RunConformanceTests(t, WithE4(newHarness)) })
+	t.Run("E4Wire", func(t *testing.T) { RunE4WireTests(t, newHarness) })
+}
