@@ -1,0 +1,63 @@
+package c2
+
+import (
+	"time"
+
+	"github.com/e4-iot/e4kit/e4"
+)
+
+// EventKind says what an Event reports.
+type EventKind string
+
+// The kinds of events the service reports.
+const (
+	EventClientAdded     EventKind = "client_added"
+	EventClientRemoved   EventKind = "client_removed"
+	EventTopicAdded      EventKind = "topic_added"
+	EventTopicRemoved    EventKind = "topic_removed"
+	EventMemberAdded     EventKind = "member_added"
+	EventMemberRemoved   EventKind = "member_removed"
+	EventTopicRotated    EventKind = "topic_key_rotated"
+	EventClientKeyNew    EventKind = "client_key_changed"
+	EventC2KeyRotated    EventKind = "c2_key_rotated"
+	EventPubKeyChanged   EventKind = "pubkey_changed"
+	EventCommandSent     EventKind = "command_sent"
+	EventCommandFailed   EventKind = "command_failed"
+	EventClientsImported EventKind = "clients_imported"
+)
+
+// Event reports a committed change or a settled command. It never carries
+// key material.
+type Event struct {
+	Kind   EventKind
+	Time   time.Time
+	Client *e4.ID // the client concerned, if any
+	Topic  string // the topic concerned, if any
+	// Detail is a short human-readable complement (a count, a command
+	// kind, a failure reason).
+	Detail string
+}
+
+// events collects the events of one transaction; they are emitted only
+// after it commits.
+type events struct {
+	list     []Event
+	commands int
+}
+
+func (ev *events) add(kind EventKind, client *e4.ID, topic, detail string) {
+	ev.list = append(ev.list, Event{Kind: kind, Client: client, Topic: topic, Detail: detail})
+}
+
+func (s *Service) emit(list ...Event) {
+	if s.cfg.OnEvent == nil {
+		return
+	}
+	now := s.now().UTC()
+	for _, e := range list {
+		if e.Time.IsZero() {
+			e.Time = now
+		}
+		s.cfg.OnEvent(e)
+	}
+}

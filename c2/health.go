@@ -1,0 +1,56 @@
+package c2
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/e4-iot/e4kit/c2/store"
+
+	"github.com/e4-iot/e4kit/transport"
+)
+
+// HealthTopic is where Health publishes its probe. It carries no data.
+const HealthTopic = "e4kit/c2/health"
+
+var pendingFilter = store.CommandFilter{State: store.CommandPending}
+
+// Health reports the state of the database and the transport.
+type Health struct {
+	Database  error // nil when the database answered
+	Transport error // nil when the broker acknowledged a probe
+	Mode      string
+	// Pending is how many commands wait in the outbox.
+	Pending int64
+}
+
+// OK reports whether everything answered.
+func (h Health) OK() bool { return h.Database == nil && h.Transport == nil }
+
+// Health pings the database and publishes a probe that the broker must
+// acknowledge, each within timeout (5 s when zero).
+func (s *Service) Health(ctx context.Context, timeout time.Duration) Health {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	h := Health{Mode: s.cfg.Mode.String()}
+	dbCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.st.Ping(dbCtx); err != nil {
+		h.Database = fmt.Errorf("%w: database: %v", ErrUnavailable, err)
+	} else if n, err := s.CountCommands(dbCtx, pendingFilter); err != nil {
+		h.Database = fmt.Errorf("%w: database: %v", ErrUnavailable, err)
+	} else {
+		h.Pending = n
+	}
+	if s.cfg.Transport == nil {
+		h.Transport = fmt.Errorf("%w: no transport configured", ErrUnavailable)
+		return h
+	}
+	trCtx, cancel2 := context.WithTimeout(ctx, timeout)
+	defer cancel2()
+	if err := s.cfg.Transport.Publish(trCtx, HealthTopic, nil, transport.WithQoS(transport.AtLeastOnce)); err != nil {
+		h.Transport = fmt.Errorf("%w: transport: %v", ErrUnavailable, err)
+	}
+	return h
+}

@@ -1,0 +1,183 @@
+package c2
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/e4"
+)
+
+// AddMember adds a client to a topic and sends it the topic key
+// (SetTopicKey). With RotateOnAdd the topic is rotated first, so the new
+// member never holds a key that protected earlier traffic.
+func (s *Service) AddMember(ctx context.Context, client e4.ID, topic string) error {
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		return s.addMember(tx, ev, client, topic)
+	})
+}
+
+func (s *Service) addMember(tx store.Tx, ev *events, id e4.ID, topic string) error {
+	c, err := getClient(tx, id)
+	if err != nil {
+		return err
+	}
+	if _, err := getTopic(tx, topic); err != nil {
+		return err
+	}
+	if err := tx.AddMember(id, topic); err != nil {
+		return fmt.Errorf("client %s in topic %q: %w", id, topic, err)
+	}
+	if s.cfg.RotateOnAdd {
+		// The rotation reaches the new member too, as it is a member now.
+		_, err := s.rotateTopic(tx, ev, topic)
+		ev.add(EventMemberAdded, &c.ID, topic, "")
+		return err
+	}
+	t, err := getTopic(tx, topic)
+	if err != nil {
+		return err
+	}
+	key, err := s.topicKey(t)
+	if err != nil {
+		return err
+	}
+	cmd, err := e4.CmdSetTopicKey(key, topic)
+	if err != nil {
+		return err
+	}
+	ev.add(EventMemberAdded, &c.ID, topic, "")
+	return s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: topic})
+}
+
+// AddMembers adds many clients to a topic in one transaction; it fails
+// without change if any of them is unknown or already a member. The topic is
+// rotated at most once even with RotateOnAdd.
+func (s *Service) AddMembers(ctx context.Context, topic string, clients []e4.ID) error {
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		t, err := getTopic(tx, topic)
+		if err != nil {
+			return err
+		}
+		for _, id := range clients {
+			if _, err := getClient(tx, id); err != nil {
+				return err
+			}
+			if err := tx.AddMember(id, topic); err != nil {
+				return fmt.Errorf("client %s in topic %q: %w", id, topic, err)
+			}
+			ev.add(EventMemberAdded, &id, topic, "")
+		}
+		if s.cfg.RotateOnAdd {
+			_, err := s.rotateTopic(tx, ev, topic)
+			return err
+		}
+		key, err := s.topicKey(t)
+		if err != nil {
+			return err
+		}
+		cmd, err := e4.CmdSetTopicKey(key, topic)
+		if err != nil {
+			return err
+		}
+		out := make([]outgoing, 0, len(clients))
+		for _, id := range clients {
+			c, err := getClient(tx, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, outgoing{client: c, cmd: cmd, target: topic})
+		}
+		return s.enqueue(tx, ev, out...)
+	})
+}
+
+// RemoveMember removes a client from a topic, sends it RemoveTopic and,
+// unless KeepTopicKeyOnRemove, rotates the topic for the remaining members.
+func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) error {
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		c, err := getClient(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.RemoveMember(id, topic); err != nil {
+			return fmt.Errorf("client %s in topic %q: %w", id, topic, err)
+		}
+		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemoveTopic(topic), target: topic}); err != nil {
+			return err
+		}
+		ev.add(EventMemberRemoved, &c.ID, topic, "")
+		if s.cfg.KeepTopicKeyOnRemove {
+			return nil
+		}
+		_, err = s.rotateTopic(tx, ev, topic)
+		return err
+	})
+}
+
+// IsMember reports whether a client is in a topic.
+func (s *Service) IsMember(ctx context.Context, id e4.ID, topic string) (ok bool, err error) {
+	err = s.view(ctx, func(tx store.Tx) error {
+		ok, err = tx.IsMember(id, topic)
+		return err
+	})
+	return ok, err
+}
+
+// TopicsOfClient lists the topics of a client after the given name.
+func (s *Service) TopicsOfClient(ctx context.Context, id e4.ID, after string, limit int) ([]string, error) {
+	limit, err := checkLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	var list []string
+	err = s.view(ctx, func(tx store.Tx) error {
+		if _, err := getClient(tx, id); err != nil {
+			return err
+		}
+		list, err = tx.TopicsOfClient(id, after, limit)
+		return err
+	})
+	return list, err
+}
+
+// CountTopicsOfClient counts the topics of a client.
+func (s *Service) CountTopicsOfClient(ctx context.Context, id e4.ID) (n int64, err error) {
+	err = s.view(ctx, func(tx store.Tx) error {
+		if _, err := getClient(tx, id); err != nil {
+			return err
+		}
+		n, err = tx.CountTopicsOfClient(id)
+		return err
+	})
+	return n, err
+}
+
+// ClientsOfTopic lists the members of a topic after the given id.
+func (s *Service) ClientsOfTopic(ctx context.Context, topic string, after e4.ID, limit int) ([]e4.ID, error) {
+	limit, err := checkLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	var list []e4.ID
+	err = s.view(ctx, func(tx store.Tx) error {
+		if _, err := getTopic(tx, topic); err != nil {
+			return err
+		}
+		list, err = tx.ClientsOfTopic(topic, after, limit)
+		return err
+	})
+	return list, err
+}
+
+// CountClientsOfTopic counts the members of a topic.
+func (s *Service) CountClientsOfTopic(ctx context.Context, topic string) (n int64, err error) {
+	err = s.view(ctx, func(tx store.Tx) error {
+		if _, err := getTopic(tx, topic); err != nil {
+			return err
+		}
+		n, err = tx.CountClientsOfTopic(topic)
+		return err
+	})
+	return n, err
+}

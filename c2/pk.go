@@ -1,0 +1,235 @@
+package c2
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/e4"
+)
+
+// requirePK fails in symmetric-key deployments.
+func (s *Service) requirePK() error {
+	if s.cfg.Mode != e4.PubKey {
+		return fmt.Errorf("%w: public keys exist only in public-key mode", ErrWrongMode)
+	}
+	return nil
+}
+
+// SendPubKey sends source's public key to target (SetPubKey), so target
+// accepts messages signed by source.
+func (s *Service) SendPubKey(ctx context.Context, target, source e4.ID) error {
+	if err := s.requirePK(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		return s.sendPubKey(tx, ev, target, source)
+	})
+}
+
+func (s *Service) sendPubKey(tx store.Tx, ev *events, targetID, sourceID e4.ID) error {
+	target, err := getClient(tx, targetID)
+	if err != nil {
+		return err
+	}
+	source, err := getClient(tx, sourceID)
+	if err != nil {
+		return err
+	}
+	cmd, err := e4.CmdSetPubKey(source.PublicKey, source.ID)
+	if err != nil {
+		return err
+	}
+	ev.add(EventPubKeyChanged, &target.ID, "", "set "+source.ID.String())
+	return s.enqueue(tx, ev, outgoing{client: target, cmd: cmd, target: source.ID.String()})
+}
+
+// RemovePubKey makes target forget source's public key (RemovePubKey) and
+// removes a link from source to target if there is one.
+func (s *Service) RemovePubKey(ctx context.Context, target, source e4.ID) error {
+	if err := s.requirePK(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		c, err := getClient(tx, target)
+		if err != nil {
+			return err
+		}
+		if err := tx.RemoveLink(source, target); err != nil && !isNotFound(err) {
+			return err
+		}
+		ev.add(EventPubKeyChanged, &c.ID, "", "removed "+source.String())
+		return s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemovePubKey(source), target: source.String()})
+	})
+}
+
+// ResetPubKeys makes target forget every public key it holds.
+func (s *Service) ResetPubKeys(ctx context.Context, target e4.ID) error {
+	if err := s.requirePK(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		c, err := getClient(tx, target)
+		if err != nil {
+			return err
+		}
+		ev.add(EventPubKeyChanged, &c.ID, "", "reset")
+		return s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdResetPubKeys(), target: target.String()})
+	})
+}
+
+// LinkClients sends source's public key to target now and again whenever
+// source's key changes (NewClientKey).
+func (s *Service) LinkClients(ctx context.Context, source, target e4.ID) error {
+	if err := s.requirePK(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		if err := s.sendPubKey(tx, ev, target, source); err != nil {
+			return err
+		}
+		if err := tx.AddLink(source, target); err != nil {
+			return fmt.Errorf("link %s -> %s: %w", source, target, err)
+		}
+		return nil
+	})
+}
+
+// UnlinkClients removes the link and makes target forget source's key.
+func (s *Service) UnlinkClients(ctx context.Context, source, target e4.ID) error {
+	if err := s.requirePK(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		c, err := getClient(tx, target)
+		if err != nil {
+			return err
+		}
+		if err := tx.RemoveLink(source, target); err != nil {
+			return fmt.Errorf("link %s -> %s: %w", source, target, err)
+		}
+		ev.add(EventPubKeyChanged, &c.ID, "", "removed "+source.String())
+		return s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemovePubKey(source), target: source.String()})
+	})
+}
+
+// LinkTargets lists the clients linked from source.
+func (s *Service) LinkTargets(ctx context.Context, source, after e4.ID, limit int) ([]e4.ID, error) {
+	limit, err := checkLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []e4.ID
+	err = s.view(ctx, func(tx store.Tx) (err error) {
+		ids, err = tx.LinkTargets(source, after, limit)
+		return err
+	})
+	return ids, err
+}
+
+// SendC2SignerKey sends C2's signing key to a client so it accepts the
+// messages C2 protects (ProtectMessage) in public-key mode.
+func (s *Service) SendC2SignerKey(ctx context.Context, target e4.ID) error {
+	pair, err := s.c2Keys()
+	if err != nil {
+		return err
+	}
+	cmd, err := e4.CmdSetPubKey(pair.signer.Public().(ed25519.PublicKey), pair.signerID)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		c, err := getClient(tx, target)
+		if err != nil {
+			return err
+		}
+		return s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: C2SignerName})
+	})
+}
+
+func (s *Service) forEachLinkTarget(tx store.Tx, source e4.ID, fn func(store.Client) error) error {
+	var after e4.ID
+	for {
+		ids, err := tx.LinkTargets(source, after, memberPage)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			c, err := getClient(tx, id)
+			if err != nil {
+				return err
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		if len(ids) < memberPage {
+			return nil
+		}
+		after = ids[len(ids)-1]
+	}
+}
+
+// RotateC2Key gives C2 a new key pair and sends the new public key to
+// every client (SetC2Key, protected under the old pair), however many there
+// are. It returns how many commands were queued.
+func (s *Service) RotateC2Key(ctx context.Context) (int, error) {
+	current, err := s.c2Keys()
+	if err != nil {
+		return 0, err
+	}
+	private, err := newX25519Private()
+	if err != nil {
+		return 0, err
+	}
+	next := *current
+	next.private = private
+	if next.public, err = x25519Public(private); err != nil {
+		return 0, err
+	}
+	cmd, err := e4.CmdSetC2Key(next.public)
+	if err != nil {
+		return 0, err
+	}
+	// Commands are sealed under the key pair current when they are
+	// enqueued; hold the write lock so no other command is enqueued with
+	// the old pair after the new one is stored.
+	s.pairMu.Lock()
+	defer s.pairMu.Unlock()
+	var n int
+	err = s.updateLocked(ctx, func(tx store.Tx, ev *events) error {
+		n = 0
+		if err := s.putSealedSetting(tx, settingC2Key, private); err != nil {
+			return err
+		}
+		var after e4.ID
+		for {
+			page, err := tx.ListClients(after, memberPage)
+			if err != nil {
+				return err
+			}
+			out := make([]outgoing, len(page))
+			for i, c := range page {
+				out[i] = outgoing{client: c, cmd: cmd, target: "c2"}
+			}
+			if err := s.enqueue(tx, ev, out...); err != nil {
+				return err
+			}
+			n += len(page)
+			if len(page) < memberPage {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		ev.add(EventC2KeyRotated, nil, "", fmt.Sprintf("%d clients", n))
+		return nil
+	})
+	if err == nil {
+		s.pk = &next
+	}
+	return n, err
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
