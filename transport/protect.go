@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/e4-iot/e4kit/e4"
 )
@@ -32,6 +33,17 @@ type ProtectOptions struct {
 	// for unchanged. Off by default: such a Publish fails with an error
 	// wrapping e4.ErrTopicKeyNotFound.
 	PublishUnkeyed bool
+
+	// AwaitKey is how long a received message that fails to unprotect for
+	// want of the right key (no key for its topic, or authentication failed)
+	// waits for a command from C2 before it is dropped. During a key
+	// rotation a sender that already has the new key may be heard before
+	// the command bringing it arrives here; waiting a moment keeps that
+	// message instead of losing it. Delivery of the subscription pauses
+	// while it waits, which keeps messages in order, and a subscription
+	// waits at most once between two commands, so a stream of forged
+	// messages cannot stall it for long. Zero drops at once.
+	AwaitKey time.Duration
 }
 
 // Protected is a Transport that protects everything it publishes and
@@ -52,6 +64,10 @@ type Protected struct {
 
 	dropped  atomic.Uint64
 	commands atomic.Uint64
+
+	keysMu      sync.Mutex
+	keysChanged chan struct{} // closed and replaced after each applied command
+	keysGen     uint64        // counts applied commands
 }
 
 // Protect wraps t with the E4 client c. It subscribes to the client's
@@ -61,7 +77,7 @@ func Protect(ctx context.Context, t Transport, c *e4.Client, opts *ProtectOption
 	if t == nil || c == nil {
 		return nil, errors.New("transport: Protect needs a transport and an E4 client")
 	}
-	p := &Protected{inner: t, client: c, done: make(chan struct{})}
+	p := &Protected{inner: t, client: c, done: make(chan struct{}), keysChanged: make(chan struct{})}
 	if opts != nil {
 		p.opts = *opts
 	}
@@ -96,6 +112,7 @@ func (p *Protected) applyCommands(ctx context.Context) {
 		cmd, err := p.client.HandleCommand(msg.Payload)
 		if err == nil {
 			p.commands.Add(1)
+			p.signalKeysChanged()
 		}
 		if p.opts.OnCommand != nil {
 			p.opts.OnCommand(cmd, err)
@@ -146,6 +163,23 @@ func (p *Protected) Close() error {
 	return p.closeErr
 }
 
+// signalKeysChanged wakes the subscriptions waiting for a key.
+func (p *Protected) signalKeysChanged() {
+	p.keysMu.Lock()
+	defer p.keysMu.Unlock()
+	close(p.keysChanged)
+	p.keysChanged = make(chan struct{})
+	p.keysGen++
+}
+
+// keyGeneration returns the count of applied commands and a channel closed
+// when the next one is applied.
+func (p *Protected) keyGeneration() (uint64, <-chan struct{}) {
+	p.keysMu.Lock()
+	defer p.keysMu.Unlock()
+	return p.keysGen, p.keysChanged
+}
+
 // drop counts and reports an undelivered message.
 func (p *Protected) drop(topic string, err error) {
 	p.dropped.Add(1)
@@ -158,6 +192,27 @@ func (p *Protected) drop(topic string, err error) {
 type protectedSubscription struct {
 	inner Subscription
 	p     *Protected
+	// gaveUpAt is the key generation at which a wait for a key last timed
+	// out, plus one (zero: never); no new wait starts before the next
+	// command.
+	gaveUpAt atomic.Uint64
+
+	mu   sync.Mutex
+	held []*Message // taken from inner by a Receive cancelled while it awaited a key
+}
+
+// next returns a held message if there is one, else the next one from the
+// inner subscription.
+func (s *protectedSubscription) next(ctx context.Context) (*Message, error) {
+	s.mu.Lock()
+	if len(s.held) > 0 {
+		msg := s.held[0]
+		s.held = s.held[1:]
+		s.mu.Unlock()
+		return msg, nil
+	}
+	s.mu.Unlock()
+	return s.inner.Receive(ctx)
 }
 
 // Receive returns the next message that unprotects correctly; the others
@@ -166,7 +221,7 @@ type protectedSubscription struct {
 // subscription, and are skipped here.
 func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 	for {
-		msg, err := s.inner.Receive(ctx)
+		msg, err := s.next(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -177,11 +232,53 @@ func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 		if errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed {
 			return msg, nil
 		}
+		if err != nil && awaitsKey(err) && s.p.opts.AwaitKey > 0 {
+			plain, err = s.awaitKey(ctx, msg, err)
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				return nil, err // msg is held for the next Receive
+			}
+		}
 		if err != nil {
 			s.p.drop(msg.Topic, err)
 			continue
 		}
 		return &Message{Topic: msg.Topic, Payload: plain}, nil
+	}
+}
+
+// awaitsKey reports whether err may go away once C2's next command arrives.
+func awaitsKey(err error) bool {
+	return errors.Is(err, e4.ErrTopicKeyNotFound) || errors.Is(err, e4.ErrAuthentication)
+}
+
+// awaitKey retries unprotecting msg after each command applied until it
+// succeeds, AwaitKey elapses or ctx ends.
+func (s *protectedSubscription) awaitKey(ctx context.Context, msg *Message, err error) ([]byte, error) {
+	gen, changed := s.p.keyGeneration()
+	if s.gaveUpAt.Load() == gen+1 {
+		return nil, err
+	}
+	timer := time.NewTimer(s.p.opts.AwaitKey)
+	defer timer.Stop()
+	for {
+		select {
+		case <-changed:
+		case <-timer.C:
+			s.gaveUpAt.Store(gen + 1)
+			return nil, err
+		case <-ctx.Done():
+			// Keep the message for the next Receive rather than lose it.
+			s.mu.Lock()
+			s.held = append(s.held, msg)
+			s.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		gen, changed = s.p.keyGeneration()
+		var plain []byte
+		plain, err = s.p.client.Unprotect(nil, msg.Payload, msg.Topic)
+		if err == nil || !awaitsKey(err) {
+			return plain, err
+		}
 	}
 }
 

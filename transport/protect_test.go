@@ -213,3 +213,111 @@ func TestProtectedClose(t *testing.T) {
 		t.Fatalf("Subscribe after Close: %v", err)
 	}
 }
+
+// sendSetTopicKey plays C2: it sends dev a SetTopicKey command.
+func sendSetTopicKey(t *testing.T, c2 transport.Transport, dev *e4.Client, key []byte, topic string) {
+	t.Helper()
+	cmd, err := e4.CmdSetTopicKey(key, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := e4.ProtectCommand(cmd, deviceKey, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Publish(context.Background(), dev.ControlTopic(), wire); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAwaitKeyKeepsMessagesThatArriveBeforeTheirKey(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	c2 := b.Connect()
+	defer c2.Close()
+	var dropped drops
+	reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{AwaitKey: 5 * time.Second, OnDrop: dropped.record})
+	sender := newDevice(t, "sender")
+	if err := sender.SetTopicKey(topicKey, "room/temp"); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := reader.Subscribe(ctx, "room/#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := b.Connect()
+	defer raw.Close()
+	// Two messages under a key the reader does not have yet, then the key.
+	for _, text := range []string{"first", "second"} {
+		wire, err := sender.Protect(nil, []byte(text), "room/temp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.Publish(ctx, "room/temp", wire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		sendSetTopicKey(t, c2, reader.Client(), topicKey, "room/temp")
+	}()
+	for _, want := range []string{"first", "second"} {
+		if m := receive(t, sub); string(m.Payload) != want {
+			t.Fatalf("got %q, want %q (order or message lost)", m.Payload, want)
+		}
+	}
+	if reader.Dropped() != 0 {
+		t.Fatalf("%d dropped", reader.Dropped())
+	}
+
+	// A forged message is dropped after one wait, and the next forgeries
+	// before another command are dropped at once.
+	forger := newDevice(t, "forger")
+	_ = forger.SetTopicKey(bytes.Repeat([]byte{0x33}, e4.KeyLen), "room/temp")
+	for range 3 {
+		forged, _ := forger.Protect(nil, []byte("forged"), "room/temp")
+		if err := raw.Publish(ctx, "room/temp", forged); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good, _ := sender.Protect(nil, []byte("after forgeries"), "room/temp")
+	if err := raw.Publish(ctx, "room/temp", good); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if m := receive(t, sub); string(m.Payload) != "after forgeries" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	if waited := time.Since(start); waited > 9*time.Second {
+		t.Fatalf("forgeries stalled delivery for %v: more than one wait", waited)
+	}
+	if errs := dropped.wait(t, 3); !errors.Is(errs[0], e4.ErrAuthentication) {
+		t.Fatalf("drop reason %v", errs[0])
+	}
+}
+
+func TestAwaitKeyCancelledReceiveLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	c2 := b.Connect()
+	defer c2.Close()
+	reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{AwaitKey: time.Minute})
+	sender := newDevice(t, "sender")
+	_ = sender.SetTopicKey(topicKey, "t")
+	sub, _ := reader.Subscribe(ctx, "t")
+	wire, _ := sender.Protect(nil, []byte("kept"), "t")
+	raw := b.Connect()
+	defer raw.Close()
+	if err := raw.Publish(ctx, "t", wire); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := sub.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive while awaiting a key: %v", err)
+	}
+	sendSetTopicKey(t, c2, reader.Client(), topicKey, "t")
+	if m := receive(t, sub); string(m.Payload) != "kept" {
+		t.Fatalf("got %q", m.Payload)
+	}
+}
