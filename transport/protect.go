@@ -44,7 +44,16 @@ type ProtectOptions struct {
 	// waits at most once between two commands, so a stream of forged
 	// messages cannot stall it for long. Zero drops at once.
 	AwaitKey time.Duration
+
+	// AckCommands publishes, after each authentic command, a protected
+	// acknowledgement on e4.AckTopic (see e4.HandleCommandAck), so a C2 that
+	// waits for acknowledgements knows this device holds its keys.
+	AckCommands bool
 }
+
+// ackTimeout bounds the publish of one acknowledgement; a lost one only
+// makes C2 send the command again.
+const ackTimeout = 10 * time.Second
 
 // Protected is a Transport that protects everything it publishes and
 // unprotects everything it receives with an E4 client, and applies the
@@ -109,7 +118,7 @@ func (p *Protected) applyCommands(ctx context.Context) {
 		if err != nil {
 			return // closed, or Close cancelled ctx
 		}
-		cmd, err := p.client.HandleCommand(msg.Payload)
+		cmd, err := p.handleCommand(ctx, msg.Payload)
 		if err == nil {
 			p.commands.Add(1)
 			p.signalKeysChanged()
@@ -161,6 +170,22 @@ func (p *Protected) Close() error {
 		<-p.done
 	})
 	return p.closeErr
+}
+
+// handleCommand applies one command and acknowledges it when asked to.
+func (p *Protected) handleCommand(ctx context.Context, protected []byte) (e4.Command, error) {
+	if !p.opts.AckCommands {
+		return p.client.HandleCommand(protected)
+	}
+	cmd, ack, err := p.client.HandleCommandAck(protected)
+	if ack != nil {
+		ctx, cancel := context.WithTimeout(ctx, ackTimeout)
+		defer cancel()
+		// Best effort: without the acknowledgement C2 sends the command
+		// again later, and it is applied again harmlessly.
+		_ = p.inner.Publish(ctx, e4.AckTopic(p.client.ID()), ack, WithQoS(AtLeastOnce))
+	}
+	return cmd, err
 }
 
 // signalKeysChanged wakes the subscriptions waiting for a key.

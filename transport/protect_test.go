@@ -321,3 +321,38 @@ func TestAwaitKeyCancelledReceiveLosesNothing(t *testing.T) {
 		t.Fatalf("got %q", m.Payload)
 	}
 }
+
+func TestAckCommandsPublishesAProtectedAcknowledgement(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	c2 := b.Connect()
+	defer c2.Close()
+	dev := protect(t, b, newDevice(t, "acker"), &transport.ProtectOptions{AckCommands: true})
+	acks, err := c2.Subscribe(ctx, "e4/+/ack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, _ := e4.CmdSetTopicKey(topicKey, "t")
+	wire, _ := e4.ProtectCommand(cmd, deviceKey, time.Now())
+	if err := c2.Publish(ctx, dev.Client().ControlTopic(), wire); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, acks)
+	if m.Topic != e4.AckTopic(dev.Client().ID()) {
+		t.Fatalf("ack on %s", m.Topic)
+	}
+	digest, status, err := e4.OpenAck(m.Payload, deviceKey, nil)
+	if err != nil || status != e4.AckApplied || digest != e4.CommandDigest(wire) {
+		t.Fatalf("OpenAck = %x, %v, %v", digest, status, err)
+	}
+	// A forged command gets no acknowledgement.
+	forged, _ := e4.ProtectCommand(cmd, topicKey, time.Now())
+	if err := c2.Publish(ctx, dev.Client().ControlTopic(), forged); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if m, err := acks.Receive(short); err == nil {
+		t.Fatalf("forged command acknowledged on %s", m.Topic)
+	}
+}
