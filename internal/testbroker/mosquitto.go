@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -208,6 +209,18 @@ func (m *Mosquitto) Output() string {
 // returning once it accepts connections. Every session is lost.
 func (m *Mosquitto) Restart(ctx context.Context) error {
 	m.Stop()
+	return m.start(ctx)
+}
+
+// Start starts a stopped broker again on the same port, returning once it
+// accepts connections.
+func (m *Mosquitto) Start(ctx context.Context) error {
+	m.mu.Lock()
+	running := m.proc != nil
+	m.mu.Unlock()
+	if running {
+		return errors.New("testbroker: mosquitto is already running")
+	}
 	return m.start(ctx)
 }
 
