@@ -13,14 +13,18 @@
 //
 //   - Publish is a PUT of the payload to the topic's resource, confirmable
 //     (waiting for 2.04/2.01) except for QoS AtMostOnce payloads that fit
-//     in one block, which go non-confirmable without waiting. Payloads
-//     larger than a block go block-wise (Block1).
+//     in one datagram, which go non-confirmable without waiting. A
+//     publication travels in one datagram when the whole CoAP message fits
+//     in Config.MaxDatagramSize (1152 bytes by default, RFC 7252 §4.6: a
+//     1 KiB message with E4's 24 bytes fits), else block-wise (Block1).
 //   - Subscribe is a GET with Observe on the topic's (or filter's) path.
 //     The registration response is the resource's state before the
 //     subscription, not a publication, so it is never delivered; every
-//     later 2.05 notification is one Message. Large notifications arrive
-//     block-wise (Block2). With our broker, filters may use "+" and "#";
-//     notifications then name the concrete topic in Location-Path options.
+//     later 2.05 notification is one Message. A notification that arrives
+//     block-wise (its first block, with Block2) is completed by GETs of
+//     the other blocks before it is delivered. With our broker, filters
+//     may use "+" and "#"; notifications then name the concrete topic in
+//     Location-Path options.
 //   - Unsubscribe deregisters (GET with Observe: 1).
 //
 // # Recovery
@@ -35,6 +39,18 @@
 // (Config.Refresh), new one first, and drops the duplicates of the
 // overlap by ETag. Messages published while the broker is away are lost:
 // CoAP brokers keep no sessions.
+//
+// # Block-wise transfers
+//
+// go-coap sends block-wise every payload larger than a block (at most
+// 1024 bytes), however small the datagram would be, and turns block-wise
+// transfers on or off per connection only. The connections Dial opens
+// therefore have go-coap's block-wise layer off and the adapter does RFC
+// 7959 itself: Block1 for large publications, Block2 for large
+// notifications (it completes them on an application's connection too,
+// when go-coap does not). An application's connection (FromConn) is
+// otherwise left as it is: with go-coap's block-wise layer on, payloads
+// over one block go block-wise however small.
 //
 // # Limits
 //
@@ -65,18 +81,22 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
 )
 
 // Defaults of Config.
 const (
-	DefaultPrefix        = "/ps"
-	DefaultTimeout       = 5 * time.Second
-	DefaultKeepAlive     = 10 * time.Second
-	DefaultRefresh       = 2 * time.Minute
-	DefaultBlockSize     = 1024
-	DefaultMaxPayload    = 1 << 20
-	DefaultReceiveBuffer = 256
+	DefaultPrefix    = "/ps"
+	DefaultTimeout   = 5 * time.Second
+	DefaultKeepAlive = 10 * time.Second
+	DefaultRefresh   = 2 * time.Minute
+	DefaultBlockSize = 1024
+	// DefaultMaxDatagramSize bounds a CoAP message when the path MTU is
+	// unknown (RFC 7252 §4.6); libcoap refuses larger datagrams.
+	DefaultMaxDatagramSize = datagram.DefaultMaxSize
+	DefaultMaxPayload      = 1 << 20
+	DefaultReceiveBuffer   = 256
 )
 
 // Config configures a CoAP transport. Only Addr is required by Dial.
@@ -107,6 +127,14 @@ type Config struct {
 	// BlockSize is the block size of block-wise transfers: a power of two
 	// from 16 to 1024; default 1024.
 	BlockSize int
+
+	// MaxDatagramSize bounds the CoAP messages (header, token, options and
+	// payload) published in one datagram: a payload that would make a
+	// larger one goes block-wise, unless it fits in one block anyway.
+	// Default DefaultMaxDatagramSize; with BlockSize below 1024, or
+	// negative, none: every payload over one block goes block-wise. At
+	// most 64512. Only for connections Dial opens.
+	MaxDatagramSize int
 
 	// MaxPayload is the largest payload Publish accepts; default 1 MiB.
 	MaxPayload int
@@ -150,6 +178,11 @@ type Transport struct {
 	prefix []string
 	szx    blockwise.SZX
 	dial   func(ctx context.Context) (*udpclient.Conn, error) // nil: the application's connection
+	// ownBlocks: the connection has go-coap's block-wise layer off, the
+	// adapter does block-wise transfers itself, and a message travels
+	// whole up to maxDatagram bytes (0: up to one block of payload).
+	ownBlocks   bool
+	maxDatagram int
 
 	mu     sync.Mutex
 	conn   *udpclient.Conn // nil while reconnecting
@@ -172,6 +205,10 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.maxDatagram, err = datagram.Resolve(cfg.MaxDatagramSize, t.szx); err != nil {
+		return nil, fmt.Errorf("coap: MaxDatagramSize: %w", err)
+	}
+	t.ownBlocks = true
 	t.dial = t.dialer()
 	conn, err := t.dial(ctx)
 	if err != nil {
@@ -183,11 +220,12 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 
 // FromConn makes a Transport of an application's own go-coap connection
 // (from udp.Dial or dtls.Dial; enable block-wise transfers on it for
-// payloads over one block). cfg may be nil; its Addr and DTLS are
-// ignored. The connection stays the application's: Close ends the
-// subscriptions but does not close it, and if the application closes it,
-// the Transport closes too. Without a dialler of its own, the Transport
-// recovers lost observations on the same connection.
+// payloads over one block). cfg may be nil; its Addr, DTLS and
+// MaxDatagramSize are ignored: go-coap decides how publications travel.
+// The connection stays the application's: Close ends the subscriptions but
+// does not close it, and if the application closes it, the Transport
+// closes too. Without a dialler of its own, the Transport recovers lost
+// observations on the same connection.
 func FromConn(conn *udpclient.Conn, cfg *Config) (*Transport, error) {
 	if conn == nil {
 		return nil, errors.New("coap: FromConn needs a connection")

@@ -18,6 +18,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 )
 
 // Backoff between attempts to reconnect or observe again.
@@ -40,11 +41,9 @@ type clientConfig struct{ t *Transport }
 // UDPClientApply implements udp.Option.
 func (c clientConfig) UDPClientApply(cfg *udpclient.Config) {
 	t := c.t
-	cfg.BlockwiseEnable = true
-	cfg.BlockwiseSZX = t.szx
-	// A large notification is fetched block by block after its first
-	// block arrives; give slow peers time.
-	cfg.BlockwiseTransferTimeout = 30 * time.Second
+	// The adapter does block-wise transfers itself (blockwise.go): go-coap's
+	// would split every payload over 1024 bytes.
+	cfg.BlockwiseEnable = false
 	cfg.Errors = func(err error) { t.reportError(fmt.Errorf("coap: %w", err)) }
 	cfg.Dialer = &net.Dialer{Timeout: t.cfg.Timeout}
 	// Requests of concurrent Publish calls need not wait for each other
@@ -184,19 +183,25 @@ func (t *Transport) waitConn(ctx context.Context) (*udpclient.Conn, error) {
 // put sends one publication and waits for the broker's answer (except for
 // a non-confirmable one).
 func (t *Transport) put(ctx context.Context, conn *udpclient.Conn, path []message.Option, payload []byte, qos transport.QoS) error {
-	if qos == transport.AtMostOnce && len(payload) <= int(t.szx.Size()) {
-		req, err := conn.NewPutRequest(ctx, "", message.AppOctets, bytes.NewReader(payload), path...)
-		if err != nil {
-			return fmt.Errorf("coap: building the request: %w", err)
-		}
-		defer conn.ReleaseMessage(req)
+	req, err := conn.NewPutRequest(ctx, "", message.AppOctets, bytes.NewReader(payload), path...)
+	if err != nil {
+		return fmt.Errorf("coap: building the request: %w", err)
+	}
+	defer conn.ReleaseMessage(req)
+	// On an application's connection, go-coap splits a payload over a
+	// block, if its block-wise layer is on.
+	oneDatagram := datagram.Fits(req, len(payload), t.szx, t.maxDatagram)
+	if !oneDatagram && t.ownBlocks {
+		return t.putBlocks(ctx, conn, path, payload)
+	}
+	if qos == transport.AtMostOnce && oneDatagram {
 		req.SetType(message.NonConfirmable)
 		if err := conn.WriteMessage(req); err != nil {
 			return fmt.Errorf("coap: sending: %w", err)
 		}
 		return nil
 	}
-	resp, err := conn.Put(ctx, "", message.AppOctets, bytes.NewReader(payload), path...)
+	resp, err := conn.Do(req)
 	if err != nil {
 		return err
 	}
@@ -265,10 +270,20 @@ func (t *Transport) supervise() {
 	}
 }
 
+// ping checks that the peer answers. It sends a GET of the CoAP discovery
+// resource rather than a CoAP ping (an empty CON): any response, even 4.04,
+// proves the peer is there, and go-coap v3.8.0 reuses the buffer of a ping
+// that timed out while retransmitting it (a data race when the peer is
+// down), which ordinary requests do not.
 func (t *Transport) ping(conn *udpclient.Conn) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
 	defer cancel()
-	return conn.Ping(ctx) == nil
+	resp, err := conn.Get(ctx, "/.well-known/core")
+	if err != nil {
+		return false
+	}
+	conn.ReleaseMessage(resp)
+	return true
 }
 
 // reconnect replaces a lost connection, retrying with backoff until it

@@ -19,14 +19,15 @@ import (
 	"github.com/e4-iot/e4kit/transport/coap/broker"
 )
 
-// roundTrip subscribes and publishes a small and a block-wise payload
-// through tr.
+// roundTrip subscribes and publishes a small payload, one of a whole
+// datagram (a 1 KiB message with E4) and a block-wise one through tr.
 func roundTrip(t *testing.T, tr *coap.Transport, topic string) {
 	t.Helper()
 	sub := subscribe(t, tr, topic)
-	large := make([]byte, 10_000)
+	whole, large := make([]byte, 1048), make([]byte, 10_000)
+	_, _ = rand.Read(whole)
 	_, _ = rand.Read(large)
-	for _, payload := range [][]byte{[]byte("over DTLS"), large} {
+	for _, payload := range [][]byte{[]byte("over DTLS"), whole, large} {
 		publish(t, tr, topic, payload)
 		if m := receive(t, sub); !bytes.Equal(m.Payload, payload) || m.Topic != topic {
 			t.Fatalf("sent %d bytes on %q, received %d on %q", len(payload), topic, len(m.Payload), m.Topic)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/net/client"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
@@ -138,7 +140,7 @@ func (s *subscription) observe(ctx context.Context, conn *udpclient.Conn, handov
 	s.nextGen++
 	gen := s.nextGen
 	s.mu.Unlock()
-	obs, err := conn.Observe(ctx, "", s.notification(gen), s.path...)
+	obs, err := conn.Observe(ctx, "", s.notification(conn, gen), s.registrationOptions()...)
 	if err != nil {
 		return err
 	}
@@ -161,9 +163,23 @@ func (s *subscription) observe(ctx context.Context, conn *udpclient.Conn, handov
 	return nil
 }
 
-// notification returns the callback of observation gen. go-coap calls it
-// for the registration response too: that one is the state before the
-// subscription, not a publication, and is skipped.
+// registrationOptions are the options of a registration: the path and,
+// with blocks smaller than 1024 bytes, the block size that notifications
+// should use (RFC 7959 §2.4 early negotiation; our broker then keeps them
+// within one block per datagram).
+func (s *subscription) registrationOptions() []message.Option {
+	if s.t.szx >= blockwise.SZX1024 {
+		return s.path
+	}
+	block, _ := blockwise.EncodeBlockOption(s.t.szx, 0, false) // a valid SZX, block 0: no error
+	value := make([]byte, 4)
+	n, _ := message.EncodeUint32(value, block)
+	return append(slices.Clip(s.path), message.Option{ID: message.Block2, Value: value[:n]})
+}
+
+// notification returns the callback of observation gen on conn. go-coap
+// calls it for the registration response too: that one is the state before
+// the subscription, not a publication, and is skipped.
 //
 // The registration response cannot be told by its rank: go-coap hands it
 // over (and Observe returns) before calling back, and a notification that
@@ -171,9 +187,10 @@ func (s *subscription) observe(ctx context.Context, conn *udpclient.Conn, handov
 // told by its type instead: an acknowledgement (piggybacked response),
 // whereas notifications are confirmable or not. A notification reassembled
 // from blocks also looks like an acknowledgement, but has no message ID
-// (go-coap builds it); a block-wise registration response (a large current
-// value, libcoap) is taken for one only as the first call.
-func (s *subscription) notification(gen uint64) func(*pool.Message) {
+// (go-coap builds it, on an application's connection with its block-wise
+// layer on); a block-wise registration response (a large current value,
+// libcoap) is taken for one only as the first call.
+func (s *subscription) notification(conn *udpclient.Conn, gen uint64) func(*pool.Message) {
 	var called atomic.Bool
 	return func(m *pool.Message) {
 		first := !called.Swap(true)
@@ -182,7 +199,7 @@ func (s *subscription) notification(gen uint64) func(*pool.Message) {
 		}
 		switch m.Code() {
 		case codes.Content:
-			if msg, ok := s.decode(m, gen); ok {
+			if msg, ok := s.decode(conn, m, gen); ok {
 				s.deliver(msg)
 			}
 		case codes.Valid:
@@ -198,8 +215,15 @@ func (s *subscription) notification(gen uint64) func(*pool.Message) {
 }
 
 // decode turns a notification of observation gen into a Message, or
-// drops a duplicate.
-func (s *subscription) decode(m *pool.Message, gen uint64) (*transport.Message, bool) {
+// drops a duplicate. A block-wise notification is completed first, even a
+// duplicate: our broker sends the observation nothing more until its last
+// block was fetched.
+func (s *subscription) decode(conn *udpclient.Conn, m *pool.Message, gen uint64) (*transport.Message, bool) {
+	payload, err := s.bodyOf(conn, m)
+	if err != nil {
+		s.t.reportError(fmt.Errorf("coap: notification of %q unreadable: %w", s.filter, err))
+		return nil, false
+	}
 	if etag, err := m.ETag(); err != nil {
 		s.mu.Lock()
 		s.noETags = true
@@ -215,11 +239,6 @@ func (s *subscription) decode(m *pool.Message, gen uint64) (*transport.Message, 
 			s.t.reportError(fmt.Errorf("coap: notification of %q without a matching topic dropped", s.filter))
 			return nil, false
 		}
-	}
-	payload, err := m.ReadBody()
-	if err != nil {
-		s.t.reportError(fmt.Errorf("coap: notification of %q unreadable: %w", s.filter, err))
-		return nil, false
 	}
 	if payload == nil {
 		payload = []byte{}

@@ -9,7 +9,8 @@
 // level (see package topicpath: levels are carried byte for byte, no
 // escaping). There is nothing to create first:
 //
-//   - PUT or POST publishes the request body to the topic (2.04 Changed).
+//   - PUT or POST publishes the request body to the topic (2.04 Changed);
+//     a large body may come block-wise (Block1, RFC 7959).
 //   - GET with Observe: 0 subscribes. The registration is answered at once
 //     with 2.05 Content, an Observe option and an empty body, even if nothing
 //     was ever published on the topic (the broker keeps no messages, so a
@@ -33,13 +34,23 @@
 // itself; when its queue exceeds Options.QueueLimit the oldest message is
 // dropped.
 //
-// Notifications larger than a block go block-wise (RFC 7959): the first
-// block travels in the notification and the observer fetches the others
-// with GET + Block2. Those GETs carry neither the observation's token nor
-// its ETag, so the broker serves them from a snapshot of the one
-// notification of that observer in transfer, and never starts a second
-// block-wise transfer on the same connection and path before the first
-// ends: blocks of two messages cannot mix.
+// A notification travels in one datagram when the whole CoAP message fits
+// in Options.MaxDatagramSize (1152 bytes by default, RFC 7252 §4.6: a
+// 1 KiB message with E4's 24 bytes fits). Larger ones go block-wise (RFC
+// 7959): the first block travels in the notification and the observer
+// fetches the others with GET + Block2. Those GETs carry neither the
+// observation's token nor its ETag, so the broker serves them from a
+// snapshot of the one notification of that observer in transfer, and
+// never starts a second block-wise transfer on the same connection and
+// path before the first ends: blocks of two messages cannot mix. An
+// observer that registers with a Block2 option smaller than the broker's
+// block size (early negotiation) gets its notifications in blocks of that
+// size.
+//
+// go-coap's own block-wise layer is off: it would split every body over
+// 1024 bytes, however small the datagram, and it is on or off for a whole
+// connection. The broker receives Block1 uploads and serves Block2 blocks
+// itself.
 //
 // # Life of an observation
 //
@@ -70,13 +81,17 @@ import (
 	"github.com/plgd-dev/go-coap/v3/udp"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
 )
 
 // Defaults of Options.
 const (
-	DefaultPrefix          = "/ps"
-	DefaultBlockSize       = 1024
+	DefaultPrefix    = "/ps"
+	DefaultBlockSize = 1024
+	// DefaultMaxDatagramSize bounds a CoAP message when the path MTU is
+	// unknown (RFC 7252 §4.6); libcoap refuses larger datagrams.
+	DefaultMaxDatagramSize = datagram.DefaultMaxSize
 	DefaultMaxPayload      = 1 << 20
 	DefaultQueueLimit      = 10000
 	DefaultIdleTimeout     = 60 * time.Second
@@ -93,6 +108,15 @@ type Options struct {
 	// from 16 to 1024; default 1024.
 	BlockSize int
 
+	// MaxDatagramSize bounds the notifications (header, token, options and
+	// payload) sent in one datagram: a message that would make a larger
+	// one goes block-wise, unless it fits in one block anyway. Default
+	// DefaultMaxDatagramSize; with BlockSize below 1024, or negative,
+	// none: every message over one block goes block-wise. At most 64512.
+	// Publications are accepted in one datagram of any size up to
+	// MaxPayload.
+	MaxDatagramSize int
+
 	// MaxPayload is the largest message the broker accepts; default 1 MiB.
 	MaxPayload int
 
@@ -108,7 +132,8 @@ type Options struct {
 
 	// TransferTimeout bounds a block-wise notification: if the observer has
 	// not fetched the last block by then, the broker goes on with its next
-	// message. Default 30 s.
+	// message. It also bounds the wait between two blocks of an upload.
+	// Default 30 s.
 	TransferTimeout time.Duration
 
 	// DTLS, when set, makes the broker speak CoAP over DTLS only.
@@ -144,9 +169,11 @@ type Broker struct {
 	opts   Options
 	prefix []string
 	szx    blockwise.SZX
-	addr   net.Addr
-	stop   func()
-	served chan struct{}
+	// maxDatagram bounds a notification sent whole (0: one block of payload).
+	maxDatagram int
+	addr        net.Addr
+	stop        func()
+	served      chan struct{}
 
 	instance [4]byte       // random per start: ETags of two runs differ
 	counter  atomic.Uint64 // publications so far, for ETags
@@ -163,6 +190,15 @@ type connState struct {
 	observers map[string]*observer // by token
 	transfers map[string]*transfer // by observed path: block-wise notification in progress
 	finished  []string             // tokens of the block requests of ended transfers
+	uploads   map[string]*upload   // by token: block-wise publications being received
+}
+
+func newConnState() *connState {
+	return &connState{
+		observers: make(map[string]*observer),
+		transfers: make(map[string]*transfer),
+		uploads:   make(map[string]*upload),
+	}
 }
 
 // Start listens on addr ("host:port", UDP) and serves until Close.
@@ -205,6 +241,9 @@ func newBroker(opts *Options) (*Broker, error) {
 		return nil, err
 	}
 	b.szx = szx
+	if b.maxDatagram, err = datagram.Resolve(o.MaxDatagramSize, szx); err != nil {
+		return nil, fmt.Errorf("broker: MaxDatagramSize: %w", err)
+	}
 	setDefault(&o.MaxPayload, DefaultMaxPayload)
 	setDefault(&o.QueueLimit, DefaultQueueLimit)
 	setDefault(&o.IdleTimeout, DefaultIdleTimeout)
@@ -373,7 +412,7 @@ func (b *Broker) publish(topic string, payload []byte) {
 // addObserver registers an observation of path by (cc, token). A
 // registration with the token of a live observation replaces it (RFC 7641
 // re-registration) and continues its sequence numbers.
-func (b *Broker) addObserver(cc *udpclient.Conn, token []byte, path string, wildcard bool) (*observer, error) {
+func (b *Broker) addObserver(cc *udpclient.Conn, token []byte, path string, wildcard bool, szx blockwise.SZX) (*observer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -381,10 +420,9 @@ func (b *Broker) addObserver(cc *udpclient.Conn, token []byte, path string, wild
 	}
 	cs := b.conns[cc]
 	if cs == nil {
-		cs = &connState{observers: make(map[string]*observer), transfers: make(map[string]*transfer)}
-		b.conns[cc] = cs
+		return nil, errors.New("broker: connection gone")
 	}
-	o := newObserver(b, cc, token, path, wildcard)
+	o := newObserver(b, cc, token, path, wildcard, szx)
 	if old := cs.observers[string(token)]; old != nil {
 		o.seq = old.seq
 		b.unlinkLocked(old)

@@ -77,13 +77,17 @@ type notification struct {
 	etag     []byte
 	location string
 	body     []byte
+	block2   uint32 // 0 without a Block2 option
+	size2    uint32
 }
 
-func observe(t *testing.T, conn *udpclient.Conn, path string) (<-chan notification, func() bool) {
+func observe(t *testing.T, conn *udpclient.Conn, path string, opts ...message.Option) (<-chan notification, func() bool) {
 	t.Helper()
 	out := make(chan notification, 16)
 	obs, err := conn.Observe(ctx(t), path, func(m *pool.Message) {
 		n := notification{code: m.Code()}
+		n.block2, _ = m.GetOptionUint32(message.Block2)
+		n.size2, _ = m.GetOptionUint32(message.Size2)
 		var obsErr error
 		n.observe, obsErr = m.Observe()
 		n.hasObs = obsErr == nil
@@ -92,7 +96,7 @@ func observe(t *testing.T, conn *udpclient.Conn, path string) (<-chan notificati
 		n.location, _ = m.Options().LocationPath()
 		n.body, _ = m.ReadBody()
 		out <- n
-	})
+	}, opts...)
 	if err != nil {
 		t.Fatalf("observing %s: %v", path, err)
 	}

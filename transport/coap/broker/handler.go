@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -41,8 +40,7 @@ const keepAliveRetries = 3
 // inactivity (its default, 4 s, makes retransmissions late).
 const periodicInterval = time.Second
 
-// handle serves one request (after go-coap's block-wise layer has
-// reassembled its body).
+// handle serves one request.
 func (b *Broker) handle(w *responseWriter, r *pool.Message) {
 	path, ok := topicpath.Topic(message.URIPath, b.prefix, r.Options())
 	if !ok {
@@ -64,8 +62,12 @@ func (b *Broker) handlePublish(w *responseWriter, r *pool.Message, topic string)
 		b.respond(w, codes.BadRequest, "cannot publish on a filter")
 		return
 	}
+	if r.HasOption(message.Block1) {
+		b.receiveBlock(w, r, topic)
+		return
+	}
 	if size, err := r.BodySize(); err == nil && size > int64(b.opts.MaxPayload) {
-		b.respond(w, codes.RequestEntityTooLarge, "payload too large")
+		b.refuseTooLarge(w)
 		return
 	}
 	payload, err := r.ReadBody()
@@ -102,9 +104,9 @@ func (b *Broker) handleRegister(w *responseWriter, r *pool.Message, path string)
 		return
 	}
 	wildcard := strings.ContainsAny(path, "+#")
-	o, err := b.addObserver(w.Conn(), r.Token(), path, wildcard)
+	o, err := b.addObserver(w.Conn(), r.Token(), path, wildcard, b.observerSZX(r))
 	if err != nil {
-		b.respond(w, codes.ServiceUnavailable, "broker closing")
+		b.respond(w, codes.ServiceUnavailable, "not observing: "+err.Error())
 		return
 	}
 	if err := w.SetResponse(codes.Content, message.AppOctets, nil); err != nil {
@@ -210,110 +212,68 @@ func (b *Broker) blockTransfer(cc *udpclient.Conn, path string, token []byte) *t
 	return t
 }
 
+// observerSZX returns the block size of an observer's notifications: the
+// broker's, or a smaller one the registration asked for with Block2 (RFC
+// 7959 §2.4 early negotiation).
+func (b *Broker) observerSZX(r *pool.Message) blockwise.SZX {
+	v, err := r.GetOptionUint32(message.Block2)
+	if err != nil {
+		return b.szx
+	}
+	szx, _, _, err := blockwise.DecodeBlockOption(v)
+	if err != nil || szx > blockwise.SZX1024 {
+		return b.szx
+	}
+	return min(szx, b.szx)
+}
+
 // serveBlock answers a block request for a notification in transfer with
-// the whole snapshot; go-coap's block-wise layer cuts the requested block
-// out of it and keeps it for the next blocks.
+// the block it asks for, cut from the snapshot; the last block frees the
+// observer for its next notification, once written.
 func (b *Broker) serveBlock(w *responseWriter, r *pool.Message, path string) bool {
 	t := b.blockTransfer(w.Conn(), path, r.Token())
 	if t == nil {
 		return false
 	}
-	if err := w.SetResponse(codes.Content, message.AppOctets, bytes.NewReader(t.pub.payload)); err != nil {
+	v, _ := r.GetOptionUint32(message.Block2) // the caller checked it is there
+	szx, num, _, err := blockwise.DecodeBlockOption(v)
+	if err != nil || szx > blockwise.SZX1024 {
+		b.respond(w, codes.BadOption, "malformed Block2")
+		return true
+	}
+	// The offset is the client's; the block size at most the observer's
+	// (RFC 7959 §2.4: a server may answer with smaller blocks).
+	offset := num * szx.Size()
+	szx = min(szx, t.obs.szx)
+	payload := t.pub.payload
+	if offset >= int64(len(payload)) {
+		b.respond(w, codes.BadOption, "no such block")
+		return true
+	}
+	end := min(offset+szx.Size(), int64(len(payload)))
+	more := end < int64(len(payload))
+	block, _ := blockwise.EncodeBlockOption(szx, offset/szx.Size(), more) // block number within the payload: no error
+	if err := w.SetResponse(codes.Content, message.AppOctets, bytes.NewReader(payload[offset:end])); err != nil {
 		b.logf("broker: serving a block: %v", err)
 		return true
 	}
+	w.Message().SetOptionUint32(message.Block2, block)
+	w.Message().SetOptionUint32(message.Size2, uint32(len(payload)))
 	if err := b.setRepresentation(w.Message(), t.obs, t.pub); err != nil {
 		b.logf("broker: serving a block: %v", err)
+	}
+	if !more && !responsewriter.AfterWrite(r.Context(), t.markServed) {
+		t.markServed()
 	}
 	return true
 }
 
-// blockRequest describes a GET for a block of a notification.
-type blockRequest struct {
-	path  string
-	token []byte
-	szx   blockwise.SZX
-	num   int64
-}
-
-func (b *Broker) parseBlockRequest(r *pool.Message) (blockRequest, bool) {
-	if r.Code() != codes.GET || r.HasOption(message.Observe) {
-		return blockRequest{}, false
-	}
-	v, err := r.GetOptionUint32(message.Block2)
-	if err != nil {
-		return blockRequest{}, false
-	}
-	szx, num, _, err := blockwise.DecodeBlockOption(v)
-	if err != nil {
-		return blockRequest{}, false
-	}
-	path, ok := topicpath.Topic(message.URIPath, b.prefix, r.Options())
-	if !ok {
-		return blockRequest{}, false
-	}
-	return blockRequest{path: path, token: bytes.Clone(r.Token()), szx: min(szx, b.szx), num: num}, true
-}
-
-// process runs go-coap's processing of one received message; when it was a
-// request for the last block of a notification, the response is written
-// when processing returns, so the observer may send its next notification.
-func (b *Broker) process(req *pool.Message, cc *udpclient.Conn, handler config.HandlerFunc[*udpclient.Conn]) {
-	br, isBlock := b.parseBlockRequest(req)
-	cc.ProcessReceivedMessageWithHandler(req, handler)
-	if !isBlock {
-		return
-	}
-	if t := b.blockTransfer(cc, br.path, br.token); t != nil && (br.num+1)*br.szx.Size() >= int64(len(t.pub.payload)) {
-		t.markServed()
-	}
-}
-
-// monitorRequest refuses, with 4.13, block-wise uploads that announce or
-// reach more than MaxPayload, before go-coap buffers them. It runs on the
-// goroutine that reads the server's socket: it must not block.
-func (b *Broker) monitorRequest(cc *udpclient.Conn, req *pool.Message) (bool, error) {
-	if !b.exceedsMaxPayload(req) {
-		return false, nil
-	}
-	resp := cc.AcquireMessage(cc.Context())
-	defer cc.ReleaseMessage(resp)
-	resp.SetCode(codes.RequestEntityTooLarge)
-	resp.SetToken(req.Token())
-	resp.SetOptionUint32(message.Size1, uint32(min(int64(b.opts.MaxPayload), math.MaxUint32)))
-	if req.Type() == message.Confirmable {
-		resp.SetType(message.Acknowledgement)
-		resp.SetMessageID(req.MessageID())
-	} else {
-		resp.SetType(message.NonConfirmable)
-		resp.SetMessageID(cc.GetMessageID())
-	}
-	// Straight to the socket: go-coap's own writers would treat this as a
-	// new confirmable message and block the server's reading goroutine.
-	if err := cc.Session().WriteMessage(resp); err != nil {
-		b.logf("broker: refusing a large upload: %v", err)
-	}
-	return true, nil
-}
-
-func (b *Broker) exceedsMaxPayload(req *pool.Message) bool {
-	if req.Code() != codes.PUT && req.Code() != codes.POST {
-		return false
-	}
-	if size, err := req.GetOptionUint32(message.Size1); err == nil && int64(size) > int64(b.opts.MaxPayload) {
-		return true
-	}
-	v, err := req.GetOptionUint32(message.Block1)
-	if err != nil {
-		return false
-	}
-	szx, num, _, err := blockwise.DecodeBlockOption(v)
-	// A block starting at MaxPayload carries bytes beyond it.
-	return err != nil || num*szx.Size() >= int64(b.opts.MaxPayload)
-}
-
-// onNewConn ties the observations of a connection to its life.
+// onNewConn keeps the state of a connection (observations, transfers,
+// uploads) as long as it lives.
 func (b *Broker) onNewConn(cc *udpclient.Conn) {
+	b.mu.Lock()
+	b.conns[cc] = newConnState()
+	b.mu.Unlock()
 	cc.AddOnClose(func() { b.dropConn(cc) })
 }
 
@@ -348,7 +308,6 @@ func (s serverConfig) UDPServerApply(cfg *udpserver.Config) {
 	b := s.b
 	cfg.Handler = b.handle
 	cfg.OnNewConn = b.onNewConn
-	cfg.RequestMonitor = b.monitorRequest
 	cfg.CreateInactivityMonitor = b.inactivityMonitor
 	b.applyCommon(&cfg.Common)
 }
@@ -358,7 +317,6 @@ func (s serverConfig) DTLSServerApply(cfg *dtlsserver.Config) {
 	b := s.b
 	cfg.Handler = b.handle
 	cfg.OnNewConn = b.onNewConn
-	cfg.RequestMonitor = b.monitorRequest
 	cfg.CreateInactivityMonitor = b.inactivityMonitor
 	b.applyCommon(&cfg.Common)
 }
@@ -366,9 +324,7 @@ func (s serverConfig) DTLSServerApply(cfg *dtlsserver.Config) {
 // applyCommon sets the options UDP and DTLS servers share.
 func (b *Broker) applyCommon(cfg *config.Common[*udpclient.Conn]) {
 	cfg.Errors = b.errorf
-	cfg.ProcessReceivedMessage = b.process
 	cfg.PeriodicRunner = b.periodic
-	cfg.BlockwiseEnable = true
-	cfg.BlockwiseSZX = b.szx
-	cfg.BlockwiseTransferTimeout = b.opts.TransferTimeout
+	// Block-wise transfers are the broker's own (see the package doc).
+	cfg.BlockwiseEnable = false
 }

@@ -10,9 +10,11 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
 )
 
@@ -27,6 +29,10 @@ type observer struct {
 	token    []byte
 	path     string // as observed: a topic, or a filter if wildcard
 	wildcard bool
+	szx      blockwise.SZX // block size of its block-wise notifications
+	// maxDatagram bounds its notifications sent whole (0: one block of
+	// payload).
+	maxDatagram int
 
 	ctx    context.Context // ends when the observation does
 	cancel context.CancelFunc
@@ -39,10 +45,16 @@ type observer struct {
 	dropped int    // messages lost to QueueLimit, for the log
 }
 
-func newObserver(b *Broker, cc *udpclient.Conn, token []byte, path string, wildcard bool) *observer {
+func newObserver(b *Broker, cc *udpclient.Conn, token []byte, path string, wildcard bool, szx blockwise.SZX) *observer {
 	ctx, cancel := context.WithCancel(cc.Context())
+	maxDatagram := b.maxDatagram
+	if szx < b.szx {
+		// The observer asked for smaller blocks: it wants small datagrams.
+		maxDatagram = 0
+	}
 	return &observer{
 		b: b, cc: cc, token: bytes.Clone(token), path: path, wildcard: wildcard,
+		szx: szx, maxDatagram: maxDatagram,
 		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
 	}
 }
@@ -134,21 +146,30 @@ func (o *observer) next() (*publication, bool) {
 // it acknowledged the notification and, for a block-wise one, fetched the
 // last block (or TransferTimeout passed).
 func (o *observer) deliver(p *publication) error {
-	// go-coap puts a body of up to one block in the notification itself.
-	blockWise := len(p.payload) > int(o.b.szx.Size())
-	var t *transfer
-	if blockWise {
-		var err error
-		if t, err = o.b.beginTransfer(o, p); err != nil {
-			return err
-		}
-		defer o.b.endTransfer(o, t)
-	}
-	if err := o.send(p); err != nil {
+	msg, err := o.notification(p)
+	if err != nil {
 		return err
 	}
-	if !blockWise {
-		return nil
+	defer o.cc.ReleaseMessage(msg)
+	if datagram.Fits(msg, len(p.payload), o.szx, o.maxDatagram) {
+		msg.SetBody(bytes.NewReader(p.payload))
+		return o.send(msg)
+	}
+	t, err := o.b.beginTransfer(o, p)
+	if err != nil {
+		return err
+	}
+	defer o.b.endTransfer(o, t)
+	// The notification carries the first block (RFC 7959 §2.6).
+	block, err := blockwise.EncodeBlockOption(o.szx, 0, true)
+	if err != nil {
+		return fmt.Errorf("broker: first block: %w", err)
+	}
+	msg.SetOptionUint32(message.Block2, block)
+	msg.SetOptionUint32(message.Size2, uint32(len(p.payload)))
+	msg.SetBody(bytes.NewReader(p.payload[:o.szx.Size()]))
+	if err := o.send(msg); err != nil {
+		return err
 	}
 	timer := time.NewTimer(o.b.opts.TransferTimeout)
 	defer timer.Stop()
@@ -161,20 +182,24 @@ func (o *observer) deliver(p *publication) error {
 	return nil
 }
 
-// send writes a confirmable notification and waits for its acknowledgement.
-// go-coap's block-wise layer sends only the first block of a large body.
-func (o *observer) send(p *publication) error {
+// notification returns a confirmable notification of p, without its body,
+// to be released.
+func (o *observer) notification(p *publication) (*pool.Message, error) {
 	msg := o.cc.AcquireMessage(o.ctx)
-	defer o.cc.ReleaseMessage(msg)
 	msg.SetCode(codes.Content)
 	msg.SetType(message.Confirmable)
 	msg.SetToken(o.token)
 	msg.SetObserve(o.nextSeq())
 	if err := o.b.setRepresentation(msg, o, p); err != nil {
-		return err
+		o.cc.ReleaseMessage(msg)
+		return nil, err
 	}
 	msg.SetContentFormat(message.AppOctets)
-	msg.SetBody(bytes.NewReader(p.payload))
+	return msg, nil
+}
+
+// send writes a notification and waits for its acknowledgement.
+func (o *observer) send(msg *pool.Message) error {
 	if err := o.cc.WriteMessage(msg); err != nil {
 		return fmt.Errorf("broker: notifying: %w", err)
 	}
