@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests run against: Mosquitto, RabbitMQ (with
-# its MQTT plugin, shipped in the package) and libcoap's CoAP server and
-# client. The tests start and stop their own instances on free ports; this
-# script only makes the binaries available. Idempotent.
+# its MQTT plugin, shipped in the package), libcoap's CoAP server and
+# client, and PostgreSQL (the C2 store's tests run its initdb and pg_ctl).
+# The tests start and stop their own instances on free ports; this script
+# only makes the binaries available. Idempotent.
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ command -v mosquitto >/dev/null || need+=(mosquitto mosquitto-clients)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v coap-server-notls >/dev/null || need+=(libcoap3-bin)
 command -v openssl >/dev/null || need+=(openssl)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -124,6 +124,11 @@ type Store interface {
 	Retry(ctx context.Context, owner string, id CommandID, next time.Time, reason string) error
 	// Fail settles a command owner holds as failed for good with reason.
 	Fail(ctx context.Context, owner string, id CommandID, reason string) error
+	// Acknowledge settles a pending command on its device's answer,
+	// whoever holds its lease (a resend may be out when the answer comes):
+	// sent at at when refusal is empty, failed with refusal otherwise. An
+	// unknown id gives ErrNotFound, a command already settled ErrLeaseLost.
+	Acknowledge(ctx context.Context, id CommandID, at time.Time, refusal string) error
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
