@@ -44,6 +44,14 @@ type DispatchConfig struct {
 	PollInterval time.Duration
 	// QoS is the delivery level of commands (transport.ExactlyOnce).
 	QoS *transport.QoS
+	// AwaitAck, when set, makes a command count as delivered only once the
+	// device acknowledged it (e4.HandleCommandAck, transport.ProtectOptions
+	// AckCommands); without an acknowledgement within AwaitAck it is sent
+	// again. This covers what a broker acknowledgement cannot: a broker
+	// restart that lost its queues, a device that was not subscribed. Zero
+	// trusts the broker's acknowledgement. Only for fleets whose devices all
+	// acknowledge: the others would be sent their commands forever.
+	AwaitAck time.Duration
 }
 
 func (c DispatchConfig) withDefaults() DispatchConfig {
@@ -87,22 +95,31 @@ type Dispatcher struct {
 	wake chan struct{}
 
 	sent, retried, failed atomic.Uint64
+	acked, unmatchedAcks  atomic.Uint64
 	inFlight              atomic.Int64
+	acks                  *awaiting
 }
 
 // DispatchStats counts what a dispatcher did since it was created.
 type DispatchStats struct {
+	// Sent counts commands the broker acknowledged.
 	Sent, Retried, Failed uint64
-	InFlight              int64
+	// Acked counts device acknowledgements matched to a command (AwaitAck);
+	// UnmatchedAcks those that matched none (late, duplicate or forged).
+	Acked, UnmatchedAcks uint64
+	InFlight             int64
 }
 
 func newDispatcher(s *Service, cfg DispatchConfig) *Dispatcher {
-	return &Dispatcher{s: s, cfg: cfg.withDefaults(), wake: make(chan struct{}, 1)}
+	return &Dispatcher{s: s, cfg: cfg.withDefaults(), wake: make(chan struct{}, 1), acks: newAwaiting()}
 }
 
 // Stats returns the dispatcher's counters.
 func (d *Dispatcher) Stats() DispatchStats {
-	return DispatchStats{Sent: d.sent.Load(), Retried: d.retried.Load(), Failed: d.failed.Load(), InFlight: d.inFlight.Load()}
+	return DispatchStats{
+		Sent: d.sent.Load(), Retried: d.retried.Load(), Failed: d.failed.Load(),
+		Acked: d.acked.Load(), UnmatchedAcks: d.unmatchedAcks.Load(), InFlight: d.inFlight.Load(),
+	}
 }
 
 // Wake makes the dispatcher look at the outbox now rather than at its
@@ -124,26 +141,33 @@ type outcome struct {
 // Run dispatches until ctx ends, then waits for publishes in flight and
 // releases what it still holds. It returns nil after a clean stop.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.cfg.AwaitAck > 0 {
+		sub, err := d.s.cfg.Transport.Subscribe(ctx, AckFilter)
+		if err != nil {
+			return fmt.Errorf("c2: subscribing to acknowledgements: %w", err)
+		}
+		defer sub.Unsubscribe(context.WithoutCancel(ctx))
+		go d.listenAcks(ctx, sub)
+	}
 	results := make(chan outcome, d.cfg.InFlight)
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
-	inFlight, mayClaim := 0, true
+	inFlight := 0
 	for {
-		if mayClaim && inFlight < d.cfg.InFlight {
-			n := d.claimAndSend(ctx, sendCtx, d.cfg.InFlight-inFlight, results)
+		if room := d.cfg.InFlight - inFlight; room > 0 {
+			n := d.claimAndSend(ctx, sendCtx, room, results)
 			inFlight += n
-			mayClaim = n > 0
+			if n == min(room, d.cfg.Batch) {
+				continue // a full batch: there may be more right away
+			}
 		}
 		select {
 		case r := <-results:
 			inFlight -= d.settle(ctx, r, results)
-			mayClaim = true
 		case <-d.wake:
-			mayClaim = true
 		case <-poll.C:
-			mayClaim = true
 		case <-ctx.Done():
 			d.drain(sendCtx, cancelSends, inFlight, results)
 			return nil
@@ -179,6 +203,11 @@ func (d *Dispatcher) send(ctx context.Context, c store.Command) outcome {
 	if err != nil {
 		return outcome{cmd: c, err: err, permanent: true}
 	}
+	if d.cfg.AwaitAck > 0 {
+		// Registered before publishing: the acknowledgement may come back
+		// before Publish returns.
+		d.acks.add(c.ClientID, awaitedCommand{id: c.ID, key: key, digest: e4.CommandDigest(protected)})
+	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
 	defer cancel()
 	err = d.s.cfg.Transport.Publish(ctx, e4.ControlTopic(c.ClientID), protected, transport.WithQoS(*d.cfg.QoS))
@@ -202,6 +231,10 @@ func (d *Dispatcher) settle(ctx context.Context, r outcome, results <-chan outco
 	var sentCmds []store.Command
 	for _, o := range batch {
 		d.inFlight.Add(-1)
+		if o.err == nil && d.cfg.AwaitAck > 0 {
+			d.awaitAck(ctx, o.cmd)
+			continue
+		}
 		if o.err == nil {
 			sent = append(sent, o.cmd.ID)
 			sentCmds = append(sentCmds, o.cmd)
@@ -252,6 +285,21 @@ func (d *Dispatcher) retryOrFail(ctx context.Context, o outcome) {
 	}
 	d.retried.Add(1)
 }
+
+// awaitAck leaves a command the broker took pending until the device
+// acknowledges it, or AwaitAck passes and it is sent again.
+func (d *Dispatcher) awaitAck(ctx context.Context, c store.Command) {
+	d.sent.Add(1)
+	next := d.s.now().UTC().Add(d.cfg.AwaitAck)
+	err := d.s.st.Retry(ctx, d.cfg.Owner, c.ID, next, awaitingAckReason)
+	if err != nil && !errors.Is(err, store.ErrLeaseLost) { // lost: already acknowledged
+		d.s.log.Warn("scheduling command resend", "command", hex.EncodeToString(c.ID[:]), "err", err)
+	}
+}
+
+// awaitingAckReason is the LastError of a command sent and waiting for
+// its device's acknowledgement.
+const awaitingAckReason = "sent; waiting for the device's acknowledgement"
 
 // backoff doubles from MinBackoff with each attempt, up to MaxBackoff,
 // with up to 20% jitter so a fleet of retries does not hit the broker at

@@ -1,0 +1,225 @@
+package c2
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/c2/seal"
+	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/c2/store/sqlite"
+	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/transport"
+)
+
+// testEnv is a service on a fresh SQLite database.
+type testEnv struct {
+	svc    *Service
+	st     store.Store
+	dbPath string
+	master []byte
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// newTestService opens a service in mode over tr (nil for none) and runs
+// its dispatcher until the test ends.
+func newTestService(t *testing.T, mode e4.Mode, tr transport.Transport, edit ...func(*Config)) *testEnv {
+	t.Helper()
+	env := &testEnv{dbPath: filepath.Join(t.TempDir(), "c2.db")}
+	env.master, _ = seal.GenerateKey()
+	env.start(t, mode, tr, edit...)
+	return env
+}
+
+func (env *testEnv) start(t *testing.T, mode e4.Mode, tr transport.Transport, edit ...func(*Config)) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, env.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := seal.NewKeyring(env.master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Mode: mode, Store: st, Keyring: keys, Transport: tr,
+		Dispatch: DispatchConfig{PollInterval: 20 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	svc, err := New(ctx, cfg)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	env.svc, env.st, env.cancel, env.done = svc, st, cancel, make(chan error, 1)
+	go func() { env.done <- svc.Run(runCtx) }()
+	t.Cleanup(env.stop)
+}
+
+// stop ends the dispatcher and closes the database; it may be called twice.
+func (env *testEnv) stop() {
+	if env.cancel == nil {
+		return
+	}
+	env.cancel()
+	<-env.done
+	env.st.Close()
+	env.cancel = nil
+}
+
+// waitIdle waits until the outbox has no pending command.
+func (env *testEnv) waitIdle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, err := env.svc.CountCommands(context.Background(), pendingFilter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d commands still pending after 20 s", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// device is a simulated E4 device on a transport.
+type device struct {
+	t      *testing.T
+	client *e4.Client
+	tr     *transport.Protected
+
+	mu       sync.Mutex
+	commands []e4.Command
+	cmdErrs  []error
+}
+
+func newSKDevice(t *testing.T, tr transport.Transport, name string, key []byte) *device {
+	t.Helper()
+	c, err := e4.NewSymKeyClient(e4.IDFromName(name), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return attachDevice(t, tr, c)
+}
+
+func newPKDevice(t *testing.T, tr transport.Transport, name string, priv ed25519.PrivateKey, c2Public []byte) *device {
+	t.Helper()
+	c, err := e4.NewPubKeyClient(e4.IDFromName(name), priv, c2Public, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return attachDevice(t, tr, c)
+}
+
+func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
+	t.Helper()
+	d := &device{t: t, client: c}
+	p, err := transport.Protect(context.Background(), tr, c, &transport.ProtectOptions{
+		OnCommand: func(cmd e4.Command, err error) {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			d.commands = append(d.commands, cmd)
+			d.cmdErrs = append(d.cmdErrs, err)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.tr = p
+	t.Cleanup(func() { p.Close() })
+	return d
+}
+
+// waitCommands waits until the device applied n commands and fails the
+// test if any was refused.
+func (d *device) waitCommands(n int) []e4.Command {
+	d.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		d.mu.Lock()
+		got := append([]e4.Command(nil), d.commands...)
+		errs := errors.Join(d.cmdErrs...)
+		d.mu.Unlock()
+		if errs != nil {
+			d.t.Fatalf("device %s refused a command: %v", d.client.ID(), errs)
+		}
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("device %s applied %d commands (%v), want %d", d.client.ID(), len(got), got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// receive waits for the next message on sub.
+func receive(t *testing.T, sub transport.Subscription) *transport.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := sub.Receive(ctx)
+	if err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+	return m
+}
+
+func subscribe(t *testing.T, tr transport.Transport, filter string) transport.Subscription {
+	t.Helper()
+	sub, err := tr.Subscribe(context.Background(), filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func sqliteOpenCtx(ctx context.Context, path string) (store.Store, error) {
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// flakyTransport fails the first failures publishes on control topics,
+// then passes everything through.
+type flakyTransport struct {
+	transport.Transport
+	mu       sync.Mutex
+	failures int
+	err      error
+}
+
+func (f *flakyTransport) Publish(ctx context.Context, topic string, payload []byte, opts ...transport.PublishOption) error {
+	f.mu.Lock()
+	if f.failures > 0 && strings.HasPrefix(topic, e4.ControlTopicPrefix) {
+		f.failures--
+		f.mu.Unlock()
+		return f.err
+	}
+	f.mu.Unlock()
+	return f.Transport.Publish(ctx, topic, payload, opts...)
+}
