@@ -1,0 +1,206 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/c2"
+	"github.com/e4-iot/e4kit/c2/seal"
+	"github.com/e4-iot/e4kit/c2/store/sqlite"
+	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/testbroker"
+	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/mqtt"
+)
+
+// members is the size of the rotated topic in the rotation benchmarks.
+const members = 10000
+
+// benchTopic is the rotated topic; its name sets the command size.
+const benchTopic = "fleet/all/telemetry"
+
+// rotationRig is C2 over Mosquitto with one topic of many members, and a
+// subscriber on every control topic standing in for the devices.
+type rotationRig struct {
+	svc      *c2.Service
+	received atomic.Int64
+	dial     func() transport.Transport
+}
+
+func newRotationRig(b *testing.B, n int) *rotationRig {
+	b.Helper()
+	ctx := context.Background()
+	m := testbroker.StartMosquitto(b, nil)
+	rig := &rotationRig{}
+	rig.dial = func() transport.Transport {
+		tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{m.URL()}, QueueSize: 4 * n})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	st, err := sqlite.Open(ctx, b.TempDir()+"/c2.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	master, _ := seal.GenerateKey()
+	keys, _ := seal.NewKeyring(master)
+	rig.svc, err = c2.New(ctx, c2.Config{Mode: e4.SymKey, Store: st, Keyring: keys, Transport: rig.dial()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- rig.svc.Run(runCtx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	rig.countControlMessages(b)
+
+	var csv strings.Builder
+	csv.WriteString("name\n")
+	ids := make([]e4.ID, n)
+	for i := range n {
+		name := fmt.Sprintf("device-%06d", i)
+		csv.WriteString(name + "\n")
+		ids[i] = e4.IDFromName(name)
+	}
+	if _, err := rig.svc.ImportClients(ctx, strings.NewReader(csv.String()), c2.ImportCSV, nil); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := rig.svc.AddTopic(ctx, benchTopic); err != nil {
+		b.Fatal(err)
+	}
+	if err := rig.svc.AddMembers(ctx, benchTopic, ids); err != nil {
+		b.Fatal(err)
+	}
+	rig.waitDrained(b, int64(n))
+	return rig
+}
+
+func (rig *rotationRig) countControlMessages(b *testing.B) {
+	sub, err := rig.dial().Subscribe(context.Background(), e4.ControlTopicPrefix+"+")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			if _, err := sub.Receive(ctx); err != nil {
+				return
+			}
+			rig.received.Add(1)
+		}
+	}()
+	b.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// waitDrained waits until the outbox is empty and the subscriber saw want
+// commands in total.
+func (rig *rotationRig) waitDrained(b *testing.B, want int64) {
+	b.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		n, err := rig.svc.CountCommands(ctx, c2PendingFilter())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 && rig.received.Load() >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d commands pending, %d of %d received after 5 min", n, rig.received.Load(), want)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// BenchmarkRotateTopic10k rotates a topic of 10,000 members over
+// Mosquitto: each iteration is one rotation, from the call until the broker
+// acknowledged every command (QoS 2) and the stand-in devices got them.
+func BenchmarkRotateTopic10k(b *testing.B) {
+	rig := newRotationRig(b, members)
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		before := rig.received.Load()
+		n, err := rig.svc.RotateTopic(ctx, benchTopic)
+		if err != nil || n != members {
+			b.Fatalf("RotateTopic = %d, %v", n, err)
+		}
+		rig.waitDrained(b, before+members)
+	}
+	b.ReportMetric(float64(b.N*members)/time.Since(start).Seconds(), "cmds/s")
+}
+
+// BenchmarkBarePublish10k publishes 10,000 messages of a SetTopicKey
+// command's size over the same broker, QoS 2, 256 in flight, the way the
+// dispatcher does, but with no database, sealing or E4: the baseline the
+// rotation is compared to.
+func BenchmarkBarePublish10k(b *testing.B) {
+	ctx := context.Background()
+	m := testbroker.StartMosquitto(b, nil)
+	dial := func() transport.Transport {
+		tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{m.URL()}, QueueSize: 4 * members})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { tr.Close() })
+		return tr
+	}
+	pub, subTr := dial(), dial()
+	sub, err := subTr.Subscribe(ctx, e4.ControlTopicPrefix+"+")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd, _ := e4.CmdSetTopicKey(make([]byte, e4.KeyLen), benchTopic)
+	payload, _ := e4.ProtectCommand(cmd, make([]byte, e4.KeyLen), time.Now())
+	topics := make([]string, members)
+	for i := range topics {
+		topics[i] = e4.ControlTopic(e4.IDFromName(fmt.Sprintf("device-%06d", i)))
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		publishAll(b, pub, topics, payload)
+		for range members {
+			if _, err := sub.Receive(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*members)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func publishAll(b *testing.B, tr transport.Transport, topics []string, payload []byte) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 256)
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(topics)); i = next.Add(1) - 1 {
+				if err := tr.Publish(context.Background(), topics[i], payload, transport.WithQoS(transport.ExactlyOnce)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+}
