@@ -53,6 +53,8 @@ Examples:
 		SilenceUsage:  true,
 	}
 	root.AddCommand(newKeygenCommand(), newIDCommand(), newTopicHashCommand(),
-		newProtectCommand(), newUnprotectCommand(), newDemoCommand(), newBrokerCommand())
+		newProtectCommand(), newUnprotectCommand(), newDemoCommand(), newBrokerCommand(),
+		newDevCommand())
+	root.AddCommand(newClientCommand())
 	return root
 }
