@@ -1,0 +1,270 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/c2"
+	"github.com/e4-iot/e4kit/c2/seal"
+	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/c2/store/sqlite"
+	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/testbroker"
+	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/mqtt"
+)
+
+// Environment of the C2 child process of the crash test.
+const (
+	envChild  = "E4KIT_E2E_C2_CHILD"
+	envDB     = "E4KIT_E2E_DB"
+	envMaster = "E4KIT_E2E_MASTER"
+	envBroker = "E4KIT_E2E_BROKER"
+	envMode   = "E4KIT_E2E_MODE"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envChild) == "1" {
+		if err := runC2Child(); err != nil {
+			fmt.Fprintln(os.Stderr, "c2 child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runC2Child is a C2 dispatcher in its own process, so the test can kill
+// it with SIGKILL in the middle of a rotation.
+func runC2Child() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	master, err := hex.DecodeString(os.Getenv(envMaster))
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, os.Getenv(envDB))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	keys, err := seal.NewKeyring(master)
+	if err != nil {
+		return err
+	}
+	tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{os.Getenv(envBroker)}})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	mode := e4.SymKey
+	if os.Getenv(envMode) == "pk" {
+		mode = e4.PubKey
+	}
+	svc, err := c2.New(ctx, c2.Config{
+		Mode: mode, Store: st, Keyring: keys, Transport: &slowTransport{Transport: tr, delay: 5 * time.Millisecond},
+		Dispatch: c2.DispatchConfig{InFlight: 4, Lease: time.Second, AwaitAck: 3 * time.Second, PollInterval: 20 * time.Millisecond},
+	})
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}
+
+// slowTransport stretches each publish so a rotation lasts long enough to
+// be interrupted.
+type slowTransport struct {
+	transport.Transport
+	delay time.Duration
+}
+
+func (s *slowTransport) Publish(ctx context.Context, topic string, payload []byte, opts ...transport.PublishOption) error {
+	time.Sleep(s.delay)
+	return s.Transport.Publish(ctx, topic, payload, opts...)
+}
+
+// fleet is many simulated devices sharing one connection: it applies each
+// command to the right client and acknowledges it.
+type fleet struct {
+	tr      transport.Transport
+	mu      sync.Mutex
+	clients map[string]*e4.Client // by control topic
+}
+
+func newFleet(t *testing.T, brokerURL string) *fleet {
+	t.Helper()
+	tr, err := mqtt.Dial(context.Background(), mqtt.Config{Brokers: []string{brokerURL}, QueueSize: 100000})
+	mustDo(t, err)
+	t.Cleanup(func() { tr.Close() })
+	f := &fleet{tr: tr, clients: make(map[string]*e4.Client)}
+	sub, err := tr.Subscribe(context.Background(), e4.ControlTopicPrefix+"+")
+	mustDo(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go f.serve(ctx, t, sub, done)
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+func (f *fleet) add(c *e4.Client) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clients[c.ControlTopic()] = c
+}
+
+func (f *fleet) serve(ctx context.Context, t *testing.T, sub transport.Subscription, done chan struct{}) {
+	defer close(done)
+	for {
+		m, err := sub.Receive(ctx)
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		c := f.clients[m.Topic]
+		f.mu.Unlock()
+		if c == nil {
+			continue
+		}
+		_, ack, err := c.HandleCommandAck(m.Payload)
+		if err != nil && ack == nil {
+			t.Errorf("device %s refused a command: %v", c.ID(), err)
+			continue
+		}
+		_ = f.tr.Publish(ctx, e4.AckTopic(c.ID()), ack, transport.WithQoS(transport.AtLeastOnce))
+	}
+}
+
+func TestC2KilledMidRotation(t *testing.T) {
+	for _, mode := range []e4.Mode{e4.SymKey, e4.PubKey} {
+		t.Run(mode.String(), func(t *testing.T) { killMidRotation(t, mode) })
+	}
+}
+
+// killMidRotation: a C2 process is killed with SIGKILL while it sends a
+// rotation to 500 devices, another starts, and every device ends up with
+// the current key and nothing stays pending.
+func killMidRotation(t *testing.T, mode e4.Mode) {
+	const devices = 500
+	ctx := context.Background()
+	m := testbroker.StartMosquitto(t, nil)
+	path, master := dbPath(t), newMaster(t)
+
+	// The parent edits state (no transport); children dispatch.
+	st, err := sqlite.Open(ctx, path)
+	mustDo(t, err)
+	defer st.Close()
+	keys, _ := seal.NewKeyring(master)
+	svc, err := c2.New(ctx, c2.Config{Mode: mode, Store: st, Keyring: keys})
+	mustDo(t, err)
+	f := newFleet(t, m.URL())
+	ids := make([]e4.ID, devices)
+	for i := range devices {
+		name := fmt.Sprintf("crash-%s-%03d", mode, i)
+		ids[i] = e4.IDFromName(name)
+		f.add(registerDevice(t, svc, name))
+	}
+	_, err = svc.AddTopic(ctx, topic)
+	mustDo(t, err)
+	mustDo(t, svc.AddMembers(ctx, topic, ids))
+
+	child := startChild(t, path, master, m.URL(), mode)
+	waitOutbox(t, st, 0, 60*time.Second) // every device got the first key
+
+	before := countState(t, st, store.CommandSent)
+	_, err = svc.RotateTopic(ctx, topic)
+	mustDo(t, err)
+	eventually(t, 30*time.Second, "the child sends a quarter of the rotation", func() bool {
+		return countState(t, st, store.CommandSent) >= before+devices/4
+	})
+	child.Process.Kill()
+	child.Wait()
+	pending := countState(t, st, store.CommandPending)
+	if pending == 0 {
+		t.Fatal("the rotation finished before the kill: the test interrupted nothing")
+	}
+	t.Logf("killed C2 with %d of %d rotation commands pending", pending, devices)
+
+	startChild(t, path, master, m.URL(), mode)
+	waitOutbox(t, st, 0, 60*time.Second)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.clients {
+		msg, err := svc.ProtectMessage(ctx, topic, []byte("after the crash "+c.ID().String()))
+		mustDo(t, err)
+		if _, err := c.Unprotect(nil, msg, topic); err != nil {
+			t.Fatalf("device %s does not hold the current key: %v", c.ID(), err)
+		}
+	}
+}
+
+// registerDevice adds a device to C2 and returns its E4 client.
+func registerDevice(t *testing.T, svc *c2.Service, name string) *e4.Client {
+	t.Helper()
+	ctx := context.Background()
+	if svc.Mode() == e4.SymKey {
+		added, err := svc.AddClient(ctx, c2.NewClient{Name: name})
+		mustDo(t, err)
+		c, err := e4.NewSymKeyClient(e4.IDFromName(name), added.Key, nil)
+		mustDo(t, err)
+		return c
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	_, err := svc.AddClient(ctx, c2.NewClient{Name: name, PublicKey: pub})
+	mustDo(t, err)
+	c2Pub, err := svc.C2PublicKey()
+	mustDo(t, err)
+	mustDo(t, svc.SendC2SignerKey(ctx, e4.IDFromName(name)))
+	c, err := e4.NewPubKeyClient(e4.IDFromName(name), priv, c2Pub, nil)
+	mustDo(t, err)
+	return c
+}
+
+func startChild(t *testing.T, db string, master []byte, broker string, mode e4.Mode) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"=1", envDB+"="+db, envMaster+"="+hex.EncodeToString(master),
+		envBroker+"="+broker, envMode+"="+mode.String())
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	mustDo(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("C2 child output:\n%s", out.String())
+		}
+	})
+	return cmd
+}
+
+func countState(t *testing.T, st store.Store, state store.CommandState) (n int64) {
+	t.Helper()
+	mustDo(t, st.View(context.Background(), func(tx store.Tx) (err error) {
+		n, err = tx.CountCommands(store.CommandFilter{State: state})
+		return err
+	}))
+	return n
+}
+
+func waitOutbox(t *testing.T, st store.Store, pending int64, limit time.Duration) {
+	t.Helper()
+	eventually(t, limit, fmt.Sprintf("the outbox drains to %d pending", pending), func() bool {
+		return countState(t, st, store.CommandPending) == pending
+	})
+	if failed := countState(t, st, store.CommandFailed); failed != 0 {
+		t.Fatalf("%d commands failed", failed)
+	}
+}
