@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: test deps lint unit demo bench bench-transports build
+.PHONY: test deps lint unit dev demo bench bench-transports bench-rotation bench-arch build
 
 ## test: install the real brokers the tests start (Mosquitto, RabbitMQ,
 ## libcoap), static checks, then every test with the race detector. The
@@ -13,6 +13,7 @@ test: deps lint unit
 
 deps:
 	./scripts/install-test-deps.sh
+	./scripts/install-bench-deps.sh
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -27,7 +28,12 @@ unit:
 build:
 	$(GO) build -o bin/e4 ./cmd/e4
 
-## demo: the main job with embedded defaults.
+## dev: the main job with embedded defaults: C2, an embedded MQTT broker
+## and three devices (Ctrl-C stops it).
+dev:
+	$(GO) run ./cmd/e4 dev
+
+## demo: protect, unprotect, tamper and replay one message, offline.
 demo:
 	$(GO) run ./cmd/e4 demo
 
@@ -41,3 +47,16 @@ bench-transports: deps
 	$(GO) test -run '^$$' -bench 'Throughput|Latency' -benchtime 20000x ./transport/mqtt/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./transport/amqp/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./transport/coap/
+
+## bench-rotation: one topic of 10,000 members rotated over Mosquitto
+## (commands/s until the broker acknowledged all) beside the bare broker
+## publish rate for the same message size, in one run.
+bench-rotation: deps
+	$(GO) test -run '^$$' -bench 'BarePublish10k|RotateTopic10k' -benchtime 3x -timeout 20m ./c2/e2e/
+
+## bench-arch: the core's tests (vectors included) and benchmarks on eleven
+## Linux architectures, natively or under qemu-user, with instructions per
+## operation; writes benchmarks/results/ and the README's results section.
+bench-arch:
+	./scripts/install-bench-deps.sh
+	$(GO) run ./benchmarks/arch

@@ -23,8 +23,10 @@ var comparisons = []struct{ e4, baseline string }{
 	{"SKUnprotect/16384", "BaselineSerialChain16K"},
 	{"PKProtect/64", "BaselineEd25519Sign/64"},
 	{"PKProtect/1024", "BaselineEd25519Sign/1024"},
+	{"PKProtect/16384", "BaselineEd25519Sign/16384"},
 	{"PKUnprotect/64", "BaselineEd25519Verify/64"},
 	{"PKUnprotect/1024", "BaselineEd25519Verify/1024"},
+	{"PKUnprotect/16384", "BaselineEd25519Verify/16384"},
 }
 
 // result is one benchmark line.

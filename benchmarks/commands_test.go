@@ -1,0 +1,121 @@
+package benchmarks
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/e4"
+)
+
+// commandPoolSize keeps every pool of commands within the replay cache's
+// initial size, as poolSize does for messages.
+const commandPoolSize = 4096
+
+// distinctCommands returns n protected commands built by build(i), each
+// different from the others so that the replay check accepts each once.
+func distinctCommands(b *testing.B, n int, commandKey []byte, build func(i int) ([]byte, error)) [][]byte {
+	now := time.Now()
+	cmds := make([][]byte, n)
+	for i := range cmds {
+		cmd, err := build(i)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if cmds[i], err = e4.ProtectCommand(cmd, commandKey, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return cmds
+}
+
+// benchHandleCommand measures HandleCommand, replay check included, cycling
+// through distinct commands and replacing the client (untimed) when all were
+// applied.
+func benchHandleCommand(b *testing.B, cmds [][]byte, want e4.Command, newClient func() *e4.Client) {
+	c := newClient()
+	next := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if next == len(cmds) {
+			b.StopTimer()
+			c, next = newClient(), 0
+			b.StartTimer()
+		}
+		got, err := c.HandleCommand(cmds[next])
+		if err != nil || got != want {
+			b.Fatalf("HandleCommand = %v, %v; want %v", got, err, want)
+		}
+		next++
+	}
+}
+
+// commandedTopic is the topic the SetTopicKey commands key. It is not the
+// topic skClient keys locally: that key is dated by the client's clock, a
+// second after the commands may be, and the client would refuse them as
+// older than its state.
+const commandedTopic = "benchmarks/commanded"
+
+// BenchmarkCommandSetTopicKey applies SetTopicKey commands to an SK client:
+// each one installs a new key for the same topic, which builds a cipher and
+// keeps the previous one for the key transition.
+func BenchmarkCommandSetTopicKey(b *testing.B) {
+	cmds := distinctCommands(b, commandPoolSize, clientKey, func(i int) ([]byte, error) {
+		key := repeat(0x77, e4.KeyLen)
+		binary.LittleEndian.PutUint64(key, uint64(i))
+		return e4.CmdSetTopicKey(key, commandedTopic)
+	})
+	benchHandleCommand(b, cmds, e4.SetTopicKey, func() *e4.Client { return skClient(b) })
+}
+
+// BenchmarkCommandSetPubKey applies SetPubKey commands to a PK client, under
+// the command key derived from X25519 with C2: each one decodes and stores
+// a sender's Ed25519 public key.
+func BenchmarkCommandSetPubKey(b *testing.B) {
+	c2, err := ecdh.X25519().GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	commandKey, err := e4.C2CommandKey(c2.Bytes(), pub)
+	if err != nil {
+		b.Fatal(err)
+	}
+	senderPub, _, _ := ed25519.GenerateKey(nil)
+	cmds := distinctCommands(b, commandPoolSize, commandKey, func(i int) ([]byte, error) {
+		var sender e4.ID
+		binary.LittleEndian.PutUint64(sender[:], uint64(i))
+		return e4.CmdSetPubKey(senderPub, sender)
+	})
+	benchHandleCommand(b, cmds, e4.SetPubKey, func() *e4.Client {
+		c, err := e4.NewPubKeyClient(e4.IDFromName("bench"), priv, c2.PublicKey().Bytes(), clockConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c
+	})
+}
+
+// BenchmarkHashTopic hashes a topic name of typical length, what a client
+// does once per new topic name (later lookups hit its name cache).
+func BenchmarkHashTopic(b *testing.B) {
+	name := "building-7/floor-3/room-12/temperature"
+	b.ReportAllocs()
+	for b.Loop() {
+		e4.HashTopic(name)
+	}
+}
+
+// BenchmarkKeyFromPassword derives a key as E4 v1 does: Argon2i, 64 MiB,
+// 4 threads, once per device provisioning.
+func BenchmarkKeyFromPassword(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e4.KeyFromPassword("correct horse battery staple"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
