@@ -29,7 +29,7 @@ type testEnv struct {
 
 // newTestService opens a service in mode over tr (nil for none) and runs
 // its dispatcher until the test ends.
-func newTestService(t *testing.T, mode e4.Mode, tr transport.Transport, edit ...func(*Config)) *testEnv {
+func newTestService(t testing.TB, mode e4.Mode, tr transport.Transport, edit ...func(*Config)) *testEnv {
 	t.Helper()
 	env := &testEnv{dbPath: filepath.Join(t.TempDir(), "c2.db")}
 	env.master, _ = seal.GenerateKey()
@@ -37,7 +37,7 @@ func newTestService(t *testing.T, mode e4.Mode, tr transport.Transport, edit ...
 	return env
 }
 
-func (env *testEnv) start(t *testing.T, mode e4.Mode, tr transport.Transport, edit ...func(*Config)) {
+func (env *testEnv) start(t testing.TB, mode e4.Mode, tr transport.Transport, edit ...func(*Config)) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, env.dbPath)
@@ -76,7 +76,7 @@ func (env *testEnv) stop() {
 }
 
 // waitIdle waits until the outbox has no pending command.
-func (env *testEnv) waitIdle(t *testing.T) {
+func (env *testEnv) waitIdle(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
