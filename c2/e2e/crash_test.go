@@ -22,7 +22,8 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
-	"github.com/e4-iot/e4kit/transport/mqtt"
+	coapbroker "github.com/e4-iot/e4kit/transport/coap/broker"
+	"github.com/e4-iot/e4kit/transport/dial"
 )
 
 // Environment of the C2 child process of the crash test.
@@ -63,7 +64,7 @@ func runC2Child() error {
 	if err != nil {
 		return err
 	}
-	tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{os.Getenv(envBroker)}})
+	tr, err := dial.Open(ctx, os.Getenv(envBroker), dial.Options{})
 	if err != nil {
 		return err
 	}
@@ -104,7 +105,7 @@ type fleet struct {
 
 func newFleet(t *testing.T, brokerURL string) *fleet {
 	t.Helper()
-	tr, err := mqtt.Dial(context.Background(), mqtt.Config{Brokers: []string{brokerURL}, QueueSize: 100000})
+	tr, err := dial.Open(context.Background(), brokerURL, dial.Options{})
 	mustDo(t, err)
 	t.Cleanup(func() { tr.Close() })
 	f := &fleet{tr: tr, clients: make(map[string]*e4.Client)}
@@ -146,18 +147,33 @@ func (f *fleet) serve(ctx context.Context, t *testing.T, sub transport.Subscript
 }
 
 func TestC2KilledMidRotation(t *testing.T) {
-	for _, mode := range []e4.Mode{e4.SymKey, e4.PubKey} {
-		t.Run(mode.String(), func(t *testing.T) { killMidRotation(t, mode) })
+	brokers := map[string]func(*testing.T) string{
+		"mqtt-mosquitto": func(t *testing.T) string { return testbroker.StartMosquitto(t, nil).URL() },
+		"amqp-rabbitmq":  func(t *testing.T) string { return testbroker.StartRabbitMQ(t, nil).AMQPURL() },
+		"coap-e4broker": func(t *testing.T) string {
+			addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t, "udp"))
+			b, err := coapbroker.Start(addr, nil)
+			mustDo(t, err)
+			t.Cleanup(func() { b.Close() })
+			return "coap://" + addr
+		},
+	}
+	for name, start := range brokers {
+		t.Run(name, func(t *testing.T) {
+			url := start(t)
+			for _, mode := range []e4.Mode{e4.SymKey, e4.PubKey} {
+				t.Run(mode.String(), func(t *testing.T) { killMidRotation(t, url, mode) })
+			}
+		})
 	}
 }
 
 // killMidRotation: a C2 process is killed with SIGKILL while it sends a
 // rotation to 500 devices, another starts, and every device ends up with
 // the current key and nothing stays pending.
-func killMidRotation(t *testing.T, mode e4.Mode) {
+func killMidRotation(t *testing.T, brokerURL string, mode e4.Mode) {
 	const devices = 500
 	ctx := context.Background()
-	m := testbroker.StartMosquitto(t, nil)
 	path, master := dbPath(t), newMaster(t)
 
 	// The parent edits state (no transport); children dispatch.
@@ -167,10 +183,10 @@ func killMidRotation(t *testing.T, mode e4.Mode) {
 	keys, _ := seal.NewKeyring(master)
 	svc, err := c2.New(ctx, c2.Config{Mode: mode, Store: st, Keyring: keys})
 	mustDo(t, err)
-	f := newFleet(t, m.URL())
+	f := newFleet(t, brokerURL)
 	ids := make([]e4.ID, devices)
 	for i := range devices {
-		name := fmt.Sprintf("crash-%s-%03d", mode, i)
+		name := fmt.Sprintf("crash-%s-%s-%03d", brokerURL, mode, i)
 		ids[i] = e4.IDFromName(name)
 		f.add(registerDevice(t, svc, name))
 	}
@@ -178,7 +194,7 @@ func killMidRotation(t *testing.T, mode e4.Mode) {
 	mustDo(t, err)
 	mustDo(t, svc.AddMembers(ctx, topic, ids))
 
-	child := startChild(t, path, master, m.URL(), mode)
+	child := startChild(t, path, master, brokerURL, mode)
 	waitOutbox(t, st, 0, 60*time.Second) // every device got the first key
 
 	before := countState(t, st, store.CommandSent)
@@ -195,7 +211,7 @@ func killMidRotation(t *testing.T, mode e4.Mode) {
 	}
 	t.Logf("killed C2 with %d of %d rotation commands pending", pending, devices)
 
-	startChild(t, path, master, m.URL(), mode)
+	startChild(t, path, master, brokerURL, mode)
 	waitOutbox(t, st, 0, 60*time.Second)
 	f.mu.Lock()
 	defer f.mu.Unlock()
