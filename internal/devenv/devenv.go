@@ -43,7 +43,7 @@ type Options struct {
 	// Duration stops the run after that long; zero runs until ctx ends.
 	Duration time.Duration
 	// AwaitKey is how long a device holds a message it cannot read yet,
-	// waiting for C2's next command (3 s); see transport.ProtectOptions.
+	// waiting for C2's next command (1 s); see transport.ProtectOptions.
 	AwaitKey time.Duration
 }
 
@@ -64,7 +64,7 @@ func (o *Options) setDefaults() {
 		o.RemoveAfter = 2
 	}
 	if o.AwaitKey <= 0 {
-		o.AwaitKey = 3 * time.Second
+		o.AwaitKey = time.Second
 	}
 }
 
@@ -168,7 +168,7 @@ func (e *env) start(ctx context.Context) error {
 	e.closes = append(e.closes, func() error { stop(); return <-done })
 	e.out.line("C2        symmetric-key mode, database %s (keys sealed under %s)", dbPath, filepath.Join(e.opts.Dir, "master.key"))
 	e.out.line("broker    embedded MQTT at %s — C2 sends commands there on e4/<client id>", e.broker.URL())
-	e.out.line("          try: e4 client --broker %s --subscribe '#' --json   (you will see only ciphertext)", e.broker.URL())
+	e.out.line("          any MQTT client on it sees only ciphertext, e.g. mosquitto_sub -h %s -p %s -t '#' -v", hostOf(e.broker.Addr()), portOf(e.broker.Addr()))
 	return nil
 }
 
@@ -208,4 +208,14 @@ func (p *printer) line(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+func hostOf(addr string) string {
+	host, _, _ := net.SplitHostPort(addr)
+	return host
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
 }

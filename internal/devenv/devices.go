@@ -170,8 +170,11 @@ func (d *simDevice) readLoop(ctx context.Context, show bool, out *printer) {
 			out.line("%-16s read a message that is not telemetry: %v", d.name, err)
 			continue
 		}
+		if t.From == d.name {
+			continue // its own message, echoed by the broker
+		}
 		d.account(t)
-		if show && t.From != d.name {
+		if show {
 			raw := d.tap.last()
 			out.line("broker sees %-44s | %s reads %s", shortHex(raw), d.name, msg.Payload)
 		}
