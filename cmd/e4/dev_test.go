@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestDevStopsCleanlyOnCtrlC(t *testing.T) {
+	cmd := exec.Command(e4Binary, "dev", "--dir", t.TempDir(), "--broker-addr", "127.0.0.1:0",
+		"--publish-every", "100ms", "--rotate-every", "700ms")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "rotated the key") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no rotation within 30 s:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("e4 dev after Ctrl-C: %v\n%s", err, out.String())
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("e4 dev did not stop within 20 s of Ctrl-C:\n%s", out.String())
+	}
+	text := out.String()
+	for _, want := range []string{"C2        symmetric-key mode", "embedded MQTT at tcp://127.0.0.1:", "broker sees", "summary   dashboard"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	if regexp.MustCompile(`lost [1-9]`).MatchString(text) {
+		t.Errorf("messages lost:\n%s", text)
+	}
+}
