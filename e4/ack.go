@@ -54,7 +54,10 @@ func CommandDigest(protected []byte) [AckDigestLen]byte {
 
 // HandleCommandAck is HandleCommand that also returns the acknowledgement
 // to publish on AckTopic. ack is nil when the input was not an authentic
-// command (or was a replay): nothing is acknowledged to an unknown sender.
+// command: nothing is acknowledged to an unknown sender. An exact replay of
+// a command already applied (a broker's duplicate, or C2 sending again
+// within the same second because an acknowledgement was lost) is reported
+// with ErrReplay and acknowledged as applied again, which it is.
 func (c *Client) HandleCommandAck(protected []byte) (cmd Command, ack []byte, err error) {
 	c.mu.RLock()
 	cipher := c.commandCipher
@@ -62,11 +65,11 @@ func (c *Client) HandleCommandAck(protected []byte) (cmd Command, ack []byte, er
 	cmd, err = c.HandleCommand(protected)
 	status := AckApplied
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, ErrReplay):
 	case errors.Is(err, ErrStaleCommand), errors.Is(err, ErrInvalidCommand), errors.Is(err, ErrUnsupportedOperation), errors.Is(err, ErrInvalidKey):
 		status = AckRefused
 	default:
-		return cmd, nil, err // unauthentic, replayed, too old, or not saved
+		return cmd, nil, err // unauthentic, too old, or not saved
 	}
 	// Acknowledge under the key that opened the command: a SetIDKey or
 	// SetC2Key has already replaced it for what follows.

@@ -57,7 +57,7 @@ func TestAckSymKey(t *testing.T) {
 		t.Fatalf("stale ack status %v, %v", status, err)
 	}
 
-	// Nothing is acknowledged to a forger or a replayer.
+	// Nothing is acknowledged to a forger; a replay is acknowledged again.
 	forged, _ := ProtectCommand(cmd, key, now) // the old key no longer opens commands
 	if _, ack, err := c.HandleCommandAck(forged); ack != nil || !errors.Is(err, ErrAuthentication) {
 		t.Fatalf("forged command: ack %x, %v", ack, err)
@@ -66,8 +66,12 @@ func TestAckSymKey(t *testing.T) {
 	if _, _, err := c.HandleCommandAck(fresh); err != nil {
 		t.Fatal(err)
 	}
-	if _, ack, err := c.HandleCommandAck(fresh); ack != nil || !errors.Is(err, ErrReplay) {
+	_, ack, err = c.HandleCommandAck(fresh)
+	if ack == nil || !errors.Is(err, ErrReplay) {
 		t.Fatalf("replayed command: ack %x, %v", ack, err)
+	}
+	if d, status, err := OpenAck(ack, newKey, nil); err != nil || status != AckApplied || d != CommandDigest(fresh) {
+		t.Fatalf("ack of a replay: %x, %v, %v", d, status, err)
 	}
 }
 
