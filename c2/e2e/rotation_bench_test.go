@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,8 +36,13 @@ type rotationRig struct {
 func newRotationRig(b *testing.B, n int) *rotationRig {
 	b.Helper()
 	ctx := context.Background()
-	m := testbroker.StartMosquitto(b, nil)
+	m := testbroker.StartMosquitto(b, &testbroker.MosquittoOptions{LargeQueues: true})
 	rig := &rotationRig{}
+	b.Cleanup(func() {
+		if b.Failed() || os.Getenv("E4KIT_BENCH_BROKER_LOG") != "" {
+			b.Logf("mosquitto output:\n%s", m.Output())
+		}
+	})
 	rig.dial = func() transport.Transport {
 		tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{m.URL()}, QueueSize: 4 * n})
 		if err != nil {
@@ -108,7 +114,7 @@ func (rig *rotationRig) countControlMessages(b *testing.B) {
 func (rig *rotationRig) waitDrained(b *testing.B) {
 	b.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		n, err := rig.svc.CountCommands(ctx, c2PendingFilter())
 		if err != nil {
@@ -118,20 +124,21 @@ func (rig *rotationRig) waitDrained(b *testing.B) {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("%d commands pending after 5 min", n)
+			b.Fatalf("%d commands pending after a minute", n)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 }
 
 // reportDelivery reports what share of the commands the stand-in
-// subscriber received (QoS 0 to it: Mosquitto may drop some when it is
-// slow), once deliveries stop.
+// subscriber received, once deliveries stop for 2 s. It subscribes with
+// QoS 2 and Mosquitto runs with LargeQueues (one client standing in for
+// thousands of devices), so anything short of 100% is a loss to explain.
 func reportDelivery(b *testing.B, received *atomic.Int64, want int64) {
 	last := int64(-1)
 	for received.Load() != last && received.Load() < want {
 		last = received.Load()
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(2 * time.Second)
 	}
 	b.ReportMetric(100*float64(received.Load())/float64(want), "%delivered")
 }
@@ -166,7 +173,7 @@ func BenchmarkRotateTopic10k(b *testing.B) {
 // rotation is compared to.
 func BenchmarkBarePublish10k(b *testing.B) {
 	ctx := context.Background()
-	m := testbroker.StartMosquitto(b, nil)
+	m := testbroker.StartMosquitto(b, &testbroker.MosquittoOptions{LargeQueues: true})
 	dial := func() transport.Transport {
 		tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{m.URL()}, QueueSize: 4 * members})
 		if err != nil {

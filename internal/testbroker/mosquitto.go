@@ -47,6 +47,11 @@ type MosquittoOptions struct {
 	// subscriptions overlap receives one copy of a message per matching
 	// subscription. Mosquitto 2.0 warns that this will become the default.
 	DuplicateMessages bool
+	// LargeQueues raises the per-client limit on queued messages from
+	// 1000 to a million, for a test client that stands in for thousands of
+	// devices and would otherwise see messages dropped. (The value 0,
+	// "no limit", makes Mosquitto 2.0.11 drop publishers of QoS 2 bursts.)
+	LargeQueues bool
 }
 
 // Mosquitto is a Mosquitto broker started for tests on a free loopback
@@ -102,6 +107,9 @@ func (m *Mosquitto) writeConfig() error {
 	var lines []string
 	if m.opts.DuplicateMessages {
 		lines = append(lines, "allow_duplicate_messages true") // a global option: before the listener
+	}
+	if m.opts.LargeQueues {
+		lines = append(lines, "max_queued_messages 1000000") // global too
 	}
 	lines = append(lines,
 		fmt.Sprintf("listener %d 127.0.0.1", m.port),

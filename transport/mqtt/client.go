@@ -22,7 +22,10 @@ var wrapped = struct {
 
 // FromClient wraps an application's paho client, configured and connected
 // by the application (its broker, TLS, credentials, session and reconnect
-// options stay as they are). Publish uses QoS 1 unless told otherwise.
+// options stay as they are). Publish uses QoS 1 unless told otherwise,
+// and keeps at most DefaultMaxInflight of its QoS 1 and 2 messages in
+// flight (messages the application publishes on c directly are not
+// counted; see Config.MaxInflight for why the bound matters).
 //
 // Resubscription: paho's options cannot be changed once the client exists,
 // so the Transport cannot install its own OnConnect handler. For its
@@ -47,7 +50,7 @@ func FromClient(c paho.Client) (*Transport, error) {
 	if !c.IsConnected() {
 		return nil, errors.New("mqtt: FromClient: the client is not connected (call Connect and wait for its token first)")
 	}
-	t := newTransport(transport.AtLeastOnce, 0)
+	t := newTransport(transport.AtLeastOnce, 0, 0)
 	t.client = c
 	wrapped.Lock()
 	defer wrapped.Unlock()

@@ -21,8 +21,14 @@
 // Subscription buffers up to Config.QueueSize messages; see Subscription
 // for what happens when its consumer stops reading.
 //
+// Publishing: at most Config.MaxInflight QoS 1 and 2 messages (default
+// 20) are in flight on a connection at a time; more concurrent Publish
+// calls wait their turn. Brokers bound what a client may leave
+// unacknowledged, and Mosquitto 2.0 drops, while acknowledging it, a
+// message from an MQTT 3.1.1 client beyond that bound.
+//
 // Reconnection: after a lost connection paho reconnects by itself, and the
-// Transport subscribes again to everything live, on every connect, so
+// Transport subscribes again to everything live, on every reconnect, so
 // subscriptions survive a broker restart even with a clean session or a
 // broker that lost its persistent sessions (the broker then sends matching
 // retained messages again). While disconnected, Publish waits for the
@@ -41,6 +47,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -118,6 +125,14 @@ type Config struct {
 	// QueueSize is the buffer of each subscription, in messages (default
 	// DefaultQueueSize).
 	QueueSize int
+	// MaxInflight bounds the QoS 1 and 2 messages published and not yet
+	// acknowledged by the broker (default DefaultMaxInflight, 20); further
+	// Publish calls wait for one to complete. It must not exceed what the
+	// broker accepts from one client: Mosquitto's max_inflight_messages
+	// (default 20), EMQX's max_awaiting_rel (default 100). Beyond it
+	// Mosquitto 2.0 acknowledges MQTT 3.1.1 messages as usual but drops
+	// them.
+	MaxInflight int
 }
 
 // Transport is a transport.Transport over one MQTT connection. It is safe
@@ -127,6 +142,7 @@ type Transport struct {
 	owned       bool // made by Dial: Close disconnects it
 	defaultQoS  transport.QoS
 	queueSize   int
+	inflight    inflightWindow
 	keepBacklog bool // persistent session, see Config.PersistentSession
 
 	// ops admits one change of the broker subscriptions at a time.
@@ -144,13 +160,14 @@ type Transport struct {
 
 var _ transport.Transport = (*Transport)(nil)
 
-func newTransport(defaultQoS transport.QoS, queueSize int) *Transport {
+func newTransport(defaultQoS transport.QoS, queueSize, maxInflight int) *Transport {
 	if queueSize <= 0 {
 		queueSize = DefaultQueueSize
 	}
 	return &Transport{
 		defaultQoS: defaultQoS,
 		queueSize:  queueSize,
+		inflight:   newInflightWindow(maxInflight),
 		ops:        make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		subs:       make(map[*Subscription]struct{}),
@@ -175,9 +192,18 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := newTransport(qos, cfg.QueueSize)
+	t := newTransport(qos, cfg.QueueSize, cfg.MaxInflight)
 	t.owned, t.keepBacklog = true, cfg.PersistentSession
-	opts.SetOnConnectHandler(func(paho.Client) { t.resubscribe() })
+	var connects atomic.Int64
+	opts.SetOnConnectHandler(func(paho.Client) {
+		// The first connection starts with nothing subscribed, and paho
+		// calls this in a goroutine of its own, possibly after a first
+		// Subscribe: subscribing again would make the broker send the
+		// retained messages a second time.
+		if connects.Add(1) > 1 {
+			t.resubscribe()
+		}
+	})
 	opts.SetDefaultPublishHandler(t.unrouted)
 	t.client = paho.NewClient(opts)
 	if err := connect(ctx, t.client, cfg.Brokers); err != nil {
@@ -211,7 +237,10 @@ func clientOptions(cfg Config) (*paho.ClientOptions, error) {
 		SetAutoReconnect(true).
 		SetConnectRetry(false). // Dial reports the first failure
 		SetResumeSubs(false).   // we subscribe again ourselves; pending SUBSCRIBEs fail fast on a lost connection
-		SetOrderMatters(true)   // one delivery goroutine keeps per-topic order
+		SetOrderMatters(true).  // one delivery goroutine keeps per-topic order
+		// After a reconnect paho resends the unacknowledged messages,
+		// within the broker's bound too (see inflightWindow).
+		SetMaxResumePubInFlight(maxInflight(cfg))
 	if cfg.Username != "" {
 		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
 	}
@@ -236,6 +265,14 @@ func checkBrokerURL(raw string) error {
 		return fmt.Errorf("mqtt: broker URL %q has no host", raw)
 	}
 	return nil
+}
+
+// maxInflight returns cfg.MaxInflight or its default.
+func maxInflight(cfg Config) int {
+	if cfg.MaxInflight <= 0 {
+		return DefaultMaxInflight
+	}
+	return cfg.MaxInflight
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -282,7 +319,8 @@ func (t *Transport) Client() paho.Client { return t.client }
 
 // Publish sends payload on topic, the MQTT topic of the same name. QoS 0
 // returns once the message is written; QoS 1 and 2 once the broker has
-// acknowledged it. If ctx ends first, paho may still deliver the message.
+// acknowledged it, after waiting if Config.MaxInflight messages are
+// already in flight. If ctx ends first, paho may still deliver the message.
 func (t *Transport) Publish(ctx context.Context, topic string, payload []byte, opts ...transport.PublishOption) error {
 	if err := transport.ValidateTopic(topic); err != nil {
 		return err
@@ -303,9 +341,17 @@ func (t *Transport) Publish(ctx context.Context, topic string, payload []byte, o
 	if err := t.waitOpen(ctx); err != nil {
 		return fmt.Errorf("mqtt: publishing to %q: %w", topic, err)
 	}
+	if o.QoS > transport.AtMostOnce {
+		if err := t.inflight.acquire(ctx, t.done); err != nil {
+			return fmt.Errorf("mqtt: publishing to %q: %w", topic, err)
+		}
+	}
 	// paho keeps the slice until the packet is written, possibly after
 	// Publish returned (ctx ended): give it a copy.
 	tok := t.client.Publish(topic, byte(o.QoS), o.Retain, bytes.Clone(payload))
+	if o.QoS > transport.AtMostOnce {
+		defer t.inflight.releaseWhenDone(tok)
+	}
 	if err := t.wait(ctx, tok); err != nil {
 		return fmt.Errorf("mqtt: publishing to %q: %w", topic, err)
 	}

@@ -59,6 +59,9 @@ func TestRetain(t *testing.T) {
 	publish(t, dial(t, dialConfig(m.URL())), topic, []byte("kept"), transport.WithRetain())
 	sub := subscribe(t, dial(t, dialConfig(m.URL())), topic)
 	expect(t, sub, "late subscriber", topic, "kept")
+	// The broker sends retained messages again on every SUBSCRIBE: the
+	// first connection of Dial must not subscribe a second time.
+	expectQuiet(t, sub, "late subscriber, after the retained message")
 }
 
 // TestOverlappingFilters: subscriptions of one connection with equal,
