@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.8.2
 ## test: install the real brokers the tests start (Mosquitto, RabbitMQ,
 ## libcoap), static checks, then every test with the race detector. The
 ## tests start each broker on free loopback ports and stop it by PID.
-test: deps lint unit
+test: deps lint proto-check unit
 
 deps:
 	./scripts/install-test-deps.sh
@@ -60,3 +60,22 @@ bench-rotation: deps
 bench-arch:
 	./scripts/install-bench-deps.sh
 	$(GO) run ./benchmarks/arch
+
+## proto: regenerate the C2 API code (c2/api/c2pb) from c2.proto and
+## c2_http.yaml with pinned plugin versions.
+proto:
+	./scripts/gen-proto.sh
+
+## proto-check: regenerate into a temporary folder and fail if the
+## generated code in the tree differs (protoc comes from deps).
+proto-check: deps
+	./scripts/gen-proto.sh --check
+
+## bench-c2-api: requests/s and p50/p99 latency of the C2 API with 32
+## concurrent callers, over gRPC and HTTP/JSON, token check and audit on.
+bench-c2-api:
+	$(GO) test -run '^$$' -bench Load -benchtime 4000x ./c2/api/
+
+## fuzz-c2-api: fuzz the HTTP handlers (malformed JSON, paths, methods).
+fuzz-c2-api:
+	$(GO) test -run '^$$' -fuzz FuzzHTTP -fuzztime 60s ./c2/api/

@@ -281,7 +281,10 @@ func (s *Service) updateLocked(ctx context.Context, fn func(tx store.Tx, ev *eve
 	var ev events
 	err := s.st.Update(ctx, func(tx store.Tx) error {
 		ev = events{}
-		return fn(tx, &ev)
+		if err := fn(tx, &ev); err != nil {
+			return err
+		}
+		return runTxHook(ctx, tx)
 	})
 	if err != nil {
 		return err

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests run against: Mosquitto, RabbitMQ (with
 # its MQTT plugin, shipped in the package), libcoap's CoAP server and
-# client, and PostgreSQL (the C2 store's tests run its initdb and pg_ctl).
+# client, and PostgreSQL (the C2 store's tests run its initdb and pg_ctl);
+# and protoc with the well-known types, which `make proto-check`
+# (scripts/gen-proto.sh) regenerates the C2 API code with.
 # The tests start and stop their own instances on free ports; this script
 # only makes the binaries available. Idempotent.
 set -euo pipefail
@@ -12,6 +14,8 @@ command -v mosquitto >/dev/null || need+=(mosquitto mosquitto-clients)
 command -v coap-server-notls >/dev/null || need+=(libcoap3-bin)
 command -v openssl >/dev/null || need+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -56,5 +56,6 @@ Examples:
 		newProtectCommand(), newUnprotectCommand(), newDemoCommand(), newBrokerCommand(),
 		newDevCommand())
 	root.AddCommand(newClientCommand())
+	root.AddCommand(newC2Command())
 	return root
 }

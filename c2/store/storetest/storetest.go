@@ -76,6 +76,12 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentClaimers", testConcurrentClaimers},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"Ping", testPing},
+		{"TokenLifecycle", testTokenLifecycle},
+		{"TokenValidation", testTokenValidation},
+		{"TokenPagination", testTokenPagination},
+		{"AuditLog", testAuditLog},
+		{"AuditOddText", testAuditOddText},
+		{"AuditRollsBack", testAuditRollsBack},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -111,6 +111,7 @@ func (q *sqlText) prepared() []string {
 		qGetCommand, qCommandExists, qRetry, qFail, qAckSent, qAckRefused, q.claim,
 	}
 	qs = append(qs, commandFilterQueries()...)
+	qs = append(qs, accessQueries()...)
 	for _, m := range []map[int]string{q.insertClients, q.enqueue, q.markSent, q.commandsExist, q.clientsExist} {
 		for _, query := range m {
 			qs = append(qs, query)

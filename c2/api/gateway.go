@@ -1,0 +1,192 @@
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/e4-iot/e4kit/c2/api/c2pb"
+)
+
+// OpenAPIPath is where the OpenAPI document of the HTTP/JSON API is
+// served (without authentication: it describes the API, nothing more).
+const OpenAPIPath = "/openapi.json"
+
+// EventStreamPath is where events are served as server-sent events.
+const EventStreamPath = "/v1/events/stream"
+
+//go:embed c2pb/c2.swagger.json
+var openAPIDocument []byte
+
+// newGateway returns the HTTP handler: the REST routes of c2_http.yaml
+// through grpc-gateway over conn, the event stream and the OpenAPI
+// document, with the request body limited to maxBody bytes.
+func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, stopping <-chan struct{}) (http.Handler, error) {
+	gw := runtime.NewServeMux(
+		// Only Authorization reaches the service (the gateway forwards it
+		// itself); no header may pose as the metadata set below.
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithMetadata(gatewayMetadata),
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllCharacters),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+		runtime.WithRoutingErrorHandler(routingError),
+	)
+	client := c2pb.NewC2Client(conn)
+	if err := c2pb.RegisterC2HandlerClient(ctx, gw, client); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", gw)
+	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
+	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping})
+	return limitBody(mux, maxBody), nil
+}
+
+// gatewayMetadata tells the service who the HTTP caller is: its address
+// and, with mutual TLS, the subject of its verified certificate.
+func gatewayMetadata(_ context.Context, r *http.Request) metadata.MD {
+	md := metadata.Pairs(mdRemote, r.RemoteAddr)
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		md.Set(mdCertSubject, r.TLS.VerifiedChains[0][0].Subject.String())
+	}
+	return md
+}
+
+// routingError answers a request no route matches: 404, or 405 when the
+// path exists with another method (not grpc-gateway's 501).
+func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		writeError(w, http.StatusMethodNotAllowed, codes.Unimplemented, fmt.Sprintf("%s is not allowed on this path", r.Method))
+	case http.StatusBadRequest:
+		writeError(w, http.StatusBadRequest, codes.InvalidArgument, "malformed path")
+	default:
+		writeError(w, http.StatusNotFound, codes.NotFound, "no such route (the API is described at "+OpenAPIPath+")")
+	}
+}
+
+// writeError writes an error body shaped as grpc-gateway's.
+func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": int(code), "message": msg, "details": []any{}})
+}
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPIDocument)
+}
+
+// limitBody refuses bodies over max bytes: at once when Content-Length
+// says so (413), else when reading past it.
+func limitBody(next http.Handler, max int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			writeError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, fmt.Sprintf("the request body is %d bytes, the limit is %d", r.ContentLength, max))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// eventStream serves WatchEvents as server-sent events. It calls the
+// service through the gateway's connection like any other route, so the
+// same authentication, scope and rate limit apply. A client resumes with
+// the Last-Event-ID header (browsers send it when they reconnect) or the
+// after query parameter; kind (repeatable) filters.
+type eventStream struct {
+	client   c2pb.C2Client
+	stopping <-chan struct{}
+}
+
+func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, codes.Internal, "streaming unsupported")
+		return
+	}
+	req := &c2pb.WatchEventsRequest{AfterId: r.Header.Get("Last-Event-ID"), Kinds: r.URL.Query()["kind"]}
+	if after := r.URL.Query().Get("after"); after != "" {
+		req.AfterId = after
+	}
+	md := gatewayMetadata(r.Context(), r)
+	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
+		md.Set("authorization", auth...)
+	}
+	ctx, cancel := context.WithCancel(metadata.NewOutgoingContext(r.Context(), md))
+	defer cancel()
+	go func() {
+		select {
+		case <-e.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stream, err := e.client.WatchEvents(ctx, req)
+	if err == nil {
+		err = admitted(stream)
+	}
+	if err != nil {
+		st := status.Convert(err)
+		writeError(w, runtime.HTTPStatusFromCode(st.Code()), st.Code(), st.Message())
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	marshal := protojson.MarshalOptions{UseProtoNames: true}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if st := status.Convert(err); ctx.Err() == nil && st.Code() != codes.OK {
+				fmt.Fprintf(w, "event: error\ndata: %s\n\n", oneLine(st.Message()))
+				flusher.Flush()
+			}
+			return
+		}
+		data, err := marshal.Marshal(ev)
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", oneLine(ev.Id), oneLine(ev.Kind), data)
+		flusher.Flush()
+	}
+}
+
+// admitted waits for the stream's header, which the service sends once
+// it admitted the call, so that a refusal is still an HTTP status, not an
+// event. A call refused at once ends with trailers only: no header, and
+// the refusal comes with the first Recv.
+func admitted(stream c2pb.C2_WatchEventsClient) error {
+	hdr, err := stream.Header()
+	if err != nil {
+		return err
+	}
+	if len(hdr) == 0 {
+		if _, err := stream.Recv(); err != nil {
+			return err
+		}
+		return status.Error(codes.Internal, "the event stream started without a header")
+	}
+	return nil
+}
+
+// oneLine keeps a value on one SSE line.
+func oneLine(s string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(s) }

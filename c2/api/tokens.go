@@ -1,0 +1,233 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/e4-iot/e4kit/c2/store"
+	e4store "github.com/e4-iot/e4kit/e4/store"
+)
+
+// TokenPrefix starts every API token, so a leaked one is easy to spot
+// (and to search for in a repository).
+const TokenPrefix = "e4c2_"
+
+// tokenSecretSize is the randomness of a token: 256 bits, so a plain
+// SHA-256 is a safe way to store it (no password hashing needed).
+const tokenSecretSize = 32
+
+// maxTokenNameLen bounds token names.
+const maxTokenNameLen = 64
+
+// newTokenSecret returns a fresh token.
+func newTokenSecret() (string, error) {
+	b := make([]byte, tokenSecretSize)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// hashToken is what the store keeps of a token.
+func hashToken(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// checkTokenName accepts 1 to 64 letters, digits, '.', '_', '-' and '@'.
+func checkTokenName(name string) error {
+	if name == "" || len(name) > maxTokenNameLen {
+		return fmt.Errorf("token name must be 1 to %d characters", maxTokenNameLen)
+	}
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-@", r)
+		if !ok {
+			return fmt.Errorf("token name %q may hold only letters, digits, '.', '_', '-' and '@'", name)
+		}
+	}
+	return nil
+}
+
+// NewToken is a token to create.
+type NewToken struct {
+	Name      string
+	Scope     Scope
+	TTL       time.Duration // zero: never expires
+	CreatedBy string
+}
+
+// createToken stores a new token in tx and returns its secret.
+func createToken(tx store.Tx, n NewToken, now time.Time) (string, store.Token, error) {
+	a, ok := tx.(store.AccessTx)
+	if !ok {
+		return "", store.Token{}, fmt.Errorf("api: the store (%T) keeps no tokens", tx)
+	}
+	secret, err := newTokenSecret()
+	if err != nil {
+		return "", store.Token{}, err
+	}
+	tok := store.Token{Name: n.Name, Hash: hashToken(secret), Scope: n.Scope.String(), CreatedBy: n.CreatedBy, CreatedAt: now.UTC()}
+	if n.TTL > 0 {
+		tok.ExpiresAt = tok.CreatedAt.Add(n.TTL)
+	}
+	return secret, tok, a.InsertToken(tok)
+}
+
+// BootstrapToken gives a new deployment its first admin token: when the
+// store holds no token at all, it creates one named "admin" and writes it
+// to path (mode 0600, atomically). It reports whether it did. Without a
+// token nobody could call the API, and without this file nobody could
+// create one.
+func BootstrapToken(ctx context.Context, st store.Store, path string) (bool, error) {
+	var secret string
+	err := st.Update(ctx, func(tx store.Tx) error {
+		a, ok := tx.(store.AccessTx)
+		if !ok {
+			return fmt.Errorf("api: the store (%T) keeps no tokens", tx)
+		}
+		n, err := a.CountTokens()
+		if err != nil || n > 0 {
+			return err
+		}
+		var tok store.Token
+		secret, tok, err = createToken(tx, NewToken{Name: "admin", Scope: ScopeAdmin, CreatedBy: "system:bootstrap"}, time.Now())
+		if err != nil {
+			return err
+		}
+		_, err = a.InsertAudit(store.AuditRecord{
+			Time: tok.CreatedAt, Actor: "system:bootstrap", Action: "CreateToken", Target: "name=admin", Outcome: "ok",
+			Detail: "first admin token, written to " + path,
+		})
+		return err
+	})
+	if err != nil || secret == "" {
+		return false, err
+	}
+	if err := e4store.WriteFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+		return true, fmt.Errorf("api: writing the bootstrap token: %w (it was created: revoke it with the database or start over)", err)
+	}
+	return true, nil
+}
+
+// ReadTokenFile reads a token written by BootstrapToken or by hand.
+func ReadTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// identity is who made a call and what they may do.
+type identity struct {
+	actor string // "token:NAME" or "cert:SUBJECT"
+	scope Scope
+}
+
+// Why a token was refused; messages for the caller.
+var (
+	errNoToken      = errors.New("no API token: send \"authorization: Bearer <token>\" (e4 c2 token create makes one)")
+	errUnknownToken = errors.New("unknown API token")
+	errRevoked      = errors.New("this API token was revoked")
+	errExpired      = errors.New("this API token has expired")
+)
+
+// authenticator checks tokens against the store, remembering answers for
+// a short while so a busy caller does not cost a database read per call.
+type authenticator struct {
+	st  store.Store
+	ttl time.Duration
+	now func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedToken // by hash
+}
+
+type cachedToken struct {
+	tok   store.Token
+	until time.Time
+}
+
+// maxCachedTokens bounds the cache; it starts over when full.
+const maxCachedTokens = 4096
+
+func newAuthenticator(st store.Store, ttl time.Duration, now func() time.Time) *authenticator {
+	return &authenticator{st: st, ttl: ttl, now: now, cache: make(map[string]cachedToken)}
+}
+
+// check returns the identity of a token, or why it is refused.
+func (a *authenticator) check(ctx context.Context, secret string) (identity, error) {
+	if secret == "" {
+		return identity{}, errNoToken
+	}
+	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 256 {
+		return identity{}, errUnknownToken
+	}
+	hash := hashToken(secret)
+	tok, err := a.lookup(ctx, hash)
+	if err != nil {
+		return identity{}, err
+	}
+	now := a.now()
+	switch {
+	case !tok.RevokedAt.IsZero():
+		return identity{}, errRevoked
+	case !tok.ExpiresAt.IsZero() && !now.Before(tok.ExpiresAt):
+		return identity{}, errExpired
+	}
+	scope, err := ParseScope(tok.Scope)
+	if err != nil {
+		return identity{}, fmt.Errorf("token %q: %w", tok.Name, err)
+	}
+	return identity{actor: "token:" + tok.Name, scope: scope}, nil
+}
+
+func (a *authenticator) lookup(ctx context.Context, hash []byte) (store.Token, error) {
+	key := string(hash)
+	now := a.now()
+	a.mu.Lock()
+	c, ok := a.cache[key]
+	a.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.tok, nil
+	}
+	var tok store.Token
+	err := a.st.View(ctx, func(tx store.Tx) error {
+		ac, ok := tx.(store.AccessTx)
+		if !ok {
+			return fmt.Errorf("api: the store (%T) keeps no tokens", tx)
+		}
+		var err error
+		tok, err = ac.TokenByHash(hash)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return tok, errUnknownToken
+	}
+	if err != nil {
+		return tok, err
+	}
+	a.mu.Lock()
+	if len(a.cache) >= maxCachedTokens {
+		clear(a.cache)
+	}
+	a.cache[key] = cachedToken{tok: tok, until: now.Add(a.ttl)}
+	a.mu.Unlock()
+	return tok, nil
+}
+
+// forget drops every cached answer, so a revocation made by this process
+// applies to its next call. (Other replicas see it within their TTL.)
+func (a *authenticator) forget() {
+	a.mu.Lock()
+	clear(a.cache)
+	a.mu.Unlock()
+}
