@@ -240,7 +240,8 @@ func clientOptions(cfg Config) (*paho.ClientOptions, error) {
 		SetOrderMatters(true).  // one delivery goroutine keeps per-topic order
 		// After a reconnect paho resends the unacknowledged messages,
 		// within the broker's bound too (see inflightWindow).
-		SetMaxResumePubInFlight(maxInflight(cfg))
+		SetMaxResumePubInFlight(maxInflight(cfg)).
+		SetStore(newCopyingStore())
 	if cfg.Username != "" {
 		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
 	}
