@@ -20,7 +20,9 @@ func newDevCommand() *cobra.Command {
 an embedded MQTT broker, and three simulated devices publishing telemetry on a
 protected topic. It prints what the broker carries (ciphertext) beside what a
 device reads (plaintext), rotates the topic key every few seconds while the
-devices keep talking, then removes one device from the topic. Ctrl-C stops it.
+devices keep talking, then removes one device from the topic. C2's API listens
+on localhost with a self-signed certificate and an admin token in the folder, so
+the "e4 c2" admin commands work against it. Ctrl-C stops it.
 
 Examples:
   e4 dev
@@ -40,5 +42,7 @@ Examples:
 	fl.DurationVar(&opts.RotateEvery, "rotate-every", 5*time.Second, "topic key rotation period")
 	fl.IntVar(&opts.RemoveAfter, "remove-after", 2, "rotations before a device is removed from the topic")
 	fl.DurationVar(&opts.Duration, "duration", 0, "stop after this long (default: run until Ctrl-C)")
+	fl.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:9443", "where C2's gRPC API listens (a free port if taken)")
+	fl.StringVar(&opts.HTTPAddr, "http-addr", "127.0.0.1:8443", "where C2's HTTPS/JSON API listens (a free port if taken)")
 	return cmd
 }

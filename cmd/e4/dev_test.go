@@ -11,6 +11,7 @@ import (
 
 func TestDevStopsCleanlyOnCtrlC(t *testing.T) {
 	cmd := exec.Command(e4Binary, "dev", "--dir", t.TempDir(), "--broker-addr", "127.0.0.1:0",
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--publish-every", "100ms", "--rotate-every", "700ms")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -24,6 +25,21 @@ func TestDevStopsCleanlyOnCtrlC(t *testing.T) {
 			t.Fatalf("no rotation within 30 s:\n%s", out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The admin command it suggests works against its C2.
+	hint := regexp.MustCompile(`try: e4 (c2 client list .*)`).FindStringSubmatch(out.String())
+	if hint == nil {
+		t.Fatalf("no admin command suggested:\n%s", out.String())
+	}
+	r := e4Run(t, "", strings.Fields(hint[1])...)
+	if r.code != 0 {
+		t.Fatalf("%s: exit %d, %s", hint[0], r.code, r.stderr)
+	}
+	listed := r.stdout
+	for _, name := range []string{"boiler-sensor", "dashboard", "old-gateway"} {
+		if !strings.Contains(listed, name) {
+			t.Errorf("e4 c2 client list does not show %s:\n%s", name, listed)
+		}
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/c2"
+	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/seal"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
@@ -42,6 +43,9 @@ type Options struct {
 	RemoveAfter int
 	// Duration stops the run after that long; zero runs until ctx ends.
 	Duration time.Duration
+	// GRPCAddr and HTTPAddr are where C2's API listens
+	// ("127.0.0.1:9443" and "127.0.0.1:8443", or free ports if taken).
+	GRPCAddr, HTTPAddr string
 	// AwaitKey is how long a device holds a message it cannot read yet,
 	// waiting for C2's next command (1 s); see transport.ProtectOptions.
 	AwaitKey time.Duration
@@ -62,6 +66,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.RemoveAfter <= 0 {
 		o.RemoveAfter = 2
+	}
+	if o.GRPCAddr == "" {
+		o.GRPCAddr = "127.0.0.1:9443"
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = "127.0.0.1:8443"
 	}
 	if o.AwaitKey <= 0 {
 		o.AwaitKey = time.Second
@@ -155,9 +165,10 @@ func (e *env) start(ctx context.Context) error {
 		return err
 	}
 	e.closes = append(e.closes, c2Transport.Close)
+	hub := api.NewEventHub(0)
 	e.svc, err = c2.New(ctx, c2.Config{
 		Mode: e4.SymKey, Store: st, Keyring: keys, Transport: c2Transport,
-		Logger: slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler), OnEvent: hub.Publish,
 	})
 	if err != nil {
 		return err
@@ -167,6 +178,9 @@ func (e *env) start(ctx context.Context) error {
 	go func() { done <- e.svc.Run(runCtx) }()
 	e.closes = append(e.closes, func() error { stop(); return <-done })
 	e.out.line("C2        symmetric-key mode, database %s (keys sealed under %s)", dbPath, filepath.Join(e.opts.Dir, "master.key"))
+	if err := e.startAPI(ctx, st, hub); err != nil {
+		return err
+	}
 	e.out.line("broker    embedded MQTT at %s — C2 sends commands there on e4/<client id>", e.broker.URL())
 	e.out.line("          any MQTT client on it sees only ciphertext, e.g. mosquitto_sub -h %s -p %s -t '#' -v", hostOf(e.broker.Addr()), portOf(e.broker.Addr()))
 	return nil

@@ -13,7 +13,7 @@ func runOnce(t *testing.T, dir string, d time.Duration) (Summary, string) {
 	t.Helper()
 	var out bytes.Buffer
 	sum, err := Run(context.Background(), Options{
-		Dir: dir, BrokerAddr: "127.0.0.1:0", PublishEvery: 50 * time.Millisecond,
+		Dir: dir, BrokerAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", PublishEvery: 50 * time.Millisecond,
 		RotateEvery: 400 * time.Millisecond, RemoveAfter: 3, Duration: d, AwaitKey: 500 * time.Millisecond,
 	}, &out)
 	if err != nil {

@@ -1,0 +1,66 @@
+package devenv
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/e4-iot/e4kit/c2/api"
+	"github.com/e4-iot/e4kit/c2/store"
+)
+
+// startAPI serves C2's gRPC and HTTPS/JSON API with a self-signed
+// certificate and an admin token written into the folder, so the e4 c2
+// admin commands work against the dev environment.
+func (e *env) startAPI(ctx context.Context, st store.Store, hub *api.EventHub) error {
+	tlsDir := filepath.Join(e.opts.Dir, "tls")
+	certFile, keyFile, err := api.EnsureSelfSigned(tlsDir, []string{"127.0.0.1", "localhost"})
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := api.ServerTLS{CertFile: certFile, KeyFile: keyFile}.Config()
+	if err != nil {
+		return err
+	}
+	tokenFile := filepath.Join(e.opts.Dir, "admin.token")
+	if _, err := api.BootstrapToken(ctx, st, tokenFile); err != nil {
+		return err
+	}
+	srv, err := api.New(api.Config{
+		Service: e.svc, Store: st, Events: hub,
+		GRPCAddr: freeOr(e.opts.GRPCAddr), HTTPAddr: freeOr(e.opts.HTTPAddr),
+		TLS: tlsCfg, Logger: slog.New(slog.DiscardHandler), Version: "e4kit dev",
+	})
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	e.closes = append(e.closes, func() error { stop(); return <-done })
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		return errors.Join(errors.New("devenv: the C2 API did not start"), err)
+	}
+	e.out.line("C2 API    gRPC %s, HTTPS/JSON https://%s (OpenAPI at /openapi.json)", srv.GRPCAddr(), srv.HTTPAddr())
+	e.out.line("          try: e4 c2 client list --server %s --token-file %s --ca-file %s", srv.GRPCAddr(), tokenFile, certFile)
+	return nil
+}
+
+// freeOr returns addr if it can be listened on now, else the same host
+// with port 0 (a free port).
+func freeOr(addr string) string {
+	l, err := net.Listen("tcp", addr)
+	if err == nil {
+		l.Close()
+		return addr
+	}
+	host, _, splitErr := net.SplitHostPort(addr)
+	if splitErr != nil {
+		return addr
+	}
+	return net.JoinHostPort(host, "0")
+}
