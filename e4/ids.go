@@ -68,8 +68,9 @@ func IDFromName(name string) ID {
 }
 
 func truncatedSHA3(s string) [16]byte {
-	// sha3.Sum256 takes []byte; the conversion does not escape, so it does not
-	// allocate for short names.
+	// sha3.Sum256 takes []byte; the conversion does not escape, so names of
+	// up to 32 bytes are copied on the stack and longer ones cost one
+	// allocation. Clients cache the hash of each topic name they use.
 	sum := sha3.Sum256([]byte(s))
 	return [16]byte(sum[:16])
 }
