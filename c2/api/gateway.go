@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
@@ -53,7 +54,35 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, stopp
 	mux.Handle("/", gw)
 	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
 	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping})
-	return limitBody(mux, maxBody), nil
+	return limitBody(requireUTF8(mux), maxBody), nil
+}
+
+func allUTF8(values []string) bool {
+	for _, v := range values {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// requireUTF8 refuses a path or query that is not valid UTF-8 once
+// unescaped: protobuf strings must be, and the gateway would otherwise fail
+// to encode the call and answer 500.
+func requireUTF8(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !utf8.ValidString(r.URL.Path) {
+			writeError(w, http.StatusBadRequest, codes.InvalidArgument, "the path is not valid UTF-8")
+			return
+		}
+		for key, values := range r.URL.Query() {
+			if !utf8.ValidString(key) || !allUTF8(values) {
+				writeError(w, http.StatusBadRequest, codes.InvalidArgument, "the query is not valid UTF-8")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // gatewayMetadata tells the service who the HTTP caller is: its address
