@@ -197,30 +197,12 @@ func (s *Service) CountClients(ctx context.Context) (n int64, err error) {
 // topic it was in gets a new key for the remaining members.
 func (s *Service) RemoveClient(ctx context.Context, id e4.ID) error {
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
-		c, err := getClient(tx, id)
+		c, err := s.resetMemberships(tx, ev, id)
 		if err != nil {
-			return err
-		}
-		topics, err := tx.RemoveAllMemberships(id)
-		if err != nil {
-			return err
-		}
-		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdResetTopics(), target: id.String()}); err != nil {
-			return err
-		}
-		if err := tx.DeleteClient(id); err != nil {
 			return err
 		}
 		ev.add(EventClientRemoved, &c.ID, "", c.Name)
-		if s.cfg.KeepTopicKeyOnRemove {
-			return nil
-		}
-		for _, topic := range topics {
-			if _, err := s.rotateTopic(tx, ev, topic); err != nil {
-				return err
-			}
-		}
-		return nil
+		return tx.DeleteClient(id)
 	})
 }
 
@@ -228,27 +210,36 @@ func (s *Service) RemoveClient(ctx context.Context, id e4.ID) error {
 // its former topics are rotated unless KeepTopicKeyOnRemove.
 func (s *Service) ResetClient(ctx context.Context, id e4.ID) error {
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
-		c, err := getClient(tx, id)
-		if err != nil {
-			return err
-		}
-		topics, err := tx.RemoveAllMemberships(id)
-		if err != nil {
-			return err
-		}
-		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdResetTopics(), target: id.String()}); err != nil {
-			return err
-		}
-		for _, topic := range topics {
-			ev.add(EventMemberRemoved, &c.ID, topic, "reset")
-			if !s.cfg.KeepTopicKeyOnRemove {
-				if _, err := s.rotateTopic(tx, ev, topic); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		_, err := s.resetMemberships(tx, ev, id)
+		return err
 	})
+}
+
+// resetMemberships removes a client from all its topics, queues
+// ResetTopics for it and, unless KeepTopicKeyOnRemove, rotates those topics
+// for the members that remain.
+func (s *Service) resetMemberships(tx store.Tx, ev *events, id e4.ID) (store.Client, error) {
+	c, err := getClient(tx, id)
+	if err != nil {
+		return c, err
+	}
+	topics, err := tx.RemoveAllMemberships(id)
+	if err != nil {
+		return c, err
+	}
+	if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdResetTopics(), target: id.String()}); err != nil {
+		return c, err
+	}
+	for _, topic := range topics {
+		ev.add(EventMemberRemoved, &c.ID, topic, "reset")
+		if s.cfg.KeepTopicKeyOnRemove {
+			continue
+		}
+		if _, err := s.rotateTopic(tx, ev, topic); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // NewClientKey gives a client a fresh key. In SK mode C2 generates the key

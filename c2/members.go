@@ -38,16 +38,22 @@ func (s *Service) addMember(tx store.Tx, ev *events, id e4.ID, topic string) err
 	if err != nil {
 		return err
 	}
-	key, err := s.topicKey(t)
-	if err != nil {
-		return err
-	}
-	cmd, err := e4.CmdSetTopicKey(key, topic)
+	cmd, err := s.setTopicKeyCommand(t)
 	if err != nil {
 		return err
 	}
 	ev.add(EventMemberAdded, &c.ID, topic, "")
 	return s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: topic})
+}
+
+// setTopicKeyCommand returns the SetTopicKey command of a topic's current
+// key.
+func (s *Service) setTopicKeyCommand(t store.Topic) ([]byte, error) {
+	key, err := s.topicKey(t)
+	if err != nil {
+		return nil, err
+	}
+	return e4.CmdSetTopicKey(key, t.Name)
 }
 
 // AddMembers adds many clients to a topic in one transaction; it fails
@@ -72,11 +78,7 @@ func (s *Service) AddMembers(ctx context.Context, topic string, clients []e4.ID)
 			_, err := s.rotateTopic(tx, ev, topic)
 			return err
 		}
-		key, err := s.topicKey(t)
-		if err != nil {
-			return err
-		}
-		cmd, err := e4.CmdSetTopicKey(key, topic)
+		cmd, err := s.setTopicKeyCommand(t)
 		if err != nil {
 			return err
 		}

@@ -49,6 +49,12 @@ func (s *Service) sendPubKey(tx store.Tx, ev *events, targetID, sourceID e4.ID) 
 // RemovePubKey makes target forget source's public key (RemovePubKey) and
 // removes a link from source to target if there is one.
 func (s *Service) RemovePubKey(ctx context.Context, target, source e4.ID) error {
+	return s.removePubKey(ctx, target, source, false)
+}
+
+// removePubKey sends RemovePubKey and drops the link from source to
+// target, which must exist when linked is set.
+func (s *Service) removePubKey(ctx context.Context, target, source e4.ID, linked bool) error {
 	if err := s.requirePK(); err != nil {
 		return err
 	}
@@ -57,8 +63,9 @@ func (s *Service) RemovePubKey(ctx context.Context, target, source e4.ID) error 
 		if err != nil {
 			return err
 		}
-		if err := tx.RemoveLink(source, target); err != nil && !isNotFound(err) {
-			return err
+		err = tx.RemoveLink(source, target)
+		if err != nil && (linked || !isNotFound(err)) {
+			return fmt.Errorf("link %s -> %s: %w", source, target, err)
 		}
 		ev.add(EventPubKeyChanged, &c.ID, "", "removed "+source.String())
 		return s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemovePubKey(source), target: source.String()})
@@ -99,20 +106,7 @@ func (s *Service) LinkClients(ctx context.Context, source, target e4.ID) error {
 
 // UnlinkClients removes the link and makes target forget source's key.
 func (s *Service) UnlinkClients(ctx context.Context, source, target e4.ID) error {
-	if err := s.requirePK(); err != nil {
-		return err
-	}
-	return s.update(ctx, func(tx store.Tx, ev *events) error {
-		c, err := getClient(tx, target)
-		if err != nil {
-			return err
-		}
-		if err := tx.RemoveLink(source, target); err != nil {
-			return fmt.Errorf("link %s -> %s: %w", source, target, err)
-		}
-		ev.add(EventPubKeyChanged, &c.ID, "", "removed "+source.String())
-		return s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemovePubKey(source), target: source.String()})
-	})
+	return s.removePubKey(ctx, target, source, true)
 }
 
 // LinkTargets lists the clients linked from source.
