@@ -2,6 +2,8 @@ package testbroker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -32,6 +34,10 @@ type RabbitMQOptions struct {
 	// MQTT enables the rabbitmq_mqtt plugin on a free port, bridged to
 	// amq.topic ("a/b" on MQTT is routing key "a.b" on AMQP).
 	MQTT bool
+	// TLS adds an AMQPS listener on a free port, with a test CA made for
+	// this node, that requires client certificates signed by it (mutual
+	// TLS). The plain AMQP listener stays. See AMQPSURL and ClientTLS.
+	TLS bool
 }
 
 // RabbitMQ is a RabbitMQ node started for tests: its own HOME (Erlang
@@ -42,7 +48,11 @@ type RabbitMQ struct {
 	distPort int
 	mqttPort int
 	epmdPort int
+	tlsPort  int
 	env      []string
+	// pki and the client's PEM files exist only with TLS.
+	pki                           *testPKI
+	clientCertFile, clientKeyFile string
 
 	mu     sync.Mutex
 	epmd   *Process
@@ -63,9 +73,9 @@ func StartRabbitMQ(t testing.TB, opts *RabbitMQOptions) *RabbitMQ {
 	return r
 }
 
-// NewRabbitMQ starts a node and returns once it accepts AMQP (and MQTT)
-// connections. The caller must call Stop. A missing installation is an
-// error carrying InstallHint.
+// NewRabbitMQ starts a node and returns once it accepts AMQP (and MQTT,
+// AMQPS) connections. The caller must call Stop. A missing installation
+// is an error carrying InstallHint.
 func NewRabbitMQ(opts *RabbitMQOptions) (*RabbitMQ, error) {
 	if opts == nil {
 		opts = &RabbitMQOptions{}
@@ -98,7 +108,7 @@ func NewRabbitMQ(opts *RabbitMQOptions) (*RabbitMQ, error) {
 
 // newRabbitMQDirs picks the ports and creates the private directories.
 func newRabbitMQDirs(opts *RabbitMQOptions) (*RabbitMQ, error) {
-	ports, err := freeTCPPorts(4)
+	ports, err := freeTCPPorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +119,9 @@ func newRabbitMQDirs(opts *RabbitMQOptions) (*RabbitMQ, error) {
 	r := &RabbitMQ{dir: dir, amqpPort: ports[0], distPort: ports[1], epmdPort: ports[2]}
 	if opts.MQTT {
 		r.mqttPort = ports[3]
+	}
+	if opts.TLS {
+		r.tlsPort = ports[4]
 	}
 	for _, sub := range []string{"home", "mnesia", "log"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
@@ -151,11 +164,19 @@ func (r *RabbitMQ) environment() []string {
 
 func (r *RabbitMQ) pidFile() string { return filepath.Join(r.dir, "rabbit.pid") }
 
-// prepare writes the configuration and enables the MQTT plugin offline.
+// prepare writes the configuration (and the certificates TLS needs) and
+// enables the MQTT plugin offline.
 func (r *RabbitMQ) prepare(opts *RabbitMQOptions) error {
 	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\n", r.amqpPort)
 	if opts.MQTT {
 		conf += fmt.Sprintf("mqtt.listeners.tcp.default = 127.0.0.1:%d\nmqtt.allow_anonymous = true\nmqtt.exchange = amq.topic\n", r.mqttPort)
+	}
+	if opts.TLS {
+		tlsConf, err := r.prepareTLS()
+		if err != nil {
+			return err
+		}
+		conf += tlsConf
 	}
 	files := map[string]string{"rabbitmq.conf": conf, "env.conf": "", "enabled_plugins": "[].\n"}
 	for name, content := range files {
@@ -171,6 +192,44 @@ func (r *RabbitMQ) prepare(opts *RabbitMQOptions) error {
 		}
 	}
 	return nil
+}
+
+// prepareTLS writes the test PKI into the node's directory, the client
+// certificate included (for clients that take files), and returns the
+// listener's configuration.
+func (r *RabbitMQ) prepareTLS() (string, error) {
+	dir := filepath.Join(r.dir, "tls")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("testbroker: rabbitmq tls dir: %w", err)
+	}
+	pki, err := newTestPKI(dir)
+	if err != nil {
+		return "", err
+	}
+	r.pki = pki
+	r.clientCertFile, r.clientKeyFile = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	if err := writeCertificate(r.clientCertFile, r.clientKeyFile, pki.client); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`listeners.ssl.default = 127.0.0.1:%d
+ssl_options.cacertfile = %s
+ssl_options.certfile = %s
+ssl_options.keyfile = %s
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true
+`, r.tlsPort, pki.caFile, pki.serverCertFile, pki.serverKeyFile), nil
+}
+
+// writeCertificate writes cert's leaf and private key as PEM files.
+func writeCertificate(certFile, keyFile string, cert tls.Certificate) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return fmt.Errorf("testbroker: encoding the client key: %w", err)
+	}
+	if err := writePEM(certFile, "CERTIFICATE", cert.Certificate[0]); err != nil {
+		return err
+	}
+	return writePEM(keyFile, "PRIVATE KEY", keyDER)
 }
 
 // startEPMD runs a port mapper of our own in the foreground, so it can be
@@ -210,7 +269,7 @@ func (r *RabbitMQ) startServer(ctx context.Context) error {
 	if out, err := r.cli(ctx, "rabbitmqctl", "wait", "--timeout", "60", r.pidFile()); err != nil {
 		return fmt.Errorf("testbroker: rabbitmq did not boot: %w\n%s\n%s", err, out, p.Output())
 	}
-	for _, port := range []int{r.amqpPort, r.mqttPort} {
+	for _, port := range []int{r.amqpPort, r.mqttPort, r.tlsPort} {
 		if port == 0 {
 			continue
 		}
@@ -259,6 +318,61 @@ func (r *RabbitMQ) MQTTURL() string {
 	}
 	return "tcp://" + r.addr(r.mqttPort)
 }
+
+// AMQPSURL is the node's TLS address with the default guest account
+// ("amqps://guest:guest@127.0.0.1:PORT/"; the server certificate names
+// 127.0.0.1 and localhost), or "" without RabbitMQOptions.TLS.
+func (r *RabbitMQ) AMQPSURL() string {
+	if r.tlsPort == 0 {
+		return ""
+	}
+	return "amqps://guest:guest@" + r.TLSAddr() + "/"
+}
+
+// TLSAddr is the TLS listener's "127.0.0.1:PORT", or "" without TLS.
+func (r *RabbitMQ) TLSAddr() string {
+	if r.tlsPort == 0 {
+		return ""
+	}
+	return r.addr(r.tlsPort)
+}
+
+// ClientTLS returns a client configuration for the TLS listener that
+// trusts the test CA and presents a client certificate signed by it; nil
+// without TLS. Each call returns a new configuration, since amqp091 fills
+// in the ServerName of the one it is given.
+func (r *RabbitMQ) ClientTLS() *tls.Config {
+	if r.pki == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: r.pki.pool, Certificates: []tls.Certificate{r.pki.client}, MinVersion: tls.VersionTLS12}
+}
+
+// ClientTLSWithoutCert is ClientTLS without the client certificate: the
+// node must refuse it.
+func (r *RabbitMQ) ClientTLSWithoutCert() *tls.Config {
+	if r.pki == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: r.pki.pool, MinVersion: tls.VersionTLS12}
+}
+
+// CAFile is the PEM file of the test CA that signs the node's and the
+// client's certificates, or "" without TLS.
+func (r *RabbitMQ) CAFile() string {
+	if r.pki == nil {
+		return ""
+	}
+	return r.pki.caFile
+}
+
+// ClientCertFile is the PEM file of the client certificate ClientTLS
+// presents, or "" without TLS.
+func (r *RabbitMQ) ClientCertFile() string { return r.clientCertFile }
+
+// ClientKeyFile is the PEM file of the client certificate's private key,
+// or "" without TLS.
+func (r *RabbitMQ) ClientKeyFile() string { return r.clientKeyFile }
 
 // Output returns what the current server process printed.
 func (r *RabbitMQ) Output() string {

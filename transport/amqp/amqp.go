@@ -132,7 +132,7 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	t.set.ownsChannels = true
 	amqpCfg := amqp091.Config{
 		Heartbeat:       t.set.heartbeat,
-		TLSClientConfig: cfg.TLS,
+		TLSClientConfig: cfg.TLS.Clone(), // amqp091 sets ServerName on it: never write the caller's config
 		Dial:            amqp091.DefaultDial(t.set.dialTimeout),
 		Properties:      amqp091.Table{"connection_name": "e4kit transport/amqp"},
 	}
