@@ -139,7 +139,12 @@ func (p *Protected) Publish(ctx context.Context, topic string, payload []byte, o
 	if err := ValidateTopic(topic); err != nil {
 		return err
 	}
-	wire, err := p.client.Protect(nil, payload, topic)
+	// The Transport contract lets Publish's caller reuse the payload once
+	// it returns, so the protected copy comes from a pool.
+	buf := getBuffer()
+	defer putBuffer(buf)
+	wire, err := p.client.Protect((*buf)[:0], payload, topic)
+	*buf = wire
 	if errors.Is(err, e4.ErrTopicKeyNotFound) && p.opts.PublishUnkeyed {
 		wire, err = payload, nil
 	}
@@ -147,6 +152,24 @@ func (p *Protected) Publish(ctx context.Context, topic string, payload []byte, o
 		return fmt.Errorf("transport: protecting for %s: %w", topic, err)
 	}
 	return p.inner.Publish(ctx, topic, wire, opts...)
+}
+
+// buffers holds scratch space for protecting and unprotecting: without
+// it, every message costs two allocations of its size, and at high rates
+// the garbage collector's work outweighs the cryptography's.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxPooledBuffer keeps a rare huge message from pinning its buffer.
+const maxPooledBuffer = 64 << 10
+
+func getBuffer() *[]byte { return buffers.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) > maxPooledBuffer {
+		return
+	}
+	*b = (*b)[:0]
+	buffers.Put(b)
 }
 
 // Subscribe subscribes to filter; Receive on the result returns plaintext.
@@ -253,7 +276,7 @@ func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 		if msg.Topic == s.p.client.ControlTopic() {
 			continue
 		}
-		plain, err := s.p.client.Unprotect(nil, msg.Payload, msg.Topic)
+		plain, err := s.unprotectInPlace(msg)
 		if errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed {
 			return msg, nil
 		}
@@ -267,8 +290,26 @@ func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 			s.p.drop(msg.Topic, err)
 			continue
 		}
-		return &Message{Topic: msg.Topic, Payload: plain}, nil
+		msg.Payload = plain
+		return msg, nil
 	}
+}
+
+// unprotectInPlace unprotects msg into scratch space and, on success,
+// copies the plaintext over the front of msg.Payload, which the receiver
+// owns: no allocation per message. On failure msg.Payload is untouched, so
+// it can be tried again once a key arrives.
+func (s *protectedSubscription) unprotectInPlace(msg *Message) ([]byte, error) {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	plain, err := s.p.client.Unprotect((*buf)[:0], msg.Payload, msg.Topic)
+	*buf = plain
+	if err != nil {
+		return nil, err
+	}
+	n := copy(msg.Payload, plain)
+	clear(plain) // leave no plaintext in pooled memory
+	return msg.Payload[:n], nil
 }
 
 // awaitsKey reports whether err may go away once C2's next command arrives.
