@@ -101,12 +101,20 @@ func FuzzHandleCommand(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			code, err := c.HandleCommand(p)
+			code, ack, err := c.HandleCommandAck(p)
 			if err != nil && !isSentinel(err) {
 				t.Fatalf("%v: unexpected error %v", mode, err)
 			}
 			if err == nil && (len(cmd) == 0 || code != Command(cmd[0])) {
 				t.Fatalf("%v: accepted %x as %v", mode, cmd, code)
+			}
+			// An authentic command is acknowledged under the key that
+			// protected it, naming exactly this command.
+			if ack != nil {
+				digest, status, aerr := OpenAck(ack, cmdKey, fuzzConfig())
+				if aerr != nil || digest != CommandDigest(p) || (err == nil) != (status == AckApplied) {
+					t.Fatalf("%v: ack of %x: %v, status %v, command error %v", mode, cmd, aerr, status, err)
+				}
 			}
 			// Garbage (the command itself, unprotected) must never pass.
 			if _, err := c.HandleCommand(cmd); err == nil {
