@@ -19,8 +19,8 @@ const AckFilter = e4.ControlTopicPrefix + "+" + e4.AckTopicSuffix
 // acknowledgement. It lives in memory only: after a restart the commands
 // are simply sent again when their acknowledgement time runs out.
 type awaiting struct {
-	mu      sync.Mutex
-	byOwner map[e4.ID][]awaitedCommand
+	mu       sync.Mutex
+	byClient map[e4.ID][]awaitedCommand
 }
 
 type awaitedCommand struct {
@@ -29,21 +29,21 @@ type awaitedCommand struct {
 	digest [e4.AckDigestLen]byte
 }
 
-func newAwaiting() *awaiting { return &awaiting{byOwner: make(map[e4.ID][]awaitedCommand)} }
+func newAwaiting() *awaiting { return &awaiting{byClient: make(map[e4.ID][]awaitedCommand)} }
 
 // add records a command just sent; an earlier send of the same command is
 // replaced, as only the newest copy is acknowledged.
 func (a *awaiting) add(client e4.ID, cmd awaitedCommand) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	list := a.byOwner[client]
+	list := a.byClient[client]
 	for i := range list {
 		if list[i].id == cmd.id {
 			list[i] = cmd
 			return
 		}
 	}
-	a.byOwner[client] = append(list, cmd)
+	a.byClient[client] = append(list, cmd)
 }
 
 // match finds the command an acknowledgement from client is for, checking
@@ -51,7 +51,7 @@ func (a *awaiting) add(client e4.ID, cmd awaitedCommand) {
 func (a *awaiting) match(client e4.ID, ack []byte, cfg *e4.Config) (store.CommandID, e4.AckStatus, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	list := a.byOwner[client]
+	list := a.byClient[client]
 	for i, c := range list {
 		digest, status, err := e4.OpenAck(ack, c.key, cfg)
 		if err != nil || digest != c.digest {
@@ -59,9 +59,9 @@ func (a *awaiting) match(client e4.ID, ack []byte, cfg *e4.Config) (store.Comman
 		}
 		list = append(list[:i], list[i+1:]...)
 		if len(list) == 0 {
-			delete(a.byOwner, client)
+			delete(a.byClient, client)
 		} else {
-			a.byOwner[client] = list
+			a.byClient[client] = list
 		}
 		return c.id, status, true
 	}

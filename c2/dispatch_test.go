@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
@@ -170,5 +169,3 @@ func mustCommandID(t *testing.T, s string) store.CommandID {
 	}
 	return id
 }
-
-var _ = time.Second

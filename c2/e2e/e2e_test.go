@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 )
@@ -111,7 +110,7 @@ func runScenario(t *testing.T, net *network, mode e4.Mode) {
 		eventually(t, 60*time.Second, d.name+" gets the key rotated during the outage", func() bool { return holdsCurrentKey(svc, d, topic) })
 	}
 	eventually(t, 30*time.Second, "the outbox drains", func() bool {
-		n, err := svc.CountCommands(ctx, pendingOnly)
+		n, err := svc.CountCommands(ctx, pendingCommands)
 		return err == nil && n == 0
 	})
 }
@@ -144,7 +143,3 @@ func startReaders(t *testing.T, readers []*device, total int) []*atomic.Int64 {
 	}
 	return counts
 }
-
-var pendingOnly = c2PendingFilter()
-
-var _ = c2.ErrNotFound

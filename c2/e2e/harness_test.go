@@ -238,6 +238,7 @@ func newMaster(t *testing.T) []byte {
 
 func dbPath(t *testing.T) string { return filepath.Join(t.TempDir(), "c2.db") }
 
-func c2PendingFilter() store.CommandFilter { return store.CommandFilter{State: store.CommandPending} }
+// pendingCommands selects the commands still waiting in the outbox.
+var pendingCommands = store.CommandFilter{State: store.CommandPending}
 
 var probes atomic.Int64

@@ -116,7 +116,7 @@ func (rig *rotationRig) waitDrained(b *testing.B) {
 	ctx := context.Background()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		n, err := rig.svc.CountCommands(ctx, c2PendingFilter())
+		n, err := rig.svc.CountCommands(ctx, pendingCommands)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -111,15 +111,8 @@ the FILE.pub of e4 keygen --type ed25519) or --password-file.`,
 				return fmt.Errorf("give a client NAME or --id")
 			}
 			var err error
-			if keyFile != "" {
-				if req.Key, err = readKeyFile(keyFile); err != nil {
-					return err
-				}
-			}
-			if publicKeyFile != "" {
-				if req.PublicKey, err = readKeyFile(publicKeyFile); err != nil {
-					return err
-				}
+			if req.Key, req.PublicKey, err = readClientKeyFiles(keyFile, publicKeyFile); err != nil {
+				return err
 			}
 			if passwordFile != "" {
 				if req.Password, err = readSecretFile(passwordFile); err != nil {
@@ -274,15 +267,8 @@ func newC2ClientNewKeyCommand(f *c2Flags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &c2pb.NewClientKeyRequest{Client: args[0]}
 			var err error
-			if keyFile != "" {
-				if req.Key, err = readKeyFile(keyFile); err != nil {
-					return err
-				}
-			}
-			if publicKeyFile != "" {
-				if req.PublicKey, err = readKeyFile(publicKeyFile); err != nil {
-					return err
-				}
+			if req.Key, req.PublicKey, err = readClientKeyFiles(keyFile, publicKeyFile); err != nil {
+				return err
 			}
 			return f.withSession(cmd, func(ctx context.Context, s *c2Session) error {
 				res, err := s.client.NewClientKey(ctx, req)
@@ -446,4 +432,20 @@ func newC2ClientTopicsCommand(f *c2Flags) *cobra.Command {
 			})
 		},
 	}
+}
+
+// readClientKeyFiles reads the optional symmetric key and public key files
+// of a client; an empty name leaves its key nil.
+func readClientKeyFiles(keyFile, publicKeyFile string) (key, publicKey []byte, err error) {
+	if keyFile != "" {
+		if key, err = readKeyFile(keyFile); err != nil {
+			return nil, nil, err
+		}
+	}
+	if publicKeyFile != "" {
+		if publicKey, err = readKeyFile(publicKeyFile); err != nil {
+			return nil, nil, err
+		}
+	}
+	return key, publicKey, nil
 }
