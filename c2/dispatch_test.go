@@ -72,6 +72,9 @@ func TestRetriesUntilTheBrokerTakesIt(t *testing.T) {
 	if len(list) != 1 || list[0].Attempts != 3 || !strings.Contains(list[0].LastError, "broker unreachable") || list[0].State != store.CommandSent {
 		t.Fatalf("status %+v, want sent after 3 failed attempts", list[0])
 	}
+	// The counters move just after the store is updated; stopping the
+	// dispatcher waits for that, so the read below cannot race it.
+	env.stop()
 	if s := env.svc.Dispatcher().Stats(); s.Retried != 3 || s.Sent != 1 {
 		t.Fatalf("stats %+v", s)
 	}
