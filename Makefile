@@ -44,9 +44,9 @@ bench:
 ## bench-transports: messages/s and median latency per adapter, bare and
 ## through E4, against real Mosquitto, RabbitMQ and our CoAP broker.
 bench-transports: deps
-	$(GO) test -run '^$$' -bench 'Throughput|Latency' -benchtime 20000x ./transport/mqtt/
+	$(GO) test -run '^$$' -bench 'Throughput|Latency' -benchtime 100000x ./transport/mqtt/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./transport/amqp/
-	$(GO) test -run '^$$' -bench . -benchtime 2000x ./transport/coap/
+	$(GO) test -run '^$$' -bench 'Throughput|Latency' -benchtime 10000x ./transport/coap/
 
 ## bench-rotation: one topic of 10,000 members rotated over Mosquitto
 ## (commands/s until the broker acknowledged all) beside the bare broker

@@ -5,12 +5,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/transporttest"
 )
 
 // benchInFlight is the number of goroutines publishing at once in the
@@ -50,64 +50,23 @@ func benchPayload(size int, seq uint64) []byte {
 	return p[:size]
 }
 
-// BenchmarkThroughput publishes b.N messages from benchInFlight
-// goroutines (AtLeastOnce: persistent, each waiting for its confirm) and
-// receives them all on one subscription of another connection.
+// BenchmarkThroughput publishes b.N messages bare and b.N through E4,
+// taking turns (transporttest.CompareThroughput), from benchInFlight
+// goroutines (AtLeastOnce: persistent, each waiting for its confirm), and
+// receives them on one subscription of another connection.
 func BenchmarkThroughput(b *testing.B) {
-	for _, withE4 := range []bool{false, true} {
-		for _, size := range []int{64, 1024} {
-			name := fmt.Sprintf("%s/%dB", map[bool]string{false: "bare", true: "e4"}[withE4], size)
-			b.Run(name, func(b *testing.B) { benchThroughput(b, size, withE4) })
-		}
-	}
-}
-
-func benchThroughput(b *testing.B, size int, withE4 bool) {
-	topic := uniqueTopic(b, "throughput")
-	pub, sub := benchPair(b, topic, withE4)
-	payloads := make([][]byte, b.N)
-	for i := range payloads {
-		payloads[i] = benchPayload(size, uint64(i))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-
-	b.SetBytes(int64(size))
-	b.ResetTimer()
-	start := time.Now()
-	received := make(chan error, 1)
-	go func() { received <- receiveN(ctx, sub, b.N) }()
-	var wg sync.WaitGroup
-	errs := make(chan error, benchInFlight)
-	for w := range benchInFlight {
-		wg.Go(func() {
-			for i := w; i < b.N; i += benchInFlight {
-				if err := pub.Publish(ctx, topic, payloads[i]); err != nil {
-					errs <- err
-					return
-				}
-			}
+	for _, size := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			bare, protected := throughputPair(b, false), throughputPair(b, true)
+			transporttest.CompareThroughput(b, bare, protected, transporttest.ThroughputConfig{Size: size, Publishers: benchInFlight})
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	if err := <-received; err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
-func receiveN(ctx context.Context, sub transport.Subscription, n int) error {
-	for i := range n {
-		if _, err := sub.Receive(ctx); err != nil {
-			return fmt.Errorf("received %d of %d: %w", i, n, err)
-		}
-	}
-	return nil
+func throughputPair(b *testing.B, withE4 bool) transporttest.ThroughputPair {
+	topic := uniqueTopic(b, "throughput")
+	pub, sub := benchPair(b, topic, withE4)
+	return transporttest.ThroughputPair{Pub: pub, Sub: sub, Topic: topic}
 }
 
 // BenchmarkLatency measures one message at a time, from the call to

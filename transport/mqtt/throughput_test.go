@@ -1,7 +1,6 @@
 package mqtt_test
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
@@ -11,18 +10,17 @@ import (
 
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/transporttest"
 )
 
 // Run against a Mosquitto started by the benchmark:
 //
-//	go test -run '^$' -bench 'Throughput|Latency' -benchtime 20000x ./transport/mqtt/
+//	go test -run '^$' -bench 'Throughput|Latency' -benchtime 100000x ./transport/mqtt/
 //
-// Throughput pipelines up to window messages between publisher and
-// subscriber (two connections); latency sends one message at a time.
-
-// window bounds the messages in flight, so that neither the broker nor the
-// subscription buffer ever has to drop one.
-const window = 1000
+// Throughput sends b.N messages bare and b.N through E4, taking turns
+// (transporttest.CompareThroughput), with up to 1000 messages between
+// publisher and subscriber (two connections); latency sends one message
+// at a time.
 
 // benchPair is a publisher and a subscription on one topic, bare or both
 // protected by E4 clients sharing the topic key.
@@ -45,6 +43,10 @@ func newBenchPair(b *testing.B, url string, withE4 bool) benchPair {
 	return benchPair{pub: pub, sub: subscribe(b, subConn, topic), topic: topic}
 }
 
+func (p benchPair) throughput() transporttest.ThroughputPair {
+	return transporttest.ThroughputPair{Pub: p.pub, Sub: p.sub, Topic: p.topic}
+}
+
 func protectBench(b *testing.B, t transport.Transport, key []byte, topic string) transport.Transport {
 	b.Helper()
 	c := newE4ClientTB(b, key, topic)
@@ -56,16 +58,16 @@ func protectBench(b *testing.B, t transport.Transport, key []byte, topic string)
 }
 
 // BenchmarkThroughput: messages per second through Mosquitto, for each
-// payload size, QoS 0 and 1, bare and E4.
+// payload size and QoS 0 and 1, bare and through E4 in the same run.
 func BenchmarkThroughput(b *testing.B) {
 	m := testbroker.StartMosquitto(b, nil)
 	for _, size := range []int{64, 1024} {
 		for _, qos := range []transport.QoS{transport.AtMostOnce, transport.AtLeastOnce} {
-			for _, withE4 := range []bool{false, true} {
-				b.Run(benchName(size, qos, withE4), func(b *testing.B) {
-					benchThroughput(b, newBenchPair(b, m.URL(), withE4), size, qos)
-				})
-			}
+			b.Run(fmt.Sprintf("%dB/qos%d", size, qos), func(b *testing.B) {
+				bare, protected := newBenchPair(b, m.URL(), false), newBenchPair(b, m.URL(), true)
+				transporttest.CompareThroughput(b, bare.throughput(), protected.throughput(), transporttest.ThroughputConfig{
+					Size: size, Options: []transport.PublishOption{transport.WithQoS(qos)}})
+			})
 		}
 	}
 }
@@ -76,46 +78,6 @@ func benchName(size int, qos transport.QoS, withE4 bool) string {
 		mode = "e4"
 	}
 	return fmt.Sprintf("%dB/qos%d/%s", size, qos, mode)
-}
-
-func benchThroughput(b *testing.B, p benchPair, size int, qos transport.QoS) {
-	payload := make([]byte, size)
-	_, _ = rand.Read(payload)
-	ctx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
-	defer cancel()
-	credit := make(chan struct{}, window)
-	for range window {
-		credit <- struct{}{}
-	}
-	received := make(chan error, 1)
-	b.SetBytes(int64(size))
-	b.ResetTimer()
-	start := time.Now()
-	go func() {
-		for i := 0; i < b.N; i++ {
-			if _, err := p.sub.Receive(ctx); err != nil {
-				received <- fmt.Errorf("after %d of %d messages: %w", i, b.N, err)
-				return
-			}
-			credit <- struct{}{}
-		}
-		received <- nil
-	}()
-	for i := 0; i < b.N; i++ {
-		select {
-		case <-credit:
-		case <-ctx.Done():
-			b.Fatal(ctx.Err())
-		}
-		binary.BigEndian.PutUint64(payload, uint64(i)) // E4 (AES-SIV) would refuse a repeated message as a replay
-		if err := p.pub.Publish(ctx, p.topic, payload, transport.WithQoS(qos)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := <-received; err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
 }
 
 // BenchmarkLatency: median time from Publish to Receive of one message at

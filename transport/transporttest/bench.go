@@ -1,0 +1,167 @@
+package transporttest
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/transport"
+)
+
+// ThroughputPair is what a throughput benchmark drives: a publisher and a
+// subscription to Topic opened on another connection.
+type ThroughputPair struct {
+	Pub   transport.Transport
+	Sub   transport.Subscription
+	Topic string
+}
+
+// ThroughputConfig shapes CompareThroughput.
+type ThroughputConfig struct {
+	// Size is the payload length in bytes, at least 8: each payload starts
+	// with a sequence number, since E4 refuses a repeated message as a
+	// replay.
+	Size int
+	// Publishers is the number of goroutines publishing at once; 1 if
+	// zero. Each waits for its Publish to return before the next.
+	Publishers int
+	// Window bounds the messages published but not yet received, so that
+	// neither broker nor subscription buffer ever has to drop one at
+	// QoS 0; 1000 if zero.
+	Window int
+	// Round is the number of messages each pair sends before the other
+	// takes its turn; 2000 if zero.
+	Round int
+	// Options are passed to every Publish (a QoS, for example).
+	Options []transport.PublishOption
+}
+
+func (c *ThroughputConfig) defaults() {
+	if c.Publishers == 0 {
+		c.Publishers = 1
+	}
+	if c.Window == 0 {
+		c.Window = 1000
+	}
+	if c.Round == 0 {
+		c.Round = 2000
+	}
+}
+
+// CompareThroughput sends b.N messages through bare and b.N through
+// protected (normally the same kind of connection wrapped by
+// transport.Protect), and reports messages per second of each and their
+// ratio as the metrics "bare-msg/s", "e4-msg/s" and "e4/bare".
+//
+// The two pairs take turns in rounds of cfg.Round messages, alternating
+// which goes first, so that both see the same state of a shared machine:
+// measured one after the other, a background load that comes and goes
+// moves their ratio by more than E4 costs.
+func CompareThroughput(b *testing.B, bare, protected ThroughputPair, cfg ThroughputConfig) {
+	b.Helper()
+	cfg.defaults()
+	if cfg.Size < 8 {
+		b.Fatalf("CompareThroughput: payloads of %d bytes cannot hold a sequence number", cfg.Size)
+	}
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer cancel()
+	runners := [2]*throughputRunner{{pair: bare, cfg: cfg}, {pair: protected, cfg: cfg}}
+	var elapsed [2]time.Duration
+	b.ResetTimer()
+	for done, turn := 0, 0; done < b.N; turn++ {
+		n := min(cfg.Round, b.N-done)
+		for k := range 2 {
+			which := (turn + k) % 2
+			d, err := runners[which].round(ctx, n)
+			if err != nil {
+				b.Fatalf("%s: %v", [2]string{"bare", "e4"}[which], err)
+			}
+			elapsed[which] += d
+		}
+		done += n
+	}
+	b.StopTimer()
+	bareRate := float64(b.N) / elapsed[0].Seconds()
+	e4Rate := float64(b.N) / elapsed[1].Seconds()
+	b.ReportMetric(bareRate, "bare-msg/s")
+	b.ReportMetric(e4Rate, "e4-msg/s")
+	b.ReportMetric(e4Rate/bareRate, "e4/bare")
+}
+
+// throughputRunner sends rounds of messages through one pair, numbering
+// them across rounds.
+type throughputRunner struct {
+	pair ThroughputPair
+	cfg  ThroughputConfig
+	seq  atomic.Uint64
+}
+
+// round publishes n messages and returns the time until the last was
+// received.
+func (r *throughputRunner) round(ctx context.Context, n int) (time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	credit := make(chan struct{}, r.cfg.Window)
+	for range min(r.cfg.Window, n) {
+		credit <- struct{}{}
+	}
+	start := time.Now()
+	received := make(chan error, 1)
+	go func() { received <- r.receive(ctx, n, credit) }()
+	if err := r.publish(ctx, n, credit); err != nil {
+		cancel() // ends the receiver, which may wait for messages never sent
+		<-received
+		return 0, err
+	}
+	if err := <-received; err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// publish sends n messages from cfg.Publishers goroutines, each taking a
+// credit first; it returns the first error.
+func (r *throughputRunner) publish(ctx context.Context, n int, credit <-chan struct{}) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, r.cfg.Publishers)
+	for range r.cfg.Publishers {
+		wg.Go(func() {
+			payload := make([]byte, r.cfg.Size)
+			for next.Add(1) <= int64(n) {
+				select {
+				case <-credit:
+				case <-ctx.Done():
+					errs <- ctx.Err()
+					return
+				}
+				binary.BigEndian.PutUint64(payload, r.seq.Add(1))
+				if err := r.pair.Pub.Publish(ctx, r.pair.Topic, payload, r.cfg.Options...); err != nil {
+					errs <- fmt.Errorf("publishing: %w", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // nil once closed and empty
+}
+
+// receive takes n messages, returning a credit for each.
+func (r *throughputRunner) receive(ctx context.Context, n int, credit chan<- struct{}) error {
+	for i := range n {
+		if _, err := r.pair.Sub.Receive(ctx); err != nil {
+			return fmt.Errorf("received %d of %d: %w", i, n, err)
+		}
+		select {
+		case credit <- struct{}{}:
+		default: // the publishers are done with credits
+		}
+	}
+	return nil
+}
