@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/transporttest"
 )
@@ -27,13 +26,8 @@ func benchPair(b *testing.B, topic string, withE4 bool) (transport.Transport, tr
 	var pub, sub transport.Transport = dial(b, testConfig(r)), dial(b, testConfig(r))
 	if withE4 {
 		key := e4Key(b)
-		// The default replay cache (8192 entries) holds under a second of
-		// this traffic: once it evicts entries of the current second, E4
-		// refuses the rest of that second, as it must. A larger cache
-		// measures the transport rather than that limit.
-		cfg := &e4.Config{ReplayCacheSize: 1 << 20}
-		pub = protect(b, pub, e4ClientWith(b, "bench-pub", topic, key, cfg))
-		sub = protect(b, sub, e4ClientWith(b, "bench-sub", topic, key, cfg))
+		pub = protect(b, pub, e4Client(b, "bench-pub", topic, key))
+		sub = protect(b, sub, e4Client(b, "bench-sub", topic, key))
 	}
 	s, err := sub.Subscribe(testContext(b), topic)
 	if err != nil {

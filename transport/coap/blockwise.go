@@ -11,6 +11,8 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 )
 
 // The adapter's own block-wise transfers (RFC 7959), on connections where
@@ -31,6 +33,9 @@ func (t *Transport) putBlocks(ctx context.Context, conn *udpclient.Conn, path []
 	for offset := 0; ; {
 		end := min(offset+int(szx.Size()), len(payload))
 		more := end < len(payload)
+		if err := t.takeID(ctx, msgid.ControlReserve); err != nil {
+			return err
+		}
 		resp, err := putBlock(ctx, conn, token, path, payload, offset, end, szx)
 		if err != nil {
 			return err
@@ -159,6 +164,9 @@ func (s *subscription) fetchBlock(conn *udpclient.Conn, etag []byte, offset int,
 	option, err := blockwise.EncodeBlockOption(szx, int64(offset)/szx.Size(), false)
 	if err != nil {
 		return nil, 0, false, fmt.Errorf("block at byte %d: %w", offset, err)
+	}
+	if err := s.t.takeID(ctx, msgid.ControlReserve); err != nil {
+		return nil, 0, false, err
 	}
 	req, err := conn.NewGetRequest(ctx, "", s.path...)
 	if err != nil {

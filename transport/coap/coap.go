@@ -62,6 +62,18 @@
 //     observation at the broker until the next renewal.
 //   - A Publish whose connection is replaced mid-request is sent again on
 //     the new one: rarely, a message arrives twice.
+//   - CoAP has 65,536 Message IDs, and one may not be reused with the same
+//     peer within EXCHANGE_LIFETIME, 247 s (RFC 7252 §4.4): a server takes
+//     a request with a recently seen ID for a retransmission and drops it.
+//     A Transport therefore sends at most 65,000 requests per 247 s
+//     (bursts at full speed, about 263 per second sustained); past that,
+//     Publish waits for an ID to age out. Several Transports (several
+//     local endpoints) share nothing and add up. On a FromConn
+//     connection, requests the application sends itself are not counted.
+//   - go-coap's UDP server looks through its cache of the responses of
+//     the last 247 s on every datagram of a connection (upstream issue
+//     plgd-dev/go-coap#586), so a client publishing without pause to a
+//     go-coap server, ours included, slows down as that cache fills.
 package coap
 
 import (
@@ -82,6 +94,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
+	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
 )
 
@@ -187,6 +200,7 @@ type Transport struct {
 	mu     sync.Mutex
 	conn   *udpclient.Conn // nil while reconnecting
 	ready  chan struct{}   // closed while conn is usable
+	ids    *msgid.Budget   // the Message IDs used lately
 	subs   map[*subscription]struct{}
 	closed bool
 
@@ -297,7 +311,16 @@ func newTransport(cfg Config) (*Transport, error) {
 		ready:  make(chan struct{}),
 		subs:   make(map[*subscription]struct{}),
 		done:   make(chan struct{}),
+		ids:    msgid.New(msgid.ExchangeLifetime, msgid.Limit, time.Now),
 	}, nil
+}
+
+// takeID accounts for one request about to be sent, waiting while CoAP's
+// Message ID space is used up (see package msgid). Publications and other
+// data exchanges pass msgid.ControlReserve; those keeping the connection
+// alive, 0.
+func (t *Transport) takeID(ctx context.Context, reserve int) error {
+	return t.ids.Take(ctx, reserve, t.done)
 }
 
 func setDefault[T int | time.Duration](v *T, def T) {

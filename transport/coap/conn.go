@@ -19,6 +19,7 @@ import (
 
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
+	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 )
 
 // Backoff between attempts to reconnect or observe again.
@@ -75,6 +76,10 @@ func (t *Transport) dialer() func(ctx context.Context) (*udpclient.Conn, error) 
 		}
 		pingCtx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
 		defer cancel()
+		if err := t.takeID(pingCtx, 0); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
 		if err := conn.Ping(pingCtx); err != nil {
 			_ = conn.Close()
 			return nil, fmt.Errorf("coap: no CoAP endpoint answers at %s: %w", t.cfg.Addr, err)
@@ -183,6 +188,9 @@ func (t *Transport) waitConn(ctx context.Context) (*udpclient.Conn, error) {
 // put sends one publication and waits for the broker's answer (except for
 // a non-confirmable one).
 func (t *Transport) put(ctx context.Context, conn *udpclient.Conn, path []message.Option, payload []byte, qos transport.QoS) error {
+	if err := t.takeID(ctx, msgid.ControlReserve); err != nil {
+		return err
+	}
 	req, err := conn.NewPutRequest(ctx, "", message.AppOctets, bytes.NewReader(payload), path...)
 	if err != nil {
 		return fmt.Errorf("coap: building the request: %w", err)
@@ -278,6 +286,9 @@ func (t *Transport) supervise() {
 func (t *Transport) ping(conn *udpclient.Conn) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
 	defer cancel()
+	if err := t.takeID(ctx, 0); err != nil {
+		return false
+	}
 	resp, err := conn.Get(ctx, "/.well-known/core")
 	if err != nil {
 		return false

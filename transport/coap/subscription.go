@@ -140,6 +140,9 @@ func (s *subscription) observe(ctx context.Context, conn *udpclient.Conn, handov
 	s.nextGen++
 	gen := s.nextGen
 	s.mu.Unlock()
+	if err := s.t.takeID(ctx, 0); err != nil {
+		return err
+	}
 	obs, err := conn.Observe(ctx, "", s.notification(conn, gen), s.registrationOptions()...)
 	if err != nil {
 		return err

@@ -34,6 +34,12 @@
 // itself; when its queue exceeds Options.QueueLimit the oldest message is
 // dropped.
 //
+// A client endpoint gets at most 65,000 notifications per EXCHANGE_LIFETIME
+// (247 s), bursts at full speed: a CoAP Message ID may not be reused
+// sooner (RFC 7252 §4.4), and a client would drop a notification carrying
+// one it still remembers as a retransmission. Past that budget,
+// notifications wait in the observer's queue.
+//
 // A notification travels in one datagram when the whole CoAP message fits
 // in Options.MaxDatagramSize (1152 bytes by default, RFC 7252 §4.6: a
 // 1 KiB message with E4's 24 bytes fits). Larger ones go block-wise (RFC
@@ -82,6 +88,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
+	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
 )
 
@@ -175,7 +182,10 @@ type Broker struct {
 	stop        func()
 	served      chan struct{}
 
-	instance [4]byte       // random per start: ETags of two runs differ
+	instance [4]byte // random per start: ETags of two runs differ
+	// idWindow and idLimit size each connection's msgid.Budget.
+	idWindow time.Duration
+	idLimit  int
 	counter  atomic.Uint64 // publications so far, for ETags
 
 	mu       sync.Mutex
@@ -191,10 +201,15 @@ type connState struct {
 	transfers map[string]*transfer // by observed path: block-wise notification in progress
 	finished  []string             // tokens of the block requests of ended transfers
 	uploads   map[string]*upload   // by token: block-wise publications being received
+	// ids counts the Message IDs of the notifications sent to the
+	// endpoint: past CoAP's limit, a client would take a new notification
+	// for a copy of an old one and drop it (see package msgid).
+	ids *msgid.Budget
 }
 
-func newConnState() *connState {
+func newConnState(ids *msgid.Budget) *connState {
 	return &connState{
+		ids:       ids,
 		observers: make(map[string]*observer),
 		transfers: make(map[string]*transfer),
 		uploads:   make(map[string]*upload),
@@ -224,6 +239,8 @@ func newBroker(opts *Options) (*Broker, error) {
 		conns:    make(map[*udpclient.Conn]*connState),
 		exact:    make(map[string]map[*observer]struct{}),
 		wildcard: make(map[*observer]struct{}),
+		idWindow: msgid.ExchangeLifetime,
+		idLimit:  msgid.Limit,
 	}
 	if opts != nil {
 		b.opts = *opts
@@ -422,7 +439,7 @@ func (b *Broker) addObserver(cc *udpclient.Conn, token []byte, path string, wild
 	if cs == nil {
 		return nil, errors.New("broker: connection gone")
 	}
-	o := newObserver(b, cc, token, path, wildcard, szx)
+	o := newObserver(b, cc, cs.ids, token, path, wildcard, szx)
 	if old := cs.observers[string(token)]; old != nil {
 		o.seq = old.seq
 		b.unlinkLocked(old)

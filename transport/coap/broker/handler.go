@@ -22,6 +22,7 @@ import (
 	udpserver "github.com/plgd-dev/go-coap/v3/udp/server"
 
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
 )
 
@@ -272,7 +273,7 @@ func (b *Broker) serveBlock(w *responseWriter, r *pool.Message, path string) boo
 // uploads) as long as it lives.
 func (b *Broker) onNewConn(cc *udpclient.Conn) {
 	b.mu.Lock()
-	b.conns[cc] = newConnState()
+	b.conns[cc] = newConnState(msgid.New(b.idWindow, b.idLimit, time.Now))
 	b.mu.Unlock()
 	cc.AddOnClose(func() { b.dropConn(cc) })
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
+	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
 )
 
@@ -26,6 +27,7 @@ const observeMask = 1<<24 - 1
 type observer struct {
 	b        *Broker
 	cc       *udpclient.Conn
+	ids      *msgid.Budget // of cc, shared by its observations
 	token    []byte
 	path     string // as observed: a topic, or a filter if wildcard
 	wildcard bool
@@ -45,7 +47,7 @@ type observer struct {
 	dropped int    // messages lost to QueueLimit, for the log
 }
 
-func newObserver(b *Broker, cc *udpclient.Conn, token []byte, path string, wildcard bool, szx blockwise.SZX) *observer {
+func newObserver(b *Broker, cc *udpclient.Conn, ids *msgid.Budget, token []byte, path string, wildcard bool, szx blockwise.SZX) *observer {
 	ctx, cancel := context.WithCancel(cc.Context())
 	maxDatagram := b.maxDatagram
 	if szx < b.szx {
@@ -53,7 +55,7 @@ func newObserver(b *Broker, cc *udpclient.Conn, token []byte, path string, wildc
 		maxDatagram = 0
 	}
 	return &observer{
-		b: b, cc: cc, token: bytes.Clone(token), path: path, wildcard: wildcard,
+		b: b, cc: cc, ids: ids, token: bytes.Clone(token), path: path, wildcard: wildcard,
 		szx: szx, maxDatagram: maxDatagram,
 		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
 	}
@@ -198,8 +200,12 @@ func (o *observer) notification(p *publication) (*pool.Message, error) {
 	return msg, nil
 }
 
-// send writes a notification and waits for its acknowledgement.
+// send writes a notification and waits for its acknowledgement. It first
+// waits, if need be, until the client can take a new Message ID.
 func (o *observer) send(msg *pool.Message) error {
+	if err := o.ids.Take(o.ctx, msgid.ControlReserve, nil); err != nil {
+		return fmt.Errorf("broker: notifying: %w", err)
+	}
 	if err := o.cc.WriteMessage(msg); err != nil {
 		return fmt.Errorf("broker: notifying: %w", err)
 	}
