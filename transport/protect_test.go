@@ -236,7 +236,9 @@ func TestAwaitKeyKeepsMessagesThatArriveBeforeTheirKey(t *testing.T) {
 	c2 := b.Connect()
 	defer c2.Close()
 	var dropped drops
-	reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{AwaitKey: 5 * time.Second, OnDrop: dropped.record})
+	// One wait of awaitKey must fit well within receive's 5 s, two must not.
+	const awaitKey = 2 * time.Second
+	reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{AwaitKey: awaitKey, OnDrop: dropped.record})
 	sender := newDevice(t, "sender")
 	if err := sender.SetTopicKey(topicKey, "room/temp"); err != nil {
 		t.Fatal(err)
@@ -288,7 +290,7 @@ func TestAwaitKeyKeepsMessagesThatArriveBeforeTheirKey(t *testing.T) {
 	if m := receive(t, sub); string(m.Payload) != "after forgeries" {
 		t.Fatalf("got %q", m.Payload)
 	}
-	if waited := time.Since(start); waited > 9*time.Second {
+	if waited := time.Since(start); waited > awaitKey*7/4 {
 		t.Fatalf("forgeries stalled delivery for %v: more than one wait", waited)
 	}
 	if errs := dropped.wait(t, 3); !errors.Is(errs[0], e4.ErrAuthentication) {
