@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,7 @@ func TestRunnerOnANativeAndAnEmulatedTarget(t *testing.T) {
 	}
 	results := r.runAll(ctx, targets)
 	if err := failures(results); err != nil {
-		t.Fatalf("%v\nprogress:\n%s", err, log.String())
+		t.Fatalf("%v\nprogress:\n%s\nerror logs:\n%s", err, log.String(), errorLogs(t, r, targets))
 	}
 	for _, res := range results {
 		if res.Tests == nil || !res.Tests.Passed {
@@ -225,4 +226,18 @@ func TestRunnerNamesTheInstallScriptWhenTheEmulatorIsMissing(t *testing.T) {
 	if err := failures([]*Target{res}); err == nil || !strings.Contains(err.Error(), missing.Name) {
 		t.Errorf("failures = %v, want the target named", err)
 	}
+}
+
+// errorLogs returns what the runner wrote to the targets' error logs, so
+// that a failure in CI shows which test failed and why.
+func errorLogs(t *testing.T, r *runner, targets []target) string {
+	t.Helper()
+	var all strings.Builder
+	for _, tg := range targets {
+		text, err := os.ReadFile(r.errorLog(tg))
+		if err == nil {
+			fmt.Fprintf(&all, "--- %s\n%s", tg.Name, text)
+		}
+	}
+	return all.String()
 }
