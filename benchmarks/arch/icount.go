@@ -171,6 +171,32 @@ func countBenchmark(ctx context.Context, c insnCounter, dir string, bin []string
 		return least, nil
 	}
 	filter := benchFilter(name)
+	var perOp float64
+	var err error
+	for range noisyRetries + 1 {
+		perOp, err = countDifference(run, filter, name, n)
+		if !errors.Is(err, errTooNoisy) {
+			return perOp, err
+		}
+		// On a busy machine the timing that chose n was slow, so n is
+		// small and the runtime's background work can outweigh it: count
+		// again with more iterations.
+		n *= 4
+	}
+	return 0, err
+}
+
+// errTooNoisy: the longer of two counts was not the larger.
+var errTooNoisy = errors.New("too noisy to count")
+
+// noisyRetries is how many times countBenchmark counts again, with four
+// times the iterations, when the difference drowned in background work.
+const noisyRetries = 3
+
+// countDifference runs filter for n and 2n iterations (or, for n = 1, one
+// iteration against a run of no benchmark) and returns the instructions of
+// one operation, or an error when the longer run did not count more.
+func countDifference(run func(filter string, iters int) (uint64, error), filter, name string, n int) (float64, error) {
 	lowFilter, lowIters, highIters := filter, n, 2*n
 	if n == 1 {
 		lowFilter, lowIters, highIters = "^$", 1, 1
@@ -184,7 +210,7 @@ func countBenchmark(ctx context.Context, c insnCounter, dir string, bin []string
 		return 0, err
 	}
 	if high <= low {
-		return 0, fmt.Errorf("%s: %d instructions for %d iterations, %d for fewer: too noisy to count", name, high, highIters, low)
+		return 0, fmt.Errorf("%s: %d instructions for %d iterations, %d for fewer: %w", name, high, highIters, low, errTooNoisy)
 	}
 	return float64(high-low) / float64(n), nil
 }

@@ -366,13 +366,30 @@ func TestCountBenchmarkOfASlowOperationSubtractsAnEmptyRun(t *testing.T) {
 	}
 }
 
-func TestCountBenchmarkRefusesANoisyDifference(t *testing.T) {
+func TestCountBenchmarkRetriesANoisyDifferenceWithMoreIterations(t *testing.T) {
 	c := &scriptedCounter{counts: map[string]uint64{
 		"-test.run=^$ -test.bench=^BenchmarkHashTopic$ -test.benchtime=10x": 5_000_000,
 		"-test.run=^$ -test.bench=^BenchmarkHashTopic$ -test.benchtime=20x": 4_900_000,
+		"-test.run=^$ -test.bench=^BenchmarkHashTopic$ -test.benchtime=40x": 5_000_000,
+		"-test.run=^$ -test.bench=^BenchmarkHashTopic$ -test.benchtime=80x": 5_240_000,
 	}}
-	if _, err := countBenchmark(context.Background(), c, "", []string{"bench.test"}, nil, "HashTopic", 10, 1); err == nil || !strings.Contains(err.Error(), "noisy") {
+	insn, err := countBenchmark(context.Background(), c, "", []string{"bench.test"}, nil, "HashTopic", 10, 1)
+	if err != nil || insn != 6000 {
+		t.Errorf("insn/op = %v, %v; want 6000 from the 40x/80x counts", insn, err)
+	}
+}
+
+func TestCountBenchmarkRefusesADifferenceThatStaysNoisy(t *testing.T) {
+	counts := map[string]uint64{}
+	for n := 10; n <= 10*2<<(2*noisyRetries); n *= 2 {
+		counts[fmt.Sprintf("-test.run=^$ -test.bench=^BenchmarkHashTopic$ -test.benchtime=%dx", n)] = 5_000_000
+	}
+	c := &scriptedCounter{counts: counts}
+	if _, err := countBenchmark(context.Background(), c, "", []string{"bench.test"}, nil, "HashTopic", 10, 1); !errors.Is(err, errTooNoisy) {
 		t.Errorf("err = %v, want too noisy", err)
+	}
+	if want := 2 * (noisyRetries + 1); len(c.calls) != want {
+		t.Errorf("%d counts, want %d: %q", len(c.calls), want, c.calls)
 	}
 }
 
