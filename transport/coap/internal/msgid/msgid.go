@@ -2,8 +2,8 @@
 //
 // RFC 7252 §4.4 forbids reusing a Message ID with the same endpoint within
 // EXCHANGE_LIFETIME (247 s with the default transmission parameters), and
-// there are only 65,536 of them: "about 250 messages per second from one
-// endpoint to another". A peer that remembers the IDs it saw, as go-coap
+// there are only 65,536 of them: about 250 messages per second from one
+// endpoint to another with the default parameters. A peer that remembers the IDs it saw, as go-coap
 // and libcoap do, takes a message carrying a remembered ID for a
 // retransmission: it answers from its cache and drops the message. Past
 // 65,536 publications in 247 s on one connection, the adapter lost
@@ -89,7 +89,10 @@ func (b *Budget) Take(ctx context.Context, reserve int, done <-chan struct{}) er
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("coap: waiting for a free message ID (RFC 7252 allows %d requests per %v): %w", b.limit, b.window, ctx.Err())
+			b.mu.Lock()
+			limit, window := b.limit, b.window
+			b.mu.Unlock()
+			return fmt.Errorf("coap: waiting for a free message ID (at most %d messages per %v to one peer): %w", limit, window, ctx.Err())
 		case <-done:
 			timer.Stop()
 			return transport.ErrClosed
