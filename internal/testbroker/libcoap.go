@@ -36,14 +36,20 @@ type Libcoap struct {
 func StartLibcoap(t testing.TB) *Libcoap {
 	t.Helper()
 	RequireBinary(t, LibcoapServer)
-	l := &Libcoap{port: FreePort(t, "udp")}
+	l := &Libcoap{}
 	t.Cleanup(l.Stop)
-	ctx, cancel := context.WithTimeout(context.Background(), libcoapBootTimeout)
-	defer cancel()
-	if err := l.start(ctx); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		l.port = FreePort(t, "udp")
+		ctx, cancel := context.WithTimeout(context.Background(), libcoapBootTimeout)
+		err := l.start(ctx)
+		cancel()
+		if err == nil {
+			return l
+		}
+		if attempt == portAttempts || !portTaken(err) {
+			t.Fatal(err)
+		}
 	}
-	return l
 }
 
 // Addr returns the server's "127.0.0.1:port".

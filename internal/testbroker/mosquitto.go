@@ -75,7 +75,14 @@ func StartMosquitto(t testing.TB, opts *MosquittoOptions) *Mosquitto {
 	if opts != nil && opts.Username != "" {
 		RequireBinary(t, MosquittoPasswdBinary)
 	}
-	m, err := NewMosquitto(t.TempDir(), FreePort(t, "tcp"), opts)
+	var m *Mosquitto
+	var err error
+	for attempt := 1; ; attempt++ {
+		m, err = NewMosquitto(t.TempDir(), FreePort(t, "tcp"), opts)
+		if err == nil || attempt == portAttempts || !portTaken(err) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,9 +162,31 @@ func (m *Mosquitto) start(ctx context.Context) error {
 	m.mu.Lock()
 	m.proc = proc
 	m.mu.Unlock()
+	// Mosquitto says "running" once its listeners are open. Waiting for it
+	// first matters when another process took the port: a connection to
+	// that process would otherwise pass for our broker, which exits.
+	if err := waitOutput(ctx, proc, " running"); err != nil {
+		proc.Stop(time.Second)
+		return fmt.Errorf("testbroker: mosquitto did not start: %w\n%s", err, proc.Output())
+	}
 	if err := waitListening(ctx, proc, m.Addr()); err != nil {
 		proc.Stop(time.Second)
 		return fmt.Errorf("testbroker: mosquitto did not start: %w\n%s", err, proc.Output())
+	}
+	return nil
+}
+
+// waitOutput waits until proc has written marker, or has exited.
+func waitOutput(ctx context.Context, proc *Process, marker string) error {
+	for !strings.Contains(proc.Output(), marker) {
+		if proc.Exited() {
+			return errors.New("the process exited")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %q in its output: %w", marker, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	return nil
 }

@@ -72,10 +72,10 @@ func StartPostgres(t testing.TB, opts *PostgresOptions) *Postgres {
 		t.Fatal(err)
 	}
 	var p *Postgres
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		p, err = NewPostgres(bin, FreePort(t, "tcp"), opts)
-		if err == nil || attempt == 2 || !strings.Contains(err.Error(), "could not bind") {
-			break // a port taken meanwhile is worth another try, nothing else
+		if err == nil || attempt == portAttempts || !portTaken(err) {
+			break
 		}
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -48,6 +49,23 @@ func FreePort(t testing.TB, network string) int {
 		defer l.Close()
 		return l.Addr().(*net.TCPAddr).Port
 	}
+}
+
+// portAttempts is how many ports a server start tries: the port FreePort
+// returns is free when it returns, but test packages run in parallel and
+// another server may bind it before ours does.
+const portAttempts = 3
+
+// portTaken reports whether err says that a server could not bind its
+// port, which is worth another try on another port.
+func portTaken(err error) bool {
+	text := strings.ToLower(err.Error())
+	for _, sign := range []string{"address already in use", "eaddrinuse", "could not bind"} {
+		if strings.Contains(text, sign) {
+			return true
+		}
+	}
+	return false
 }
 
 // WaitTCP waits until something accepts TCP connections on addr.

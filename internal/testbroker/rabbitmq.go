@@ -85,6 +85,16 @@ func NewRabbitMQ(opts *RabbitMQOptions) (*RabbitMQ, error) {
 			return nil, fmt.Errorf("testbroker: %s not found (%v): %s", bin, err, InstallHint)
 		}
 	}
+	for attempt := 1; ; attempt++ {
+		r, err := startRabbitMQ(opts)
+		if err == nil || attempt == portAttempts || !portTaken(err) {
+			return r, err
+		}
+	}
+}
+
+// startRabbitMQ makes one attempt at starting a node on fresh ports.
+func startRabbitMQ(opts *RabbitMQOptions) (*RabbitMQ, error) {
 	r, err := newRabbitMQDirs(opts)
 	if err != nil {
 		return nil, err
