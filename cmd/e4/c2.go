@@ -277,6 +277,15 @@ func (s *c2Session) table(header []string, rows [][]string) error {
 	return w.Flush()
 }
 
+// printRecord prints one record: as JSON for scripts, else as a table
+// of one row under header.
+func (s *c2Session) printRecord(m proto.Message, header, row []string) error {
+	if s.f.json {
+		return s.printJSON(m)
+	}
+	return s.table(header, [][]string{row})
+}
+
 // done prints a one-line confirmation, or the empty JSON object.
 func (s *c2Session) done(format string, args ...any) error {
 	if s.f.json {

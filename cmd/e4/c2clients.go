@@ -160,10 +160,7 @@ func newC2ClientGetCommand(f *c2Flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if s.f.json {
-					return s.printJSON(c)
-				}
-				return s.table(clientHeader, [][]string{clientRow(c)})
+				return s.printRecord(c, clientHeader, clientRow(c))
 			})
 		},
 	}

@@ -46,10 +46,7 @@ func newC2CommandCommand(f *c2Flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if s.f.json {
-					return s.printJSON(c)
-				}
-				return s.table(commandHeader, [][]string{commandRow(c)})
+				return s.printRecord(c, commandHeader, commandRow(c))
 			})
 		},
 	}

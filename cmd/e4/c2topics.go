@@ -64,10 +64,7 @@ func newC2TopicAddCommand(f *c2Flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if s.f.json {
-					return s.printJSON(t)
-				}
-				return s.table(topicHeader, [][]string{topicRow(t)})
+				return s.printRecord(t, topicHeader, topicRow(t))
 			})
 		},
 	}
@@ -86,10 +83,7 @@ func newC2TopicGetCommand(f *c2Flags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if s.f.json {
-					return s.printJSON(t)
-				}
-				return s.table(append(topicHeader, "MEMBERS"), [][]string{append(topicRow(t), strconv.FormatInt(t.Members, 10))})
+				return s.printRecord(t, append(topicHeader, "MEMBERS"), append(topicRow(t), strconv.FormatInt(t.Members, 10)))
 			})
 		},
 	}
