@@ -241,7 +241,8 @@ func clientOptions(cfg Config) (*paho.ClientOptions, error) {
 		// After a reconnect paho resends the unacknowledged messages,
 		// within the broker's bound too (see inflightWindow).
 		SetMaxResumePubInFlight(maxInflight(cfg)).
-		SetStore(newCopyingStore())
+		SetStore(newCopyingStore()).
+		SetCustomOpenConnectionFn(openConnection) // buffered reads
 	if cfg.Username != "" {
 		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
 	}
