@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,7 +56,10 @@ func (c *ThroughputConfig) defaults() {
 // CompareThroughput sends b.N messages through bare and b.N through
 // protected (normally the same kind of connection wrapped by
 // transport.Protect), and reports messages per second of each and their
-// ratio as the metrics "bare-msg/s", "e4-msg/s" and "e4/bare".
+// ratio as the metrics "bare-msg/s", "e4-msg/s" and "e4/bare". It also
+// reports "e4/bare-median", the median over turns of the ratio between the
+// two rounds of a turn: one stalled round moves the ratio of totals but
+// not this, so when the two disagree the run was disturbed.
 //
 // The two pairs take turns in rounds of cfg.Round messages, alternating
 // which goes first, so that both see the same state of a shared machine:
@@ -71,17 +75,23 @@ func CompareThroughput(b *testing.B, bare, protected ThroughputPair, cfg Through
 	defer cancel()
 	runners := [2]*throughputRunner{{pair: bare, cfg: cfg}, {pair: protected, cfg: cfg}}
 	var elapsed [2]time.Duration
+	var turnRatios []float64
 	b.ResetTimer()
 	for done, turn := 0, 0; done < b.N; turn++ {
 		n := min(cfg.Round, b.N-done)
+		var took [2]time.Duration
 		for k := range 2 {
 			which := (turn + k) % 2
 			d, err := runners[which].round(ctx, n)
 			if err != nil {
 				b.Fatalf("%s: %v", [2]string{"bare", "e4"}[which], err)
 			}
-			elapsed[which] += d
+			took[which] = d
 		}
+		elapsed[0] += took[0]
+		elapsed[1] += took[1]
+		// Equal message counts, so the rate ratio is the time ratio.
+		turnRatios = append(turnRatios, took[0].Seconds()/took[1].Seconds())
 		done += n
 	}
 	b.StopTimer()
@@ -90,6 +100,18 @@ func CompareThroughput(b *testing.B, bare, protected ThroughputPair, cfg Through
 	b.ReportMetric(bareRate, "bare-msg/s")
 	b.ReportMetric(e4Rate, "e4-msg/s")
 	b.ReportMetric(e4Rate/bareRate, "e4/bare")
+	b.ReportMetric(median(turnRatios), "e4/bare-median")
+}
+
+// median returns the middle of xs (the mean of the two middle values for
+// an even count); xs is reordered.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	mid := len(xs) / 2
+	if len(xs)%2 == 1 {
+		return xs[mid]
+	}
+	return (xs[mid-1] + xs[mid]) / 2
 }
 
 // throughputRunner sends rounds of messages through one pair, numbering
