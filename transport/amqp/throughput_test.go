@@ -1,12 +1,8 @@
 package amqp_test
 
 import (
-	"context"
-	"encoding/binary"
 	"fmt"
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/transporttest"
@@ -36,14 +32,6 @@ func benchPair(b *testing.B, topic string, withE4 bool) (transport.Transport, tr
 	return pub, s
 }
 
-// benchPayload fills size bytes, the first 8 being a sequence number: E4
-// would drop a second identical payload within a second as a replay.
-func benchPayload(size int, seq uint64) []byte {
-	p := make([]byte, max(size, 8))
-	binary.BigEndian.PutUint64(p, seq)
-	return p[:size]
-}
-
 // BenchmarkThroughput publishes b.N messages bare and b.N through E4,
 // taking turns (transporttest.CompareThroughput), from benchInFlight
 // goroutines (AtLeastOnce: persistent, each waiting for its confirm), and
@@ -65,33 +53,9 @@ func throughputPair(b *testing.B, withE4 bool) transporttest.ThroughputPair {
 
 // BenchmarkLatency measures one message at a time, from the call to
 // Publish (which waits for the confirm) to the return of Receive on
-// another connection, and reports the median.
+// another connection, bare and through E4 in turns.
 func BenchmarkLatency(b *testing.B) {
-	for _, withE4 := range []bool{false, true} {
-		name := map[bool]string{false: "bare", true: "e4"}[withE4] + "/64B"
-		b.Run(name, func(b *testing.B) { benchLatency(b, withE4) })
-	}
-}
-
-func benchLatency(b *testing.B, withE4 bool) {
-	topic := uniqueTopic(b, "latency")
-	pub, sub := benchPair(b, topic, withE4)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	latencies := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := range b.N {
-		payload := benchPayload(64, uint64(i))
-		start := time.Now()
-		if err := pub.Publish(ctx, topic, payload); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := sub.Receive(ctx); err != nil {
-			b.Fatal(err)
-		}
-		latencies = append(latencies, time.Since(start))
-	}
-	b.StopTimer()
-	slices.Sort(latencies)
-	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "median-µs")
+	b.Run("64B", func(b *testing.B) {
+		transporttest.CompareLatency(b, throughputPair(b, false), throughputPair(b, true), transporttest.LatencyConfig{Size: 64})
+	})
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -59,14 +58,6 @@ func protectBench(b *testing.B, tr transport.Transport, topic string, key []byte
 	return p
 }
 
-func benchName(withE4 bool, size int) string {
-	mode := "bare"
-	if withE4 {
-		mode = "e4"
-	}
-	return fmt.Sprintf("%s/%dB", mode, size)
-}
-
 func BenchmarkThroughput(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
@@ -80,32 +71,19 @@ func BenchmarkThroughput(b *testing.B) {
 	}
 }
 
+// BenchmarkLatency measures one message at a time, from the call to
+// Publish (which waits for the broker's 2.04) to the return of Receive on
+// another connection, bare and through E4 in turns.
 func BenchmarkLatency(b *testing.B) {
-	for _, withE4 := range []bool{false, true} {
-		for _, size := range benchSizes {
-			b.Run(benchName(withE4, size), func(b *testing.B) {
-				pub, sub := benchPair(b, startBroker(b, nil).addr, withE4, "bench/latency")
-				payload := make([]byte, size)
-				latencies := make([]time.Duration, 0, b.N)
-				epoch := time.Now()
-				b.ResetTimer()
-				for range b.N {
-					binary.BigEndian.PutUint64(payload, uint64(time.Since(epoch)))
-					if err := pub.Publish(context.Background(), "bench/latency", payload); err != nil {
-						b.Fatal(err)
-					}
-					m, err := sub.Receive(context.Background())
-					if err != nil {
-						b.Fatal(err)
-					}
-					sent := time.Duration(binary.BigEndian.Uint64(m.Payload))
-					latencies = append(latencies, time.Since(epoch)-sent)
-				}
-				b.StopTimer()
-				slices.Sort(latencies)
-				b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
-			})
-		}
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			addr := startBroker(b, nil).addr
+			pair := func(withE4 bool, topic string) transporttest.ThroughputPair {
+				pub, sub := benchPair(b, addr, withE4, topic)
+				return transporttest.ThroughputPair{Pub: pub, Sub: sub, Topic: topic}
+			}
+			transporttest.CompareLatency(b, pair(false, "bench/latency/bare"), pair(true, "bench/latency/e4"), transporttest.LatencyConfig{Size: size})
+		})
 	}
 }
 

@@ -187,3 +187,73 @@ func (r *throughputRunner) receive(ctx context.Context, n int, credit chan<- str
 	}
 	return nil
 }
+
+// LatencyConfig shapes CompareLatency.
+type LatencyConfig struct {
+	// Size is the payload length in bytes, at least 8 (a sequence number
+	// leads each payload, as in ThroughputConfig).
+	Size int
+	// Options are passed to every Publish.
+	Options []transport.PublishOption
+}
+
+// CompareLatency sends b.N messages through bare and b.N through
+// protected, one message in flight at a time, taking turns message by
+// message so that both see the same machine. Each is timed from the call
+// to Publish to the return of Receive on the other connection. It reports
+// the median and 99th percentile of each, in microseconds, as the metrics
+// "bare-p50-µs", "e4-p50-µs", "bare-p99-µs" and "e4-p99-µs".
+func CompareLatency(b *testing.B, bare, protected ThroughputPair, cfg LatencyConfig) {
+	b.Helper()
+	if cfg.Size < 8 {
+		b.Fatalf("CompareLatency: payloads of %d bytes cannot hold a sequence number", cfg.Size)
+	}
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer cancel()
+	pairs := [2]ThroughputPair{bare, protected}
+	samples := [2][]time.Duration{make([]time.Duration, 0, b.N), make([]time.Duration, 0, b.N)}
+	payload := make([]byte, cfg.Size)
+	b.ResetTimer()
+	for i := range b.N {
+		for k := range 2 {
+			which := (i + k) % 2
+			binary.BigEndian.PutUint64(payload, uint64(i))
+			d, err := timeOneMessage(ctx, pairs[which], payload, cfg.Options)
+			if err != nil {
+				b.Fatalf("%s, message %d: %v", [2]string{"bare", "e4"}[which], i, err)
+			}
+			samples[which] = append(samples[which], d)
+		}
+	}
+	b.StopTimer()
+	for which, name := range [2]string{"bare", "e4"} {
+		slices.Sort(samples[which])
+		b.ReportMetric(microseconds(percentile(samples[which], 50)), name+"-p50-µs")
+		b.ReportMetric(microseconds(percentile(samples[which], 99)), name+"-p99-µs")
+	}
+}
+
+// timeOneMessage publishes payload and waits for it on the pair's
+// subscription, checking that what arrives is that message.
+func timeOneMessage(ctx context.Context, p ThroughputPair, payload []byte, opts []transport.PublishOption) (time.Duration, error) {
+	start := time.Now()
+	if err := p.Pub.Publish(ctx, p.Topic, payload, opts...); err != nil {
+		return 0, fmt.Errorf("publishing: %w", err)
+	}
+	m, err := p.Sub.Receive(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("receiving: %w", err)
+	}
+	took := time.Since(start)
+	if len(m.Payload) < 8 || binary.BigEndian.Uint64(m.Payload) != binary.BigEndian.Uint64(payload) {
+		return 0, fmt.Errorf("received a message other than the one just published (%d bytes)", len(m.Payload))
+	}
+	return took, nil
+}
+
+// percentile returns the p-th percentile of sorted, which is not empty.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	return sorted[min(len(sorted)*p/100, len(sorted)-1)]
+}
+
+func microseconds(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
