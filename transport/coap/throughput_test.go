@@ -58,15 +58,22 @@ func protectBench(b *testing.B, tr transport.Transport, topic string, key []byte
 	return p
 }
 
+// comparedPairs starts a broker and opens a bare pair and an E4 pair on
+// it, on topics under prefix.
+func comparedPairs(b *testing.B, prefix string) (bare, protected transporttest.ThroughputPair) {
+	addr := startBroker(b, nil).addr
+	pair := func(withE4 bool, topic string) transporttest.ThroughputPair {
+		pub, sub := benchPair(b, addr, withE4, topic)
+		return transporttest.ThroughputPair{Pub: pub, Sub: sub, Topic: topic}
+	}
+	return pair(false, prefix+"/bare"), pair(true, prefix+"/e4")
+}
+
 func BenchmarkThroughput(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			addr := startBroker(b, nil).addr
-			pair := func(withE4 bool, topic string) transporttest.ThroughputPair {
-				pub, sub := benchPair(b, addr, withE4, topic)
-				return transporttest.ThroughputPair{Pub: pub, Sub: sub, Topic: topic}
-			}
-			transporttest.CompareThroughput(b, pair(false, "bench/bare"), pair(true, "bench/e4"), transporttest.ThroughputConfig{Size: size})
+			bare, protected := comparedPairs(b, "bench")
+			transporttest.CompareThroughput(b, bare, protected, transporttest.ThroughputConfig{Size: size})
 		})
 	}
 }
@@ -77,12 +84,8 @@ func BenchmarkThroughput(b *testing.B) {
 func BenchmarkLatency(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
-			addr := startBroker(b, nil).addr
-			pair := func(withE4 bool, topic string) transporttest.ThroughputPair {
-				pub, sub := benchPair(b, addr, withE4, topic)
-				return transporttest.ThroughputPair{Pub: pub, Sub: sub, Topic: topic}
-			}
-			transporttest.CompareLatency(b, pair(false, "bench/latency/bare"), pair(true, "bench/latency/e4"), transporttest.LatencyConfig{Size: size})
+			bare, protected := comparedPairs(b, "bench/latency")
+			transporttest.CompareLatency(b, bare, protected, transporttest.LatencyConfig{Size: size})
 		})
 	}
 }
