@@ -280,20 +280,25 @@ func (m *Mosquitto) Stop() {
 // ClientTLS returns a client configuration for the TLS listener that trusts
 // the test CA and presents a client certificate signed by it; nil without
 // TLS.
-func (m *Mosquitto) ClientTLS() *tls.Config {
-	if m.pki == nil {
-		return nil
-	}
-	return &tls.Config{RootCAs: m.pki.pool, Certificates: []tls.Certificate{m.pki.client}, MinVersion: tls.VersionTLS12}
-}
+func (m *Mosquitto) ClientTLS() *tls.Config { return m.pki.clientTLS(true) }
 
 // ClientTLSWithoutCert is ClientTLS without the client certificate: the
 // broker must refuse it.
-func (m *Mosquitto) ClientTLSWithoutCert() *tls.Config {
-	if m.pki == nil {
+func (m *Mosquitto) ClientTLSWithoutCert() *tls.Config { return m.pki.clientTLS(false) }
+
+// clientTLS returns a new client configuration that trusts the CA and,
+// with withCert, presents the client certificate; nil for a nil p (a
+// broker without TLS). A new one each time, since some clients fill in
+// the ServerName of the configuration they are given.
+func (p *testPKI) clientTLS(withCert bool) *tls.Config {
+	if p == nil {
 		return nil
 	}
-	return &tls.Config{RootCAs: m.pki.pool, MinVersion: tls.VersionTLS12}
+	config := &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12}
+	if withCert {
+		config.Certificates = []tls.Certificate{p.client}
+	}
+	return config
 }
 
 // testPKI is a throwaway CA with a server certificate for

@@ -351,21 +351,11 @@ func (r *RabbitMQ) TLSAddr() string {
 // trusts the test CA and presents a client certificate signed by it; nil
 // without TLS. Each call returns a new configuration, since amqp091 fills
 // in the ServerName of the one it is given.
-func (r *RabbitMQ) ClientTLS() *tls.Config {
-	if r.pki == nil {
-		return nil
-	}
-	return &tls.Config{RootCAs: r.pki.pool, Certificates: []tls.Certificate{r.pki.client}, MinVersion: tls.VersionTLS12}
-}
+func (r *RabbitMQ) ClientTLS() *tls.Config { return r.pki.clientTLS(true) }
 
 // ClientTLSWithoutCert is ClientTLS without the client certificate: the
 // node must refuse it.
-func (r *RabbitMQ) ClientTLSWithoutCert() *tls.Config {
-	if r.pki == nil {
-		return nil
-	}
-	return &tls.Config{RootCAs: r.pki.pool, MinVersion: tls.VersionTLS12}
-}
+func (r *RabbitMQ) ClientTLSWithoutCert() *tls.Config { return r.pki.clientTLS(false) }
 
 // CAFile is the PEM file of the test CA that signs the node's and the
 // client's certificates, or "" without TLS.
