@@ -33,6 +33,9 @@ const (
 	envMaster = "E4KIT_E2E_MASTER"
 	envBroker = "E4KIT_E2E_BROKER"
 	envMode   = "E4KIT_E2E_MODE"
+	// envFleet set to 1 runs the child at full speed for the fleet tests
+	// instead of stretching each publish for the crash test.
+	envFleet = "E4KIT_E2E_FLEET"
 )
 
 func TestMain(m *testing.M) {
@@ -73,10 +76,15 @@ func runC2Child() error {
 	if os.Getenv(envMode) == "pk" {
 		mode = e4.PubKey
 	}
-	svc, err := c2.New(ctx, c2.Config{
+	cfg := c2.Config{
 		Mode: mode, Store: st, Keyring: keys, Transport: &slowTransport{Transport: tr, delay: 5 * time.Millisecond},
 		Dispatch: c2.DispatchConfig{InFlight: 4, Lease: time.Second, AwaitAck: 3 * time.Second, PollInterval: 20 * time.Millisecond},
-	})
+	}
+	if os.Getenv(envFleet) == "1" {
+		cfg.Transport = tr
+		cfg.Dispatch = c2.DispatchConfig{Lease: 3 * time.Second, AwaitAck: 3 * time.Second, PollInterval: 20 * time.Millisecond}
+	}
+	svc, err := c2.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -248,9 +256,21 @@ func registerDevice(t *testing.T, svc *c2.Service, name string) *e4.Client {
 
 func startChild(t *testing.T, db string, master []byte, broker string, mode e4.Mode) *exec.Cmd {
 	t.Helper()
+	return startChildEnv(t, db, master, broker, mode)
+}
+
+// startFleetChild starts a C2 child dispatching at full speed.
+func startFleetChild(t *testing.T, db string, master []byte, broker string, mode e4.Mode) *exec.Cmd {
+	t.Helper()
+	return startChildEnv(t, db, master, broker, mode, envFleet+"=1")
+}
+
+func startChildEnv(t *testing.T, db string, master []byte, broker string, mode e4.Mode, extra ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"=1", envDB+"="+db, envMaster+"="+hex.EncodeToString(master),
 		envBroker+"="+broker, envMode+"="+mode.String())
+	cmd.Env = append(cmd.Env, extra...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	mustDo(t, cmd.Start())

@@ -184,8 +184,15 @@ func newDevice(t *testing.T, net *network, svc *c2.Service, name string) *device
 		client, err = e4.NewPubKeyClient(e4.IDFromName(name), priv, c2Pub, nil)
 		mustDo(t, err)
 	}
+	return connectDevice(t, net, name, client)
+}
+
+// connectDevice connects an E4 client already known to C2 as a device.
+func connectDevice(t *testing.T, net *network, name string, client *e4.Client) *device {
+	t.Helper()
 	d := &device{name: name}
-	d.tr, err = transport.Protect(ctx, net.dial(t), client, &transport.ProtectOptions{
+	var err error
+	d.tr, err = transport.Protect(context.Background(), net.dial(t), client, &transport.ProtectOptions{
 		AckCommands: true,
 		AwaitKey:    3 * time.Second,
 		OnDrop: func(_ string, err error) {
