@@ -28,6 +28,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store/postgres"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/version"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/dial"
 )
@@ -429,7 +430,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		Service: svc, Store: st, Events: hub, GRPCAddr: cfg.GRPC.Addr, HTTPAddr: cfg.HTTP.Addr,
 		TLS: tlsCfg, Plaintext: cfg.TLS.Disabled, CertScopes: certScopes,
 		MaxRequestBytes: cfg.Limits.MaxRequestBytes, RatePerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst,
-		Logger: log, Version: "e4kit",
+		Logger: log, Version: version.String(),
 	})
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/e4-iot/e4kit/internal/version"
 	"github.com/spf13/cobra"
 )
 
@@ -51,11 +52,51 @@ Examples:
   e4 unprotect --key $(cat topic.key) --topic home/temp --hex < message.hex`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate("e4 {{.Version}}\n")
+	root.AddCommand(newVersionCommand())
 	root.AddCommand(newKeygenCommand(), newIDCommand(), newTopicHashCommand(),
 		newProtectCommand(), newUnprotectCommand(), newDemoCommand(), newBrokerCommand(),
 		newDevCommand())
 	root.AddCommand(newClientCommand())
 	root.AddCommand(newC2Command())
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command that only groups others
+// fail on an argument that names none of them, with cobra's suggestions.
+// Cobra checks this for the root alone: "e4 c2 polcy" would print the help
+// of "e4 c2" and exit 0, so a script with a typo would "succeed".
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() || cmd == cmd.Root() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if suggestions := cmd.SuggestionsFor(args[0]); len(suggestions) > 0 {
+			msg += "; did you mean " + strings.Join(suggestions, " or ") + "?"
+		}
+		return fmt.Errorf("%s (see %q)", msg, cmd.CommandPath()+" --help")
+	}
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this e4 build (also: e4 --version)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "e4 %s\n", version.String())
+			return err
+		},
+	}
 }

@@ -258,3 +258,35 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// A mistyped subcommand fails with a suggestion at every level, so a script
+// with a typo does not "succeed"; a group command alone still shows its help.
+func TestUnknownSubcommandsFail(t *testing.T) {
+	for _, args := range [][]string{{"bogus"}, {"c2", "polcy"}, {"c2", "topic", "rotat", "plant/x"}, {"c2", "client", "ad", "x"}} {
+		r := e4Run(t, "", args...)
+		if r.code == 0 {
+			t.Errorf("e4 %s exited 0", strings.Join(args, " "))
+		}
+		if !strings.Contains(r.stderr, "unknown command") {
+			t.Errorf("e4 %s: stderr %q does not say the command is unknown", strings.Join(args, " "), r.stderr)
+		}
+	}
+	if r := e4Run(t, "", "c2", "topic", "rotat", "plant/x"); !strings.Contains(r.stderr, "did you mean rotate?") {
+		t.Errorf("no suggestion for rotat: %q", r.stderr)
+	}
+	if r := e4Run(t, "", "c2", "topic"); r.code != 0 || !strings.Contains(r.stdout, "Available Commands") {
+		t.Errorf("e4 c2 topic alone: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+// The version comes from the build information: a test binary built from
+// a checkout reports "devel" and the commit.
+func TestVersion(t *testing.T) {
+	out := mustSucceed(t, e4Run(t, "", "version"))
+	if !strings.HasPrefix(out, "e4 devel") && !strings.HasPrefix(out, "e4 v") {
+		t.Fatalf("e4 version printed %q", out)
+	}
+	if flag := mustSucceed(t, e4Run(t, "", "--version")); flag != out {
+		t.Fatalf("e4 --version printed %q, e4 version %q", flag, out)
+	}
+}
