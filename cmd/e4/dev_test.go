@@ -26,12 +26,16 @@ func TestDevStopsCleanlyOnCtrlC(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The admin command it suggests works against its C2.
-	hint := regexp.MustCompile(`try: e4 (c2 client list .*)`).FindStringSubmatch(out.String())
+	// The admin command it suggests works as printed against its C2: the
+	// program it names is this very binary (not an "e4" that may not exist).
+	hint := regexp.MustCompile(`try: (\S+) (c2 client list .*)`).FindStringSubmatch(out.String())
 	if hint == nil {
 		t.Fatalf("no admin command suggested:\n%s", out.String())
 	}
-	r := e4Run(t, "", strings.Fields(hint[1])...)
+	if hint[1] != e4Binary {
+		t.Fatalf("suggested program %q, want the running binary %q", hint[1], e4Binary)
+	}
+	r := e4Run(t, "", strings.Fields(hint[2])...)
 	if r.code != 0 {
 		t.Fatalf("%s: exit %d, %s", hint[0], r.code, r.stderr)
 	}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/store"
@@ -46,7 +49,7 @@ func (e *env) startAPI(ctx context.Context, st store.Store, hub *api.EventHub) e
 		return errors.Join(errors.New("devenv: the C2 API did not start"), err)
 	}
 	e.out.line("C2 API    gRPC %s, HTTPS/JSON https://%s (OpenAPI at /openapi.json)", srv.GRPCAddr(), srv.HTTPAddr())
-	e.out.line("          try: e4 c2 client list --server %s --token-file %s --ca-file %s", srv.GRPCAddr(), tokenFile, certFile)
+	e.out.line("          try: %s c2 client list --server %s --token-file %s --ca-file %s", selfCommand(), srv.GRPCAddr(), tokenFile, certFile)
 	return nil
 }
 
@@ -63,4 +66,18 @@ func freeOr(addr string) string {
 		return addr
 	}
 	return net.JoinHostPort(host, "0")
+}
+
+// selfCommand is how the user can run this program again: "go run
+// ./cmd/e4" when it was started with go run (its binary then lives in a
+// temporary build folder and no e4 is installed yet), else its own path.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/e4"
+	}
+	if dir, err := exec.LookPath(filepath.Base(exe)); err == nil && dir == exe {
+		return filepath.Base(exe) // on the PATH: its short name works
+	}
+	return exe
 }

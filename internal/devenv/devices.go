@@ -1,6 +1,7 @@
 package devenv
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -42,6 +43,34 @@ type simDevice struct {
 	lastSeq map[string]int // per sender, the last sequence number read
 	read    int
 	lost    int
+
+	// What reportUnreadable has not printed yet, and when it last did.
+	unreadMu      sync.Mutex
+	unreadPending int
+	unreadShownAt time.Time
+}
+
+// unreadableEvery is how often a device that keeps failing to read (the
+// removed one) says so: its first failure at once, then a count.
+const unreadableEvery = 10 * time.Second
+
+// reportUnreadable prints the first message a device cannot read, then
+// at most one line per unreadableEvery with the count since, instead of a
+// line per message.
+func (d *simDevice) reportUnreadable(out *printer, topic string, err error) {
+	d.unreadMu.Lock()
+	defer d.unreadMu.Unlock()
+	now := time.Now()
+	switch {
+	case d.unreadShownAt.IsZero():
+		out.line("%-16s cannot read a message on %s: %v", d.name, topic, err)
+	case now.Sub(d.unreadShownAt) >= unreadableEvery:
+		out.line("%-16s cannot read %d more messages on %s: %v", d.name, d.unreadPending+1, topic, err)
+	default:
+		d.unreadPending++
+		return
+	}
+	d.unreadShownAt, d.unreadPending = now, 0
 }
 
 // ensureDevice makes sure C2 knows the device and the device holds its
@@ -88,7 +117,7 @@ func (e *env) connect(ctx context.Context, name string) (*simDevice, error) {
 		AwaitKey: e.opts.AwaitKey,
 		OnDrop: func(topic string, err error) {
 			d.readFail.Add(1)
-			e.out.line("%-16s cannot read a message on %s: %v", name, topic, err)
+			d.reportUnreadable(e.out, topic, err)
 		},
 	})
 	if err != nil {
@@ -230,11 +259,14 @@ type tapSubscription struct {
 	t *tap
 }
 
+// Receive keeps a copy of what the broker carried: the E4 decorator
+// unprotects in place over the received buffer, so a reference to it would
+// show the plaintext once the message is read.
 func (s *tapSubscription) Receive(ctx context.Context) (*transport.Message, error) {
 	m, err := s.Subscription.Receive(ctx)
 	if err == nil && m.Topic == Topic {
-		payload := m.Payload
-		s.t.raw.Store(&payload)
+		wire := bytes.Clone(m.Payload)
+		s.t.raw.Store(&wire)
 	}
 	return m, err
 }
