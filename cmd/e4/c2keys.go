@@ -154,8 +154,8 @@ func newC2MessageCommand(f *c2Flags) *cobra.Command {
 	protect := &cobra.Command{
 		Use:   "protect TOPIC",
 		Short: "Protect stdin for TOPIC and write the protected message to stdout",
-		Example: `  echo -n 21.5 | e4 c2 message protect plant/telemetry --hex
-  e4 c2 message protect plant/telemetry < payload.bin > message.bin`,
+		Example: `  echo -n 21.5 | e4 c2 message protect plant/telemetry > message.bin
+  echo 32312e35 | e4 c2 message protect plant/telemetry --hex`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := readMessage(cmd, hexIO)
@@ -174,7 +174,8 @@ func newC2MessageCommand(f *c2Flags) *cobra.Command {
 	unprotect := &cobra.Command{
 		Use:     "unprotect TOPIC",
 		Short:   "Check and decrypt a message read from stdin, seen on TOPIC",
-		Example: `  e4 c2 message unprotect plant/telemetry --hex < message.hex`,
+		Example: `  e4 c2 message unprotect plant/telemetry < message.bin
+  e4 c2 message unprotect plant/telemetry --hex < message.hex`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := readMessage(cmd, hexIO)

@@ -48,8 +48,9 @@ Examples:
   e4 keygen --type symmetric --out device.key     a new 32-byte client or topic key
   e4 keygen --type ed25519 --out device.key       an Ed25519 key pair (device.key, device.key.pub)
   e4 id thermostat-42                             the client id of a device name
-  echo -n 21.5 | e4 protect --key $(cat topic.key) --topic home/temp --hex
-  e4 unprotect --key $(cat topic.key) --topic home/temp --hex < message.hex`,
+  echo -n 21.5 | e4 protect --key $(cat topic.key) --topic home/temp > message.bin
+  e4 unprotect --key $(cat topic.key) --topic home/temp < message.bin
+  echo 32312e35 | e4 protect --key $(cat topic.key) --topic home/temp --hex   (--hex: hex in, hex out)`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Version:       version.String(),

@@ -32,7 +32,8 @@ func newProtectCommand() *cobra.Command {
 Without --sign-key it produces an SK message (timestamp | SIV | ciphertext);
 with --sign-key (a 64-byte Ed25519 private key) and --signer-id it produces a
 PK message, signed by that sender.`,
-		Example: `  echo -n hello | e4 protect --key 65246d61...8ceb --topic sensors/temp --hex
+		Example: `  echo -n hello | e4 protect --key $(cat topic.key) --topic sensors/temp > msg.bin
+  echo 68656c6c6f | e4 protect --key $(cat topic.key) --topic sensors/temp --hex > msg.hex
   e4 protect --key $K --topic a --sign-key $PRIV --signer-id $ID --time 1764000000 < payload.bin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runProtect(cmd, &f) },
@@ -107,7 +108,8 @@ expects a PK message from one of those senders.
 
 On failure it exits non-zero and names the cause on stderr, for example
 "e4: timestamp too old" or "e4: message authentication failed".`,
-		Example: `  e4 unprotect --key $K --topic sensors/temp --hex < msg.hex
+		Example: `  e4 unprotect --key $(cat topic.key) --topic sensors/temp < msg.bin
+  e4 unprotect --key $(cat topic.key) --topic sensors/temp --hex < msg.hex
   e4 unprotect --key $K --topic a --signer $ID=$PUB --now 1764000013 < msg.bin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runUnprotect(cmd, &f) },
