@@ -172,11 +172,11 @@ func newC2MessageCommand(f *c2Flags) *cobra.Command {
 		},
 	}
 	unprotect := &cobra.Command{
-		Use:     "unprotect TOPIC",
-		Short:   "Check and decrypt a message read from stdin, seen on TOPIC",
+		Use:   "unprotect TOPIC",
+		Short: "Check and decrypt a message read from stdin, seen on TOPIC",
 		Example: `  e4 c2 message unprotect plant/telemetry < message.bin
   e4 c2 message unprotect plant/telemetry --hex < message.hex`,
-		Args:    cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := readMessage(cmd, hexIO)
 			if err != nil {
