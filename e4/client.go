@@ -52,6 +52,7 @@ type Client struct {
 	controlTopic string
 	replay       *replayCache // nil when replay protection is off
 	clock        wallClock    // used when cfg.Now is nil
+	fresh        bool         // created without saved state; see Fresh
 
 	mu sync.RWMutex // guards everything below
 	state
@@ -88,6 +89,7 @@ type state struct {
 // the initial state is saved before the client is returned.
 func NewSymKeyClient(id ID, key []byte, cfg *Config) (*Client, error) {
 	c := newClient(id, SymKey, cfg)
+	c.fresh = true
 	if err := c.setSymKey(key); err != nil {
 		return nil, err
 	}
@@ -98,6 +100,7 @@ func NewSymKeyClient(id ID, key []byte, cfg *Config) (*Client, error) {
 // private key and C2's X25519 public key. cfg may be nil for the defaults.
 func NewPubKeyClient(id ID, signKey ed25519.PrivateKey, c2Public []byte, cfg *Config) (*Client, error) {
 	c := newClient(id, PubKey, cfg)
+	c.fresh = true
 	if err := c.setSignKey(signKey); err != nil {
 		return nil, err
 	}
