@@ -54,8 +54,14 @@ type Client struct {
 	clock        wallClock    // used when cfg.Now is nil
 	fresh        bool         // created without saved state; see Fresh
 
+	// saveMu serializes saves (see persist); savedGeneration, the
+	// generation of the last saved snapshot, is guarded by it.
+	saveMu          sync.Mutex
+	savedGeneration uint64
+
 	mu sync.RWMutex // guards everything below
 	state
+	generation    uint64 // counts changes to state, for persist
 	commandCipher *siv.Cipher
 	names         map[string]*topicKeys // cache of topics by name; only keyed topics
 }
@@ -117,6 +123,7 @@ func newClient(id ID, mode Mode, cfg *Config) *Client {
 	}
 	c.topics = make(map[TopicHash]*topicKeys)
 	c.signers = make(map[ID]*verifier)
+	c.generation = 1 // not saved yet
 	switch {
 	case c.cfg.ReplayCacheSize == 0:
 		c.replay = newReplayCache(DefaultReplayCacheSize)
