@@ -60,7 +60,7 @@ type simFleet struct {
 	t       *testing.T
 	tr      transport.Transport
 	devices map[string]*simDevice // by control topic; fixed once serving
-	workers []chan transport.Message
+	workers []chan *transport.Message
 	refused atomic.Int64
 }
 
@@ -92,7 +92,7 @@ func (f *simFleet) serve() {
 	mustDo(t, err)
 	var wg sync.WaitGroup
 	for range simWorkers {
-		ch := make(chan transport.Message, 1024)
+		ch := make(chan *transport.Message, 4096)
 		f.workers = append(f.workers, ch)
 		wg.Add(1)
 		go func() {
@@ -128,7 +128,7 @@ func workerOf(topic string) int {
 }
 
 // apply hands a command to its device and acknowledges it.
-func (f *simFleet) apply(ctx context.Context, m transport.Message) {
+func (f *simFleet) apply(ctx context.Context, m *transport.Message) {
 	d := f.devices[m.Topic]
 	if d == nil || !d.online.Load() {
 		return
