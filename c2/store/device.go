@@ -155,9 +155,9 @@ type DeviceTx interface {
 	// PutDeviceState writes a client's device state (not its command
 	// timestamp, which only ReserveTimestamps moves).
 	PutDeviceState(s DeviceState) error
-	// SetTopicAcked records that the device of client acknowledged version
-	// of topic's key at at; a lower version than the one recorded is
-	// ignored. ErrNotFound if the client is not a member.
+	// SetTopicAcked records the version of topic's key the device of
+	// client holds, as learned at at (0: not the current one).
+	// ErrNotFound if the client is not a member.
 	SetTopicAcked(client e4.ID, topic string, version uint64, at time.Time) error
 	// MemberStates lists a client's topics after the given name.
 	MemberStates(client e4.ID, after string, limit int) ([]MemberState, error)
@@ -175,10 +175,17 @@ type DeviceTx interface {
 	// HasPendingCommand reports whether client has a pending command of
 	// one of kinds (any kind when empty) about target.
 	HasPendingCommand(client e4.ID, target string, kinds ...string) (bool, error)
-	// SupersedeCommands marks the pending commands of client about target
-	// of one of kinds (any when empty; every target when target is "")
-	// superseded, unless a dispatcher holds them, and returns how many.
-	SupersedeCommands(client e4.ID, target string, now time.Time, kinds ...string) (int64, error)
+	// SupersedeCommands marks the pending commands of client (every
+	// client when nil) about target (every target when "") of one of kinds
+	// (any when empty) superseded, unless a dispatcher holds them, and
+	// returns how many. client and target cannot both be unset.
+	SupersedeCommands(client *e4.ID, target string, now time.Time, kinds ...string) (int64, error)
+	// ListKeyChanges lists the device states with a client-key change
+	// pending (PrevSealedKey set), by client id after after.
+	ListKeyChanges(after e4.ID, limit int) ([]DeviceState, error)
+	// LinkSources lists the clients whose public keys target should hold
+	// (the sources of links to it), by id after after.
+	LinkSources(target, after e4.ID, limit int) ([]e4.ID, error)
 }
 
 // DeviceStore is the part of Store about the state of devices, outside
@@ -193,4 +200,7 @@ type DeviceStore interface {
 	// Postpone releases a command owner holds until next without counting
 	// an attempt (a command held back, not a failure).
 	Postpone(ctx context.Context, owner string, id CommandID, next time.Time) error
+	// ClearStalled clears the stall of those of clients that are stalled
+	// (a command to them went through).
+	ClearStalled(ctx context.Context, clients []e4.ID) error
 }

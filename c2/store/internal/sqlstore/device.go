@@ -26,9 +26,8 @@ const (
 		"last_seen = excluded.last_seen, last_sync = excluded.last_sync, prev_key = excluded.prev_key, " +
 		"key_changed_at = excluded.key_changed_at, key_state = excluded.key_state, " +
 		"stalled_reason = excluded.stalled_reason, stalled_at = excluded.stalled_at"
-	qSetTopicAcked = "UPDATE memberships SET acked_version = $3, acked_at = $4 " +
-		"WHERE client_id = $1 AND topic = $2 AND acked_version <= $3"
-	qMemberStates = "SELECT m.topic, t.key_version, m.acked_version, m.acked_at FROM memberships AS m " +
+	qSetTopicAcked = "UPDATE memberships SET acked_version = $3, acked_at = $4 WHERE client_id = $1 AND topic = $2"
+	qMemberStates  = "SELECT m.topic, t.key_version, m.acked_version, m.acked_at FROM memberships AS m " +
 		"JOIN topics AS t ON t.name = m.topic WHERE m.client_id = $1 AND m.topic > $2 ORDER BY m.topic LIMIT $3"
 	qCountMembersBehind = "SELECT COUNT(*) FROM memberships AS m JOIN topics AS t ON t.name = m.topic " +
 		"WHERE m.client_id = $1 AND m.acked_version < t.key_version"
@@ -50,8 +49,11 @@ const (
 	qReserveTimestamp = "INSERT INTO client_state (client_id, last_command_ts) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM clients WHERE id = $1) " +
 		"ON CONFLICT (client_id) DO UPDATE SET last_command_ts = CASE WHEN client_state.last_command_ts + 1 > $2 " +
 		"THEN client_state.last_command_ts + 1 ELSE $2 END WHERE client_state.last_command_ts + 1 <= $3 RETURNING last_command_ts"
-	qLastTimestamp = "SELECT last_command_ts FROM client_state WHERE client_id = $1"
-	qPostpone      = "UPDATE outbox SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL " +
+	qLastTimestamp  = "SELECT last_command_ts FROM client_state WHERE client_id = $1"
+	qListKeyChanges = "SELECT client_id, " + deviceColumns + " FROM client_state WHERE prev_key IS NOT NULL AND client_id > $1 ORDER BY client_id LIMIT $2"
+	qLinkSources    = "SELECT source FROM links WHERE target = $1 AND source > $2 ORDER BY source LIMIT $3"
+	qClearStalled   = "UPDATE client_state SET stalled_reason = '', stalled_at = NULL WHERE client_id = $1 AND stalled_reason <> ''"
+	qPostpone       = "UPDATE outbox SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL " +
 		"WHERE id = $1 AND state = 'pending' AND lease_owner = $2"
 )
 
@@ -60,6 +62,7 @@ func deviceQueries() []string {
 	return []string{qGetDeviceState, qPutDeviceState, qSetTopicAcked, qMemberStates, qCountMembersBehind,
 		qCountCurrent, qCountBehindAcks, qTopicBehind, qCountAcknowledging, qCountNotAcknowledging,
 		qCountStalled, qCountKeyChanges, qCountBehind, qReserveTimestamp, qLastTimestamp, qPostpone,
+		qListKeyChanges, qLinkSources, qClearStalled,
 		itemsToRepairQuery(true), itemsToRepairQuery(false)}
 }
 
@@ -81,23 +84,75 @@ func (t *tx) GetDeviceState(client e4.ID) (store.DeviceState, error) {
 }
 
 func scanDeviceState(r rowScanner) (store.DeviceState, error) {
+	var s store.DeviceState
+	return s, scanDeviceStateInto(r, &s)
+}
+
+// scanDeviceStateInto scans the device columns into s, after the columns
+// of prefix.
+func scanDeviceStateInto(r rowScanner, s *store.DeviceState, prefix ...any) error {
 	var (
-		s                                    store.DeviceState
 		mode, keyState                       string
 		seen                                 int64
 		lastSeen, lastSync, changed, stalled dbTime
 	)
-	err := r.Scan(&mode, &seen, &lastSeen, &lastSync, &s.PrevSealedKey, &changed, &keyState, &s.StalledReason, &stalled)
-	if err != nil {
-		return s, err
+	dest := append(prefix, &mode, &seen, &lastSeen, &lastSync, &s.PrevSealedKey, &changed, &keyState, &s.StalledReason, &stalled)
+	if err := r.Scan(dest...); err != nil {
+		return err
 	}
 	s.AckMode, s.KeyState, s.AcksSeen = store.AckMode(mode), store.KeyState(keyState), seen == 1
 	if !knownAckMode(s.AckMode) || !knownKeyState(s.KeyState) {
-		return s, fmt.Errorf("%w: client_state has ack mode %q and key state %q", errBadRow, mode, keyState)
+		return fmt.Errorf("%w: client_state has ack mode %q and key state %q", errBadRow, mode, keyState)
 	}
 	s.PrevSealedKey = orNil(s.PrevSealedKey)
 	s.LastSeen, s.LastSync, s.KeyChangedAt, s.StalledAt = lastSeen.t, lastSync.t, changed.t, stalled.t
-	return s, nil
+	return nil
+}
+
+// ListKeyChanges lists the device states with a key change pending.
+func (t *tx) ListKeyChanges(after e4.ID, limit int) ([]store.DeviceState, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	return all(t, func(r rowScanner) (store.DeviceState, error) {
+		var (
+			s  store.DeviceState
+			id []byte
+		)
+		if err := scanDeviceStateInto(r, &s, &id); err != nil {
+			return s, err
+		}
+		var err error
+		s.ClientID, err = toID(id, "client_state.client_id")
+		return s, err
+	}, qListKeyChanges, after[:], limit)
+}
+
+// LinkSources lists the sources of the links to target.
+func (t *tx) LinkSources(target, after e4.ID, limit int) ([]e4.ID, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	ids, err := all(t, idScanner("links.source"), qLinkSources, target[:], after[:], limit)
+	if err == nil && len(ids) == 0 {
+		err = t.clientMustExist(target)
+	}
+	return ids, err
+}
+
+// ClearStalled clears the stall of the stalled ones of clients.
+func (s *Store) ClearStalled(ctx context.Context, clients []e4.ID) error {
+	if len(clients) == 0 {
+		return nil
+	}
+	return s.dispatch(ctx, func(t *tx) error {
+		for _, id := range clients {
+			if _, err := t.exec(qClearStalled, id[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func knownAckMode(m store.AckMode) bool {
@@ -341,24 +396,29 @@ func (t *tx) HasPendingCommand(client e4.ID, target string, kinds ...string) (bo
 }
 
 // SupersedeCommands marks pending commands no dispatcher holds superseded.
-func (t *tx) SupersedeCommands(client e4.ID, target string, now time.Time, kinds ...string) (int64, error) {
+func (t *tx) SupersedeCommands(client *e4.ID, target string, now time.Time, kinds ...string) (int64, error) {
 	if err := checkText("command target", target); err != nil {
 		return 0, err
 	}
-	cond, args, err := kindList(kinds, 4)
+	if client == nil && target == "" {
+		return 0, fmt.Errorf("store: superseding needs a client or a target")
+	}
+	query := "UPDATE outbox SET state = 'superseded', last_error = 'superseded by a newer command', " +
+		"lease_owner = NULL, lease_until = NULL WHERE state = 'pending' AND (lease_until IS NULL OR lease_until <= $1)"
+	args := []any{t.at(now)}
+	if client != nil {
+		args = append(args, client[:])
+		query += fmt.Sprintf(" AND client_id = $%d", len(args))
+	}
+	if target != "" {
+		args = append(args, target)
+		query += fmt.Sprintf(" AND target = $%d", len(args))
+	}
+	cond, kindArgs, err := kindList(kinds, len(args)+1)
 	if err != nil {
 		return 0, err
 	}
-	query := "UPDATE outbox SET state = 'superseded', last_error = 'superseded by a newer command', " +
-		"lease_owner = NULL, lease_until = NULL WHERE client_id = $1 AND state = 'pending' " +
-		"AND (lease_until IS NULL OR lease_until <= $2)" + cond
-	all := []any{client[:], t.at(now)}
-	if target != "" {
-		query += " AND target = $3"
-	} else {
-		query += " AND $3 = ''"
-	}
-	return t.exec(query, append(append(all, target), args...)...)
+	return t.exec(query+cond, append(args, kindArgs...)...)
 }
 
 // ReserveTimestamps gives each client the timestamp of its next command.

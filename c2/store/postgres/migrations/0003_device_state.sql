@@ -41,3 +41,5 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_state_check CHECK (state IN ('pending',
 ALTER TABLE outbox ADD COLUMN acked_at TIMESTAMPTZ;
 -- The commands of one client about one item (superseding, repair).
 CREATE INDEX outbox_by_item ON outbox (client_id, target, seq);
+-- Superseding the pending commands about a topic when it is rotated.
+CREATE INDEX outbox_pending_target ON outbox (target) WHERE state = 'pending';

@@ -71,3 +71,5 @@ CREATE INDEX outbox_by_client ON outbox (client_id, seq);
 CREATE INDEX outbox_by_target ON outbox (target, seq);
 -- The commands of one client about one item (superseding, repair).
 CREATE INDEX outbox_by_item ON outbox (client_id, target, seq);
+-- Superseding the pending commands about a topic when it is rotated.
+CREATE INDEX outbox_pending_target ON outbox (target) WHERE state = 'pending';
