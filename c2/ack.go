@@ -3,8 +3,10 @@ package c2
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
@@ -14,45 +16,68 @@ import (
 // AckFilter is the subscription on which C2 hears acknowledgements.
 const AckFilter = e4.ControlTopicPrefix + "+" + e4.AckTopicSuffix
 
+// maxAwaitedPerClient bounds the sent commands remembered per client: an
+// acknowledgement only matters for the newest few.
+const maxAwaitedPerClient = 16
+
 // awaiting remembers, per client, the commands sent and not yet
 // acknowledged by the device, with what is needed to check an
-// acknowledgement. It lives in memory only: after a restart the commands
-// are simply sent again when their acknowledgement time runs out.
+// acknowledgement and to learn from it. It lives in memory only: after a
+// restart an acknowledgement that matches nothing is counted and ignored,
+// and the repair sends what is still missing.
 type awaiting struct {
 	mu       sync.Mutex
 	byClient map[e4.ID][]awaitedCommand
 }
 
+// awaitedCommand is one protected copy of a command as sent.
 type awaitedCommand struct {
 	id     store.CommandID
 	key    []byte
 	digest [e4.AckDigestLen]byte
+	sentAt time.Time
+	// underPrev: protected under the client's previous key during a
+	// client-key change.
+	underPrev bool
+	kind      e4.Command
+	target    string
+	// topicKey is the tag of the key a SetTopicKey carries.
+	topicKey e4.KeyTag
+}
+
+func newAwaited(c store.Command, cmd []byte, k sendKey, protected []byte, now time.Time) awaitedCommand {
+	a := awaitedCommand{
+		id: c.ID, key: k.key, digest: e4.CommandDigest(protected), sentAt: now,
+		underPrev: k.prev, kind: e4.Command(cmd[0]), target: c.Target,
+	}
+	if a.kind == e4.SetTopicKey && len(cmd) > e4.KeyLen {
+		a.topicKey = e4.TagOfKey(cmd[1 : 1+e4.KeyLen])
+	}
+	return a
 }
 
 func newAwaiting() *awaiting { return &awaiting{byClient: make(map[e4.ID][]awaitedCommand)} }
 
-// add records a command just sent; an earlier send of the same command is
-// replaced, as only the newest copy is acknowledged.
+// add records a command just sent, forgetting the oldest beyond
+// maxAwaitedPerClient.
 func (a *awaiting) add(client e4.ID, cmd awaitedCommand) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	list := a.byClient[client]
-	for i := range list {
-		if list[i].id == cmd.id {
-			list[i] = cmd
-			return
-		}
+	list := append(a.byClient[client], cmd)
+	if len(list) > maxAwaitedPerClient {
+		list = append(list[:0:0], list[len(list)-maxAwaitedPerClient:]...)
 	}
-	a.byClient[client] = append(list, cmd)
+	a.byClient[client] = list
 }
 
 // match finds the command an acknowledgement from client is for, checking
 // it with each candidate's key, and forgets it.
-func (a *awaiting) match(client e4.ID, ack []byte, cfg *e4.Config) (store.CommandID, e4.AckStatus, bool) {
+func (a *awaiting) match(client e4.ID, ack []byte, cfg *e4.Config) (awaitedCommand, e4.AckStatus, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	list := a.byClient[client]
-	for i, c := range list {
+	for i := len(list) - 1; i >= 0; i-- {
+		c := list[i]
 		digest, status, err := e4.OpenAck(ack, c.key, cfg)
 		if err != nil || digest != c.digest {
 			continue
@@ -63,9 +88,28 @@ func (a *awaiting) match(client e4.ID, ack []byte, cfg *e4.Config) (store.Comman
 		} else {
 			a.byClient[client] = list
 		}
-		return c.id, status, true
+		return c, status, true
 	}
-	return store.CommandID{}, 0, false
+	return awaitedCommand{}, 0, false
+}
+
+// forgetBefore drops the commands sent before t.
+func (a *awaiting) forgetBefore(t time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for client, list := range a.byClient {
+		kept := list[:0]
+		for _, c := range list {
+			if !c.sentAt.Before(t) {
+				kept = append(kept, c)
+			}
+		}
+		if len(kept) == 0 {
+			delete(a.byClient, client)
+		} else {
+			a.byClient[client] = kept
+		}
+	}
 }
 
 // listenAcks receives acknowledgements until ctx ends.
@@ -79,46 +123,100 @@ func (d *Dispatcher) listenAcks(ctx context.Context, sub transport.Subscription)
 			}
 			return
 		}
-		client, ok := ackSender(msg.Topic)
+		client, ok := clientOfTopic(msg.Topic, e4.AckTopicSuffix)
 		if !ok {
 			continue
 		}
-		id, status, ok := d.acks.match(client, msg.Payload, cfg)
+		cmd, status, ok := d.acks.match(client, msg.Payload, cfg)
 		if !ok {
 			d.unmatchedAcks.Add(1)
 			continue
 		}
-		d.settleAck(ctx, client, id, status)
+		d.settleAck(ctx, client, cmd, status)
 	}
 }
 
-func (d *Dispatcher) settleAck(ctx context.Context, client e4.ID, id store.CommandID, status e4.AckStatus) {
+// settleAck records a device's answer on its command and in its state.
+func (d *Dispatcher) settleAck(ctx context.Context, client e4.ID, cmd awaitedCommand, status e4.AckStatus) {
+	refusal := ""
 	if status == e4.AckRefused {
-		reason := "the device refused the command"
-		if err := d.acknowledge(ctx, id, reason); err != nil {
-			d.s.log.Warn("recording a refused command", "err", err)
-		}
-		d.failed.Add(1)
-		d.s.emit(Event{Kind: EventCommandFailed, Client: &client, Detail: reason})
-		d.Wake()
-		return
+		refusal = "the device refused the command"
 	}
-	if err := d.acknowledge(ctx, id, ""); err != nil {
+	if err := d.acknowledge(ctx, cmd.id, refusal); err != nil {
 		d.s.log.Warn("recording an acknowledgement", "err", err)
+	}
+	if err := d.s.learnFromAck(ctx, client, cmd, status); err != nil && !errors.Is(err, store.ErrNotFound) {
+		d.s.log.Warn("recording a device's state", "client", client.String(), "err", err)
+	}
+	if status == e4.AckRefused {
+		d.failed.Add(1)
+		d.s.emit(Event{Kind: EventCommandFailed, Client: &client, Topic: cmd.target, Detail: refusal})
 		return
 	}
 	d.acked.Add(1)
-	d.s.emit(Event{Kind: EventCommandSent, Client: &client, Detail: "acknowledged by the device"})
-	d.Wake() // the client's next command may go now
+	if cmd.kind == e4.SetTopicKey {
+		d.watch.touch(cmd.target)
+	}
+	d.s.emit(Event{Kind: EventCommandAcked, Client: &client, Topic: topicOfKind(cmd.kind, cmd.target), Detail: cmd.kind.String()})
 }
 
-// ackSender returns the client id in an acknowledgement topic.
-func ackSender(topic string) (e4.ID, bool) {
+// learnFromAck updates what C2 knows of a device from an acknowledgement:
+// it acknowledges, it was seen, which client key it holds, and which
+// topic key version.
+func (s *Service) learnFromAck(ctx context.Context, client e4.ID, cmd awaitedCommand, status e4.AckStatus) error {
+	now := s.now().UTC()
+	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		ds, err := tx.GetDeviceState(client)
+		if err != nil {
+			return err
+		}
+		ds.AcksSeen, ds.LastSeen, ds.StalledReason, ds.StalledAt = true, now, "", time.Time{}
+		if ds.PrevSealedKey != nil {
+			if err := s.learnKeyInUse(tx, ev, &ds, cmd.underPrev && !(cmd.kind == e4.SetIDKey && status == e4.AckApplied)); err != nil {
+				return err
+			}
+		}
+		if cmd.kind == e4.SetTopicKey && status == e4.AckApplied {
+			if err := s.recordTopicAck(tx, client, cmd.target, cmd.topicKey, now); err != nil {
+				return err
+			}
+		}
+		return tx.PutDeviceState(ds)
+	})
+}
+
+// recordTopicAck records that a device holds the key tagged tag of topic:
+// its current version if it is the current key (an older key tells
+// nothing new).
+func (s *Service) recordTopicAck(tx store.Tx, client e4.ID, topic string, tag e4.KeyTag, now time.Time) error {
+	t, err := tx.GetTopic(topic)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	key, err := s.topicKey(t)
+	if err != nil {
+		return err
+	}
+	if e4.TagOfKey(key) != tag {
+		return nil
+	}
+	err = tx.SetTopicAcked(client, topic, t.KeyVersion, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // no longer a member
+	}
+	return err
+}
+
+// clientOfTopic returns the client id in a topic e4/<id><suffix>.
+func clientOfTopic(topic, suffix string) (e4.ID, bool) {
 	rest, ok := strings.CutPrefix(topic, e4.ControlTopicPrefix)
 	if !ok {
 		return e4.ID{}, false
 	}
-	hexID, ok := strings.CutSuffix(rest, e4.AckTopicSuffix)
+	hexID, ok := strings.CutSuffix(rest, suffix)
 	if !ok {
 		return e4.ID{}, false
 	}
@@ -128,8 +226,19 @@ func ackSender(topic string) (e4.ID, bool) {
 
 func (d *Dispatcher) acknowledge(ctx context.Context, id store.CommandID, refusal string) error {
 	err := d.s.st.Acknowledge(ctx, id, d.s.now().UTC(), refusal)
-	if errors.Is(err, store.ErrLeaseLost) {
-		return nil // settled already: a duplicate acknowledgement
+	if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) {
+		return nil // settled already (a duplicate), or not from this outbox
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("command %x: %w", id[:], err)
+	}
+	return nil
+}
+
+// topicOfKind returns target when a command of kind is about a topic.
+func topicOfKind(kind e4.Command, target string) string {
+	if kind == e4.SetTopicKey || kind == e4.RemoveTopic {
+		return target
+	}
+	return ""
 }

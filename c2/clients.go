@@ -227,6 +227,10 @@ func (s *Service) resetMemberships(tx store.Tx, ev *events, id e4.ID) (store.Cli
 	if err != nil {
 		return c, err
 	}
+	// Nothing queued for it before still matters: it forgets every topic.
+	if err := s.supersede(tx, &id, ""); err != nil {
+		return c, err
+	}
 	if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdResetTopics(), target: id.String()}); err != nil {
 		return c, err
 	}
@@ -235,7 +239,7 @@ func (s *Service) resetMemberships(tx store.Tx, ev *events, id e4.ID) (store.Cli
 		if s.cfg.KeepTopicKeyOnRemove {
 			continue
 		}
-		if _, err := s.rotateTopic(tx, ev, topic); err != nil {
+		if _, err := s.rotateTopic(tx, ev, topic, true); err != nil {
 			return c, err
 		}
 	}
@@ -244,7 +248,10 @@ func (s *Service) resetMemberships(tx store.Tx, ev *events, id e4.ID) (store.Cli
 
 // NewClientKey gives a client a fresh key. In SK mode C2 generates the key
 // (or uses key when given), sends it with SetIDKey protected under the old
-// key, and returns it. In PK mode the device generates its own key pair:
+// key, and returns it. Until the device shows it holds the new key (see
+// ClientState.KeyInUse), commands reach it under both keys, so a device
+// offline during the change is not locked out; a second change before
+// that fails with ErrKeyChangePending. In PK mode the device generates its own key pair:
 // pass its new public key as key; C2 records it and sends it to every
 // client linked from this one.
 func (s *Service) NewClientKey(ctx context.Context, id e4.ID, key []byte) ([]byte, error) {
@@ -270,7 +277,11 @@ func (s *Service) NewClientKey(ctx context.Context, id e4.ID, key []byte) ([]byt
 			return err
 		}
 		// Enqueued before the key changes: it is protected under the key the
-		// device still holds.
+		// device still holds. Until the device shows it holds the new key,
+		// later commands go out under both (see keychange.go).
+		if err := beginKeyChange(tx, id, c.SealedKey, s.now().UTC()); err != nil {
+			return err
+		}
 		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: id.String()}); err != nil {
 			return err
 		}

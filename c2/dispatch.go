@@ -9,6 +9,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,8 +18,15 @@ import (
 	"github.com/e4-iot/e4kit/transport"
 )
 
-// DispatchConfig tunes the outbox dispatcher. Zero fields take the
-// defaults shown.
+// DispatchConfig tunes the outbox dispatcher and the repairs it makes
+// from the state of devices. Zero fields take the defaults shown.
+//
+// A command counts as sent once the broker acknowledged it; a device's
+// own acknowledgement (or its absence) only updates what C2 knows of the
+// device, so a device that never acknowledges blocks nothing. What a
+// device missed is repaired from that state: one command with the current
+// key per item (see AwaitAck, ResendEvery and sync requests), never a
+// copy of every command it missed.
 type DispatchConfig struct {
 	// Owner names this dispatcher in leases; default host name, process id
 	// and a random suffix, unique per process.
@@ -36,22 +44,70 @@ type DispatchConfig struct {
 	// MinBackoff and MaxBackoff bound the delay before a failed publish is
 	// retried; it doubles with each attempt (500 ms, 1 min).
 	MinBackoff, MaxBackoff time.Duration
-	// MaxAttempts marks a command failed after that many failed publishes;
-	// zero retries forever, so a long broker outage loses nothing.
+	// MaxAttempts is each command's retry budget: after that many failed
+	// publishes it is marked failed and its client's queue moves on (30,
+	// about 25 minutes with the default backoff). An error the transport
+	// marks permanent (transport.IsPermanent) fails it at once. What a
+	// failed command carried is repaired from the device's state. Negative
+	// retries forever.
 	MaxAttempts int
+	// StallAfter is how many failed publishes in a row of one command
+	// report its client stalled (EventClientStalled, ClientState) (5).
+	StallAfter int
 	// PollInterval is how often the outbox is checked for retries that
 	// became due when nothing else woke the dispatcher (250 ms).
 	PollInterval time.Duration
 	// QoS is the delivery level of commands (transport.ExactlyOnce).
 	QoS *transport.QoS
-	// AwaitAck, when set, makes a command count as delivered only once the
-	// device acknowledged it (e4.HandleCommandAck, transport.ProtectOptions
-	// AckCommands); without an acknowledgement within AwaitAck it is sent
-	// again. This covers what a broker acknowledgement cannot: a broker
-	// restart that lost its queues, a device that was not subscribed. Zero
-	// trusts the broker's acknowledgement. Only for fleets whose devices all
-	// acknowledge: the others would be sent their commands forever.
+	// AwaitAck is how long C2 waits for a device that acknowledges
+	// (e4.HandleCommandAck) to acknowledge a topic key: a membership still
+	// behind that long after its last command was sent gets one fresh
+	// SetTopicKey with the current key. It never holds a queue: commands
+	// are settled on the broker's acknowledgement. Devices that do not
+	// acknowledge are left to ResendEvery and sync requests (1 min;
+	// negative turns the repair off).
 	AwaitAck time.Duration
+	// ResendEvery, when positive, sends devices that do not acknowledge
+	// their topics' current keys again on this schedule (one SetTopicKey
+	// per membership and period). Zero never resends.
+	ResendEvery time.Duration
+	// RepairInterval is how often the state is scanned for repairs,
+	// overdue rotations and expired key changes (10 s).
+	RepairInterval time.Duration
+	// RepairBatch is the most items one scan repairs (1000).
+	RepairBatch int
+	// BehindAfter reports a topic whose members are still behind this long
+	// after its rotation (EventDevicesBehind) (10 min).
+	BehindAfter time.Duration
+	// CommandLead is how far ahead of the clock the timestamps of one
+	// client's commands may run: they grow strictly (ts = max(now, last +
+	// 1 s)), and a command that would be further ahead waits (60 s).
+	// Negative never dates a command in the future, for devices that
+	// refuse it (one command per second and client).
+	CommandLead time.Duration
+	// ClientKeyGrace is how long, after a client-key change (SetIDKey), C2
+	// keeps protecting commands under the previous key too for a device
+	// that does not acknowledge; a device that acknowledges gets both until
+	// it confirms the new key (24 h).
+	ClientKeyGrace time.Duration
+	// CatchUp limits the handling of sync requests.
+	CatchUp CatchUpConfig
+}
+
+// CatchUpConfig limits how fast C2 answers sync requests, so a fleet that
+// comes back at once does not overwhelm C2 or the broker.
+type CatchUpConfig struct {
+	// SyncRate and SyncBurst bound the sync requests handled per second
+	// (50, burst 100).
+	SyncRate  float64
+	SyncBurst int
+	// SyncQueue is how many sync requests may wait; more are dropped and
+	// counted, and the device asks again at its next reconnect (10000).
+	SyncQueue int
+	// CommandRate and CommandBurst bound the commands per second that
+	// catch-up and repairs enqueue (2000, burst 2000).
+	CommandRate  float64
+	CommandBurst int
 }
 
 func (c DispatchConfig) withDefaults() DispatchConfig {
@@ -65,6 +121,29 @@ func (c DispatchConfig) withDefaults() DispatchConfig {
 	setDefault(&c.MinBackoff, 500*time.Millisecond)
 	setDefault(&c.MaxBackoff, time.Minute)
 	setDefault(&c.PollInterval, 250*time.Millisecond)
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 30
+	}
+	setDefault(&c.StallAfter, 5)
+	if c.AwaitAck == 0 {
+		c.AwaitAck = time.Minute
+	}
+	setDefault(&c.RepairInterval, 10*time.Second)
+	setDefault(&c.RepairBatch, 1000)
+	setDefault(&c.BehindAfter, 10*time.Minute)
+	if c.CommandLead == 0 {
+		c.CommandLead = 60 * time.Second
+	}
+	setDefault(&c.ClientKeyGrace, 24*time.Hour)
+	if c.CatchUp.SyncRate <= 0 {
+		c.CatchUp.SyncRate = 50
+	}
+	setDefault(&c.CatchUp.SyncBurst, 100)
+	setDefault(&c.CatchUp.SyncQueue, 10000)
+	if c.CatchUp.CommandRate <= 0 {
+		c.CatchUp.CommandRate = 2000
+	}
+	setDefault(&c.CatchUp.CommandBurst, 2000)
 	if c.QoS == nil {
 		q := transport.ExactlyOnce
 		c.QoS = &q
@@ -85,40 +164,62 @@ func defaultOwner() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
-// Dispatcher sends outbox entries over the transport. Commands of one
-// client go out one at a time in order; commands of different clients go
-// out concurrently. A command is marked sent only once the broker
-// acknowledged it; a failed publish is retried with exponential backoff.
+// Dispatcher sends outbox entries over the transport, hears devices'
+// acknowledgements and sync requests, and repairs what devices miss.
+// Commands of one client go out one at a time in order; commands of
+// different clients go out concurrently. A command is marked sent once the
+// broker acknowledged it; a failed publish is retried with exponential
+// backoff within its budget.
 type Dispatcher struct {
 	s    *Service
 	cfg  DispatchConfig
 	wake chan struct{}
 
-	sent, retried, failed atomic.Uint64
-	acked, unmatchedAcks  atomic.Uint64
-	inFlight              atomic.Int64
-	acks                  *awaiting
+	sent, retried, failed, held atomic.Uint64
+	acked, unmatchedAcks        atomic.Uint64
+	repaired, resent            atomic.Uint64
+	inFlight                    atomic.Int64
+	acks                        *awaiting
+	catchUp                     *catchUp
+	watch                       *topicWatch
+
+	stalledMu sync.Mutex
+	stalled   map[e4.ID]bool // clients this dispatcher reported stalled
 }
 
 // DispatchStats counts what a dispatcher did since it was created.
 type DispatchStats struct {
-	// Sent counts commands the broker acknowledged.
-	Sent, Retried, Failed uint64
-	// Acked counts device acknowledgements matched to a command (AwaitAck);
+	// Sent counts commands the broker acknowledged; Retried failed
+	// publishes tried again; Failed commands given up (or refused by their
+	// device); Held commands postponed because their timestamp would run
+	// too far ahead of the clock.
+	Sent, Retried, Failed, Held uint64
+	// Acked counts device acknowledgements matched to a command;
 	// UnmatchedAcks those that matched none (late, duplicate or forged).
 	Acked, UnmatchedAcks uint64
-	InFlight             int64
+	// Repaired counts SetTopicKey commands queued for acknowledging
+	// devices still behind after AwaitAck; Resent those queued on the
+	// ResendEvery schedule.
+	Repaired, Resent uint64
+	InFlight         int64
+	CatchUp          CatchUpStats
 }
 
 func newDispatcher(s *Service, cfg DispatchConfig) *Dispatcher {
-	return &Dispatcher{s: s, cfg: cfg.withDefaults(), wake: make(chan struct{}, 1), acks: newAwaiting()}
+	cfg = cfg.withDefaults()
+	return &Dispatcher{
+		s: s, cfg: cfg, wake: make(chan struct{}, 1), acks: newAwaiting(),
+		catchUp: newCatchUp(cfg.CatchUp), watch: newTopicWatch(), stalled: make(map[e4.ID]bool),
+	}
 }
 
 // Stats returns the dispatcher's counters.
 func (d *Dispatcher) Stats() DispatchStats {
 	return DispatchStats{
-		Sent: d.sent.Load(), Retried: d.retried.Load(), Failed: d.failed.Load(),
-		Acked: d.acked.Load(), UnmatchedAcks: d.unmatchedAcks.Load(), InFlight: d.inFlight.Load(),
+		Sent: d.sent.Load(), Retried: d.retried.Load(), Failed: d.failed.Load(), Held: d.held.Load(),
+		Acked: d.acked.Load(), UnmatchedAcks: d.unmatchedAcks.Load(),
+		Repaired: d.repaired.Load(), Resent: d.resent.Load(),
+		InFlight: d.inFlight.Load(), CatchUp: d.catchUp.stats(),
 	}
 }
 
@@ -141,14 +242,16 @@ type outcome struct {
 // Run dispatches until ctx ends, then waits for publishes in flight and
 // releases what it still holds. It returns nil after a clean stop.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	if d.cfg.AwaitAck > 0 {
-		sub, err := d.s.cfg.Transport.Subscribe(ctx, AckFilter)
-		if err != nil {
-			return fmt.Errorf("c2: subscribing to acknowledgements: %w", err)
-		}
-		defer sub.Unsubscribe(context.WithoutCancel(ctx))
-		go d.listenAcks(ctx, sub)
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	workCtx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	if err := d.listen(workCtx, &workers); err != nil {
+		return err
 	}
+	workers.Go(func() { d.catchUp.run(workCtx, d) })
+	workers.Go(func() { d.repairLoop(workCtx) })
+
 	results := make(chan outcome, d.cfg.InFlight)
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
@@ -157,9 +260,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	inFlight := 0
 	for {
 		if room := d.cfg.InFlight - inFlight; room > 0 {
-			n := d.claimAndSend(ctx, sendCtx, room, results)
+			n, claimed := d.claimAndSend(ctx, sendCtx, room, results)
 			inFlight += n
-			if n == min(room, d.cfg.Batch) {
+			if claimed == min(room, d.cfg.Batch) {
 				continue // a full batch: there may be more right away
 			}
 		}
@@ -175,43 +278,114 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
-// claimAndSend claims up to room commands and starts publishing them; it
-// returns how many it started.
-func (d *Dispatcher) claimAndSend(ctx, sendCtx context.Context, room int, results chan<- outcome) int {
-	cmds, err := d.s.st.ClaimCommands(ctx, d.cfg.Owner, d.s.now().UTC(), d.cfg.Lease, min(room, d.cfg.Batch))
+// listen subscribes to acknowledgements and sync requests and starts
+// their receivers.
+func (d *Dispatcher) listen(ctx context.Context, workers *sync.WaitGroup) error {
+	tr := d.s.cfg.Transport
+	acks, err := tr.Subscribe(ctx, AckFilter)
+	if err != nil {
+		return fmt.Errorf("c2: subscribing to acknowledgements: %w", err)
+	}
+	syncs, err := tr.Subscribe(ctx, SyncFilter)
+	if err != nil {
+		_ = acks.Unsubscribe(context.WithoutCancel(ctx))
+		return fmt.Errorf("c2: subscribing to sync requests: %w", err)
+	}
+	workers.Go(func() {
+		defer acks.Unsubscribe(context.WithoutCancel(ctx))
+		d.listenAcks(ctx, acks)
+	})
+	workers.Go(func() {
+		defer syncs.Unsubscribe(context.WithoutCancel(ctx))
+		d.catchUp.listen(ctx, d, syncs)
+	})
+	return nil
+}
+
+// claimAndSend claims up to room commands, dates them and starts
+// publishing them; it returns how many it started and how many it claimed.
+func (d *Dispatcher) claimAndSend(ctx, sendCtx context.Context, room int, results chan<- outcome) (started, claimed int) {
+	now := d.s.now().UTC()
+	cmds, err := d.s.st.ClaimCommands(ctx, d.cfg.Owner, now, d.cfg.Lease, min(room, d.cfg.Batch))
 	if err != nil {
 		if ctx.Err() == nil {
 			d.s.log.Warn("claiming outbox commands", "err", err)
 		}
-		return 0
+		return 0, 0
 	}
-	for _, c := range cmds {
+	if len(cmds) == 0 {
+		return 0, 0
+	}
+	stamps, changes, err := d.prepare(ctx, cmds, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.s.log.Warn("dating outbox commands", "err", err)
+		}
+		d.postpone(ctx, cmds, now.Add(d.cfg.PollInterval))
+		return 0, len(cmds)
+	}
+	for i, c := range cmds {
+		if stamps[i] == 0 {
+			d.held.Add(1)
+			d.postpone(ctx, cmds[i:i+1], now.Add(time.Second))
+			continue
+		}
 		d.inFlight.Add(1)
-		go func() { results <- d.send(sendCtx, c) }()
+		started++
+		change := changes[c.ClientID]
+		ts := stamps[i]
+		go func() { results <- d.send(sendCtx, c, ts, change) }()
 	}
-	return len(cmds)
+	return started, len(cmds)
 }
 
-// send protects one command with a fresh timestamp and publishes it on
-// the client's control topic.
-func (d *Dispatcher) send(ctx context.Context, c store.Command) outcome {
-	key, cmd, err := d.s.openCommand(c)
+// prepare reserves the timestamp of each command (0: held) and loads the
+// client-key changes pending for their clients.
+func (d *Dispatcher) prepare(ctx context.Context, cmds []store.Command, now time.Time) ([]int64, map[e4.ID]*keyChange, error) {
+	clients := make([]e4.ID, len(cmds))
+	for i, c := range cmds {
+		clients[i] = c.ClientID
+	}
+	stamps, err := d.s.st.ReserveTimestamps(ctx, clients, now, d.cfg.CommandLead)
+	if err != nil {
+		return nil, nil, err
+	}
+	changes, err := d.s.keyChanges(ctx, clients, now)
+	return stamps, changes, err
+}
+
+func (d *Dispatcher) postpone(ctx context.Context, cmds []store.Command, next time.Time) {
+	for _, c := range cmds {
+		if err := d.s.st.Postpone(ctx, d.cfg.Owner, c.ID, next); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+			d.s.log.Warn("postponing a command", "command", hex.EncodeToString(c.ID[:]), "err", err)
+		}
+	}
+}
+
+// send protects one command at timestamp ts and publishes it on the
+// client's control topic: under the key the device holds or, during a
+// client-key change, under each key it may hold.
+func (d *Dispatcher) send(ctx context.Context, c store.Command, ts int64, change *keyChange) outcome {
+	stored, cmd, err := d.s.openCommand(c)
 	if err != nil {
 		return outcome{cmd: c, err: err, permanent: true}
-	}
-	protected, err := e4.ProtectCommand(cmd, key, d.s.now())
-	if err != nil {
-		return outcome{cmd: c, err: err, permanent: true}
-	}
-	if d.cfg.AwaitAck > 0 {
-		// Registered before publishing: the acknowledgement may come back
-		// before Publish returns.
-		d.acks.add(c.ClientID, awaitedCommand{id: c.ID, key: key, digest: e4.CommandDigest(protected)})
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
 	defer cancel()
-	err = d.s.cfg.Transport.Publish(ctx, e4.ControlTopic(c.ClientID), protected, transport.WithQoS(*d.cfg.QoS))
-	return outcome{cmd: c, err: err}
+	for _, k := range change.keysFor(cmd, stored, d.s.now()) {
+		protected, err := e4.ProtectCommand(cmd, k.key, time.Unix(ts, 0))
+		if err != nil {
+			return outcome{cmd: c, err: err, permanent: true}
+		}
+		// Registered before publishing: the acknowledgement may come back
+		// before Publish returns.
+		d.acks.add(c.ClientID, newAwaited(c, cmd, k, protected, d.s.now()))
+		err = d.s.cfg.Transport.Publish(ctx, e4.ControlTopic(c.ClientID), protected, transport.WithQoS(*d.cfg.QoS))
+		if err != nil {
+			return outcome{cmd: c, err: err}
+		}
+	}
+	return outcome{cmd: c}
 }
 
 // settle records r and every other outcome already waiting, marking the
@@ -231,10 +405,6 @@ func (d *Dispatcher) settle(ctx context.Context, r outcome, results <-chan outco
 	var sentCmds []store.Command
 	for _, o := range batch {
 		d.inFlight.Add(-1)
-		if o.err == nil && d.cfg.AwaitAck > 0 {
-			d.awaitAck(ctx, o.cmd)
-			continue
-		}
 		if o.err == nil {
 			sent = append(sent, o.cmd.ID)
 			sentCmds = append(sentCmds, o.cmd)
@@ -262,13 +432,32 @@ func (d *Dispatcher) markSent(ctx context.Context, ids []store.CommandID, cmds [
 	for i, c := range cmds {
 		events[i] = Event{Kind: EventCommandSent, Time: now, Client: &c.ClientID, Topic: topicOf(c), Detail: c.Kind}
 	}
+	d.unstall(ctx, cmds)
 	d.s.emit(events...)
+}
+
+// unstall clears the stall of the clients in cmds that this dispatcher
+// reported stalled: a command to them went through.
+func (d *Dispatcher) unstall(ctx context.Context, cmds []store.Command) {
+	d.stalledMu.Lock()
+	var clients []e4.ID
+	for _, c := range cmds {
+		if d.stalled[c.ClientID] || c.Attempts >= d.cfg.StallAfter {
+			clients = append(clients, c.ClientID)
+			delete(d.stalled, c.ClientID)
+		}
+	}
+	d.stalledMu.Unlock()
+	if err := d.s.st.ClearStalled(ctx, clients); err != nil {
+		d.s.log.Warn("clearing stalled clients", "err", err)
+	}
 }
 
 func (d *Dispatcher) retryOrFail(ctx context.Context, o outcome) {
 	attempts := o.cmd.Attempts + 1
 	reason := o.err.Error()
-	if o.permanent || (d.cfg.MaxAttempts > 0 && attempts >= d.cfg.MaxAttempts) {
+	permanent := o.permanent || transport.IsPermanent(o.err)
+	if permanent || (d.cfg.MaxAttempts > 0 && attempts >= d.cfg.MaxAttempts) {
 		if err := d.s.st.Fail(ctx, d.cfg.Owner, o.cmd.ID, reason); err != nil {
 			d.s.log.Warn("marking command failed", "command", hex.EncodeToString(o.cmd.ID[:]), "err", err)
 			return
@@ -276,6 +465,9 @@ func (d *Dispatcher) retryOrFail(ctx context.Context, o outcome) {
 		d.failed.Add(1)
 		d.s.log.Error("command failed", "command", hex.EncodeToString(o.cmd.ID[:]), "client", o.cmd.ClientID.String(), "kind", o.cmd.Kind, "reason", reason)
 		d.s.emit(Event{Kind: EventCommandFailed, Client: &o.cmd.ClientID, Topic: topicOf(o.cmd), Detail: reason})
+		if permanent {
+			d.stall(ctx, o.cmd, "a permanent failure: "+reason)
+		}
 		return
 	}
 	next := d.s.now().UTC().Add(d.backoff(attempts))
@@ -284,22 +476,33 @@ func (d *Dispatcher) retryOrFail(ctx context.Context, o outcome) {
 		return
 	}
 	d.retried.Add(1)
-}
-
-// awaitAck leaves a command the broker took pending until the device
-// acknowledges it, or AwaitAck passes and it is sent again.
-func (d *Dispatcher) awaitAck(ctx context.Context, c store.Command) {
-	d.sent.Add(1)
-	next := d.s.now().UTC().Add(d.cfg.AwaitAck)
-	err := d.s.st.Retry(ctx, d.cfg.Owner, c.ID, next, awaitingAckReason)
-	if err != nil && !errors.Is(err, store.ErrLeaseLost) { // lost: already acknowledged
-		d.s.log.Warn("scheduling command resend", "command", hex.EncodeToString(c.ID[:]), "err", err)
+	if attempts == d.cfg.StallAfter {
+		d.stall(ctx, o.cmd, fmt.Sprintf("%s failed %d times: %s", o.cmd.Kind, attempts, reason))
 	}
 }
 
-// awaitingAckReason is the LastError of a command sent and waiting for
-// its device's acknowledgement.
-const awaitingAckReason = "sent; waiting for the device's acknowledgement"
+// stall records that a client's queue is stuck and reports it.
+func (d *Dispatcher) stall(ctx context.Context, c store.Command, reason string) {
+	now := d.s.now().UTC()
+	err := d.s.st.Update(ctx, func(tx store.Tx) error {
+		ds, err := tx.GetDeviceState(c.ClientID)
+		if err != nil {
+			return err
+		}
+		ds.StalledReason, ds.StalledAt = reason, now
+		return tx.PutDeviceState(ds)
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		d.s.log.Warn("recording a stalled client", "client", c.ClientID.String(), "err", err)
+	}
+	if err != nil {
+		return
+	}
+	d.stalledMu.Lock()
+	d.stalled[c.ClientID] = true
+	d.stalledMu.Unlock()
+	d.s.emit(Event{Kind: EventClientStalled, Client: &c.ClientID, Topic: topicOf(c), Detail: reason})
+}
 
 // backoff doubles from MinBackoff with each attempt, up to MaxBackoff,
 // with up to 20% jitter so a fleet of retries does not hit the broker at

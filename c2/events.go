@@ -24,6 +24,25 @@ const (
 	EventCommandSent     EventKind = "command_sent"
 	EventCommandFailed   EventKind = "command_failed"
 	EventClientsImported EventKind = "clients_imported"
+	// EventCommandAcked: a device acknowledged a command.
+	EventCommandAcked EventKind = "command_acked"
+	// EventClientStalled: a client's queue is stuck (a command failed
+	// DispatchConfig.StallAfter times in a row, or failed for good).
+	EventClientStalled EventKind = "client_stalled"
+	// EventClientKeyConfirmed: the device holds its new client key (or,
+	// for a device that does not acknowledge, its grace is over).
+	EventClientKeyConfirmed EventKind = "client_key_confirmed"
+	// EventTopicConverged: every member acknowledged the topic's current
+	// key (Detail: "version N, M members").
+	EventTopicConverged EventKind = "topic_converged"
+	// EventDevicesBehind: members still behind a topic's current key
+	// DispatchConfig.BehindAfter after its rotation (Detail: the counts).
+	EventDevicesBehind EventKind = "devices_behind"
+	// EventDeviceSynced: a device's sync request was handled (Detail: the
+	// commands queued for it).
+	EventDeviceSynced EventKind = "device_synced"
+	// EventAckModeSet: the operator declared whether a device acknowledges.
+	EventAckModeSet EventKind = "ack_mode_set"
 )
 
 // Event reports a committed change or a settled command. It never carries

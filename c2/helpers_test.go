@@ -100,14 +100,15 @@ type device struct {
 	client *e4.Client
 	tr     *transport.Protected
 
-	mu       sync.Mutex
-	commands []e4.Command
-	cmdErrs  []error
+	mu          sync.Mutex
+	commands    []e4.Command
+	cmdErrs     []error
+	unauthentic int
 }
 
 func newSKDevice(t *testing.T, tr transport.Transport, name string, key []byte) *device {
 	t.Helper()
-	c, err := e4.NewSymKeyClient(e4.IDFromName(name), key, nil)
+	c, err := e4.NewSymKeyClient(e4.IDFromName(name), key, deviceConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +117,18 @@ func newSKDevice(t *testing.T, tr transport.Transport, name string, key []byte) 
 
 func newPKDevice(t *testing.T, tr transport.Transport, name string, priv ed25519.PrivateKey, c2Public []byte) *device {
 	t.Helper()
-	c, err := e4.NewPubKeyClient(e4.IDFromName(name), priv, c2Public, nil)
+	c, err := e4.NewPubKeyClient(e4.IDFromName(name), priv, c2Public, deviceConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return attachDevice(t, tr, c)
+}
+
+// deviceConfig lets commands be dated ahead of the device's clock, as C2
+// dates a burst of commands to one client a second apart
+// (DispatchConfig.CommandLead).
+func deviceConfig() *e4.Config {
+	return &e4.Config{MaxFutureSkew: 2 * time.Minute}
 }
 
 func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
@@ -130,6 +138,13 @@ func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 		OnCommand: func(cmd e4.Command, err error) {
 			d.mu.Lock()
 			defer d.mu.Unlock()
+			if errors.Is(err, e4.ErrAuthentication) {
+				// During a client-key change C2 sends each command under
+				// both keys: the copy under the key the device does not
+				// hold is dropped.
+				d.unauthentic++
+				return
+			}
 			d.commands = append(d.commands, cmd)
 			d.cmdErrs = append(d.cmdErrs, err)
 		},

@@ -30,7 +30,7 @@ func (s *Service) addMember(tx store.Tx, ev *events, id e4.ID, topic string) err
 	}
 	if s.cfg.RotateOnAdd {
 		// The rotation reaches the new member too, as it is a member now.
-		_, err := s.rotateTopic(tx, ev, topic)
+		_, err := s.rotateTopic(tx, ev, topic, false)
 		ev.add(EventMemberAdded, &c.ID, topic, "")
 		return err
 	}
@@ -43,6 +43,9 @@ func (s *Service) addMember(tx store.Tx, ev *events, id e4.ID, topic string) err
 		return err
 	}
 	ev.add(EventMemberAdded, &c.ID, topic, "")
+	if err := s.supersede(tx, &c.ID, topic, e4.SetTopicKey); err != nil {
+		return err
+	}
 	return s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: topic})
 }
 
@@ -75,7 +78,7 @@ func (s *Service) AddMembers(ctx context.Context, topic string, clients []e4.ID)
 			ev.add(EventMemberAdded, &id, topic, "")
 		}
 		if s.cfg.RotateOnAdd {
-			_, err := s.rotateTopic(tx, ev, topic)
+			_, err := s.rotateTopic(tx, ev, topic, false)
 			return err
 		}
 		cmd, err := s.setTopicKeyCommand(t)
@@ -95,7 +98,9 @@ func (s *Service) AddMembers(ctx context.Context, topic string, clients []e4.ID)
 }
 
 // RemoveMember removes a client from a topic, sends it RemoveTopic and,
-// unless KeepTopicKeyOnRemove, rotates the topic for the remaining members.
+// unless KeepTopicKeyOnRemove, rotates the topic for the remaining members,
+// who are sent RemoveTopic then SetTopicKey so that they refuse the old key
+// at once (messages in flight under it are lost; see rotateTopic).
 func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) error {
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
 		c, err := getClient(tx, id)
@@ -105,6 +110,9 @@ func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) erro
 		if err := tx.RemoveMember(id, topic); err != nil {
 			return fmt.Errorf("client %s in topic %q: %w", id, topic, err)
 		}
+		if err := s.supersede(tx, &c.ID, topic, e4.SetTopicKey); err != nil {
+			return err
+		}
 		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemoveTopic(topic), target: topic}); err != nil {
 			return err
 		}
@@ -112,7 +120,7 @@ func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) erro
 		if s.cfg.KeepTopicKeyOnRemove {
 			return nil
 		}
-		_, err = s.rotateTopic(tx, ev, topic)
+		_, err = s.rotateTopic(tx, ev, topic, true)
 		return err
 	})
 }

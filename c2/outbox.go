@@ -15,6 +15,10 @@ type outgoing struct {
 	client store.Client
 	cmd    []byte // the plain E4 command
 	target string // topic name or client id it is about
+	// key, when set, protects the command instead of the client's
+	// current command key (a SetIDKey sent again under the key the device
+	// still holds).
+	key []byte
 }
 
 // enqueue seals each command with the key that will protect it and writes
@@ -35,14 +39,28 @@ func (s *Service) enqueue(tx store.Tx, ev *events, out ...outgoing) error {
 	return nil
 }
 
+// supersede marks the pending commands of kinds to client (every client
+// when nil) about target superseded: a newer command makes them pointless.
+func (s *Service) supersede(tx store.Tx, client *e4.ID, target string, kinds ...e4.Command) error {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = k.String()
+	}
+	_, err := tx.SupersedeCommands(client, target, s.now().UTC(), names...)
+	return err
+}
+
 func (s *Service) sealCommand(o outgoing) (store.Command, error) {
 	var id store.CommandID
 	if _, err := rand.Read(id[:]); err != nil {
 		return store.Command{}, err
 	}
-	key, err := s.commandKey(o.client)
-	if err != nil {
-		return store.Command{}, fmt.Errorf("c2: command key of client %s: %w", o.client.ID, err)
+	key := o.key
+	if key == nil {
+		var err error
+		if key, err = s.commandKey(o.client); err != nil {
+			return store.Command{}, fmt.Errorf("c2: command key of client %s: %w", o.client.ID, err)
+		}
 	}
 	plain := make([]byte, 0, len(key)+len(o.cmd))
 	plain = append(append(plain, key...), o.cmd...)
@@ -87,6 +105,9 @@ type CommandStatus struct {
 	LastError string
 	CreatedAt int64 // Unix milliseconds
 	SentAt    int64 // Unix milliseconds, 0 unless sent
+	// AckedAt is when the device acknowledged it (Unix milliseconds), 0
+	// if it did not (devices that never acknowledge never do).
+	AckedAt int64
 }
 
 func commandStatus(c store.Command) CommandStatus {
@@ -97,6 +118,9 @@ func commandStatus(c store.Command) CommandStatus {
 	}
 	if !c.SentAt.IsZero() {
 		st.SentAt = c.SentAt.UnixMilli()
+	}
+	if !c.AckedAt.IsZero() {
+		st.AckedAt = c.AckedAt.UnixMilli()
 	}
 	return st
 }

@@ -71,13 +71,13 @@ func TestPKModeEndToEnd(t *testing.T) {
 	if devB.client.HasTopicKey("pk/topic") {
 		t.Fatal("b still holds the topic key")
 	}
-	devA.waitCommands(3) // SetC2Key, then the rotation after b left
+	devA.waitCommands(4) // SetC2Key, then the rotation after b left: RemoveTopic, SetTopicKey
 
 	// C2 signs in PK mode; a device accepts it once it has C2's signer key.
 	if err := svc.SendC2SignerKey(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	devA.waitCommands(4)
+	devA.waitCommands(5)
 	msg := must[[]byte](t)(svc.ProtectMessage(ctx, "pk/topic", []byte("from c2")))
 	if got, err := devA.client.Unprotect(nil, msg, "pk/topic"); err != nil || string(got) != "from c2" {
 		t.Fatalf("a read %q, %v", got, err)

@@ -292,6 +292,12 @@ func (s *Service) updateLocked(ctx context.Context, fn func(tx store.Tx, ev *eve
 	if ev.commands > 0 {
 		s.dispatcher.Wake()
 	}
+	now := s.now().UTC()
+	for _, e := range ev.list {
+		if e.Kind == EventTopicRotated {
+			s.dispatcher.watch.rotate(e.Topic, now)
+		}
+	}
 	s.emit(ev.list...)
 	return nil
 }

@@ -79,6 +79,7 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 		if err := svc.AddMember(ctx, d.client.ID(), "t"); err != nil {
 			t.Fatal(err)
 		}
+		d.waitCommands(1) // else the rotation supersedes it
 	}
 	n := must[int](t)(svc.RotateTopic(ctx, "t"))
 	if n != 3 {
@@ -94,6 +95,9 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 		t.Fatalf("key version %d after one rotation, want 2", info.KeyVersion)
 	}
 
+	// What c could still write with the key it holds, once removed.
+	underOldKey := must[[]byte](t)(svc.ProtectMessage(ctx, "t", []byte("from the removed device")))
+
 	// Removing c sends it RemoveTopic and rotates for a and b.
 	if err := svc.RemoveMember(ctx, devs[2].client.ID(), "t"); err != nil {
 		t.Fatal(err)
@@ -101,11 +105,22 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 	if cmds := devs[2].waitCommands(3); cmds[2] != e4.RemoveTopic {
 		t.Fatalf("removed device got %v", cmds)
 	}
-	devs[0].waitCommands(3)
-	devs[1].waitCommands(3)
+	// The others get RemoveTopic then the new key.
+	for _, d := range devs[:2] {
+		if cmds := d.waitCommands(4); cmds[2] != e4.RemoveTopic || cmds[3] != e4.SetTopicKey {
+			t.Fatalf("remaining member got %v", cmds)
+		}
+	}
 	msg := must[[]byte](t)(svc.ProtectMessage(ctx, "t", []byte("after removal")))
 	if got, err := devs[1].client.Unprotect(nil, msg, "t"); err != nil || string(got) != "after removal" {
 		t.Fatalf("remaining member: %q, %v", got, err)
+	}
+	// The remaining members hold no previous key: the removed device's
+	// key is refused at once, not for the whole key-transition period.
+	for _, d := range devs[:2] {
+		if got, err := d.client.Unprotect(nil, underOldKey, "t"); err == nil {
+			t.Fatalf("a remaining member read %q under the removed device's key", got)
+		}
 	}
 	// Even a removed device that ignored RemoveTopic cannot read: give it
 	// back the key it had and try.

@@ -67,6 +67,9 @@ func (s *Service) RemoveTopic(ctx context.Context, name string) error {
 		if _, err := getTopic(tx, name); err != nil {
 			return err
 		}
+		if err := s.supersede(tx, nil, name, e4.SetTopicKey); err != nil {
+			return err
+		}
 		err := s.forEachMember(tx, name, func(c store.Client) error {
 			return s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: name})
 		})
@@ -109,16 +112,24 @@ func (s *Service) CountTopics(ctx context.Context) (n int64, err error) {
 // RotateTopic gives a topic a new key and sends it to every member; it
 // returns how many commands were queued. Devices keep accepting the old key
 // for their key-transition period, so messages in flight are not lost.
+// Commands with an older key of the topic that were not sent yet are
+// superseded: a device gets the newest key once, not every rotation.
 func (s *Service) RotateTopic(ctx context.Context, name string) (int, error) {
 	var n int
 	err := s.update(ctx, func(tx store.Tx, ev *events) (err error) {
-		n, err = s.rotateTopic(tx, ev, name)
+		n, err = s.rotateTopic(tx, ev, name, false)
 		return err
 	})
 	return n, err
 }
 
-func (s *Service) rotateTopic(tx store.Tx, ev *events, name string) (int, error) {
+// rotateTopic gives a topic a new key and queues it for every member. A
+// rotation that follows a removal (afterRemoval) sends each member
+// RemoveTopic before SetTopicKey: the device drops the old key at once
+// instead of accepting it for its key-transition period, so the removed
+// device cannot keep writing to the others under it. The commands' strictly
+// increasing timestamps make the device apply both.
+func (s *Service) rotateTopic(tx store.Tx, ev *events, name string, afterRemoval bool) (int, error) {
 	t, err := getTopic(tx, name)
 	if err != nil {
 		return 0, err
@@ -139,11 +150,18 @@ func (s *Service) rotateTopic(tx store.Tx, ev *events, name string) (int, error)
 	if err != nil {
 		return 0, err
 	}
+	if err := s.supersede(tx, nil, name, e4.SetTopicKey); err != nil {
+		return 0, err
+	}
+	remove := e4.CmdRemoveTopic(name)
 	var n int
 	err = s.forEachMemberPage(tx, name, func(page []store.Client) error {
-		out := make([]outgoing, len(page))
-		for i, c := range page {
-			out[i] = outgoing{client: c, cmd: cmd, target: name}
+		out := make([]outgoing, 0, 2*len(page))
+		for _, c := range page {
+			if afterRemoval {
+				out = append(out, outgoing{client: c, cmd: remove, target: name})
+			}
+			out = append(out, outgoing{client: c, cmd: cmd, target: name})
 		}
 		n += len(out)
 		return s.enqueue(tx, ev, out...)

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -48,5 +49,26 @@ func TestValidate(t *testing.T) {
 		if err := ValidateFilter(good); err != nil {
 			t.Errorf("ValidateFilter(%q) = %v", good, err)
 		}
+	}
+}
+
+func TestPermanentErrors(t *testing.T) {
+	transient := errors.New("connection refused")
+	if IsPermanent(transient) || IsPermanent(nil) || Permanent(nil) != nil {
+		t.Fatal("a plain error or nil counts as permanent")
+	}
+	refused := Permanent(errors.New("not authorized"))
+	wrapped := fmt.Errorf("publish: %w", refused)
+	if !IsPermanent(refused) || !IsPermanent(wrapped) || wrapped.Error() != "publish: not authorized" {
+		t.Fatalf("a marked error is not permanent: %v", wrapped)
+	}
+	if Permanent(refused) != refused {
+		t.Fatal("marking twice wraps twice")
+	}
+	if !IsPermanent(fmt.Errorf("x: %w", ErrTooLarge)) || !IsPermanent(ErrInvalidTopic) {
+		t.Fatal("ErrTooLarge and ErrInvalidTopic are not permanent")
+	}
+	if errors.Unwrap(refused) == nil {
+		t.Fatal("the marked error hides its cause")
 	}
 }

@@ -88,6 +88,9 @@ type Command struct {
 	LastError     string
 	CreatedAt     time.Time
 	SentAt        time.Time // zero unless State is CommandSent
+	// AckedAt is when the device acknowledged the command; zero if it
+	// did not (or never does).
+	AckedAt time.Time
 }
 
 // CommandFilter selects outbox entries; zero fields match everything.
@@ -124,11 +127,15 @@ type Store interface {
 	Retry(ctx context.Context, owner string, id CommandID, next time.Time, reason string) error
 	// Fail settles a command owner holds as failed for good with reason.
 	Fail(ctx context.Context, owner string, id CommandID, reason string) error
-	// Acknowledge settles a pending command on its device's answer,
-	// whoever holds its lease (a resend may be out when the answer comes):
-	// sent at at when refusal is empty, failed with refusal otherwise. An
-	// unknown id gives ErrNotFound, a command already settled ErrLeaseLost.
+	// Acknowledge records its device's answer to a pending or sent
+	// command, whoever holds its lease (a resend may be out when the
+	// answer comes): when refusal is empty it is acknowledged at at (and
+	// sent, if it was pending), else failed with refusal. An unknown id
+	// gives ErrNotFound, a command failed, superseded or already
+	// acknowledged ErrLeaseLost.
 	Acknowledge(ctx context.Context, id CommandID, at time.Time, refusal string) error
+
+	DeviceStore
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
@@ -140,6 +147,8 @@ type Store interface {
 // the previous page (zero value for the first page); a page shorter than
 // limit is the last one. It must not be used after its Update/View returns.
 type Tx interface {
+	DeviceTx
+
 	InsertClient(c Client) error
 	// InsertClients inserts many clients at once (batch import); it fails
 	// with ErrExists and inserts none if any id is already there.

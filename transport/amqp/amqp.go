@@ -416,7 +416,7 @@ func (t *Transport) publishOnce(ctx context.Context, sess *session, key string, 
 	case err != nil && sess.pub.IsClosed():
 		return true, nil
 	case err != nil:
-		return false, err
+		return false, classify(err)
 	case qos == transport.AtMostOnce || confirm == nil:
 		return false, nil
 	}
@@ -510,4 +510,14 @@ func (t *Transport) Close() error {
 // nextTag names a consumer uniquely within the transport.
 func (t *Transport) nextTag() string {
 	return "e4kit-" + strconv.FormatUint(t.tags.Add(1), 10)
+}
+
+// classify marks the broker's refusals that no retry fixes (access
+// refused by the broker's permissions, a frame too large) as permanent.
+func classify(err error) error {
+	var amqpErr *amqp091.Error
+	if errors.As(err, &amqpErr) && (amqpErr.Code == amqp091.AccessRefused || amqpErr.Code == amqp091.FrameError) {
+		return transport.Permanent(err)
+	}
+	return err
 }

@@ -226,7 +226,17 @@ func statusError(code codes.Code, resp *pool.Message) error {
 	if body, err := resp.ReadBody(); err == nil && len(body) <= 256 {
 		e.Message = string(body)
 	}
+	if permanentStatus(code) {
+		return transport.Permanent(e)
+	}
 	return e
+}
+
+// permanentStatus reports a client error (4.xx) that sending the same
+// request again cannot fix; 4.29 (Too Many Requests) asks to come back
+// later.
+func permanentStatus(code codes.Code) bool {
+	return code>>5 == 4 && code&0x1f != 29
 }
 
 // supervise pings the broker every KeepAlive and recovers from a lost

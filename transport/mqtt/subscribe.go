@@ -228,7 +228,8 @@ func refused(tok paho.Token) error {
 		return nil
 	}
 	slices.Sort(bad)
-	return fmt.Errorf("%w: %q", ErrSubscriptionRefused, bad)
+	// An ACL denial: subscribing again is refused again.
+	return transport.Permanent(fmt.Errorf("%w: %q", ErrSubscriptionRefused, bad))
 }
 
 // unsubscribeStale removes broker subscriptions no longer used, as far as

@@ -150,7 +150,7 @@ func checkFilter(f store.CommandFilter) error {
 }
 
 func knownState(s store.CommandState) bool {
-	return s == store.CommandPending || s == store.CommandSent || s == store.CommandFailed
+	return s == store.CommandPending || s == store.CommandSent || s == store.CommandFailed || s == store.CommandSuperseded
 }
 
 // rowScanner is *sql.Row or *sql.Rows.
@@ -201,9 +201,10 @@ func scanCommand(r rowScanner) (store.Command, error) {
 		state               string
 		attempts            int64
 		next, created, sent dbTime
+		acked               dbTime
 	)
 	err := r.Scan(&c.Seq, &id, &client, &c.Kind, &c.Target, &c.SealedPayload, &state, &attempts,
-		&next, &c.LastError, &created, &sent)
+		&next, &c.LastError, &created, &sent, &acked)
 	if err != nil {
 		return c, err
 	}
@@ -219,6 +220,6 @@ func scanCommand(r rowScanner) (store.Command, error) {
 		return c, fmt.Errorf("%w: outbox seq %d has state %q and %d attempts", errBadRow, c.Seq, state, attempts)
 	}
 	c.Attempts, c.SealedPayload = int(attempts), orNil(c.SealedPayload)
-	c.NextAttemptAt, c.CreatedAt, c.SentAt = next.t, created.t, sent.t
+	c.NextAttemptAt, c.CreatedAt, c.SentAt, c.AckedAt = next.t, created.t, sent.t, acked.t
 	return c, nil
 }

@@ -202,10 +202,11 @@ func (s *Store) Fail(ctx context.Context, owner string, id store.CommandID, reas
 	return s.settle(ctx, id, qFail, id[:], owner, cleanReason(reason))
 }
 
-// Acknowledge settles a pending command on its device's answer, whoever
-// holds its lease (a resend may be out when the answer comes): sent at at
-// when refusal is empty, else failed with refusal as its error. An unknown
-// id gives ErrNotFound, a command already settled ErrLeaseLost.
+// Acknowledge records its device's answer to a pending or sent command,
+// whoever holds its lease (a resend may be out when the answer comes):
+// acknowledged (and sent) at at when refusal is empty, else failed with
+// refusal as its error. An unknown id gives ErrNotFound, a command failed,
+// superseded or already acknowledged ErrLeaseLost.
 func (s *Store) Acknowledge(ctx context.Context, id store.CommandID, at time.Time, refusal string) error {
 	if refusal == "" {
 		return s.settle(ctx, id, qAckSent, id[:], encodeTime(&s.d, at))

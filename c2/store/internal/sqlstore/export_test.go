@@ -25,5 +25,11 @@ func PlannedQueries(d *Dialect) map[string]string {
 		"listClientPending": listCommandsQuery([]string{"client_id = $2", "state = 'pending'"}, 1),
 		"countPending":      countCommandsQuery([]string{"state = 'pending'"}),
 		"countByClient":     countCommandsQuery([]string{"client_id = $1"}),
+		"countCurrent":      qCountCurrent,
+		"countBehindAcks":   qCountBehindAcks,
+		"topicBehind":       qTopicBehind,
+		"memberStates":      qMemberStates,
+		"setTopicAcked":     qSetTopicAcked,
+		"listKeyChanges":    qListKeyChanges,
 	}
 }

@@ -152,7 +152,7 @@ func countCommandsQuery(conds []string) string {
 // shape, for preparing.
 func commandFilterQueries() []string {
 	var qs []string
-	for _, state := range []store.CommandState{"", store.CommandPending, store.CommandSent, store.CommandFailed} {
+	for _, state := range []store.CommandState{"", store.CommandPending, store.CommandSent, store.CommandFailed, store.CommandSuperseded} {
 		for mask := range 4 {
 			f := store.CommandFilter{State: state}
 			if mask&1 != 0 {

@@ -32,7 +32,13 @@ var wantPlans = map[string][]string{
 	"listByClient":      {"SEARCH outbox USING INDEX outbox_by_client (client_id=? AND seq>?)"},
 	"listByTarget":      {"SEARCH outbox USING INDEX outbox_by_target (target=? AND seq>?)"},
 	"listClientPending": {"(client_id=? AND seq>?)"},
-	"countPending":      {"USING COVERING INDEX outbox_c"},
+	"countPending":      {"USING COVERING INDEX outbox_"},
+	"countCurrent":      {"SEARCH memberships USING COVERING INDEX memberships_acked (topic=? AND acked_version>?)"},
+	"countBehindAcks":   {"SEARCH m USING COVERING INDEX memberships_acked (topic=? AND acked_version<?)"},
+	"topicBehind":       {"SEARCH m USING INDEX memberships_by_topic (topic=? AND client_id>?)"},
+	"memberStates":      {"SEARCH m USING PRIMARY KEY (client_id=? AND topic>?)"},
+	"setTopicAcked":     {"SEARCH memberships USING PRIMARY KEY (client_id=? AND topic=?)"},
+	"listKeyChanges":    {"client_state_key_change"},
 	"countByClient":     {"SEARCH outbox USING COVERING INDEX outbox_by_client (client_id=?)"},
 }
 

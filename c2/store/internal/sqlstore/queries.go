@@ -13,7 +13,7 @@ import (
 const (
 	clientColumns  = "id, name, sealed_key, public_key, created_at"
 	topicColumns   = "name, hash, sealed_key, key_version, created_at, rotated_at"
-	commandColumns = "seq, id, client_id, kind, target, payload, state, attempts, next_attempt_at, last_error, created_at, sent_at"
+	commandColumns = "seq, id, client_id, kind, target, payload, state, attempts, next_attempt_at, last_error, created_at, sent_at, acked_at"
 )
 
 // Row and id batches: an insert of n rows runs as statements of maxRows
@@ -64,11 +64,12 @@ const (
 		"WHERE id = $1 AND state = 'pending' AND lease_owner = $2"
 	qFail = "UPDATE outbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL " +
 		"WHERE id = $1 AND state = 'pending' AND lease_owner = $2"
-	// qAckSent and qAckRefused settle a pending command whoever holds it.
-	qAckSent = "UPDATE outbox SET state = 'sent', sent_at = $2, lease_owner = NULL, lease_until = NULL " +
-		"WHERE id = $1 AND state = 'pending'"
+	// qAckSent and qAckRefused record a device's answer to a pending or
+	// sent command whoever holds it.
+	qAckSent = "UPDATE outbox SET state = 'sent', sent_at = COALESCE(sent_at, $2), acked_at = $2, lease_owner = NULL, lease_until = NULL " +
+		"WHERE id = $1 AND (state = 'pending' OR (state = 'sent' AND acked_at IS NULL))"
 	qAckRefused = "UPDATE outbox SET state = 'failed', last_error = $2, lease_owner = NULL, lease_until = NULL " +
-		"WHERE id = $1 AND state = 'pending'"
+		"WHERE id = $1 AND state IN ('pending', 'sent')"
 )
 
 // sqlText holds the generated queries of one dialect.
@@ -112,6 +113,7 @@ func (q *sqlText) prepared() []string {
 	}
 	qs = append(qs, commandFilterQueries()...)
 	qs = append(qs, accessQueries()...)
+	qs = append(qs, deviceQueries()...)
 	for _, m := range []map[int]string{q.insertClients, q.enqueue, q.markSent, q.commandsExist, q.clientsExist} {
 		for _, query := range m {
 			qs = append(qs, query)

@@ -1,0 +1,353 @@
+package c2
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/transport"
+)
+
+// SyncFilter is the subscription on which C2 hears sync requests: devices
+// that start or reconnect report what they hold (e4.SyncRequest), and C2
+// sends only what is missing.
+const SyncFilter = e4.ControlTopicPrefix + "+" + e4.SyncTopicSuffix
+
+// CatchUpStats counts the sync requests a dispatcher received and what it
+// did with them.
+type CatchUpStats struct {
+	// Received counts sync requests heard; Dropped those refused because
+	// SyncQueue requests were already waiting (the device asks again at
+	// its next reconnect); Queued is how many wait now.
+	Received, Dropped uint64
+	Queued            int
+	// Handled counts the requests answered; Invalid those that no key of
+	// their client opened (or from unknown clients).
+	Handled, Invalid uint64
+	// Commands counts the commands queued by catch-up.
+	Commands uint64
+}
+
+// syncRequest is a sync request waiting to be handled.
+type syncRequest struct {
+	client  e4.ID
+	payload []byte
+}
+
+// catchUp receives sync requests into a bounded queue and answers them at
+// a limited rate.
+type catchUp struct {
+	queue    chan syncRequest
+	requests *rate.Limiter
+	commands *rate.Limiter
+
+	received, dropped, handled, invalid, commandsQueued atomic.Uint64
+}
+
+func newCatchUp(cfg CatchUpConfig) *catchUp {
+	return &catchUp{
+		queue:    make(chan syncRequest, cfg.SyncQueue),
+		requests: rate.NewLimiter(rate.Limit(cfg.SyncRate), cfg.SyncBurst),
+		commands: rate.NewLimiter(rate.Limit(cfg.CommandRate), cfg.CommandBurst),
+	}
+}
+
+func (c *catchUp) stats() CatchUpStats {
+	return CatchUpStats{
+		Received: c.received.Load(), Dropped: c.dropped.Load(), Queued: len(c.queue),
+		Handled: c.handled.Load(), Invalid: c.invalid.Load(), Commands: c.commandsQueued.Load(),
+	}
+}
+
+// listen receives sync requests until ctx ends; it never waits for the
+// handler: a full queue drops the request.
+func (c *catchUp) listen(ctx context.Context, d *Dispatcher, sub transport.Subscription) {
+	for {
+		msg, err := sub.Receive(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
+				d.s.log.Warn("receiving sync requests", "err", err)
+			}
+			return
+		}
+		client, ok := clientOfTopic(msg.Topic, e4.SyncTopicSuffix)
+		if !ok {
+			continue
+		}
+		c.received.Add(1)
+		select {
+		case c.queue <- syncRequest{client: client, payload: msg.Payload}:
+		default:
+			c.dropped.Add(1)
+		}
+	}
+}
+
+// run answers queued sync requests at the configured rate until ctx ends.
+func (c *catchUp) run(ctx context.Context, d *Dispatcher) {
+	for {
+		var req syncRequest
+		select {
+		case req = <-c.queue:
+		case <-ctx.Done():
+			return
+		}
+		if c.requests.Wait(ctx) != nil {
+			return
+		}
+		n, err := d.s.handleSync(ctx, req.client, req.payload)
+		switch {
+		case errors.Is(err, errBadSync):
+			c.invalid.Add(1)
+			continue
+		case err != nil:
+			if ctx.Err() == nil {
+				d.s.log.Warn("answering a sync request", "client", req.client.String(), "err", err)
+			}
+			continue
+		}
+		c.handled.Add(1)
+		c.commandsQueued.Add(uint64(n))
+		if c.waitCommands(ctx, n) != nil {
+			return
+		}
+	}
+}
+
+// waitCommands takes n tokens of the command bucket, a burst at a time,
+// so catch-up and repairs enqueue at most CommandRate commands a second.
+func (c *catchUp) waitCommands(ctx context.Context, n int) error {
+	for n > 0 {
+		k := min(n, c.commands.Burst())
+		if err := c.commands.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
+// errBadSync reports a sync request that no key of its client opens, or
+// from an unknown client.
+var errBadSync = errors.New("c2: sync request not from a known device")
+
+// handleSync opens a sync request with the keys its client may hold,
+// records what the device holds and queues, coalesced, what it misses. It
+// returns how many commands it queued.
+func (s *Service) handleSync(ctx context.Context, client e4.ID, msg []byte) (int, error) {
+	report, underPrev, err := s.openSync(ctx, client, msg)
+	if err != nil {
+		return 0, err
+	}
+	var queued int
+	err = s.update(ctx, func(tx store.Tx, ev *events) error {
+		before := ev.commands
+		if err := s.recordSync(tx, ev, client, report, underPrev); err != nil {
+			return err
+		}
+		queued = ev.commands - before
+		ev.add(EventDeviceSynced, &client, "", fmt.Sprintf("%d commands queued", queued))
+		return nil
+	})
+	return queued, err
+}
+
+// openSync tries the keys the device may protect its report under: its
+// command key and, during a client-key change, its previous key.
+func (s *Service) openSync(ctx context.Context, id e4.ID, msg []byte) (*e4.SyncReport, bool, error) {
+	var keys []sendKey
+	err := s.view(ctx, func(tx store.Tx) error {
+		c, err := tx.GetClient(id)
+		if err != nil {
+			return err
+		}
+		s.pairMu.RLock()
+		key, err := s.commandKey(c)
+		s.pairMu.RUnlock()
+		if err != nil {
+			return err
+		}
+		keys = []sendKey{{key: key}}
+		if s.cfg.Mode != e4.SymKey {
+			return nil
+		}
+		ds, err := tx.GetDeviceState(id)
+		if err != nil || ds.PrevSealedKey == nil {
+			return err
+		}
+		k, err := s.openKeyChange(c, ds)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, sendKey{key: k.prev, prev: true})
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, errBadSync
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	cfg := &e4.Config{Now: s.now}
+	for _, k := range keys {
+		if report, err := e4.OpenSyncRequest(msg, k.key, cfg); err == nil {
+			return report, k.prev, nil
+		}
+	}
+	return nil, false, errBadSync
+}
+
+// recordSync compares a report with what C2 wants the device to hold.
+func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncReport, underPrev bool) error {
+	c, err := getClient(tx, id)
+	if err != nil {
+		return err
+	}
+	ds, err := tx.GetDeviceState(id)
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	ds.AcksSeen, ds.LastSeen, ds.LastSync = true, now, now
+	if ds.PrevSealedKey != nil {
+		// First, so that a SetIDKey sent again goes before the rest.
+		if err := s.learnKeyInUse(tx, ev, &ds, underPrev); err != nil {
+			return err
+		}
+	}
+	if err := s.syncTopics(tx, ev, c, report.Topics, now); err != nil {
+		return err
+	}
+	if s.cfg.Mode == e4.PubKey {
+		if err := s.syncPubKeys(tx, ev, c, report.PubKeys); err != nil {
+			return err
+		}
+	}
+	return tx.PutDeviceState(ds)
+}
+
+// syncTopics records which topic keys the device holds and queues one
+// SetTopicKey per topic missing or outdated (unless one is pending) and a
+// RemoveTopic per topic it holds but is not a member of.
+func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, now time.Time) error {
+	tags := make(map[e4.TopicHash]e4.KeyTag, len(held))
+	for _, h := range held {
+		tags[e4.TopicHash(h.Hash)] = h.Tag
+	}
+	var out []outgoing
+	after := ""
+	for {
+		page, err := tx.MemberStates(c.ID, after, memberPage)
+		if err != nil {
+			return err
+		}
+		for _, m := range page {
+			o, err := s.syncTopic(tx, c, m, tags, now)
+			if err != nil {
+				return err
+			}
+			out = append(out, o...)
+		}
+		if len(page) < memberPage {
+			break
+		}
+		after = page[len(page)-1].Topic
+	}
+	for hash := range tags {
+		target := "topic-hash:" + hex.EncodeToString(hash[:])
+		pending, err := tx.HasPendingCommand(c.ID, target, e4.RemoveTopic.String())
+		if err != nil {
+			return err
+		}
+		if !pending {
+			cmd := append([]byte{byte(e4.RemoveTopic)}, hash[:]...)
+			out = append(out, outgoing{client: c, cmd: cmd, target: target})
+		}
+	}
+	return s.enqueue(tx, ev, out...)
+}
+
+// syncTopic handles one membership of a sync report, removing its topic
+// from tags.
+func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, tags map[e4.TopicHash]e4.KeyTag, now time.Time) ([]outgoing, error) {
+	t, err := getTopic(tx, m.Topic)
+	if err != nil {
+		return nil, err
+	}
+	key, err := s.topicKey(t)
+	if err != nil {
+		return nil, err
+	}
+	tag, holds := tags[t.Hash]
+	delete(tags, t.Hash)
+	if holds && tag == e4.TagOfKey(key) {
+		return nil, tx.SetTopicAcked(c.ID, t.Name, t.KeyVersion, now)
+	}
+	if m.AckedVersion != 0 {
+		// It lost or never had the current key, whatever it said before.
+		if err := tx.SetTopicAcked(c.ID, t.Name, 0, now); err != nil {
+			return nil, err
+		}
+	}
+	pending, err := tx.HasPendingCommand(c.ID, t.Name, e4.SetTopicKey.String())
+	if err != nil || pending {
+		return nil, err
+	}
+	cmd, err := e4.CmdSetTopicKey(key, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	return []outgoing{{client: c, cmd: cmd, target: t.Name}}, nil
+}
+
+// syncPubKeys queues a SetPubKey for each client linked to c whose current
+// public key the device does not hold (unless one is pending). Public keys
+// the device holds beyond its links are left alone: they may have been
+// sent outside links (SendPubKey, the C2 signing key).
+func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey) error {
+	tags := make(map[e4.ID]e4.KeyTag, len(held))
+	for _, h := range held {
+		tags[e4.ID(h.Hash)] = h.Tag
+	}
+	var after e4.ID
+	for {
+		sources, err := tx.LinkSources(c.ID, after, memberPage)
+		if err != nil {
+			return err
+		}
+		for _, id := range sources {
+			src, err := getClient(tx, id)
+			if err != nil {
+				return err
+			}
+			if tag, ok := tags[id]; ok && tag == e4.TagOfKey(src.PublicKey) {
+				continue
+			}
+			pending, err := tx.HasPendingCommand(c.ID, id.String(), e4.SetPubKey.String())
+			if err != nil {
+				return err
+			}
+			if pending {
+				continue
+			}
+			cmd, err := e4.CmdSetPubKey(src.PublicKey, src.ID)
+			if err != nil {
+				return err
+			}
+			if err := s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: id.String()}); err != nil {
+				return err
+			}
+		}
+		if len(sources) < memberPage {
+			return nil
+		}
+		after = sources[len(sources)-1]
+	}
+}
