@@ -3,6 +3,7 @@ package e4
 import (
 	"crypto/ed25519"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -91,28 +92,56 @@ type state struct {
 }
 
 // NewSymKeyClient returns a symmetric-key client with the given id and
-// 32-byte client key. cfg may be nil for the defaults. With a Store in cfg,
-// the initial state is saved before the client is returned.
+// 32-byte client key. cfg may be nil for the defaults.
+//
+// With a Store in cfg that already holds a state, the client is that state
+// (the saved client key wins over key, since a SetIDKey may have replaced
+// it): keys survive a restart. A saved state of another id or mode is an
+// error, as is a damaged one; neither is overwritten. With an empty Store,
+// the new state is saved before the client is returned, and Fresh reports
+// true.
 func NewSymKeyClient(id ID, key []byte, cfg *Config) (*Client, error) {
 	c := newClient(id, SymKey, cfg)
-	c.fresh = true
 	if err := c.setSymKey(key); err != nil {
 		return nil, err
 	}
-	return c, c.persist()
+	return c.loadOrSave()
 }
 
 // NewPubKeyClient returns a public-key client with the given id, its Ed25519
 // private key and C2's X25519 public key. cfg may be nil for the defaults.
+// With a Store in cfg, it loads or saves the state as NewSymKeyClient does
+// (the saved keys win over signKey and c2Public).
 func NewPubKeyClient(id ID, signKey ed25519.PrivateKey, c2Public []byte, cfg *Config) (*Client, error) {
 	c := newClient(id, PubKey, cfg)
-	c.fresh = true
 	if err := c.setSignKey(signKey); err != nil {
 		return nil, err
 	}
 	if err := c.setC2Key(c2Public); err != nil {
 		return nil, err
 	}
+	return c.loadOrSave()
+}
+
+// loadOrSave returns the client saved in the Store, if there is one and it
+// has c's id and mode; otherwise it saves c, a fresh client, and returns it.
+func (c *Client) loadOrSave() (*Client, error) {
+	if c.cfg.Store == nil {
+		c.fresh = true
+		return c, nil
+	}
+	saved, err := LoadClient(&c.cfg)
+	switch {
+	case err == nil:
+		if saved.id != c.id || saved.mode != c.mode {
+			return nil, fmt.Errorf("%w: the store holds client %v in %v mode, not client %v in %v mode; it was left as it is",
+				ErrStore, saved.id, saved.mode, c.id, c.mode)
+		}
+		return saved, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	c.fresh = true
 	return c, c.persist()
 }
 
