@@ -77,18 +77,33 @@ type topicKeys struct {
 	key        [KeyLen]byte
 	prevKey    [KeyLen]byte
 	prevUntil  time.Time
-	changedAt  uint64 // timestamp of the command that last set or removed the key
+	order      mark // the command that last set or removed the key
 	hasPrevKey bool
 }
 
 // state is everything a client persists.
 type state struct {
-	symKey        [KeyLen]byte       // SK mode: the client key, also the command key
-	signKey       ed25519.PrivateKey // PK mode
-	c2Public      []byte             // PK mode: C2's X25519 public key
-	topics        map[TopicHash]*topicKeys
-	topicsResetAt uint64 // timestamp of the last ResetTopics command
-	signers       map[ID]*verifier
+	symKey       [KeyLen]byte             // SK mode: the client key, also the command key
+	signKey      ed25519.PrivateKey       // PK mode
+	c2Public     []byte                   // PK mode: C2's X25519 public key
+	topics       map[TopicHash]*topicKeys // with tombstones of removed topics
+	signers      map[ID]*verifier
+	signerOrder  map[ID]mark // last SetPubKey or RemovePubKey per id, removed ids included
+	resetTopics  mark        // last ResetTopics
+	resetPubKeys mark        // last ResetPubKeys
+	idKeyOrder   mark        // last SetIDKey
+	c2KeyOrder   mark        // last SetC2Key
+}
+
+// mark orders the commands applied to one item (a topic, a sender, or one
+// of the four singletons: ResetTopics, ResetPubKeys, SetIDKey, SetC2Key): it
+// holds the timestamp and digest (CommandDigest) of the last command
+// applied. Marks are saved with the state, so a restart does not reopen the
+// door to old commands. A local change (SetTopicKey, SetPubKey methods) has
+// a zero digest.
+type mark struct {
+	at     uint64
+	digest [AckDigestLen]byte
 }
 
 // NewSymKeyClient returns a symmetric-key client with the given id and
@@ -152,6 +167,7 @@ func newClient(id ID, mode Mode, cfg *Config) *Client {
 	}
 	c.topics = make(map[TopicHash]*topicKeys)
 	c.signers = make(map[ID]*verifier)
+	c.signerOrder = make(map[ID]mark)
 	c.generation = 1 // not saved yet
 	switch {
 	case c.cfg.ReplayCacheSize == 0:
