@@ -60,7 +60,8 @@ type DispatchConfig struct {
 	// QoS is the delivery level of commands (transport.ExactlyOnce).
 	QoS *transport.QoS
 	// AwaitAck is how long C2 waits for a device that acknowledges
-	// (e4.HandleCommandAck) to acknowledge a topic key: a membership still
+	// (e4.HandleCommandAck; transport.Protect devices do unless
+	// ProtectOptions.NoAck) to acknowledge a topic key: a membership still
 	// behind that long after its last command was sent gets one fresh
 	// SetTopicKey with the current key. It never holds a queue: commands
 	// are settled on the broker's acknowledgement. Devices that do not
@@ -185,6 +186,9 @@ type Dispatcher struct {
 
 	stalledMu sync.Mutex
 	stalled   map[e4.ID]bool // clients this dispatcher reported stalled
+
+	listening     chan struct{} // closed once Run subscribed
+	listeningOnce sync.Once
 }
 
 // DispatchStats counts what a dispatcher did since it was created.
@@ -210,8 +214,13 @@ func newDispatcher(s *Service, cfg DispatchConfig) *Dispatcher {
 	return &Dispatcher{
 		s: s, cfg: cfg, wake: make(chan struct{}, 1), acks: newAwaiting(),
 		catchUp: newCatchUp(cfg.CatchUp), watch: newTopicWatch(), stalled: make(map[e4.ID]bool),
+		listening: make(chan struct{}),
 	}
 }
+
+// Listening is closed once Run subscribed to acknowledgements and sync
+// requests: what devices publish from then on is heard.
+func (d *Dispatcher) Listening() <-chan struct{} { return d.listening }
 
 // Stats returns the dispatcher's counters.
 func (d *Dispatcher) Stats() DispatchStats {
@@ -299,6 +308,7 @@ func (d *Dispatcher) listen(ctx context.Context, workers *sync.WaitGroup) error 
 		defer syncs.Unsubscribe(context.WithoutCancel(ctx))
 		d.catchUp.listen(ctx, d, syncs)
 	})
+	d.listeningOnce.Do(func() { close(d.listening) })
 	return nil
 }
 

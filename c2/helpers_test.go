@@ -62,6 +62,13 @@ func (env *testEnv) start(t testing.TB, mode e4.Mode, tr transport.Transport, ed
 	env.svc, env.st, env.cancel, env.done = svc, st, cancel, make(chan error, 1)
 	go func() { env.done <- svc.Run(runCtx) }()
 	t.Cleanup(env.stop)
+	if tr != nil {
+		select {
+		case <-svc.Dispatcher().Listening():
+		case err := <-env.done:
+			t.Fatalf("Run: %v", err)
+		}
+	}
 }
 
 // stop ends the dispatcher and closes the database; it may be called twice.
@@ -124,11 +131,12 @@ func newPKDevice(t *testing.T, tr transport.Transport, name string, priv ed25519
 	return attachDevice(t, tr, c)
 }
 
-// deviceConfig lets commands be dated ahead of the device's clock, as C2
+// deviceConfig is the configuration of the tests' devices: the defaults,
+// which accept commands dated up to e4.DefaultCommandFutureSkew ahead, as C2
 // dates a burst of commands to one client a second apart
 // (DispatchConfig.CommandLead).
 func deviceConfig() *e4.Config {
-	return &e4.Config{MaxFutureSkew: 2 * time.Minute}
+	return &e4.Config{}
 }
 
 func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
