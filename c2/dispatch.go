@@ -45,8 +45,8 @@ type DispatchConfig struct {
 	// QoS is the delivery level of commands (transport.ExactlyOnce).
 	QoS *transport.QoS
 	// AwaitAck, when set, makes a command count as delivered only once the
-	// device acknowledged it (e4.HandleCommandAck, transport.ProtectOptions
-	// AckCommands); without an acknowledgement within AwaitAck it is sent
+	// device acknowledged it (e4.HandleCommandAck, by default unless
+	// transport.ProtectOptions.NoAck); without an acknowledgement within AwaitAck it is sent
 	// again. This covers what a broker acknowledgement cannot: a broker
 	// restart that lost its queues, a device that was not subscribed. Zero
 	// trusts the broker's acknowledgement. Only for fleets whose devices all

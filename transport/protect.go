@@ -45,10 +45,12 @@ type ProtectOptions struct {
 	// messages cannot stall it for long. Zero drops at once.
 	AwaitKey time.Duration
 
-	// AckCommands publishes, after each authentic command, a protected
-	// acknowledgement on e4.AckTopic (see e4.HandleCommandAck), so a C2 that
-	// waits for acknowledgements knows this device holds its keys.
-	AckCommands bool
+	// NoAck stops the acknowledgements. By default, after each authentic
+	// command (applied, or refused as stale or replayed), the device
+	// publishes a protected acknowledgement on e4.AckTopic (see
+	// e4.HandleCommandAck), so a C2 that waits for acknowledgements knows
+	// this device holds its keys. Forged commands are never acknowledged.
+	NoAck bool
 }
 
 // ackTimeout bounds the publish of one acknowledgement; a lost one only
@@ -197,7 +199,7 @@ func (p *Protected) Close() error {
 
 // handleCommand applies one command and acknowledges it when asked to.
 func (p *Protected) handleCommand(ctx context.Context, protected []byte) (e4.Command, error) {
-	if !p.opts.AckCommands {
+	if p.opts.NoAck {
 		return p.client.HandleCommand(protected)
 	}
 	cmd, ack, err := p.client.HandleCommandAck(protected)

@@ -324,12 +324,12 @@ func TestAwaitKeyCancelledReceiveLosesNothing(t *testing.T) {
 	}
 }
 
-func TestAckCommandsPublishesAProtectedAcknowledgement(t *testing.T) {
+func TestDeviceAcknowledgesCommandsByDefault(t *testing.T) {
 	ctx := context.Background()
 	b := loopback.NewBroker()
 	c2 := b.Connect()
 	defer c2.Close()
-	dev := protect(t, b, newDevice(t, "acker"), &transport.ProtectOptions{AckCommands: true})
+	dev := protect(t, b, newDevice(t, "acker"), nil)
 	acks, err := c2.Subscribe(ctx, "e4/+/ack")
 	if err != nil {
 		t.Fatal(err)
@@ -356,5 +356,37 @@ func TestAckCommandsPublishesAProtectedAcknowledgement(t *testing.T) {
 	defer cancel()
 	if m, err := acks.Receive(short); err == nil {
 		t.Fatalf("forged command acknowledged on %s", m.Topic)
+	}
+}
+
+func TestNoAckPublishesNoAcknowledgement(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	c2 := b.Connect()
+	defer c2.Close()
+	applied := make(chan error, 1)
+	dev := protect(t, b, newDevice(t, "silent"), &transport.ProtectOptions{
+		NoAck:     true,
+		OnCommand: func(_ e4.Command, err error) { applied <- err },
+	})
+	acks, err := c2.Subscribe(ctx, "e4/#")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendSetTopicKey(t, c2, dev.Client(), topicKey, "t")
+	if err := <-applied; err != nil {
+		t.Fatalf("command refused: %v", err)
+	}
+	// The command itself went through acks' filter; nothing else must.
+	if m := receive(t, acks); m.Topic != dev.Client().ControlTopic() {
+		t.Fatalf("first message on %s, want the command", m.Topic)
+	}
+	// The loopback broker delivers in publication order: a marker
+	// published now arrives after any acknowledgement already sent.
+	if err := c2.Publish(ctx, "e4/marker", []byte("end")); err != nil {
+		t.Fatal(err)
+	}
+	if m := receive(t, acks); m.Topic != "e4/marker" {
+		t.Fatalf("with NoAck, a message on %s", m.Topic)
 	}
 }

@@ -186,8 +186,7 @@ func newDevice(t *testing.T, net *network, svc *c2.Service, name string) *device
 	}
 	d := &device{name: name}
 	d.tr, err = transport.Protect(ctx, net.dial(t), client, &transport.ProtectOptions{
-		AckCommands: true,
-		AwaitKey:    3 * time.Second,
+		AwaitKey: 3 * time.Second,
 		OnDrop: func(_ string, err error) {
 			d.mu.Lock()
 			d.dropped = append(d.dropped, err)

@@ -81,6 +81,7 @@ type clientFlags struct {
 	json      bool
 	exitOnEOF bool
 	awaitKey  time.Duration
+	noAck     bool
 }
 
 func newClientCommand() *cobra.Command {
@@ -96,7 +97,8 @@ are then only checked (--name, --id, --mode must match the file) or ignored.
 
 It subscribes to its control topic (e4/<id>) and applies the commands C2
 sends there, saving the state after each one, so a restarted client keeps the
-keys it was given. With --subscribe (repeatable, wildcards "+" and "#"
+keys it was given, and acknowledges each authentic command on e4/<id>/ack
+(--no-ack turns that off). With --subscribe (repeatable, wildcards "+" and "#"
 allowed) it prints every message it can decrypt as a "topic: payload" line on
 stdout; a payload that is not printable UTF-8 is shown as a quoted Go string.
 With --json it prints one JSON object per line instead: messages
@@ -155,6 +157,7 @@ Local provisioning without C2: see "e4 client set-topic-key" and
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per line")
 	fl.BoolVar(&f.exitOnEOF, "exit-on-eof", false, "stop when stdin ends, even with --subscribe")
 	fl.DurationVar(&f.awaitKey, "await-key", 0, "how long a message without a usable key waits for C2's next command before it is dropped")
+	fl.BoolVar(&f.noAck, "no-ack", false, "do not acknowledge C2's commands on e4/<id>/ack (acknowledged by default)")
 	_ = cmd.MarkFlagRequired("broker")
 	cmd.AddCommand(newClientSetTopicKeyCommand(&f.identity), newClientSetPubKeyCommand(&f.identity), newClientInfoCommand(&f.identity))
 	return cmd
@@ -187,7 +190,7 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := newEventPrinter(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.json)
-	p, err := connectProtected(ctx, target, client, out, f.awaitKey)
+	p, err := connectProtected(ctx, target, client, out, f)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while connecting
@@ -199,7 +202,7 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 }
 
 // connectProtected dials the broker and wraps the connection with E4.
-func connectProtected(ctx context.Context, target *dial.Target, client *e4.Client, out *eventPrinter, awaitKey time.Duration) (*transport.Protected, error) {
+func connectProtected(ctx context.Context, target *dial.Target, client *e4.Client, out *eventPrinter, f *clientFlags) (*transport.Protected, error) {
 	t, err := target.Dial(ctx)
 	if err != nil {
 		return nil, err
@@ -207,7 +210,8 @@ func connectProtected(ctx context.Context, target *dial.Target, client *e4.Clien
 	p, err := transport.Protect(ctx, t, client, &transport.ProtectOptions{
 		OnDrop:    out.dropped,
 		OnCommand: out.command,
-		AwaitKey:  awaitKey,
+		AwaitKey:  f.awaitKey,
+		NoAck:     f.noAck,
 	})
 	if err != nil {
 		_ = t.Close()
