@@ -35,15 +35,25 @@ type ProtectOptions struct {
 	PublishUnkeyed bool
 
 	// AwaitKey is how long a received message that fails to unprotect for
-	// want of the right key (no key for its topic, or authentication failed)
-	// waits for a command from C2 before it is dropped. During a key
-	// rotation a sender that already has the new key may be heard before
-	// the command bringing it arrives here; waiting a moment keeps that
-	// message instead of losing it. Delivery of the subscription pauses
-	// while it waits, which keeps messages in order, and a subscription
-	// waits at most once between two commands, so a stream of forged
-	// messages cannot stall it for long. Zero drops at once.
+	// want of the right key (no key for its topic or its sender, or
+	// authentication failed) is held for a command from C2 before it is
+	// dropped. During a key rotation a sender that already has the new key
+	// may be heard before the command bringing it arrives here; holding the
+	// message keeps it instead of losing it. Held messages are set aside:
+	// the messages after them are delivered at once, and the held ones are
+	// tried again after each command and delivered when one unprotects,
+	// so a held message may be delivered after later ones. A forged
+	// message is held like any other and dropped after AwaitKey, without
+	// delaying anything. Zero drops at once.
 	AwaitKey time.Duration
+
+	// AwaitKeyMaxHeld and AwaitKeyMaxBytes bound the messages one
+	// subscription holds for a key, in number and in payload bytes
+	// (defaults DefaultAwaitKeyMaxHeld and DefaultAwaitKeyMaxBytes). A
+	// message that does not fit is dropped at once, with an error
+	// wrapping ErrAwaitKeyFull and the reason it could not be read.
+	AwaitKeyMaxHeld  int
+	AwaitKeyMaxBytes int
 
 	// NoAck stops the acknowledgements. By default, after each authentic
 	// command (applied, or refused as stale or replayed), the device
@@ -52,6 +62,17 @@ type ProtectOptions struct {
 	// this device holds its keys. Forged commands are never acknowledged.
 	NoAck bool
 }
+
+// Defaults of ProtectOptions.
+const (
+	DefaultAwaitKeyMaxHeld  = 256
+	DefaultAwaitKeyMaxBytes = 4 << 20
+)
+
+// ErrAwaitKeyFull reports a message dropped at once because its
+// subscription already holds as many messages awaiting a key as
+// ProtectOptions allows.
+var ErrAwaitKeyFull = errors.New("transport: too many messages await a key")
 
 // ackTimeout bounds the publish of one acknowledgement; a lost one only
 // makes C2 send the command again.
@@ -77,8 +98,9 @@ type Protected struct {
 	commands atomic.Uint64
 
 	keysMu      sync.Mutex
-	keysChanged chan struct{} // closed and replaced after each applied command
-	keysGen     uint64        // counts applied commands
+	keysChanged context.Context // cancelled and replaced after each applied command
+	keysSignal  context.CancelFunc
+	keysGen     uint64 // counts applied commands
 }
 
 // Protect wraps t with the E4 client c. It subscribes to the client's
@@ -88,9 +110,16 @@ func Protect(ctx context.Context, t Transport, c *e4.Client, opts *ProtectOption
 	if t == nil || c == nil {
 		return nil, errors.New("transport: Protect needs a transport and an E4 client")
 	}
-	p := &Protected{inner: t, client: c, done: make(chan struct{}), keysChanged: make(chan struct{})}
+	p := &Protected{inner: t, client: c, done: make(chan struct{})}
+	p.keysChanged, p.keysSignal = context.WithCancel(context.Background())
 	if opts != nil {
 		p.opts = *opts
+	}
+	if p.opts.AwaitKeyMaxHeld <= 0 {
+		p.opts.AwaitKeyMaxHeld = DefaultAwaitKeyMaxHeld
+	}
+	if p.opts.AwaitKeyMaxBytes <= 0 {
+		p.opts.AwaitKeyMaxBytes = DefaultAwaitKeyMaxBytes
 	}
 	control, err := t.Subscribe(ctx, c.ControlTopic())
 	if err != nil {
@@ -217,14 +246,14 @@ func (p *Protected) handleCommand(ctx context.Context, protected []byte) (e4.Com
 func (p *Protected) signalKeysChanged() {
 	p.keysMu.Lock()
 	defer p.keysMu.Unlock()
-	close(p.keysChanged)
-	p.keysChanged = make(chan struct{})
+	p.keysSignal()
+	p.keysChanged, p.keysSignal = context.WithCancel(context.Background())
 	p.keysGen++
 }
 
-// keyGeneration returns the count of applied commands and a channel closed
-// when the next one is applied.
-func (p *Protected) keyGeneration() (uint64, <-chan struct{}) {
+// keyGeneration returns the count of applied commands and a context
+// cancelled when the next one is applied.
+func (p *Protected) keyGeneration() (uint64, context.Context) {
 	p.keysMu.Lock()
 	defer p.keysMu.Unlock()
 	return p.keysGen, p.keysChanged
@@ -238,119 +267,3 @@ func (p *Protected) drop(topic string, err error) {
 	}
 }
 
-// protectedSubscription unprotects what the inner subscription receives.
-type protectedSubscription struct {
-	inner Subscription
-	p     *Protected
-	// gaveUpAt is the key generation at which a wait for a key last timed
-	// out, plus one (zero: never); no new wait starts before the next
-	// command.
-	gaveUpAt atomic.Uint64
-
-	mu   sync.Mutex
-	held []*Message // taken from inner by a Receive cancelled while it awaited a key
-}
-
-// next returns a held message if there is one, else the next one from the
-// inner subscription.
-func (s *protectedSubscription) next(ctx context.Context) (*Message, error) {
-	s.mu.Lock()
-	if len(s.held) > 0 {
-		msg := s.held[0]
-		s.held = s.held[1:]
-		s.mu.Unlock()
-		return msg, nil
-	}
-	s.mu.Unlock()
-	return s.inner.Receive(ctx)
-}
-
-// Receive returns the next message that unprotects correctly; the others
-// are dropped and reported. Messages on the client's own control topic
-// (matched by a wide filter) are commands, applied by the control
-// subscription, and are skipped here.
-func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
-	for {
-		msg, err := s.next(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if msg.Topic == s.p.client.ControlTopic() {
-			continue
-		}
-		plain, err := s.unprotectInPlace(msg)
-		if errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed {
-			return msg, nil
-		}
-		if err != nil && awaitsKey(err) && s.p.opts.AwaitKey > 0 {
-			plain, err = s.awaitKey(ctx, msg, err)
-			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-				return nil, err // msg is held for the next Receive
-			}
-		}
-		if err != nil {
-			s.p.drop(msg.Topic, err)
-			continue
-		}
-		msg.Payload = plain
-		return msg, nil
-	}
-}
-
-// unprotectInPlace unprotects msg into scratch space and, on success,
-// copies the plaintext over the front of msg.Payload, which the receiver
-// owns: no allocation per message. On failure msg.Payload is untouched, so
-// it can be tried again once a key arrives.
-func (s *protectedSubscription) unprotectInPlace(msg *Message) ([]byte, error) {
-	buf := getBuffer()
-	defer putBuffer(buf)
-	plain, err := s.p.client.Unprotect((*buf)[:0], msg.Payload, msg.Topic)
-	*buf = plain
-	if err != nil {
-		return nil, err
-	}
-	n := copy(msg.Payload, plain)
-	clear(plain) // leave no plaintext in pooled memory
-	return msg.Payload[:n], nil
-}
-
-// awaitsKey reports whether err may go away once C2's next command arrives.
-func awaitsKey(err error) bool {
-	return errors.Is(err, e4.ErrTopicKeyNotFound) || errors.Is(err, e4.ErrAuthentication)
-}
-
-// awaitKey retries unprotecting msg after each command applied until it
-// succeeds, AwaitKey elapses or ctx ends.
-func (s *protectedSubscription) awaitKey(ctx context.Context, msg *Message, err error) ([]byte, error) {
-	gen, changed := s.p.keyGeneration()
-	if s.gaveUpAt.Load() == gen+1 {
-		return nil, err
-	}
-	timer := time.NewTimer(s.p.opts.AwaitKey)
-	defer timer.Stop()
-	for {
-		select {
-		case <-changed:
-		case <-timer.C:
-			s.gaveUpAt.Store(gen + 1)
-			return nil, err
-		case <-ctx.Done():
-			// Keep the message for the next Receive rather than lose it.
-			s.mu.Lock()
-			s.held = append(s.held, msg)
-			s.mu.Unlock()
-			return nil, ctx.Err()
-		}
-		gen, changed = s.p.keyGeneration()
-		var plain []byte
-		plain, err = s.p.client.Unprotect(nil, msg.Payload, msg.Topic)
-		if err == nil || !awaitsKey(err) {
-			return plain, err
-		}
-	}
-}
-
-// Unsubscribe ends the subscription.
-func (s *protectedSubscription) Unsubscribe(ctx context.Context) error {
-	return s.inner.Unsubscribe(ctx)
-}

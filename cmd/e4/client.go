@@ -156,7 +156,7 @@ Local provisioning without C2: see "e4 client set-topic-key" and
 	fl.IntVar(&f.qos, "qos", 1, "QoS of publications: 0, 1 or 2")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per line")
 	fl.BoolVar(&f.exitOnEOF, "exit-on-eof", false, "stop when stdin ends, even with --subscribe")
-	fl.DurationVar(&f.awaitKey, "await-key", 0, "how long a message without a usable key waits for C2's next command before it is dropped")
+	fl.DurationVar(&f.awaitKey, "await-key", 0, "how long a message without a usable key is held aside, without delaying the others, for C2's next command before it is dropped")
 	fl.BoolVar(&f.noAck, "no-ack", false, "do not acknowledge C2's commands on e4/<id>/ack (acknowledged by default)")
 	_ = cmd.MarkFlagRequired("broker")
 	cmd.AddCommand(newClientSetTopicKeyCommand(&f.identity), newClientSetPubKeyCommand(&f.identity), newClientInfoCommand(&f.identity))
