@@ -266,4 +266,3 @@ func (p *Protected) drop(topic string, err error) {
 		p.opts.OnDrop(topic, err)
 	}
 }
-
