@@ -63,6 +63,15 @@ type Config struct {
 	// 5 s).
 	MinBackoff, MaxBackoff time.Duration
 
+	// ConnectRetry makes Dial return at once, without waiting for the
+	// broker: the Transport connects in the background with the same
+	// backoff as after a loss (MinBackoff doubling to MaxBackoff), and
+	// Publish and Subscribe wait for it meanwhile. Without it Dial fails
+	// when the first attempt fails. Retries go on whatever the reason,
+	// refused credentials included; the first failure is reported as a
+	// transport.Disconnected event with its error.
+	ConnectRetry bool
+
 	// OnConnectionLost, if set, is called when the connection is lost,
 	// before reconnecting. It must not block.
 	OnConnectionLost func(err error)

@@ -93,6 +93,7 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/internal/notify"
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
@@ -161,6 +162,13 @@ type Config struct {
 	// (libcoap's server): Subscribe then refuses filters with them.
 	NoWildcards bool
 
+	// ConnectRetry makes Dial return at once, without waiting for the
+	// broker to answer: the Transport connects in the background, retrying
+	// with backoff, and Publish and Subscribe wait for it meanwhile.
+	// Without it Dial fails when the broker does not answer. The first
+	// failure is reported as a transport.Disconnected event. Only for Dial.
+	ConnectRetry bool
+
 	// OnError, if set, receives errors of the background work (observing
 	// again, keepalive). It must not block.
 	OnError func(error)
@@ -203,12 +211,29 @@ type Transport struct {
 	ids    *msgid.Budget   // the Message IDs used lately
 	subs   map[*subscription]struct{}
 	closed bool
+	// connGen counts the connections Dial's dialler made.
+	connGen uint64
+
+	// listeners receive the connection events.
+	listeners notify.Listeners
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport          = (*Transport)(nil)
+	_ transport.ConnectionNotifier = (*Transport)(nil)
+)
+
+// NotifyConnection implements transport.ConnectionNotifier for a Transport
+// made by Dial: a Disconnected event when the connection fails or the
+// broker stops answering pings, a Connected event once a new connection
+// is up and every subscription observes again. A FromConn Transport
+// reports nothing.
+func (t *Transport) NotifyConnection(f func(transport.ConnectionEvent)) (stop func()) {
+	return t.listeners.Add(f)
+}
 
 // Dial connects to the broker at cfg.Addr and checks that it answers.
 func Dial(ctx context.Context, cfg Config) (*Transport, error) {
@@ -224,6 +249,11 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	t.ownBlocks = true
 	t.dial = t.dialer()
+	if cfg.ConnectRetry {
+		t.wg.Add(1)
+		go t.supervise()
+		return t, nil
+	}
 	conn, err := t.dial(ctx)
 	if err != nil {
 		return nil, err

@@ -43,6 +43,7 @@ type subscription struct {
 	old     client.Observation // replaced by obs, kept until obs caught up with it
 	oldGen  uint64
 	nextGen uint64
+	waiters []*sync.WaitGroup // reconnections waiting for the next observation
 	noETags bool              // the broker does not name publications with ETags
 	seen    map[string]uint64 // recent ETags → generation that delivered them
 	order   []string          // seen, oldest first
@@ -303,6 +304,25 @@ func (s *subscription) lost(gen uint64) {
 	}
 }
 
+// lostWaiting is lost(0) for a reconnection: restored.Done is called once
+// the subscription observes again, or has ended.
+func (s *subscription) lostWaiting(restored *sync.WaitGroup) {
+	s.mu.Lock()
+	s.waiters = append(s.waiters, restored)
+	s.mu.Unlock()
+	s.lost(0)
+}
+
+// releaseWaiters takes the waiters of reconnections, to be released once
+// the observation that follows is made.
+func (s *subscription) releaseWaiters() []*sync.WaitGroup {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.waiters
+	s.waiters = nil
+	return w
+}
+
 // maintain observes again when the observation is lost, and renews it
 // every Refresh.
 func (s *subscription) maintain() {
@@ -313,6 +333,11 @@ func (s *subscription) maintain() {
 		defer ticker.Stop()
 		refresh = ticker.C
 	}
+	defer func() {
+		for _, w := range s.releaseWaiters() {
+			w.Done()
+		}
+	}()
 	for {
 		select {
 		case <-s.done:
@@ -320,7 +345,11 @@ func (s *subscription) maintain() {
 		case <-s.t.done:
 			return
 		case <-s.lostSig:
+			waiters := s.releaseWaiters()
 			s.reobserve(false)
+			for _, w := range waiters {
+				w.Done()
+			}
 		case <-refresh:
 			s.reobserve(true)
 		}

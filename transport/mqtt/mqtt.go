@@ -54,6 +54,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/internal/notify"
 )
 
 // Defaults of Config.
@@ -125,6 +126,14 @@ type Config struct {
 	// QueueSize is the buffer of each subscription, in messages (default
 	// DefaultQueueSize).
 	QueueSize int
+	// ConnectRetry makes Dial return at once, without waiting for the
+	// broker: the Transport connects in the background, retrying with
+	// backoff (doubling up to MaxReconnectInterval) until the broker
+	// answers or Close, and Publish and Subscribe wait for it meanwhile.
+	// Without it Dial fails when the first attempt fails. Retries go on
+	// whatever the reason, refused credentials included; the first failure
+	// is reported as a transport.Disconnected event with its error.
+	ConnectRetry bool
 	// MaxInflight bounds the QoS 1 and 2 messages published and not yet
 	// acknowledged by the broker (default DefaultMaxInflight, 20); further
 	// Publish calls wait for one to complete. It must not exceed what the
@@ -149,6 +158,11 @@ type Transport struct {
 	ops chan struct{}
 	// done is closed by Close.
 	done chan struct{}
+	// connecting is set while a ConnectRetry Dial waits for its first
+	// connection.
+	connecting atomic.Bool
+	// listeners receive the connection events.
+	listeners notify.Listeners
 
 	mu      sync.Mutex // guards what follows
 	closed  bool
@@ -158,7 +172,10 @@ type Transport struct {
 	backlog []*transport.Message
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport          = (*Transport)(nil)
+	_ transport.ConnectionNotifier = (*Transport)(nil)
+)
 
 func newTransport(defaultQoS transport.QoS, queueSize, maxInflight int) *Transport {
 	if queueSize <= 0 {
@@ -203,13 +220,66 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		if connects.Add(1) > 1 {
 			t.resubscribe()
 		}
+		t.listeners.Emit(transport.ConnectionEvent{State: transport.Connected})
+	})
+	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
+		t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: err})
 	})
 	opts.SetDefaultPublishHandler(t.unrouted)
 	t.client = paho.NewClient(opts)
+	if cfg.ConnectRetry {
+		t.connecting.Store(true)
+		go t.connectRetrying(cfg.Brokers, orDefault(cfg.MaxReconnectInterval, DefaultMaxReconnectInterval))
+		return t, nil
+	}
 	if err := connect(ctx, t.client, cfg.Brokers); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// firstRetryInterval is the first pause of ConnectRetry.
+const firstRetryInterval = 100 * time.Millisecond
+
+// connectRetrying makes the first connection of a ConnectRetry Dial,
+// retrying with backoff until it succeeds or Close.
+func (t *Transport) connectRetrying(brokers []string, maxInterval time.Duration) {
+	defer t.connecting.Store(false)
+	delay := firstRetryInterval
+	for failures := 0; ; failures++ {
+		tok := t.client.Connect()
+		select {
+		case <-tok.Done():
+		case <-t.done:
+			go func() { <-tok.Done(); t.client.Disconnect(0) }()
+			return
+		}
+		err := tok.Error()
+		if err == nil {
+			select {
+			case <-t.done: // closed while connecting
+				t.client.Disconnect(0)
+			default:
+			}
+			return
+		}
+		if failures == 0 {
+			t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: fmt.Errorf("mqtt: connecting to %v: %w", brokers, err)})
+		}
+		select {
+		case <-time.After(delay):
+		case <-t.done:
+			return
+		}
+		delay = min(2*delay, maxInterval)
+	}
+}
+
+// NotifyConnection implements transport.ConnectionNotifier. A Transport
+// made by FromClient reports reconnections only, and only when the client
+// was built with ResubscribeOnConnect.
+func (t *Transport) NotifyConnection(f func(transport.ConnectionEvent)) (stop func()) {
+	return t.listeners.Add(f)
 }
 
 // clientOptions translates cfg into paho's options.
@@ -411,7 +481,7 @@ func (t *Transport) waitOpen(ctx context.Context) error {
 		return err
 	}
 	for !t.client.IsConnectionOpen() {
-		if !t.client.IsConnected() {
+		if !t.client.IsConnected() && !t.connecting.Load() {
 			return errors.New("mqtt: not connected, and the client does not reconnect by itself")
 		}
 		select {
