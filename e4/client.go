@@ -52,9 +52,16 @@ type Client struct {
 	controlTopic string
 	replay       *replayCache // nil when replay protection is off
 	clock        wallClock    // used when cfg.Now is nil
+	fresh        bool         // created without saved state; see Fresh
+
+	// saveMu serializes saves (see persist); savedGeneration, the
+	// generation of the last saved snapshot, is guarded by it.
+	saveMu          sync.Mutex
+	savedGeneration uint64
 
 	mu sync.RWMutex // guards everything below
 	state
+	generation    uint64 // counts changes to state, for persist
 	commandCipher *siv.Cipher
 	names         map[string]*topicKeys // cache of topics by name; only keyed topics
 }
@@ -88,6 +95,7 @@ type state struct {
 // the initial state is saved before the client is returned.
 func NewSymKeyClient(id ID, key []byte, cfg *Config) (*Client, error) {
 	c := newClient(id, SymKey, cfg)
+	c.fresh = true
 	if err := c.setSymKey(key); err != nil {
 		return nil, err
 	}
@@ -98,6 +106,7 @@ func NewSymKeyClient(id ID, key []byte, cfg *Config) (*Client, error) {
 // private key and C2's X25519 public key. cfg may be nil for the defaults.
 func NewPubKeyClient(id ID, signKey ed25519.PrivateKey, c2Public []byte, cfg *Config) (*Client, error) {
 	c := newClient(id, PubKey, cfg)
+	c.fresh = true
 	if err := c.setSignKey(signKey); err != nil {
 		return nil, err
 	}
@@ -114,6 +123,7 @@ func newClient(id ID, mode Mode, cfg *Config) *Client {
 	}
 	c.topics = make(map[TopicHash]*topicKeys)
 	c.signers = make(map[ID]*verifier)
+	c.generation = 1 // not saved yet
 	switch {
 	case c.cfg.ReplayCacheSize == 0:
 		c.replay = newReplayCache(DefaultReplayCacheSize)

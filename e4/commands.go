@@ -170,6 +170,7 @@ func (c *Client) apply(cmd []byte, ts uint64, now time.Time) error {
 	args := cmd[1:]
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.changed()
 	switch code {
 	case RemoveTopic:
 		return c.removeTopic(TopicHash(args), ts)
@@ -271,6 +272,7 @@ func (c *Client) setPubKey(pub []byte, id ID) error {
 func (c *Client) SetTopicKey(key []byte, topic string) error {
 	now := c.now()
 	c.mu.Lock()
+	c.changed()
 	err := c.setTopicKey(key, HashTopic(topic), uint64(max(now.Unix(), 0)), now)
 	c.mu.Unlock()
 	if err != nil {
@@ -285,6 +287,7 @@ func (c *Client) SetPubKey(id ID, pub ed25519.PublicKey) error {
 		return ErrUnsupportedOperation
 	}
 	c.mu.Lock()
+	c.changed()
 	err := c.setPubKey(pub, id)
 	c.mu.Unlock()
 	if err != nil {

@@ -34,4 +34,10 @@
 // [Store], and is safe for concurrent use. Errors are sentinels for
 // [errors.Is]; every authentication failure is the one opaque
 // [ErrAuthentication].
+//
+// Two messages extend E4 v1 without changing it, both sent by devices to C2
+// in the SK format: command acknowledgements ([Client.HandleCommandAck],
+// [OpenAck]) and sync requests, which tell C2 which keys a device holds
+// ([Client.SyncRequest], [OpenSyncRequest]). PROTOCOL-EXTENSIONS.md at the
+// repository root gives their formats.
 package e4

@@ -1,9 +1,11 @@
 package e4
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/e4-iot/e4kit/e4/siv"
@@ -40,12 +42,24 @@ type savedSigner struct {
 	PublicKey []byte `json:"public_key"`
 }
 
-// persist saves the state if the client has a Store.
+// persist saves the state if the client has a Store. Every change calls it
+// after releasing the write lock, so saves may run concurrently; they are
+// serialized by saveMu and each snapshots the state once it holds saveMu, so
+// the last save is never older than any change whose persist has started,
+// and a change that returned is in the store. A save whose snapshot would be
+// no newer than the last completed one is skipped.
 func (c *Client) persist() error {
 	if c.cfg.Store == nil {
 		return nil
 	}
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
 	c.mu.RLock()
+	gen := c.generation
+	if gen == c.savedGeneration {
+		c.mu.RUnlock()
+		return nil
+	}
 	blob, err := json.Marshal(c.snapshot())
 	c.mu.RUnlock()
 	if err != nil {
@@ -55,8 +69,13 @@ func (c *Client) persist() error {
 	if err := c.cfg.Store.Save(blob); err != nil {
 		return fmt.Errorf("%w: %w", ErrStore, err)
 	}
+	c.savedGeneration = gen
 	return nil
 }
+
+// changed counts a change to the persisted state; the caller holds the
+// write lock.
+func (c *Client) changed() { c.generation++ }
 
 // snapshot copies the state into its serialized form; the caller holds mu.
 func (c *Client) snapshot() *savedState {
@@ -80,6 +99,9 @@ func (c *Client) snapshot() *savedState {
 	for id, v := range c.signers {
 		s.Signers = append(s.Signers, savedSigner{ID: append([]byte(nil), id[:]...), PublicKey: v.public})
 	}
+	// Sorted, so that the same state always saves as the same bytes.
+	slices.SortFunc(s.Topics, func(a, b savedTopic) int { return bytes.Compare(a.Hash, b.Hash) })
+	slices.SortFunc(s.Signers, func(a, b savedSigner) int { return bytes.Compare(a.ID, b.ID) })
 	return s
 }
 
@@ -107,6 +129,7 @@ func LoadClient(cfg *Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w: client state: %w", ErrStore, store.ErrCorrupt, err)
 	}
+	c.savedGeneration = c.generation // the store holds this state
 	return c, nil
 }
 
