@@ -93,10 +93,10 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
-	"github.com/e4-iot/e4kit/transport/internal/notify"
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+	"github.com/e4-iot/e4kit/transport/internal/notify"
 )
 
 // Defaults of Config.
