@@ -47,6 +47,20 @@ type ProtectOptions struct {
 	// delaying anything. Zero drops at once.
 	AwaitKey time.Duration
 
+	// NoSync stops the sync requests. By default the device publishes a
+	// sync request (e4.Client.SyncRequest: what keys it holds) on
+	// e4.SyncTopic once it has subscribed to its control topic, and again
+	// after every reconnection of the wrapped transport (when it
+	// implements ConnectionNotifier), once its control topic is subscribed
+	// again, so that C2 sends what the device missed and the answer cannot
+	// be missed.
+	NoSync bool
+
+	// OnSync is called after each attempt to publish a sync request, with
+	// the error if it failed (it is tried again after the next
+	// reconnection). It runs on the goroutine that sends them.
+	OnSync func(err error)
+
 	// AwaitKeyMaxHeld and AwaitKeyMaxBytes bound the messages one
 	// subscription holds for a key, in number and in payload bytes
 	// (defaults DefaultAwaitKeyMaxHeld and DefaultAwaitKeyMaxBytes). A
@@ -94,6 +108,13 @@ type Protected struct {
 	closeErr error
 	once     sync.Once
 
+	// syncWanted asks the sync goroutine for a sync request; it holds at
+	// most one, so requests asked for while one is sent coalesce.
+	syncWanted chan struct{}
+	syncDone   chan struct{}
+	stopEvents func() // unregisters from the inner transport's events
+	syncs      atomic.Uint64
+
 	dropped  atomic.Uint64
 	commands atomic.Uint64
 
@@ -121,15 +142,102 @@ func Protect(ctx context.Context, t Transport, c *e4.Client, opts *ProtectOption
 	if p.opts.AwaitKeyMaxBytes <= 0 {
 		p.opts.AwaitKeyMaxBytes = DefaultAwaitKeyMaxBytes
 	}
+	p.syncWanted, p.syncDone = make(chan struct{}, 1), make(chan struct{})
+	p.stopEvents = func() {}
+	if n, ok := t.(ConnectionNotifier); ok && !p.opts.NoSync {
+		// Registered before subscribing, so that no reconnection after
+		// the subscription is missed; an event before it only asks for a
+		// sync request that is sent anyway.
+		p.stopEvents = n.NotifyConnection(p.connectionChanged)
+	}
 	control, err := t.Subscribe(ctx, c.ControlTopic())
 	if err != nil {
+		p.stopEvents()
 		return nil, fmt.Errorf("transport: subscribing to the control topic %s: %w", c.ControlTopic(), err)
 	}
 	p.control = control
 	var runCtx context.Context
 	runCtx, p.stop = context.WithCancel(context.Background())
 	go p.applyCommands(runCtx)
+	if p.opts.NoSync {
+		close(p.syncDone)
+	} else {
+		p.requestSync()
+		go p.sendSyncRequests(runCtx)
+	}
 	return p, nil
+}
+
+// syncTimeout bounds the publish of one sync request; a lost one is sent
+// again after the next reconnection.
+const syncTimeout = 30 * time.Second
+
+// connectionChanged asks for a sync request after each (re)connection of
+// the inner transport, whose subscriptions, the control topic's included,
+// are live again by then.
+func (p *Protected) connectionChanged(ev ConnectionEvent) {
+	if ev.State == Connected {
+		p.requestSync()
+	}
+}
+
+// requestSync asks the sync goroutine for a sync request, without waiting.
+func (p *Protected) requestSync() {
+	select {
+	case p.syncWanted <- struct{}{}:
+	default: // one is already asked for
+	}
+}
+
+// sendSyncRequests publishes a sync request each time one is asked for,
+// until Close.
+func (p *Protected) sendSyncRequests(ctx context.Context) {
+	defer close(p.syncDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.syncWanted:
+		}
+		err := p.publishSyncRequest(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			p.syncs.Add(1)
+		}
+		if p.opts.OnSync != nil {
+			p.opts.OnSync(err)
+		}
+	}
+}
+
+// publishSyncRequest tells C2 what the client holds.
+func (p *Protected) publishSyncRequest(ctx context.Context) error {
+	req, err := p.client.SyncRequest()
+	if err != nil {
+		return fmt.Errorf("transport: building the sync request: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	topic := e4.SyncTopic(p.client.ID())
+	if err := p.inner.Publish(ctx, topic, req, WithQoS(AtLeastOnce)); err != nil {
+		return fmt.Errorf("transport: publishing the sync request on %s: %w", topic, err)
+	}
+	return nil
+}
+
+// SyncRequests returns how many sync requests were published.
+func (p *Protected) SyncRequests() uint64 { return p.syncs.Load() }
+
+// NotifyConnection implements ConnectionNotifier by passing on the events
+// of the wrapped transport; it reports nothing when that one does not
+// implement ConnectionNotifier.
+func (p *Protected) NotifyConnection(f func(ConnectionEvent)) (stop func()) {
+	if n, ok := p.inner.(ConnectionNotifier); ok {
+		return n.NotifyConnection(f)
+	}
+	return func() {}
 }
 
 // Client returns the E4 client.
@@ -219,9 +327,11 @@ func (p *Protected) Subscribe(ctx context.Context, filter string) (Subscription,
 func (p *Protected) Close() error {
 	p.once.Do(func() {
 		p.closed.Store(true)
+		p.stopEvents()
 		p.stop()
 		p.closeErr = p.inner.Close()
 		<-p.done
+		<-p.syncDone
 	})
 	return p.closeErr
 }
