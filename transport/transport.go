@@ -214,18 +214,22 @@ type ConnectionEvent struct {
 // their Dial, and Protected when the transport it wraps does.
 //
 // NotifyConnection registers f, to be called once for every change of the
-// connection after the call: a Connected event for the first connection if
-// it is made later (see the adapters' ConnectRetry) and for every
-// reconnection, a Disconnected event for every loss. Events before the
-// call are not replayed. stop unregisters f: f is not called for the
-// events after stop returns (a call in progress finishes).
+// connection: a Connected event for the first connection and for every
+// reconnection, a Disconnected event for every loss (and, with the
+// adapters' ConnectRetry, for a first connection attempt that failed). If
+// the transport reported an event before, f is first called, before
+// NotifyConnection returns, with the latest one, so a listener that
+// registers late learns the current state; earlier events are not
+// replayed. stop unregisters f: f is not called for the events after stop
+// returns (a call in progress finishes).
 //
 // Concurrency contract: the adapter calls f from its own goroutines, one
 // event at a time (never concurrently with itself or with another listener
 // of the same transport) and in the order the adapter saw the changes. f
 // must return quickly and must not call the transport's methods
 // synchronously (Publish and Subscribe may wait for the very connection
-// being reported): it should hand the work to another goroutine. A
+// being reported), nor NotifyConnection: it should hand the work to
+// another goroutine. A
 // Connected event is delivered after the subscriptions are live again, so
 // something published in response to it cannot miss an answer sent to a
 // subscription.

@@ -16,15 +16,23 @@ type Listeners struct {
 	// the order Emit was called.
 	emitting sync.Mutex
 
-	mu   sync.Mutex // guards next and fns
+	mu   sync.Mutex // guards next, fns and last
 	next int
 	fns  map[int]func(transport.ConnectionEvent)
+	last *transport.ConnectionEvent // the latest event emitted
 }
 
 // Add registers f and returns the function that unregisters it: f is not
 // called for the events emitted after stop returns (a call in progress
 // finishes). stop may be called from f.
+//
+// When an event was emitted before, f is first called with the latest one,
+// before Add returns: a listener that registers late learns the current
+// state. Add must not be called from a listener.
 func (l *Listeners) Add(f func(transport.ConnectionEvent)) (stop func()) {
+	// Registering under emitting keeps the replay and the later events in
+	// order.
+	l.emitting.Lock()
 	l.mu.Lock()
 	if l.fns == nil {
 		l.fns = make(map[int]func(transport.ConnectionEvent))
@@ -32,7 +40,12 @@ func (l *Listeners) Add(f func(transport.ConnectionEvent)) (stop func()) {
 	id := l.next
 	l.next++
 	l.fns[id] = f
+	last := l.last
 	l.mu.Unlock()
+	if last != nil {
+		f(*last)
+	}
+	l.emitting.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -48,6 +61,7 @@ func (l *Listeners) Emit(ev transport.ConnectionEvent) {
 	l.emitting.Lock()
 	defer l.emitting.Unlock()
 	l.mu.Lock()
+	l.last = &ev
 	ids := make([]int, 0, len(l.fns))
 	for id := range l.fns {
 		ids = append(ids, id)
