@@ -97,6 +97,8 @@ type Transport struct {
 	closed bool
 
 	tags atomic.Uint64
+	// oversized counts deliveries refused for their size.
+	oversized atomic.Uint64
 
 	// listeners receive the connection events.
 	listeners notify.Listeners
@@ -106,6 +108,10 @@ var (
 	_ transport.Transport          = (*Transport)(nil)
 	_ transport.ConnectionNotifier = (*Transport)(nil)
 )
+
+// Oversized returns how many received messages were refused for being
+// larger than Config.MaxMessageSize.
+func (t *Transport) Oversized() uint64 { return t.oversized.Load() }
 
 // NotifyConnection implements transport.ConnectionNotifier: events come
 // from the supervisor goroutine. A FromChannel transport reports the loss

@@ -111,6 +111,7 @@ const (
 	DefaultMaxDatagramSize = datagram.DefaultMaxSize
 	DefaultMaxPayload      = 1 << 20
 	DefaultReceiveBuffer   = 256
+	DefaultReceiveBytes    = 16 << 20
 )
 
 // Config configures a CoAP transport. Only Addr is required by Dial.
@@ -150,13 +151,22 @@ type Config struct {
 	// most 64512. Only for connections Dial opens.
 	MaxDatagramSize int
 
-	// MaxPayload is the largest payload Publish accepts; default 1 MiB.
+	// MaxPayload is the largest payload Publish accepts, and the largest
+	// notification a subscription takes; default 1 MiB.
 	MaxPayload int
 
 	// ReceiveBuffer is how many messages a subscription holds for Receive;
 	// when it is full, acknowledging the next notification waits, which
 	// makes our broker hold the rest in its queue. Default 256.
 	ReceiveBuffer int
+
+	// ReceiveBytes bounds the payload bytes a subscription holds for
+	// Receive, beside ReceiveBuffer (default DefaultReceiveBytes): past
+	// it, acknowledging the next notification waits, as when the buffer
+	// is full. A received notification larger than MaxPayload is refused
+	// from its Size2 option, before its blocks are fetched, or as soon as
+	// its blocks go past MaxPayload.
+	ReceiveBytes int
 
 	// NoWildcards says that the broker does not understand "+" and "#"
 	// (libcoap's server): Subscribe then refuses filters with them.
@@ -334,6 +344,7 @@ func newTransport(cfg Config) (*Transport, error) {
 	}
 	setDefault(&cfg.MaxPayload, DefaultMaxPayload)
 	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
+	setDefault(&cfg.ReceiveBytes, DefaultReceiveBytes)
 	return &Transport{
 		cfg:    cfg,
 		prefix: topicpath.ParsePrefix(cfg.PathPrefix),

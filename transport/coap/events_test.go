@@ -2,6 +2,8 @@ package coap_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -98,5 +100,58 @@ func publishAndReceive(t *testing.T, pub *coap.Transport, sub transport.Subscrip
 	}
 	if string(m.Payload) != payload {
 		t.Fatalf("got %q, want %q", m.Payload, payload)
+	}
+}
+
+// TestReceiveLimits: a notification over MaxPayload is refused (reported
+// as transport.ErrTooLarge) and the messages around it arrive in order,
+// through a byte budget smaller than what waits for Receive.
+func TestReceiveLimits(t *testing.T) {
+	b := startBroker(t, nil)
+	tooLarge := make(chan error, 4)
+	cfg := testConfig(b.addr)
+	cfg.MaxPayload = 8 << 10
+	cfg.ReceiveBytes = 6 << 10
+	cfg.OnError = func(err error) {
+		if errors.Is(err, transport.ErrTooLarge) {
+			tooLarge <- err
+		}
+	}
+	sub := dial(t, cfg)
+	pubCfg := testConfig(b.addr)
+	pubCfg.MaxPayload = 64 << 10
+	pub := dial(t, pubCfg)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	s, err := sub.Subscribe(ctx, "limits/topic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 4 {
+		small := fmt.Sprintf("small %d %03000d", i, 0) // about 3 KiB
+		want = append(want, small)
+		if err := pub.Publish(ctx, "limits/topic", []byte(small)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			if err := pub.Publish(ctx, "limits/topic", make([]byte, 32<<10)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, w := range want {
+		m, err := s.Receive(ctx)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if string(m.Payload) != w {
+			t.Fatalf("message %d: got %.12q, want %.12q", i, m.Payload, w)
+		}
+	}
+	select {
+	case <-tooLarge:
+	default:
+		t.Fatal("the oversized notification was not reported")
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+	"github.com/e4-iot/e4kit/transport/internal/budget"
 )
 
 // recentETags is how many ETags a subscription remembers to drop the
@@ -33,6 +34,7 @@ type subscription struct {
 	path     []message.Option
 
 	msgs    chan *transport.Message
+	bytes   *budget.Bytes // bounds the payload bytes in msgs
 	done    chan struct{} // closed by Unsubscribe or Close
 	lostSig chan struct{} // the observation ended, observe again
 	endOnce sync.Once
@@ -53,6 +55,7 @@ func newSubscription(t *Transport, filter string, wildcard bool, path []message.
 	return &subscription{
 		t: t, filter: filter, wildcard: wildcard, path: path,
 		msgs:    make(chan *transport.Message, t.cfg.ReceiveBuffer),
+		bytes:   budget.New(t.cfg.ReceiveBytes),
 		done:    make(chan struct{}),
 		lostSig: make(chan struct{}, 1),
 		seen:    make(map[string]uint64),
@@ -68,6 +71,7 @@ func (s *subscription) Receive(ctx context.Context) (*transport.Message, error) 
 	}
 	select {
 	case m := <-s.msgs:
+		s.bytes.Release(len(m.Payload))
 		select {
 		case <-s.done:
 			return nil, transport.ErrClosed
@@ -279,10 +283,14 @@ func (s *subscription) firstSeen(etag []byte, gen uint64) bool {
 	return true
 }
 
-// deliver hands msg to Receive. It blocks while the buffer is full, which
+// deliver hands msg to Receive. It blocks while the buffer is full (by
+// count or by bytes), which
 // delays the acknowledgement of the notification: the broker then keeps
 // the next messages in its queue.
 func (s *subscription) deliver(msg *transport.Message) {
+	if !s.bytes.Reserve(len(msg.Payload), s.done) {
+		return
+	}
 	select {
 	case s.msgs <- msg:
 	case <-s.done:
