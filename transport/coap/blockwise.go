@@ -138,7 +138,7 @@ func (s *subscription) bodyOf(conn *udpclient.Conn, m *pool.Message) ([]byte, er
 		s.finishRefused(conn, etag, len(body), szx, int64(size))
 		return nil, fmt.Errorf("%d-byte notification, at most %d: %w", size, s.t.cfg.MaxPayload, transport.ErrTooLarge)
 	}
-	payload := body     // ReadBody copies
+	payload := body // ReadBody copies
 	szx = min(szx, s.t.szx)
 	for more := true; more; {
 		if len(payload)%int(szx.Size()) != 0 {
