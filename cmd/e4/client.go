@@ -609,14 +609,20 @@ func (p *eventPrinter) command(cmd e4.Command, err error) {
 }
 
 // connection returns the listener that reports every loss and recovery
-// of the broker connection.
+// of the broker connection. A first connection made at once is not
+// reported: "ready" follows.
 func (p *eventPrinter) connection(broker string) func(transport.ConnectionEvent) {
+	wasDown := false // events come one at a time
 	return func(ev transport.ConnectionEvent) {
 		if ev.State == transport.Connected {
+			if !wasDown {
+				return
+			}
 			p.notice("connected to the broker %s", broker)
 			p.emit(&event{Type: "connection", State: ev.State.String(), Broker: broker})
 			return
 		}
+		wasDown = true
 		p.notice("broker %s connection down, retrying: %v", broker, ev.Err)
 		e := &event{Type: "connection", State: ev.State.String(), Broker: broker}
 		if ev.Err != nil {
