@@ -35,21 +35,58 @@ type ProtectOptions struct {
 	PublishUnkeyed bool
 
 	// AwaitKey is how long a received message that fails to unprotect for
-	// want of the right key (no key for its topic, or authentication failed)
-	// waits for a command from C2 before it is dropped. During a key
-	// rotation a sender that already has the new key may be heard before
-	// the command bringing it arrives here; waiting a moment keeps that
-	// message instead of losing it. Delivery of the subscription pauses
-	// while it waits, which keeps messages in order, and a subscription
-	// waits at most once between two commands, so a stream of forged
-	// messages cannot stall it for long. Zero drops at once.
+	// want of the right key (no key for its topic or its sender, or
+	// authentication failed) is held for a command from C2 before it is
+	// dropped. During a key rotation a sender that already has the new key
+	// may be heard before the command bringing it arrives here; holding the
+	// message keeps it instead of losing it. Held messages are set aside:
+	// the messages after them are delivered at once, and the held ones are
+	// tried again after each command and delivered when one unprotects,
+	// so a held message may be delivered after later ones. A forged
+	// message is held like any other and dropped after AwaitKey, without
+	// delaying anything. Zero drops at once.
 	AwaitKey time.Duration
 
-	// AckCommands publishes, after each authentic command, a protected
-	// acknowledgement on e4.AckTopic (see e4.HandleCommandAck), so a C2 that
-	// waits for acknowledgements knows this device holds its keys.
-	AckCommands bool
+	// NoSync stops the sync requests. By default the device publishes a
+	// sync request (e4.Client.SyncRequest: what keys it holds) on
+	// e4.SyncTopic once it has subscribed to its control topic, and again
+	// after every reconnection of the wrapped transport (when it
+	// implements ConnectionNotifier), once its control topic is subscribed
+	// again, so that C2 sends what the device missed and the answer cannot
+	// be missed.
+	NoSync bool
+
+	// OnSync is called after each attempt to publish a sync request, with
+	// the error if it failed (it is tried again after the next
+	// reconnection). It runs on the goroutine that sends them.
+	OnSync func(err error)
+
+	// AwaitKeyMaxHeld and AwaitKeyMaxBytes bound the messages one
+	// subscription holds for a key, in number and in payload bytes
+	// (defaults DefaultAwaitKeyMaxHeld and DefaultAwaitKeyMaxBytes). A
+	// message that does not fit is dropped at once, with an error
+	// wrapping ErrAwaitKeyFull and the reason it could not be read.
+	AwaitKeyMaxHeld  int
+	AwaitKeyMaxBytes int
+
+	// NoAck stops the acknowledgements. By default, after each authentic
+	// command (applied, or refused as stale or replayed), the device
+	// publishes a protected acknowledgement on e4.AckTopic (see
+	// e4.HandleCommandAck), so a C2 that waits for acknowledgements knows
+	// this device holds its keys. Forged commands are never acknowledged.
+	NoAck bool
 }
+
+// Defaults of ProtectOptions.
+const (
+	DefaultAwaitKeyMaxHeld  = 256
+	DefaultAwaitKeyMaxBytes = 4 << 20
+)
+
+// ErrAwaitKeyFull reports a message dropped at once because its
+// subscription already holds as many messages awaiting a key as
+// ProtectOptions allows.
+var ErrAwaitKeyFull = errors.New("transport: too many messages await a key")
 
 // ackTimeout bounds the publish of one acknowledgement; a lost one only
 // makes C2 send the command again.
@@ -71,12 +108,20 @@ type Protected struct {
 	closeErr error
 	once     sync.Once
 
+	// syncWanted asks the sync goroutine for a sync request; it holds at
+	// most one, so requests asked for while one is sent coalesce.
+	syncWanted chan struct{}
+	syncDone   chan struct{}
+	stopEvents func() // unregisters from the inner transport's events
+	syncs      atomic.Uint64
+
 	dropped  atomic.Uint64
 	commands atomic.Uint64
 
 	keysMu      sync.Mutex
-	keysChanged chan struct{} // closed and replaced after each applied command
-	keysGen     uint64        // counts applied commands
+	keysChanged context.Context // cancelled and replaced after each applied command
+	keysSignal  context.CancelFunc
+	keysGen     uint64 // counts applied commands
 }
 
 // Protect wraps t with the E4 client c. It subscribes to the client's
@@ -86,19 +131,113 @@ func Protect(ctx context.Context, t Transport, c *e4.Client, opts *ProtectOption
 	if t == nil || c == nil {
 		return nil, errors.New("transport: Protect needs a transport and an E4 client")
 	}
-	p := &Protected{inner: t, client: c, done: make(chan struct{}), keysChanged: make(chan struct{})}
+	p := &Protected{inner: t, client: c, done: make(chan struct{})}
+	p.keysChanged, p.keysSignal = context.WithCancel(context.Background())
 	if opts != nil {
 		p.opts = *opts
 	}
+	if p.opts.AwaitKeyMaxHeld <= 0 {
+		p.opts.AwaitKeyMaxHeld = DefaultAwaitKeyMaxHeld
+	}
+	if p.opts.AwaitKeyMaxBytes <= 0 {
+		p.opts.AwaitKeyMaxBytes = DefaultAwaitKeyMaxBytes
+	}
+	p.syncWanted, p.syncDone = make(chan struct{}, 1), make(chan struct{})
+	p.stopEvents = func() {}
+	if n, ok := t.(ConnectionNotifier); ok && !p.opts.NoSync {
+		// Registered before subscribing, so that no reconnection after
+		// the subscription is missed; an event before it only asks for a
+		// sync request that is sent anyway.
+		p.stopEvents = n.NotifyConnection(p.connectionChanged)
+	}
 	control, err := t.Subscribe(ctx, c.ControlTopic())
 	if err != nil {
+		p.stopEvents()
 		return nil, fmt.Errorf("transport: subscribing to the control topic %s: %w", c.ControlTopic(), err)
 	}
 	p.control = control
 	var runCtx context.Context
 	runCtx, p.stop = context.WithCancel(context.Background())
 	go p.applyCommands(runCtx)
+	if p.opts.NoSync {
+		close(p.syncDone)
+	} else {
+		p.requestSync()
+		go p.sendSyncRequests(runCtx)
+	}
 	return p, nil
+}
+
+// syncTimeout bounds the publish of one sync request; a lost one is sent
+// again after the next reconnection.
+const syncTimeout = 30 * time.Second
+
+// connectionChanged asks for a sync request after each (re)connection of
+// the inner transport, whose subscriptions, the control topic's included,
+// are live again by then.
+func (p *Protected) connectionChanged(ev ConnectionEvent) {
+	if ev.State == Connected {
+		p.requestSync()
+	}
+}
+
+// requestSync asks the sync goroutine for a sync request, without waiting.
+func (p *Protected) requestSync() {
+	select {
+	case p.syncWanted <- struct{}{}:
+	default: // one is already asked for
+	}
+}
+
+// sendSyncRequests publishes a sync request each time one is asked for,
+// until Close.
+func (p *Protected) sendSyncRequests(ctx context.Context) {
+	defer close(p.syncDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.syncWanted:
+		}
+		err := p.publishSyncRequest(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			p.syncs.Add(1)
+		}
+		if p.opts.OnSync != nil {
+			p.opts.OnSync(err)
+		}
+	}
+}
+
+// publishSyncRequest tells C2 what the client holds.
+func (p *Protected) publishSyncRequest(ctx context.Context) error {
+	req, err := p.client.SyncRequest()
+	if err != nil {
+		return fmt.Errorf("transport: building the sync request: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	topic := e4.SyncTopic(p.client.ID())
+	if err := p.inner.Publish(ctx, topic, req, WithQoS(AtLeastOnce)); err != nil {
+		return fmt.Errorf("transport: publishing the sync request on %s: %w", topic, err)
+	}
+	return nil
+}
+
+// SyncRequests returns how many sync requests were published.
+func (p *Protected) SyncRequests() uint64 { return p.syncs.Load() }
+
+// NotifyConnection implements ConnectionNotifier by passing on the events
+// of the wrapped transport; it reports nothing when that one does not
+// implement ConnectionNotifier.
+func (p *Protected) NotifyConnection(f func(ConnectionEvent)) (stop func()) {
+	if n, ok := p.inner.(ConnectionNotifier); ok {
+		return n.NotifyConnection(f)
+	}
+	return func() {}
 }
 
 // Client returns the E4 client.
@@ -188,16 +327,18 @@ func (p *Protected) Subscribe(ctx context.Context, filter string) (Subscription,
 func (p *Protected) Close() error {
 	p.once.Do(func() {
 		p.closed.Store(true)
+		p.stopEvents()
 		p.stop()
 		p.closeErr = p.inner.Close()
 		<-p.done
+		<-p.syncDone
 	})
 	return p.closeErr
 }
 
 // handleCommand applies one command and acknowledges it when asked to.
 func (p *Protected) handleCommand(ctx context.Context, protected []byte) (e4.Command, error) {
-	if !p.opts.AckCommands {
+	if p.opts.NoAck {
 		return p.client.HandleCommand(protected)
 	}
 	cmd, ack, err := p.client.HandleCommandAck(protected)
@@ -215,14 +356,14 @@ func (p *Protected) handleCommand(ctx context.Context, protected []byte) (e4.Com
 func (p *Protected) signalKeysChanged() {
 	p.keysMu.Lock()
 	defer p.keysMu.Unlock()
-	close(p.keysChanged)
-	p.keysChanged = make(chan struct{})
+	p.keysSignal()
+	p.keysChanged, p.keysSignal = context.WithCancel(context.Background())
 	p.keysGen++
 }
 
-// keyGeneration returns the count of applied commands and a channel closed
-// when the next one is applied.
-func (p *Protected) keyGeneration() (uint64, <-chan struct{}) {
+// keyGeneration returns the count of applied commands and a context
+// cancelled when the next one is applied.
+func (p *Protected) keyGeneration() (uint64, context.Context) {
 	p.keysMu.Lock()
 	defer p.keysMu.Unlock()
 	return p.keysGen, p.keysChanged
@@ -234,121 +375,4 @@ func (p *Protected) drop(topic string, err error) {
 	if p.opts.OnDrop != nil {
 		p.opts.OnDrop(topic, err)
 	}
-}
-
-// protectedSubscription unprotects what the inner subscription receives.
-type protectedSubscription struct {
-	inner Subscription
-	p     *Protected
-	// gaveUpAt is the key generation at which a wait for a key last timed
-	// out, plus one (zero: never); no new wait starts before the next
-	// command.
-	gaveUpAt atomic.Uint64
-
-	mu   sync.Mutex
-	held []*Message // taken from inner by a Receive cancelled while it awaited a key
-}
-
-// next returns a held message if there is one, else the next one from the
-// inner subscription.
-func (s *protectedSubscription) next(ctx context.Context) (*Message, error) {
-	s.mu.Lock()
-	if len(s.held) > 0 {
-		msg := s.held[0]
-		s.held = s.held[1:]
-		s.mu.Unlock()
-		return msg, nil
-	}
-	s.mu.Unlock()
-	return s.inner.Receive(ctx)
-}
-
-// Receive returns the next message that unprotects correctly; the others
-// are dropped and reported. Messages on the client's own control topic
-// (matched by a wide filter) are commands, applied by the control
-// subscription, and are skipped here.
-func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
-	for {
-		msg, err := s.next(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if msg.Topic == s.p.client.ControlTopic() {
-			continue
-		}
-		plain, err := s.unprotectInPlace(msg)
-		if errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed {
-			return msg, nil
-		}
-		if err != nil && awaitsKey(err) && s.p.opts.AwaitKey > 0 {
-			plain, err = s.awaitKey(ctx, msg, err)
-			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-				return nil, err // msg is held for the next Receive
-			}
-		}
-		if err != nil {
-			s.p.drop(msg.Topic, err)
-			continue
-		}
-		msg.Payload = plain
-		return msg, nil
-	}
-}
-
-// unprotectInPlace unprotects msg into scratch space and, on success,
-// copies the plaintext over the front of msg.Payload, which the receiver
-// owns: no allocation per message. On failure msg.Payload is untouched, so
-// it can be tried again once a key arrives.
-func (s *protectedSubscription) unprotectInPlace(msg *Message) ([]byte, error) {
-	buf := getBuffer()
-	defer putBuffer(buf)
-	plain, err := s.p.client.Unprotect((*buf)[:0], msg.Payload, msg.Topic)
-	*buf = plain
-	if err != nil {
-		return nil, err
-	}
-	n := copy(msg.Payload, plain)
-	clear(plain) // leave no plaintext in pooled memory
-	return msg.Payload[:n], nil
-}
-
-// awaitsKey reports whether err may go away once C2's next command arrives.
-func awaitsKey(err error) bool {
-	return errors.Is(err, e4.ErrTopicKeyNotFound) || errors.Is(err, e4.ErrAuthentication)
-}
-
-// awaitKey retries unprotecting msg after each command applied until it
-// succeeds, AwaitKey elapses or ctx ends.
-func (s *protectedSubscription) awaitKey(ctx context.Context, msg *Message, err error) ([]byte, error) {
-	gen, changed := s.p.keyGeneration()
-	if s.gaveUpAt.Load() == gen+1 {
-		return nil, err
-	}
-	timer := time.NewTimer(s.p.opts.AwaitKey)
-	defer timer.Stop()
-	for {
-		select {
-		case <-changed:
-		case <-timer.C:
-			s.gaveUpAt.Store(gen + 1)
-			return nil, err
-		case <-ctx.Done():
-			// Keep the message for the next Receive rather than lose it.
-			s.mu.Lock()
-			s.held = append(s.held, msg)
-			s.mu.Unlock()
-			return nil, ctx.Err()
-		}
-		gen, changed = s.p.keyGeneration()
-		var plain []byte
-		plain, err = s.p.client.Unprotect(nil, msg.Payload, msg.Topic)
-		if err == nil || !awaitsKey(err) {
-			return plain, err
-		}
-	}
-}
-
-// Unsubscribe ends the subscription.
-func (s *protectedSubscription) Unsubscribe(ctx context.Context) error {
-	return s.inner.Unsubscribe(ctx)
 }

@@ -17,6 +17,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 )
 
@@ -175,3 +176,63 @@ func Match(filter, topic string) bool {
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
+
+// ConnectionState is what a ConnectionEvent reports.
+type ConnectionState int
+
+// Connection states.
+const (
+	// Connected: the adapter is connected to the broker and every
+	// subscription made before is live at the broker again (after a
+	// reconnection, once it subscribed them again).
+	Connected ConnectionState = iota + 1
+	// Disconnected: the connection is lost; the adapter reconnects by
+	// itself. Publish and Subscribe wait meanwhile.
+	Disconnected
+)
+
+// String returns "connected" or "disconnected".
+func (s ConnectionState) String() string {
+	switch s {
+	case Connected:
+		return "connected"
+	case Disconnected:
+		return "disconnected"
+	}
+	return "ConnectionState(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ConnectionEvent is one change of an adapter's connection to its broker.
+type ConnectionEvent struct {
+	State ConnectionState
+	// Err is why the connection was lost (Disconnected), when known.
+	Err error
+}
+
+// ConnectionNotifier is implemented by the adapters that report the
+// changes of their connection: the MQTT, AMQP and CoAP adapters made by
+// their Dial, and Protected when the transport it wraps does.
+//
+// NotifyConnection registers f, to be called once for every change of the
+// connection: a Connected event for the first connection and for every
+// reconnection, a Disconnected event for every loss (and, with the
+// adapters' ConnectRetry, for a first connection attempt that failed). If
+// the transport reported an event before, f is first called, before
+// NotifyConnection returns, with the latest one, so a listener that
+// registers late learns the current state; earlier events are not
+// replayed. stop unregisters f: f is not called for the events after stop
+// returns (a call in progress finishes).
+//
+// Concurrency contract: the adapter calls f from its own goroutines, one
+// event at a time (never concurrently with itself or with another listener
+// of the same transport) and in the order the adapter saw the changes. f
+// must return quickly and must not call the transport's methods
+// synchronously (Publish and Subscribe may wait for the very connection
+// being reported), nor NotifyConnection: it should hand the work to
+// another goroutine. A
+// Connected event is delivered after the subscriptions are live again, so
+// something published in response to it cannot miss an answer sent to a
+// subscription.
+type ConnectionNotifier interface {
+	NotifyConnection(f func(ConnectionEvent)) (stop func())
+}

@@ -124,14 +124,20 @@ func (r *fleetRun) waitConverged(devs []*simDevice, limit time.Duration, what st
 		return r.svc.ProtectMessage(context.Background(), topic, payload)
 	}
 	var holding int
-	eventually(r.t, limit, what, func() bool {
+	deadline := start.Add(limit)
+	for {
 		holding = holdsAll(r.t, protect, devs, fleetTopics)
-		if holding < len(devs) {
-			time.Sleep(100 * time.Millisecond)
+		if holding == len(devs) {
+			return time.Since(start)
 		}
-		return holding == len(devs)
-	})
-	return time.Since(start)
+		if time.Now().After(deadline) {
+			r.explainBehind(devs)
+			pending, _ := r.svc.CountCommands(context.Background(), pendingCommands)
+			r.t.Fatalf("after %v: %s: %d of %d devices hold the current keys; %d commands pending",
+				limit, what, holding, len(devs), pending)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (r *fleetRun) rotateAll() {
@@ -331,4 +337,30 @@ func TestCatchUpSurvivesC2KillAndBrokerRestart(t *testing.T) {
 	r.fleet.awaitConnected()
 	r.fleet.reconnect(r.devices, 256)
 	r.waitConverged(r.devices, 180*time.Second, "every device converges after the kill and the broker restart")
+}
+
+// explainBehind logs what C2 and the device say of a few devices that do
+// not hold the current keys.
+func (r *fleetRun) explainBehind(devs []*simDevice) {
+	ctx := context.Background()
+	shown := 0
+	for _, d := range devs {
+		var missing []string
+		for _, topic := range fleetTopics {
+			msg, err := r.svc.ProtectMessage(ctx, topic, fmt.Appendf(nil, "probe %d", probeSeq.Add(1)))
+			mustDo(r.t, err)
+			if _, err := d.client.Unprotect(nil, msg, topic); err != nil {
+				missing = append(missing, fmt.Sprintf("%s (%v)", topic, err))
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		state, err := r.svc.ClientState(ctx, d.client.ID())
+		r.t.Logf("device %s (no ack: %v, online: %v) misses %v; applied %v; C2 says %+v (%v)",
+			d.client.ID(), d.noAck, d.online.Load(), missing, d.counts(), state, err)
+		if shown++; shown == 5 {
+			return
+		}
+	}
 }

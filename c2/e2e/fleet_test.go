@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"sync"
@@ -57,11 +58,12 @@ func (d *simDevice) resetCounts() {
 // applied by a few workers, each device always on the same worker so its
 // commands are applied in the order the broker delivered them.
 type simFleet struct {
-	t       *testing.T
-	tr      transport.Transport
-	devices map[string]*simDevice // by control topic; fixed once serving
-	workers []chan *transport.Message
-	refused atomic.Int64
+	t        *testing.T
+	tr       transport.Transport
+	devices  map[string]*simDevice // by control topic; fixed once serving
+	workers  []chan *transport.Message
+	refused  atomic.Int64
+	wrongKey atomic.Int64 // commands under a key the device does not hold
 }
 
 const simWorkers = 8
@@ -134,6 +136,12 @@ func (f *simFleet) apply(ctx context.Context, m *transport.Message) {
 		return
 	}
 	cmd, ack, err := d.client.HandleCommandAck(m.Payload)
+	if errors.Is(err, e4.ErrAuthentication) {
+		// During a client-key change C2 sends under both keys until the
+		// device confirms which one it holds: one of the two fails here.
+		f.wrongKey.Add(1)
+		return
+	}
 	if err != nil && ack == nil {
 		f.refused.Add(1)
 		f.t.Logf("device %s refused a command: %v", d.client.ID(), err)

@@ -193,8 +193,7 @@ func connectDevice(t *testing.T, net *network, name string, client *e4.Client) *
 	d := &device{name: name}
 	var err error
 	d.tr, err = transport.Protect(context.Background(), net.dial(t), client, &transport.ProtectOptions{
-		AckCommands: true,
-		AwaitKey:    3 * time.Second,
+		AwaitKey: 3 * time.Second,
 		OnDrop: func(_ string, err error) {
 			d.mu.Lock()
 			d.dropped = append(d.dropped, err)

@@ -577,6 +577,7 @@ func (c *serveConfig) openTransport(ctx context.Context, log *slog.Logger) (tran
 		CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName,
 		InsecureSkipVerify: t.InsecureSkipVerify, Username: t.Username, Password: t.Password,
 		ClientID: t.ClientID, PSKIdentity: t.PSKIdentity,
+		ConnectRetry: true, // start while the broker is down; connect when it comes up
 	}
 	if t.PasswordFile != "" {
 		pw, err := readSecretFile(t.PasswordFile)
@@ -600,6 +601,21 @@ func (c *serveConfig) openTransport(ctx context.Context, log *slog.Logger) (tran
 	if err != nil {
 		return nil, fmt.Errorf("transport %s: %w", target.Redacted, err)
 	}
-	log.Info("connected to the broker", "url", target.Redacted)
+	logConnection(tr, log, target.Redacted)
 	return tr, nil
+}
+
+// logConnection logs, at info level, every loss and recovery of the
+// broker connection tr reports.
+func logConnection(tr transport.Transport, log *slog.Logger, url string) {
+	log.Info("connecting to the broker", "url", url)
+	if n, ok := tr.(transport.ConnectionNotifier); ok {
+		n.NotifyConnection(func(ev transport.ConnectionEvent) {
+			if ev.State == transport.Connected {
+				log.Info("connected to the broker", "url", url)
+			} else {
+				log.Info("broker connection down; retrying", "url", url, "err", ev.Err)
+			}
+		})
+	}
 }

@@ -81,6 +81,8 @@ type clientFlags struct {
 	json      bool
 	exitOnEOF bool
 	awaitKey  time.Duration
+	noAck     bool
+	noSync    bool
 }
 
 func newClientCommand() *cobra.Command {
@@ -96,12 +98,18 @@ are then only checked (--name, --id, --mode must match the file) or ignored.
 
 It subscribes to its control topic (e4/<id>) and applies the commands C2
 sends there, saving the state after each one, so a restarted client keeps the
-keys it was given. With --subscribe (repeatable, wildcards "+" and "#"
+keys it was given, and acknowledges each authentic command on e4/<id>/ack
+(--no-ack turns that off). Once subscribed, and again after each
+reconnection, it tells C2 what keys it holds with a sync request on
+e4/<id>/sync (--no-sync turns that off), so C2 sends what it missed. It
+starts even while the broker is down, connects when it comes up, and
+reports every loss and recovery of the connection on stderr. With --subscribe (repeatable, wildcards "+" and "#"
 allowed) it prints every message it can decrypt as a "topic: payload" line on
 stdout; a payload that is not printable UTF-8 is shown as a quoted Go string.
 With --json it prints one JSON object per line instead: messages
 ({"type":"message","topic":...,"payload":... or "payload_base64":...,"time":...}),
-commands applied or refused, dropped messages and readiness. Messages it cannot
+commands applied or refused, dropped messages, readiness and connection
+changes ({"type":"connection","state":"connected" or "disconnected",...}). Messages it cannot
 decrypt (no key for the topic, tampered, replayed, too old) are dropped and
 reported on stderr, without their content. Diagnostics go to stderr, one line
 each, starting with "e4 client:"; "e4 client: ready" says the client is
@@ -154,7 +162,9 @@ Local provisioning without C2: see "e4 client set-topic-key" and
 	fl.IntVar(&f.qos, "qos", 1, "QoS of publications: 0, 1 or 2")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object per line")
 	fl.BoolVar(&f.exitOnEOF, "exit-on-eof", false, "stop when stdin ends, even with --subscribe")
-	fl.DurationVar(&f.awaitKey, "await-key", 0, "how long a message without a usable key waits for C2's next command before it is dropped")
+	fl.DurationVar(&f.awaitKey, "await-key", 0, "how long a message without a usable key is held aside, without delaying the others, for C2's next command before it is dropped")
+	fl.BoolVar(&f.noAck, "no-ack", false, "do not acknowledge C2's commands on e4/<id>/ack (acknowledged by default)")
+	fl.BoolVar(&f.noSync, "no-sync", false, "do not send sync requests (what keys the client holds) on e4/<id>/sync at start and after each reconnection")
 	_ = cmd.MarkFlagRequired("broker")
 	cmd.AddCommand(newClientSetTopicKeyCommand(&f.identity), newClientSetPubKeyCommand(&f.identity), newClientInfoCommand(&f.identity))
 	return cmd
@@ -187,7 +197,7 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := newEventPrinter(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.json)
-	p, err := connectProtected(ctx, target, client, out, f.awaitKey)
+	p, err := connectProtected(ctx, target, client, out, f)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // interrupted while connecting
@@ -199,15 +209,21 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 }
 
 // connectProtected dials the broker and wraps the connection with E4.
-func connectProtected(ctx context.Context, target *dial.Target, client *e4.Client, out *eventPrinter, awaitKey time.Duration) (*transport.Protected, error) {
+func connectProtected(ctx context.Context, target *dial.Target, client *e4.Client, out *eventPrinter, f *clientFlags) (*transport.Protected, error) {
 	t, err := target.Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if n, ok := t.(transport.ConnectionNotifier); ok {
+		n.NotifyConnection(out.connection(target.Redacted))
+	}
 	p, err := transport.Protect(ctx, t, client, &transport.ProtectOptions{
 		OnDrop:    out.dropped,
 		OnCommand: out.command,
-		AwaitKey:  awaitKey,
+		OnSync:    out.synced,
+		AwaitKey:  f.awaitKey,
+		NoAck:     f.noAck,
+		NoSync:    f.noSync,
 	})
 	if err != nil {
 		_ = t.Close()
@@ -346,6 +362,8 @@ func brokerTarget(f *clientFlags) (*dial.Target, error) {
 		Exchange:           f.exchange,
 		PSKIdentity:        f.pskIdentity,
 		PathPrefix:         f.coapPrefix,
+		// Start while the broker is down, and connect when it comes up.
+		ConnectRetry: true,
 	}
 	if f.passwordFile != "" {
 		password, err := readPassword(f.passwordFile)
@@ -502,8 +520,8 @@ func newEventPrinter(stdout, stderr io.Writer, asJSON bool) *eventPrinter {
 	return &eventPrinter{stdout: stdout, stderr: stderr, asJSON: asJSON}
 }
 
-// event is one line of --json output; Type is message, command, dropped or
-// ready.
+// event is one line of --json output; Type is message, command, dropped,
+// ready or connection.
 type event struct {
 	Type          string   `json:"type"`
 	Time          string   `json:"time"`
@@ -516,6 +534,7 @@ type event struct {
 	Mode          string   `json:"mode,omitempty"`
 	ControlTopic  string   `json:"control_topic,omitempty"`
 	Broker        string   `json:"broker,omitempty"`
+	State         string   `json:"state,omitempty"`
 	Subscriptions []string `json:"subscriptions,omitempty"`
 }
 
@@ -586,6 +605,37 @@ func (p *eventPrinter) command(cmd e4.Command, err error) {
 	default:
 		p.notice("refused a command on the control topic: %v", err)
 		p.emit(&event{Type: "command", Error: err.Error()})
+	}
+}
+
+// connection returns the listener that reports every loss and recovery
+// of the broker connection. A first connection made at once is not
+// reported: "ready" follows.
+func (p *eventPrinter) connection(broker string) func(transport.ConnectionEvent) {
+	wasDown := false // events come one at a time
+	return func(ev transport.ConnectionEvent) {
+		if ev.State == transport.Connected {
+			if !wasDown {
+				return
+			}
+			p.notice("connected to the broker %s", broker)
+			p.emit(&event{Type: "connection", State: ev.State.String(), Broker: broker})
+			return
+		}
+		wasDown = true
+		p.notice("broker %s connection down, retrying: %v", broker, ev.Err)
+		e := &event{Type: "connection", State: ev.State.String(), Broker: broker}
+		if ev.Err != nil {
+			e.Error = ev.Err.Error()
+		}
+		p.emit(e)
+	}
+}
+
+// synced reports a sync request that could not be sent.
+func (p *eventPrinter) synced(err error) {
+	if err != nil {
+		p.notice("could not send the sync request (sent again after the next reconnection): %v", err)
 	}
 }
 

@@ -67,6 +67,14 @@ type clientProcess struct {
 // the test.
 func startClient(t *testing.T, name string, args ...string) *clientProcess {
 	t.Helper()
+	p := launchClient(t, name, args...)
+	p.waitStderr("e4 client: ready")
+	return p
+}
+
+// launchClient runs "e4 client ARGS..." without waiting for anything.
+func launchClient(t *testing.T, name string, args ...string) *clientProcess {
+	t.Helper()
 	p := &clientProcess{t: t, name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(e4Binary, append([]string{"client"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
@@ -92,7 +100,6 @@ func startClient(t *testing.T, name string, args ...string) *clientProcess {
 			<-p.done
 		}
 	})
-	p.waitStderr("e4 client: ready")
 	return p
 }
 
@@ -123,6 +130,18 @@ func (p *clientProcess) waitFor(out *syncBuffer, stream, want string) {
 
 func (p *clientProcess) waitStdout(want string) { p.t.Helper(); p.waitFor(&p.stdout, "stdout", want) }
 func (p *clientProcess) waitStderr(want string) { p.t.Helper(); p.waitFor(&p.stderr, "stderr", want) }
+
+// waitStderrCount waits until stderr holds want n times.
+func (p *clientProcess) waitStderrCount(want string, n int) {
+	p.t.Helper()
+	deadline := time.Now().Add(clientTimeout)
+	for strings.Count(p.stderr.String(), want) < n {
+		if p.exited() || time.Now().After(deadline) {
+			p.t.Fatalf("%s printed %q %d times on stderr, want %d (exited: %v)\nstderr:\n%s", p.name, want, strings.Count(p.stderr.String(), want), n, p.exited(), p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 // wait waits for the process to exit and returns its status.
 func (p *clientProcess) wait() int {
@@ -617,13 +636,94 @@ func TestClientErrors(t *testing.T) {
 		"e4: --topic-key-file "+d.state+": not hex text")
 	mustFail(t, e4Run(t, "", "client", "set-pub-key", "--state", state, "--signer-name", "x", "--public-key-file", f.path("t.key")),
 		"e4: "+state+" holds an sk-mode client: only pk-mode clients check senders' signatures")
-	r := e4Run(t, "", "client", "--state", state, "--broker", "mqtt://127.0.0.1:1")
-	if r.code != 1 || !strings.Contains(r.stderr, "connection refused") {
-		t.Fatalf("unreachable broker: exit %d, stderr %q", r.code, r.stderr)
+	// An unreachable broker is reported, and waited for.
+	p := launchClient(t, "unreachable", "--state", state, "--broker", "mqtt://127.0.0.1:1")
+	p.waitStderr("connection refused")
+	if code := p.stop(); code != 0 {
+		t.Fatalf("stopped while waiting for the broker: exit %d", code)
 	}
 	// No key material in anything printed.
 	key := hex.EncodeToString(readKey(t, f.path("t.key")))
 	if out := mustSucceed(t, e4Run(t, "", "client", "info", "--state", state)); strings.Contains(out, key) || strings.Contains(out, hex.EncodeToString(readKey(t, d.keyFile))) {
 		t.Fatalf("info printed a key:\n%s", out)
+	}
+}
+
+// TestClientStartsWhileBrokerDown: e4 client starts with its broker
+// stopped, connects once it is up (a command then reaches it), and reports
+// every loss and recovery of the connection: two broker restarts give two
+// more lines of each.
+func TestClientStartsWhileBrokerDown(t *testing.T) {
+	m := testbroker.StartMosquitto(t, nil)
+	m.Stop()
+	f := newFixture(t)
+	d := f.skDevice("late-riser")
+	p := launchClient(t, "late-riser", "--state", d.state, "--name", d.name, "--key-file", d.keyFile, "--broker", m.URL())
+	const down, up = "connection down, retrying", "e4 client: connected to the broker"
+	p.waitStderr(down)
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStderr("e4 client: ready")
+	p.waitStderrCount(up, 1)
+
+	c2 := dialC2(t, m.URL())
+	sendCommand(t, c2, d, "room/temp")
+	p.waitStderr("applied command SetTopicKey")
+
+	for round := 1; round <= 2; round++ {
+		m.Stop()
+		p.waitStderrCount(down, 1+round)
+		if err := m.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p.waitStderrCount(up, 1+round)
+	}
+	if code := p.stop(); code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, p.stderr.String())
+	}
+	if n := strings.Count(p.stderr.String(), down); n != 3 {
+		t.Fatalf("%d lines about the connection going down, want 3 (the start and two restarts)\n%s", n, p.stderr.String())
+	}
+}
+
+// dialC2 connects a test C2 to an MQTT broker that may be restarted.
+func dialC2(t *testing.T, url string) transport.Transport {
+	t.Helper()
+	target, err := dial.Parse(url, dial.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	tr, err := target.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// sendCommand plays C2: it sends d a SetTopicKey command for topic,
+// protected with d's key.
+func sendCommand(t *testing.T, c2 transport.Transport, d *device, topic string) {
+	t.Helper()
+	key := readKey(t, d.keyFile)
+	topicKey := make([]byte, e4.KeyLen)
+	_, _ = rand.Read(topicKey)
+	cmd, err := e4.CmdSetTopicKey(topicKey, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := e4.ProtectCommand(cmd, key, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	if err := c2.Publish(ctx, e4.ControlTopic(e4.IDFromName(d.name)), wire); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -62,6 +62,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/internal/notify"
 )
 
 var (
@@ -96,6 +97,27 @@ type Transport struct {
 	closed bool
 
 	tags atomic.Uint64
+	// oversized counts deliveries refused for their size.
+	oversized atomic.Uint64
+
+	// listeners receive the connection events.
+	listeners notify.Listeners
+}
+
+var (
+	_ transport.Transport          = (*Transport)(nil)
+	_ transport.ConnectionNotifier = (*Transport)(nil)
+)
+
+// Oversized returns how many received messages were refused for being
+// larger than Config.MaxMessageSize.
+func (t *Transport) Oversized() uint64 { return t.oversized.Load() }
+
+// NotifyConnection implements transport.ConnectionNotifier: events come
+// from the supervisor goroutine. A FromChannel transport reports the loss
+// of its channel, which is final.
+func (t *Transport) NotifyConnection(f func(transport.ConnectionEvent)) (stop func()) {
+	return t.listeners.Add(f)
 }
 
 // session is one connection (or the application's channel) with its
@@ -137,6 +159,10 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		Properties:      amqp091.Table{"connection_name": "e4kit transport/amqp"},
 	}
 	t.connect = func() (*session, error) { return t.dialSession(cfg.URL, amqpCfg) }
+	if cfg.ConnectRetry {
+		go t.run(nil)
+		return t, nil
+	}
 	sess, err := firstSession(ctx, t.connect)
 	if err != nil {
 		return nil, err

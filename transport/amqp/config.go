@@ -17,6 +17,10 @@ const (
 	DefaultPrefetch = 128
 	// DefaultMaxPayload is RabbitMQ's default max_message_size (128 MiB).
 	DefaultMaxPayload = 128 << 20
+	// DefaultMaxMessageSize is the default of Config.MaxMessageSize.
+	DefaultMaxMessageSize = 8 << 20
+	// DefaultQueueBytes is the default of Config.QueueBytes.
+	DefaultQueueBytes = 64 << 20
 	// DefaultHeartbeat detects a dead connection within about two beats.
 	DefaultHeartbeat = 10 * time.Second
 
@@ -54,6 +58,21 @@ type Config struct {
 	// DefaultMaxPayload); larger ones fail with transport.ErrTooLarge.
 	MaxPayload int
 
+	// MaxMessageSize bounds the body of a received message (default
+	// DefaultMaxMessageSize; negative: no bound). A larger delivery is
+	// rejected (not requeued: the broker drops it or dead-letters it) and
+	// counted by Transport.Oversized. The client library has read the
+	// whole body by then: what a subscription can hold in memory before
+	// the adapter sees it is Prefetch deliveries of up to the broker's
+	// max_message_size (RabbitMQ: 128 MiB by default; lower it on the
+	// broker to bound that).
+	MaxMessageSize int
+	// QueueBytes bounds the bodies each subscription buffers for Receive
+	// (default DefaultQueueBytes), beside Prefetch: past it the
+	// subscription stops taking deliveries (the broker keeps them) until
+	// Receive catches up.
+	QueueBytes int
+
 	// Heartbeat is the AMQP heartbeat interval (default DefaultHeartbeat).
 	Heartbeat time.Duration
 	// DialTimeout bounds each TCP connect and handshake (default 15 s).
@@ -62,6 +81,15 @@ type Config struct {
 	// attempts, doubling from the first to the second (default 100 ms and
 	// 5 s).
 	MinBackoff, MaxBackoff time.Duration
+
+	// ConnectRetry makes Dial return at once, without waiting for the
+	// broker: the Transport connects in the background with the same
+	// backoff as after a loss (MinBackoff doubling to MaxBackoff), and
+	// Publish and Subscribe wait for it meanwhile. Without it Dial fails
+	// when the first attempt fails. Retries go on whatever the reason,
+	// refused credentials included; the first failure is reported as a
+	// transport.Disconnected event with its error.
+	ConnectRetry bool
 
 	// OnConnectionLost, if set, is called when the connection is lost,
 	// before reconnecting. It must not block.
@@ -78,6 +106,8 @@ type settings struct {
 	setPrefetch  bool
 	queueArgs    amqp091.Table
 	maxPayload   int
+	maxMessage   int // 0: no bound
+	queueBytes   int
 	heartbeat    time.Duration
 	dialTimeout  time.Duration
 	minBackoff   time.Duration
@@ -96,6 +126,8 @@ func (c *Config) resolve() settings {
 		setPrefetch: true,
 		queueArgs:   c.QueueArgs,
 		maxPayload:  c.MaxPayload,
+		maxMessage:  c.MaxMessageSize,
+		queueBytes:  c.QueueBytes,
 		heartbeat:   c.Heartbeat,
 		dialTimeout: c.DialTimeout,
 		minBackoff:  c.MinBackoff,
@@ -117,6 +149,15 @@ func (s *settings) fillDefaults() {
 	}
 	if s.maxPayload <= 0 {
 		s.maxPayload = DefaultMaxPayload
+	}
+	switch {
+	case s.maxMessage == 0:
+		s.maxMessage = DefaultMaxMessageSize
+	case s.maxMessage < 0:
+		s.maxMessage = 0
+	}
+	if s.queueBytes <= 0 {
+		s.queueBytes = DefaultQueueBytes
 	}
 	if s.heartbeat <= 0 {
 		s.heartbeat = DefaultHeartbeat

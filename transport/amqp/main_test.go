@@ -64,10 +64,11 @@ func (h *harness) RestartBroker(ctx context.Context) error { return h.r.Restart(
 
 func (h *harness) Features() transporttest.Features {
 	return transporttest.Features{
-		Wildcards:       true,
-		OrderedPerTopic: true,
-		BrokerRestart:   true,
-		EmptyPayload:    true,
+		Wildcards:        true,
+		OrderedPerTopic:  true,
+		BrokerRestart:    true,
+		ConnectionEvents: true,
+		EmptyPayload:     true,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/internal/budget"
 )
 
 // subscription is one Subscribe call. Its consumer goroutine moves
@@ -21,6 +22,9 @@ type subscription struct {
 	done    chan struct{} // closed when the subscription ends
 	endOnce sync.Once
 
+	// bytes bounds the payload bytes in buf.
+	bytes *budget.Bytes
+
 	// Owned by the supervisor goroutine.
 	att     *attachment // current queue and consumer; nil while detached
 	pending chan error  // reply of a Subscribe waiting for a reconnection
@@ -33,6 +37,7 @@ func newSubscription(t *Transport, filter, key string) *subscription {
 		key:    key,
 		buf:    make(chan *transport.Message, t.set.prefetch),
 		done:   make(chan struct{}),
+		bytes:  budget.New(t.set.queueBytes),
 	}
 }
 
@@ -62,6 +67,7 @@ func (s *subscription) Receive(ctx context.Context) (*transport.Message, error) 
 	}
 	select {
 	case m := <-s.buf:
+		s.bytes.Release(len(m.Payload))
 		// Both cases may have been ready: buffered messages are dropped
 		// once the subscription has ended.
 		if s.isEnded() {
@@ -133,6 +139,15 @@ func (s *subscription) deliver(d amqp091.Delivery) bool {
 		// "a/b.c", say): it cannot be given a topic, so drop it.
 		_ = d.Ack(false)
 		return true
+	}
+	if max := s.t.set.maxMessage; max > 0 && len(d.Body) > max {
+		s.t.oversized.Add(1)
+		_ = d.Reject(false)
+		return true
+	}
+	if !s.bytes.Reserve(len(d.Body), s.done) {
+		_ = d.Reject(false)
+		return false
 	}
 	select {
 	case s.buf <- &transport.Message{Topic: topic, Payload: d.Body}:

@@ -53,6 +53,10 @@ type supervisor struct {
 func (t *Transport) run(sess *session) {
 	defer close(t.done)
 	sv := &supervisor{t: t, sess: sess, subs: make(map[*subscription]struct{})}
+	if sess == nil && !sv.reconnect(true) {
+		sv.shutdown()
+		return
+	}
 	for {
 		select {
 		case req := <-t.requests:
@@ -208,6 +212,7 @@ func (sv *supervisor) recover() bool {
 	if t.set.onLost != nil {
 		t.set.onLost(lost.lostErr)
 	}
+	t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: lost.lostErr})
 	if t.connect == nil {
 		err := ErrChannelClosed
 		if lost.lostErr != nil {
@@ -216,18 +221,32 @@ func (sv *supervisor) recover() bool {
 		t.setBroken(err)
 		return false
 	}
+	return sv.reconnect(false)
+}
+
+// reconnect connects with backoff and restores every live subscription
+// before publishers may use the new session. first is the first
+// connection of a ConnectRetry Dial, whose first failure is reported as a
+// Disconnected event. It returns false on Close.
+func (sv *supervisor) reconnect(first bool) bool {
+	t := sv.t
 	delay := t.set.minBackoff
-	for {
-		if sess, err := t.connect(); err == nil {
-			if sv.attachAll(sess) == nil && t.publishSession(sess) {
+	for failures := 0; ; failures++ {
+		sess, err := t.connect()
+		if err == nil {
+			if err = sv.attachAll(sess); err == nil && t.publishSession(sess) {
 				sv.sess = sess
 				sv.replyPending()
-				if t.set.onReconnect != nil {
+				if t.set.onReconnect != nil && !first {
 					t.set.onReconnect()
 				}
+				t.listeners.Emit(transport.ConnectionEvent{State: transport.Connected})
 				return true
 			}
 			sess.close()
+		}
+		if first && failures == 0 && err != nil {
+			t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: err})
 		}
 		if !sv.backoff(delay) {
 			return false
@@ -318,7 +337,7 @@ func (sv *supervisor) shutdown() {
 			_ = sv.detach(s)
 		}
 	}
-	if sv.t.set.ownsChannels {
+	if sv.t.set.ownsChannels && sv.sess != nil {
 		sv.sess.close()
 	}
 }

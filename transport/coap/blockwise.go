@@ -12,6 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 )
 
@@ -132,11 +133,12 @@ func (s *subscription) bodyOf(conn *udpclient.Conn, m *pool.Message) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	if size, err := m.GetOptionUint32(message.Size2); err == nil && int64(size) > int64(s.t.cfg.MaxPayload) {
-		return nil, fmt.Errorf("%d-byte notification, at most %d", size, s.t.cfg.MaxPayload)
-	}
 	etag, _ := m.ETag() // nil without one
-	payload := body     // ReadBody copies
+	if size, err := m.GetOptionUint32(message.Size2); err == nil && int64(size) > int64(s.t.cfg.MaxPayload) {
+		s.finishRefused(conn, etag, len(body), szx, int64(size))
+		return nil, fmt.Errorf("%d-byte notification, at most %d: %w", size, s.t.cfg.MaxPayload, transport.ErrTooLarge)
+	}
+	payload := body // ReadBody copies
 	szx = min(szx, s.t.szx)
 	for more := true; more; {
 		if len(payload)%int(szx.Size()) != 0 {
@@ -149,10 +151,44 @@ func (s *subscription) bodyOf(conn *udpclient.Conn, m *pool.Message) ([]byte, er
 		}
 		payload = append(payload, block...)
 		if len(payload) > s.t.cfg.MaxPayload {
-			return nil, fmt.Errorf("notification over %d bytes", s.t.cfg.MaxPayload)
+			if more {
+				s.finishRefused(conn, etag, len(payload), szx, 0)
+			}
+			return nil, fmt.Errorf("notification over %d bytes: %w", s.t.cfg.MaxPayload, transport.ErrTooLarge)
 		}
 	}
 	return payload, nil
+}
+
+// maxSkippedBlocks bounds the blocks finishRefused reads to end a refused
+// transfer whose size it does not know.
+const maxSkippedBlocks = 1 << 16
+
+// finishRefused ends the transfer of a notification refused for its size,
+// keeping none of it: a broker sends the observation nothing more until
+// the last block was fetched (ours does). With the size known (Size2) it
+// fetches the last block only, else it reads the rest, one block after the
+// other, and discards them. offset is where the blocks still to fetch
+// start.
+func (s *subscription) finishRefused(conn *udpclient.Conn, etag []byte, offset int, szx blockwise.SZX, size int64) {
+	szx = min(szx, s.t.szx)
+	blockSize := szx.Size()
+	if size > 0 {
+		last := (size - 1) / blockSize * blockSize
+		if last >= int64(offset) {
+			if _, _, more, err := s.fetchBlock(conn, etag, int(last), szx); err == nil && !more {
+				return
+			}
+		}
+	}
+	for range maxSkippedBlocks {
+		_, got, more, err := s.fetchBlock(conn, etag, offset, szx)
+		if err != nil || !more {
+			return
+		}
+		offset += int(got.Size())
+		szx = got
+	}
 }
 
 // fetchBlock GETs the block at offset of the observed representation and

@@ -96,6 +96,7 @@ import (
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+	"github.com/e4-iot/e4kit/transport/internal/notify"
 )
 
 // Defaults of Config.
@@ -110,6 +111,7 @@ const (
 	DefaultMaxDatagramSize = datagram.DefaultMaxSize
 	DefaultMaxPayload      = 1 << 20
 	DefaultReceiveBuffer   = 256
+	DefaultReceiveBytes    = 16 << 20
 )
 
 // Config configures a CoAP transport. Only Addr is required by Dial.
@@ -149,7 +151,8 @@ type Config struct {
 	// most 64512. Only for connections Dial opens.
 	MaxDatagramSize int
 
-	// MaxPayload is the largest payload Publish accepts; default 1 MiB.
+	// MaxPayload is the largest payload Publish accepts, and the largest
+	// notification a subscription takes; default 1 MiB.
 	MaxPayload int
 
 	// ReceiveBuffer is how many messages a subscription holds for Receive;
@@ -157,9 +160,24 @@ type Config struct {
 	// makes our broker hold the rest in its queue. Default 256.
 	ReceiveBuffer int
 
+	// ReceiveBytes bounds the payload bytes a subscription holds for
+	// Receive, beside ReceiveBuffer (default DefaultReceiveBytes): past
+	// it, acknowledging the next notification waits, as when the buffer
+	// is full. A received notification larger than MaxPayload is refused
+	// from its Size2 option, before its blocks are fetched, or as soon as
+	// its blocks go past MaxPayload.
+	ReceiveBytes int
+
 	// NoWildcards says that the broker does not understand "+" and "#"
 	// (libcoap's server): Subscribe then refuses filters with them.
 	NoWildcards bool
+
+	// ConnectRetry makes Dial return at once, without waiting for the
+	// broker to answer: the Transport connects in the background, retrying
+	// with backoff, and Publish and Subscribe wait for it meanwhile.
+	// Without it Dial fails when the broker does not answer. The first
+	// failure is reported as a transport.Disconnected event. Only for Dial.
+	ConnectRetry bool
 
 	// OnError, if set, receives errors of the background work (observing
 	// again, keepalive). It must not block.
@@ -203,12 +221,29 @@ type Transport struct {
 	ids    *msgid.Budget   // the Message IDs used lately
 	subs   map[*subscription]struct{}
 	closed bool
+	// connGen counts the connections Dial's dialler made.
+	connGen uint64
+
+	// listeners receive the connection events.
+	listeners notify.Listeners
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport          = (*Transport)(nil)
+	_ transport.ConnectionNotifier = (*Transport)(nil)
+)
+
+// NotifyConnection implements transport.ConnectionNotifier for a Transport
+// made by Dial: a Disconnected event when the connection fails or the
+// broker stops answering pings, a Connected event once a new connection
+// is up and every subscription observes again. A FromConn Transport
+// reports nothing.
+func (t *Transport) NotifyConnection(f func(transport.ConnectionEvent)) (stop func()) {
+	return t.listeners.Add(f)
+}
 
 // Dial connects to the broker at cfg.Addr and checks that it answers.
 func Dial(ctx context.Context, cfg Config) (*Transport, error) {
@@ -224,6 +259,11 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	t.ownBlocks = true
 	t.dial = t.dialer()
+	if cfg.ConnectRetry {
+		t.wg.Add(1)
+		go t.supervise()
+		return t, nil
+	}
 	conn, err := t.dial(ctx)
 	if err != nil {
 		return nil, err
@@ -304,6 +344,7 @@ func newTransport(cfg Config) (*Transport, error) {
 	}
 	setDefault(&cfg.MaxPayload, DefaultMaxPayload)
 	setDefault(&cfg.ReceiveBuffer, DefaultReceiveBuffer)
+	setDefault(&cfg.ReceiveBytes, DefaultReceiveBytes)
 	return &Transport{
 		cfg:    cfg,
 		prefix: topicpath.ParsePrefix(cfg.PathPrefix),

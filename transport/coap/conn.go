@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
@@ -254,6 +255,13 @@ func (t *Transport) supervise() {
 	failures := 0
 	for {
 		conn, _ := t.current()
+		if conn == nil {
+			// A ConnectRetry Dial: the first connection.
+			if !t.connectLoop(true) {
+				return
+			}
+			continue
+		}
 		select {
 		case <-t.done:
 			return
@@ -262,7 +270,9 @@ func (t *Transport) supervise() {
 				go func() { _ = t.Close() }()
 				return
 			}
-			t.reportError(fmt.Errorf("coap: connection to %s lost", conn.RemoteAddr()))
+			lost := fmt.Errorf("coap: connection to %s lost", conn.RemoteAddr())
+			t.reportError(lost)
+			t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: lost})
 			if !t.reconnect(conn) {
 				return
 			}
@@ -276,11 +286,13 @@ func (t *Transport) supervise() {
 				continue
 			}
 			failures = 0
-			t.reportError(fmt.Errorf("coap: %s does not answer pings", conn.RemoteAddr()))
+			silent := fmt.Errorf("coap: %s does not answer pings", conn.RemoteAddr())
+			t.reportError(silent)
 			if t.dial == nil {
 				t.observationsLost()
 				continue
 			}
+			t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: silent})
 			if !t.reconnect(conn) {
 				return
 			}
@@ -315,9 +327,17 @@ func (t *Transport) reconnect(old *udpclient.Conn) bool {
 	t.ready = make(chan struct{})
 	t.mu.Unlock()
 	_ = old.Close()
+	return t.connectLoop(false)
+}
 
+// connectLoop dials with backoff until it succeeds (true) or the
+// Transport closes (false). On a reconnection every subscription observes
+// again, and the Connected event follows once they all did. first is the
+// first connection of a ConnectRetry Dial, whose first failure is reported
+// as a Disconnected event.
+func (t *Transport) connectLoop(first bool) bool {
 	backoff := minBackoff
-	for {
+	for failures := 0; ; failures++ {
 		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
 		conn, err := t.dial(ctx)
 		cancel()
@@ -330,24 +350,52 @@ func (t *Transport) reconnect(old *udpclient.Conn) bool {
 			}
 			t.conn = conn
 			close(t.ready)
+			t.connGen++
+			gen := t.connGen
 			t.mu.Unlock()
-			t.observationsLost()
+			restored := t.observationsLost()
+			t.wg.Go(func() { t.announceConnected(gen, restored) })
 			return true
 		}
 		t.reportError(err)
+		if first && failures == 0 {
+			t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: err})
+		}
 		if !t.sleep(&backoff) {
 			return false
 		}
 	}
 }
 
-// observationsLost makes every subscription observe again.
-func (t *Transport) observationsLost() {
+// announceConnected emits the Connected event of connection gen once
+// every subscription observes again on it, unless it was lost meanwhile.
+func (t *Transport) announceConnected(gen uint64, restored *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { restored.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-t.done:
+		return
+	}
+	t.mu.Lock()
+	current := t.connGen == gen && t.conn != nil
+	t.mu.Unlock()
+	if current {
+		t.listeners.Emit(transport.ConnectionEvent{State: transport.Connected})
+	}
+}
+
+// observationsLost makes every subscription observe again; the returned
+// WaitGroup is done once each has (or has ended).
+func (t *Transport) observationsLost() *sync.WaitGroup {
+	var restored sync.WaitGroup
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for s := range t.subs {
-		s.lost(0)
+		restored.Add(1)
+		s.lostWaiting(&restored)
 	}
+	return &restored
 }
 
 // sleep waits for the backoff, doubling it; false if the Transport closed.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+	"github.com/e4-iot/e4kit/transport/internal/budget"
 )
 
 // recentETags is how many ETags a subscription remembers to drop the
@@ -33,6 +34,7 @@ type subscription struct {
 	path     []message.Option
 
 	msgs    chan *transport.Message
+	bytes   *budget.Bytes // bounds the payload bytes in msgs
 	done    chan struct{} // closed by Unsubscribe or Close
 	lostSig chan struct{} // the observation ended, observe again
 	endOnce sync.Once
@@ -43,6 +45,7 @@ type subscription struct {
 	old     client.Observation // replaced by obs, kept until obs caught up with it
 	oldGen  uint64
 	nextGen uint64
+	waiters []*sync.WaitGroup // reconnections waiting for the next observation
 	noETags bool              // the broker does not name publications with ETags
 	seen    map[string]uint64 // recent ETags → generation that delivered them
 	order   []string          // seen, oldest first
@@ -52,6 +55,7 @@ func newSubscription(t *Transport, filter string, wildcard bool, path []message.
 	return &subscription{
 		t: t, filter: filter, wildcard: wildcard, path: path,
 		msgs:    make(chan *transport.Message, t.cfg.ReceiveBuffer),
+		bytes:   budget.New(t.cfg.ReceiveBytes),
 		done:    make(chan struct{}),
 		lostSig: make(chan struct{}, 1),
 		seen:    make(map[string]uint64),
@@ -67,6 +71,7 @@ func (s *subscription) Receive(ctx context.Context) (*transport.Message, error) 
 	}
 	select {
 	case m := <-s.msgs:
+		s.bytes.Release(len(m.Payload))
 		select {
 		case <-s.done:
 			return nil, transport.ErrClosed
@@ -278,10 +283,14 @@ func (s *subscription) firstSeen(etag []byte, gen uint64) bool {
 	return true
 }
 
-// deliver hands msg to Receive. It blocks while the buffer is full, which
+// deliver hands msg to Receive. It blocks while the buffer is full (by
+// count or by bytes), which
 // delays the acknowledgement of the notification: the broker then keeps
 // the next messages in its queue.
 func (s *subscription) deliver(msg *transport.Message) {
+	if !s.bytes.Reserve(len(msg.Payload), s.done) {
+		return
+	}
 	select {
 	case s.msgs <- msg:
 	case <-s.done:
@@ -303,6 +312,25 @@ func (s *subscription) lost(gen uint64) {
 	}
 }
 
+// lostWaiting is lost(0) for a reconnection: restored.Done is called once
+// the subscription observes again, or has ended.
+func (s *subscription) lostWaiting(restored *sync.WaitGroup) {
+	s.mu.Lock()
+	s.waiters = append(s.waiters, restored)
+	s.mu.Unlock()
+	s.lost(0)
+}
+
+// releaseWaiters takes the waiters of reconnections, to be released once
+// the observation that follows is made.
+func (s *subscription) releaseWaiters() []*sync.WaitGroup {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.waiters
+	s.waiters = nil
+	return w
+}
+
 // maintain observes again when the observation is lost, and renews it
 // every Refresh.
 func (s *subscription) maintain() {
@@ -313,6 +341,11 @@ func (s *subscription) maintain() {
 		defer ticker.Stop()
 		refresh = ticker.C
 	}
+	defer func() {
+		for _, w := range s.releaseWaiters() {
+			w.Done()
+		}
+	}()
 	for {
 		select {
 		case <-s.done:
@@ -320,7 +353,11 @@ func (s *subscription) maintain() {
 		case <-s.t.done:
 			return
 		case <-s.lostSig:
+			waiters := s.releaseWaiters()
 			s.reobserve(false)
+			for _, w := range waiters {
+				w.Done()
+			}
 		case <-refresh:
 			s.reobserve(true)
 		}

@@ -80,6 +80,13 @@ type Options struct {
 	// KeepAlive is the liveness interval: MQTT keep-alive, AMQP heartbeat,
 	// CoAP ping interval (default: the adapter's).
 	KeepAlive time.Duration
+
+	// ConnectRetry makes Dial return without waiting for the broker: the
+	// adapter connects in the background, retrying with backoff until the
+	// broker answers, and Publish and Subscribe wait for it (see each
+	// adapter's Config.ConnectRetry). Without it Dial fails when the
+	// broker is down.
+	ConnectRetry bool
 }
 
 // Target is what Parse makes of a URL: the protocol and the configuration
@@ -336,6 +343,7 @@ func mqttConfig(ep *endpoint, o *Options) (*mqtt.Config, error) {
 		PersistentSession: o.PersistentSession,
 		KeepAlive:         o.KeepAlive,
 		ConnectTimeout:    o.ConnectTimeout,
+		ConnectRetry:      o.ConnectRetry,
 	}
 	if ep.scheme.secure {
 		tlsCfg, err := o.tlsConfig()
@@ -358,10 +366,11 @@ func amqpConfig(ep *endpoint, o *Options) (*amqp.Config, error) {
 		return nil, fmt.Errorf("not an AMQP URI: %v", withoutURL(err))
 	}
 	cfg := &amqp.Config{
-		URL:         u.String(),
-		Exchange:    o.Exchange,
-		Heartbeat:   o.KeepAlive,
-		DialTimeout: o.ConnectTimeout,
+		URL:          u.String(),
+		Exchange:     o.Exchange,
+		Heartbeat:    o.KeepAlive,
+		DialTimeout:  o.ConnectTimeout,
+		ConnectRetry: o.ConnectRetry,
 	}
 	if ep.scheme.secure {
 		tlsCfg, err := o.tlsConfig()
@@ -377,11 +386,12 @@ func amqpConfig(ep *endpoint, o *Options) (*amqp.Config, error) {
 // the broker's path prefix.
 func coapConfig(ep *endpoint, o *Options) (*coap.Config, error) {
 	cfg := &coap.Config{
-		Addr:        ep.hostPort(),
-		PathPrefix:  ep.path,
-		NoWildcards: o.NoWildcards,
-		Timeout:     o.ConnectTimeout,
-		KeepAlive:   o.KeepAlive,
+		Addr:         ep.hostPort(),
+		PathPrefix:   ep.path,
+		NoWildcards:  o.NoWildcards,
+		Timeout:      o.ConnectTimeout,
+		KeepAlive:    o.KeepAlive,
+		ConnectRetry: o.ConnectRetry,
 	}
 	if o.PathPrefix != "" {
 		cfg.PathPrefix = o.PathPrefix

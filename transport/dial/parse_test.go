@@ -280,3 +280,21 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestConnectRetryReachesEveryAdapter: Options.ConnectRetry is set in the
+// configuration of whichever adapter the URL selects.
+func TestConnectRetryReachesEveryAdapter(t *testing.T) {
+	for _, url := range []string{"mqtt://localhost", "amqp://localhost", "coap://localhost"} {
+		target, err := dial.Parse(url, dial.Options{ConnectRetry: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case target.MQTT != nil && target.MQTT.ConnectRetry,
+			target.AMQP != nil && target.AMQP.ConnectRetry,
+			target.CoAP != nil && target.CoAP.ConnectRetry:
+		default:
+			t.Errorf("%s: ConnectRetry not passed on", url)
+		}
+	}
+}

@@ -84,6 +84,7 @@ func ResubscribeOnConnect(next paho.OnConnectHandler) paho.OnConnectHandler {
 		wrapped.Unlock()
 		if t != nil {
 			t.resubscribe()
+			t.listeners.Emit(transport.ConnectionEvent{State: transport.Connected})
 		}
 	}
 }

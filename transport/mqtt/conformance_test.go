@@ -14,10 +14,11 @@ import (
 
 // features of the MQTT adapter, whatever the broker.
 var features = transporttest.Features{
-	Wildcards:       true,
-	OrderedPerTopic: true,
-	BrokerRestart:   true,
-	EmptyPayload:    true,
+	Wildcards:        true,
+	OrderedPerTopic:  true,
+	BrokerRestart:    true,
+	ConnectionEvents: true,
+	EmptyPayload:     true,
 }
 
 // dialConfig is how the tests connect: a short reconnect cap keeps the

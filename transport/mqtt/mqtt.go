@@ -18,8 +18,12 @@
 // one connection are joined at the broker into one covering filter and
 // messages are matched locally, so each Subscription receives each message
 // once whatever the broker does with overlapping subscriptions. A
-// Subscription buffers up to Config.QueueSize messages; see Subscription
-// for what happens when its consumer stops reading.
+// Subscription buffers up to Config.QueueSize messages and
+// Config.QueueBytes bytes; see Subscription for what happens when its
+// consumer stops reading. A received message larger than
+// Config.MaxMessageSize (8 MiB by default) is refused as it arrives, before
+// its payload is read into memory, and counted (Transport.Oversized,
+// Subscription.Dropped).
 //
 // Publishing: at most Config.MaxInflight QoS 1 and 2 messages (default
 // 20) are in flight on a connection at a time; more concurrent Publish
@@ -44,6 +48,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"sync"
@@ -54,6 +59,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/internal/notify"
 )
 
 // Defaults of Config.
@@ -61,6 +67,14 @@ const (
 	DefaultKeepAlive            = 30 * time.Second
 	DefaultConnectTimeout       = 10 * time.Second
 	DefaultMaxReconnectInterval = 10 * time.Second
+)
+
+// Inbound size limits of Config.
+const (
+	// DefaultMaxMessageSize is the default of Config.MaxMessageSize.
+	DefaultMaxMessageSize = 8 << 20
+	// DefaultQueueBytes is the default of Config.QueueBytes.
+	DefaultQueueBytes = 64 << 20
 )
 
 // maxPacketBody is the largest "remaining length" of an MQTT packet.
@@ -125,6 +139,27 @@ type Config struct {
 	// QueueSize is the buffer of each subscription, in messages (default
 	// DefaultQueueSize).
 	QueueSize int
+	// MaxMessageSize bounds the payload of a received message (default
+	// DefaultMaxMessageSize); 0 takes the default, a negative value
+	// removes the bound. A larger PUBLISH is refused as it arrives, before
+	// its payload is buffered (MQTT gives its length first): its payload
+	// is skipped on the wire, the broker gets its acknowledgement as
+	// usual, and it is counted by Oversized and by the Dropped count of
+	// each subscription it matched. On a FromClient transport paho reads
+	// the message whole first, and the adapter drops it after.
+	MaxMessageSize int
+	// QueueBytes bounds the payload bytes each subscription buffers
+	// (default DefaultQueueBytes), beside QueueSize: a message that would
+	// go over it is dropped and counted like one over QueueSize.
+	QueueBytes int
+	// ConnectRetry makes Dial return at once, without waiting for the
+	// broker: the Transport connects in the background, retrying with
+	// backoff (doubling up to MaxReconnectInterval) until the broker
+	// answers or Close, and Publish and Subscribe wait for it meanwhile.
+	// Without it Dial fails when the first attempt fails. Retries go on
+	// whatever the reason, refused credentials included; the first failure
+	// is reported as a transport.Disconnected event with its error.
+	ConnectRetry bool
 	// MaxInflight bounds the QoS 1 and 2 messages published and not yet
 	// acknowledged by the broker (default DefaultMaxInflight, 20); further
 	// Publish calls wait for one to complete. It must not exceed what the
@@ -142,6 +177,8 @@ type Transport struct {
 	owned       bool // made by Dial: Close disconnects it
 	defaultQoS  transport.QoS
 	queueSize   int
+	queueBytes  int
+	maxMessage  int // largest payload delivered; 0: no limit
 	inflight    inflightWindow
 	keepBacklog bool // persistent session, see Config.PersistentSession
 
@@ -149,6 +186,15 @@ type Transport struct {
 	ops chan struct{}
 	// done is closed by Close.
 	done chan struct{}
+	// connecting is set while a ConnectRetry Dial waits for its first
+	// connection.
+	connecting atomic.Bool
+	// listeners receive the connection events.
+	listeners notify.Listeners
+	// oversized holds the topics of the messages refused for their size
+	// whose empty replacement paho has yet to deliver; refused counts them.
+	oversized oversizedQueue
+	refused   atomic.Uint64
 
 	mu      sync.Mutex // guards what follows
 	closed  bool
@@ -158,7 +204,10 @@ type Transport struct {
 	backlog []*transport.Message
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport          = (*Transport)(nil)
+	_ transport.ConnectionNotifier = (*Transport)(nil)
+)
 
 func newTransport(defaultQoS transport.QoS, queueSize, maxInflight int) *Transport {
 	if queueSize <= 0 {
@@ -167,6 +216,8 @@ func newTransport(defaultQoS transport.QoS, queueSize, maxInflight int) *Transpo
 	return &Transport{
 		defaultQoS: defaultQoS,
 		queueSize:  queueSize,
+		queueBytes: DefaultQueueBytes,
+		maxMessage: DefaultMaxMessageSize,
 		inflight:   newInflightWindow(maxInflight),
 		ops:        make(chan struct{}, 1),
 		done:       make(chan struct{}),
@@ -194,6 +245,10 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	t := newTransport(qos, cfg.QueueSize, cfg.MaxInflight)
 	t.owned, t.keepBacklog = true, cfg.PersistentSession
+	t.setLimits(cfg.MaxMessageSize, cfg.QueueBytes)
+	if t.maxMessage > 0 {
+		opts.SetCustomOpenConnectionFn(t.openLimitedConnection)
+	}
 	var connects atomic.Int64
 	opts.SetOnConnectHandler(func(paho.Client) {
 		// The first connection starts with nothing subscribed, and paho
@@ -203,13 +258,93 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 		if connects.Add(1) > 1 {
 			t.resubscribe()
 		}
+		t.listeners.Emit(transport.ConnectionEvent{State: transport.Connected})
+	})
+	opts.SetConnectionLostHandler(func(_ paho.Client, err error) {
+		t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: err})
 	})
 	opts.SetDefaultPublishHandler(t.unrouted)
 	t.client = paho.NewClient(opts)
+	if cfg.ConnectRetry {
+		t.connecting.Store(true)
+		go t.connectRetrying(cfg.Brokers, orDefault(cfg.MaxReconnectInterval, DefaultMaxReconnectInterval))
+		return t, nil
+	}
 	if err := connect(ctx, t.client, cfg.Brokers); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// firstRetryInterval is the first pause of ConnectRetry.
+const firstRetryInterval = 100 * time.Millisecond
+
+// connectRetrying makes the first connection of a ConnectRetry Dial,
+// retrying with backoff until it succeeds or Close.
+func (t *Transport) connectRetrying(brokers []string, maxInterval time.Duration) {
+	defer t.connecting.Store(false)
+	delay := firstRetryInterval
+	for failures := 0; ; failures++ {
+		tok := t.client.Connect()
+		select {
+		case <-tok.Done():
+		case <-t.done:
+			go func() { <-tok.Done(); t.client.Disconnect(0) }()
+			return
+		}
+		err := tok.Error()
+		if err == nil {
+			select {
+			case <-t.done: // closed while connecting
+				t.client.Disconnect(0)
+			default:
+			}
+			return
+		}
+		if failures == 0 {
+			t.listeners.Emit(transport.ConnectionEvent{State: transport.Disconnected, Err: fmt.Errorf("mqtt: connecting to %v: %w", brokers, err)})
+		}
+		select {
+		case <-time.After(delay):
+		case <-t.done:
+			return
+		}
+		delay = min(2*delay, maxInterval)
+	}
+}
+
+// setLimits applies Config.MaxMessageSize and Config.QueueBytes.
+func (t *Transport) setLimits(maxMessage, queueBytes int) {
+	switch {
+	case maxMessage < 0:
+		t.maxMessage = 0
+	case maxMessage > 0:
+		t.maxMessage = maxMessage
+	}
+	if queueBytes > 0 {
+		t.queueBytes = queueBytes
+	}
+}
+
+// openLimitedConnection opens connections as openConnection does, through
+// a limitedConn that refuses oversized messages as they arrive.
+func (t *Transport) openLimitedConnection(broker *url.URL, o paho.ClientOptions) (net.Conn, error) {
+	conn, err := dialBroker(broker, o)
+	if err != nil {
+		return nil, err
+	}
+	return newLimitedConn(conn, t.maxMessage, t.oversized.push), nil
+}
+
+// Oversized returns how many received messages were refused for being
+// larger than Config.MaxMessageSize.
+func (t *Transport) Oversized() uint64 { return t.refused.Load() }
+
+// NotifyConnection implements transport.ConnectionNotifier. A Transport
+// made by FromClient reports reconnections only, and only when the client
+// was built with ResubscribeOnConnect.
+func (t *Transport) NotifyConnection(f func(transport.ConnectionEvent)) (stop func()) {
+	return t.listeners.Add(f)
 }
 
 // clientOptions translates cfg into paho's options.
@@ -411,7 +546,7 @@ func (t *Transport) waitOpen(ctx context.Context) error {
 		return err
 	}
 	for !t.client.IsConnectionOpen() {
-		if !t.client.IsConnected() {
+		if !t.client.IsConnected() && !t.connecting.Load() {
 			return errors.New("mqtt: not connected, and the client does not reconnect by itself")
 		}
 		select {

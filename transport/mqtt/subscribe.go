@@ -30,7 +30,7 @@ func (t *Transport) Subscribe(ctx context.Context, filter string) (transport.Sub
 	}
 	defer t.release()
 
-	s := newSubscription(t, filter, t.queueSize)
+	s := newSubscription(t, filter, t.queueSize, t.queueBytes)
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -278,6 +278,9 @@ func (t *Transport) route(remote string) paho.MessageHandler {
 	return func(_ paho.Client, m paho.Message) {
 		t.mu.Lock()
 		defer t.mu.Unlock()
+		if t.refuseLocked(m.Topic(), m.Payload(), remote) {
+			return
+		}
 		t.deliverLocked(m.Topic(), m.Payload(), remote)
 	}
 }
@@ -288,7 +291,7 @@ func (t *Transport) route(remote string) paho.MessageHandler {
 func (t *Transport) unrouted(_ paho.Client, m paho.Message) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed || t.deliverLocked(m.Topic(), m.Payload(), "") {
+	if t.closed || t.refuseLocked(m.Topic(), m.Payload(), "") || t.deliverLocked(m.Topic(), m.Payload(), "") {
 		return
 	}
 	if t.keepBacklog && len(t.backlog) < backlogLimit {
@@ -315,6 +318,23 @@ func (t *Transport) deliverLocked(topic string, payload []byte, remote string) b
 		s.push(&transport.Message{Topic: topic, Payload: p})
 	}
 	return len(to) > 0
+}
+
+// refuseLocked reports a message refused for its size: the empty
+// replacement of one limitedConn emptied, or (on a FromClient client,
+// which reads whole messages) one over the limit. It is counted, and
+// counted as dropped by every subscription it would have gone to.
+func (t *Transport) refuseLocked(topic string, payload []byte, remote string) bool {
+	if !t.oversized.take(topic, payload) && (t.maxMessage <= 0 || len(payload) <= t.maxMessage) {
+		return false
+	}
+	t.refused.Add(1)
+	for s := range t.subs {
+		if s.takes(remote) && transport.Match(s.filter, topic) {
+			s.in.CountDrop()
+		}
+	}
+	return true
 }
 
 // drainBacklogLocked moves the kept messages matching s into s.

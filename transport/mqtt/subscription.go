@@ -32,19 +32,20 @@ type Subscription struct {
 	in *inbox.Inbox
 }
 
-func newSubscription(t *Transport, filter string, limit int) *Subscription {
+func newSubscription(t *Transport, filter string, limit, maxBytes int) *Subscription {
 	return &Subscription{
 		t:      t,
 		filter: filter,
-		in:     inbox.New(limit),
+		in:     inbox.NewBounded(limit, maxBytes),
 	}
 }
 
 // Filter returns the filter the subscription was made with.
 func (s *Subscription) Filter() string { return s.filter }
 
-// Dropped returns how many messages were discarded because the buffer was
-// full.
+// Dropped returns how many messages for this subscription were discarded:
+// because its buffer was full (Config.QueueSize, Config.QueueBytes), or
+// because they were larger than Config.MaxMessageSize.
 func (s *Subscription) Dropped() uint64 { return s.in.Dropped() }
 
 // takes reports whether s takes the messages paho routes for the broker

@@ -33,6 +33,11 @@ type Features struct {
 	// BrokerRestart: RestartBroker works, so the suite checks that a live
 	// subscription resumes after the broker restarts.
 	BrokerRestart bool
+	// ConnectionEvents: the transports implement
+	// transport.ConnectionNotifier and a broker restart costs them their
+	// connection, so the suite checks that they report the loss and the
+	// recovery, the latter once their subscriptions are live again.
+	ConnectionEvents bool
 	// EmptyPayload: a message with no payload bytes is carried as such.
 	// Off unless the adapter sets it, since some protocols or brokers
 	// give an empty payload a meaning of its own.

@@ -38,6 +38,7 @@ var conformanceTests = []conformanceTest{
 	{"ConcurrentReceivers", testConcurrentReceivers},
 	{"InvalidTopics", testInvalidTopics},
 	{"BrokerRestart", testBrokerRestart},
+	{"ConnectionEvents", testConnectionEvents},
 }
 
 // RunConformanceTests runs the suite against the adapter behind newHarness,
@@ -584,6 +585,60 @@ func drainFor(ctx context.Context, sub transport.Subscription, wait time.Duratio
 		}
 		if sent[string(m.Payload)] {
 			return true, nil
+		}
+	}
+}
+
+// testConnectionEvents: a broker restart is reported as a Disconnected
+// then a Connected event, and by the time of the Connected event the
+// subscriptions are live again: one message published afterwards, once,
+// arrives.
+func testConnectionEvents(e *env) {
+	if !e.features.ConnectionEvents || !e.features.BrokerRestart {
+		e.t.Skip("transporttest: the harness does not report connection events across a restart")
+	}
+	topic := e.topic("events")
+	e.prepare(topic)
+	pub, subTr := e.transport(), e.transport()
+	n, ok := subTr.(transport.ConnectionNotifier)
+	if !ok {
+		e.t.Fatalf("%T does not implement transport.ConnectionNotifier", subTr)
+	}
+	events := make(chan transport.ConnectionEvent, 64)
+	stop := n.NotifyConnection(func(ev transport.ConnectionEvent) {
+		select {
+		case events <- ev:
+		default:
+		}
+	})
+	defer stop()
+	sub := e.subscribe(subTr, topic)
+
+	ctx, cancel := context.WithTimeout(e.t.Context(), restartTimeout)
+	defer cancel()
+	if err := e.h.RestartBroker(ctx); err != nil {
+		e.t.Fatalf("restarting the broker: %v", err)
+	}
+	// A Connected event of the first connection may come first.
+	awaitEvent(e.t, ctx, events, transport.Disconnected)
+	awaitEvent(e.t, ctx, events, transport.Connected)
+	e.publish(pub, topic, []byte("after the Connected event"))
+	e.expectMessages(sub, "after the Connected event", topic, [][]byte{[]byte("after the Connected event")}, true)
+}
+
+// awaitEvent waits for an event of the given state, skipping others.
+func awaitEvent(t *testing.T, ctx context.Context, events <-chan transport.ConnectionEvent, want transport.ConnectionState) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, resumeTimeout)
+	defer cancel()
+	for {
+		select {
+		case ev := <-events:
+			if ev.State == want {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %v event within %v", want, resumeTimeout)
 		}
 	}
 }

@@ -87,3 +87,26 @@ func TestConcurrentReceiversGetEachMessageOnce(t *testing.T) {
 	in.End()
 	wg.Wait()
 }
+
+func TestByteLimit(t *testing.T) {
+	in := NewBounded(0, 10)
+	push := func(n int) { in.Push(&transport.Message{Topic: "t", Payload: make([]byte, n)}) }
+	push(6)
+	push(5)  // 11 bytes: dropped
+	push(4)  // 10 bytes: fits
+	push(11) // larger than the whole budget: never fits
+	if in.Dropped() != 2 || in.Bytes() != 10 {
+		t.Fatalf("Dropped() = %d, Bytes() = %d, want 2 and 10", in.Dropped(), in.Bytes())
+	}
+	if m, err := in.Receive(context.Background()); err != nil || len(m.Payload) != 6 {
+		t.Fatalf("first message: %v, %v", m, err)
+	}
+	push(5) // room again
+	if in.Dropped() != 2 || in.Bytes() != 9 {
+		t.Fatalf("after a receive: Dropped() = %d, Bytes() = %d, want 2 and 9", in.Dropped(), in.Bytes())
+	}
+	in.CountDrop()
+	if in.Dropped() != 3 {
+		t.Fatalf("CountDrop: Dropped() = %d", in.Dropped())
+	}
+}
