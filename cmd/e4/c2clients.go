@@ -42,7 +42,8 @@ func readKeyFile(path string) ([]byte, error) {
 	return key, nil
 }
 
-// readSecretFile reads a one-line secret (a password).
+// readSecretFile reads a one-line secret (a broker password); E4
+// passwords, which keys are derived from, are read whole by readE4Password.
 func readSecretFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -115,7 +116,7 @@ the FILE.pub of e4 keygen --type ed25519) or --password-file.`,
 				return err
 			}
 			if passwordFile != "" {
-				if req.Password, err = readSecretFile(passwordFile); err != nil {
+				if req.Password, err = readE4Password(passwordFile, cmd.ErrOrStderr()); err != nil {
 					return err
 				}
 			}
@@ -142,7 +143,7 @@ the FILE.pub of e4 keygen --type ed25519) or --password-file.`,
 	fl := cmd.Flags()
 	fl.StringVar(&id, "id", "", "the client id (32 hex digits), for a client without a name")
 	fl.StringVar(&keyFile, "key-file", "", "the client's symmetric key, hex (default: C2 generates one)")
-	fl.StringVar(&passwordFile, "password-file", "", "derive the client's key from the password in this file")
+	fl.StringVar(&passwordFile, "password-file", "", "derive the client's key from the password in this file; "+passwordFileHelp)
 	fl.StringVar(&publicKeyFile, "public-key-file", "", "the device's Ed25519 public key, hex (public-key mode)")
 	fl.StringVar(&keyOut, "key-out", "", "write the key C2 generated to this file (mode 0600) instead of stdout")
 	return cmd
