@@ -134,15 +134,28 @@ func (h *handlers) ImportClients(req *c2pb.ImportClientsRequest, stream grpc.Ser
 	}
 	res, err := h.svc.ImportClients(ctx, bytes.NewReader(req.Data), format, progress)
 	if err != nil {
+		// The clients committed before the failure stay: their keys go
+		// out (done unset) before the error, or they would be lost.
+		if len(res.Generated) > 0 {
+			if serr := sendGeneratedKeys(stream, res, false); serr != nil {
+				return serr
+			}
+		}
 		return err
 	}
+	return sendGeneratedKeys(stream, res, true)
+}
+
+// sendGeneratedKeys streams the keys an import generated, a bounded number
+// per message (at least one message).
+func sendGeneratedKeys(stream grpc.ServerStreamingServer[c2pb.ImportClientsProgress], res c2.ImportResult, done bool) error {
 	generated := make([]*c2pb.GeneratedKey, 0, len(res.Generated))
 	for id, key := range res.Generated {
 		generated = append(generated, &c2pb.GeneratedKey{ClientId: id.String(), Key: key})
 	}
 	for {
 		n := min(len(generated), generatedKeysPerMessage)
-		msg := &c2pb.ImportClientsProgress{Imported: int64(res.Imported), Done: true, Generated: generated[:n]}
+		msg := &c2pb.ImportClientsProgress{Imported: int64(res.Imported), Done: done, Generated: generated[:n]}
 		if err := stream.Send(msg); err != nil {
 			return err
 		}

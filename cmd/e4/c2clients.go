@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -306,7 +307,10 @@ its columns among name, id, key, password, public_key (keys in hex or
 base64), or JSON (an array of objects with those fields, or one object per
 line). Clients are written 10000 per transaction; if a record is bad, the
 import stops there and says how many were imported. Keys C2 generated are
-written to --keys-out (CSV "id,key", mode 0600), else printed.`,
+written to --keys-out (CSV "id,key", mode 0600, atomically), else printed.
+When an import fails after some clients were written, the keys of exactly
+those clients are still written to --keys-out (or printed), and the error
+says so: provision them, then import the records after them.`,
 		Example: `  e4 c2 client import fleet.csv --keys-out fleet-keys.csv
   e4 c2 client import fleet.json --format json`,
 		Args: cobra.ExactArgs(1),
@@ -367,7 +371,7 @@ func (s *c2Session) importClients(ctx context.Context, format string, data []byt
 		}
 		if err != nil {
 			bar.finish()
-			return err
+			return s.importFailed(err, result, keysOut)
 		}
 		bar.set(msg.Imported)
 		result.Imported, result.Done = msg.Imported, msg.Done
@@ -375,12 +379,7 @@ func (s *c2Session) importClients(ctx context.Context, format string, data []byt
 	}
 	bar.finish()
 	if keysOut != "" {
-		var b strings.Builder
-		b.WriteString("id,key\n")
-		for _, g := range result.Generated {
-			b.WriteString(g.ClientId + "," + hex.EncodeToString(g.Key) + "\n")
-		}
-		if err := store.WriteFileAtomic(keysOut, []byte(b.String()), 0o600); err != nil {
+		if err := writeGeneratedKeys(keysOut, result.Generated); err != nil {
 			return err
 		}
 		result.Generated = nil
@@ -401,6 +400,42 @@ func (s *c2Session) importClients(ctx context.Context, format string, data []byt
 		rows[i] = []string{g.ClientId, hex.EncodeToString(g.Key)}
 	}
 	return s.table([]string{"ID", "GENERATED KEY"}, rows)
+}
+
+// writeGeneratedKeys writes the keys of an import as CSV "id,key",
+// atomically with mode 0600.
+func writeGeneratedKeys(path string, generated []*c2pb.GeneratedKey) error {
+	var b strings.Builder
+	b.WriteString("id,key\n")
+	for _, g := range generated {
+		b.WriteString(g.ClientId + "," + hex.EncodeToString(g.Key) + "\n")
+	}
+	return store.WriteFileAtomic(path, []byte(b.String()), 0o600)
+}
+
+// importFailed saves the generated keys of the clients an interrupted
+// import committed (C2 sends them before the error), so none is lost, and
+// says where they are.
+func (s *c2Session) importFailed(err error, result *c2pb.ImportClientsProgress, keysOut string) error {
+	if len(result.Generated) == 0 {
+		return err
+	}
+	// Flattened to text: withSession's explain must not rewrite it again.
+	err = errors.New(explain(err, s.f.server).Error())
+	if keysOut != "" {
+		if werr := writeGeneratedKeys(keysOut, result.Generated); werr != nil {
+			return fmt.Errorf("%w; the %d keys generated for the clients imported could not be saved to %s: %v", err, len(result.Generated), keysOut, werr)
+		}
+		return fmt.Errorf("%w; the %d keys generated for the clients imported were written to %s", err, len(result.Generated), keysOut)
+	}
+	rows := make([][]string, len(result.Generated))
+	for i, g := range result.Generated {
+		rows[i] = []string{g.ClientId, hex.EncodeToString(g.Key)}
+	}
+	if terr := s.table([]string{"ID", "GENERATED KEY"}, rows); terr != nil {
+		return terr
+	}
+	return fmt.Errorf("%w; the %d keys generated for the clients imported are printed above", err, len(result.Generated))
 }
 
 func newC2ClientTopicsCommand(f *c2Flags) *cobra.Command {

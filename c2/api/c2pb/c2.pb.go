@@ -641,6 +641,8 @@ type ImportClientsProgress struct {
 	// imported is how many clients were written so far.
 	Imported int64 `protobuf:"varint,1,opt,name=imported,proto3" json:"imported,omitempty"`
 	// done is set on the last messages, which carry the generated keys.
+	// An import that fails after committing some clients sends their keys
+	// in messages without done, then the error.
 	Done bool `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
 	// generated holds keys C2 generated for imported clients, once.
 	Generated     []*GeneratedKey `protobuf:"bytes,3,rep,name=generated,proto3" json:"generated,omitempty"`
