@@ -106,6 +106,10 @@ type serveConfig struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // json or text
 	} `yaml:"log"`
+
+	// Init allows a new deployment on an empty database although the data
+	// folder says one existed (flag --init only).
+	Init bool `yaml:"-"`
 }
 
 // envPrefix starts the environment variables of serveConfig.
@@ -241,6 +245,7 @@ type serveFlags struct {
 	grpcAddr, httpAddr                  string
 	tlsCert, tlsKey, clientCA           string
 	bootstrapTokenFile                  string
+	init                                bool
 	rate                                float64
 	burst                               int
 	logFormat                           string
@@ -260,7 +265,10 @@ flags. With no configuration at all it runs a development C2: symmetric-key
 mode, SQLite and a new master key in ./c2data, a self-signed certificate in
 ./c2data/tls, gRPC on ` + defaultC2GRPCAddr + `, HTTPS on ` + defaultC2HTTPAddr + `, and
 no broker (commands wait in the outbox). On the first start it writes an
-admin API token to <data dir>/admin.token.
+admin API token to <data dir>/admin.token and records the deployment in
+<data dir>/deployment; a later start on an empty or missing database beside
+that record (or beside an existing master key file) is refused rather than
+starting a new deployment (restore the database, or use --init).
 
 --transport takes a broker URL (mqtt://, mqtts://, ws://, amqp://, amqps://,
 coap://, coaps://), or mqtt, amqp or coap for that broker on localhost, or
@@ -311,6 +319,7 @@ passphrase_env; Argon2id with a salt kept in the database).`,
 	fl.Float64Var(&f.rate, "rate", 0, "calls per second allowed to each token (default 100; negative: no limit)")
 	fl.IntVar(&f.burst, "burst", 0, "calls a token may make at once above --rate (default 200)")
 	fl.StringVar(&f.logFormat, "log-format", "", "json or text (default json)")
+	fl.BoolVar(&f.init, "init", false, "start a new deployment on an empty database although the data folder has a master key or a deployment record")
 	_ = cmd.RegisterFlagCompletionFunc("mode", fixedCompletion("sk", "pk"))
 	_ = cmd.RegisterFlagCompletionFunc("store", fixedCompletion("sqlite", "postgres"))
 	_ = cmd.RegisterFlagCompletionFunc("transport", fixedCompletion("mqtt://", "mqtts://", "amqp://", "amqps://", "coap://", "coaps://", "none"))
@@ -344,6 +353,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, cfg *serveConfig) {
 	set("client-ca", &cfg.TLS.ClientCAFile, f.clientCA)
 	set("bootstrap-token-file", &cfg.BootstrapTokenFile, f.bootstrapTokenFile)
 	set("log-format", &cfg.Log.Format, f.logFormat)
+	cfg.Init = f.init
 	if cmd.Flags().Changed("rate") {
 		cfg.Limits.RatePerSecond = f.rate
 	}
@@ -396,6 +406,9 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if err := cfg.checkDeployment(ctx, st, cfg.Init); err != nil {
+		return err
+	}
 	keys, err := cfg.keyring(ctx, st, log)
 	if err != nil {
 		return err
@@ -418,6 +431,9 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		Dispatch: c2.DispatchConfig{AwaitAck: cfg.C2.AwaitAck, MaxAttempts: cfg.C2.MaxAttempts},
 	})
 	if err != nil {
+		return err
+	}
+	if err := cfg.markDeployment(); err != nil {
 		return err
 	}
 	if created, err := api.BootstrapToken(ctx, st, cfg.BootstrapTokenFile); err != nil {
