@@ -105,6 +105,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.now = time.Now
 	}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := checkNoRekey(tx); err != nil {
+			return err
+		}
 		if err := s.checkMode(tx); err != nil {
 			return err
 		}
