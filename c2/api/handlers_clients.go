@@ -101,6 +101,16 @@ func (h *handlers) NewClientKey(ctx context.Context, req *c2pb.NewClientKeyReque
 		return nil, err
 	}
 	key := orNil(req.Key)
+	if req.GenerateKeyPair {
+		if key != nil || req.PublicKey != nil {
+			return nil, invalid("generate_key_pair makes C2 generate the key pair: give no key or public_key")
+		}
+		pub, err := h.svc.NewClientKeyPair(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return &c2pb.NewClientKeyResponse{PublicKey: pub}, nil
+	}
 	if h.svc.Mode() == e4.PubKey {
 		if key != nil {
 			return nil, invalid("this deployment is in public-key mode: give the device's new public_key, not a key")

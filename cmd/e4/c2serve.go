@@ -99,6 +99,10 @@ type serveConfig struct {
 		RotateOnAdd          bool          `yaml:"rotate_on_add"`
 		AwaitAck             time.Duration `yaml:"await_ack"`
 		MaxAttempts          int           `yaml:"max_attempts"`
+
+		// AllowGeneratedKeyPairs lets "client newkey --generate-key-pair"
+		// send a device a key pair C2 made (PK mode; weaker, off by default).
+		AllowGeneratedKeyPairs bool `yaml:"allow_generated_key_pairs"`
 	} `yaml:"c2"`
 	BootstrapTokenFile string `yaml:"bootstrap_token_file"`
 	EventBuffer        int    `yaml:"event_buffer"`
@@ -427,7 +431,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	hub := api.NewEventHub(cfg.EventBuffer)
 	svc, err := c2.New(ctx, c2.Config{
 		Mode: mode, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
-		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd,
+		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs,
 		Dispatch: c2.DispatchConfig{AwaitAck: cfg.C2.AwaitAck, MaxAttempts: cfg.C2.MaxAttempts},
 	})
 	if err != nil {
