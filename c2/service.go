@@ -40,6 +40,12 @@ type Config struct {
 	// pair in C2 and send it the private key (PK mode), for devices that
 	// cannot make their own. Off by default: see NewClientKeyPair.
 	AllowGeneratedKeyPairs bool
+	// GroupTopics (PK mode) makes the members of every topic exchange
+	// their public keys: a client joining a topic is linked both ways with
+	// the other members, and unlinked from those it shares no topic with
+	// when it leaves, so members accept each other's messages without
+	// manual links (see joinGroup).
+	GroupTopics bool
 
 	// Dispatch tunes the outbox dispatcher run by Run.
 	Dispatch DispatchConfig

@@ -114,6 +114,13 @@ type serveConfig struct {
 	// Init allows a new deployment on an empty database although the data
 	// folder says one existed (flag --init only).
 	Init bool `yaml:"-"`
+
+	PK struct {
+		// GroupTopics makes the members of each topic exchange their public
+		// keys (c2.Config.GroupTopics), so they read each other's messages
+		// without "e4 c2 pubkey link".
+		GroupTopics bool `yaml:"group_topics"`
+	} `yaml:"pk"`
 }
 
 // envPrefix starts the environment variables of serveConfig.
@@ -282,7 +289,11 @@ E4_C2_TRANSPORT_PASSWORD, never from the command line.
 The master key that seals every key in the database comes from a file
 (created with mode 0600 on first start), an environment variable
 (master_key.env names it), or a passphrase (master_key.passphrase_file or
-passphrase_env; Argon2id with a salt kept in the database).`,
+passphrase_env; Argon2id with a salt kept in the database).
+
+In public-key mode, pk.group_topics: true (E4_C2_PK_GROUP_TOPICS=true) makes
+the members of each topic exchange their public keys as they join and leave,
+so they read each other's messages without "e4 c2 pubkey link".`,
 		Example: `  e4 c2 serve
   e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem
   E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk
@@ -431,7 +442,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	hub := api.NewEventHub(cfg.EventBuffer)
 	svc, err := c2.New(ctx, c2.Config{
 		Mode: mode, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
-		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs,
+		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs, GroupTopics: cfg.PK.GroupTopics,
 		Dispatch: c2.DispatchConfig{AwaitAck: cfg.C2.AwaitAck, MaxAttempts: cfg.C2.MaxAttempts},
 	})
 	if err != nil {
