@@ -235,6 +235,9 @@ func (s *Service) resetMemberships(tx store.Tx, ev *events, id e4.ID) (store.Cli
 		return c, err
 	}
 	for _, topic := range topics {
+		if err := s.leaveGroup(tx, ev, c, topic); err != nil {
+			return c, err
+		}
 		ev.add(EventMemberRemoved, &c.ID, topic, "reset")
 		if s.cfg.KeepTopicKeyOnRemove {
 			continue

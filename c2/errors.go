@@ -20,6 +20,9 @@ var (
 	// ErrWrongMode reports an operation that exists only in the other mode
 	// (for example SetPubKey in a symmetric-key deployment).
 	ErrWrongMode = errors.New("c2: operation not available in this crypto mode")
+	// ErrNotEnabled reports an operation the deployment's configuration
+	// leaves off (for example C2-generated device key pairs).
+	ErrNotEnabled = errors.New("c2: not enabled in this deployment")
 	// ErrUnavailable reports that the database or the transport does not
 	// answer.
 	ErrUnavailable = errors.New("c2: unavailable")

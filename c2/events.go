@@ -69,6 +69,7 @@ func (ev *events) add(kind EventKind, client *e4.ID, topic, detail string) {
 }
 
 func (s *Service) emit(list ...Event) {
+	s.discardSettledKeys(list)
 	if s.cfg.OnEvent == nil {
 		return
 	}

@@ -21,6 +21,8 @@ func FuzzImportRecords(f *testing.F) {
 	f.Add([]byte(`[{"name":"j1"},{"id":"00","key":"zz"}]`), false)
 	f.Add([]byte("{\"name\":\"l1\"}\n{\"name\":\"l2\",\"extra\":1}\n"), false)
 	f.Add([]byte(`[{"public_key":"AAAA"}`), false)
+	f.Add([]byte("[{\"name\":\"a\"}]\n{\"name\":\"b\"}\n]"), false)
+	f.Add([]byte("name,key,name\nx,,y\n"), true)
 	master, _ := seal.GenerateKey()
 	keys, _ := seal.NewKeyring(master)
 	svc := &Service{cfg: Config{Mode: e4.SymKey}, keys: keys, now: time.Now}

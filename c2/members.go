@@ -28,6 +28,9 @@ func (s *Service) addMember(tx store.Tx, ev *events, id e4.ID, topic string) err
 	if err := tx.AddMember(id, topic); err != nil {
 		return fmt.Errorf("client %s in topic %q: %w", id, topic, err)
 	}
+	if err := s.joinGroup(tx, ev, c, topic); err != nil {
+		return err
+	}
 	if s.cfg.RotateOnAdd {
 		// The rotation reaches the new member too, as it is a member now.
 		_, err := s.rotateTopic(tx, ev, topic, false)
@@ -69,11 +72,15 @@ func (s *Service) AddMembers(ctx context.Context, topic string, clients []e4.ID)
 			return err
 		}
 		for _, id := range clients {
-			if _, err := getClient(tx, id); err != nil {
+			c, err := getClient(tx, id)
+			if err != nil {
 				return err
 			}
 			if err := tx.AddMember(id, topic); err != nil {
 				return fmt.Errorf("client %s in topic %q: %w", id, topic, err)
+			}
+			if err := s.joinGroup(tx, ev, c, topic); err != nil {
+				return err
 			}
 			ev.add(EventMemberAdded, &id, topic, "")
 		}
@@ -111,6 +118,9 @@ func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) erro
 			return fmt.Errorf("client %s in topic %q: %w", id, topic, err)
 		}
 		if err := s.supersede(tx, &c.ID, topic, e4.SetTopicKey); err != nil {
+			return err
+		}
+		if err := s.leaveGroup(tx, ev, c, topic); err != nil {
 			return err
 		}
 		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemoveTopic(topic), target: topic}); err != nil {

@@ -36,6 +36,16 @@ type Config struct {
 	// RotateOnAdd rotates a topic's key before a client joins it, so the
 	// newcomer cannot read traffic recorded before it joined.
 	RotateOnAdd bool
+	// AllowGeneratedKeyPairs lets NewClientKeyPair generate a device's key
+	// pair in C2 and send it the private key (PK mode), for devices that
+	// cannot make their own. Off by default: see NewClientKeyPair.
+	AllowGeneratedKeyPairs bool
+	// GroupTopics (PK mode) makes the members of every topic exchange
+	// their public keys: a client joining a topic is linked both ways with
+	// the other members, and unlinked from those it shares no topic with
+	// when it leaves, so members accept each other's messages without
+	// manual links (see joinGroup).
+	GroupTopics bool
 
 	// Dispatch tunes the outbox dispatcher run by Run.
 	Dispatch DispatchConfig
@@ -77,6 +87,8 @@ type Service struct {
 	pairMu sync.RWMutex
 	pk     *c2KeyPair // nil in SK mode
 	cmd    *commandKeyCache
+
+	generated generatedKeys // clients with a generated private key in the outbox
 }
 
 // c2KeyPair is C2's own key material in public-key mode.
@@ -105,6 +117,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.now = time.Now
 	}
 	err := s.st.Update(ctx, func(tx store.Tx) error {
+		if err := checkNoRekey(tx); err != nil {
+			return err
+		}
 		if err := s.checkMode(tx); err != nil {
 			return err
 		}
@@ -118,6 +133,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Mode == e4.PubKey {
+		if _, err := s.discardGeneratedKeys(ctx, nil); err != nil {
+			return nil, err
+		}
 	}
 	s.dispatcher = newDispatcher(s, cfg.Dispatch)
 	return s, nil

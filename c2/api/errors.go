@@ -23,6 +23,7 @@ var errorCodes = []struct {
 	{c2.ErrNotFound, codes.NotFound},
 	{c2.ErrExists, codes.AlreadyExists},
 	{c2.ErrWrongMode, codes.FailedPrecondition},
+	{c2.ErrNotEnabled, codes.FailedPrecondition},
 	{c2.ErrUnavailable, codes.Unavailable},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},

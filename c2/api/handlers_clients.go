@@ -101,6 +101,16 @@ func (h *handlers) NewClientKey(ctx context.Context, req *c2pb.NewClientKeyReque
 		return nil, err
 	}
 	key := orNil(req.Key)
+	if req.GenerateKeyPair {
+		if key != nil || req.PublicKey != nil {
+			return nil, invalid("generate_key_pair makes C2 generate the key pair: give no key or public_key")
+		}
+		pub, err := h.svc.NewClientKeyPair(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return &c2pb.NewClientKeyResponse{PublicKey: pub}, nil
+	}
 	if h.svc.Mode() == e4.PubKey {
 		if key != nil {
 			return nil, invalid("this deployment is in public-key mode: give the device's new public_key, not a key")
@@ -134,15 +144,28 @@ func (h *handlers) ImportClients(req *c2pb.ImportClientsRequest, stream grpc.Ser
 	}
 	res, err := h.svc.ImportClients(ctx, bytes.NewReader(req.Data), format, progress)
 	if err != nil {
+		// The clients committed before the failure stay: their keys go
+		// out (done unset) before the error, or they would be lost.
+		if len(res.Generated) > 0 {
+			if serr := sendGeneratedKeys(stream, res, false); serr != nil {
+				return serr
+			}
+		}
 		return err
 	}
+	return sendGeneratedKeys(stream, res, true)
+}
+
+// sendGeneratedKeys streams the keys an import generated, a bounded number
+// per message (at least one message).
+func sendGeneratedKeys(stream grpc.ServerStreamingServer[c2pb.ImportClientsProgress], res c2.ImportResult, done bool) error {
 	generated := make([]*c2pb.GeneratedKey, 0, len(res.Generated))
 	for id, key := range res.Generated {
 		generated = append(generated, &c2pb.GeneratedKey{ClientId: id.String(), Key: key})
 	}
 	for {
 		n := min(len(generated), generatedKeysPerMessage)
-		msg := &c2pb.ImportClientsProgress{Imported: int64(res.Imported), Done: true, Generated: generated[:n]}
+		msg := &c2pb.ImportClientsProgress{Imported: int64(res.Imported), Done: done, Generated: generated[:n]}
 		if err := stream.Send(msg); err != nil {
 			return err
 		}

@@ -119,21 +119,25 @@ type c2Node struct {
 	close  func() error
 }
 
-func startC2(t *testing.T, dbPath string, master []byte, mode e4.Mode, tr transport.Transport) *c2Node {
+func startC2(t *testing.T, dbPath string, master []byte, mode e4.Mode, tr transport.Transport, edit ...func(*c2.Config)) *c2Node {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, dbPath)
 	mustDo(t, err)
 	keys, err := seal.NewKeyring(master)
 	mustDo(t, err)
-	svc, err := c2.New(ctx, c2.Config{
+	cfg := c2.Config{
 		Mode: mode, Store: st, Keyring: keys, Transport: tr,
 		Dispatch: c2.DispatchConfig{
 			AwaitAck: 2 * time.Second, PollInterval: 50 * time.Millisecond,
 			MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 			PublishTimeout: 3 * time.Second, Lease: 3 * time.Second,
 		},
-	})
+	}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	svc, err := c2.New(ctx, cfg)
 	mustDo(t, err)
 	runCtx, cancel := context.WithCancel(ctx)
 	n := &c2Node{svc: svc, cancel: cancel, done: make(chan error, 1), close: st.Close}

@@ -56,8 +56,10 @@ func IDOf(key []byte) KeyID {
 }
 
 // Keyring seals with one active master key and opens with any key it holds,
-// so master keys can be rotated by re-sealing values in the background. A
-// Keyring is safe for concurrent use once built.
+// so master keys can be rotated by re-sealing values: c2.Rekey (the
+// command "e4 c2 rekey") opens every value with a keyring holding the new
+// and the old key and seals it again under the new one. A Keyring is safe
+// for concurrent use once built.
 type Keyring struct {
 	active KeyID
 	keys   map[KeyID]*sealer

@@ -200,4 +200,7 @@ type Tx interface {
 	// ListCommands lists matching commands by Seq after afterSeq.
 	ListCommands(f CommandFilter, afterSeq int64, limit int) ([]Command, error)
 	CountCommands(f CommandFilter) (int64, error)
+	// UpdateCommandPayload replaces the sealed payload of a command, in any
+	// state (a master-key rekey re-seals every value).
+	UpdateCommandPayload(id CommandID, sealedPayload []byte) error
 }

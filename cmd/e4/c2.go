@@ -87,7 +87,7 @@ Clients are named by name or by their 32-hex-digit id.`,
 	pf.DurationVar(&f.timeout, "timeout", 30*time.Second, "time limit of one call (not of --follow or --wait)")
 	pf.StringVar(&f.progress, "progress", "auto", "progress bars: auto (when stderr is a terminal), always, never")
 	_ = cmd.RegisterFlagCompletionFunc("progress", fixedCompletion("auto", "always", "never"))
-	cmd.AddCommand(newC2ServeCommand(),
+	cmd.AddCommand(newC2ServeCommand(), newC2RekeyCommand(),
 		newC2ClientCommand(f), newC2TopicCommand(f), newC2MemberCommand(f), newC2PubKeyCommand(f),
 		newC2KeyCommand(f), newC2MessageCommand(f), newC2CommandCommand(f), newC2TokenCommand(f),
 		newC2EventsCommand(f), newC2AuditCommand(f), newC2HealthCommand(f), newC2InfoCommand(f))

@@ -100,6 +100,10 @@ type serveConfig struct {
 		RotateOnAdd          bool          `yaml:"rotate_on_add"`
 		AwaitAck             time.Duration `yaml:"await_ack"`
 		MaxAttempts          int           `yaml:"max_attempts"`
+
+		// AllowGeneratedKeyPairs lets "client newkey --generate-key-pair"
+		// send a device a key pair C2 made (PK mode; weaker, off by default).
+		AllowGeneratedKeyPairs bool `yaml:"allow_generated_key_pairs"`
 	} `yaml:"c2"`
 	BootstrapTokenFile string `yaml:"bootstrap_token_file"`
 	EventBuffer        int    `yaml:"event_buffer"`
@@ -107,6 +111,17 @@ type serveConfig struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // json or text
 	} `yaml:"log"`
+
+	// Init allows a new deployment on an empty database although the data
+	// folder says one existed (flag --init only).
+	Init bool `yaml:"-"`
+
+	PK struct {
+		// GroupTopics makes the members of each topic exchange their public
+		// keys (c2.Config.GroupTopics), so they read each other's messages
+		// without "e4 c2 pubkey link".
+		GroupTopics bool `yaml:"group_topics"`
+	} `yaml:"pk"`
 }
 
 // envPrefix starts the environment variables of serveConfig.
@@ -242,6 +257,7 @@ type serveFlags struct {
 	grpcAddr, httpAddr                  string
 	tlsCert, tlsKey, clientCA           string
 	bootstrapTokenFile                  string
+	init                                bool
 	rate                                float64
 	burst                               int
 	logFormat                           string
@@ -261,7 +277,10 @@ flags. With no configuration at all it runs a development C2: symmetric-key
 mode, SQLite and a new master key in ./c2data, a self-signed certificate in
 ./c2data/tls, gRPC on ` + defaultC2GRPCAddr + `, HTTPS on ` + defaultC2HTTPAddr + `, and
 no broker (commands wait in the outbox). On the first start it writes an
-admin API token to <data dir>/admin.token.
+admin API token to <data dir>/admin.token and records the deployment in
+<data dir>/deployment; a later start on an empty or missing database beside
+that record (or beside an existing master key file) is refused rather than
+starting a new deployment (restore the database, or use --init).
 
 --transport takes a broker URL (mqtt://, mqtts://, ws://, amqp://, amqps://,
 coap://, coaps://), or mqtt, amqp or coap for that broker on localhost, or
@@ -271,7 +290,11 @@ E4_C2_TRANSPORT_PASSWORD, never from the command line.
 The master key that seals every key in the database comes from a file
 (created with mode 0600 on first start), an environment variable
 (master_key.env names it), or a passphrase (master_key.passphrase_file or
-passphrase_env; Argon2id with a salt kept in the database).`,
+passphrase_env; Argon2id with a salt kept in the database).
+
+In public-key mode, pk.group_topics: true (E4_C2_PK_GROUP_TOPICS=true) makes
+the members of each topic exchange their public keys as they join and leave,
+so they read each other's messages without "e4 c2 pubkey link".`,
 		Example: `  e4 c2 serve
   e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem
   E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk
@@ -312,6 +335,7 @@ passphrase_env; Argon2id with a salt kept in the database).`,
 	fl.Float64Var(&f.rate, "rate", 0, "calls per second allowed to each token (default 100; negative: no limit)")
 	fl.IntVar(&f.burst, "burst", 0, "calls a token may make at once above --rate (default 200)")
 	fl.StringVar(&f.logFormat, "log-format", "", "json or text (default json)")
+	fl.BoolVar(&f.init, "init", false, "start a new deployment on an empty database although the data folder has a master key or a deployment record")
 	_ = cmd.RegisterFlagCompletionFunc("mode", fixedCompletion("sk", "pk"))
 	_ = cmd.RegisterFlagCompletionFunc("store", fixedCompletion("sqlite", "postgres"))
 	_ = cmd.RegisterFlagCompletionFunc("transport", fixedCompletion("mqtt://", "mqtts://", "amqp://", "amqps://", "coap://", "coaps://", "none"))
@@ -345,6 +369,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, cfg *serveConfig) {
 	set("client-ca", &cfg.TLS.ClientCAFile, f.clientCA)
 	set("bootstrap-token-file", &cfg.BootstrapTokenFile, f.bootstrapTokenFile)
 	set("log-format", &cfg.Log.Format, f.logFormat)
+	cfg.Init = f.init
 	if cmd.Flags().Changed("rate") {
 		cfg.Limits.RatePerSecond = f.rate
 	}
@@ -397,6 +422,9 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if err := cfg.checkDeployment(ctx, st, cfg.Init); err != nil {
+		return err
+	}
 	keys, err := cfg.keyring(ctx, st, log)
 	if err != nil {
 		return err
@@ -415,10 +443,13 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	hub := api.NewEventHub(cfg.EventBuffer)
 	svc, err := c2.New(ctx, c2.Config{
 		Mode: mode, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
-		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd,
+		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs, GroupTopics: cfg.PK.GroupTopics,
 		Dispatch: c2.DispatchConfig{AwaitAck: cfg.C2.AwaitAck, MaxAttempts: cfg.C2.MaxAttempts},
 	})
 	if err != nil {
+		return err
+	}
+	if err := cfg.markDeployment(); err != nil {
 		return err
 	}
 	if created, err := api.BootstrapToken(ctx, st, cfg.BootstrapTokenFile); err != nil {

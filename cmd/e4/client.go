@@ -53,7 +53,7 @@ func addIdentityFlags(cmd *cobra.Command, f *identityFlags) {
 	fl.StringVar(&f.id, "id", "", "first use: the client id, 32 hex characters, instead of --name")
 	fl.StringVar(&f.mode, "mode", "sk", "first use: sk (symmetric key) or pk (Ed25519 signatures)")
 	fl.StringVar(&f.keyFile, "key-file", "", "first use: the client key, hex, as e4 keygen writes it (sk: symmetric, pk: ed25519)")
-	fl.StringVar(&f.passwordFile, "password-file", "", "first use: derive the client key from the password in this file instead")
+	fl.StringVar(&f.passwordFile, "password-file", "", "first use: derive the client key from the password in this file instead; "+passwordFileHelp)
 	fl.StringVar(&f.c2PublicFile, "c2-public-key-file", "", "first use, pk mode: C2's public key, hex (the FILE.pub of e4 keygen --type c2)")
 	fl.BoolVar(&f.noClock, "no-clock", false, "skip the timestamp checks, for devices without a reliable clock")
 	fl.DurationVar(&f.maxAge, "max-age", e4.DefaultMaxAge, "oldest acceptable message or command")
@@ -397,7 +397,7 @@ func openClient(cmd *cobra.Command, f *identityFlags) (*e4.Client, error) {
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("loading %s: %w", f.state, err)
 	}
-	return createClient(f, cfg)
+	return createClient(f, cfg, cmd.ErrOrStderr())
 }
 
 // checkIdentity refuses a state file that belongs to another client than
@@ -435,7 +435,7 @@ func flagID(f *identityFlags) (e4.ID, bool, error) {
 
 // createClient makes a new client from the identity flags; with a Store in
 // cfg, e4 saves it before returning.
-func createClient(f *identityFlags, cfg *e4.Config) (*e4.Client, error) {
+func createClient(f *identityFlags, cfg *e4.Config, warn io.Writer) (*e4.Client, error) {
 	id, given, err := flagID(f)
 	if err != nil {
 		return nil, err
@@ -448,7 +448,7 @@ func createClient(f *identityFlags, cfg *e4.Config) (*e4.Client, error) {
 	}
 	switch f.mode {
 	case "sk":
-		key, err := clientKey(f, e4.KeyLen, e4.KeyFromPassword)
+		key, err := clientKey(f, warn, e4.KeyLen, e4.KeyFromPassword)
 		if err != nil {
 			return nil, err
 		}
@@ -462,7 +462,7 @@ func createClient(f *identityFlags, cfg *e4.Config) (*e4.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		key, err := clientKey(f, ed25519.PrivateKeySize, func(pw string) ([]byte, error) { return e4.Ed25519KeyFromPassword(pw) })
+		key, err := clientKey(f, warn, ed25519.PrivateKeySize, func(pw string) ([]byte, error) { return e4.Ed25519KeyFromPassword(pw) })
 		if err != nil {
 			return nil, err
 		}
@@ -474,11 +474,11 @@ func createClient(f *identityFlags, cfg *e4.Config) (*e4.Client, error) {
 
 // clientKey reads the client key from --key-file, or derives it from the
 // password in --password-file.
-func clientKey(f *identityFlags, size int, fromPassword func(string) ([]byte, error)) ([]byte, error) {
+func clientKey(f *identityFlags, warn io.Writer, size int, fromPassword func(string) ([]byte, error)) ([]byte, error) {
 	if f.keyFile != "" {
 		return readHexFile(f.keyFile, "--key-file", size)
 	}
-	password, err := readPassword(f.passwordFile)
+	password, err := readE4Password(f.passwordFile, warn)
 	if err != nil {
 		return nil, err
 	}

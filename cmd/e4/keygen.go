@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -35,9 +36,12 @@ func newKeygenCommand() *cobra.Command {
 
 With --password-file the symmetric or Ed25519 key is derived from the password
 in that file (E4 v1: Argon2i, empty salt), so a device can be provisioned from
-a passphrase. Key files are written atomically with mode 0600, and never over
+a passphrase. The password is the file's raw bytes, a final line break
+included, as the reference C2 reads it (a warning says when the file ends
+with one): write it with printf '%s' PASSWORD > pass.txt. Key files are written atomically with mode 0600, and never over
 an existing file unless --force is given. Without --out the key is printed.`,
 		Example: `  e4 keygen --type symmetric --out device.key
+  printf '%s' 'a long device password' > pass.txt
   e4 keygen --type ed25519 --out device.key --password-file pass.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runKeygen(cmd, &f) },
@@ -45,13 +49,13 @@ an existing file unless --force is given. Without --out the key is printed.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.kind, "type", "symmetric", "symmetric, ed25519 or c2")
 	fl.StringVar(&f.out, "out", "", "file for the key (FILE.pub for the public key)")
-	fl.StringVar(&f.passwordFile, "password-file", "", "derive the key from the password in this file")
+	fl.StringVar(&f.passwordFile, "password-file", "", "derive the key from the password in this file; "+passwordFileHelp)
 	fl.BoolVar(&f.force, "force", false, "overwrite existing key files")
 	return cmd
 }
 
 func runKeygen(cmd *cobra.Command, f *keygenFlags) error {
-	private, public, err := generateKey(f)
+	private, public, err := generateKey(f, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -79,10 +83,12 @@ func runKeygen(cmd *cobra.Command, f *keygenFlags) error {
 
 // generateKey returns the private (or symmetric) key and, for key pairs,
 // the public key.
-func generateKey(f *keygenFlags) (private, public []byte, err error) {
-	password, err := readPassword(f.passwordFile)
-	if err != nil {
-		return nil, nil, err
+func generateKey(f *keygenFlags, warn io.Writer) (private, public []byte, err error) {
+	var password string
+	if f.passwordFile != "" {
+		if password, err = readE4Password(f.passwordFile, warn); err != nil {
+			return nil, nil, err
+		}
 	}
 	switch strings.ToLower(f.kind) {
 	case "symmetric", "sym", "sk":
@@ -116,7 +122,8 @@ func generateKey(f *keygenFlags) (private, public []byte, err error) {
 	return nil, nil, fmt.Errorf("unknown --type %q: want symmetric, ed25519 or c2", f.kind)
 }
 
-// readPassword returns the first line of the password file, or "" without one.
+// readPassword returns the first line of a file holding a broker password,
+// or "" without one. (E4 passwords are read whole by readE4Password.)
 func readPassword(path string) (string, error) {
 	if path == "" {
 		return "", nil

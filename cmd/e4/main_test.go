@@ -217,7 +217,7 @@ func TestKeygen(t *testing.T) {
 	checkKeyFile(t, c2File+".pub", 32, 0o644)
 
 	pass := filepath.Join(dir, "pass.txt")
-	if err := os.WriteFile(pass, []byte("passwordpassword\n"), 0o600); err != nil {
+	if err := os.WriteFile(pass, []byte("passwordpassword"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	pwFile := filepath.Join(dir, "pw.key")
@@ -225,7 +225,7 @@ func TestKeygen(t *testing.T) {
 	if k := checkKeyFile(t, pwFile, 32, 0o600); hex.EncodeToString(k) != "9f14a0ec3c98c19029eb74ba0cfb983082b3b28bd3ccee1de54af783ef11435e" {
 		t.Fatalf("password-derived key %x differs from the E4 vector", k)
 	}
-	if err := os.WriteFile(pass, []byte("short\n"), 0o600); err != nil {
+	if err := os.WriteFile(pass, []byte("short"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mustFail(t, e4Run(t, "", "keygen", "--password-file", pass), "e4: invalid password: 5 bytes, need at least 16")

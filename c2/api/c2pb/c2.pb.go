@@ -481,9 +481,16 @@ type NewClientKeyRequest struct {
 	// key is the new symmetric key; empty makes C2 generate one.
 	Key []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// public_key is the device's new public key (public-key mode).
-	PublicKey     []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// generate_key_pair (public-key mode) makes C2 generate the device's
+	// Ed25519 key pair and send it the private key (SetIDKey), for devices
+	// that cannot make their own. Weaker: C2 holds the private key, sealed
+	// in the outbox, until the command is settled. Refused
+	// (FailedPrecondition) unless the server runs with
+	// c2.allow_generated_key_pairs.
+	GenerateKeyPair bool `protobuf:"varint,4,opt,name=generate_key_pair,json=generateKeyPair,proto3" json:"generate_key_pair,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NewClientKeyRequest) Reset() {
@@ -537,10 +544,19 @@ func (x *NewClientKeyRequest) GetPublicKey() []byte {
 	return nil
 }
 
+func (x *NewClientKeyRequest) GetGenerateKeyPair() bool {
+	if x != nil {
+		return x.GenerateKeyPair
+	}
+	return false
+}
+
 type NewClientKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key is the key C2 generated, returned this once.
-	Key           []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Key []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// public_key is the public key of a key pair C2 generated.
+	PublicKey     []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +594,13 @@ func (*NewClientKeyResponse) Descriptor() ([]byte, []int) {
 func (x *NewClientKeyResponse) GetKey() []byte {
 	if x != nil {
 		return x.Key
+	}
+	return nil
+}
+
+func (x *NewClientKeyResponse) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
 	}
 	return nil
 }
@@ -641,6 +664,8 @@ type ImportClientsProgress struct {
 	// imported is how many clients were written so far.
 	Imported int64 `protobuf:"varint,1,opt,name=imported,proto3" json:"imported,omitempty"`
 	// done is set on the last messages, which carry the generated keys.
+	// An import that fails after committing some clients sends their keys
+	// in messages without done, then the error.
 	Done bool `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
 	// generated holds keys C2 generated for imported clients, once.
 	Generated     []*GeneratedKey `protobuf:"bytes,3,rep,name=generated,proto3" json:"generated,omitempty"`
@@ -3156,14 +3181,17 @@ const file_c2_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"Z\n" +
 	"\x13ListClientsResponse\x12-\n" +
 	"\aclients\x18\x01 \x03(\v2\x13.e4kit.c2.v1.ClientR\aclients\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\x03R\x05total\"^\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\"\x8a\x01\n" +
 	"\x13NewClientKeyRequest\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x03 \x01(\fR\tpublicKey\"(\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x12*\n" +
+	"\x11generate_key_pair\x18\x04 \x01(\bR\x0fgenerateKeyPair\"G\n" +
 	"\x14NewClientKeyResponse\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"B\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"B\n" +
 	"\x14ImportClientsRequest\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\tR\x06format\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"\x80\x01\n" +

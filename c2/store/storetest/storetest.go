@@ -63,6 +63,7 @@ func Run(t *testing.T, open Opener) {
 		{"Enqueue", testEnqueue},
 		{"EnqueueAllOrNothing", testEnqueueAllOrNothing},
 		{"ListAndCountCommands", testListAndCountCommands},
+		{"UpdateCommandPayload", testUpdateCommandPayload},
 		{"ClaimPerClientOrder", testClaimPerClientOrder},
 		{"ClaimAfterFail", testClaimAfterFail},
 		{"ClaimNextAttempt", testClaimNextAttempt},

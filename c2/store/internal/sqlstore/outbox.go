@@ -168,3 +168,18 @@ func commandFilterQueries() []string {
 	}
 	return qs
 }
+
+// qUpdatePayload re-seals a command's payload, whatever its state.
+const qUpdatePayload = "UPDATE outbox SET payload = $2 WHERE id = $1"
+
+// UpdateCommandPayload replaces a command's sealed payload.
+func (t *tx) UpdateCommandPayload(id store.CommandID, sealedPayload []byte) error {
+	if len(sealedPayload) == 0 {
+		return fmt.Errorf("store: command %x: empty payload", id[:])
+	}
+	n, err := t.exec(qUpdatePayload, id[:], sealedPayload)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("%w: command %x", store.ErrNotFound, id[:])
+	}
+	return err
+}
