@@ -42,7 +42,9 @@ func fleetSize(mode e4.Mode) int {
 func TestFleetCatchesUp(t *testing.T) {
 	for _, mode := range []e4.Mode{e4.SymKey, e4.PubKey} {
 		t.Run(mode.String(), func(t *testing.T) {
-			url := testbroker.StartMosquitto(t, nil).URL()
+			// One connection stands in for the whole fleet: let Mosquitto
+			// queue more than its default 1000 messages for it.
+			url := testbroker.StartMosquitto(t, &testbroker.MosquittoOptions{LargeQueues: true}).URL()
 			fleetCatchesUp(t, url, mode, fleetSize(mode))
 		})
 	}
@@ -297,7 +299,7 @@ func firstStartAfterSetup(t *testing.T, net *network, mode e4.Mode) {
 // finishes and every device converges.
 func TestCatchUpSurvivesC2KillAndBrokerRestart(t *testing.T) {
 	const n = 2000
-	m := testbroker.StartMosquitto(t, nil)
+	m := testbroker.StartMosquitto(t, &testbroker.MosquittoOptions{LargeQueues: true})
 	r := setUpFleet(t, m.URL(), e4.SymKey, n)
 	child := startChild(t, r.path, r.master, m.URL(), e4.SymKey) // slowed publishes
 	r.waitConverged(r.devices, 120*time.Second, "every device receives its first keys")

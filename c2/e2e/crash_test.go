@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -80,6 +81,8 @@ func runC2Child() error {
 		Mode: mode, Store: st, Keyring: keys, Transport: &slowTransport{Transport: tr, delay: 5 * time.Millisecond},
 		Dispatch: c2.DispatchConfig{InFlight: 4, Lease: time.Second, AwaitAck: 3 * time.Second, PollInterval: 20 * time.Millisecond},
 	}
+	// Warnings go to stderr, which the test shows when it fails.
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if os.Getenv(envFleet) == "1" {
 		cfg.Transport = tr
 		cfg.Dispatch = c2.DispatchConfig{Lease: 3 * time.Second, AwaitAck: 3 * time.Second, PollInterval: 20 * time.Millisecond}
