@@ -134,7 +134,7 @@ func sendRaw(t testing.TB, client *http.Client, base, token string, r route) int
 // that does not exist, and malformed requests with a valid token: all are
 // refused with a 4xx, none gets a 5xx. The counts are logged (go test -v).
 func TestRefusedRequests(t *testing.T) {
-	c := newTestC2(t, options{edit: func(cfg *api.Config) { cfg.RatePerSecond = -1 }})
+	c := newTestC2(t, options{edit: func(cfg *api.Config) { cfg.RatePerSecond, cfg.FailedAuthPerSecond = -1, -1 }})
 	base := "https://" + c.srv.HTTPAddr()
 	client := c.httpClient()
 	var unauthenticated, malformed int
@@ -217,7 +217,7 @@ func FuzzHTTP(f *testing.F) {
 	for _, r := range append(routes, malformedRequests()...) {
 		f.Add(r.method, r.path, r.body)
 	}
-	c := newTestC2(f, options{edit: func(cfg *api.Config) { cfg.RatePerSecond = -1 }})
+	c := newTestC2(f, options{edit: func(cfg *api.Config) { cfg.RatePerSecond, cfg.FailedAuthPerSecond = -1, -1 }})
 	client := c.httpClient()
 	// The event stream never ends by itself: bound every request, and take
 	// a timeout as the stream working.
