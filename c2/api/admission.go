@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -200,14 +201,41 @@ type requestPhase struct {
 // startRequestPhase arms the receive deadline of a call and releases its
 // budget share when the call ends.
 func (g *guard) startRequestPhase(ctx context.Context, method string, size int64) context.Context {
-	ctx, cancel := context.WithCancelCause(ctx)
+	rctx := newReceiveContext(ctx)
 	var once sync.Once
 	ph := &requestPhase{release: func() { once.Do(func() { g.budget.release(size) }) }, releaseEarly: longLivedMethods[method]}
-	ph.timer = time.AfterFunc(g.bodyTimeout, func() {
-		cancel(status.Errorf(codes.DeadlineExceeded, "the request was not received within %v", g.bodyTimeout))
-	})
-	context.AfterFunc(ctx, func() { ph.timer.Stop(); ph.release() })
-	return context.WithValue(ctx, requestPhaseKey{}, ph)
+	ph.timer = time.AfterFunc(g.bodyTimeout, rctx.expire)
+	context.AfterFunc(rctx, func() { ph.timer.Stop(); ph.release() })
+	return context.WithValue(rctx, requestPhaseKey{}, ph)
+}
+
+// receiveContext is the context of a gRPC call whose request must arrive
+// in time. When it does not, the context ends with DeadlineExceeded, the
+// error gRPC reports to the caller (a deadline that a received request
+// lifts, which context.WithDeadline cannot do).
+type receiveContext struct {
+	context.Context
+	cancel  context.CancelFunc
+	expired atomic.Bool
+}
+
+func newReceiveContext(parent context.Context) *receiveContext {
+	ctx, cancel := context.WithCancel(parent)
+	return &receiveContext{Context: ctx, cancel: cancel}
+}
+
+// expire ends the context: the request did not arrive in time.
+func (c *receiveContext) expire() {
+	c.expired.Store(true)
+	c.cancel()
+}
+
+// Err is DeadlineExceeded once expired.
+func (c *receiveContext) Err() error {
+	if err := c.Context.Err(); err != nil && c.expired.Load() {
+		return context.DeadlineExceeded
+	}
+	return c.Context.Err()
 }
 
 // requestReceived ends the receive deadline of a call (its request is
