@@ -160,7 +160,7 @@ func csvRecords(r io.Reader) (func() (ImportRecord, error), error) {
 		case "name", "id", "key", "password", "public_key":
 			columns[name] = i
 		default:
-			return nil, fmt.Errorf("%w: CSV column %q (want name, id, key, password, public_key)", ErrInvalidArgument, name)
+			return nil, fmt.Errorf("%w: CSV column %q (want name, id, key, password, public_key)", ErrInvalidArgument, clipped(name, 40))
 		}
 	}
 	field := func(row []string, name string) string {
@@ -179,6 +179,15 @@ func csvRecords(r io.Reader) (func() (ImportRecord, error), error) {
 			Password: field(row, "password"), PublicKey: field(row, "public_key"),
 		}, nil
 	}, nil
+}
+
+// clipped shortens s for an error message: the input it comes from can
+// be megabytes, and the message goes back to the caller and to the log.
+func clipped(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // jsonRecords reads a JSON array of records or a stream of records (one
