@@ -158,3 +158,26 @@ func TestCertScopesNeedClientCA(t *testing.T) {
 		}
 	}
 }
+
+// TestOldTLSRefused: both listeners refuse TLS 1.0 and 1.1 handshakes.
+func TestOldTLSRefused(t *testing.T) {
+	c := newTestC2(t, options{})
+	for _, addr := range []string{c.srv.GRPCAddr(), c.srv.HTTPAddr()} {
+		for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+			cfg := c.clientTL.Clone()
+			cfg.MinVersion, cfg.MaxVersion = v, v
+			conn, err := tls.Dial("tcp", addr, cfg)
+			if err == nil {
+				conn.Close()
+				t.Fatalf("%s accepted %s", addr, tls.VersionName(v))
+			}
+		}
+		cfg := c.clientTL.Clone()
+		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+		conn, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatalf("%s refused TLS 1.2: %v", addr, err)
+		}
+		conn.Close()
+	}
+}

@@ -92,6 +92,8 @@ func malformedRequests() []route {
 		{"POST", "/v1/clients", `{}`}, {"POST", "/v1/clients", `{"name":"x\u0007"}`},
 		{"POST", "/v1/clients", `{"name":"x","key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","password":"long enough password"}`},
 		{"POST", "/v1/clients", `{"name":"y","id":"00000000000000000000000000000001"}`},
+		{"POST", "/v1/clients", `{"id":"00000000000000000000000000000000"}`},
+		{"POST", "/v1/clients/import", `{"format":"csv","data":"aWQKMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAK"}`},
 		{"GET", "/v1/clients?limit=-1", ""}, {"GET", "/v1/clients?limit=99999999999", ""}, {"GET", "/v1/clients?after=xyz", ""},
 		{"GET", "/v1/clients?limit=abc", ""}, {"GET", "/v1/commands?state=lost", ""}, {"GET", "/v1/commands/zz", ""},
 		{"GET", "/v1/events?after_id=nonsense", ""}, {"GET", "/v1/events?limit=100000", ""}, {"GET", "/v1/audit?limit=-4", ""},
