@@ -108,7 +108,10 @@ func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	if err != nil {
 		return err
 	}
-	ctx, untrack := g.streams.track(ctx, callerOf(ctx))
+	ctx, untrack, err := g.streams.track(ctx, callerOf(ctx))
+	if err != nil {
+		return err
+	}
 	defer untrack()
 	if !r.audited {
 		err = handler(srv, &contextStream{ServerStream: ss, ctx: ctx})

@@ -122,3 +122,71 @@ func TestExpiryEndsStreams(t *testing.T) {
 	clock.advance(2 * time.Hour)
 	wantStreamsEnd(t, stream, sse, "expired")
 }
+
+// openWatch opens a gRPC event stream and returns once the server
+// admitted or refused it (a refusal comes as trailers only, without a
+// header).
+func (c *testC2) openWatch(ctx context.Context) error {
+	stream, err := c.client().WatchEvents(ctx, &c2pb.WatchEventsRequest{})
+	if err != nil {
+		return err
+	}
+	md, err := stream.Header()
+	if err != nil {
+		return err
+	}
+	if len(md) == 0 {
+		_, err = stream.Recv()
+		return err
+	}
+	return nil
+}
+
+// TestStreamsPerCaller: one token keeps at most 64 streams open (gRPC and
+// SSE together); the next is refused with ResourceExhausted / 429, and
+// closing one makes room.
+func TestStreamsPerCaller(t *testing.T) {
+	c := newTestC2(t, options{})
+	reader := c.token("reader", "read")
+	var cancels []context.CancelFunc
+	for range 32 {
+		ctx, cancel := context.WithCancel(as(reader))
+		cancels = append(cancels, cancel)
+		if err := c.openWatch(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, cancel := range cancels {
+			cancel()
+		}
+	}()
+	for range 16 {
+		c.openStreams(t, reader) // one gRPC, one SSE
+	}
+	if _, err := c.client().ListTopics(as(reader), &c2pb.ListTopicsRequest{}); err != nil {
+		t.Fatalf("a unary call with 64 streams open: %v", err)
+	}
+	ctx, cancel := context.WithCancel(as(reader))
+	defer cancel()
+	wantCode(t, "the 65th stream", c.openWatch(ctx), codes.ResourceExhausted)
+	req, _ := http.NewRequest("GET", "https://"+c.srv.HTTPAddr()+api.EventStreamPath, nil)
+	req.Header.Set("Authorization", "Bearer "+reader)
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the 65th stream over SSE: HTTP %d, want 429", resp.StatusCode)
+	}
+	cancels[0]()
+	for range 1000 { // until the server notices the cancel: poll, no sleep
+		if err = c.openWatch(ctx); status.Code(err) != codes.ResourceExhausted {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("a stream after one was closed: %v", err)
+	}
+}
