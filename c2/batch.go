@@ -199,7 +199,7 @@ func csvRecords(r io.Reader) (func() (ImportRecord, error), error) {
 		switch name {
 		case "name", "id", "key", "password", "public_key":
 		default:
-			return nil, fmt.Errorf("%w: CSV header on line 1: column %q (want name, id, key, password, public_key)", ErrInvalidArgument, name)
+			return nil, fmt.Errorf("%w: CSV header on line 1: column %q (want name, id, key, password, public_key)", ErrInvalidArgument, clipped(name, 40))
 		}
 		if first, dup := columns[name]; dup {
 			return nil, fmt.Errorf("%w: CSV header on line 1: column %q appears twice (columns %d and %d)", ErrInvalidArgument, name, first+1, i+1)
@@ -223,6 +223,15 @@ func csvRecords(r io.Reader) (func() (ImportRecord, error), error) {
 			Password: field(row, "password"), PublicKey: field(row, "public_key"), line: line,
 		}, nil
 	}, nil
+}
+
+// clipped shortens s for an error message: the input it comes from can
+// be megabytes, and the message goes back to the caller and to the log.
+func clipped(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // jsonRecords reads a JSON array of records or a stream of records (one

@@ -43,8 +43,12 @@ func clientInfo(c store.Client) ClientInfo {
 	return ClientInfo{ID: c.ID, Name: c.Name, PublicKey: c.PublicKey, CreatedAt: c.CreatedAt}
 }
 
-// resolveID returns the id of a new client and checks its name.
+// resolveID returns the id of a new client and checks its name and id:
+// the all-zero id is reserved (it starts the first page of a list).
 func resolveID(n NewClient) (e4.ID, error) {
+	if n.ID != nil && *n.ID == (e4.ID{}) {
+		return e4.ID{}, fmt.Errorf("%w: the all-zero client id is reserved", ErrInvalidArgument)
+	}
 	if n.Name != "" {
 		if err := checkName("client", n.Name); err != nil {
 			return e4.ID{}, err

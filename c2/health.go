@@ -3,6 +3,7 @@ package c2
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
@@ -27,8 +28,50 @@ type Health struct {
 // OK reports whether everything answered.
 func (h Health) OK() bool { return h.Database == nil && h.Transport == nil }
 
-// Health pings the database and publishes a probe that the broker must
-// acknowledge, each within timeout (5 s when zero).
+// integrityChecker is a store that can look for damage in its database
+// file (SQLite: PRAGMA quick_check, which reads every page). A ping and a
+// count do not read the pages a damaged file breaks.
+type integrityChecker interface {
+	CheckIntegrity(ctx context.Context) error
+}
+
+// integrityCheckEvery is how long an integrity check result is reused: it
+// reads the whole file, and health is polled often.
+const integrityCheckEvery = 30 * time.Second
+
+// integrityCache remembers the last integrity check.
+type integrityCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	err  error
+	done bool
+}
+
+// checkIntegrity runs the store's integrity check, at most once per
+// integrityCheckEvery.
+func (s *Service) checkIntegrity(ctx context.Context) error {
+	ic, ok := s.st.(integrityChecker)
+	if !ok {
+		return nil
+	}
+	c := &s.integrity
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.done && now.Sub(c.at) < integrityCheckEvery {
+		return c.err
+	}
+	err := ic.CheckIntegrity(ctx)
+	if ctx.Err() != nil {
+		return err // cut short: not a result to keep
+	}
+	c.at, c.err, c.done = now, err, true
+	return err
+}
+
+// Health pings the database, checks its file for damage where the store
+// can (SQLite), and publishes a probe that the broker must acknowledge,
+// each within timeout (5 s when zero).
 func (s *Service) Health(ctx context.Context, timeout time.Duration) Health {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
@@ -37,6 +80,8 @@ func (s *Service) Health(ctx context.Context, timeout time.Duration) Health {
 	dbCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := s.st.Ping(dbCtx); err != nil {
+		h.Database = fmt.Errorf("%w: database: %v", ErrUnavailable, err)
+	} else if err := s.checkIntegrity(dbCtx); err != nil {
 		h.Database = fmt.Errorf("%w: database: %v", ErrUnavailable, err)
 	} else if n, err := s.CountCommands(dbCtx, pendingFilter); err != nil {
 		h.Database = fmt.Errorf("%w: database: %v", ErrUnavailable, err)

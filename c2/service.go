@@ -80,6 +80,8 @@ type Service struct {
 	now  func() time.Time
 
 	dispatcher *Dispatcher
+	// integrity is the last database integrity check of Health.
+	integrity integrityCache
 
 	// pairMu guards pk. Every transaction that may enqueue commands holds
 	// it for reading, and RotateC2Key for writing, so no command protected

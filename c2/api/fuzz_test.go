@@ -92,6 +92,8 @@ func malformedRequests() []route {
 		{"POST", "/v1/clients", `{}`}, {"POST", "/v1/clients", `{"name":"x\u0007"}`},
 		{"POST", "/v1/clients", `{"name":"x","key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","password":"long enough password"}`},
 		{"POST", "/v1/clients", `{"name":"y","id":"00000000000000000000000000000001"}`},
+		{"POST", "/v1/clients", `{"id":"00000000000000000000000000000000"}`},
+		{"POST", "/v1/clients/import", `{"format":"csv","data":"aWQKMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAK"}`},
 		{"GET", "/v1/clients?limit=-1", ""}, {"GET", "/v1/clients?limit=99999999999", ""}, {"GET", "/v1/clients?after=xyz", ""},
 		{"GET", "/v1/clients?limit=abc", ""}, {"GET", "/v1/commands?state=lost", ""}, {"GET", "/v1/commands/zz", ""},
 		{"GET", "/v1/events?after_id=nonsense", ""}, {"GET", "/v1/events?limit=100000", ""}, {"GET", "/v1/audit?limit=-4", ""},
@@ -134,7 +136,7 @@ func sendRaw(t testing.TB, client *http.Client, base, token string, r route) int
 // that does not exist, and malformed requests with a valid token: all are
 // refused with a 4xx, none gets a 5xx. The counts are logged (go test -v).
 func TestRefusedRequests(t *testing.T) {
-	c := newTestC2(t, options{edit: func(cfg *api.Config) { cfg.RatePerSecond = -1 }})
+	c := newTestC2(t, options{edit: func(cfg *api.Config) { cfg.RatePerSecond, cfg.FailedAuthPerSecond = -1, -1 }})
 	base := "https://" + c.srv.HTTPAddr()
 	client := c.httpClient()
 	var unauthenticated, malformed int
@@ -217,7 +219,7 @@ func FuzzHTTP(f *testing.F) {
 	for _, r := range append(routes, malformedRequests()...) {
 		f.Add(r.method, r.path, r.body)
 	}
-	c := newTestC2(f, options{edit: func(cfg *api.Config) { cfg.RatePerSecond = -1 }})
+	c := newTestC2(f, options{edit: func(cfg *api.Config) { cfg.RatePerSecond, cfg.FailedAuthPerSecond = -1, -1 }})
 	client := c.httpClient()
 	// The event stream never ends by itself: bound every request, and take
 	// a timeout as the stream working.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/x509"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -31,8 +32,9 @@ var openAPIDocument []byte
 
 // newGateway returns the HTTP handler: the REST routes of c2_http.yaml
 // through grpc-gateway over conn, the event stream and the OpenAPI
-// document, with the request body limited to maxBody bytes.
-func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, stopping <-chan struct{}) (http.Handler, error) {
+// document. The caller is authenticated (g.admitHTTP) before its body is
+// read (g.readBody).
+func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <-chan struct{}) (http.Handler, error) {
 	gw := runtime.NewServeMux(
 		// Only Authorization reaches the service (the gateway forwards it
 		// itself); no header may pose as the metadata set below.
@@ -54,7 +56,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, maxBody int64, stopp
 	mux.Handle("/", gw)
 	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
 	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping})
-	return limitBody(requireUTF8(mux), maxBody), nil
+	return requireUTF8(g.admitHTTP(g.readBody(mux))), nil
 }
 
 func allUTF8(values []string) bool {
@@ -86,13 +88,22 @@ func requireUTF8(next http.Handler) http.Handler {
 }
 
 // gatewayMetadata tells the service who the HTTP caller is: its address
-// and, with mutual TLS, the subject of its verified certificate.
+// and, with mutual TLS, its verified certificate.
 func gatewayMetadata(_ context.Context, r *http.Request) metadata.MD {
 	md := metadata.Pairs(mdRemote, r.RemoteAddr)
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-		md.Set(mdCertSubject, r.TLS.VerifiedChains[0][0].Subject.String())
+	if cert := httpCertificate(r); cert != nil {
+		md.Set(mdCertDER, string(cert.Raw))
 	}
 	return md
+}
+
+// httpCertificate returns the verified client certificate of an HTTP
+// caller, or nil.
+func httpCertificate(r *http.Request) *x509.Certificate {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		return r.TLS.VerifiedChains[0][0]
+	}
+	return nil
 }
 
 // routingError answers a request no route matches: 404, or 405 when the
@@ -118,19 +129,6 @@ func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, msg stri
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(openAPIDocument)
-}
-
-// limitBody refuses bodies over max bytes: at once when Content-Length
-// says so (413), else when reading past it.
-func limitBody(next http.Handler, max int64) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
-			writeError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, fmt.Sprintf("the request body is %d bytes, the limit is %d", r.ContentLength, max))
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, max)
-		next.ServeHTTP(w, r)
-	})
 }
 
 // eventStream serves WatchEvents as server-sent events. It calls the

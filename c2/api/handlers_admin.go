@@ -131,6 +131,10 @@ func (h *handlers) WatchEvents(req *c2pb.WatchEventsRequest, stream grpc.ServerS
 	for {
 		select {
 		case <-ctx.Done():
+			// A revoked or expired token ends the stream with the reason.
+			if cause := context.Cause(ctx); status.Code(cause) == codes.Unauthenticated {
+				return cause
+			}
 			return nil
 		case <-h.stopping:
 			return status.Error(codes.Unavailable, "C2 is shutting down; resume from the last event id received")
@@ -280,5 +284,6 @@ func (h *handlers) RevokeToken(ctx context.Context, req *c2pb.RevokeTokenRequest
 	if err != nil {
 		return nil, err
 	}
+	h.streams.endToken(req.Name, errRevoked)
 	return &c2pb.Empty{}, nil
 }

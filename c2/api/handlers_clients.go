@@ -22,6 +22,7 @@ type handlers struct {
 	st      store.Store
 	hub     *EventHub
 	auth    *authenticator
+	streams *streamTracker
 	now     func() time.Time
 	version string
 	// stopping is closed when the server shuts down; event streams end.

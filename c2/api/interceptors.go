@@ -20,9 +20,11 @@ import (
 // Metadata the HTTP gateway sets on the calls it makes through the
 // in-memory connection. They are trusted on that connection only: on the
 // public gRPC listener they are ignored.
+// The certificate goes whole (DER), so that both listeners read its
+// subject through the same parsed fields (see certIdentity).
 const (
-	mdRemote      = "x-e4kit-remote"
-	mdCertSubject = "x-e4kit-cert-subject"
+	mdRemote  = "x-e4kit-remote"
+	mdCertDER = "x-e4kit-cert-bin"
 )
 
 // Methods outside the C2 service.
@@ -47,6 +49,18 @@ type guard struct {
 	certScopes map[string]Scope // client certificate subject CN -> scope
 	log        *slog.Logger
 	now        func() time.Time
+	// failures budgets failed authentications per address, refusals logs
+	// them in aggregate.
+	failures *failureLimiter
+	refusals *refusalLog
+	// budget bounds the request bytes in flight; maxRequest is the
+	// largest request, bodyTimeout how long receiving one may take.
+	budget      *byteBudget
+	maxRequest  int64
+	bodyTimeout time.Duration
+	// streams are the open streams, ended when their token is revoked or
+	// expires.
+	streams *streamTracker
 	// internal marks the server behind the in-memory connection of the
 	// HTTP gateway, whose metadata says who the HTTP caller is.
 	internal bool
@@ -55,6 +69,7 @@ type guard struct {
 // unary is the interceptor of unary calls.
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	defer g.recover(info.FullMethod, &err)
+	requestReceived(ctx)
 	malformed := decodingError(req) // always, so the note is forgotten
 	if strings.HasPrefix(info.FullMethod, healthPrefix) {
 		if malformed != nil {
@@ -93,6 +108,11 @@ func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	if err != nil {
 		return err
 	}
+	ctx, untrack, err := g.streams.track(ctx, callerOf(ctx))
+	if err != nil {
+		return err
+	}
+	defer untrack()
 	if !r.audited {
 		err = handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
 		return toStatus(g.log, info.FullMethod, err)
@@ -114,9 +134,8 @@ func (g *guard) admit(ctx context.Context, method string) (context.Context, rule
 	if strings.HasPrefix(method, reflectionPrefix) {
 		r, known = rule{scope: ScopeRead}, true
 	}
-	id, err := g.authenticate(ctx)
+	id, err := g.gate(ctx, g.presented(ctx), shortMethod(method))
 	if err != nil {
-		g.log.Warn("unauthenticated call refused", "method", method, "remote", g.remote(ctx), "reason", err.Error())
 		return ctx, r, err
 	}
 	if !known || id.scope < r.scope {
@@ -137,28 +156,17 @@ func (g *guard) admit(ctx context.Context, method string) (context.Context, rule
 	return context.WithValue(ctx, identityKey{}, id), r, nil
 }
 
-// authenticate finds who calls: a bearer token, or else a client
-// certificate mapped to a scope.
-func (g *guard) authenticate(ctx context.Context) (identity, error) {
+// presented is what the caller of a gRPC call shows: on the in-memory
+// connection, what the gateway says of the HTTP caller.
+func (g *guard) presented(ctx context.Context) presented {
 	md, _ := metadata.FromIncomingContext(ctx)
-	token, err := bearer(md.Get("authorization"))
-	if err != nil {
-		return identity{}, status.Error(codes.Unauthenticated, err.Error())
+	p := presented{authorization: md.Get("authorization"), remote: g.remote(ctx)}
+	if g.internal {
+		p.cert = internalCertificate(md)
+	} else {
+		p.cert = peerCertificate(ctx)
 	}
-	if token == "" {
-		if id, ok := g.certIdentity(ctx, md); ok {
-			return id, nil
-		}
-	}
-	id, err := g.auth.check(ctx, token)
-	switch {
-	case err == nil:
-		return id, nil
-	case errors.Is(err, errNoToken), errors.Is(err, errUnknownToken), errors.Is(err, errRevoked), errors.Is(err, errExpired):
-		return identity{}, status.Error(codes.Unauthenticated, err.Error())
-	}
-	g.log.Error("checking a token", "err", err)
-	return identity{}, status.Error(codes.Unavailable, "tokens cannot be checked now (database unavailable)")
+	return p
 }
 
 // bearer extracts the token of an authorization header.
@@ -177,33 +185,6 @@ func bearer(values []string) (string, error) {
 	return strings.TrimSpace(token), nil
 }
 
-// certIdentity maps a verified client certificate to a scope.
-func (g *guard) certIdentity(ctx context.Context, md metadata.MD) (identity, bool) {
-	if len(g.certScopes) == 0 {
-		return identity{}, false
-	}
-	var cn, subject string
-	if g.internal {
-		vals := md.Get(mdCertSubject)
-		if len(vals) != 1 {
-			return identity{}, false
-		}
-		subject = vals[0]
-		cn = commonName(subject)
-	} else {
-		cert := peerCertificate(ctx)
-		if cert == nil {
-			return identity{}, false
-		}
-		cn, subject = cert.Subject.CommonName, cert.Subject.String()
-	}
-	scope, ok := g.certScopes[cn]
-	if !ok {
-		return identity{}, false
-	}
-	return identity{actor: "cert:" + subject, scope: scope}, true
-}
-
 // peerCertificate returns the verified client certificate of a TLS peer.
 func peerCertificate(ctx context.Context) *x509.Certificate {
 	p, ok := peer.FromContext(ctx)
@@ -215,16 +196,6 @@ func peerCertificate(ctx context.Context) *x509.Certificate {
 		return nil
 	}
 	return info.State.VerifiedChains[0][0]
-}
-
-// commonName extracts CN from a subject written by pkix.Name.String.
-func commonName(subject string) string {
-	for _, part := range strings.Split(subject, ",") {
-		if v, ok := strings.CutPrefix(part, "CN="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // remote is the caller's address, as the gateway reports it for HTTP
@@ -259,6 +230,7 @@ func (s *decodingStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
+	requestReceived(s.Context())
 	return decodingError(m)
 }
 

@@ -26,7 +26,7 @@ const loadCallers = 32
 //
 //	go test -run '^$' -bench Load -benchtime 4000x ./c2/api/
 func BenchmarkLoad(b *testing.B) {
-	c := newTestC2(b, options{edit: func(cfg *api.Config) { cfg.RatePerSecond = -1 }})
+	c := newTestC2(b, options{edit: func(cfg *api.Config) { cfg.RatePerSecond, cfg.FailedAuthPerSecond = -1, -1 }})
 	ops := c.token("bench", "operate")
 	cl := c2pb.NewC2Client(c.conn())
 	var csv bytes.Buffer

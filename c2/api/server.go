@@ -30,6 +30,23 @@ const (
 	DefaultBurst           = 200
 	DefaultTokenCacheTTL   = 5 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultBodyReadTimeout = 30 * time.Second
+	// DefaultFailedAuthPerSecond and DefaultFailedAuthBurst budget the
+	// failed authentications of each remote address.
+	DefaultFailedAuthPerSecond = 1
+	DefaultFailedAuthBurst     = 50
+	// minInFlightBytes is the least default of MaxInFlightBytes.
+	minInFlightBytes = 64 << 20
+)
+
+// Intervals of the server's background work.
+const (
+	// maintenanceInterval is how often expired or revoked tokens' streams
+	// are looked for, and the refusal log flushed.
+	maintenanceInterval = time.Second
+	// refusalLogInterval is the window one warning about refused
+	// unauthenticated calls covers.
+	refusalLogInterval = time.Minute
 )
 
 // Config configures a Server. Service, Store, Events and the two
@@ -52,12 +69,33 @@ type Config struct {
 	// a proxy that terminates TLS, or on a loopback-only test setup.
 	Plaintext bool
 	// CertScopes maps the common name of a verified client certificate to
-	// the scope it has when the call carries no token.
+	// the scope it has when the call carries no token. It needs TLS with
+	// client CAs (TLS.ClientCAs and ClientAuth verifying certificates); a
+	// certificate whose subject has several common names is refused.
 	CertScopes map[string]Scope
 
 	// MaxRequestBytes bounds a request (gRPC message or HTTP body);
-	// default DefaultMaxRequestBytes.
+	// default DefaultMaxRequestBytes. Only authenticated callers send a
+	// body: both listeners check credentials from the headers first.
 	MaxRequestBytes int64
+	// MaxInFlightBytes bounds the request bytes being received and
+	// handled at once on both listeners (an HTTP body counts its length,
+	// a gRPC call MaxRequestBytes for the methods that take bulk data, 64
+	// KiB for the others); a request past it is refused with
+	// ResourceExhausted (HTTP 429). Default: 4 × MaxRequestBytes, at least
+	// 64 MiB.
+	MaxInFlightBytes int64
+	// BodyReadTimeout bounds receiving a request body (or gRPC request
+	// message) once its headers are in; default DefaultBodyReadTimeout.
+	// Responses (event streams) are not bounded.
+	BodyReadTimeout time.Duration
+	// FailedAuthPerSecond and FailedAuthBurst budget the failed
+	// authentications of each remote address: past it, its calls without
+	// a valid cached token are refused with ResourceExhausted (HTTP 429)
+	// without a database read. Defaults DefaultFailedAuthPerSecond and
+	// DefaultFailedAuthBurst; a negative FailedAuthPerSecond turns it off.
+	FailedAuthPerSecond float64
+	FailedAuthBurst     int
 	// RatePerSecond and Burst limit each caller (token or certificate);
 	// defaults DefaultRatePerSecond and DefaultBurst. A negative
 	// RatePerSecond turns the limit off.
@@ -88,6 +126,8 @@ type Server struct {
 	internal *grpc.Server // behind the in-memory connection of the gateway
 	health   *health.Server
 	pipe     *pipeListener
+	guard    *guard // of the public listeners
+	refusals *refusalLog
 
 	ready    chan struct{}
 	mu       sync.Mutex
@@ -106,17 +146,27 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TLS == nil && !cfg.Plaintext {
 		return nil, errors.New("api: Config.TLS is required (set Plaintext to serve without TLS)")
 	}
+	if err := checkCertScopes(cfg); err != nil {
+		return nil, err
+	}
 	setDefaults(&cfg)
 	s := &Server{cfg: cfg, log: cfg.Logger, pipe: newPipeListener(), ready: make(chan struct{}), health: health.NewServer()}
 	auth := newAuthenticator(cfg.Store, cfg.TokenCacheTTL, cfg.Now)
-	s.handlers = &handlers{svc: cfg.Service, st: cfg.Store, hub: cfg.Events, auth: auth, now: cfg.Now,
+	streams := newStreamTracker()
+	s.handlers = &handlers{svc: cfg.Service, st: cfg.Store, hub: cfg.Events, auth: auth, streams: streams, now: cfg.Now,
 		version: cfg.Version, stopping: make(chan struct{})}
 	audit := &auditor{st: cfg.Store, log: s.log, now: cfg.Now}
 	limits := newLimiters(cfg.RatePerSecond, cfg.Burst)
+	failures := newFailureLimiter(cfg.FailedAuthPerSecond, cfg.FailedAuthBurst)
+	s.refusals = newRefusalLog(s.log, refusalLogInterval)
+	budget := &byteBudget{max: cfg.MaxInFlightBytes}
 	newGuard := func(internal bool) *guard {
-		return &guard{auth: auth, audit: audit, limits: limits, certScopes: cfg.CertScopes, log: s.log, now: cfg.Now, internal: internal}
+		return &guard{auth: auth, audit: audit, limits: limits, certScopes: cfg.CertScopes, log: s.log, now: cfg.Now, internal: internal,
+			failures: failures, refusals: s.refusals, budget: budget, maxRequest: cfg.MaxRequestBytes,
+			bodyTimeout: cfg.BodyReadTimeout, streams: streams}
 	}
-	s.external = s.newGRPCServer(newGuard(false), cfg.TLS)
+	s.guard = newGuard(false)
+	s.external = s.newGRPCServer(s.guard, cfg.TLS)
 	s.internal = s.newGRPCServer(newGuard(true), nil)
 	healthpb.RegisterHealthServer(s.external, s.health)
 	reflection.Register(s.external)
@@ -139,6 +189,18 @@ func setDefaults(cfg *Config) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if cfg.MaxInFlightBytes <= 0 {
+		cfg.MaxInFlightBytes = max(minInFlightBytes, 4*cfg.MaxRequestBytes)
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if cfg.FailedAuthPerSecond == 0 {
+		cfg.FailedAuthPerSecond = DefaultFailedAuthPerSecond
+	}
+	if cfg.FailedAuthBurst <= 0 {
+		cfg.FailedAuthBurst = DefaultFailedAuthBurst
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -147,12 +209,30 @@ func setDefaults(cfg *Config) {
 	}
 }
 
+// checkCertScopes refuses CertScopes without verified client
+// certificates to map: they would be silently ignored.
+func checkCertScopes(cfg Config) error {
+	if len(cfg.CertScopes) == 0 {
+		return nil
+	}
+	if cfg.TLS == nil || cfg.TLS.ClientCAs == nil ||
+		(cfg.TLS.ClientAuth != tls.RequireAndVerifyClientCert && cfg.TLS.ClientAuth != tls.VerifyClientCertIfGiven) {
+		return errors.New("api: Config.CertScopes needs TLS that verifies client certificates (a client CA file)")
+	}
+	return nil
+}
+
+// newGRPCServer builds a gRPC server; g.internal marks the one behind
+// the gateway, whose callers the HTTP handler chain already admitted.
 func (s *Server) newGRPCServer(g *guard, tlsCfg *tls.Config) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes)),
 		grpc.ForceServerCodecV2(newLenientCodec()),
+	}
+	if !g.internal {
+		opts = append(opts, grpc.InTapHandle(g.tap))
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
@@ -205,7 +285,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer conn.Close()
 	gwCtx, stopGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopGateway()
-	handler, err := newGateway(gwCtx, conn, s.cfg.MaxRequestBytes, s.handlers.stopping)
+	handler, err := newGateway(gwCtx, conn, s.guard, s.handlers.stopping)
 	if err != nil {
 		grpcLn.Close()
 		httpLn.Close()
@@ -242,6 +322,10 @@ func (s *Server) serve(ctx context.Context, grpcLn, httpLn net.Listener, httpSrv
 		}
 		errs <- err
 	}()
+	maintained := make(chan struct{})
+	stopMaintenance := make(chan struct{})
+	go func() { defer close(maintained); s.maintain(stopMaintenance) }()
+	defer func() { close(stopMaintenance); <-maintained; s.refusals.flush(s.cfg.Now(), true) }()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(c2pb.C2_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	s.log.Info("C2 API listening", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "tls", s.cfg.TLS != nil)
@@ -254,6 +338,25 @@ func (s *Server) serve(ctx context.Context, grpcLn, httpLn net.Listener, httpSrv
 	}
 	s.shutdown(httpSrv, stopGateway)
 	return runErr
+}
+
+// maintain ends the streams of expired or revoked tokens and flushes the
+// refusal log, until stop is closed.
+func (s *Server) maintain(stop <-chan struct{}) {
+	tick := time.NewTicker(maintenanceInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			now := s.cfg.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), maintenanceInterval)
+			s.guard.streams.sweep(ctx, now, s.guard.auth)
+			cancel()
+			s.refusals.flush(now, false)
+		}
+	}
 }
 
 // shutdown stops the listeners gracefully, then forcibly after the

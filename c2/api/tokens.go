@@ -130,6 +130,12 @@ func ReadTokenFile(path string) (string, error) {
 type identity struct {
 	actor string // "token:NAME" or "cert:SUBJECT"
 	scope Scope
+	// token is the hash of the caller's token ("" for a certificate),
+	// tokenName its name and expires its expiry (zero: never): the
+	// streams a token opens end when it is revoked or expires.
+	token     string
+	tokenName string
+	expires   time.Time
 }
 
 // Why a token was refused; messages for the caller.
@@ -138,6 +144,9 @@ var (
 	errUnknownToken = errors.New("unknown API token")
 	errRevoked      = errors.New("this API token was revoked")
 	errExpired      = errors.New("this API token has expired")
+	// errNotChecked refuses a token that is not in the cache when the
+	// caller's address has failed too often to cost a database read.
+	errNotChecked = errors.New("API token not checked")
 )
 
 // authenticator checks tokens against the store, remembering answers for
@@ -163,16 +172,22 @@ func newAuthenticator(st store.Store, ttl time.Duration, now func() time.Time) *
 	return &authenticator{st: st, ttl: ttl, now: now, cache: make(map[string]cachedToken)}
 }
 
-// check returns the identity of a token, or why it is refused.
-func (a *authenticator) check(ctx context.Context, secret string) (identity, error) {
+// check returns the identity of a token, or why it is refused. With
+// cacheOnly, a token that is not cached is refused with errNotChecked
+// instead of being looked up.
+func (a *authenticator) check(ctx context.Context, secret string, cacheOnly bool) (identity, error) {
 	if secret == "" {
 		return identity{}, errNoToken
 	}
 	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 256 {
 		return identity{}, errUnknownToken
 	}
-	hash := hashToken(secret)
-	tok, err := a.lookup(ctx, hash)
+	return a.checkHash(ctx, string(hashToken(secret)), cacheOnly)
+}
+
+// checkHash is check for the hash of a token.
+func (a *authenticator) checkHash(ctx context.Context, hash string, cacheOnly bool) (identity, error) {
+	tok, err := a.lookup(ctx, []byte(hash), cacheOnly)
 	if err != nil {
 		return identity{}, err
 	}
@@ -187,10 +202,10 @@ func (a *authenticator) check(ctx context.Context, secret string) (identity, err
 	if err != nil {
 		return identity{}, fmt.Errorf("token %q: %w", tok.Name, err)
 	}
-	return identity{actor: "token:" + tok.Name, scope: scope}, nil
+	return identity{actor: "token:" + tok.Name, scope: scope, token: hash, tokenName: tok.Name, expires: tok.ExpiresAt}, nil
 }
 
-func (a *authenticator) lookup(ctx context.Context, hash []byte) (store.Token, error) {
+func (a *authenticator) lookup(ctx context.Context, hash []byte, cacheOnly bool) (store.Token, error) {
 	key := string(hash)
 	now := a.now()
 	a.mu.Lock()
@@ -198,6 +213,9 @@ func (a *authenticator) lookup(ctx context.Context, hash []byte) (store.Token, e
 	a.mu.Unlock()
 	if ok && now.Before(c.until) {
 		return c.tok, nil
+	}
+	if cacheOnly {
+		return store.Token{}, errNotChecked
 	}
 	var tok store.Token
 	err := a.st.View(ctx, func(tx store.Tx) error {

@@ -112,6 +112,7 @@ audit log, C2's own key). C2 stores only a hash: the token is shown once.`,
 	}
 	var scope, out string
 	var ttl time.Duration
+	var force bool
 	create := &cobra.Command{
 		Use:   "create NAME --scope read|operate|admin",
 		Short: "Create a token; it is shown once (or written to --out)",
@@ -119,6 +120,9 @@ audit log, C2's own key). C2 stores only a hash: the token is shown once.`,
   e4 c2 token create ci --scope operate --ttl 720h --out ci.token`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := refuseExisting(out, force); err != nil {
+				return err
+			}
 			return f.withSession(cmd, func(ctx context.Context, s *c2Session) error {
 				res, err := s.client.CreateToken(ctx, &c2pb.CreateTokenRequest{Name: args[0], Scope: scope, TtlSeconds: int64(ttl / time.Second)})
 				if err != nil {
@@ -143,6 +147,7 @@ audit log, C2's own key). C2 stores only a hash: the token is shown once.`,
 	create.Flags().StringVar(&scope, "scope", "", "read, operate or admin (required)")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "expire after this long (default: never)")
 	create.Flags().StringVar(&out, "out", "", "write the token to this file (mode 0600) instead of stdout")
+	create.Flags().BoolVar(&force, "force", false, forceFlagUsage)
 	_ = create.MarkFlagRequired("scope")
 	_ = create.RegisterFlagCompletionFunc("scope", fixedCompletion("read", "operate", "admin"))
 	list := &cobra.Command{

@@ -94,6 +94,12 @@ type serveConfig struct {
 		MaxRequestBytes int64   `yaml:"max_request_bytes"`
 		RatePerSecond   float64 `yaml:"rate_per_second"`
 		Burst           int     `yaml:"burst"`
+		// MaxInFlightBytes, BodyReadTimeout, FailedAuthPerSecond and
+		// FailedAuthBurst are those of api.Config (zero: its defaults).
+		MaxInFlightBytes    int64         `yaml:"max_in_flight_bytes"`
+		BodyReadTimeout     time.Duration `yaml:"body_read_timeout"`
+		FailedAuthPerSecond float64       `yaml:"failed_auth_per_second"`
+		FailedAuthBurst     int           `yaml:"failed_auth_burst"`
 	} `yaml:"limits"`
 	C2 struct {
 		KeepTopicKeyOnRemove bool          `yaml:"keep_topic_key_on_remove"`
@@ -461,6 +467,8 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		Service: svc, Store: st, Events: hub, GRPCAddr: cfg.GRPC.Addr, HTTPAddr: cfg.HTTP.Addr,
 		TLS: tlsCfg, Plaintext: cfg.TLS.Disabled, CertScopes: certScopes,
 		MaxRequestBytes: cfg.Limits.MaxRequestBytes, RatePerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst,
+		MaxInFlightBytes: cfg.Limits.MaxInFlightBytes, BodyReadTimeout: cfg.Limits.BodyReadTimeout,
+		FailedAuthPerSecond: cfg.Limits.FailedAuthPerSecond, FailedAuthBurst: cfg.Limits.FailedAuthBurst,
 		Logger: log, Version: version.String(),
 	})
 	if err != nil {
@@ -568,6 +576,9 @@ func (c *serveConfig) serverTLS(log *slog.Logger) (*tls.Config, map[string]api.S
 			return nil, nil, fmt.Errorf("tls.cert_scopes[%s]: %w", cn, err)
 		}
 		scopes[cn] = s
+	}
+	if len(scopes) > 0 && (c.TLS.Disabled || c.TLS.ClientCAFile == "") {
+		return nil, nil, errors.New("tls.cert_scopes needs tls.client_ca_file (and TLS): without client certificates to verify, the scopes would be ignored")
 	}
 	if c.TLS.Disabled {
 		log.Warn("TLS is disabled: serve behind a proxy that terminates TLS, never on an open network")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,5 +64,21 @@ tls:
 	bad := &serveConfig{Mode: "quantum"}
 	if _, err := bad.cryptoMode(); err == nil {
 		t.Fatal("unknown mode accepted")
+	}
+}
+
+// TestServeCertScopesNeedClientCA: tls.cert_scopes without
+// tls.client_ca_file (or with TLS disabled) stops the start with an
+// error naming both keys, instead of being silently ignored.
+func TestServeCertScopesNeedClientCA(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, disabled := range []bool{false, true} {
+		cfg := &serveConfig{DataDir: t.TempDir()}
+		cfg.TLS.CertScopes = map[string]string{"robot": "operate"}
+		cfg.TLS.Disabled = disabled
+		_, _, err := cfg.serverTLS(log)
+		if err == nil || !strings.Contains(err.Error(), "cert_scopes") || !strings.Contains(err.Error(), "client_ca_file") {
+			t.Fatalf("cert_scopes without a client CA (TLS disabled %v): %v", disabled, err)
+		}
 	}
 }

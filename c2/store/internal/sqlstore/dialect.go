@@ -39,6 +39,10 @@ type Dialect struct {
 	// InsertOrIgnore writes multi-row inserts as INSERT OR IGNORE (SQLite)
 	// rather than with ON CONFLICT DO NOTHING.
 	InsertOrIgnore bool
+	// IntegrityCheck, when set, is a statement that reads the whole
+	// database file and returns one row "ok" when it found no damage, or
+	// rows describing the damage (SQLite's PRAGMA quick_check).
+	IntegrityCheck string
 	// CacheStatements prepares every fixed query once per connection.
 	// Drivers that cache prepared statements themselves (pgx) leave it off.
 	CacheStatements bool

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -142,6 +143,40 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	if err := s.reader.PingContext(ctx); err != nil {
 		return fmt.Errorf("store: %s: %w", s.d.Name, err)
+	}
+	return nil
+}
+
+// maxDamageReported bounds the damage CheckIntegrity describes.
+const maxDamageReported = 5
+
+// CheckIntegrity reads the whole database file looking for damage (a page
+// that is not what SQLite wrote), with the dialect's IntegrityCheck; it is
+// nil for a database without one (PostgreSQL checks its own pages).
+func (s *Store) CheckIntegrity(ctx context.Context) error {
+	if s.d.IntegrityCheck == "" {
+		return nil
+	}
+	rows, err := s.reader.QueryContext(ctx, s.d.IntegrityCheck)
+	if err != nil {
+		return fmt.Errorf("store: %s: integrity check: %w", s.d.Name, err)
+	}
+	defer rows.Close()
+	var damage []string
+	for rows.Next() && len(damage) < maxDamageReported {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fmt.Errorf("store: %s: integrity check: %w", s.d.Name, err)
+		}
+		if line != "ok" {
+			damage = append(damage, cleanReason(line))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: %s: integrity check: %w", s.d.Name, err)
+	}
+	if len(damage) > 0 {
+		return fmt.Errorf("store: %s: the database file is damaged: %s", s.d.Name, strings.Join(damage, "; "))
 	}
 	return nil
 }
