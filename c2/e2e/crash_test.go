@@ -85,7 +85,9 @@ func runC2Child() error {
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if os.Getenv(envFleet) == "1" {
 		cfg.Transport = tr
-		cfg.Dispatch = c2.DispatchConfig{Lease: 3 * time.Second, AwaitAck: 3 * time.Second, PollInterval: 20 * time.Millisecond}
+		// AwaitAck stays near its default: repairing a device whose acknowledgement
+		// is merely late (10,000 devices answer at once) would send it a key twice.
+		cfg.Dispatch = c2.DispatchConfig{Lease: 3 * time.Second, AwaitAck: 30 * time.Second, PollInterval: 20 * time.Millisecond}
 	}
 	svc, err := c2.New(ctx, cfg)
 	if err != nil {
