@@ -1,6 +1,7 @@
 package c2
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -172,7 +173,7 @@ func (s *Service) learnFromAck(ctx context.Context, client e4.ID, cmd awaitedCom
 		}
 		ds.AcksSeen, ds.LastSeen, ds.StalledReason, ds.StalledAt = true, now, "", time.Time{}
 		if ds.PrevSealedKey != nil {
-			if err := s.learnKeyInUse(tx, ev, &ds, cmd.underPrev && !(cmd.kind == e4.SetIDKey && status == e4.AckApplied)); err != nil {
+			if err := s.learnKeyFromAck(tx, ev, &ds, cmd, status); err != nil {
 				return err
 			}
 		}
@@ -183,6 +184,32 @@ func (s *Service) learnFromAck(ctx context.Context, client e4.ID, cmd awaitedCom
 		}
 		return tx.PutDeviceState(ds)
 	})
+}
+
+// learnKeyFromAck updates a pending client-key change from an
+// acknowledgement: the device acknowledges under the key that opened the
+// command. An applied SetIDKey, or any command under the new key, confirms
+// the change; another command under the previous key shows the device
+// missed the SetIDKey. An acknowledgement under neither, or of a command
+// sent before the change, tells nothing.
+func (s *Service) learnKeyFromAck(tx store.Tx, ev *events, ds *store.DeviceState, cmd awaitedCommand, status e4.AckStatus) error {
+	c, err := getClient(tx, ds.ClientID)
+	if err != nil {
+		return err
+	}
+	k, err := s.openKeyChange(c, *ds)
+	if err != nil {
+		return err
+	}
+	switch {
+	case cmd.kind == e4.SetIDKey && status == e4.AckApplied && bytes.Equal(cmd.key, k.prev):
+		return s.learnKeyInUse(tx, ev, ds, false)
+	case bytes.Equal(cmd.key, k.current):
+		return s.learnKeyInUse(tx, ev, ds, false)
+	case bytes.Equal(cmd.key, k.prev) && cmd.kind != e4.SetIDKey && !cmd.sentAt.Before(ds.KeyChangedAt):
+		return s.learnKeyInUse(tx, ev, ds, true)
+	}
+	return nil
 }
 
 // recordTopicAck records that a device holds the key tagged tag of topic:

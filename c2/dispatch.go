@@ -185,6 +185,9 @@ type Dispatcher struct {
 
 	stalledMu sync.Mutex
 	stalled   map[e4.ID]bool // clients this dispatcher reported stalled
+
+	listening     chan struct{} // closed once Run subscribed
+	listeningOnce sync.Once
 }
 
 // DispatchStats counts what a dispatcher did since it was created.
@@ -210,8 +213,13 @@ func newDispatcher(s *Service, cfg DispatchConfig) *Dispatcher {
 	return &Dispatcher{
 		s: s, cfg: cfg, wake: make(chan struct{}, 1), acks: newAwaiting(),
 		catchUp: newCatchUp(cfg.CatchUp), watch: newTopicWatch(), stalled: make(map[e4.ID]bool),
+		listening: make(chan struct{}),
 	}
 }
+
+// Listening is closed once Run subscribed to acknowledgements and sync
+// requests: what devices publish from then on is heard.
+func (d *Dispatcher) Listening() <-chan struct{} { return d.listening }
 
 // Stats returns the dispatcher's counters.
 func (d *Dispatcher) Stats() DispatchStats {
@@ -299,6 +307,7 @@ func (d *Dispatcher) listen(ctx context.Context, workers *sync.WaitGroup) error 
 		defer syncs.Unsubscribe(context.WithoutCancel(ctx))
 		d.catchUp.listen(ctx, d, syncs)
 	})
+	d.listeningOnce.Do(func() { close(d.listening) })
 	return nil
 }
 

@@ -62,6 +62,13 @@ func (env *testEnv) start(t testing.TB, mode e4.Mode, tr transport.Transport, ed
 	env.svc, env.st, env.cancel, env.done = svc, st, cancel, make(chan error, 1)
 	go func() { env.done <- svc.Run(runCtx) }()
 	t.Cleanup(env.stop)
+	if tr != nil {
+		select {
+		case <-svc.Dispatcher().Listening():
+		case err := <-env.done:
+			t.Fatalf("Run: %v", err)
+		}
+	}
 }
 
 // stop ends the dispatcher and closes the database; it may be called twice.
