@@ -99,6 +99,14 @@ type serveConfig struct {
 		RotateOnAdd          bool          `yaml:"rotate_on_add"`
 		AwaitAck             time.Duration `yaml:"await_ack"`
 		MaxAttempts          int           `yaml:"max_attempts"`
+		// The repairs and catch-up of device state: see c2serve_state.go.
+		ResendEvery    time.Duration   `yaml:"resend_every"`
+		BehindAfter    time.Duration   `yaml:"behind_after"`
+		StallAfter     int             `yaml:"stall_after"`
+		RepairInterval time.Duration   `yaml:"repair_interval"`
+		CommandLead    time.Duration   `yaml:"command_lead"`
+		ClientKeyGrace time.Duration   `yaml:"client_key_grace"`
+		CatchUp        catchUpSettings `yaml:"catch_up"`
 	} `yaml:"c2"`
 	BootstrapTokenFile string `yaml:"bootstrap_token_file"`
 	EventBuffer        int    `yaml:"event_buffer"`
@@ -244,6 +252,7 @@ type serveFlags struct {
 	rate                                float64
 	burst                               int
 	logFormat                           string
+	state                               stateFlags
 }
 
 func newC2ServeCommand() *cobra.Command {
@@ -270,7 +279,7 @@ E4_C2_TRANSPORT_PASSWORD, never from the command line.
 The master key that seals every key in the database comes from a file
 (created with mode 0600 on first start), an environment variable
 (master_key.env names it), or a passphrase (master_key.passphrase_file or
-passphrase_env; Argon2id with a salt kept in the database).`,
+passphrase_env; Argon2id with a salt kept in the database).` + serveStateHelp,
 		Example: `  e4 c2 serve
   e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem
   E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk
@@ -311,6 +320,7 @@ passphrase_env; Argon2id with a salt kept in the database).`,
 	fl.Float64Var(&f.rate, "rate", 0, "calls per second allowed to each token (default 100; negative: no limit)")
 	fl.IntVar(&f.burst, "burst", 0, "calls a token may make at once above --rate (default 200)")
 	fl.StringVar(&f.logFormat, "log-format", "", "json or text (default json)")
+	f.state.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("mode", fixedCompletion("sk", "pk"))
 	_ = cmd.RegisterFlagCompletionFunc("store", fixedCompletion("sqlite", "postgres"))
 	_ = cmd.RegisterFlagCompletionFunc("transport", fixedCompletion("mqtt://", "mqtts://", "amqp://", "amqps://", "coap://", "coaps://", "none"))
@@ -350,6 +360,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, cfg *serveConfig) {
 	if cmd.Flags().Changed("burst") {
 		cfg.Limits.Burst = f.burst
 	}
+	f.state.apply(cmd, cfg)
 }
 
 // newLogger builds the server's logger on w.
@@ -415,7 +426,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	svc, err := c2.New(ctx, c2.Config{
 		Mode: mode, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
 		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd,
-		Dispatch: c2.DispatchConfig{AwaitAck: cfg.C2.AwaitAck, MaxAttempts: cfg.C2.MaxAttempts},
+		Dispatch: cfg.dispatchConfig(),
 	})
 	if err != nil {
 		return err

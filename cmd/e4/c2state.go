@@ -348,3 +348,10 @@ devices have not confirmed, and commands waiting in the outbox.`,
 		},
 	}
 }
+
+// The event kinds about device state, offered by "e4 c2 events --kind"
+// completion beside those of c2ops.go.
+func init() {
+	eventKinds = append(eventKinds, "command_acked", "topic_converged", "devices_behind", "client_stalled",
+		"client_key_confirmed", "device_synced", "ack_mode_set")
+}
