@@ -131,11 +131,12 @@ func newPKDevice(t *testing.T, tr transport.Transport, name string, priv ed25519
 	return attachDevice(t, tr, c)
 }
 
-// deviceConfig lets commands be dated ahead of the device's clock, as C2
+// deviceConfig is the configuration of the tests' devices: the defaults,
+// which accept commands dated up to e4.DefaultCommandFutureSkew ahead, as C2
 // dates a burst of commands to one client a second apart
 // (DispatchConfig.CommandLead).
 func deviceConfig() *e4.Config {
-	return &e4.Config{MaxFutureSkew: 2 * time.Minute}
+	return &e4.Config{}
 }
 
 func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {

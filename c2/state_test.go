@@ -515,3 +515,48 @@ func TestCatchUpQueueIsBounded(t *testing.T) {
 		t.Fatalf("catch-up stats %+v", s)
 	}
 }
+
+// TestResendOnScheduleAndBehindEvent: a device that does not acknowledge
+// and missed a rotation gets the current key again on the ResendEvery
+// schedule, and the topic is reported behind after BehindAfter.
+func TestResendOnScheduleAndBehindEvent(t *testing.T) {
+	ctx := context.Background()
+	broker := loopback.NewBroker()
+	var mu sync.Mutex
+	var behind []Event
+	env := newTestService(t, e4.SymKey, broker.Connect(), fastRepairs, func(cfg *Config) {
+		cfg.Dispatch.ResendEvery = 200 * time.Millisecond
+		cfg.Dispatch.BehindAfter = time.Millisecond
+		cfg.OnEvent = func(e Event) {
+			if e.Kind == EventDevicesBehind {
+				mu.Lock()
+				behind = append(behind, e)
+				mu.Unlock()
+			}
+		}
+	})
+	svc := env.svc
+	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "v1"}))
+	if err := svc.SetAcknowledges(ctx, added.ID, store.AckNo); err != nil {
+		t.Fatal(err)
+	}
+	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
+	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RotateTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	env.waitIdle(t) // both sent to nobody
+	dev := newStateDevice(t, broker, "v1", added.Key, false)
+	dev.online(false) // an E4 v1 device: no sync request, no acknowledgement
+	dev.waitFor("the current key", func() bool { return dev.holdsCurrentKey(svc, "t") })
+	if s := svc.Dispatcher().Stats(); s.Resent == 0 || s.Repaired != 0 {
+		t.Fatalf("stats %+v: want resends, no repair", s)
+	}
+	waitState(t, "the topic reported behind", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(behind) == 1 && behind[0].Detail == "version 2: 0 of 1 members acknowledged; 1 behind, of which 1 do not acknowledge"
+	})
+}
