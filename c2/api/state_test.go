@@ -26,9 +26,9 @@ import (
 func startAckingDevice(t *testing.T, brokerURL, name string, key []byte) {
 	t.Helper()
 	id := e4.IDFromName(name)
-	// C2 dates a burst of commands to one client a second apart, up to a
-	// minute ahead (DispatchConfig.CommandLead).
-	dev, err := e4.NewSymKeyClient(id, key, &e4.Config{MaxFutureSkew: 2 * time.Minute})
+	// e4's defaults accept the commands C2 dates ahead of the clock
+	// (DispatchConfig.CommandLead, within Config.CommandFutureSkew).
+	dev, err := e4.NewSymKeyClient(id, key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
