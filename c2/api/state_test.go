@@ -85,9 +85,9 @@ type stateEnv struct {
 // behindAfter is the DispatchConfig.BehindAfter of stateEnv.
 const behindAfter = time.Hour
 
-func newStateEnv(t *testing.T) *stateEnv {
+func newStateEnv(t *testing.T, postgres bool) *stateEnv {
 	e := &stateEnv{}
-	e.testC2 = newTestC2(t, options{service: func(cfg *c2.Config) {
+	e.testC2 = newTestC2(t, options{postgres: postgres, service: func(cfg *c2.Config) {
 		cfg.Now = func() time.Time { return time.Now().Add(time.Duration(e.ahead.Load())) }
 		cfg.Dispatch.RepairInterval = 20 * time.Millisecond
 		cfg.Dispatch.BehindAfter = behindAfter
@@ -139,9 +139,15 @@ func (e *stateEnv) watch(kinds ...string) grpc.ServerStreamingClient[c2pb.Event]
 // devices that cannot share a topic; each state call answers what C2
 // learned from the acknowledgements, the converged and devices-behind
 // events come through the event stream, and only an operate token may
-// declare whether a device acknowledges (audited).
+// declare whether a device acknowledges (audited). On SQLite and
+// PostgreSQL.
 func TestDeviceStateGRPC(t *testing.T) {
-	e := newStateEnv(t)
+	t.Run("sqlite", func(t *testing.T) { testDeviceStateGRPC(t, false) })
+	t.Run("postgres", func(t *testing.T) { testDeviceStateGRPC(t, true) })
+}
+
+func testDeviceStateGRPC(t *testing.T, postgres bool) {
+	e := newStateEnv(t, postgres)
 	acked := e.watch("command_acked")
 	reports := e.watch("topic_converged", "devices_behind")
 
@@ -288,7 +294,7 @@ func TestDeviceStateGRPC(t *testing.T) {
 // TestDeviceStateErrors: lookups of what does not exist and malformed
 // arguments get NotFound and InvalidArgument, never Internal.
 func TestDeviceStateErrors(t *testing.T) {
-	e := newStateEnv(t)
+	e := newStateEnv(t, false)
 	e.addClient("alone")
 	_, err := e.cl.GetClientState(e.reader, &c2pb.GetClientStateRequest{Client: "nobody"})
 	wantCode(t, "GetClientState of an unknown client", err, codes.NotFound)
@@ -321,7 +327,7 @@ func TestDeviceStateErrors(t *testing.T) {
 // in paths, the scope of SetClientAcknowledges, and malformed requests
 // refused with a 4xx.
 func TestDeviceStateHTTP(t *testing.T) {
-	e := newStateEnv(t)
+	e := newStateEnv(t, false)
 	acked := e.watch("command_acked")
 	key := e.addClient("pump-7")
 	e.addClient("old-meter")

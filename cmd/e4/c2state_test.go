@@ -257,6 +257,16 @@ func TestC2StateExamples(t *testing.T) {
 	if ran < 8 {
 		t.Fatalf("ran %d examples", ran)
 	}
+	s.ok("topic", "add", "plant/alarms")
+	s.ok("member", "add", "thermostat-42", "plant/alarms")
+	st := s.jsonOf("client", "state", "thermostat-42", "--limit", "1", "--all")
+	if topics, _ := st["topic_states"].([]any); len(topics) != 2 {
+		t.Fatalf("client state --limit 1 --all: %v", st)
+	}
+	st = s.jsonOf("client", "state", "thermostat-42", "--limit", "1", "--after", "plant/alarms")
+	if topics, _ := st["topic_states"].([]any); len(topics) != 1 || topics[0].(map[string]any)["topic"] != "plant/telemetry" {
+		t.Fatalf("client state --after plant/alarms: %v", st)
+	}
 }
 
 // TestServeDeviceStateSettings: the dispatcher settings of "e4 c2 serve"
