@@ -369,6 +369,10 @@ func TestDeviceStateHTTP(t *testing.T) {
 	wantStatus(t, "unknown topic", e.do("GET", "/v1/state/topics/no/such", e.readerToken, nil), http.StatusNotFound)
 	wantStatus(t, "unknown client", e.do("GET", "/v1/clients/nobody/state", e.readerToken, nil), http.StatusNotFound)
 
+	if doc := e.do("GET", "/openapi.json", "", nil); !strings.Contains(string(doc.body), `"/v1/state/behind/{topic}"`) {
+		t.Fatalf("the OpenAPI document lacks the state routes")
+	}
+
 	base := "https://" + e.srv.HTTPAddr()
 	client := e.httpClient()
 	stateRoutes := []route{

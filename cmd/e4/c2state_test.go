@@ -257,6 +257,12 @@ func TestC2StateExamples(t *testing.T) {
 	if ran < 8 {
 		t.Fatalf("ran %d examples", ran)
 	}
+	if out := e4Run(t, "", "__complete", "c2", "client", "acknowledges", "thermostat-42", "").stdout; !strings.Contains(out, "auto\n") {
+		t.Fatalf("acknowledges completion:\n%s", out)
+	}
+	if out := e4Run(t, "", "__complete", "c2", "events", "--kind", "").stdout; !strings.Contains(out, "topic_converged\n") {
+		t.Fatalf("event kind completion:\n%s", out)
+	}
 	s.ok("topic", "add", "plant/alarms")
 	s.ok("member", "add", "thermostat-42", "plant/alarms")
 	st := s.jsonOf("client", "state", "thermostat-42", "--limit", "1", "--all")
