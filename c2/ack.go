@@ -29,7 +29,13 @@ const maxAwaitedPerClient = 16
 type awaiting struct {
 	mu       sync.Mutex
 	byClient map[e4.ID][]awaitedCommand
+	total    int
 }
+
+// maxAwaited bounds the sent commands remembered in all: beyond it new
+// ones are not remembered and their acknowledgements count as unmatched
+// (the repair covers what they would have told).
+const maxAwaited = 1 << 18
 
 // awaitedCommand is one protected copy of a command as sent.
 type awaitedCommand struct {
@@ -64,9 +70,15 @@ func newAwaiting() *awaiting { return &awaiting{byClient: make(map[e4.ID][]await
 func (a *awaiting) add(client e4.ID, cmd awaitedCommand) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	list := append(a.byClient[client], cmd)
+	list := a.byClient[client]
+	if len(list) < maxAwaitedPerClient && a.total >= maxAwaited {
+		return
+	}
+	list = append(list, cmd)
+	a.total++
 	if len(list) > maxAwaitedPerClient {
 		list = append(list[:0:0], list[len(list)-maxAwaitedPerClient:]...)
+		a.total--
 	}
 	a.byClient[client] = list
 }
@@ -84,6 +96,7 @@ func (a *awaiting) match(client e4.ID, ack []byte, cfg *e4.Config) (awaitedComma
 			continue
 		}
 		list = append(list[:i], list[i+1:]...)
+		a.total--
 		if len(list) == 0 {
 			delete(a.byClient, client)
 		} else {
@@ -105,6 +118,7 @@ func (a *awaiting) forgetBefore(t time.Time) {
 				kept = append(kept, c)
 			}
 		}
+		a.total -= len(list) - len(kept)
 		if len(kept) == 0 {
 			delete(a.byClient, client)
 		} else {
@@ -113,8 +127,25 @@ func (a *awaiting) forgetBefore(t time.Time) {
 	}
 }
 
-// listenAcks receives acknowledgements until ctx ends.
-func (d *Dispatcher) listenAcks(ctx context.Context, sub transport.Subscription) {
+// matchedAck is an acknowledgement matched to the command it answers.
+type matchedAck struct {
+	client e4.ID
+	cmd    awaitedCommand
+	status e4.AckStatus
+}
+
+// ackQueue bounds the matched acknowledgements waiting to be recorded; a
+// full queue drops them (counted as unmatched): the repair covers what they
+// would have told.
+const ackQueue = 1 << 14
+
+// ackBatch is the most acknowledgements recorded in one transaction.
+const ackBatch = 256
+
+// listenAcks receives acknowledgements until ctx ends and hands those
+// that match a command to recordAcks.
+func (d *Dispatcher) listenAcks(ctx context.Context, sub transport.Subscription, matched chan<- matchedAck) {
+	defer close(matched)
 	cfg := &e4.Config{Now: d.s.now}
 	for {
 		msg, err := sub.Receive(ctx)
@@ -133,57 +164,100 @@ func (d *Dispatcher) listenAcks(ctx context.Context, sub transport.Subscription)
 			d.unmatchedAcks.Add(1)
 			continue
 		}
-		d.settleAck(ctx, client, cmd, status)
+		select {
+		case matched <- matchedAck{client: client, cmd: cmd, status: status}:
+		default:
+			d.unmatchedAcks.Add(1)
+		}
 	}
 }
 
-// settleAck records a device's answer on its command and in its state.
-func (d *Dispatcher) settleAck(ctx context.Context, client e4.ID, cmd awaitedCommand, status e4.AckStatus) {
-	refusal := ""
-	if status == e4.AckRefused {
-		refusal = "the device refused the command"
+// recordAcks records matched acknowledgements, those waiting together in
+// one transaction, until matched is closed.
+func (d *Dispatcher) recordAcks(ctx context.Context, matched <-chan matchedAck) {
+	for first := range matched {
+		batch := []matchedAck{first}
+	more:
+		for len(batch) < ackBatch {
+			select {
+			case a, ok := <-matched:
+				if !ok {
+					break more
+				}
+				batch = append(batch, a)
+			default:
+				break more
+			}
+		}
+		d.settleAcks(ctx, batch)
 	}
-	if err := d.acknowledge(ctx, cmd.id, refusal); err != nil {
-		d.s.log.Warn("recording an acknowledgement", "err", err)
-	}
-	if err := d.s.learnFromAck(ctx, client, cmd, status); err != nil && !errors.Is(err, store.ErrNotFound) {
-		d.s.log.Warn("recording a device's state", "client", client.String(), "err", err)
-	}
-	if status == e4.AckRefused {
-		d.failed.Add(1)
-		d.s.emit(Event{Kind: EventCommandFailed, Client: &client, Topic: cmd.target, Detail: refusal})
-		return
-	}
-	d.acked.Add(1)
-	if cmd.kind == e4.SetTopicKey {
-		d.watch.touch(cmd.target)
-	}
-	d.s.emit(Event{Kind: EventCommandAcked, Client: &client, Topic: topicOfKind(cmd.kind, cmd.target), Detail: cmd.kind.String()})
 }
 
-// learnFromAck updates what C2 knows of a device from an acknowledgement:
-// it acknowledges, it was seen, which client key it holds, and which
-// topic key version.
-func (s *Service) learnFromAck(ctx context.Context, client e4.ID, cmd awaitedCommand, status e4.AckStatus) error {
+// settleAcks records devices' answers on their commands and in their
+// state.
+func (d *Dispatcher) settleAcks(ctx context.Context, batch []matchedAck) {
+	for _, a := range batch {
+		refusal := ""
+		if a.status == e4.AckRefused {
+			refusal = "the device refused the command"
+		}
+		if err := d.acknowledge(ctx, a.cmd.id, refusal); err != nil {
+			d.s.log.Warn("recording an acknowledgement", "err", err)
+		}
+	}
+	if err := d.s.learnFromAcks(ctx, batch); err != nil && ctx.Err() == nil {
+		d.s.log.Warn("recording devices' state from acknowledgements", "count", len(batch), "err", err)
+	}
+	events := make([]Event, 0, len(batch))
+	for _, a := range batch {
+		client := a.client
+		if a.status == e4.AckRefused {
+			d.failed.Add(1)
+			events = append(events, Event{Kind: EventCommandFailed, Client: &client, Topic: a.cmd.target, Detail: "the device refused the command"})
+			continue
+		}
+		d.acked.Add(1)
+		if a.cmd.kind == e4.SetTopicKey {
+			d.watch.touch(a.cmd.target)
+		}
+		events = append(events, Event{Kind: EventCommandAcked, Client: &client, Topic: topicOfKind(a.cmd.kind, a.cmd.target), Detail: a.cmd.kind.String()})
+	}
+	d.s.emit(events...)
+}
+
+// learnFromAcks updates what C2 knows of devices from their
+// acknowledgements: they acknowledge, they were seen, which client key
+// they hold, and which topic key version.
+func (s *Service) learnFromAcks(ctx context.Context, batch []matchedAck) error {
 	now := s.now().UTC()
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
-		ds, err := tx.GetDeviceState(client)
-		if err != nil {
+		for _, a := range batch {
+			err := s.learnFromAck(tx, ev, a, now)
+			if err != nil && !errors.Is(err, store.ErrNotFound) { // a client removed meanwhile
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, now time.Time) error {
+	ds, err := tx.GetDeviceState(a.client)
+	if err != nil {
+		return err
+	}
+	ds.AcksSeen, ds.LastSeen, ds.StalledReason, ds.StalledAt = true, now, "", time.Time{}
+	if ds.PrevSealedKey != nil {
+		if err := s.learnKeyFromAck(tx, ev, &ds, a.cmd, a.status); err != nil {
 			return err
 		}
-		ds.AcksSeen, ds.LastSeen, ds.StalledReason, ds.StalledAt = true, now, "", time.Time{}
-		if ds.PrevSealedKey != nil {
-			if err := s.learnKeyFromAck(tx, ev, &ds, cmd, status); err != nil {
-				return err
-			}
+	}
+	if a.cmd.kind == e4.SetTopicKey && a.status == e4.AckApplied {
+		if err := s.recordTopicAck(tx, a.client, a.cmd.target, a.cmd.topicKey, now); err != nil {
+			return err
 		}
-		if cmd.kind == e4.SetTopicKey && status == e4.AckApplied {
-			if err := s.recordTopicAck(tx, client, cmd.target, cmd.topicKey, now); err != nil {
-				return err
-			}
-		}
-		return tx.PutDeviceState(ds)
-	})
+	}
+	return tx.PutDeviceState(ds)
 }
 
 // learnKeyFromAck updates a pending client-key change from an

@@ -99,7 +99,7 @@ type DispatchConfig struct {
 // comes back at once does not overwhelm C2 or the broker.
 type CatchUpConfig struct {
 	// SyncRate and SyncBurst bound the sync requests handled per second
-	// (50, burst 100).
+	// (200, burst 200).
 	SyncRate  float64
 	SyncBurst int
 	// SyncQueue is how many sync requests may wait; more are dropped and
@@ -137,9 +137,9 @@ func (c DispatchConfig) withDefaults() DispatchConfig {
 	}
 	setDefault(&c.ClientKeyGrace, 24*time.Hour)
 	if c.CatchUp.SyncRate <= 0 {
-		c.CatchUp.SyncRate = 50
+		c.CatchUp.SyncRate = 200
 	}
-	setDefault(&c.CatchUp.SyncBurst, 100)
+	setDefault(&c.CatchUp.SyncBurst, 200)
 	setDefault(&c.CatchUp.SyncQueue, 10000)
 	if c.CatchUp.CommandRate <= 0 {
 		c.CatchUp.CommandRate = 2000
@@ -300,10 +300,12 @@ func (d *Dispatcher) listen(ctx context.Context, workers *sync.WaitGroup) error 
 		_ = acks.Unsubscribe(context.WithoutCancel(ctx))
 		return fmt.Errorf("c2: subscribing to sync requests: %w", err)
 	}
+	matched := make(chan matchedAck, ackQueue)
 	workers.Go(func() {
 		defer acks.Unsubscribe(context.WithoutCancel(ctx))
-		d.listenAcks(ctx, acks)
+		d.listenAcks(ctx, acks, matched)
 	})
+	workers.Go(func() { d.recordAcks(context.WithoutCancel(ctx), matched) })
 	workers.Go(func() {
 		defer syncs.Unsubscribe(context.WithoutCancel(ctx))
 		d.catchUp.listen(ctx, d, syncs)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -422,6 +423,9 @@ func (t *tx) SupersedeCommands(client *e4.ID, target string, now time.Time, kind
 }
 
 // ReserveTimestamps gives each client the timestamp of its next command.
+// Clients that appear once are reserved with one statement per IN-list
+// chunk; a client repeated in the list gets its later timestamps one by
+// one.
 func (s *Store) ReserveTimestamps(ctx context.Context, clients []e4.ID, now time.Time, maxAhead time.Duration) ([]int64, error) {
 	nowSec := now.Unix()
 	limit := nowSec + int64(maxAhead/time.Second)
@@ -430,16 +434,110 @@ func (s *Store) ReserveTimestamps(ctx context.Context, clients []e4.ID, now time
 	}
 	out := make([]int64, len(clients))
 	err := s.dispatch(ctx, func(t *tx) error {
+		first := make(map[e4.ID]int, len(clients))
+		var unique []e4.ID
 		for i, id := range clients {
-			ts, err := t.reserveTimestamp(id, nowSec, limit)
-			if err != nil {
+			if _, seen := first[id]; !seen {
+				first[id] = i
+				unique = append(unique, id)
+			}
+		}
+		got, err := t.reserveTimestamps(unique, nowSec, limit)
+		if err != nil {
+			return err
+		}
+		for i, id := range clients {
+			if first[id] == i {
+				out[i] = got[id]
+				continue
+			}
+			if out[i], err = t.reserveTimestamp(id, nowSec, limit); err != nil {
 				return err
 			}
-			out[i] = ts
 		}
 		return nil
 	})
 	return out, err
+}
+
+// reserveTimestamps reserves the next timestamp of each of ids (no
+// repeats), in chunks, and returns them by client (0: held).
+func (t *tx) reserveTimestamps(ids []e4.ID, now, limit int64) (map[e4.ID]int64, error) {
+	out := make(map[e4.ID]int64, len(ids))
+	for chunk := range slices.Chunk(ids, maxIDs) {
+		n := roundUp(len(chunk))
+		args := appendPaddedClientIDs(append(make([]any, 0, 2+n), now, limit), chunk, n)
+		rows, err := all(t, scanClientTimestamp, t.q.reserveTimestamps[n], args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[r.id] = r.ts
+		}
+		var missing []e4.ID
+		for _, id := range chunk {
+			if _, ok := out[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		// Held (a state row that did not move) or gone (no row).
+		m := roundUp(len(missing))
+		held, err := all(t, idScanner("client_state.client_id"), t.q.clientStatesExist[m], appendPaddedClientIDs(make([]any, 0, m), missing, m)...)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range missing {
+			out[id] = now
+		}
+		for _, id := range held {
+			out[id] = 0
+		}
+	}
+	return out, nil
+}
+
+type clientTimestamp struct {
+	id e4.ID
+	ts int64
+}
+
+func scanClientTimestamp(r rowScanner) (clientTimestamp, error) {
+	var (
+		b  []byte
+		ct clientTimestamp
+	)
+	if err := r.Scan(&b, &ct.ts); err != nil {
+		return ct, err
+	}
+	var err error
+	ct.id, err = toID(b, "client_state.client_id")
+	return ct, err
+}
+
+// appendPaddedClientIDs appends ids and repeats the last one up to n.
+func appendPaddedClientIDs(args []any, ids []e4.ID, n int) []any {
+	for i := range n {
+		id := ids[min(i, len(ids)-1)]
+		args = append(args, id[:])
+	}
+	return args
+}
+
+// reserveTimestampsQuery moves the command timestamp of up to n clients
+// to max($1, last + 1) unless that passes $2, and returns those it moved.
+func reserveTimestampsQuery(p placeholderStyle, n int) string {
+	return "INSERT INTO client_state (client_id, last_command_ts) SELECT id, $1 FROM clients WHERE id IN (" + p.list(3, n) + ") " +
+		"ON CONFLICT (client_id) DO UPDATE SET last_command_ts = CASE WHEN client_state.last_command_ts + 1 > $1 " +
+		"THEN client_state.last_command_ts + 1 ELSE $1 END WHERE client_state.last_command_ts + 1 <= $2 " +
+		"RETURNING client_id, last_command_ts"
+}
+
+// clientStatesExistQuery returns which of n clients have a state row.
+func clientStatesExistQuery(p placeholderStyle, n int) string {
+	return "SELECT client_id FROM client_state WHERE client_id IN (" + p.list(1, n) + ")"
 }
 
 func (t *tx) reserveTimestamp(id e4.ID, now, limit int64) (int64, error) {

@@ -78,6 +78,8 @@ type sqlText struct {
 	insertClients, enqueue  map[int]string // by row count
 	markSent, commandsExist map[int]string // by id count
 	clientsExist            map[int]string
+	reserveTimestamps       map[int]string // by client count
+	clientStatesExist       map[int]string
 }
 
 func newSQLText(d *Dialect) *sqlText {
@@ -89,6 +91,10 @@ func newSQLText(d *Dialect) *sqlText {
 		markSent:      bySize(maxIDs, func(n int) string { return markSentQuery(p, n) }),
 		commandsExist: bySize(maxIDs, func(n int) string { return commandsExistQuery(p, n) }),
 		clientsExist:  bySize(maxIDs, func(n int) string { return clientsExistQuery(p, n) }),
+		// $1 and $2 come after the list in its text, where SQLite would
+		// number them among the ?s: this one keeps $n throughout.
+		reserveTimestamps: bySize(maxIDs, func(n int) string { return reserveTimestampsQuery(placeholderStyle(false), n) }),
+		clientStatesExist: bySize(maxIDs, func(n int) string { return clientStatesExistQuery(p, n) }),
 	}
 }
 
@@ -114,7 +120,7 @@ func (q *sqlText) prepared() []string {
 	qs = append(qs, commandFilterQueries()...)
 	qs = append(qs, accessQueries()...)
 	qs = append(qs, deviceQueries()...)
-	for _, m := range []map[int]string{q.insertClients, q.enqueue, q.markSent, q.commandsExist, q.clientsExist} {
+	for _, m := range []map[int]string{q.insertClients, q.enqueue, q.markSent, q.commandsExist, q.clientsExist, q.reserveTimestamps, q.clientStatesExist} {
 		for _, query := range m {
 			qs = append(qs, query)
 		}
