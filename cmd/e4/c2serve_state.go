@@ -53,7 +53,7 @@ default):
   c2.client_key_grace (24h): how long after a client-key change C2 keeps
     sending a device that does not acknowledge its commands under the
     previous key too.
-  c2.catch_up.sync_rate (--catch-up-rate, 50/s), sync_burst (100) and
+  c2.catch_up.sync_rate (--catch-up-rate, 200/s), sync_burst (200) and
     sync_queue (10000): the sync requests answered per second, and how many
     may wait. c2.catch_up.command_rate (--catch-up-command-rate, 2000/s) and
     command_burst (2000): the commands per second catch-up and repairs queue.
@@ -86,7 +86,7 @@ func (f *stateFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.awaitAck, "await-ack", 0, "send the current key again to a device that acknowledges and has not acknowledged it after this (default 1m; negative: never)")
 	fl.DurationVar(&f.resendEvery, "resend-every", 0, "send devices that do not acknowledge their current keys again on this schedule (default 0: never)")
 	fl.DurationVar(&f.behindAfter, "behind-after", 0, "report members still behind this long after a rotation (default 10m)")
-	fl.Float64Var(&f.syncRate, "catch-up-rate", 0, "sync requests answered per second (default 50)")
+	fl.Float64Var(&f.syncRate, "catch-up-rate", 0, "sync requests answered per second (default 200)")
 	fl.Float64Var(&f.commandRate, "catch-up-command-rate", 0, "commands per second that catch-up and repairs queue (default 2000)")
 }
 
