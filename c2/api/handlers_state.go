@@ -5,6 +5,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
+	"github.com/e4-iot/e4kit/e4"
 )
 
 // The handlers of the device-state calls: what C2 wants each device to
@@ -19,7 +20,7 @@ func (h *handlers) GetClientState(ctx context.Context, req *c2pb.GetClientStateR
 	if err := checkText("topics_after", req.TopicsAfter); err != nil {
 		return nil, err
 	}
-	out, err := h.clientState(ctx, req.Client)
+	out, err := h.clientState(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -37,12 +38,8 @@ func (h *handlers) GetClientState(ctx context.Context, req *c2pb.GetClientStateR
 	return out, nil
 }
 
-// clientState returns the state of the client ref names, with its name.
-func (h *handlers) clientState(ctx context.Context, ref string) (*c2pb.ClientState, error) {
-	id, err := parseClient("client", ref)
-	if err != nil {
-		return nil, err
-	}
+// clientState returns the state of a client, with its name.
+func (h *handlers) clientState(ctx context.Context, id e4.ID) (*c2pb.ClientState, error) {
 	info, err := h.svc.GetClient(ctx, id)
 	if err != nil {
 		return nil, err
@@ -75,7 +72,7 @@ func (h *handlers) SetClientAcknowledges(ctx context.Context, req *c2pb.SetClien
 	if err := h.svc.SetAcknowledges(ctx, id, mode); err != nil {
 		return nil, err
 	}
-	return h.clientState(ctx, req.Client)
+	return h.clientState(ctx, id)
 }
 
 func (h *handlers) GetTopicState(ctx context.Context, req *c2pb.TopicRequest) (*c2pb.TopicState, error) {
