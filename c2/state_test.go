@@ -37,6 +37,11 @@ func newStateDevice(t *testing.T, broker *loopback.Broker, name string, key []by
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newStateDeviceOf(t, broker, c, acks)
+}
+
+// newStateDeviceOf wraps an e4 client as an offline device.
+func newStateDeviceOf(t *testing.T, broker *loopback.Broker, c *e4.Client, acks bool) *stateDevice {
 	d := &stateDevice{t: t, broker: broker, client: c, acks: acks, changed: make(chan struct{})}
 	t.Cleanup(d.offline)
 	return d
@@ -559,4 +564,45 @@ func TestResendOnScheduleAndBehindEvent(t *testing.T) {
 		defer mu.Unlock()
 		return len(behind) == 1 && behind[0].Detail == "version 2: 0 of 1 members acknowledged; 1 behind, of which 1 do not acknowledge"
 	})
+}
+
+// TestPKModeCatchUp: in public-key mode a device that starts after its
+// link and membership were made asks and gets the topic key and the public
+// key of the client linked to it.
+func TestPKModeCatchUp(t *testing.T) {
+	ctx := context.Background()
+	broker := loopback.NewBroker()
+	env := newTestService(t, e4.PubKey, broker.Connect(), fastRepairs)
+	svc := env.svc
+	c2Pub := must[[]byte](t)(svc.C2PublicKey())
+	pubA, _ := newEd25519(t)
+	pubB, privB := newEd25519(t)
+	a := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "a", PublicKey: pubA}))
+	b := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "b", PublicKey: pubB}))
+	must[TopicInfo](t)(svc.AddTopic(ctx, "pk/t"))
+	if err := svc.AddMember(ctx, b.ID, "pk/t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.LinkClients(ctx, a.ID, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	env.waitIdle(t) // sent to nobody
+
+	client, err := e4.NewPubKeyClient(b.ID, privB, c2Pub, deviceConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := newStateDeviceOf(t, broker, client, true)
+	dev.online(true)
+	dev.waitFor("the topic key and a's public key", func() bool {
+		cmds := dev.commands()
+		return count(cmds, e4.SetTopicKey) == 1 && count(cmds, e4.SetPubKey) == 1
+	})
+	waitState(t, "the topic acknowledged", func() bool { return must[TopicState](t)(svc.TopicState(ctx, "pk/t")).Converged })
+	// A second request finds nothing missing.
+	dev.sync()
+	waitState(t, "the second request handled", func() bool { return svc.Dispatcher().Stats().CatchUp.Handled == 2 })
+	if s := svc.Dispatcher().Stats().CatchUp; s.Commands != 2 {
+		t.Fatalf("catch-up queued %d commands in all, want 2", s.Commands)
+	}
 }
