@@ -48,6 +48,8 @@ type testC2 struct {
 	clientTL *tls.Config
 	logs     *syncBuffer
 	stop     func() error
+	// brokerURL is the embedded MQTT broker's, for test devices.
+	brokerURL string
 }
 
 // options tune newTestC2.
@@ -59,6 +61,8 @@ type options struct {
 	edit      func(*api.Config)
 	noBroker  bool
 	serverTLS func(certFile, keyFile string) *tls.Config
+	// service edits the service's configuration (its dispatcher).
+	service func(*c2.Config)
 }
 
 // syncBuffer collects log output written from several goroutines.
@@ -113,6 +117,7 @@ func newTestC2(t testing.TB, o options) *testC2 {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { broker.Close() })
+		c.brokerURL = broker.URL()
 		tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{broker.URL()}, ClientID: "c2-under-test"})
 		if err != nil {
 			t.Fatal(err)
@@ -122,6 +127,9 @@ func newTestC2(t testing.TB, o options) *testC2 {
 	}
 	c.hub = api.NewEventHub(0)
 	cfg.OnEvent = c.hub.Publish
+	if o.service != nil {
+		o.service(&cfg)
+	}
 	if c.svc, err = c2.New(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -86,6 +86,14 @@ var rules = map[string]rule{
 	c2pb.C2_ProtectMessage_FullMethodName:   {ScopeOperate, true},
 	c2pb.C2_UnprotectMessage_FullMethodName: {ScopeOperate, true},
 
+	// Device state: reads, and the operator's declaration of whether a
+	// device acknowledges, a change (audited).
+	c2pb.C2_GetClientState_FullMethodName:        {ScopeRead, false},
+	c2pb.C2_GetTopicState_FullMethodName:         {ScopeRead, false},
+	c2pb.C2_ListTopicBehind_FullMethodName:       {ScopeRead, false},
+	c2pb.C2_GetFleetState_FullMethodName:         {ScopeRead, false},
+	c2pb.C2_SetClientAcknowledges_FullMethodName: {ScopeOperate, true},
+
 	c2pb.C2_GetCommand_FullMethodName:   {ScopeRead, false},
 	c2pb.C2_ListCommands_FullMethodName: {ScopeRead, false},
 	c2pb.C2_GetHealth_FullMethodName:    {ScopeRead, false},

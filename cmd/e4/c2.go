@@ -91,6 +91,7 @@ Clients are named by name or by their 32-hex-digit id.`,
 		newC2ClientCommand(f), newC2TopicCommand(f), newC2MemberCommand(f), newC2PubKeyCommand(f),
 		newC2KeyCommand(f), newC2MessageCommand(f), newC2CommandCommand(f), newC2TokenCommand(f),
 		newC2EventsCommand(f), newC2AuditCommand(f), newC2HealthCommand(f), newC2InfoCommand(f))
+	addStateCommands(cmd, f)
 	return cmd
 }
 

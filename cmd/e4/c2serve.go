@@ -110,6 +110,15 @@ type serveConfig struct {
 		// AllowGeneratedKeyPairs lets "client newkey --generate-key-pair"
 		// send a device a key pair C2 made (PK mode; weaker, off by default).
 		AllowGeneratedKeyPairs bool `yaml:"allow_generated_key_pairs"`
+
+		// The repairs and catch-up of device state: see c2serve_state.go.
+		ResendEvery    time.Duration   `yaml:"resend_every"`
+		BehindAfter    time.Duration   `yaml:"behind_after"`
+		StallAfter     int             `yaml:"stall_after"`
+		RepairInterval time.Duration   `yaml:"repair_interval"`
+		CommandLead    time.Duration   `yaml:"command_lead"`
+		ClientKeyGrace time.Duration   `yaml:"client_key_grace"`
+		CatchUp        catchUpSettings `yaml:"catch_up"`
 	} `yaml:"c2"`
 	BootstrapTokenFile string `yaml:"bootstrap_token_file"`
 	EventBuffer        int    `yaml:"event_buffer"`
@@ -267,6 +276,7 @@ type serveFlags struct {
 	rate                                float64
 	burst                               int
 	logFormat                           string
+	state                               stateFlags
 }
 
 func newC2ServeCommand() *cobra.Command {
@@ -300,7 +310,7 @@ passphrase_env; Argon2id with a salt kept in the database).
 
 In public-key mode, pk.group_topics: true (E4_C2_PK_GROUP_TOPICS=true) makes
 the members of each topic exchange their public keys as they join and leave,
-so they read each other's messages without "e4 c2 pubkey link".`,
+so they read each other's messages without "e4 c2 pubkey link".` + serveStateHelp,
 		Example: `  e4 c2 serve
   e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem
   E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk
@@ -342,6 +352,7 @@ so they read each other's messages without "e4 c2 pubkey link".`,
 	fl.IntVar(&f.burst, "burst", 0, "calls a token may make at once above --rate (default 200)")
 	fl.StringVar(&f.logFormat, "log-format", "", "json or text (default json)")
 	fl.BoolVar(&f.init, "init", false, "start a new deployment on an empty database although the data folder has a master key or a deployment record")
+	f.state.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("mode", fixedCompletion("sk", "pk"))
 	_ = cmd.RegisterFlagCompletionFunc("store", fixedCompletion("sqlite", "postgres"))
 	_ = cmd.RegisterFlagCompletionFunc("transport", fixedCompletion("mqtt://", "mqtts://", "amqp://", "amqps://", "coap://", "coaps://", "none"))
@@ -382,6 +393,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, cfg *serveConfig) {
 	if cmd.Flags().Changed("burst") {
 		cfg.Limits.Burst = f.burst
 	}
+	f.state.apply(cmd, cfg)
 }
 
 // newLogger builds the server's logger on w.
@@ -450,7 +462,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	svc, err := c2.New(ctx, c2.Config{
 		Mode: mode, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
 		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs, GroupTopics: cfg.PK.GroupTopics,
-		Dispatch: c2.DispatchConfig{AwaitAck: cfg.C2.AwaitAck, MaxAttempts: cfg.C2.MaxAttempts},
+		Dispatch: cfg.dispatchConfig(),
 	})
 	if err != nil {
 		return err

@@ -2230,6 +2230,802 @@ func (x *ListCommandsResponse) GetTotal() int64 {
 	return 0
 }
 
+// ClientState is what C2 knows of one client's device.
+type ClientState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the client id, 32 hex digits.
+	Id   string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// ack_mode is the operator's setting: auto (learned from the device's
+	// first acknowledgement or sync request), yes or no.
+	AckMode string `protobuf:"bytes,3,opt,name=ack_mode,json=ackMode,proto3" json:"ack_mode,omitempty"`
+	// acknowledges says whether C2 expects the device to acknowledge
+	// (declared, or learned).
+	Acknowledges bool `protobuf:"varint,4,opt,name=acknowledges,proto3" json:"acknowledges,omitempty"`
+	// last_seen is when C2 last heard from the device (an acknowledgement
+	// or a sync request), last_sync its last sync request; unset: never.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	LastSync *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_sync,json=lastSync,proto3" json:"last_sync,omitempty"`
+	// topics counts its memberships, topics_behind those whose current key
+	// the device has not acknowledged (every one, for a device that does
+	// not acknowledge: C2 cannot know).
+	Topics       int64 `protobuf:"varint,7,opt,name=topics,proto3" json:"topics,omitempty"`
+	TopicsBehind int64 `protobuf:"varint,8,opt,name=topics_behind,json=topicsBehind,proto3" json:"topics_behind,omitempty"`
+	// pending_commands counts its commands waiting in the outbox.
+	PendingCommands int64 `protobuf:"varint,9,opt,name=pending_commands,json=pendingCommands,proto3" json:"pending_commands,omitempty"`
+	// key_in_use is the client key C2 protects its commands under: current,
+	// previous-or-new (a client-key change not confirmed by the device:
+	// both are used) or previous (the device showed it still holds the
+	// previous key; the new one is sent again).
+	KeyInUse string `protobuf:"bytes,10,opt,name=key_in_use,json=keyInUse,proto3" json:"key_in_use,omitempty"`
+	// key_changed_at is when an unconfirmed client-key change started.
+	KeyChangedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=key_changed_at,json=keyChangedAt,proto3" json:"key_changed_at,omitempty"`
+	// stalled is set while the client's queue is stuck, with the reason.
+	Stalled       bool                   `protobuf:"varint,12,opt,name=stalled,proto3" json:"stalled,omitempty"`
+	StalledReason string                 `protobuf:"bytes,13,opt,name=stalled_reason,json=stalledReason,proto3" json:"stalled_reason,omitempty"`
+	StalledAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=stalled_at,json=stalledAt,proto3" json:"stalled_at,omitempty"`
+	// topic_states is a page of its topics by name (GetClientState).
+	TopicStates   []*TopicKeyState `protobuf:"bytes,15,rep,name=topic_states,json=topicStates,proto3" json:"topic_states,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientState) Reset() {
+	*x = ClientState{}
+	mi := &file_c2_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientState) ProtoMessage() {}
+
+func (x *ClientState) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientState.ProtoReflect.Descriptor instead.
+func (*ClientState) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ClientState) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ClientState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ClientState) GetAckMode() string {
+	if x != nil {
+		return x.AckMode
+	}
+	return ""
+}
+
+func (x *ClientState) GetAcknowledges() bool {
+	if x != nil {
+		return x.Acknowledges
+	}
+	return false
+}
+
+func (x *ClientState) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *ClientState) GetLastSync() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSync
+	}
+	return nil
+}
+
+func (x *ClientState) GetTopics() int64 {
+	if x != nil {
+		return x.Topics
+	}
+	return 0
+}
+
+func (x *ClientState) GetTopicsBehind() int64 {
+	if x != nil {
+		return x.TopicsBehind
+	}
+	return 0
+}
+
+func (x *ClientState) GetPendingCommands() int64 {
+	if x != nil {
+		return x.PendingCommands
+	}
+	return 0
+}
+
+func (x *ClientState) GetKeyInUse() string {
+	if x != nil {
+		return x.KeyInUse
+	}
+	return ""
+}
+
+func (x *ClientState) GetKeyChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.KeyChangedAt
+	}
+	return nil
+}
+
+func (x *ClientState) GetStalled() bool {
+	if x != nil {
+		return x.Stalled
+	}
+	return false
+}
+
+func (x *ClientState) GetStalledReason() string {
+	if x != nil {
+		return x.StalledReason
+	}
+	return ""
+}
+
+func (x *ClientState) GetStalledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StalledAt
+	}
+	return nil
+}
+
+func (x *ClientState) GetTopicStates() []*TopicKeyState {
+	if x != nil {
+		return x.TopicStates
+	}
+	return nil
+}
+
+// TopicKeyState is one topic of a client: the key version C2 wants the
+// device to hold and the one it acknowledged.
+type TopicKeyState struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Topic       string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	WantVersion uint64                 `protobuf:"varint,2,opt,name=want_version,json=wantVersion,proto3" json:"want_version,omitempty"`
+	// acked_version is 0 when the device acknowledged no key of the topic
+	// (or showed it lost it).
+	AckedVersion uint64                 `protobuf:"varint,3,opt,name=acked_version,json=ackedVersion,proto3" json:"acked_version,omitempty"`
+	AckedAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=acked_at,json=ackedAt,proto3" json:"acked_at,omitempty"`
+	// behind: the device has not acknowledged want_version.
+	Behind        bool `protobuf:"varint,5,opt,name=behind,proto3" json:"behind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicKeyState) Reset() {
+	*x = TopicKeyState{}
+	mi := &file_c2_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicKeyState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicKeyState) ProtoMessage() {}
+
+func (x *TopicKeyState) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicKeyState.ProtoReflect.Descriptor instead.
+func (*TopicKeyState) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TopicKeyState) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicKeyState) GetWantVersion() uint64 {
+	if x != nil {
+		return x.WantVersion
+	}
+	return 0
+}
+
+func (x *TopicKeyState) GetAckedVersion() uint64 {
+	if x != nil {
+		return x.AckedVersion
+	}
+	return 0
+}
+
+func (x *TopicKeyState) GetAckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AckedAt
+	}
+	return nil
+}
+
+func (x *TopicKeyState) GetBehind() bool {
+	if x != nil {
+		return x.Behind
+	}
+	return false
+}
+
+type GetClientStateRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Client string                 `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	// topics_after is the name of the last topic of the previous page.
+	TopicsAfter string `protobuf:"bytes,2,opt,name=topics_after,json=topicsAfter,proto3" json:"topics_after,omitempty"`
+	// topics_limit is the page size of topic_states, 1 to 10000 (default
+	// 100).
+	TopicsLimit   int32 `protobuf:"varint,3,opt,name=topics_limit,json=topicsLimit,proto3" json:"topics_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClientStateRequest) Reset() {
+	*x = GetClientStateRequest{}
+	mi := &file_c2_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClientStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClientStateRequest) ProtoMessage() {}
+
+func (x *GetClientStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClientStateRequest.ProtoReflect.Descriptor instead.
+func (*GetClientStateRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetClientStateRequest) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *GetClientStateRequest) GetTopicsAfter() string {
+	if x != nil {
+		return x.TopicsAfter
+	}
+	return ""
+}
+
+func (x *GetClientStateRequest) GetTopicsLimit() int32 {
+	if x != nil {
+		return x.TopicsLimit
+	}
+	return 0
+}
+
+type SetClientAcknowledgesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Client string                 `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	// mode is auto, yes or no.
+	Mode          string `protobuf:"bytes,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClientAcknowledgesRequest) Reset() {
+	*x = SetClientAcknowledgesRequest{}
+	mi := &file_c2_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClientAcknowledgesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClientAcknowledgesRequest) ProtoMessage() {}
+
+func (x *SetClientAcknowledgesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClientAcknowledgesRequest.ProtoReflect.Descriptor instead.
+func (*SetClientAcknowledgesRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SetClientAcknowledgesRequest) GetClient() string {
+	if x != nil {
+		return x.Client
+	}
+	return ""
+}
+
+func (x *SetClientAcknowledgesRequest) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+// TopicState sums up a topic's members against its current key.
+type TopicState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// version is the topic's current key version.
+	Version   uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	RotatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=rotated_at,json=rotatedAt,proto3" json:"rotated_at,omitempty"`
+	Members   int64                  `protobuf:"varint,4,opt,name=members,proto3" json:"members,omitempty"`
+	// acknowledged counts the members whose device acknowledged version,
+	// behind the others, of which behind_not_acknowledging are devices that
+	// do not acknowledge (their state is unknown, not necessarily behind).
+	Acknowledged           int64 `protobuf:"varint,5,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	Behind                 int64 `protobuf:"varint,6,opt,name=behind,proto3" json:"behind,omitempty"`
+	BehindNotAcknowledging int64 `protobuf:"varint,7,opt,name=behind_not_acknowledging,json=behindNotAcknowledging,proto3" json:"behind_not_acknowledging,omitempty"`
+	// converged: every member acknowledged version.
+	Converged bool `protobuf:"varint,8,opt,name=converged,proto3" json:"converged,omitempty"`
+	// summary reads "version 7: 9950 of 10000 members acknowledged; 50
+	// behind".
+	Summary       string `protobuf:"bytes,9,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicState) Reset() {
+	*x = TopicState{}
+	mi := &file_c2_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicState) ProtoMessage() {}
+
+func (x *TopicState) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicState.ProtoReflect.Descriptor instead.
+func (*TopicState) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *TopicState) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicState) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *TopicState) GetRotatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RotatedAt
+	}
+	return nil
+}
+
+func (x *TopicState) GetMembers() int64 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *TopicState) GetAcknowledged() int64 {
+	if x != nil {
+		return x.Acknowledged
+	}
+	return 0
+}
+
+func (x *TopicState) GetBehind() int64 {
+	if x != nil {
+		return x.Behind
+	}
+	return 0
+}
+
+func (x *TopicState) GetBehindNotAcknowledging() int64 {
+	if x != nil {
+		return x.BehindNotAcknowledging
+	}
+	return 0
+}
+
+func (x *TopicState) GetConverged() bool {
+	if x != nil {
+		return x.Converged
+	}
+	return false
+}
+
+func (x *TopicState) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+type ListTopicBehindRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// after is the id of the last client of the previous page.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// limit is the page size, 1 to 10000 (default 100).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTopicBehindRequest) Reset() {
+	*x = ListTopicBehindRequest{}
+	mi := &file_c2_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTopicBehindRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTopicBehindRequest) ProtoMessage() {}
+
+func (x *ListTopicBehindRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTopicBehindRequest.ProtoReflect.Descriptor instead.
+func (*ListTopicBehindRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListTopicBehindRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ListTopicBehindRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListTopicBehindRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// BehindClient is a member of a topic that has not acknowledged its
+// current key.
+type BehindClient struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// acked_version is the version it acknowledged, 0 for none.
+	AckedVersion  uint64                 `protobuf:"varint,2,opt,name=acked_version,json=ackedVersion,proto3" json:"acked_version,omitempty"`
+	AckedAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=acked_at,json=ackedAt,proto3" json:"acked_at,omitempty"`
+	Acknowledges  bool                   `protobuf:"varint,4,opt,name=acknowledges,proto3" json:"acknowledges,omitempty"`
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BehindClient) Reset() {
+	*x = BehindClient{}
+	mi := &file_c2_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BehindClient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BehindClient) ProtoMessage() {}
+
+func (x *BehindClient) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BehindClient.ProtoReflect.Descriptor instead.
+func (*BehindClient) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *BehindClient) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *BehindClient) GetAckedVersion() uint64 {
+	if x != nil {
+		return x.AckedVersion
+	}
+	return 0
+}
+
+func (x *BehindClient) GetAckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AckedAt
+	}
+	return nil
+}
+
+func (x *BehindClient) GetAcknowledges() bool {
+	if x != nil {
+		return x.Acknowledges
+	}
+	return false
+}
+
+func (x *BehindClient) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+type ListTopicBehindResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Clients []*BehindClient        `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	// total is how many members are behind.
+	Total         int64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTopicBehindResponse) Reset() {
+	*x = ListTopicBehindResponse{}
+	mi := &file_c2_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTopicBehindResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTopicBehindResponse) ProtoMessage() {}
+
+func (x *ListTopicBehindResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTopicBehindResponse.ProtoReflect.Descriptor instead.
+func (*ListTopicBehindResponse) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListTopicBehindResponse) GetClients() []*BehindClient {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
+func (x *ListTopicBehindResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+// FleetState sums up every device.
+type FleetState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Clients int64                  `protobuf:"varint,1,opt,name=clients,proto3" json:"clients,omitempty"`
+	// acknowledging and not_acknowledging count devices known or declared
+	// to acknowledge or not; unknown those never heard from (ack mode auto).
+	Acknowledging     int64 `protobuf:"varint,2,opt,name=acknowledging,proto3" json:"acknowledging,omitempty"`
+	NotAcknowledging  int64 `protobuf:"varint,3,opt,name=not_acknowledging,json=notAcknowledging,proto3" json:"not_acknowledging,omitempty"`
+	Unknown           int64 `protobuf:"varint,4,opt,name=unknown,proto3" json:"unknown,omitempty"`
+	Stalled           int64 `protobuf:"varint,5,opt,name=stalled,proto3" json:"stalled,omitempty"`
+	KeyChangesPending int64 `protobuf:"varint,6,opt,name=key_changes_pending,json=keyChangesPending,proto3" json:"key_changes_pending,omitempty"`
+	// memberships_behind counts memberships whose device has not
+	// acknowledged the topic's current key; clients_behind the clients with
+	// any.
+	MembershipsBehind int64 `protobuf:"varint,7,opt,name=memberships_behind,json=membershipsBehind,proto3" json:"memberships_behind,omitempty"`
+	ClientsBehind     int64 `protobuf:"varint,8,opt,name=clients_behind,json=clientsBehind,proto3" json:"clients_behind,omitempty"`
+	PendingCommands   int64 `protobuf:"varint,9,opt,name=pending_commands,json=pendingCommands,proto3" json:"pending_commands,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *FleetState) Reset() {
+	*x = FleetState{}
+	mi := &file_c2_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetState) ProtoMessage() {}
+
+func (x *FleetState) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetState.ProtoReflect.Descriptor instead.
+func (*FleetState) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *FleetState) GetClients() int64 {
+	if x != nil {
+		return x.Clients
+	}
+	return 0
+}
+
+func (x *FleetState) GetAcknowledging() int64 {
+	if x != nil {
+		return x.Acknowledging
+	}
+	return 0
+}
+
+func (x *FleetState) GetNotAcknowledging() int64 {
+	if x != nil {
+		return x.NotAcknowledging
+	}
+	return 0
+}
+
+func (x *FleetState) GetUnknown() int64 {
+	if x != nil {
+		return x.Unknown
+	}
+	return 0
+}
+
+func (x *FleetState) GetStalled() int64 {
+	if x != nil {
+		return x.Stalled
+	}
+	return 0
+}
+
+func (x *FleetState) GetKeyChangesPending() int64 {
+	if x != nil {
+		return x.KeyChangesPending
+	}
+	return 0
+}
+
+func (x *FleetState) GetMembershipsBehind() int64 {
+	if x != nil {
+		return x.MembershipsBehind
+	}
+	return 0
+}
+
+func (x *FleetState) GetClientsBehind() int64 {
+	if x != nil {
+		return x.ClientsBehind
+	}
+	return 0
+}
+
+func (x *FleetState) GetPendingCommands() int64 {
+	if x != nil {
+		return x.PendingCommands
+	}
+	return 0
+}
+
 type Health struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ok    bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
@@ -2244,7 +3040,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_c2_proto_msgTypes[39]
+	mi := &file_c2_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2256,7 +3052,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[39]
+	mi := &file_c2_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +3065,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{39}
+	return file_c2_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Health) GetOk() bool {
@@ -2320,7 +3116,7 @@ type Info struct {
 
 func (x *Info) Reset() {
 	*x = Info{}
-	mi := &file_c2_proto_msgTypes[40]
+	mi := &file_c2_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +3128,7 @@ func (x *Info) String() string {
 func (*Info) ProtoMessage() {}
 
 func (x *Info) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[40]
+	mi := &file_c2_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +3141,7 @@ func (x *Info) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Info.ProtoReflect.Descriptor instead.
 func (*Info) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{40}
+	return file_c2_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Info) GetMode() string {
@@ -2381,8 +3177,11 @@ type Event struct {
 	// id orders events; give it as after_id (or Last-Event-ID) to resume.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// kind is what happened: client_added, member_removed,
-	// topic_key_rotated, command_sent, command_failed... and events_lost
-	// when a resume asked for events no longer buffered.
+	// topic_key_rotated, command_sent, command_failed, command_acked,
+	// topic_converged (every member acknowledged the current key),
+	// devices_behind (members still behind a while after a rotation),
+	// client_stalled, client_key_confirmed, device_synced, ack_mode_set...
+	// and events_lost when a resume asked for events no longer buffered.
 	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	Time          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
 	ClientId      string                 `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
@@ -2394,7 +3193,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_c2_proto_msgTypes[41]
+	mi := &file_c2_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +3205,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[41]
+	mi := &file_c2_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +3218,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{41}
+	return file_c2_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Event) GetId() string {
@@ -2474,7 +3273,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_c2_proto_msgTypes[42]
+	mi := &file_c2_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +3285,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[42]
+	mi := &file_c2_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +3298,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{42}
+	return file_c2_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListEventsRequest) GetAfterId() string {
@@ -2525,7 +3324,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_c2_proto_msgTypes[43]
+	mi := &file_c2_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +3336,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[43]
+	mi := &file_c2_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +3349,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{43}
+	return file_c2_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -2572,7 +3371,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_c2_proto_msgTypes[44]
+	mi := &file_c2_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +3383,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[44]
+	mi := &file_c2_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +3396,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{44}
+	return file_c2_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *WatchEventsRequest) GetAfterId() string {
@@ -2634,7 +3433,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_c2_proto_msgTypes[45]
+	mi := &file_c2_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +3445,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[45]
+	mi := &file_c2_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +3458,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{45}
+	return file_c2_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AuditRecord) GetId() int64 {
@@ -2734,7 +3533,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_c2_proto_msgTypes[46]
+	mi := &file_c2_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +3545,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[46]
+	mi := &file_c2_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +3558,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{46}
+	return file_c2_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListAuditRequest) GetActor() string {
@@ -2827,7 +3626,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_c2_proto_msgTypes[47]
+	mi := &file_c2_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +3638,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[47]
+	mi := &file_c2_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +3651,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{47}
+	return file_c2_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -2877,7 +3676,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_c2_proto_msgTypes[48]
+	mi := &file_c2_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +3688,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[48]
+	mi := &file_c2_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3701,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{48}
+	return file_c2_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Token) GetName() string {
@@ -2959,7 +3758,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_c2_proto_msgTypes[49]
+	mi := &file_c2_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3770,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[49]
+	mi := &file_c2_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3783,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{49}
+	return file_c2_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -3019,7 +3818,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_c2_proto_msgTypes[50]
+	mi := &file_c2_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3031,7 +3830,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[50]
+	mi := &file_c2_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3044,7 +3843,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{50}
+	return file_c2_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateTokenResponse) GetToken() *Token {
@@ -3070,7 +3869,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_c2_proto_msgTypes[51]
+	mi := &file_c2_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3881,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[51]
+	mi := &file_c2_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3894,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{51}
+	return file_c2_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -3114,7 +3913,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_c2_proto_msgTypes[52]
+	mi := &file_c2_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3925,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[52]
+	mi := &file_c2_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3938,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{52}
+	return file_c2_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RevokeTokenRequest) GetName() string {
@@ -3297,7 +4096,75 @@ const file_c2_proto_rawDesc = "" +
 	"\x05limit\x18\x05 \x01(\x05R\x05limit\"^\n" +
 	"\x14ListCommandsResponse\x120\n" +
 	"\bcommands\x18\x01 \x03(\v2\x14.e4kit.c2.v1.CommandR\bcommands\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\x03R\x05total\"\x91\x01\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\"\xe5\x04\n" +
+	"\vClientState\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
+	"\back_mode\x18\x03 \x01(\tR\aackMode\x12\"\n" +
+	"\facknowledges\x18\x04 \x01(\bR\facknowledges\x127\n" +
+	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x127\n" +
+	"\tlast_sync\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastSync\x12\x16\n" +
+	"\x06topics\x18\a \x01(\x03R\x06topics\x12#\n" +
+	"\rtopics_behind\x18\b \x01(\x03R\ftopicsBehind\x12)\n" +
+	"\x10pending_commands\x18\t \x01(\x03R\x0fpendingCommands\x12\x1c\n" +
+	"\n" +
+	"key_in_use\x18\n" +
+	" \x01(\tR\bkeyInUse\x12@\n" +
+	"\x0ekey_changed_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fkeyChangedAt\x12\x18\n" +
+	"\astalled\x18\f \x01(\bR\astalled\x12%\n" +
+	"\x0estalled_reason\x18\r \x01(\tR\rstalledReason\x129\n" +
+	"\n" +
+	"stalled_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tstalledAt\x12=\n" +
+	"\ftopic_states\x18\x0f \x03(\v2\x1a.e4kit.c2.v1.TopicKeyStateR\vtopicStates\"\xbc\x01\n" +
+	"\rTopicKeyState\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12!\n" +
+	"\fwant_version\x18\x02 \x01(\x04R\vwantVersion\x12#\n" +
+	"\racked_version\x18\x03 \x01(\x04R\fackedVersion\x125\n" +
+	"\backed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aackedAt\x12\x16\n" +
+	"\x06behind\x18\x05 \x01(\bR\x06behind\"u\n" +
+	"\x15GetClientStateRequest\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\x12!\n" +
+	"\ftopics_after\x18\x02 \x01(\tR\vtopicsAfter\x12!\n" +
+	"\ftopics_limit\x18\x03 \x01(\x05R\vtopicsLimit\"J\n" +
+	"\x1cSetClientAcknowledgesRequest\x12\x16\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\tR\x04mode\"\xbf\x02\n" +
+	"\n" +
+	"TopicState\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x129\n" +
+	"\n" +
+	"rotated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\trotatedAt\x12\x18\n" +
+	"\amembers\x18\x04 \x01(\x03R\amembers\x12\"\n" +
+	"\facknowledged\x18\x05 \x01(\x03R\facknowledged\x12\x16\n" +
+	"\x06behind\x18\x06 \x01(\x03R\x06behind\x128\n" +
+	"\x18behind_not_acknowledging\x18\a \x01(\x03R\x16behindNotAcknowledging\x12\x1c\n" +
+	"\tconverged\x18\b \x01(\bR\tconverged\x12\x18\n" +
+	"\asummary\x18\t \x01(\tR\asummary\"Z\n" +
+	"\x16ListTopicBehindRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xd7\x01\n" +
+	"\fBehindClient\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
+	"\racked_version\x18\x02 \x01(\x04R\fackedVersion\x125\n" +
+	"\backed_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aackedAt\x12\"\n" +
+	"\facknowledges\x18\x04 \x01(\bR\facknowledges\x127\n" +
+	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"d\n" +
+	"\x17ListTopicBehindResponse\x123\n" +
+	"\aclients\x18\x01 \x03(\v2\x19.e4kit.c2.v1.BehindClientR\aclients\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\"\xde\x02\n" +
+	"\n" +
+	"FleetState\x12\x18\n" +
+	"\aclients\x18\x01 \x01(\x03R\aclients\x12$\n" +
+	"\racknowledging\x18\x02 \x01(\x03R\racknowledging\x12+\n" +
+	"\x11not_acknowledging\x18\x03 \x01(\x03R\x10notAcknowledging\x12\x18\n" +
+	"\aunknown\x18\x04 \x01(\x03R\aunknown\x12\x18\n" +
+	"\astalled\x18\x05 \x01(\x03R\astalled\x12.\n" +
+	"\x13key_changes_pending\x18\x06 \x01(\x03R\x11keyChangesPending\x12-\n" +
+	"\x12memberships_behind\x18\a \x01(\x03R\x11membershipsBehind\x12%\n" +
+	"\x0eclients_behind\x18\b \x01(\x03R\rclientsBehind\x12)\n" +
+	"\x10pending_commands\x18\t \x01(\x03R\x0fpendingCommands\"\x91\x01\n" +
 	"\x06Health\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x1c\n" +
@@ -3366,7 +4233,7 @@ const file_c2_proto_rawDesc = "" +
 	"\x12ListTokensResponse\x12*\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x12.e4kit.c2.v1.TokenR\x06tokens\"(\n" +
 	"\x12RevokeTokenRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name2\xd1\x15\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name2\xe0\x18\n" +
 	"\x02C2\x12J\n" +
 	"\tAddClient\x12\x1d.e4kit.c2.v1.AddClientRequest\x1a\x1e.e4kit.c2.v1.AddClientResponse\x12?\n" +
 	"\tGetClient\x12\x1d.e4kit.c2.v1.GetClientRequest\x1a\x13.e4kit.c2.v1.Client\x12P\n" +
@@ -3399,7 +4266,12 @@ const file_c2_proto_rawDesc = "" +
 	"\bGetC2Key\x12\x12.e4kit.c2.v1.Empty\x1a\x12.e4kit.c2.v1.C2Key\x12>\n" +
 	"\vRotateC2Key\x12\x12.e4kit.c2.v1.Empty\x1a\x1b.e4kit.c2.v1.RotateResponse\x12Y\n" +
 	"\x0eProtectMessage\x12\".e4kit.c2.v1.ProtectMessageRequest\x1a#.e4kit.c2.v1.ProtectMessageResponse\x12_\n" +
-	"\x10UnprotectMessage\x12$.e4kit.c2.v1.UnprotectMessageRequest\x1a%.e4kit.c2.v1.UnprotectMessageResponse\x12B\n" +
+	"\x10UnprotectMessage\x12$.e4kit.c2.v1.UnprotectMessageRequest\x1a%.e4kit.c2.v1.UnprotectMessageResponse\x12N\n" +
+	"\x0eGetClientState\x12\".e4kit.c2.v1.GetClientStateRequest\x1a\x18.e4kit.c2.v1.ClientState\x12\\\n" +
+	"\x15SetClientAcknowledges\x12).e4kit.c2.v1.SetClientAcknowledgesRequest\x1a\x18.e4kit.c2.v1.ClientState\x12C\n" +
+	"\rGetTopicState\x12\x19.e4kit.c2.v1.TopicRequest\x1a\x17.e4kit.c2.v1.TopicState\x12\\\n" +
+	"\x0fListTopicBehind\x12#.e4kit.c2.v1.ListTopicBehindRequest\x1a$.e4kit.c2.v1.ListTopicBehindResponse\x12<\n" +
+	"\rGetFleetState\x12\x12.e4kit.c2.v1.Empty\x1a\x17.e4kit.c2.v1.FleetState\x12B\n" +
 	"\n" +
 	"GetCommand\x12\x1e.e4kit.c2.v1.GetCommandRequest\x1a\x14.e4kit.c2.v1.Command\x12S\n" +
 	"\fListCommands\x12 .e4kit.c2.v1.ListCommandsRequest\x1a!.e4kit.c2.v1.ListCommandsResponse\x124\n" +
@@ -3426,168 +4298,197 @@ func file_c2_proto_rawDescGZIP() []byte {
 	return file_c2_proto_rawDescData
 }
 
-var file_c2_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_c2_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_c2_proto_goTypes = []any{
-	(*Empty)(nil),                      // 0: e4kit.c2.v1.Empty
-	(*Client)(nil),                     // 1: e4kit.c2.v1.Client
-	(*AddClientRequest)(nil),           // 2: e4kit.c2.v1.AddClientRequest
-	(*AddClientResponse)(nil),          // 3: e4kit.c2.v1.AddClientResponse
-	(*GetClientRequest)(nil),           // 4: e4kit.c2.v1.GetClientRequest
-	(*ClientRequest)(nil),              // 5: e4kit.c2.v1.ClientRequest
-	(*ListClientsRequest)(nil),         // 6: e4kit.c2.v1.ListClientsRequest
-	(*ListClientsResponse)(nil),        // 7: e4kit.c2.v1.ListClientsResponse
-	(*NewClientKeyRequest)(nil),        // 8: e4kit.c2.v1.NewClientKeyRequest
-	(*NewClientKeyResponse)(nil),       // 9: e4kit.c2.v1.NewClientKeyResponse
-	(*ImportClientsRequest)(nil),       // 10: e4kit.c2.v1.ImportClientsRequest
-	(*ImportClientsProgress)(nil),      // 11: e4kit.c2.v1.ImportClientsProgress
-	(*GeneratedKey)(nil),               // 12: e4kit.c2.v1.GeneratedKey
-	(*Topic)(nil),                      // 13: e4kit.c2.v1.Topic
-	(*AddTopicRequest)(nil),            // 14: e4kit.c2.v1.AddTopicRequest
-	(*TopicRequest)(nil),               // 15: e4kit.c2.v1.TopicRequest
-	(*ListTopicsRequest)(nil),          // 16: e4kit.c2.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),         // 17: e4kit.c2.v1.ListTopicsResponse
-	(*RotateResponse)(nil),             // 18: e4kit.c2.v1.RotateResponse
-	(*MemberRequest)(nil),              // 19: e4kit.c2.v1.MemberRequest
-	(*AddMembersRequest)(nil),          // 20: e4kit.c2.v1.AddMembersRequest
-	(*IsMemberResponse)(nil),           // 21: e4kit.c2.v1.IsMemberResponse
-	(*ListTopicsOfClientRequest)(nil),  // 22: e4kit.c2.v1.ListTopicsOfClientRequest
-	(*ListTopicsOfClientResponse)(nil), // 23: e4kit.c2.v1.ListTopicsOfClientResponse
-	(*ListMembersRequest)(nil),         // 24: e4kit.c2.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),        // 25: e4kit.c2.v1.ListMembersResponse
-	(*PubKeyRequest)(nil),              // 26: e4kit.c2.v1.PubKeyRequest
-	(*LinkRequest)(nil),                // 27: e4kit.c2.v1.LinkRequest
-	(*ListLinksRequest)(nil),           // 28: e4kit.c2.v1.ListLinksRequest
-	(*ListLinksResponse)(nil),          // 29: e4kit.c2.v1.ListLinksResponse
-	(*C2Key)(nil),                      // 30: e4kit.c2.v1.C2Key
-	(*ProtectMessageRequest)(nil),      // 31: e4kit.c2.v1.ProtectMessageRequest
-	(*ProtectMessageResponse)(nil),     // 32: e4kit.c2.v1.ProtectMessageResponse
-	(*UnprotectMessageRequest)(nil),    // 33: e4kit.c2.v1.UnprotectMessageRequest
-	(*UnprotectMessageResponse)(nil),   // 34: e4kit.c2.v1.UnprotectMessageResponse
-	(*Command)(nil),                    // 35: e4kit.c2.v1.Command
-	(*GetCommandRequest)(nil),          // 36: e4kit.c2.v1.GetCommandRequest
-	(*ListCommandsRequest)(nil),        // 37: e4kit.c2.v1.ListCommandsRequest
-	(*ListCommandsResponse)(nil),       // 38: e4kit.c2.v1.ListCommandsResponse
-	(*Health)(nil),                     // 39: e4kit.c2.v1.Health
-	(*Info)(nil),                       // 40: e4kit.c2.v1.Info
-	(*Event)(nil),                      // 41: e4kit.c2.v1.Event
-	(*ListEventsRequest)(nil),          // 42: e4kit.c2.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),         // 43: e4kit.c2.v1.ListEventsResponse
-	(*WatchEventsRequest)(nil),         // 44: e4kit.c2.v1.WatchEventsRequest
-	(*AuditRecord)(nil),                // 45: e4kit.c2.v1.AuditRecord
-	(*ListAuditRequest)(nil),           // 46: e4kit.c2.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),          // 47: e4kit.c2.v1.ListAuditResponse
-	(*Token)(nil),                      // 48: e4kit.c2.v1.Token
-	(*CreateTokenRequest)(nil),         // 49: e4kit.c2.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),        // 50: e4kit.c2.v1.CreateTokenResponse
-	(*ListTokensResponse)(nil),         // 51: e4kit.c2.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),         // 52: e4kit.c2.v1.RevokeTokenRequest
-	(*timestamppb.Timestamp)(nil),      // 53: google.protobuf.Timestamp
+	(*Empty)(nil),                        // 0: e4kit.c2.v1.Empty
+	(*Client)(nil),                       // 1: e4kit.c2.v1.Client
+	(*AddClientRequest)(nil),             // 2: e4kit.c2.v1.AddClientRequest
+	(*AddClientResponse)(nil),            // 3: e4kit.c2.v1.AddClientResponse
+	(*GetClientRequest)(nil),             // 4: e4kit.c2.v1.GetClientRequest
+	(*ClientRequest)(nil),                // 5: e4kit.c2.v1.ClientRequest
+	(*ListClientsRequest)(nil),           // 6: e4kit.c2.v1.ListClientsRequest
+	(*ListClientsResponse)(nil),          // 7: e4kit.c2.v1.ListClientsResponse
+	(*NewClientKeyRequest)(nil),          // 8: e4kit.c2.v1.NewClientKeyRequest
+	(*NewClientKeyResponse)(nil),         // 9: e4kit.c2.v1.NewClientKeyResponse
+	(*ImportClientsRequest)(nil),         // 10: e4kit.c2.v1.ImportClientsRequest
+	(*ImportClientsProgress)(nil),        // 11: e4kit.c2.v1.ImportClientsProgress
+	(*GeneratedKey)(nil),                 // 12: e4kit.c2.v1.GeneratedKey
+	(*Topic)(nil),                        // 13: e4kit.c2.v1.Topic
+	(*AddTopicRequest)(nil),              // 14: e4kit.c2.v1.AddTopicRequest
+	(*TopicRequest)(nil),                 // 15: e4kit.c2.v1.TopicRequest
+	(*ListTopicsRequest)(nil),            // 16: e4kit.c2.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),           // 17: e4kit.c2.v1.ListTopicsResponse
+	(*RotateResponse)(nil),               // 18: e4kit.c2.v1.RotateResponse
+	(*MemberRequest)(nil),                // 19: e4kit.c2.v1.MemberRequest
+	(*AddMembersRequest)(nil),            // 20: e4kit.c2.v1.AddMembersRequest
+	(*IsMemberResponse)(nil),             // 21: e4kit.c2.v1.IsMemberResponse
+	(*ListTopicsOfClientRequest)(nil),    // 22: e4kit.c2.v1.ListTopicsOfClientRequest
+	(*ListTopicsOfClientResponse)(nil),   // 23: e4kit.c2.v1.ListTopicsOfClientResponse
+	(*ListMembersRequest)(nil),           // 24: e4kit.c2.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),          // 25: e4kit.c2.v1.ListMembersResponse
+	(*PubKeyRequest)(nil),                // 26: e4kit.c2.v1.PubKeyRequest
+	(*LinkRequest)(nil),                  // 27: e4kit.c2.v1.LinkRequest
+	(*ListLinksRequest)(nil),             // 28: e4kit.c2.v1.ListLinksRequest
+	(*ListLinksResponse)(nil),            // 29: e4kit.c2.v1.ListLinksResponse
+	(*C2Key)(nil),                        // 30: e4kit.c2.v1.C2Key
+	(*ProtectMessageRequest)(nil),        // 31: e4kit.c2.v1.ProtectMessageRequest
+	(*ProtectMessageResponse)(nil),       // 32: e4kit.c2.v1.ProtectMessageResponse
+	(*UnprotectMessageRequest)(nil),      // 33: e4kit.c2.v1.UnprotectMessageRequest
+	(*UnprotectMessageResponse)(nil),     // 34: e4kit.c2.v1.UnprotectMessageResponse
+	(*Command)(nil),                      // 35: e4kit.c2.v1.Command
+	(*GetCommandRequest)(nil),            // 36: e4kit.c2.v1.GetCommandRequest
+	(*ListCommandsRequest)(nil),          // 37: e4kit.c2.v1.ListCommandsRequest
+	(*ListCommandsResponse)(nil),         // 38: e4kit.c2.v1.ListCommandsResponse
+	(*ClientState)(nil),                  // 39: e4kit.c2.v1.ClientState
+	(*TopicKeyState)(nil),                // 40: e4kit.c2.v1.TopicKeyState
+	(*GetClientStateRequest)(nil),        // 41: e4kit.c2.v1.GetClientStateRequest
+	(*SetClientAcknowledgesRequest)(nil), // 42: e4kit.c2.v1.SetClientAcknowledgesRequest
+	(*TopicState)(nil),                   // 43: e4kit.c2.v1.TopicState
+	(*ListTopicBehindRequest)(nil),       // 44: e4kit.c2.v1.ListTopicBehindRequest
+	(*BehindClient)(nil),                 // 45: e4kit.c2.v1.BehindClient
+	(*ListTopicBehindResponse)(nil),      // 46: e4kit.c2.v1.ListTopicBehindResponse
+	(*FleetState)(nil),                   // 47: e4kit.c2.v1.FleetState
+	(*Health)(nil),                       // 48: e4kit.c2.v1.Health
+	(*Info)(nil),                         // 49: e4kit.c2.v1.Info
+	(*Event)(nil),                        // 50: e4kit.c2.v1.Event
+	(*ListEventsRequest)(nil),            // 51: e4kit.c2.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),           // 52: e4kit.c2.v1.ListEventsResponse
+	(*WatchEventsRequest)(nil),           // 53: e4kit.c2.v1.WatchEventsRequest
+	(*AuditRecord)(nil),                  // 54: e4kit.c2.v1.AuditRecord
+	(*ListAuditRequest)(nil),             // 55: e4kit.c2.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 56: e4kit.c2.v1.ListAuditResponse
+	(*Token)(nil),                        // 57: e4kit.c2.v1.Token
+	(*CreateTokenRequest)(nil),           // 58: e4kit.c2.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),          // 59: e4kit.c2.v1.CreateTokenResponse
+	(*ListTokensResponse)(nil),           // 60: e4kit.c2.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),           // 61: e4kit.c2.v1.RevokeTokenRequest
+	(*timestamppb.Timestamp)(nil),        // 62: google.protobuf.Timestamp
 }
 var file_c2_proto_depIdxs = []int32{
-	53, // 0: e4kit.c2.v1.Client.created_at:type_name -> google.protobuf.Timestamp
+	62, // 0: e4kit.c2.v1.Client.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: e4kit.c2.v1.AddClientResponse.client:type_name -> e4kit.c2.v1.Client
 	1,  // 2: e4kit.c2.v1.ListClientsResponse.clients:type_name -> e4kit.c2.v1.Client
 	12, // 3: e4kit.c2.v1.ImportClientsProgress.generated:type_name -> e4kit.c2.v1.GeneratedKey
-	53, // 4: e4kit.c2.v1.Topic.created_at:type_name -> google.protobuf.Timestamp
-	53, // 5: e4kit.c2.v1.Topic.rotated_at:type_name -> google.protobuf.Timestamp
+	62, // 4: e4kit.c2.v1.Topic.created_at:type_name -> google.protobuf.Timestamp
+	62, // 5: e4kit.c2.v1.Topic.rotated_at:type_name -> google.protobuf.Timestamp
 	13, // 6: e4kit.c2.v1.ListTopicsResponse.topics:type_name -> e4kit.c2.v1.Topic
-	53, // 7: e4kit.c2.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	53, // 8: e4kit.c2.v1.Command.sent_at:type_name -> google.protobuf.Timestamp
+	62, // 7: e4kit.c2.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	62, // 8: e4kit.c2.v1.Command.sent_at:type_name -> google.protobuf.Timestamp
 	35, // 9: e4kit.c2.v1.ListCommandsResponse.commands:type_name -> e4kit.c2.v1.Command
-	53, // 10: e4kit.c2.v1.Event.time:type_name -> google.protobuf.Timestamp
-	41, // 11: e4kit.c2.v1.ListEventsResponse.events:type_name -> e4kit.c2.v1.Event
-	53, // 12: e4kit.c2.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	53, // 13: e4kit.c2.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	53, // 14: e4kit.c2.v1.ListAuditRequest.until:type_name -> google.protobuf.Timestamp
-	45, // 15: e4kit.c2.v1.ListAuditResponse.records:type_name -> e4kit.c2.v1.AuditRecord
-	53, // 16: e4kit.c2.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	53, // 17: e4kit.c2.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	53, // 18: e4kit.c2.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
-	48, // 19: e4kit.c2.v1.CreateTokenResponse.token:type_name -> e4kit.c2.v1.Token
-	48, // 20: e4kit.c2.v1.ListTokensResponse.tokens:type_name -> e4kit.c2.v1.Token
-	2,  // 21: e4kit.c2.v1.C2.AddClient:input_type -> e4kit.c2.v1.AddClientRequest
-	4,  // 22: e4kit.c2.v1.C2.GetClient:input_type -> e4kit.c2.v1.GetClientRequest
-	6,  // 23: e4kit.c2.v1.C2.ListClients:input_type -> e4kit.c2.v1.ListClientsRequest
-	5,  // 24: e4kit.c2.v1.C2.RemoveClient:input_type -> e4kit.c2.v1.ClientRequest
-	5,  // 25: e4kit.c2.v1.C2.ResetClient:input_type -> e4kit.c2.v1.ClientRequest
-	8,  // 26: e4kit.c2.v1.C2.NewClientKey:input_type -> e4kit.c2.v1.NewClientKeyRequest
-	10, // 27: e4kit.c2.v1.C2.ImportClients:input_type -> e4kit.c2.v1.ImportClientsRequest
-	14, // 28: e4kit.c2.v1.C2.AddTopic:input_type -> e4kit.c2.v1.AddTopicRequest
-	15, // 29: e4kit.c2.v1.C2.GetTopic:input_type -> e4kit.c2.v1.TopicRequest
-	16, // 30: e4kit.c2.v1.C2.ListTopics:input_type -> e4kit.c2.v1.ListTopicsRequest
-	15, // 31: e4kit.c2.v1.C2.RemoveTopic:input_type -> e4kit.c2.v1.TopicRequest
-	15, // 32: e4kit.c2.v1.C2.RotateTopic:input_type -> e4kit.c2.v1.TopicRequest
-	19, // 33: e4kit.c2.v1.C2.AddMember:input_type -> e4kit.c2.v1.MemberRequest
-	20, // 34: e4kit.c2.v1.C2.AddMembers:input_type -> e4kit.c2.v1.AddMembersRequest
-	19, // 35: e4kit.c2.v1.C2.RemoveMember:input_type -> e4kit.c2.v1.MemberRequest
-	19, // 36: e4kit.c2.v1.C2.IsMember:input_type -> e4kit.c2.v1.MemberRequest
-	22, // 37: e4kit.c2.v1.C2.ListTopicsOfClient:input_type -> e4kit.c2.v1.ListTopicsOfClientRequest
-	24, // 38: e4kit.c2.v1.C2.ListMembers:input_type -> e4kit.c2.v1.ListMembersRequest
-	26, // 39: e4kit.c2.v1.C2.SendPubKey:input_type -> e4kit.c2.v1.PubKeyRequest
-	26, // 40: e4kit.c2.v1.C2.RemovePubKey:input_type -> e4kit.c2.v1.PubKeyRequest
-	5,  // 41: e4kit.c2.v1.C2.ResetPubKeys:input_type -> e4kit.c2.v1.ClientRequest
-	27, // 42: e4kit.c2.v1.C2.LinkClients:input_type -> e4kit.c2.v1.LinkRequest
-	27, // 43: e4kit.c2.v1.C2.UnlinkClients:input_type -> e4kit.c2.v1.LinkRequest
-	28, // 44: e4kit.c2.v1.C2.ListLinks:input_type -> e4kit.c2.v1.ListLinksRequest
-	5,  // 45: e4kit.c2.v1.C2.SendC2SignerKey:input_type -> e4kit.c2.v1.ClientRequest
-	0,  // 46: e4kit.c2.v1.C2.GetC2Key:input_type -> e4kit.c2.v1.Empty
-	0,  // 47: e4kit.c2.v1.C2.RotateC2Key:input_type -> e4kit.c2.v1.Empty
-	31, // 48: e4kit.c2.v1.C2.ProtectMessage:input_type -> e4kit.c2.v1.ProtectMessageRequest
-	33, // 49: e4kit.c2.v1.C2.UnprotectMessage:input_type -> e4kit.c2.v1.UnprotectMessageRequest
-	36, // 50: e4kit.c2.v1.C2.GetCommand:input_type -> e4kit.c2.v1.GetCommandRequest
-	37, // 51: e4kit.c2.v1.C2.ListCommands:input_type -> e4kit.c2.v1.ListCommandsRequest
-	0,  // 52: e4kit.c2.v1.C2.GetHealth:input_type -> e4kit.c2.v1.Empty
-	0,  // 53: e4kit.c2.v1.C2.GetInfo:input_type -> e4kit.c2.v1.Empty
-	42, // 54: e4kit.c2.v1.C2.ListEvents:input_type -> e4kit.c2.v1.ListEventsRequest
-	44, // 55: e4kit.c2.v1.C2.WatchEvents:input_type -> e4kit.c2.v1.WatchEventsRequest
-	46, // 56: e4kit.c2.v1.C2.ListAudit:input_type -> e4kit.c2.v1.ListAuditRequest
-	49, // 57: e4kit.c2.v1.C2.CreateToken:input_type -> e4kit.c2.v1.CreateTokenRequest
-	0,  // 58: e4kit.c2.v1.C2.ListTokens:input_type -> e4kit.c2.v1.Empty
-	52, // 59: e4kit.c2.v1.C2.RevokeToken:input_type -> e4kit.c2.v1.RevokeTokenRequest
-	3,  // 60: e4kit.c2.v1.C2.AddClient:output_type -> e4kit.c2.v1.AddClientResponse
-	1,  // 61: e4kit.c2.v1.C2.GetClient:output_type -> e4kit.c2.v1.Client
-	7,  // 62: e4kit.c2.v1.C2.ListClients:output_type -> e4kit.c2.v1.ListClientsResponse
-	0,  // 63: e4kit.c2.v1.C2.RemoveClient:output_type -> e4kit.c2.v1.Empty
-	0,  // 64: e4kit.c2.v1.C2.ResetClient:output_type -> e4kit.c2.v1.Empty
-	9,  // 65: e4kit.c2.v1.C2.NewClientKey:output_type -> e4kit.c2.v1.NewClientKeyResponse
-	11, // 66: e4kit.c2.v1.C2.ImportClients:output_type -> e4kit.c2.v1.ImportClientsProgress
-	13, // 67: e4kit.c2.v1.C2.AddTopic:output_type -> e4kit.c2.v1.Topic
-	13, // 68: e4kit.c2.v1.C2.GetTopic:output_type -> e4kit.c2.v1.Topic
-	17, // 69: e4kit.c2.v1.C2.ListTopics:output_type -> e4kit.c2.v1.ListTopicsResponse
-	0,  // 70: e4kit.c2.v1.C2.RemoveTopic:output_type -> e4kit.c2.v1.Empty
-	18, // 71: e4kit.c2.v1.C2.RotateTopic:output_type -> e4kit.c2.v1.RotateResponse
-	0,  // 72: e4kit.c2.v1.C2.AddMember:output_type -> e4kit.c2.v1.Empty
-	0,  // 73: e4kit.c2.v1.C2.AddMembers:output_type -> e4kit.c2.v1.Empty
-	0,  // 74: e4kit.c2.v1.C2.RemoveMember:output_type -> e4kit.c2.v1.Empty
-	21, // 75: e4kit.c2.v1.C2.IsMember:output_type -> e4kit.c2.v1.IsMemberResponse
-	23, // 76: e4kit.c2.v1.C2.ListTopicsOfClient:output_type -> e4kit.c2.v1.ListTopicsOfClientResponse
-	25, // 77: e4kit.c2.v1.C2.ListMembers:output_type -> e4kit.c2.v1.ListMembersResponse
-	0,  // 78: e4kit.c2.v1.C2.SendPubKey:output_type -> e4kit.c2.v1.Empty
-	0,  // 79: e4kit.c2.v1.C2.RemovePubKey:output_type -> e4kit.c2.v1.Empty
-	0,  // 80: e4kit.c2.v1.C2.ResetPubKeys:output_type -> e4kit.c2.v1.Empty
-	0,  // 81: e4kit.c2.v1.C2.LinkClients:output_type -> e4kit.c2.v1.Empty
-	0,  // 82: e4kit.c2.v1.C2.UnlinkClients:output_type -> e4kit.c2.v1.Empty
-	29, // 83: e4kit.c2.v1.C2.ListLinks:output_type -> e4kit.c2.v1.ListLinksResponse
-	0,  // 84: e4kit.c2.v1.C2.SendC2SignerKey:output_type -> e4kit.c2.v1.Empty
-	30, // 85: e4kit.c2.v1.C2.GetC2Key:output_type -> e4kit.c2.v1.C2Key
-	18, // 86: e4kit.c2.v1.C2.RotateC2Key:output_type -> e4kit.c2.v1.RotateResponse
-	32, // 87: e4kit.c2.v1.C2.ProtectMessage:output_type -> e4kit.c2.v1.ProtectMessageResponse
-	34, // 88: e4kit.c2.v1.C2.UnprotectMessage:output_type -> e4kit.c2.v1.UnprotectMessageResponse
-	35, // 89: e4kit.c2.v1.C2.GetCommand:output_type -> e4kit.c2.v1.Command
-	38, // 90: e4kit.c2.v1.C2.ListCommands:output_type -> e4kit.c2.v1.ListCommandsResponse
-	39, // 91: e4kit.c2.v1.C2.GetHealth:output_type -> e4kit.c2.v1.Health
-	40, // 92: e4kit.c2.v1.C2.GetInfo:output_type -> e4kit.c2.v1.Info
-	43, // 93: e4kit.c2.v1.C2.ListEvents:output_type -> e4kit.c2.v1.ListEventsResponse
-	41, // 94: e4kit.c2.v1.C2.WatchEvents:output_type -> e4kit.c2.v1.Event
-	47, // 95: e4kit.c2.v1.C2.ListAudit:output_type -> e4kit.c2.v1.ListAuditResponse
-	50, // 96: e4kit.c2.v1.C2.CreateToken:output_type -> e4kit.c2.v1.CreateTokenResponse
-	51, // 97: e4kit.c2.v1.C2.ListTokens:output_type -> e4kit.c2.v1.ListTokensResponse
-	0,  // 98: e4kit.c2.v1.C2.RevokeToken:output_type -> e4kit.c2.v1.Empty
-	60, // [60:99] is the sub-list for method output_type
-	21, // [21:60] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	62, // 10: e4kit.c2.v1.ClientState.last_seen:type_name -> google.protobuf.Timestamp
+	62, // 11: e4kit.c2.v1.ClientState.last_sync:type_name -> google.protobuf.Timestamp
+	62, // 12: e4kit.c2.v1.ClientState.key_changed_at:type_name -> google.protobuf.Timestamp
+	62, // 13: e4kit.c2.v1.ClientState.stalled_at:type_name -> google.protobuf.Timestamp
+	40, // 14: e4kit.c2.v1.ClientState.topic_states:type_name -> e4kit.c2.v1.TopicKeyState
+	62, // 15: e4kit.c2.v1.TopicKeyState.acked_at:type_name -> google.protobuf.Timestamp
+	62, // 16: e4kit.c2.v1.TopicState.rotated_at:type_name -> google.protobuf.Timestamp
+	62, // 17: e4kit.c2.v1.BehindClient.acked_at:type_name -> google.protobuf.Timestamp
+	62, // 18: e4kit.c2.v1.BehindClient.last_seen:type_name -> google.protobuf.Timestamp
+	45, // 19: e4kit.c2.v1.ListTopicBehindResponse.clients:type_name -> e4kit.c2.v1.BehindClient
+	62, // 20: e4kit.c2.v1.Event.time:type_name -> google.protobuf.Timestamp
+	50, // 21: e4kit.c2.v1.ListEventsResponse.events:type_name -> e4kit.c2.v1.Event
+	62, // 22: e4kit.c2.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	62, // 23: e4kit.c2.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	62, // 24: e4kit.c2.v1.ListAuditRequest.until:type_name -> google.protobuf.Timestamp
+	54, // 25: e4kit.c2.v1.ListAuditResponse.records:type_name -> e4kit.c2.v1.AuditRecord
+	62, // 26: e4kit.c2.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	62, // 27: e4kit.c2.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 28: e4kit.c2.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	57, // 29: e4kit.c2.v1.CreateTokenResponse.token:type_name -> e4kit.c2.v1.Token
+	57, // 30: e4kit.c2.v1.ListTokensResponse.tokens:type_name -> e4kit.c2.v1.Token
+	2,  // 31: e4kit.c2.v1.C2.AddClient:input_type -> e4kit.c2.v1.AddClientRequest
+	4,  // 32: e4kit.c2.v1.C2.GetClient:input_type -> e4kit.c2.v1.GetClientRequest
+	6,  // 33: e4kit.c2.v1.C2.ListClients:input_type -> e4kit.c2.v1.ListClientsRequest
+	5,  // 34: e4kit.c2.v1.C2.RemoveClient:input_type -> e4kit.c2.v1.ClientRequest
+	5,  // 35: e4kit.c2.v1.C2.ResetClient:input_type -> e4kit.c2.v1.ClientRequest
+	8,  // 36: e4kit.c2.v1.C2.NewClientKey:input_type -> e4kit.c2.v1.NewClientKeyRequest
+	10, // 37: e4kit.c2.v1.C2.ImportClients:input_type -> e4kit.c2.v1.ImportClientsRequest
+	14, // 38: e4kit.c2.v1.C2.AddTopic:input_type -> e4kit.c2.v1.AddTopicRequest
+	15, // 39: e4kit.c2.v1.C2.GetTopic:input_type -> e4kit.c2.v1.TopicRequest
+	16, // 40: e4kit.c2.v1.C2.ListTopics:input_type -> e4kit.c2.v1.ListTopicsRequest
+	15, // 41: e4kit.c2.v1.C2.RemoveTopic:input_type -> e4kit.c2.v1.TopicRequest
+	15, // 42: e4kit.c2.v1.C2.RotateTopic:input_type -> e4kit.c2.v1.TopicRequest
+	19, // 43: e4kit.c2.v1.C2.AddMember:input_type -> e4kit.c2.v1.MemberRequest
+	20, // 44: e4kit.c2.v1.C2.AddMembers:input_type -> e4kit.c2.v1.AddMembersRequest
+	19, // 45: e4kit.c2.v1.C2.RemoveMember:input_type -> e4kit.c2.v1.MemberRequest
+	19, // 46: e4kit.c2.v1.C2.IsMember:input_type -> e4kit.c2.v1.MemberRequest
+	22, // 47: e4kit.c2.v1.C2.ListTopicsOfClient:input_type -> e4kit.c2.v1.ListTopicsOfClientRequest
+	24, // 48: e4kit.c2.v1.C2.ListMembers:input_type -> e4kit.c2.v1.ListMembersRequest
+	26, // 49: e4kit.c2.v1.C2.SendPubKey:input_type -> e4kit.c2.v1.PubKeyRequest
+	26, // 50: e4kit.c2.v1.C2.RemovePubKey:input_type -> e4kit.c2.v1.PubKeyRequest
+	5,  // 51: e4kit.c2.v1.C2.ResetPubKeys:input_type -> e4kit.c2.v1.ClientRequest
+	27, // 52: e4kit.c2.v1.C2.LinkClients:input_type -> e4kit.c2.v1.LinkRequest
+	27, // 53: e4kit.c2.v1.C2.UnlinkClients:input_type -> e4kit.c2.v1.LinkRequest
+	28, // 54: e4kit.c2.v1.C2.ListLinks:input_type -> e4kit.c2.v1.ListLinksRequest
+	5,  // 55: e4kit.c2.v1.C2.SendC2SignerKey:input_type -> e4kit.c2.v1.ClientRequest
+	0,  // 56: e4kit.c2.v1.C2.GetC2Key:input_type -> e4kit.c2.v1.Empty
+	0,  // 57: e4kit.c2.v1.C2.RotateC2Key:input_type -> e4kit.c2.v1.Empty
+	31, // 58: e4kit.c2.v1.C2.ProtectMessage:input_type -> e4kit.c2.v1.ProtectMessageRequest
+	33, // 59: e4kit.c2.v1.C2.UnprotectMessage:input_type -> e4kit.c2.v1.UnprotectMessageRequest
+	41, // 60: e4kit.c2.v1.C2.GetClientState:input_type -> e4kit.c2.v1.GetClientStateRequest
+	42, // 61: e4kit.c2.v1.C2.SetClientAcknowledges:input_type -> e4kit.c2.v1.SetClientAcknowledgesRequest
+	15, // 62: e4kit.c2.v1.C2.GetTopicState:input_type -> e4kit.c2.v1.TopicRequest
+	44, // 63: e4kit.c2.v1.C2.ListTopicBehind:input_type -> e4kit.c2.v1.ListTopicBehindRequest
+	0,  // 64: e4kit.c2.v1.C2.GetFleetState:input_type -> e4kit.c2.v1.Empty
+	36, // 65: e4kit.c2.v1.C2.GetCommand:input_type -> e4kit.c2.v1.GetCommandRequest
+	37, // 66: e4kit.c2.v1.C2.ListCommands:input_type -> e4kit.c2.v1.ListCommandsRequest
+	0,  // 67: e4kit.c2.v1.C2.GetHealth:input_type -> e4kit.c2.v1.Empty
+	0,  // 68: e4kit.c2.v1.C2.GetInfo:input_type -> e4kit.c2.v1.Empty
+	51, // 69: e4kit.c2.v1.C2.ListEvents:input_type -> e4kit.c2.v1.ListEventsRequest
+	53, // 70: e4kit.c2.v1.C2.WatchEvents:input_type -> e4kit.c2.v1.WatchEventsRequest
+	55, // 71: e4kit.c2.v1.C2.ListAudit:input_type -> e4kit.c2.v1.ListAuditRequest
+	58, // 72: e4kit.c2.v1.C2.CreateToken:input_type -> e4kit.c2.v1.CreateTokenRequest
+	0,  // 73: e4kit.c2.v1.C2.ListTokens:input_type -> e4kit.c2.v1.Empty
+	61, // 74: e4kit.c2.v1.C2.RevokeToken:input_type -> e4kit.c2.v1.RevokeTokenRequest
+	3,  // 75: e4kit.c2.v1.C2.AddClient:output_type -> e4kit.c2.v1.AddClientResponse
+	1,  // 76: e4kit.c2.v1.C2.GetClient:output_type -> e4kit.c2.v1.Client
+	7,  // 77: e4kit.c2.v1.C2.ListClients:output_type -> e4kit.c2.v1.ListClientsResponse
+	0,  // 78: e4kit.c2.v1.C2.RemoveClient:output_type -> e4kit.c2.v1.Empty
+	0,  // 79: e4kit.c2.v1.C2.ResetClient:output_type -> e4kit.c2.v1.Empty
+	9,  // 80: e4kit.c2.v1.C2.NewClientKey:output_type -> e4kit.c2.v1.NewClientKeyResponse
+	11, // 81: e4kit.c2.v1.C2.ImportClients:output_type -> e4kit.c2.v1.ImportClientsProgress
+	13, // 82: e4kit.c2.v1.C2.AddTopic:output_type -> e4kit.c2.v1.Topic
+	13, // 83: e4kit.c2.v1.C2.GetTopic:output_type -> e4kit.c2.v1.Topic
+	17, // 84: e4kit.c2.v1.C2.ListTopics:output_type -> e4kit.c2.v1.ListTopicsResponse
+	0,  // 85: e4kit.c2.v1.C2.RemoveTopic:output_type -> e4kit.c2.v1.Empty
+	18, // 86: e4kit.c2.v1.C2.RotateTopic:output_type -> e4kit.c2.v1.RotateResponse
+	0,  // 87: e4kit.c2.v1.C2.AddMember:output_type -> e4kit.c2.v1.Empty
+	0,  // 88: e4kit.c2.v1.C2.AddMembers:output_type -> e4kit.c2.v1.Empty
+	0,  // 89: e4kit.c2.v1.C2.RemoveMember:output_type -> e4kit.c2.v1.Empty
+	21, // 90: e4kit.c2.v1.C2.IsMember:output_type -> e4kit.c2.v1.IsMemberResponse
+	23, // 91: e4kit.c2.v1.C2.ListTopicsOfClient:output_type -> e4kit.c2.v1.ListTopicsOfClientResponse
+	25, // 92: e4kit.c2.v1.C2.ListMembers:output_type -> e4kit.c2.v1.ListMembersResponse
+	0,  // 93: e4kit.c2.v1.C2.SendPubKey:output_type -> e4kit.c2.v1.Empty
+	0,  // 94: e4kit.c2.v1.C2.RemovePubKey:output_type -> e4kit.c2.v1.Empty
+	0,  // 95: e4kit.c2.v1.C2.ResetPubKeys:output_type -> e4kit.c2.v1.Empty
+	0,  // 96: e4kit.c2.v1.C2.LinkClients:output_type -> e4kit.c2.v1.Empty
+	0,  // 97: e4kit.c2.v1.C2.UnlinkClients:output_type -> e4kit.c2.v1.Empty
+	29, // 98: e4kit.c2.v1.C2.ListLinks:output_type -> e4kit.c2.v1.ListLinksResponse
+	0,  // 99: e4kit.c2.v1.C2.SendC2SignerKey:output_type -> e4kit.c2.v1.Empty
+	30, // 100: e4kit.c2.v1.C2.GetC2Key:output_type -> e4kit.c2.v1.C2Key
+	18, // 101: e4kit.c2.v1.C2.RotateC2Key:output_type -> e4kit.c2.v1.RotateResponse
+	32, // 102: e4kit.c2.v1.C2.ProtectMessage:output_type -> e4kit.c2.v1.ProtectMessageResponse
+	34, // 103: e4kit.c2.v1.C2.UnprotectMessage:output_type -> e4kit.c2.v1.UnprotectMessageResponse
+	39, // 104: e4kit.c2.v1.C2.GetClientState:output_type -> e4kit.c2.v1.ClientState
+	39, // 105: e4kit.c2.v1.C2.SetClientAcknowledges:output_type -> e4kit.c2.v1.ClientState
+	43, // 106: e4kit.c2.v1.C2.GetTopicState:output_type -> e4kit.c2.v1.TopicState
+	46, // 107: e4kit.c2.v1.C2.ListTopicBehind:output_type -> e4kit.c2.v1.ListTopicBehindResponse
+	47, // 108: e4kit.c2.v1.C2.GetFleetState:output_type -> e4kit.c2.v1.FleetState
+	35, // 109: e4kit.c2.v1.C2.GetCommand:output_type -> e4kit.c2.v1.Command
+	38, // 110: e4kit.c2.v1.C2.ListCommands:output_type -> e4kit.c2.v1.ListCommandsResponse
+	48, // 111: e4kit.c2.v1.C2.GetHealth:output_type -> e4kit.c2.v1.Health
+	49, // 112: e4kit.c2.v1.C2.GetInfo:output_type -> e4kit.c2.v1.Info
+	52, // 113: e4kit.c2.v1.C2.ListEvents:output_type -> e4kit.c2.v1.ListEventsResponse
+	50, // 114: e4kit.c2.v1.C2.WatchEvents:output_type -> e4kit.c2.v1.Event
+	56, // 115: e4kit.c2.v1.C2.ListAudit:output_type -> e4kit.c2.v1.ListAuditResponse
+	59, // 116: e4kit.c2.v1.C2.CreateToken:output_type -> e4kit.c2.v1.CreateTokenResponse
+	60, // 117: e4kit.c2.v1.C2.ListTokens:output_type -> e4kit.c2.v1.ListTokensResponse
+	0,  // 118: e4kit.c2.v1.C2.RevokeToken:output_type -> e4kit.c2.v1.Empty
+	75, // [75:119] is the sub-list for method output_type
+	31, // [31:75] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_c2_proto_init() }
@@ -3601,7 +4502,7 @@ func file_c2_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_c2_proto_rawDesc), len(file_c2_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,45 +33,50 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	C2_AddClient_FullMethodName          = "/e4kit.c2.v1.C2/AddClient"
-	C2_GetClient_FullMethodName          = "/e4kit.c2.v1.C2/GetClient"
-	C2_ListClients_FullMethodName        = "/e4kit.c2.v1.C2/ListClients"
-	C2_RemoveClient_FullMethodName       = "/e4kit.c2.v1.C2/RemoveClient"
-	C2_ResetClient_FullMethodName        = "/e4kit.c2.v1.C2/ResetClient"
-	C2_NewClientKey_FullMethodName       = "/e4kit.c2.v1.C2/NewClientKey"
-	C2_ImportClients_FullMethodName      = "/e4kit.c2.v1.C2/ImportClients"
-	C2_AddTopic_FullMethodName           = "/e4kit.c2.v1.C2/AddTopic"
-	C2_GetTopic_FullMethodName           = "/e4kit.c2.v1.C2/GetTopic"
-	C2_ListTopics_FullMethodName         = "/e4kit.c2.v1.C2/ListTopics"
-	C2_RemoveTopic_FullMethodName        = "/e4kit.c2.v1.C2/RemoveTopic"
-	C2_RotateTopic_FullMethodName        = "/e4kit.c2.v1.C2/RotateTopic"
-	C2_AddMember_FullMethodName          = "/e4kit.c2.v1.C2/AddMember"
-	C2_AddMembers_FullMethodName         = "/e4kit.c2.v1.C2/AddMembers"
-	C2_RemoveMember_FullMethodName       = "/e4kit.c2.v1.C2/RemoveMember"
-	C2_IsMember_FullMethodName           = "/e4kit.c2.v1.C2/IsMember"
-	C2_ListTopicsOfClient_FullMethodName = "/e4kit.c2.v1.C2/ListTopicsOfClient"
-	C2_ListMembers_FullMethodName        = "/e4kit.c2.v1.C2/ListMembers"
-	C2_SendPubKey_FullMethodName         = "/e4kit.c2.v1.C2/SendPubKey"
-	C2_RemovePubKey_FullMethodName       = "/e4kit.c2.v1.C2/RemovePubKey"
-	C2_ResetPubKeys_FullMethodName       = "/e4kit.c2.v1.C2/ResetPubKeys"
-	C2_LinkClients_FullMethodName        = "/e4kit.c2.v1.C2/LinkClients"
-	C2_UnlinkClients_FullMethodName      = "/e4kit.c2.v1.C2/UnlinkClients"
-	C2_ListLinks_FullMethodName          = "/e4kit.c2.v1.C2/ListLinks"
-	C2_SendC2SignerKey_FullMethodName    = "/e4kit.c2.v1.C2/SendC2SignerKey"
-	C2_GetC2Key_FullMethodName           = "/e4kit.c2.v1.C2/GetC2Key"
-	C2_RotateC2Key_FullMethodName        = "/e4kit.c2.v1.C2/RotateC2Key"
-	C2_ProtectMessage_FullMethodName     = "/e4kit.c2.v1.C2/ProtectMessage"
-	C2_UnprotectMessage_FullMethodName   = "/e4kit.c2.v1.C2/UnprotectMessage"
-	C2_GetCommand_FullMethodName         = "/e4kit.c2.v1.C2/GetCommand"
-	C2_ListCommands_FullMethodName       = "/e4kit.c2.v1.C2/ListCommands"
-	C2_GetHealth_FullMethodName          = "/e4kit.c2.v1.C2/GetHealth"
-	C2_GetInfo_FullMethodName            = "/e4kit.c2.v1.C2/GetInfo"
-	C2_ListEvents_FullMethodName         = "/e4kit.c2.v1.C2/ListEvents"
-	C2_WatchEvents_FullMethodName        = "/e4kit.c2.v1.C2/WatchEvents"
-	C2_ListAudit_FullMethodName          = "/e4kit.c2.v1.C2/ListAudit"
-	C2_CreateToken_FullMethodName        = "/e4kit.c2.v1.C2/CreateToken"
-	C2_ListTokens_FullMethodName         = "/e4kit.c2.v1.C2/ListTokens"
-	C2_RevokeToken_FullMethodName        = "/e4kit.c2.v1.C2/RevokeToken"
+	C2_AddClient_FullMethodName             = "/e4kit.c2.v1.C2/AddClient"
+	C2_GetClient_FullMethodName             = "/e4kit.c2.v1.C2/GetClient"
+	C2_ListClients_FullMethodName           = "/e4kit.c2.v1.C2/ListClients"
+	C2_RemoveClient_FullMethodName          = "/e4kit.c2.v1.C2/RemoveClient"
+	C2_ResetClient_FullMethodName           = "/e4kit.c2.v1.C2/ResetClient"
+	C2_NewClientKey_FullMethodName          = "/e4kit.c2.v1.C2/NewClientKey"
+	C2_ImportClients_FullMethodName         = "/e4kit.c2.v1.C2/ImportClients"
+	C2_AddTopic_FullMethodName              = "/e4kit.c2.v1.C2/AddTopic"
+	C2_GetTopic_FullMethodName              = "/e4kit.c2.v1.C2/GetTopic"
+	C2_ListTopics_FullMethodName            = "/e4kit.c2.v1.C2/ListTopics"
+	C2_RemoveTopic_FullMethodName           = "/e4kit.c2.v1.C2/RemoveTopic"
+	C2_RotateTopic_FullMethodName           = "/e4kit.c2.v1.C2/RotateTopic"
+	C2_AddMember_FullMethodName             = "/e4kit.c2.v1.C2/AddMember"
+	C2_AddMembers_FullMethodName            = "/e4kit.c2.v1.C2/AddMembers"
+	C2_RemoveMember_FullMethodName          = "/e4kit.c2.v1.C2/RemoveMember"
+	C2_IsMember_FullMethodName              = "/e4kit.c2.v1.C2/IsMember"
+	C2_ListTopicsOfClient_FullMethodName    = "/e4kit.c2.v1.C2/ListTopicsOfClient"
+	C2_ListMembers_FullMethodName           = "/e4kit.c2.v1.C2/ListMembers"
+	C2_SendPubKey_FullMethodName            = "/e4kit.c2.v1.C2/SendPubKey"
+	C2_RemovePubKey_FullMethodName          = "/e4kit.c2.v1.C2/RemovePubKey"
+	C2_ResetPubKeys_FullMethodName          = "/e4kit.c2.v1.C2/ResetPubKeys"
+	C2_LinkClients_FullMethodName           = "/e4kit.c2.v1.C2/LinkClients"
+	C2_UnlinkClients_FullMethodName         = "/e4kit.c2.v1.C2/UnlinkClients"
+	C2_ListLinks_FullMethodName             = "/e4kit.c2.v1.C2/ListLinks"
+	C2_SendC2SignerKey_FullMethodName       = "/e4kit.c2.v1.C2/SendC2SignerKey"
+	C2_GetC2Key_FullMethodName              = "/e4kit.c2.v1.C2/GetC2Key"
+	C2_RotateC2Key_FullMethodName           = "/e4kit.c2.v1.C2/RotateC2Key"
+	C2_ProtectMessage_FullMethodName        = "/e4kit.c2.v1.C2/ProtectMessage"
+	C2_UnprotectMessage_FullMethodName      = "/e4kit.c2.v1.C2/UnprotectMessage"
+	C2_GetClientState_FullMethodName        = "/e4kit.c2.v1.C2/GetClientState"
+	C2_SetClientAcknowledges_FullMethodName = "/e4kit.c2.v1.C2/SetClientAcknowledges"
+	C2_GetTopicState_FullMethodName         = "/e4kit.c2.v1.C2/GetTopicState"
+	C2_ListTopicBehind_FullMethodName       = "/e4kit.c2.v1.C2/ListTopicBehind"
+	C2_GetFleetState_FullMethodName         = "/e4kit.c2.v1.C2/GetFleetState"
+	C2_GetCommand_FullMethodName            = "/e4kit.c2.v1.C2/GetCommand"
+	C2_ListCommands_FullMethodName          = "/e4kit.c2.v1.C2/ListCommands"
+	C2_GetHealth_FullMethodName             = "/e4kit.c2.v1.C2/GetHealth"
+	C2_GetInfo_FullMethodName               = "/e4kit.c2.v1.C2/GetInfo"
+	C2_ListEvents_FullMethodName            = "/e4kit.c2.v1.C2/ListEvents"
+	C2_WatchEvents_FullMethodName           = "/e4kit.c2.v1.C2/WatchEvents"
+	C2_ListAudit_FullMethodName             = "/e4kit.c2.v1.C2/ListAudit"
+	C2_CreateToken_FullMethodName           = "/e4kit.c2.v1.C2/CreateToken"
+	C2_ListTokens_FullMethodName            = "/e4kit.c2.v1.C2/ListTokens"
+	C2_RevokeToken_FullMethodName           = "/e4kit.c2.v1.C2/RevokeToken"
 )
 
 // C2Client is the client API for C2 service.
@@ -146,6 +151,27 @@ type C2Client interface {
 	ProtectMessage(ctx context.Context, in *ProtectMessageRequest, opts ...grpc.CallOption) (*ProtectMessageResponse, error)
 	// UnprotectMessage checks and decrypts a message seen on a topic.
 	UnprotectMessage(ctx context.Context, in *UnprotectMessageRequest, opts ...grpc.CallOption) (*UnprotectMessageResponse, error)
+	// GetClientState returns what C2 knows of a client's device against
+	// what it wants the device to hold: whether it acknowledges, when it was
+	// last heard from, how many of its topics are behind, which client key
+	// its commands are protected under, whether its queue is stalled, and a
+	// page of its topics (by name) with the key version wanted and
+	// acknowledged.
+	GetClientState(ctx context.Context, in *GetClientStateRequest, opts ...grpc.CallOption) (*ClientState, error)
+	// SetClientAcknowledges declares whether a client's device acknowledges
+	// commands: "no" for devices that cannot (E4 v1 reference devices),
+	// "yes" to count on it before its first acknowledgement, "auto" to learn
+	// it. It returns the client's state (without topics).
+	SetClientAcknowledges(ctx context.Context, in *SetClientAcknowledgesRequest, opts ...grpc.CallOption) (*ClientState, error)
+	// GetTopicState sums up a topic's members against its current key:
+	// "version 7: 9950 of 10000 members acknowledged; 50 behind".
+	GetTopicState(ctx context.Context, in *TopicRequest, opts ...grpc.CallOption) (*TopicState, error)
+	// ListTopicBehind lists the members of a topic that have not
+	// acknowledged its current key, by id, a page at a time.
+	ListTopicBehind(ctx context.Context, in *ListTopicBehindRequest, opts ...grpc.CallOption) (*ListTopicBehindResponse, error)
+	// GetFleetState counts, over every device, those that acknowledge,
+	// are behind, stalled or changing their client key.
+	GetFleetState(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*FleetState, error)
 	// GetCommand returns the status of one outbox command.
 	GetCommand(ctx context.Context, in *GetCommandRequest, opts ...grpc.CallOption) (*Command, error)
 	// ListCommands lists outbox commands by sequence number.
@@ -477,6 +503,56 @@ func (c *c2Client) UnprotectMessage(ctx context.Context, in *UnprotectMessageReq
 	return out, nil
 }
 
+func (c *c2Client) GetClientState(ctx context.Context, in *GetClientStateRequest, opts ...grpc.CallOption) (*ClientState, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClientState)
+	err := c.cc.Invoke(ctx, C2_GetClientState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) SetClientAcknowledges(ctx context.Context, in *SetClientAcknowledgesRequest, opts ...grpc.CallOption) (*ClientState, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClientState)
+	err := c.cc.Invoke(ctx, C2_SetClientAcknowledges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) GetTopicState(ctx context.Context, in *TopicRequest, opts ...grpc.CallOption) (*TopicState, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TopicState)
+	err := c.cc.Invoke(ctx, C2_GetTopicState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) ListTopicBehind(ctx context.Context, in *ListTopicBehindRequest, opts ...grpc.CallOption) (*ListTopicBehindResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTopicBehindResponse)
+	err := c.cc.Invoke(ctx, C2_ListTopicBehind_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) GetFleetState(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*FleetState, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FleetState)
+	err := c.cc.Invoke(ctx, C2_GetFleetState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *c2Client) GetCommand(ctx context.Context, in *GetCommandRequest, opts ...grpc.CallOption) (*Command, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Command)
@@ -658,6 +734,27 @@ type C2Server interface {
 	ProtectMessage(context.Context, *ProtectMessageRequest) (*ProtectMessageResponse, error)
 	// UnprotectMessage checks and decrypts a message seen on a topic.
 	UnprotectMessage(context.Context, *UnprotectMessageRequest) (*UnprotectMessageResponse, error)
+	// GetClientState returns what C2 knows of a client's device against
+	// what it wants the device to hold: whether it acknowledges, when it was
+	// last heard from, how many of its topics are behind, which client key
+	// its commands are protected under, whether its queue is stalled, and a
+	// page of its topics (by name) with the key version wanted and
+	// acknowledged.
+	GetClientState(context.Context, *GetClientStateRequest) (*ClientState, error)
+	// SetClientAcknowledges declares whether a client's device acknowledges
+	// commands: "no" for devices that cannot (E4 v1 reference devices),
+	// "yes" to count on it before its first acknowledgement, "auto" to learn
+	// it. It returns the client's state (without topics).
+	SetClientAcknowledges(context.Context, *SetClientAcknowledgesRequest) (*ClientState, error)
+	// GetTopicState sums up a topic's members against its current key:
+	// "version 7: 9950 of 10000 members acknowledged; 50 behind".
+	GetTopicState(context.Context, *TopicRequest) (*TopicState, error)
+	// ListTopicBehind lists the members of a topic that have not
+	// acknowledged its current key, by id, a page at a time.
+	ListTopicBehind(context.Context, *ListTopicBehindRequest) (*ListTopicBehindResponse, error)
+	// GetFleetState counts, over every device, those that acknowledge,
+	// are behind, stalled or changing their client key.
+	GetFleetState(context.Context, *Empty) (*FleetState, error)
 	// GetCommand returns the status of one outbox command.
 	GetCommand(context.Context, *GetCommandRequest) (*Command, error)
 	// ListCommands lists outbox commands by sequence number.
@@ -776,6 +873,21 @@ func (UnimplementedC2Server) ProtectMessage(context.Context, *ProtectMessageRequ
 }
 func (UnimplementedC2Server) UnprotectMessage(context.Context, *UnprotectMessageRequest) (*UnprotectMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnprotectMessage not implemented")
+}
+func (UnimplementedC2Server) GetClientState(context.Context, *GetClientStateRequest) (*ClientState, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClientState not implemented")
+}
+func (UnimplementedC2Server) SetClientAcknowledges(context.Context, *SetClientAcknowledgesRequest) (*ClientState, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetClientAcknowledges not implemented")
+}
+func (UnimplementedC2Server) GetTopicState(context.Context, *TopicRequest) (*TopicState, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTopicState not implemented")
+}
+func (UnimplementedC2Server) ListTopicBehind(context.Context, *ListTopicBehindRequest) (*ListTopicBehindResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTopicBehind not implemented")
+}
+func (UnimplementedC2Server) GetFleetState(context.Context, *Empty) (*FleetState, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFleetState not implemented")
 }
 func (UnimplementedC2Server) GetCommand(context.Context, *GetCommandRequest) (*Command, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCommand not implemented")
@@ -1343,6 +1455,96 @@ func _C2_UnprotectMessage_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _C2_GetClientState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClientStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).GetClientState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_GetClientState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).GetClientState(ctx, req.(*GetClientStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_SetClientAcknowledges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetClientAcknowledgesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).SetClientAcknowledges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_SetClientAcknowledges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).SetClientAcknowledges(ctx, req.(*SetClientAcknowledgesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_GetTopicState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).GetTopicState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_GetTopicState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).GetTopicState(ctx, req.(*TopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_ListTopicBehind_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTopicBehindRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).ListTopicBehind(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_ListTopicBehind_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).ListTopicBehind(ctx, req.(*ListTopicBehindRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_GetFleetState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).GetFleetState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_GetFleetState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).GetFleetState(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _C2_GetCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetCommandRequest)
 	if err := dec(in); err != nil {
@@ -1634,6 +1836,26 @@ var C2_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnprotectMessage",
 			Handler:    _C2_UnprotectMessage_Handler,
+		},
+		{
+			MethodName: "GetClientState",
+			Handler:    _C2_GetClientState_Handler,
+		},
+		{
+			MethodName: "SetClientAcknowledges",
+			Handler:    _C2_SetClientAcknowledges_Handler,
+		},
+		{
+			MethodName: "GetTopicState",
+			Handler:    _C2_GetTopicState_Handler,
+		},
+		{
+			MethodName: "ListTopicBehind",
+			Handler:    _C2_ListTopicBehind_Handler,
+		},
+		{
+			MethodName: "GetFleetState",
+			Handler:    _C2_GetFleetState_Handler,
 		},
 		{
 			MethodName: "GetCommand",
