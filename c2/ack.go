@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -137,7 +136,7 @@ type matchedAck struct {
 // ackQueue bounds the matched acknowledgements waiting to be recorded; a
 // full queue drops them (counted as unmatched): the repair covers what they
 // would have told.
-const ackQueue = 1 << 14
+const ackQueue = 1 << 16
 
 // ackBatch is the most acknowledgements recorded in one transaction.
 const ackBatch = 256
@@ -196,14 +195,18 @@ func (d *Dispatcher) recordAcks(ctx context.Context, matched <-chan matchedAck) 
 // settleAcks records devices' answers on their commands and in their
 // state.
 func (d *Dispatcher) settleAcks(ctx context.Context, batch []matchedAck) {
-	for _, a := range batch {
-		refusal := ""
+	acks := make([]store.Ack, len(batch))
+	now := d.s.now().UTC()
+	for i, a := range batch {
+		acks[i] = store.Ack{ID: a.cmd.id, At: now}
 		if a.status == e4.AckRefused {
-			refusal = "the device refused the command"
+			acks[i].Refusal = "the device refused the command"
 		}
-		if err := d.acknowledge(ctx, a.cmd.id, refusal); err != nil {
-			d.s.log.Warn("recording an acknowledgement", "err", err)
-		}
+	}
+	// Commands already settled (a duplicate acknowledgement, a copy sent
+	// under the other key of a client-key change) are not errors.
+	if _, err := d.s.st.AcknowledgeAll(ctx, acks); err != nil && ctx.Err() == nil {
+		d.s.log.Warn("recording acknowledgements", "count", len(acks), "err", err)
 	}
 	if err := d.s.learnFromAcks(ctx, batch); err != nil && ctx.Err() == nil {
 		d.s.log.Warn("recording devices' state from acknowledgements", "count", len(batch), "err", err)
@@ -323,17 +326,6 @@ func clientOfTopic(topic, suffix string) (e4.ID, bool) {
 	}
 	id, err := e4.ParseID(hexID)
 	return id, err == nil
-}
-
-func (d *Dispatcher) acknowledge(ctx context.Context, id store.CommandID, refusal string) error {
-	err := d.s.st.Acknowledge(ctx, id, d.s.now().UTC(), refusal)
-	if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) {
-		return nil // settled already (a duplicate), or not from this outbox
-	}
-	if err != nil {
-		return fmt.Errorf("command %x: %w", id[:], err)
-	}
-	return nil
 }
 
 // topicOfKind returns target when a command of kind is about a topic.

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -93,7 +94,11 @@ func runC2Child() error {
 	if err != nil {
 		return err
 	}
-	return svc.Run(ctx)
+	err = svc.Run(ctx)
+	// The counters, for the test to show when it fails (or logs figures).
+	stats, _ := json.Marshal(svc.Dispatcher().Stats())
+	fmt.Fprintf(os.Stderr, "dispatcher stats: %s\n", stats)
+	return err
 }
 
 // slowTransport stretches each publish so a rotation lasts long enough to

@@ -430,3 +430,43 @@ func testAcknowledgeSent(t *testing.T, s store.Store) {
 		t.Fatalf("refused after sent: %+v", got)
 	}
 }
+
+// testAcknowledgeAll: many answers in one call settle like Acknowledge
+// does one by one; those that cannot be settled are returned, in order.
+func testAcknowledgeAll(t *testing.T, s store.Store) {
+	r := newRand(t)
+	client, other := randomID(r), randomID(r)
+	sent, pending, refused, done := newCommand(r, client, "k", "1"), newCommand(r, other, "k", "1"), newCommand(r, client, "k", "2"), newCommand(r, client, "k", "3")
+	enqueue(t, s, sent, refused, done, pending)
+	ctx := t.Context()
+	for range 3 {
+		claimed := mustClaim(t, s, "d", base)
+		var mine []store.CommandID
+		for _, c := range claimed {
+			if c.ClientID == client {
+				mine = append(mine, c.ID)
+			}
+		}
+		ok(t, "MarkSent", s.MarkSent(ctx, "d", mine, base))
+	}
+	ok(t, "Acknowledge", s.Acknowledge(ctx, done.ID, base, ""))
+	unknown := newCommand(r, client, "k", "4").ID
+	at := base.Add(time.Second)
+	unsettled, err := s.AcknowledgeAll(ctx, []store.Ack{
+		{ID: sent.ID, At: at}, {ID: done.ID, At: at}, {ID: refused.ID, At: at, Refusal: "refused"},
+		{ID: unknown, At: at}, {ID: pending.ID, At: at},
+	})
+	ok(t, "AcknowledgeAll", err)
+	if len(unsettled) != 2 || unsettled[0] != done.ID || unsettled[1] != unknown {
+		t.Fatalf("unsettled %x, want the one acknowledged before and the unknown one", unsettled)
+	}
+	if got := getCommand(t, s, sent.ID); got.State != store.CommandSent || !got.AckedAt.Equal(at.Truncate(time.Microsecond)) {
+		t.Fatalf("acknowledged after sent: %+v", got)
+	}
+	if got := getCommand(t, s, pending.ID); got.State != store.CommandSent || !got.SentAt.Equal(at.Truncate(time.Microsecond)) {
+		t.Fatalf("acknowledged while pending: %+v", got)
+	}
+	if got := getCommand(t, s, refused.ID); got.State != store.CommandFailed || got.LastError != "refused" {
+		t.Fatalf("refused: %+v", got)
+	}
+}
