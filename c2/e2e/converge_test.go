@@ -199,7 +199,7 @@ func fleetCatchesUp(t *testing.T, url string, mode e4.Mode, n int) {
 	cpuBefore := processCPU(t, child.Process.Pid)
 	back := time.Now()
 	r.fleet.reconnect(away, 256)
-	r.waitConverged(away, 180*time.Second, "every returning device catches up")
+	topicsAt := r.waitConverged(away, 180*time.Second, "every returning device catches up")
 	eventually(t, 60*time.Second, "every returning device holds its new client key", func() bool {
 		return holdingNewKeys(t, r.fleet, newKeys) == len(newKeys)
 	})
@@ -224,8 +224,8 @@ func fleetCatchesUp(t *testing.T, url string, mode e4.Mode, n int) {
 			t.Fatalf("device %s was online and acknowledged, and was sent %v during the catch-up", d.client.ID(), got)
 		}
 	}
-	t.Logf("%s: %d returning devices converged in %v; %.2f commands per returning device; C2 CPU %v",
-		mode, len(away), converged.Round(time.Millisecond), float64(commands)/float64(len(away)), cpu)
+	t.Logf("%s: %d returning devices converged in %v (topic keys in %v); %.2f commands per returning device; C2 CPU %v",
+		mode, len(away), converged.Round(time.Millisecond), topicsAt.Round(time.Millisecond), float64(commands)/float64(len(away)), cpu)
 	if refused := r.fleet.refused.Load(); refused != 0 {
 		t.Errorf("devices refused %d commands", refused)
 	}
