@@ -90,34 +90,113 @@ func (c *catchUp) listen(ctx context.Context, d *Dispatcher, sub transport.Subsc
 	}
 }
 
-// run answers queued sync requests at the configured rate until ctx ends.
+// syncBatch is the most sync requests answered in one transaction: one
+// transaction each made a fleet returning at once wait on the database's
+// commits, not on the rate limit.
+const syncBatch = 64
+
+// run answers queued sync requests at the configured rate until ctx ends,
+// those waiting together in one transaction.
 func (c *catchUp) run(ctx context.Context, d *Dispatcher) {
 	for {
-		var req syncRequest
+		var first syncRequest
 		select {
-		case req = <-c.queue:
+		case first = <-c.queue:
 		case <-ctx.Done():
 			return
 		}
-		if c.requests.Wait(ctx) != nil {
+		batch := c.take(first, min(syncBatch, c.requests.Burst()))
+		if c.requests.WaitN(ctx, len(batch)) != nil {
 			return
 		}
-		n, err := d.s.handleSync(ctx, req.client, req.payload)
-		switch {
-		case errors.Is(err, errBadSync):
-			c.invalid.Add(1)
+		queued := d.s.handleSyncs(ctx, batch, c)
+		if c.waitCommands(ctx, queued) != nil {
+			return
+		}
+	}
+}
+
+// take returns first and the requests already waiting behind it, up to
+// limit in all.
+func (c *catchUp) take(first syncRequest, limit int) []syncRequest {
+	batch := []syncRequest{first}
+	for len(batch) < max(limit, 1) {
+		select {
+		case req := <-c.queue:
+			batch = append(batch, req)
 			continue
-		case err != nil:
-			if ctx.Err() == nil {
-				d.s.log.Warn("answering a sync request", "client", req.client.String(), "err", err)
+		default:
+		}
+		break
+	}
+	return batch
+}
+
+// handleSyncs answers a batch of sync requests in one transaction and
+// returns how many commands it queued. Should the transaction fail, each
+// request is answered on its own, so one bad request cannot hold back the
+// others.
+func (s *Service) handleSyncs(ctx context.Context, batch []syncRequest, c *catchUp) int {
+	type opened struct {
+		client    e4.ID
+		report    *e4.SyncReport
+		underPrev bool
+	}
+	var ok []opened
+	for _, req := range batch {
+		report, underPrev, err := s.openSync(ctx, req.client, req.payload)
+		if err != nil {
+			c.failed(s, req.client, err)
+			continue
+		}
+		ok = append(ok, opened{req.client, report, underPrev})
+	}
+	queued := 0
+	err := s.update(ctx, func(tx store.Tx, ev *events) error {
+		queued = 0
+		for _, o := range ok {
+			n, err := s.recordSyncTx(tx, ev, o.client, o.report, o.underPrev)
+			if err != nil {
+				return err
 			}
+			queued += n
+		}
+		return nil
+	})
+	if err == nil {
+		c.handled.Add(uint64(len(ok)))
+		c.commandsQueued.Add(uint64(queued))
+		return queued
+	}
+	if len(ok) == 1 {
+		c.failed(s, ok[0].client, err)
+		return 0
+	}
+	queued = 0
+	for _, o := range ok {
+		var n int
+		err := s.update(ctx, func(tx store.Tx, ev *events) (err error) {
+			n, err = s.recordSyncTx(tx, ev, o.client, o.report, o.underPrev)
+			return err
+		})
+		if err != nil {
+			c.failed(s, o.client, err)
 			continue
 		}
 		c.handled.Add(1)
 		c.commandsQueued.Add(uint64(n))
-		if c.waitCommands(ctx, n) != nil {
-			return
-		}
+		queued += n
+	}
+	return queued
+}
+
+// failed counts a sync request that could not be answered.
+func (c *catchUp) failed(s *Service, client e4.ID, err error) {
+	switch {
+	case errors.Is(err, errBadSync):
+		c.invalid.Add(1)
+	case err != nil && !errors.Is(err, context.Canceled):
+		s.log.Warn("answering a sync request", "client", client.String(), "err", err)
 	}
 }
 
@@ -138,25 +217,16 @@ func (c *catchUp) waitCommands(ctx context.Context, n int) error {
 // from an unknown client.
 var errBadSync = errors.New("c2: sync request not from a known device")
 
-// handleSync opens a sync request with the keys its client may hold,
-// records what the device holds and queues, coalesced, what it misses. It
-// returns how many commands it queued.
-func (s *Service) handleSync(ctx context.Context, client e4.ID, msg []byte) (int, error) {
-	report, underPrev, err := s.openSync(ctx, client, msg)
-	if err != nil {
+// recordSyncTx records what a device reported and queues, coalesced, what
+// it misses, in tx; it returns how many commands it queued.
+func (s *Service) recordSyncTx(tx store.Tx, ev *events, client e4.ID, report *e4.SyncReport, underPrev bool) (int, error) {
+	before := ev.commands
+	if err := s.recordSync(tx, ev, client, report, underPrev); err != nil {
 		return 0, err
 	}
-	var queued int
-	err = s.update(ctx, func(tx store.Tx, ev *events) error {
-		before := ev.commands
-		if err := s.recordSync(tx, ev, client, report, underPrev); err != nil {
-			return err
-		}
-		queued = ev.commands - before
-		ev.add(EventDeviceSynced, &client, "", fmt.Sprintf("%d commands queued", queued))
-		return nil
-	})
-	return queued, err
+	queued := ev.commands - before
+	ev.add(EventDeviceSynced, &client, "", fmt.Sprintf("%d commands queued", queued))
+	return queued, nil
 }
 
 // openSync tries the keys the device may protect its report under: its
