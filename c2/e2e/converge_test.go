@@ -224,6 +224,8 @@ func fleetCatchesUp(t *testing.T, url string, mode e4.Mode, n int) {
 			t.Fatalf("device %s was online and acknowledged, and was sent %v during the catch-up", d.client.ID(), got)
 		}
 	}
+	time.Sleep(500 * time.Millisecond) // the child writes its counters every 200 ms
+	t.Logf("%s: C2's counters: %+v", mode, childStats(t, r.path))
 	t.Logf("%s: %d returning devices converged in %v (topic keys in %v); %.2f commands per returning device; C2 CPU %v",
 		mode, len(away), converged.Round(time.Millisecond), topicsAt.Round(time.Millisecond), float64(commands)/float64(len(away)), cpu)
 	if refused := r.fleet.refused.Load(); refused != 0 {

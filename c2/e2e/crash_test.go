@@ -38,6 +38,8 @@ const (
 	// envFleet set to 1 runs the child at full speed for the fleet tests
 	// instead of stretching each publish for the crash test.
 	envFleet = "E4KIT_E2E_FLEET"
+	// envStats names a file the child keeps its dispatcher's counters in.
+	envStats = "E4KIT_E2E_STATS"
 )
 
 func TestMain(m *testing.M) {
@@ -94,11 +96,33 @@ func runC2Child() error {
 	if err != nil {
 		return err
 	}
+	if path := os.Getenv(envStats); path != "" {
+		go writeStats(ctx, svc, path)
+	}
 	err = svc.Run(ctx)
-	// The counters, for the test to show when it fails (or logs figures).
+	// The counters, for the test to show when it fails.
 	stats, _ := json.Marshal(svc.Dispatcher().Stats())
 	fmt.Fprintf(os.Stderr, "dispatcher stats: %s\n", stats)
 	return err
+}
+
+// writeStats writes the dispatcher's counters to path every 200 ms, for
+// the fleet tests to read how the catch-up went.
+func writeStats(ctx context.Context, svc *c2.Service, path string) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		stats, _ := json.Marshal(svc.Dispatcher().Stats())
+		tmp := path + ".tmp"
+		if os.WriteFile(tmp, stats, 0o600) == nil {
+			os.Rename(tmp, path)
+		}
+	}
 }
 
 // slowTransport stretches each publish so a rotation lasts long enough to
@@ -272,7 +296,17 @@ func startChild(t *testing.T, db string, master []byte, broker string, mode e4.M
 // startFleetChild starts a C2 child dispatching at full speed.
 func startFleetChild(t *testing.T, db string, master []byte, broker string, mode e4.Mode) *exec.Cmd {
 	t.Helper()
-	return startChildEnv(t, db, master, broker, mode, envFleet+"=1")
+	return startChildEnv(t, db, master, broker, mode, envFleet+"=1", envStats+"="+db+".stats")
+}
+
+// childStats reads the counters a fleet child keeps beside its database.
+func childStats(t *testing.T, db string) c2.DispatchStats {
+	t.Helper()
+	var stats c2.DispatchStats
+	raw, err := os.ReadFile(db + ".stats")
+	mustDo(t, err)
+	mustDo(t, json.Unmarshal(raw, &stats))
+	return stats
 }
 
 func startChildEnv(t *testing.T, db string, master []byte, broker string, mode e4.Mode, extra ...string) *exec.Cmd {
