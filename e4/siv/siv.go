@@ -149,34 +149,63 @@ func (c *Cipher) Open(dst, sealed []byte, ad ...[]byte) ([]byte, error) {
 func (c *Cipher) s2vHeaders(st *state, ad [][]byte) [blockSize]byte {
 	d := c.d0
 	for _, s := range ad {
-		st.reset()
-		c.mac.write(st, s)
-		c.mac.finish(st)
+		if len(s) <= blockSize {
+			// One block: CMAC is E(pad(s) xor K), as E4's timestamp is.
+			var m [blockSize]byte
+			copy(m[:], s)
+			if len(s) == blockSize {
+				xor16(&m, &c.mac.k1)
+			} else {
+				m[len(s)] = 0x80
+				xor16(&m, &c.mac.k2)
+			}
+			c.mac.block.Encrypt(&st.x, &m)
+			clear(m[:]) // holds K1 or K2
+		} else {
+			st.reset()
+			c.mac.write(st, s)
+			c.mac.finish(st)
+		}
 		dbl(&d)
-		subtle.XORBytes(d[:], d[:], st.x[:])
+		xor16(&d, &st.x)
 	}
 	return d
 }
 
 // s2vFinal absorbs the plaintext p into S2V, leaving the SIV in st.x.
+//
+// It is CMAC(T) written out so that the whole message takes two calls of
+// the assembly chain: the whole blocks that the final mask does not touch
+// straight from p, then the last one or two blocks, masked, from a stack
+// buffer (the CMAC of the final masked block is one more CBC-MAC step).
 func (c *Cipher) s2vFinal(st *state, d *[blockSize]byte, p []byte) {
 	st.reset()
+	var last [2 * blockSize]byte
+	tail := last[:blockSize]
 	if len(p) < blockSize {
-		// T = dbl(D) xor pad(p)
+		// T = dbl(D) xor pad(p), one whole block, so masked with K1.
 		dbl(d)
-		subtle.XORBytes(d[:], d[:], p)
-		d[len(p)] ^= 0x80
-		c.mac.write(st, d[:])
+		copy(last[:], p)
+		last[len(p)] = 0x80
+		xor16((*[blockSize]byte)(tail), d)
+		xor16((*[blockSize]byte)(tail), &c.mac.k1)
 	} else {
-		// T = p xorend D, streamed so that p is never copied: everything
-		// but the last block goes straight in, then the masked last block.
-		n := len(p) - blockSize
-		c.mac.write(st, p[:n])
-		var last [blockSize]byte
-		subtle.XORBytes(last[:], p[n:], d[:])
-		c.mac.write(st, last[:])
+		// T = p xorend D: D touches only the last 16 bytes, which lie in
+		// the last 16 to 31 bytes copied to the buffer.
+		head := (len(p) - blockSize) &^ (blockSize - 1)
+		c.mac.block.MAC(&st.x, p[:head])
+		n := copy(last[:], p[head:])
+		xor16((*[blockSize]byte)(last[n-blockSize:n]), d)
+		if n == blockSize {
+			xor16((*[blockSize]byte)(tail), &c.mac.k1)
+		} else {
+			last[n] = 0x80
+			tail = last[:]
+			xor16((*[blockSize]byte)(last[blockSize:]), &c.mac.k2)
+		}
 	}
-	c.mac.finish(st)
+	c.mac.block.MAC(&st.x, tail)
+	clear(last[:])
 }
 
 // sliceForAppend extends in by n bytes, reallocating only if its capacity
