@@ -3,6 +3,7 @@ package e4
 import (
 	"crypto/ed25519"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -52,9 +53,16 @@ type Client struct {
 	controlTopic string
 	replay       *replayCache // nil when replay protection is off
 	clock        wallClock    // used when cfg.Now is nil
+	fresh        bool         // created without saved state; see Fresh
+
+	// saveMu serializes saves (see persist); savedGeneration, the
+	// generation of the last saved snapshot, is guarded by it.
+	saveMu          sync.Mutex
+	savedGeneration uint64
 
 	mu sync.RWMutex // guards everything below
 	state
+	generation    uint64 // counts changes to state, for persist
 	commandCipher *siv.Cipher
 	names         map[string]*topicKeys // cache of topics by name; only keyed topics
 }
@@ -69,33 +77,56 @@ type topicKeys struct {
 	key        [KeyLen]byte
 	prevKey    [KeyLen]byte
 	prevUntil  time.Time
-	changedAt  uint64 // timestamp of the command that last set or removed the key
+	order      mark // the command that last set or removed the key
 	hasPrevKey bool
 }
 
 // state is everything a client persists.
 type state struct {
-	symKey        [KeyLen]byte       // SK mode: the client key, also the command key
-	signKey       ed25519.PrivateKey // PK mode
-	c2Public      []byte             // PK mode: C2's X25519 public key
-	topics        map[TopicHash]*topicKeys
-	topicsResetAt uint64 // timestamp of the last ResetTopics command
-	signers       map[ID]*verifier
+	symKey       [KeyLen]byte             // SK mode: the client key, also the command key
+	signKey      ed25519.PrivateKey       // PK mode
+	c2Public     []byte                   // PK mode: C2's X25519 public key
+	topics       map[TopicHash]*topicKeys // with tombstones of removed topics
+	signers      map[ID]*verifier
+	signerOrder  map[ID]mark // last SetPubKey or RemovePubKey per id, removed ids included
+	resetTopics  mark        // last ResetTopics
+	resetPubKeys mark        // last ResetPubKeys
+	idKeyOrder   mark        // last SetIDKey
+	c2KeyOrder   mark        // last SetC2Key
+}
+
+// mark orders the commands applied to one item (a topic, a sender, or one
+// of the four singletons: ResetTopics, ResetPubKeys, SetIDKey, SetC2Key): it
+// holds the timestamp and digest (CommandDigest) of the last command
+// applied. Marks are saved with the state, so a restart does not reopen the
+// door to old commands. A local change (SetTopicKey, SetPubKey methods) has
+// a zero digest.
+type mark struct {
+	at     uint64
+	digest [AckDigestLen]byte
 }
 
 // NewSymKeyClient returns a symmetric-key client with the given id and
-// 32-byte client key. cfg may be nil for the defaults. With a Store in cfg,
-// the initial state is saved before the client is returned.
+// 32-byte client key. cfg may be nil for the defaults.
+//
+// With a Store in cfg that already holds a state, the client is that state
+// (the saved client key wins over key, since a SetIDKey may have replaced
+// it): keys survive a restart. A saved state of another id or mode is an
+// error, as is a damaged one; neither is overwritten. With an empty Store,
+// the new state is saved before the client is returned, and Fresh reports
+// true.
 func NewSymKeyClient(id ID, key []byte, cfg *Config) (*Client, error) {
 	c := newClient(id, SymKey, cfg)
 	if err := c.setSymKey(key); err != nil {
 		return nil, err
 	}
-	return c, c.persist()
+	return c.loadOrSave()
 }
 
 // NewPubKeyClient returns a public-key client with the given id, its Ed25519
 // private key and C2's X25519 public key. cfg may be nil for the defaults.
+// With a Store in cfg, it loads or saves the state as NewSymKeyClient does
+// (the saved keys win over signKey and c2Public).
 func NewPubKeyClient(id ID, signKey ed25519.PrivateKey, c2Public []byte, cfg *Config) (*Client, error) {
 	c := newClient(id, PubKey, cfg)
 	if err := c.setSignKey(signKey); err != nil {
@@ -104,6 +135,28 @@ func NewPubKeyClient(id ID, signKey ed25519.PrivateKey, c2Public []byte, cfg *Co
 	if err := c.setC2Key(c2Public); err != nil {
 		return nil, err
 	}
+	return c.loadOrSave()
+}
+
+// loadOrSave returns the client saved in the Store, if there is one and it
+// has c's id and mode; otherwise it saves c, a fresh client, and returns it.
+func (c *Client) loadOrSave() (*Client, error) {
+	if c.cfg.Store == nil {
+		c.fresh = true
+		return c, nil
+	}
+	saved, err := LoadClient(&c.cfg)
+	switch {
+	case err == nil:
+		if saved.id != c.id || saved.mode != c.mode {
+			return nil, fmt.Errorf("%w: the store holds client %v in %v mode, not client %v in %v mode; it was left as it is",
+				ErrStore, saved.id, saved.mode, c.id, c.mode)
+		}
+		return saved, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	c.fresh = true
 	return c, c.persist()
 }
 
@@ -114,6 +167,8 @@ func newClient(id ID, mode Mode, cfg *Config) *Client {
 	}
 	c.topics = make(map[TopicHash]*topicKeys)
 	c.signers = make(map[ID]*verifier)
+	c.signerOrder = make(map[ID]mark)
+	c.generation = 1 // not saved yet
 	switch {
 	case c.cfg.ReplayCacheSize == 0:
 		c.replay = newReplayCache(DefaultReplayCacheSize)

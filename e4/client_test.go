@@ -414,13 +414,8 @@ func TestPersistence(t *testing.T) {
 	if loaded.ID() != c.ID() || loaded.Mode() != PubKey || !bytes.Equal(loaded.PublicKey(), c.PublicKey()) {
 		t.Fatal("identity not restored")
 	}
-	c.mu.RLock()
-	loaded.mu.RLock()
-	want, got := c.snapshot(), loaded.snapshot()
-	loaded.mu.RUnlock()
-	c.mu.RUnlock()
-	if fmt.Sprint(want) != fmt.Sprint(got) {
-		t.Fatalf("state differs after reload:\n%v\n%v", want, got)
+	if !bytes.Equal(savedForm(t, c), savedForm(t, loaded)) {
+		t.Fatal("state differs after reload")
 	}
 	if _, err := LoadClient(&Config{Store: store.NewMemory()}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("empty store: %v", err)

@@ -126,7 +126,7 @@ func (c *Client) HandleCommand(protected []byte) (Command, error) {
 	}
 	now := c.now()
 	ts := readTimestamp(protected)
-	oldest, err := c.cfg.checkTimestamp(ts, now)
+	oldest, err := c.cfg.checkTimestampSkew(ts, now, c.cfg.commandFutureSkew())
 	if err != nil {
 		return 0, err
 	}
@@ -149,14 +149,15 @@ func (c *Client) HandleCommand(protected []byte) (Command, error) {
 	if c.replay != nil && !c.replay.accept(fingerprint(&h, &noSender, protected[TimestampLen:SKOverhead]), ts, oldest) {
 		return Command(cmd[0]), ErrReplay
 	}
-	if err := c.apply(cmd, ts, now); err != nil {
+	if err := c.apply(cmd, mark{at: ts, digest: CommandDigest(protected)}, now); err != nil {
 		return Command(cmd[0]), err
 	}
 	return Command(cmd[0]), c.persist()
 }
 
-// apply validates and applies one decrypted command under the write lock.
-func (c *Client) apply(cmd []byte, ts uint64, now time.Time) error {
+// apply validates and applies one decrypted command, ordered by order (its
+// timestamp and digest), under the write lock.
+func (c *Client) apply(cmd []byte, order mark, now time.Time) error {
 	code := Command(cmd[0])
 	if int(code) >= len(commandLen) {
 		return fmt.Errorf("%w: unknown command code %#02x", ErrInvalidCommand, cmd[0])
@@ -170,51 +171,80 @@ func (c *Client) apply(cmd []byte, ts uint64, now time.Time) error {
 	args := cmd[1:]
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.changed()
 	switch code {
 	case RemoveTopic:
-		return c.removeTopic(TopicHash(args), ts)
+		return c.removeTopic(TopicHash(args), order, now)
 	case ResetTopics:
-		c.resetTopics(ts)
+		return c.resetTopicKeys(order, now)
 	case SetIDKey:
-		return c.setIDKey(args)
+		return c.setIDKey(args, order)
 	case SetTopicKey:
-		return c.setTopicKey(args[:KeyLen], TopicHash(args[KeyLen:]), ts, now)
+		return c.setTopicKey(args[:KeyLen], TopicHash(args[KeyLen:]), order, now)
 	case RemovePubKey:
-		return c.removePubKey(ID(args))
+		return c.removePubKey(ID(args), order, now)
 	case ResetPubKeys:
-		clear(c.signers)
+		return c.resetSigners(order, now)
 	case SetPubKey:
-		return c.setPubKey(args[:ed25519.PublicKeySize], ID(args[ed25519.PublicKeySize:]))
+		return c.orderedSetPubKey(args[:ed25519.PublicKeySize], ID(args[ed25519.PublicKeySize:]), order)
 	case SetC2Key:
-		return c.setC2Key(args)
+		return c.setC2KeyOrdered(args, order)
 	}
 	return nil
 }
 
-func (c *Client) setIDKey(key []byte) error {
-	if c.mode == SymKey {
-		return c.setSymKey(key)
+func (c *Client) setIDKey(key []byte, order mark) error {
+	if err := checkOrder(SetIDKey, order, c.idKeyOrder, 0); err != nil {
+		return err
 	}
-	return c.setSignKey(key)
+	var err error
+	if c.mode == SymKey {
+		err = c.setSymKey(key)
+	} else {
+		err = c.setSignKey(key)
+	}
+	if err == nil {
+		c.idKeyOrder.advance(order)
+	}
+	return err
+}
+
+func (c *Client) setC2KeyOrdered(key []byte, order mark) error {
+	if err := checkOrder(SetC2Key, order, c.c2KeyOrder, 0); err != nil {
+		return err
+	}
+	if err := c.setC2Key(key); err != nil {
+		return err
+	}
+	c.c2KeyOrder.advance(order)
+	return nil
+}
+
+// topicOrder returns the mark of a topic (zero if it has no entry).
+func (c *Client) topicOrder(h TopicHash) mark {
+	if t := c.topics[h]; t != nil {
+		return t.order
+	}
+	return mark{}
 }
 
 // setTopicKey installs a topic key. A key different from the current one
 // keeps the current one as the previous key for the transition window; the
-// same key again changes nothing. A command older than the last change of
-// this topic (or the last ResetTopics) is refused.
-func (c *Client) setTopicKey(key []byte, h TopicHash, ts uint64, now time.Time) error {
+// same key again changes nothing. A command not newer than the last change
+// of this topic or the last ResetTopics is refused (see checkOrder).
+func (c *Client) setTopicKey(key []byte, h TopicHash, order mark, now time.Time) error {
 	if err := checkSymKey(key); err != nil {
 		return err
 	}
-	t := c.topics[h]
-	if ts < c.topicsResetAt || (t != nil && ts < t.changedAt) {
-		return fmt.Errorf("%w: SetTopicKey for %v", ErrStaleCommand, h)
+	if err := checkOrder(SetTopicKey, order, c.topicOrder(h), c.resetTopics.at); err != nil {
+		return err
 	}
+	t := c.topics[h]
 	if t == nil {
 		t = &topicKeys{hash: h}
 		c.topics[h] = t
 	}
-	t.changedAt = ts
+	t.order.advance(order)
 	if t.current != nil && [KeyLen]byte(key) == t.key {
 		return nil
 	}
@@ -231,29 +261,87 @@ func (c *Client) setTopicKey(key []byte, h TopicHash, ts uint64, now time.Time) 
 }
 
 // removeTopic forgets a topic key and its previous key, leaving a tombstone
-// with the command's timestamp so that a delayed, older SetTopicKey cannot
-// bring the key back.
-func (c *Client) removeTopic(h TopicHash, ts uint64) error {
+// with the command's mark so that an older SetTopicKey cannot bring the key
+// back; a later SetTopicKey installs its key with no previous key.
+func (c *Client) removeTopic(h TopicHash, order mark, now time.Time) error {
+	if err := checkOrder(RemoveTopic, order, c.topicOrder(h), c.resetTopics.at); err != nil {
+		return err
+	}
 	t := c.topics[h]
 	if t == nil {
-		c.topics[h] = &topicKeys{hash: h, changedAt: ts}
-		return nil
+		t = &topicKeys{hash: h}
+		c.topics[h] = t
 	}
-	*t = topicKeys{hash: h, changedAt: max(ts, t.changedAt)}
+	*t = topicKeys{hash: h, order: t.order}
+	t.order.advance(order)
+	c.pruneTombstones(now)
 	return nil
 }
 
-func (c *Client) resetTopics(ts uint64) {
-	clear(c.topics)
+// resetTopicKeys forgets every topic changed at or before the reset; a topic
+// changed by a newer command keeps its key.
+func (c *Client) resetTopicKeys(order mark, now time.Time) error {
+	if err := checkOrder(ResetTopics, order, c.resetTopics, 0); err != nil {
+		return err
+	}
+	for h, t := range c.topics {
+		if t.order.at <= order.at {
+			delete(c.topics, h)
+		}
+	}
 	clear(c.names)
-	c.topicsResetAt = max(c.topicsResetAt, ts)
+	c.resetTopics.advance(order)
+	c.pruneTombstones(now)
+	return nil
 }
 
-func (c *Client) removePubKey(id ID) error {
-	if _, ok := c.signers[id]; !ok {
-		return fmt.Errorf("%w: %v", ErrPubKeyNotFound, id)
+// removePubKey forgets a sender, leaving a tombstone mark so that an older
+// SetPubKey cannot make it trusted again. Removing an unknown sender is not
+// an error: the tombstone still orders what follows.
+func (c *Client) removePubKey(id ID, order mark, now time.Time) error {
+	if err := checkOrder(RemovePubKey, order, c.signerOrder[id], c.resetPubKeys.at); err != nil {
+		return err
 	}
+	m := c.signerOrder[id]
+	m.advance(order)
+	c.signerOrder[id] = m
 	delete(c.signers, id)
+	c.pruneTombstones(now)
+	return nil
+}
+
+// resetSigners forgets every sender changed at or before the reset.
+func (c *Client) resetSigners(order mark, now time.Time) error {
+	if err := checkOrder(ResetPubKeys, order, c.resetPubKeys, 0); err != nil {
+		return err
+	}
+	for id := range c.signers {
+		if c.signerOrder[id].at <= order.at {
+			delete(c.signers, id)
+		}
+	}
+	for id, m := range c.signerOrder {
+		if m.at <= order.at {
+			delete(c.signerOrder, id)
+		}
+	}
+	c.resetPubKeys.advance(order)
+	c.pruneTombstones(now)
+	return nil
+}
+
+// orderedSetPubKey records a sender's key if the command is newer than the
+// last change of that sender and the last ResetPubKeys.
+func (c *Client) orderedSetPubKey(pub []byte, id ID, order mark) error {
+	if err := checkOrder(SetPubKey, order, c.signerOrder[id], c.resetPubKeys.at); err != nil {
+		return err
+	}
+	if err := c.setPubKey(pub, id); err != nil {
+		return err
+	}
+	m := c.signerOrder[id]
+	m.advance(order)
+	c.signerOrder[id] = m
 	return nil
 }
 
@@ -267,11 +355,13 @@ func (c *Client) setPubKey(pub []byte, id ID) error {
 }
 
 // SetTopicKey installs a topic key locally, as the SetTopicKey command would
-// at the current time; for provisioning without C2.
+// at the current time; for provisioning without C2. It is refused with
+// ErrStaleCommand if a command dated later changed the topic.
 func (c *Client) SetTopicKey(key []byte, topic string) error {
 	now := c.now()
 	c.mu.Lock()
-	err := c.setTopicKey(key, HashTopic(topic), uint64(max(now.Unix(), 0)), now)
+	c.changed()
+	err := c.setTopicKey(key, HashTopic(topic), localOrder(now), now)
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -280,12 +370,16 @@ func (c *Client) SetTopicKey(key []byte, topic string) error {
 }
 
 // SetPubKey records the Ed25519 public key of a sender locally (PK mode).
+// It is refused with ErrStaleCommand if a command dated later changed the
+// sender.
 func (c *Client) SetPubKey(id ID, pub ed25519.PublicKey) error {
 	if c.mode != PubKey {
 		return ErrUnsupportedOperation
 	}
+	now := c.now()
 	c.mu.Lock()
-	err := c.setPubKey(pub, id)
+	c.changed()
+	err := c.orderedSetPubKey(pub, id, localOrder(now))
 	c.mu.Unlock()
 	if err != nil {
 		return err

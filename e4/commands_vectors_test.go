@@ -171,7 +171,7 @@ func checkCommandEffect(t *testing.T, c *Client, v vec, cmdKey []byte, cmdKeyAft
 	// The command key in force now must be accepted.
 	c.mu.RUnlock()
 	defer c.mu.RLock()
-	later := time.Unix(int64(v.Timestamp), 0)
+	later := time.Unix(int64(v.Timestamp)+1, 0) // C2 dates each command later than the last
 	probe, err := ProtectCommand(CmdRemoveTopic("probe"), cmdKey, later)
 	if err != nil {
 		t.Fatal(err)

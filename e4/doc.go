@@ -29,9 +29,17 @@
 //
 // Beyond the reference implementation, and without changing the wire
 // format, a Client refuses replayed messages and commands, refuses a
-// SetTopicKey older than the last change of its topic, checks every length
+// command not newer than the last one applied to the same item (topic,
+// sender, own key, C2 key, resets; saved with the state, so it holds across
+// restarts), checks every length
 // exactly, refuses invalid keys, can persist its state atomically through a
 // [Store], and is safe for concurrent use. Errors are sentinels for
 // [errors.Is]; every authentication failure is the one opaque
 // [ErrAuthentication].
+//
+// Two messages extend E4 v1 without changing it, both sent by devices to C2
+// in the SK format: command acknowledgements ([Client.HandleCommandAck],
+// [OpenAck]) and sync requests, which tell C2 which keys a device holds
+// ([Client.SyncRequest], [OpenSyncRequest]). PROTOCOL-EXTENSIONS.md at the
+// repository root gives their formats.
 package e4

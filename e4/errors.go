@@ -23,14 +23,15 @@ var (
 	ErrTimestampInFuture = errors.New("e4: timestamp in the future")
 
 	// ErrReplay reports a message that was already accepted once inside the
-	// validity window, or one too old for the replay cache to vouch for.
+	// validity window, or one too old for the replay cache to vouch for; and
+	// a command identical to the last one applied to its item.
 	ErrReplay = errors.New("e4: message replayed")
 
 	// ErrTopicKeyNotFound reports a topic for which the client holds no key.
 	ErrTopicKeyNotFound = errors.New("e4: topic key not found")
 
 	// ErrPubKeyNotFound reports a PK message from a sender whose public key
-	// the client does not know, or a RemovePubKey for an unknown id.
+	// the client does not know.
 	ErrPubKeyNotFound = errors.New("e4: signer public key not found")
 
 	// ErrInvalidCommand reports a command with an unknown code, a wrong
@@ -45,9 +46,11 @@ var (
 	// all zeros, or not a valid curve point.
 	ErrInvalidKey = errors.New("e4: invalid key")
 
-	// ErrStaleCommand reports a SetTopicKey older (by command timestamp) than
-	// the last key change already applied to that topic, so that a delayed
-	// retry cannot roll a key back.
+	// ErrStaleCommand reports a command not newer (by command timestamp)
+	// than the last command applied to the same item (topic, sender, or the
+	// client's own key, C2 key, topic or sender resets), or than the reset
+	// covering it, so that a delayed retry or a replayed command cannot roll
+	// the state back, even after a restart.
 	ErrStaleCommand = errors.New("e4: command older than the state it would change")
 
 	// ErrInvalidPassword reports a password that is not valid UTF-8 or is

@@ -1,9 +1,11 @@
 package e4
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/e4-iot/e4kit/e4/siv"
@@ -11,8 +13,10 @@ import (
 )
 
 // stateVersion is the version of the serialized client state. LoadClient
-// refuses a higher one rather than guess at fields it does not know.
-const stateVersion = 1
+// refuses a higher one rather than guess at fields it does not know, and
+// reads every lower one. Version 2 added the command marks (see order.go);
+// a version-1 state has only topics_reset_at and per-topic changed_at.
+const stateVersion = 2
 
 // savedState is the serialized form of a client (JSON inside the store's
 // checksummed envelope). Byte slices encode as base64.
@@ -22,9 +26,10 @@ type savedState struct {
 	ID            []byte        `json:"id"`
 	Key           []byte        `json:"key"` // SK: client key; PK: Ed25519 private key
 	C2Public      []byte        `json:"c2_public,omitempty"`
-	TopicsResetAt uint64        `json:"topics_reset_at,omitempty"`
+	TopicsResetAt uint64        `json:"topics_reset_at,omitempty"` // version 1; marks.reset_topics since
 	Topics        []savedTopic  `json:"topics"`
 	Signers       []savedSigner `json:"signers,omitempty"`
+	Marks         *savedMarks   `json:"marks,omitempty"`
 }
 
 type savedTopic struct {
@@ -33,19 +38,66 @@ type savedTopic struct {
 	PrevKey   []byte `json:"prev_key,omitempty"`
 	PrevUntil int64  `json:"prev_until,omitempty"` // Unix nanoseconds
 	ChangedAt uint64 `json:"changed_at"`
+	Digest    []byte `json:"digest,omitempty"` // of the last command; absent for a local change
 }
 
 type savedSigner struct {
 	ID        []byte `json:"id"`
-	PublicKey []byte `json:"public_key"`
+	PublicKey []byte `json:"public_key,omitempty"` // absent for a removed sender
+	ChangedAt uint64 `json:"changed_at,omitempty"`
+	Digest    []byte `json:"digest,omitempty"`
 }
 
-// persist saves the state if the client has a Store.
+// savedMarks holds the marks of the four commands that have no item.
+type savedMarks struct {
+	ResetTopics  savedMark `json:"reset_topics"`
+	ResetPubKeys savedMark `json:"reset_pubkeys"`
+	SetIDKey     savedMark `json:"set_id_key"`
+	SetC2Key     savedMark `json:"set_c2_key"`
+}
+
+type savedMark struct {
+	At     uint64 `json:"at,omitempty"`
+	Digest []byte `json:"digest,omitempty"`
+}
+
+func saveMark(m mark) savedMark {
+	if m.isLocal() {
+		return savedMark{At: m.at}
+	}
+	return savedMark{At: m.at, Digest: append([]byte(nil), m.digest[:]...)}
+}
+
+func loadMark(at uint64, digest []byte) (mark, error) {
+	m := mark{at: at}
+	switch len(digest) {
+	case 0:
+	case AckDigestLen:
+		m.digest = [AckDigestLen]byte(digest)
+	default:
+		return m, errors.New("command digest has the wrong length")
+	}
+	return m, nil
+}
+
+// persist saves the state if the client has a Store. Every change calls it
+// after releasing the write lock, so saves may run concurrently; they are
+// serialized by saveMu and each snapshots the state once it holds saveMu, so
+// the last save is never older than any change whose persist has started,
+// and a change that returned is in the store. A save whose snapshot would be
+// no newer than the last completed one is skipped.
 func (c *Client) persist() error {
 	if c.cfg.Store == nil {
 		return nil
 	}
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
 	c.mu.RLock()
+	gen := c.generation
+	if gen == c.savedGeneration {
+		c.mu.RUnlock()
+		return nil
+	}
 	blob, err := json.Marshal(c.snapshot())
 	c.mu.RUnlock()
 	if err != nil {
@@ -55,19 +107,27 @@ func (c *Client) persist() error {
 	if err := c.cfg.Store.Save(blob); err != nil {
 		return fmt.Errorf("%w: %w", ErrStore, err)
 	}
+	c.savedGeneration = gen
 	return nil
 }
 
+// changed counts a change to the persisted state; the caller holds the
+// write lock.
+func (c *Client) changed() { c.generation++ }
+
 // snapshot copies the state into its serialized form; the caller holds mu.
 func (c *Client) snapshot() *savedState {
-	s := &savedState{Version: stateVersion, Mode: c.mode.String(), ID: c.id[:], C2Public: c.c2Public, TopicsResetAt: c.topicsResetAt}
+	s := &savedState{Version: stateVersion, Mode: c.mode.String(), ID: c.id[:], C2Public: c.c2Public,
+		Marks: &savedMarks{ResetTopics: saveMark(c.resetTopics), ResetPubKeys: saveMark(c.resetPubKeys),
+			SetIDKey: saveMark(c.idKeyOrder), SetC2Key: saveMark(c.c2KeyOrder)}}
 	if c.mode == SymKey {
 		s.Key = c.symKey[:]
 	} else {
 		s.Key = c.signKey
 	}
 	for h, t := range c.topics {
-		st := savedTopic{Hash: append([]byte(nil), h[:]...), ChangedAt: t.changedAt}
+		m := saveMark(t.order)
+		st := savedTopic{Hash: append([]byte(nil), h[:]...), ChangedAt: m.At, Digest: m.Digest}
 		if t.current != nil {
 			st.Key = append([]byte(nil), t.key[:]...)
 		}
@@ -77,9 +137,22 @@ func (c *Client) snapshot() *savedState {
 		}
 		s.Topics = append(s.Topics, st)
 	}
-	for id, v := range c.signers {
-		s.Signers = append(s.Signers, savedSigner{ID: append([]byte(nil), id[:]...), PublicKey: v.public})
+	for id, m := range c.signerOrder {
+		sm := saveMark(m)
+		ss := savedSigner{ID: append([]byte(nil), id[:]...), ChangedAt: sm.At, Digest: sm.Digest}
+		if v := c.signers[id]; v != nil {
+			ss.PublicKey = v.public
+		}
+		s.Signers = append(s.Signers, ss)
 	}
+	for id, v := range c.signers {
+		if _, ordered := c.signerOrder[id]; !ordered {
+			s.Signers = append(s.Signers, savedSigner{ID: append([]byte(nil), id[:]...), PublicKey: v.public})
+		}
+	}
+	// Sorted, so that the same state always saves as the same bytes.
+	slices.SortFunc(s.Topics, func(a, b savedTopic) int { return bytes.Compare(a.Hash, b.Hash) })
+	slices.SortFunc(s.Signers, func(a, b savedSigner) int { return bytes.Compare(a.ID, b.ID) })
 	return s
 }
 
@@ -107,6 +180,7 @@ func LoadClient(cfg *Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w: client state: %w", ErrStore, store.ErrCorrupt, err)
 	}
+	c.savedGeneration = c.generation // the store holds this state
 	return c, nil
 }
 
@@ -133,7 +207,9 @@ func restore(s *savedState, cfg *Config) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("unknown mode %q", s.Mode)
 	}
-	c.topicsResetAt = s.TopicsResetAt
+	if err := c.restoreMarks(s); err != nil {
+		return nil, err
+	}
 	for _, st := range s.Topics {
 		t, err := restoreTopic(&st)
 		if err != nil {
@@ -142,21 +218,65 @@ func restore(s *savedState, cfg *Config) (*Client, error) {
 		c.topics[TopicHash(st.Hash)] = t
 	}
 	for _, ss := range s.Signers {
-		if len(ss.ID) != IDLen {
-			return nil, errors.New("signer id has the wrong length")
-		}
-		if err := c.setPubKey(ss.PublicKey, ID(ss.ID)); err != nil {
+		if err := c.restoreSigner(&ss); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
 }
 
+// restoreMarks reads the singleton marks: a version-1 state only has the
+// timestamp of the last ResetTopics.
+func (c *Client) restoreMarks(s *savedState) error {
+	if s.Marks == nil {
+		c.resetTopics = mark{at: s.TopicsResetAt}
+		return nil
+	}
+	var err error
+	for _, m := range []struct {
+		dst *mark
+		src savedMark
+	}{
+		{&c.resetTopics, s.Marks.ResetTopics}, {&c.resetPubKeys, s.Marks.ResetPubKeys},
+		{&c.idKeyOrder, s.Marks.SetIDKey}, {&c.c2KeyOrder, s.Marks.SetC2Key},
+	} {
+		if *m.dst, err = loadMark(m.src.At, m.src.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoreSigner reads one sender: a key and its mark, or a tombstone.
+func (c *Client) restoreSigner(ss *savedSigner) error {
+	if len(ss.ID) != IDLen {
+		return errors.New("signer id has the wrong length")
+	}
+	m, err := loadMark(ss.ChangedAt, ss.Digest)
+	if err != nil {
+		return err
+	}
+	id := ID(ss.ID)
+	if ss.PublicKey != nil {
+		if err := c.setPubKey(ss.PublicKey, id); err != nil {
+			return err
+		}
+	}
+	if m != (mark{}) || ss.PublicKey == nil {
+		c.signerOrder[id] = m
+	}
+	return nil
+}
+
 func restoreTopic(st *savedTopic) (*topicKeys, error) {
 	if len(st.Hash) != TopicHashLen {
 		return nil, errors.New("topic hash has the wrong length")
 	}
-	t := &topicKeys{hash: TopicHash(st.Hash), changedAt: st.ChangedAt}
+	order, err := loadMark(st.ChangedAt, st.Digest)
+	if err != nil {
+		return nil, err
+	}
+	t := &topicKeys{hash: TopicHash(st.Hash), order: order}
 	if st.Key != nil {
 		cipher, err := topicCipherFor(st.Key)
 		if err != nil {

@@ -26,6 +26,13 @@ type Config struct {
 	// Zero (the v1 behaviour) refuses any future timestamp.
 	MaxFutureSkew time.Duration
 
+	// CommandFutureSkew lets commands from C2 (not messages) through when
+	// dated up to this much in the future. C2 dates the commands it sends
+	// to one client strictly increasingly, which can run its timestamps a
+	// little ahead of the clock. Zero means DefaultCommandFutureSkew (2
+	// minutes); a negative value allows no more than MaxFutureSkew.
+	CommandFutureSkew time.Duration
+
 	// KeyTransition is how long a replaced topic key still decrypts
 	// messages after the new key arrived. Zero means DefaultKeyTransition.
 	KeyTransition time.Duration
@@ -78,6 +85,11 @@ func readTimestamp(b []byte) uint64 { return binary.LittleEndian.Uint64(b[:Times
 // ts < now - maxAge and in the future when ts > now + skew. It returns the
 // oldest timestamp still acceptable, which the replay cache uses to forget.
 func (cfg *Config) checkTimestamp(ts uint64, now time.Time) (oldestValid uint64, err error) {
+	return cfg.checkTimestampSkew(ts, now, cfg.MaxFutureSkew)
+}
+
+// checkTimestampSkew is checkTimestamp with the allowed future skew given.
+func (cfg *Config) checkTimestampSkew(ts uint64, now time.Time, maxSkew time.Duration) (oldestValid uint64, err error) {
 	if ts > math.MaxInt64 {
 		// v1 reads the field as signed: the top bit makes it a date
 		// before 1970, never a wrap into the future.
@@ -87,7 +99,7 @@ func (cfg *Config) checkTimestamp(ts uint64, now time.Time) (oldestValid uint64,
 		return 0, nil
 	}
 	nowSec := now.Unix()
-	skew := int64(cfg.MaxFutureSkew / time.Second)
+	skew := int64(maxSkew / time.Second)
 	if int64(ts) > nowSec && int64(ts)-nowSec > skew {
 		return 0, ErrTimestampInFuture
 	}
