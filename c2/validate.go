@@ -1,12 +1,9 @@
 package c2
 
 import (
-	"crypto/ed25519"
 	"fmt"
 	"unicode"
 	"unicode/utf8"
-
-	"filippo.io/edwards25519"
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
@@ -46,24 +43,18 @@ func checkTopic(topic string) error {
 	return nil
 }
 
+// checkSymmetricKey and checkPublicKey apply e4's checks (e4.CheckSymKey,
+// e4.CheckPublicKey), so that C2 accepts exactly the keys devices accept.
 func checkSymmetricKey(key []byte) error {
-	if len(key) != e4.KeyLen {
-		return fmt.Errorf("%w: key is %d bytes, want %d", ErrInvalidArgument, len(key), e4.KeyLen)
+	if err := e4.CheckSymKey(key); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	return nil
 }
 
 func checkPublicKey(pub []byte) error {
-	if len(pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: public key is %d bytes, want %d", ErrInvalidArgument, len(pub), ed25519.PublicKeySize)
-	}
-	p, err := new(edwards25519.Point).SetBytes(pub)
-	if err != nil {
-		return fmt.Errorf("%w: public key is not a valid Ed25519 point", ErrInvalidArgument)
-	}
-	// A point of small order signs nothing securely (and all zeros is one).
-	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
-		return fmt.Errorf("%w: public key is a point of small order", ErrInvalidArgument)
+	if err := e4.CheckPublicKey(pub); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	return nil
 }

@@ -54,10 +54,11 @@ func CommandDigest(protected []byte) [AckDigestLen]byte {
 
 // HandleCommandAck is HandleCommand that also returns the acknowledgement
 // to publish on AckTopic. ack is nil when the input was not an authentic
-// command: nothing is acknowledged to an unknown sender. An exact replay of
-// a command already applied (a broker's duplicate, or C2 sending again
-// within the same second because an acknowledgement was lost) is reported
-// with ErrReplay and acknowledged as applied again, which it is.
+// command: nothing is acknowledged to an unknown sender. An exact repeat of
+// the last command applied to its item (a broker's duplicate, or C2 sending
+// again because an acknowledgement was lost) is reported with ErrReplay and
+// acknowledged as applied again, which it is; a refused command sent again
+// is refused again.
 func (c *Client) HandleCommandAck(protected []byte) (cmd Command, ack []byte, err error) {
 	c.mu.RLock()
 	cipher := c.commandCipher

@@ -349,3 +349,21 @@ func TestLoadsVersion1State(t *testing.T) {
 
 func hashBytes(topic string) []byte { h := HashTopic(topic); return h[:] }
 func idBytes(name string) []byte    { id := IDFromName(name); return id[:] }
+
+// A refused command sent again is refused again, never acknowledged as
+// applied: C2 matches acknowledgements to commands by digest.
+func TestRefusedCommandSentAgainIsRefusedAgain(t *testing.T) {
+	r := newOrderRig(t, SymKey)
+	stale := r.protect(mustCmd(CmdSetTopicKey(testKeyA, testTopic)))
+	r.clk.advance(time.Second)
+	r.send(CmdRemoveTopic(testTopic))
+	for range 2 {
+		_, ack, err := r.c.HandleCommandAck(stale)
+		if !errors.Is(err, ErrStaleCommand) {
+			t.Fatalf("stale command: %v", err)
+		}
+		if _, status, err := OpenAck(ack, r.commandKey, &Config{Now: r.clk.Now}); err != nil || status != AckRefused {
+			t.Fatalf("acknowledged as %v (%v), want refused", status, err)
+		}
+	}
+}

@@ -271,12 +271,17 @@ func (c *Client) restoreSigner(ss *savedSigner) error {
 		return err
 	}
 	id := ID(ss.ID)
+	held := false
 	if ss.PublicKey != nil {
-		if err := c.setPubKey(ss.PublicKey, id); err != nil {
+		// A key older versions accepted but CheckPublicKey now refuses (a
+		// small-order point) is not trusted again: it is loaded as removed
+		// rather than failing the whole state.
+		if err := c.setPubKey(ss.PublicKey, id); err != nil && !errors.Is(err, ErrInvalidKey) {
 			return err
 		}
+		_, held = c.signers[id]
 	}
-	if m != (mark{}) || ss.PublicKey == nil {
+	if m != (mark{}) || !held {
 		c.signerOrder[id] = m
 	}
 	return nil

@@ -7,8 +7,9 @@ import (
 )
 
 // Config tunes a Client. The zero value gives E4 v1 behaviour: a 10-minute
-// validity window, no clock skew, a 60-minute key transition, the replay
-// cache on, and no persistence.
+// validity window, no clock skew for messages, a 60-minute key transition,
+// the replay cache on, and no persistence; commands from C2 may be dated up
+// to 2 minutes ahead (see CommandFutureSkew).
 type Config struct {
 	// Store persists the client state after every change. Nil keeps the
 	// state in memory only.
