@@ -12,6 +12,9 @@ BenchmarkSKProtect/64-2   	 4531742	       250.0 ns/op	 244.98 MB/s	       0 B/o
 BenchmarkSKProtect/64-2   	 4531742	       240.0 ns/op	 244.98 MB/s	       0 B/op	       0 allocs/op
 BenchmarkBaselineAESGCMSeal/64-2 	 5306046	       100.0 ns/op	 568.29 MB/s	       0 B/op	       0 allocs/op
 BenchmarkPKProtect/1024-2 	   43630	     29418 ns/op	  34.81 MB/s	     512 B/op	       1 allocs/op
+BenchmarkCMACVsBound16K-2 	   10000	     30000 ns/op	         1.020 cmac/bound	       0 B/op	       0 allocs/op
+BenchmarkCMACVsBound16K-2 	   10000	     30000 ns/op	         1.100 cmac/bound	       0 B/op	       0 allocs/op
+BenchmarkCMACVsBound16K-2 	   10000	     30000 ns/op	         1.040 cmac/bound	       0 B/op	       0 allocs/op
 PASS
 `
 
@@ -37,6 +40,12 @@ func TestParseAndReport(t *testing.T) {
 	report(&out, results)
 	if !strings.Contains(out.String(), "2.50x") {
 		t.Errorf("report lacks the 250/100 ratio:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "CMAC 16 KiB / bound (paired)                     1.04  (<= 1.05) met") {
+		t.Errorf("report lacks the median paired ratio and its target:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "SK protect 64 B ns/op                          250.00  (<= 180) MISSED") {
+		t.Errorf("report does not flag the missed 64 B target:\n%s", out.String())
 	}
 	if strings.Contains(out.String(), "PKProtect/1024 ") && strings.Contains(out.String(), "BaselineEd25519Sign/1024") {
 		t.Errorf("report pairs a benchmark with a missing baseline:\n%s", out.String())

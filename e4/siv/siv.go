@@ -180,32 +180,45 @@ func (c *Cipher) s2vHeaders(st *state, ad [][]byte) [blockSize]byte {
 // buffer (the CMAC of the final masked block is one more CBC-MAC step).
 func (c *Cipher) s2vFinal(st *state, d *[blockSize]byte, p []byte) {
 	st.reset()
-	var last [2 * blockSize]byte
-	tail := last[:blockSize]
-	if len(p) < blockSize {
+	head := s2vHead(len(p))
+	c.mac.block.MAC(&st.x, p[:head])
+	last, n := c.s2vLast(d, p[head:])
+	c.mac.block.MAC(&st.x, last[:n])
+	clear(last[:])
+}
+
+// s2vHead returns how many leading bytes of an n-byte plaintext S2V chains
+// as they are: the whole blocks before the last 16 to 31 bytes, which D
+// and the final CMAC mask touch.
+func s2vHead(n int) int {
+	if n < blockSize {
+		return 0
+	}
+	return (n - blockSize) &^ (blockSize - 1)
+}
+
+// s2vLast returns the last one or two blocks of S2V's CMAC input, masked,
+// and their length, for rest = p[s2vHead(len(p)):].
+func (c *Cipher) s2vLast(d *[blockSize]byte, rest []byte) (last [2 * blockSize]byte, n int) {
+	if len(rest) < blockSize {
 		// T = dbl(D) xor pad(p), one whole block, so masked with K1.
 		dbl(d)
-		copy(last[:], p)
-		last[len(p)] = 0x80
-		xor16((*[blockSize]byte)(tail), d)
-		xor16((*[blockSize]byte)(tail), &c.mac.k1)
-	} else {
-		// T = p xorend D: D touches only the last 16 bytes, which lie in
-		// the last 16 to 31 bytes copied to the buffer.
-		head := (len(p) - blockSize) &^ (blockSize - 1)
-		c.mac.block.MAC(&st.x, p[:head])
-		n := copy(last[:], p[head:])
-		xor16((*[blockSize]byte)(last[n-blockSize:n]), d)
-		if n == blockSize {
-			xor16((*[blockSize]byte)(tail), &c.mac.k1)
-		} else {
-			last[n] = 0x80
-			tail = last[:]
-			xor16((*[blockSize]byte)(last[blockSize:]), &c.mac.k2)
-		}
+		copy(last[:], rest)
+		last[len(rest)] = 0x80
+		xor16((*[blockSize]byte)(last[:]), d)
+		xor16((*[blockSize]byte)(last[:]), &c.mac.k1)
+		return last, blockSize
 	}
-	c.mac.block.MAC(&st.x, tail)
-	clear(last[:])
+	// T = p xorend D: D covers the last 16 of these 16 to 31 bytes.
+	n = copy(last[:], rest)
+	xor16((*[blockSize]byte)(last[n-blockSize:n]), d)
+	if n == blockSize {
+		xor16((*[blockSize]byte)(last[:]), &c.mac.k1)
+		return last, blockSize
+	}
+	last[n] = 0x80
+	xor16((*[blockSize]byte)(last[blockSize:]), &c.mac.k2)
+	return last, 2 * blockSize
 }
 
 // sliceForAppend extends in by n bytes, reallocating only if its capacity
