@@ -99,7 +99,7 @@ func (c *Client) openSKBatch(msgs []BatchMessage) {
 			out, err = tcs[j].openPrevious(m.Dst, m.In[:TimestampLen], m.In[TimestampLen:], now)
 		}
 		if err != nil {
-			m.Err = err
+			m.Err = c.messageAuthError(tcs[j].hash, m.In[:TimestampLen], m.In[TimestampLen:])
 			continue
 		}
 		m.Out, m.Err = c.checkReplay(m.Dst, out, &tcs[j].hash, &noSender, m.In[TimestampLen:SKOverhead], ts[j], old[j])

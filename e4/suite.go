@@ -36,6 +36,12 @@ type Suite struct {
 // V1 is E4 v1: AES-256-SIV (14 rounds) and SHA3-256 (24 rounds).
 var V1 = newSuite("v1", true, 14, sha3.Sum256)
 
+func init() {
+	// V1's clients keep returning the sentinel itself, as they always did
+	// (callers compare it with ==); every other suite's error names it.
+	V1.authErr = ErrAuthentication
+}
+
 // Fast is E4kit's fast mode, after the Too Much Crypto paper: the same
 // layouts as V1, with the AES-256 key expansion run for 10 rounds in S2V
 // and CTR and SHA3-256 on Keccak-p[1600, 10] (the last 10 of the 24
@@ -128,7 +134,11 @@ func (s *Suite) newTopicCipher(key []byte) (*siv.Cipher, error) {
 	return siv.NewRounds(double[:], s.orV1().aesRounds)
 }
 
-// authError is the error of a message that fails authentication.
+// authError is the error of a message that fails authentication:
+// ErrAuthentication for V1, and for the other suites ErrAuthentication
+// wrapped with the suite's name, so that a device of a non-default suite
+// that receives default-mode traffic says which suite it expected. Each is
+// one preallocated value, so the failure path allocates nothing.
 func (s *Suite) authError() error { return s.orV1().authErr }
 
 // CmdRemoveTopic is the package's CmdRemoveTopic with the suite's topic hash.

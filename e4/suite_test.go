@@ -90,8 +90,10 @@ func skClient(t *testing.T, s *Suite, diagnose bool, st Store) *Client {
 }
 
 // TestSuiteMismatchRefused: a client of one suite refuses the messages and
-// commands of the other, with an error that names its suite; with
-// DiagnoseSuite it names both. Each direction.
+// commands of the other with ErrAuthentication, which names the client's
+// suite unless it is V1 (whose clients return the sentinel itself); with
+// DiagnoseSuite the error is ErrSuiteMismatch and names both. Each
+// direction.
 func TestSuiteMismatchRefused(t *testing.T) {
 	now := time.Unix(fastVectorTime, 0)
 	topicKey := pattern(KeyLen, 6)
@@ -133,7 +135,10 @@ func checkMismatch(t *testing.T, what string, err error, mine, theirs *Suite, di
 	if !errors.Is(err, ErrAuthentication) {
 		t.Fatalf("%v client, %v %s: %v, want ErrAuthentication", mine, theirs, what, err)
 	}
-	if !strings.Contains(err.Error(), `"`+mine.Name()+`"`) {
+	switch {
+	case mine == V1 && !diagnose && err != ErrAuthentication:
+		t.Errorf("V1 %s error is not the sentinel itself: %v", what, err)
+	case mine != V1 && !strings.Contains(err.Error(), `"`+mine.Name()+`"`):
 		t.Errorf("%s error does not name the client's suite %q: %v", what, mine, err)
 	}
 	if diagnose != errors.Is(err, ErrSuiteMismatch) || diagnose && !strings.Contains(err.Error(), `"`+theirs.Name()+`"`) {
@@ -202,5 +207,42 @@ func TestStateKeepsSuite(t *testing.T) {
 	}
 	if _, err := NewSymKeyClient(IDFromName("dev"), pattern(KeyLen, 5), &Config{Suite: Fast, Store: v1Store}); !errors.Is(err, ErrSuiteMismatch) {
 		t.Errorf("fast client on a V1 state: %v", err)
+	}
+}
+
+// TestFastBatchMatchesSingle: UnprotectBatch and ProtectBatch of a fast
+// client give what Unprotect and Protect give, a V1 message included.
+func TestFastBatchMatchesSingle(t *testing.T) {
+	now := time.Unix(fastVectorTime, 0)
+	key := pattern(KeyLen, 6)
+	newClient := func() *Client {
+		c := skClient(t, Fast, false, nil)
+		if err := c.SetTopicKey(key, "t"); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var msgs []BatchMessage
+	for i := range 10 {
+		s := Fast
+		if i == 3 {
+			s = V1
+		}
+		m, _ := s.ProtectSymKey(nil, pattern(100*i, byte(i)), key, now.Add(-time.Duration(i)*time.Second))
+		msgs = append(msgs, BatchMessage{Topic: "t", In: m})
+	}
+	got := batchVsSingle(t, newClient, msgs)
+	for i, m := range got {
+		if (i == 3) != errors.Is(m.Err, ErrAuthentication) || !bytes.Equal(m.Out, pattern(100*i, byte(i))) && i != 3 {
+			t.Errorf("message %d: %x, %v", i, m.Out, m.Err)
+		}
+	}
+	sender := newClient()
+	p := []BatchMessage{{Topic: "t", In: []byte("a")}, {Topic: "t", In: []byte("b")}}
+	sender.ProtectBatch(p)
+	for _, m := range p {
+		if _, err := Fast.UnprotectSymKey(nil, m.Out, key, &Config{Now: fixedNow(fastVectorTime)}); err != nil {
+			t.Errorf("ProtectBatch of a fast client does not open under Fast: %v", err)
+		}
 	}
 }
