@@ -19,6 +19,7 @@ const AckFilter = e4.ControlTopicPrefix + "+" + e4.AckTopicSuffix
 // acknowledgement. It lives in memory only: after a restart the commands
 // are simply sent again when their acknowledgement time runs out.
 type awaiting struct {
+	suite    *e4.Suite // the deployment's, which devices acknowledge under
 	mu       sync.Mutex
 	byClient map[e4.ID][]awaitedCommand
 }
@@ -29,7 +30,9 @@ type awaitedCommand struct {
 	digest [e4.AckDigestLen]byte
 }
 
-func newAwaiting() *awaiting { return &awaiting{byClient: make(map[e4.ID][]awaitedCommand)} }
+func newAwaiting(suite *e4.Suite) *awaiting {
+	return &awaiting{suite: suite, byClient: make(map[e4.ID][]awaitedCommand)}
+}
 
 // add records a command just sent; an earlier send of the same command is
 // replaced, as only the newest copy is acknowledged.
@@ -53,7 +56,7 @@ func (a *awaiting) match(client e4.ID, ack []byte, cfg *e4.Config) (store.Comman
 	defer a.mu.Unlock()
 	list := a.byClient[client]
 	for i, c := range list {
-		digest, status, err := e4.OpenAck(ack, c.key, cfg)
+		digest, status, err := a.suite.OpenAck(ack, c.key, cfg)
 		if err != nil || digest != c.digest {
 			continue
 		}

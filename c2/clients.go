@@ -44,12 +44,12 @@ func clientInfo(c store.Client) ClientInfo {
 }
 
 // resolveID returns the id of a new client and checks its name.
-func resolveID(n NewClient) (e4.ID, error) {
+func (s *Service) resolveID(n NewClient) (e4.ID, error) {
 	if n.Name != "" {
 		if err := checkName("client", n.Name); err != nil {
 			return e4.ID{}, err
 		}
-		id := e4.IDFromName(n.Name)
+		id := s.Suite().IDFromName(n.Name)
 		if n.ID != nil && *n.ID != id {
 			return e4.ID{}, fmt.Errorf("%w: id %s is not the id of name %q (%s)", ErrInvalidArgument, n.ID, n.Name, id)
 		}
@@ -63,7 +63,7 @@ func resolveID(n NewClient) (e4.ID, error) {
 
 // buildClient turns a request into a store row, sealing its key.
 func (s *Service) buildClient(n NewClient) (store.Client, []byte, error) {
-	id, err := resolveID(n)
+	id, err := s.resolveID(n)
 	if err != nil {
 		return store.Client{}, nil, err
 	}

@@ -111,7 +111,7 @@ type DispatchStats struct {
 }
 
 func newDispatcher(s *Service, cfg DispatchConfig) *Dispatcher {
-	return &Dispatcher{s: s, cfg: cfg.withDefaults(), wake: make(chan struct{}, 1), acks: newAwaiting()}
+	return &Dispatcher{s: s, cfg: cfg.withDefaults(), wake: make(chan struct{}, 1), acks: newAwaiting(s.Suite())}
 }
 
 // Stats returns the dispatcher's counters.
@@ -199,7 +199,7 @@ func (d *Dispatcher) send(ctx context.Context, c store.Command) outcome {
 	if err != nil {
 		return outcome{cmd: c, err: err, permanent: true}
 	}
-	protected, err := e4.ProtectCommand(cmd, key, d.s.now())
+	protected, err := d.s.Suite().ProtectCommand(cmd, key, d.s.now())
 	if err != nil {
 		return outcome{cmd: c, err: err, permanent: true}
 	}
