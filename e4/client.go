@@ -153,6 +153,9 @@ func (c *Client) loadOrSave() (*Client, error) {
 			return nil, fmt.Errorf("%w: the store holds client %v in %v mode, not client %v in %v mode; it was left as it is",
 				ErrStore, saved.id, saved.mode, c.id, c.mode)
 		}
+		if saved.suite != c.suite {
+			return nil, suiteMismatchInStore(saved.suite, c.suite)
+		}
 		return saved, nil
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err

@@ -2,7 +2,6 @@ package e4
 
 import (
 	"bytes"
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,7 +166,8 @@ func (c *Client) snapshot() *savedState {
 }
 
 // LoadClient restores a client from cfg.Store, which must hold a state saved
-// by a client of this package. A missing state is reported with an error
+// by a client of this package. The client runs the suite the state names;
+// a Config.Suite other than nil must be that suite (ErrSuiteMismatch). A missing state is reported with an error
 // wrapping store.ErrNotFound; a damaged one with store.ErrCorrupt; one from a
 // newer version with store.ErrNewerVersion.
 func LoadClient(cfg *Config) (*Client, error) {
@@ -186,9 +186,16 @@ func LoadClient(cfg *Config) (*Client, error) {
 	if s.Version > suiteStateVersion {
 		return nil, fmt.Errorf("%w: %w: client state version %d, this build reads up to %d", ErrStore, store.ErrNewerVersion, s.Version, suiteStateVersion)
 	}
-	if want := cfg.Suite.Name(); s.Suite != want && !(s.Suite == "" && want == V1.name) {
-		return nil, fmt.Errorf("%w: %w: the store holds a client of suite %q, this one runs suite %q; it was left as it is",
-			ErrStore, ErrSuiteMismatch, cmp.Or(s.Suite, V1.name), want)
+	saved, err := SuiteByName(s.Suite)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: client state: %w", ErrStore, store.ErrCorrupt, err)
+	}
+	if cfg.Suite == nil {
+		withSuite := *cfg
+		withSuite.Suite = saved
+		cfg = &withSuite
+	} else if cfg.Suite != saved {
+		return nil, suiteMismatchInStore(saved, cfg.Suite)
 	}
 	c, err := restore(&s, cfg)
 	if err != nil {

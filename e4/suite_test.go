@@ -246,3 +246,17 @@ func TestFastBatchMatchesSingle(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadClientTakesTheSavedSuite: LoadClient with no suite runs the
+// saved one; with another suite it refuses.
+func TestLoadClientTakesTheSavedSuite(t *testing.T) {
+	st := store.NewMemory()
+	skClient(t, Fast, false, st)
+	c, err := LoadClient(&Config{Store: st})
+	if err != nil || c.Suite() != Fast {
+		t.Fatalf("LoadClient: %v, %v", c, err)
+	}
+	if _, err := LoadClient(&Config{Store: st, Suite: V1}); !errors.Is(err, ErrSuiteMismatch) {
+		t.Fatalf("LoadClient under V1: %v", err)
+	}
+}

@@ -88,3 +88,10 @@ func opensUnder(s *Suite, key, ad, sealed []byte) bool {
 	clear(plain)
 	return err == nil
 }
+
+// suiteMismatchInStore is the error of a saved state of suite saved opened
+// by a client of suite want.
+func suiteMismatchInStore(saved, want *Suite) error {
+	return fmt.Errorf("%w: %w: the store holds a client of suite %q, this one runs suite %q; it was left as it is",
+		ErrStore, ErrSuiteMismatch, saved.name, want.name)
+}
