@@ -10,7 +10,7 @@ import (
 
 // batchSize is how many messages a batch benchmark hands to the client at
 // once: one run of UnprotectBatch's interleaved chains.
-const batchSize = 8
+const batchSize = 16
 
 // skMessagePool returns distinct SK messages of size bytes on topic.
 func skMessagePool(b *testing.B, size int) [][]byte {
@@ -61,7 +61,7 @@ func (r *batchReceiver) check() {
 	}
 }
 
-// BenchmarkSKUnprotectBatch is SK unprotect through UnprotectBatch, eight
+// BenchmarkSKUnprotectBatch is SK unprotect through UnprotectBatch, sixteen
 // messages a call; ns/op is per message, to set against SKUnprotect.
 func BenchmarkSKUnprotectBatch(b *testing.B) {
 	for _, size := range payloadSizes {
@@ -79,7 +79,7 @@ func BenchmarkSKUnprotectBatch(b *testing.B) {
 	}
 }
 
-// BenchmarkSKProtectBatch is SK protect through ProtectBatch, eight
+// BenchmarkSKProtectBatch is SK protect through ProtectBatch, sixteen
 // messages a call; ns/op is per message, to set against SKProtect.
 func BenchmarkSKProtectBatch(b *testing.B) {
 	for _, size := range payloadSizes {
@@ -106,8 +106,8 @@ func BenchmarkSKProtectBatch(b *testing.B) {
 	}
 }
 
-// BenchmarkUnprotectBatchVsSingle1K alternates, in one loop, eight 1 KiB
-// messages through Unprotect one at a time and eight through one
+// BenchmarkUnprotectBatchVsSingle1K alternates, in one loop, sixteen 1 KiB
+// messages through Unprotect one at a time and sixteen through one
 // UnprotectBatch call (distinct messages, separate receivers, replay
 // checks on), and reports single time / batch time as speedup: the batch
 // path's throughput gain per core, both measured under the same load.
