@@ -79,7 +79,7 @@ func testUnprotectBatchVectors(t *testing.T) {
 }
 
 // TestUnprotectBatchOneBadMessage puts one forged message among twenty
-// good ones (across runs of eight) and checks that it alone fails.
+// good ones (across runs of sixteen) and checks that it alone fails.
 func TestUnprotectBatchOneBadMessage(t *testing.T) {
 	clk := newClock(1764000000)
 	receiver, sender := pairForMode(t, SymKey, clk)
@@ -172,7 +172,7 @@ func testUnprotectBatchFollowsCommands(t *testing.T) {
 }
 
 // TestProtectBatchMatchesSingle compares ProtectBatch with Protect at the
-// same clock reading, over more than one run of eight.
+// same clock reading, over more than one run of sixteen.
 func TestProtectBatchMatchesSingle(t *testing.T) {
 	clk := newClock(1764000000)
 	_, a := pairForMode(t, SymKey, clk)

@@ -33,7 +33,7 @@ const batchChunk = aesblock.MaxLanes
 
 // SealBatch seals every item as Seal would (items[i].Out is exactly
 // Seal(items[i].Dst, items[i].In, items[i].AD)), running the S2V
-// chains of up to eight items under the same key interleaved, so that
+// chains of up to sixteen items under the same key interleaved, so that
 // they share the AES unit instead of each waiting on the latency of its
 // own chain. The buffer rules of Seal hold within each item, and items
 // must not share memory with each other's output. Like Seal it panics on
@@ -48,7 +48,7 @@ func SealBatch(items []BatchItem) {
 
 // OpenBatch opens every item as Open would: items[i].Out and items[i].Err
 // are what Open(items[i].Dst, items[i].In, items[i].AD) returns, one
-// forged item failing alone. The S2V chains of up to eight items under
+// forged item failing alone. The S2V chains of up to sixteen items under
 // the same key run interleaved. The buffer rules of Open hold within each
 // item, and items must not share memory with each other's output.
 func OpenBatch(items []BatchItem) {

@@ -216,3 +216,27 @@ func BenchmarkOpenBatch(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkSealBatch(b *testing.B) {
+	c := benchCipher(b)
+	for _, n := range []int{64, 1024, 16384} {
+		for _, batch := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%d/x%d", n, batch), func(b *testing.B) {
+				items := make([]BatchItem, batch)
+				pt := pattern(n)
+				dst := make([][]byte, batch)
+				for i := range dst {
+					dst[i] = make([]byte, 0, n+TagSize)
+				}
+				b.SetBytes(int64(n * batch))
+				b.ReportAllocs()
+				for b.Loop() {
+					for i := range items {
+						items[i] = BatchItem{Cipher: c, Dst: dst[i], In: pt, AD: benchAD}
+					}
+					SealBatch(items)
+				}
+			})
+		}
+	}
+}

@@ -9,8 +9,8 @@
 // keys and nr rounds, the last without MixColumns. E4's fast mode uses
 // AES-256 with 10 rounds this way, so every path below serves both modes.
 //
-// On amd64 (AES-NI) and arm64 (ARMv8 AES) the loops are written in
-// assembly, chosen at run time; every other architecture, and machines
+// On amd64 (AES-NI, and AVX-512 VAES where present) and arm64 (ARMv8 AES)
+// the loops are written in assembly, chosen at run time; every other architecture, and machines
 // without the instructions, run the pure-Go implementation. Tests select
 // the implementation with SetImplementation so that both stay covered.
 package aesblock
@@ -30,7 +30,7 @@ const BlockSize = 16
 const MaxRounds = 14
 
 // MaxLanes is the largest number of chains MACLanes runs at once.
-const MaxLanes = 8
+const MaxLanes = 16
 
 // Implementation names a code path.
 type Implementation int32
@@ -38,8 +38,13 @@ type Implementation int32
 const (
 	// Generic is the pure-Go implementation, available everywhere.
 	Generic Implementation = iota + 1
-	// Assembly uses the CPU's AES instructions.
+	// Assembly uses the CPU's AES instructions on 128-bit registers
+	// (AES-NI on amd64).
 	Assembly
+	// VAES is Assembly with AVX-512 VAES for the parallel work (CTR and
+	// interleaved chains, four blocks per instruction); a single chain
+	// gains nothing from it and runs the Assembly code.
+	VAES
 )
 
 func (i Implementation) String() string {
@@ -48,6 +53,8 @@ func (i Implementation) String() string {
 		return "generic"
 	case Assembly:
 		return "assembly"
+	case VAES:
+		return "vaes"
 	}
 	return fmt.Sprintf("Implementation(%d)", int32(i))
 }
@@ -62,6 +69,9 @@ func init() {
 // Implementations lists the implementations this machine can run, the
 // fastest first.
 func Implementations() []Implementation {
+	if vaesSupported() {
+		return []Implementation{VAES, Assembly, Generic}
+	}
 	if asmSupported() {
 		return []Implementation{Assembly, Generic}
 	}
@@ -161,7 +171,7 @@ func (b *Block) Implementation() Implementation { return b.impl }
 
 // Encrypt encrypts one block; dst and src may be the same.
 func (b *Block) Encrypt(dst, src *[BlockSize]byte) {
-	if b.impl == Assembly {
+	if b.impl != Generic {
 		encryptAsm(b.nr, &b.xk[0], dst, src)
 		return
 	}
@@ -175,7 +185,7 @@ func (b *Block) MAC(x *[BlockSize]byte, p []byte) {
 	if n == 0 {
 		return
 	}
-	if b.impl == Assembly {
+	if b.impl != Generic {
 		macAsm(b.nr, &b.xk[0], x, &p[0], n)
 		return
 	}
@@ -201,14 +211,14 @@ func (b *Block) MACLanes(x *[MaxLanes][BlockSize]byte, p *[MaxLanes][]byte, lane
 	if n == 0 {
 		return
 	}
-	if b.impl != Assembly || lanes == 1 {
+	if b.impl == Generic || lanes == 1 {
 		for i := range lanes {
 			b.MAC(&x[i], p[i][:n*BlockSize])
 		}
 		return
 	}
-	// The assembly runs 4 or 8 chains; lanes beyond those asked for repeat
-	// lane 0 into scratch chaining values, which are then dropped.
+	// The assembly runs 4, 8 or 16 chains; lanes beyond those asked for
+	// repeat lane 0 into scratch chaining values, which are then dropped.
 	var ptrs [MaxLanes]*byte
 	var xs [MaxLanes][BlockSize]byte
 	for i := range MaxLanes {
@@ -218,12 +228,21 @@ func (b *Block) MACLanes(x *[MaxLanes][BlockSize]byte, p *[MaxLanes][]byte, lane
 			xs[i] = x[i]
 		}
 	}
-	if lanes <= 4 {
-		mac4Asm(b.nr, &b.xk[0], &xs, &ptrs, n)
-	} else {
-		mac8Asm(b.nr, &b.xk[0], &xs, &ptrs, n)
+	switch {
+	case b.impl == VAES && lanes > 8:
+		mac16VAES(b.nr, &b.xk[0], &xs, &ptrs, n)
+	case b.impl == VAES && lanes > 4:
+		mac8VAES(b.nr, &b.xk[0], (*[8][BlockSize]byte)(xs[:8]), (*[8]*byte)(ptrs[:8]), n)
+	case lanes <= 4:
+		mac4Asm(b.nr, &b.xk[0], (*[8][BlockSize]byte)(xs[:8]), (*[8]*byte)(ptrs[:8]), n)
+	default:
+		mac8Asm(b.nr, &b.xk[0], (*[8][BlockSize]byte)(xs[:8]), (*[8]*byte)(ptrs[:8]), n)
+		if lanes > 8 {
+			mac8Asm(b.nr, &b.xk[0], (*[8][BlockSize]byte)(xs[8:]), (*[8]*byte)(ptrs[8:]), n)
+		}
 	}
 	copy(x[:lanes], xs[:lanes])
+	clear(xs[:])
 }
 
 // CTR XORs src with the AES-CTR keystream that starts at counter block iv
@@ -238,11 +257,23 @@ func (b *Block) CTR(dst, src []byte, iv *[BlockSize]byte) {
 	}
 	ctr := *iv
 	n := len(src) / BlockSize
-	if n > 0 {
-		if b.impl == Assembly {
-			ctrAsm(b.nr, &b.xk[0], &ctr, &dst[0], &src[0], n)
+	done := 0
+	if b.impl == VAES && n >= 16 {
+		// Sixteen blocks at a time while the low 64 bits of the counter
+		// do not wrap (always, for SIV, whose counter has bit 63 clear).
+		lo := binary.BigEndian.Uint64(ctr[8:])
+		if m := n &^ 15; lo+uint64(m) >= lo {
+			ctrVAES(b.nr, &b.xk[0], &ctr, &dst[0], &src[0], m)
+			binary.BigEndian.PutUint64(ctr[8:], lo+uint64(m))
+			done = m
+		}
+	}
+	if rest := n - done; rest > 0 {
+		d, s := dst[done*BlockSize:], src[done*BlockSize:n*BlockSize]
+		if b.impl == Generic {
+			ctrGo(b.xk, b.nr, &ctr, d, s)
 		} else {
-			ctrGo(b.xk, b.nr, &ctr, dst[:n*BlockSize], src[:n*BlockSize])
+			ctrAsm(b.nr, &b.xk[0], &ctr, &d[0], &s[0], rest)
 		}
 	}
 	if rest := src[n*BlockSize:]; len(rest) > 0 {

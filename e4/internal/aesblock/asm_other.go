@@ -11,12 +11,18 @@ func encryptAsm(nr int, xk *byte, dst, src *[BlockSize]byte) { panic("unreachabl
 
 func macAsm(nr int, xk *byte, x *[BlockSize]byte, p *byte, n int) { panic("unreachable") }
 
-func mac4Asm(nr int, xk *byte, x *[MaxLanes][BlockSize]byte, p *[MaxLanes]*byte, n int) {
+func vaesSupported() bool { return false }
+
+func mac4Asm(nr int, xk *byte, x *[8][BlockSize]byte, p *[8]*byte, n int) { panic("unreachable") }
+
+func mac8Asm(nr int, xk *byte, x *[8][BlockSize]byte, p *[8]*byte, n int) { panic("unreachable") }
+
+func mac8VAES(nr int, xk *byte, x *[8][BlockSize]byte, p *[8]*byte, n int) { panic("unreachable") }
+
+func mac16VAES(nr int, xk *byte, x *[16][BlockSize]byte, p *[16]*byte, n int) {
 	panic("unreachable")
 }
 
-func mac8Asm(nr int, xk *byte, x *[MaxLanes][BlockSize]byte, p *[MaxLanes]*byte, n int) {
-	panic("unreachable")
-}
+func ctrVAES(nr int, xk *byte, ctr *[BlockSize]byte, dst, src *byte, n int) { panic("unreachable") }
 
 func ctrAsm(nr int, xk *byte, ctr *[BlockSize]byte, dst, src *byte, n int) { panic("unreachable") }
