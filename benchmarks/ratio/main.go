@@ -33,6 +33,10 @@ var comparisons = []struct{ e4, baseline string }{
 	{"PKUnprotect/64", "BaselineEd25519Verify/64"},
 	{"PKUnprotect/1024", "BaselineEd25519Verify/1024"},
 	{"PKUnprotect/16384", "BaselineEd25519Verify/16384"},
+	{"FastSKProtect/64", "SKProtect/64"},
+	{"FastSKProtect/1024", "SKProtect/1024"},
+	{"FastSKUnprotect/64", "SKUnprotect/64"},
+	{"FastSKUnprotect/1024", "SKUnprotect/1024"},
 }
 
 // paired are benchmarks that alternate two operations in one loop and
@@ -41,6 +45,10 @@ var comparisons = []struct{ e4, baseline string }{
 var paired = []struct{ name, metric, meaning string }{
 	{"CMACVsBound16K", "cmac/bound", "CMAC 16 KiB / assembly AES-256 chain of 1024 blocks"},
 	{"UnprotectBatchVsSingle1K", "speedup", "SK unprotect 1 KiB: one-at-a-time time / batch time"},
+	{"FastVsDefault/Protect/64", "speedup", "SK protect 64 B: default suite / fast suite"},
+	{"FastVsDefault/Protect/1024", "speedup", "SK protect 1 KiB: default suite / fast suite"},
+	{"FastVsDefault/Unprotect/64", "speedup", "SK unprotect 64 B: default suite / fast suite"},
+	{"FastVsDefault/Unprotect/1024", "speedup", "SK unprotect 1 KiB: default suite / fast suite"},
 }
 
 // targets are the figures the crypto core is held to on amd64 with AES-NI
@@ -58,6 +66,8 @@ var targets = []struct {
 	{"SK protect 1 KiB ns/op", nsOf("SKProtect/1024"), 1500, true},
 	{"SK protect 1 KiB allocs/op", allocsOf("SKProtect/1024"), 0, true},
 	{"SK unprotect 1 KiB batch speedup (paired)", metricOf("UnprotectBatchVsSingle1K", "speedup"), 3.5, false},
+	{"fast SK protect 1 KiB speedup (paired)", metricOf("FastVsDefault/Protect/1024", "speedup"), 1.3, false},
+	{"fast SK unprotect 1 KiB speedup (paired)", metricOf("FastVsDefault/Unprotect/1024", "speedup"), 1.3, false},
 }
 
 func nsOf(name string) func(map[string][]result) (float64, bool) {

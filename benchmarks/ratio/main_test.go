@@ -51,3 +51,26 @@ func TestParseAndReport(t *testing.T) {
 		t.Errorf("report pairs a benchmark with a missing baseline:\n%s", out.String())
 	}
 }
+
+// TestFastModeReport: the fast-versus-default paired benchmark, whose name
+// has two slashes, reaches the report and its 1.3x target.
+func TestFastModeReport(t *testing.T) {
+	in := `BenchmarkFastVsDefault/Protect/1024-2 	     811	    100000 ns/op	       947.1 default-ns/op	       725.6 fast-ns/op	         1.305 speedup
+BenchmarkFastVsDefault/Unprotect/1024-2 	     811	    100000 ns/op	       947.1 default-ns/op	       800.0 fast-ns/op	         1.184 speedup
+`
+	results, err := parse(strings.NewReader(in), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	report(&out, results)
+	for _, want := range []string{
+		"fast SK protect 1 KiB speedup (paired)           1.30  (>= 1.3) met",
+		"fast SK unprotect 1 KiB speedup (paired)         1.18  (>= 1.3) MISSED",
+		"SK protect 1 KiB: default suite / fast suite (paired in one loop)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
