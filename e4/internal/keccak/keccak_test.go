@@ -85,8 +85,16 @@ func refRound(A *refState, ir int) {
 		}
 	}
 	// iota
-	A[0][0] ^= refRoundConstant(ir)
+	A[0][0] ^= refRC[ir]
 }
+
+// refRC holds the LFSR's round constants, computed once.
+var refRC = func() (rc [24]uint64) {
+	for ir := range rc {
+		rc[ir] = refRoundConstant(ir)
+	}
+	return rc
+}()
 
 // refSHA3 is SHA3-256 on Keccak-p[1600, nr], processing the message bit
 // string byte by byte into the state.
