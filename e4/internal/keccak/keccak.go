@@ -4,15 +4,13 @@
 // Which rounds: FIPS 202 section 3.3 defines Keccak-p[b, nr] as the LAST nr
 // rounds of Keccak-f[b]: round indices 12+2l-nr to 12+2l-1, which for
 // b = 1600 (l = 6) and nr = 10 are rounds 14 to 23, with the standard round
-// constants of those rounds (RC[14] = 0x800000000000008b to RC[23] =
-// 0x8000000080008008). KangarooTwelve and TurboSHAKE reduce Keccak the same
-// way (the last 12 rounds), as does the Too Much Crypto paper's Keccak
-// proposal. With nr = 24 the permutation is Keccak-f[1600] and Sum256 is
-// FIPS 202 SHA3-256.
+// constants of those rounds (RC[14] = 0x8000000000008089 to RC[23] =
+// 0x8000000080008008). KangarooTwelve and TurboSHAKE (RFC 9861) reduce
+// Keccak the same way, to its last 12 rounds. With nr = 24 the permutation
+// is Keccak-f[1600] and Sum256 is FIPS 202 SHA3-256.
 //
-// This package is not constant-time-sensitive: Keccak has no secret-indexed
-// memory access, and every operation here runs in time independent of the
-// data.
+// Keccak has no data-dependent branch or memory access, so this code runs
+// in time independent of its input.
 package keccak
 
 import (
