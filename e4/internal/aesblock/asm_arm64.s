@@ -48,12 +48,14 @@ enc_round:
 	AESMC V0.B16, V0.B16
 
 // MAC1_START absorbs the next message block (at R3, advanced) into V0,
-// which carries chain xor K_last (in KL): one VEOR on the critical path.
+// which carries chain xor K_last (in KL): the block and K_last are folded
+// into the first round key (t = m xor K_last xor rk0, computed off the
+// chain), so the chain's critical path is the AES instructions alone.
 #define MAC1_START(KL) \
 	VLD1.P 16(R3), [V1.B16]; \
 	VEOR   KL.B16, V1.B16, V1.B16; \
-	VEOR   V1.B16, V0.B16, V0.B16; \
-	RMC1(V16); \
+	VEOR   V16.B16, V1.B16, V1.B16; \
+	RMC1(V1); \
 	RMC1(V17); \
 	RMC1(V18); \
 	RMC1(V19); \
@@ -151,14 +153,36 @@ mac_done:
 	AESE K.B16, V6.B16; \
 	AESE K.B16, V7.B16
 
-// LANE(i, S, M) absorbs the next block of lane i (base pointer at
-// 8*i(R3), offset R5) into state S, through M.
+// LANE(i, S, M) loads the next block of lane i (base pointer at 8*i(R3),
+// offset R5) and folds it, K_last (V31) and rk0 into M, the lane's own
+// first round key, as in macAsm.
 #define LANE(i, S, M) \
 	MOVD (8*i)(R3), R6; \
 	ADD  R5, R6, R6; \
 	VLD1 (R6), [M.B16]; \
 	VEOR V31.B16, M.B16, M.B16; \
-	VEOR M.B16, S.B16, S.B16
+	VEOR V16.B16, M.B16, M.B16
+
+// FIRST4 and FIRST8_HI run round 0 with each lane's own key V8..V15.
+#define FIRST4 \
+	AESE  V8.B16, V0.B16; \
+	AESMC V0.B16, V0.B16; \
+	AESE  V9.B16, V1.B16; \
+	AESMC V1.B16, V1.B16; \
+	AESE  V10.B16, V2.B16; \
+	AESMC V2.B16, V2.B16; \
+	AESE  V11.B16, V3.B16; \
+	AESMC V3.B16, V3.B16
+
+#define FIRST8_HI \
+	AESE  V12.B16, V4.B16; \
+	AESMC V4.B16, V4.B16; \
+	AESE  V13.B16, V5.B16; \
+	AESMC V5.B16, V5.B16; \
+	AESE  V14.B16, V6.B16; \
+	AESMC V6.B16, V6.B16; \
+	AESE  V15.B16, V7.B16; \
+	AESMC V7.B16, V7.B16
 
 // SET_KLAST puts rk[nr] in V31.
 #define SET_KLAST \
@@ -195,7 +219,7 @@ m4_block:
 	LANE(1, V1, V9)
 	LANE(2, V2, V10)
 	LANE(3, V3, V11)
-	RMC4(V16)
+	FIRST4
 	RMC4(V17)
 	RMC4(V18)
 	RMC4(V19)
@@ -263,8 +287,8 @@ m8_block:
 	LANE(5, V5, V13)
 	LANE(6, V6, V14)
 	LANE(7, V7, V15)
-	RMC4(V16)
-	RMC8_HI(V16)
+	FIRST4
+	FIRST8_HI
 	RMC4(V17)
 	RMC8_HI(V17)
 	RMC4(V18)
