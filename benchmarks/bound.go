@@ -5,7 +5,7 @@ import "encoding/binary"
 // bound is the true lower bound of any CMAC chain on this machine: AES-256
 // applied n times, each output the next input, in assembly with the round
 // keys in registers where the architecture has AES instructions
-// (bound_amd64.s), so that a block costs exactly the latency of the
+// (bound_amd64.s, bound_arm64.s), so that a block costs exactly the latency of the
 // instructions. It shares no code with the E4 crypto core it bounds: the
 // key expansion below is its own, and TestBoundIsAES256 checks it against
 // crypto/aes.

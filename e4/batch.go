@@ -68,10 +68,15 @@ func (c *Client) openSKBatch(msgs []BatchMessage) {
 	)
 	now := c.now()
 	k := 0
+	var last topicCiphers
 	for i := range msgs {
 		m := &msgs[i]
 		m.Out, m.Err = m.Dst, nil
-		tc := c.lookupTopic(m.Topic)
+		// A run usually holds many messages of one topic: look it up once.
+		if i == 0 || m.Topic != msgs[i-1].Topic {
+			last = c.lookupTopic(m.Topic)
+		}
+		tc := last
 		if tc.current == nil {
 			m.Err = ErrTopicKeyNotFound
 			continue
@@ -91,18 +96,44 @@ func (c *Client) openSKBatch(msgs []BatchMessage) {
 		k++
 	}
 	siv.OpenBatch(items[:k])
-	var noSender ID
+	var opened [batchRun]bool
 	for j := range k {
-		m := &msgs[idx[j]]
-		out, err := items[j].Out, items[j].Err
-		if err != nil {
-			out, err = tcs[j].openPrevious(m.Dst, m.In[:TimestampLen], m.In[TimestampLen:], now)
+		if items[j].Err == nil {
+			opened[j] = true
+			continue
 		}
+		m := &msgs[idx[j]]
+		out, err := tcs[j].openPrevious(m.Dst, m.In[:TimestampLen], m.In[TimestampLen:], now)
 		if err != nil {
 			m.Err = c.messageAuthError(tcs[j].hash, m.In[:TimestampLen], m.In[TimestampLen:])
 			continue
 		}
-		m.Out, m.Err = c.checkReplay(m.Dst, out, &tcs[j].hash, &noSender, m.In[TimestampLen:SKOverhead], ts[j], old[j])
+		items[j].Out, opened[j] = out, true
+	}
+	c.checkReplayRun(msgs, &items, &idx, &tcs, &ts, &old, &opened, k)
+}
+
+// checkReplayRun is checkReplay for the opened messages of a run, in
+// order, under one lock of the replay cache.
+func (c *Client) checkReplayRun(msgs []BatchMessage, items *[batchRun]siv.BatchItem, idx *[batchRun]int,
+	tcs *[batchRun]topicCiphers, ts, old *[batchRun]uint64, opened *[batchRun]bool, k int) {
+	if c.replay != nil {
+		c.replay.mu.Lock()
+		defer c.replay.mu.Unlock()
+	}
+	var noSender ID
+	for j := range k {
+		if !opened[j] {
+			continue
+		}
+		m := &msgs[idx[j]]
+		fp := fingerprint(&tcs[j].hash, &noSender, m.In[TimestampLen:SKOverhead])
+		if c.replay == nil || c.replay.acceptLocked(fp, ts[j], old[j]) {
+			m.Out = items[j].Out
+			continue
+		}
+		clear(items[j].Out[len(m.Dst):])
+		m.Err = ErrReplay
 	}
 }
 

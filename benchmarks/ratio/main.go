@@ -167,7 +167,7 @@ func median(runs []result) result {
 }
 
 func report(w io.Writer, results map[string][]result) {
-	fmt.Fprintf(w, "\n%-20s %12s %8s %8s   %-28s %12s %8s\n", "E4", "ns/op", "B/op", "allocs", "baseline (same run)", "ns/op", "ratio")
+	fmt.Fprintf(w, "\n%-24s %12s %8s %8s   %-28s %12s %8s\n", "E4", "ns/op", "B/op", "allocs", "baseline (same run)", "ns/op", "ratio")
 	for _, c := range comparisons {
 		e, okE := results[c.e4]
 		b, okB := results[c.baseline]
@@ -175,18 +175,18 @@ func report(w io.Writer, results map[string][]result) {
 			continue
 		}
 		me, mb := median(e), median(b)
-		fmt.Fprintf(w, "%-20s %12.1f %8.0f %8.0f   %-28s %12.1f %7.2fx\n",
+		fmt.Fprintf(w, "%-24s %12.1f %8.0f %8.0f   %-28s %12.1f %7.2fx\n",
 			c.e4, me.nsPerOp, me.bytesPerOp, me.allocsPerOp, c.baseline, mb.nsPerOp, me.nsPerOp/mb.nsPerOp)
 	}
 	for _, name := range []string{"SKProtect/64", "SKUnprotect/64", "SKProtect/1024", "SKUnprotect/1024"} {
 		if runs, ok := results[name]; ok {
 			m := median(runs)
-			fmt.Fprintf(w, "%-20s %12.1f %8.0f %8.0f   (absolute)\n", name, m.nsPerOp, m.bytesPerOp, m.allocsPerOp)
+			fmt.Fprintf(w, "%-24s %12.1f %8.0f %8.0f   (absolute)\n", name, m.nsPerOp, m.bytesPerOp, m.allocsPerOp)
 		}
 	}
 	for _, p := range paired {
 		if v, ok := metricOf(p.name, p.metric)(results); ok {
-			fmt.Fprintf(w, "%-26s %7.2f   %s (paired in one loop)\n", p.name, v, p.meaning)
+			fmt.Fprintf(w, "%-24s %12.3f   %s (paired in one loop)\n", p.name, v, p.meaning)
 		}
 	}
 	fmt.Fprintln(w, "\ntargets (amd64 with AES-NI):")
@@ -204,6 +204,6 @@ func report(w io.Writer, results map[string][]result) {
 		if !met {
 			verdict = "MISSED"
 		}
-		fmt.Fprintf(w, "  %-42s %10.2f  (%s %g) %s\n", t.what, v, op, t.limit, verdict)
+		fmt.Fprintf(w, "  %-42s %10.3f  (%s %g) %s\n", t.what, v, op, t.limit, verdict)
 	}
 }

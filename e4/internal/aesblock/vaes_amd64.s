@@ -50,18 +50,25 @@ keys_done:
 	VAESENCLAST K, Z2, Z2; \
 	VAESENCLAST K, Z3, Z3
 
-// GATHER(g, Z) xors the next block of lanes 4g..4g+3 (base pointers in
-// the array at BX, offset SI) into Z.
-#define GATHER(g, Z) \
+// LOAD_LANES(g, T) loads the next block of lanes 4g..4g+3 (base pointers
+// in the array at BX, offset SI) into T.
+#define LOAD_LANES(g, T) \
 	MOVQ         (8*(4*g))(BX), R12; \
 	VMOVDQU      (R12)(SI*1), X10; \
+	VMOVDQU64    Z10, T; \
 	MOVQ         (8*(4*g+1))(BX), R12; \
-	VINSERTI32X4 $1, (R12)(SI*1), Z10, Z10; \
+	VINSERTI32X4 $1, (R12)(SI*1), T, T; \
 	MOVQ         (8*(4*g+2))(BX), R12; \
-	VINSERTI32X4 $2, (R12)(SI*1), Z10, Z10; \
+	VINSERTI32X4 $2, (R12)(SI*1), T, T; \
 	MOVQ         (8*(4*g+3))(BX), R12; \
-	VINSERTI32X4 $3, (R12)(SI*1), Z10, Z10; \
-	VPXORQ       Z10, Z, Z
+	VINSERTI32X4 $3, (R12)(SI*1), T, T
+
+// LAST_FOLD(g, Z, T) is the last round of group g with each lane's next
+// message block folded into its key (Z31 = rk[nr] xor rk0), as in macAsm.
+#define LAST_FOLD(g, Z, T) \
+	LOAD_LANES(g, T); \
+	VPXORQ      Z31, T, T; \
+	VAESENCLAST T, Z, Z
 
 // FOLD_LAST sets Z31 = rk[nr] xor rk0.
 #define FOLD_LAST \
@@ -69,6 +76,46 @@ keys_done:
 	SHLQ            $4, DX; \
 	VBROADCASTI32X4 (AX)(DX*1), Z31; \
 	VPXORQ          Z16, Z31, Z31
+
+// MIDDLE_ROUNDS2 and MIDDLE_ROUNDS4 run rounds 1..nr-1 (nr in CX) on two
+// or four groups; they use the labels given, which must be unique.
+#define MIDDLE_ROUNDS2(done) \
+	ROUND2(Z17); \
+	ROUND2(Z18); \
+	ROUND2(Z19); \
+	ROUND2(Z20); \
+	ROUND2(Z21); \
+	ROUND2(Z22); \
+	ROUND2(Z23); \
+	ROUND2(Z24); \
+	ROUND2(Z25); \
+	CMPQ CX, $12; \
+	JB   done; \
+	ROUND2(Z26); \
+	ROUND2(Z27); \
+	JE   done; \
+	ROUND2(Z28); \
+	ROUND2(Z29); \
+done:
+
+#define MIDDLE_ROUNDS4(done) \
+	ROUND4(Z17); \
+	ROUND4(Z18); \
+	ROUND4(Z19); \
+	ROUND4(Z20); \
+	ROUND4(Z21); \
+	ROUND4(Z22); \
+	ROUND4(Z23); \
+	ROUND4(Z24); \
+	ROUND4(Z25); \
+	CMPQ CX, $12; \
+	JB   done; \
+	ROUND4(Z26); \
+	ROUND4(Z27); \
+	JE   done; \
+	ROUND4(Z28); \
+	ROUND4(Z29); \
+done:
 
 // func mac8VAES(nr int, xk *byte, x *[8][16]byte, p *[8]*byte, n int)
 TEXT ·mac8VAES(SB), NOSPLIT, $0-40
@@ -84,32 +131,25 @@ TEXT ·mac8VAES(SB), NOSPLIT, $0-40
 	VMOVDQU64 64(DI), Z1
 	VPXORQ    Z16, Z0, Z0
 	VPXORQ    Z16, Z1, Z1
+	LOAD_LANES(0, Z12)
+	LOAD_LANES(1, Z13)
+	VPXORQ    Z12, Z0, Z0
+	VPXORQ    Z13, Z1, Z1
+	ADDQ      $16, SI
+	DECQ      R13
+	JZ        m8_last
 
 m8_block:
-	GATHER(0, Z0)
-	GATHER(1, Z1)
-	ROUND2(Z17)
-	ROUND2(Z18)
-	ROUND2(Z19)
-	ROUND2(Z20)
-	ROUND2(Z21)
-	ROUND2(Z22)
-	ROUND2(Z23)
-	ROUND2(Z24)
-	ROUND2(Z25)
-	CMPQ CX, $12
-	JB   m8_last
-	ROUND2(Z26)
-	ROUND2(Z27)
-	JE   m8_last
-	ROUND2(Z28)
-	ROUND2(Z29)
-
-m8_last:
-	LAST2(Z31)
+	MIDDLE_ROUNDS2(m8_mid)
+	LAST_FOLD(0, Z0, Z12)
+	LAST_FOLD(1, Z1, Z13)
 	ADDQ $16, SI
 	DECQ R13
 	JNZ  m8_block
+
+m8_last:
+	MIDDLE_ROUNDS2(m8_lmid)
+	LAST2(Z31)
 	VPXORQ    Z16, Z0, Z0
 	VPXORQ    Z16, Z1, Z1
 	VMOVDQU64 Z0, 0(DI)
@@ -135,34 +175,31 @@ TEXT ·mac16VAES(SB), NOSPLIT, $0-40
 	VPXORQ    Z16, Z1, Z1
 	VPXORQ    Z16, Z2, Z2
 	VPXORQ    Z16, Z3, Z3
+	LOAD_LANES(0, Z12)
+	LOAD_LANES(1, Z13)
+	LOAD_LANES(2, Z14)
+	LOAD_LANES(3, Z15)
+	VPXORQ    Z12, Z0, Z0
+	VPXORQ    Z13, Z1, Z1
+	VPXORQ    Z14, Z2, Z2
+	VPXORQ    Z15, Z3, Z3
+	ADDQ      $16, SI
+	DECQ      R13
+	JZ        m16_last
 
 m16_block:
-	GATHER(0, Z0)
-	GATHER(1, Z1)
-	GATHER(2, Z2)
-	GATHER(3, Z3)
-	ROUND4(Z17)
-	ROUND4(Z18)
-	ROUND4(Z19)
-	ROUND4(Z20)
-	ROUND4(Z21)
-	ROUND4(Z22)
-	ROUND4(Z23)
-	ROUND4(Z24)
-	ROUND4(Z25)
-	CMPQ CX, $12
-	JB   m16_last
-	ROUND4(Z26)
-	ROUND4(Z27)
-	JE   m16_last
-	ROUND4(Z28)
-	ROUND4(Z29)
-
-m16_last:
-	LAST4(Z31)
+	MIDDLE_ROUNDS4(m16_mid)
+	LAST_FOLD(0, Z0, Z12)
+	LAST_FOLD(1, Z1, Z13)
+	LAST_FOLD(2, Z2, Z14)
+	LAST_FOLD(3, Z3, Z15)
 	ADDQ $16, SI
 	DECQ R13
 	JNZ  m16_block
+
+m16_last:
+	MIDDLE_ROUNDS4(m16_lmid)
+	LAST4(Z31)
 	VPXORQ    Z16, Z0, Z0
 	VPXORQ    Z16, Z1, Z1
 	VPXORQ    Z16, Z2, Z2

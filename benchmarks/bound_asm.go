@@ -1,4 +1,4 @@
-//go:build amd64
+//go:build amd64 || arm64
 
 package benchmarks
 
@@ -10,7 +10,7 @@ import (
 
 // boundIsAssembly says whether the bound runs the AES instructions
 // directly; without them it is crypto/aes's Encrypt in a loop.
-var boundIsAssembly = cpu.X86.HasAES
+var boundIsAssembly = cpu.X86.HasAES || cpu.ARM64.HasAES
 
 func newBound(key []byte) *bound {
 	b := &bound{xk: expandAES256(key)}
