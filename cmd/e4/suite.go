@@ -50,9 +50,6 @@ func explainSuite(err error, s *e4.Suite, open func(*e4.Suite) ([]byte, error)) 
 				e4.ErrAuthentication, e4.ErrSuiteMismatch, other, s, other)
 		}
 	}
-	if s == e4.V1 {
-		return fmt.Errorf("%w (suite %s)", err, s)
-	}
 	return err
 }
 
