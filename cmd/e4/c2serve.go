@@ -431,6 +431,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	log.Info("C2 database open", "mode", mode.String(), "suite", svc.Suite().Name())
 	if created, err := api.BootstrapToken(ctx, st, cfg.BootstrapTokenFile); err != nil {
 		return err
 	} else if created {

@@ -146,6 +146,9 @@ func TestFastC2AndClients(t *testing.T) {
 	}
 
 	s.stop()
+	if !strings.Contains(s.output.String(), `"msg":"C2 database open","mode":"sk","suite":"fast"`) {
+		t.Errorf("C2's log does not say it runs suite fast:\n%s", s.output)
+	}
 	again := exec.Command(e4Binary, "c2", "serve", "--config", filepath.Join(s.dir, "c2.yaml"), "--transport", "none")
 	again.Env = cleanEnv()
 	out, err := again.CombinedOutput()
