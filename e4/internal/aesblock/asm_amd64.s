@@ -427,6 +427,39 @@ ctr_round8:
 	JAE  ctr_loop8
 
 ctr_tail:
+	// Four blocks side by side when at least four remain (a 64-byte
+	// message is exactly four), then one at a time.
+	CMPQ BX, $4
+	JB   ctr_tail1
+	CTR_BLOCK(X0)
+	CTR_BLOCK(X1)
+	CTR_BLOCK(X2)
+	CTR_BLOCK(X3)
+	MOVQ $16, DX
+
+ctr_round4:
+	MOVOU  (AX)(DX*1), X8
+	AESENC X8, X0
+	AESENC X8, X1
+	AESENC X8, X2
+	AESENC X8, X3
+	ADDQ   $16, DX
+	CMPQ   DX, CX
+	JB     ctr_round4
+	MOVOU      (AX)(DX*1), X8
+	AESENCLAST X8, X0
+	AESENCLAST X8, X1
+	AESENCLAST X8, X2
+	AESENCLAST X8, X3
+	CTR_OUT(0, X0)
+	CTR_OUT(16, X1)
+	CTR_OUT(32, X2)
+	CTR_OUT(48, X3)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $4, BX
+
+ctr_tail1:
 	TESTQ BX, BX
 	JZ    ctr_done
 
