@@ -33,10 +33,6 @@ var comparisons = []struct{ e4, baseline string }{
 	{"PKUnprotect/64", "BaselineEd25519Verify/64"},
 	{"PKUnprotect/1024", "BaselineEd25519Verify/1024"},
 	{"PKUnprotect/16384", "BaselineEd25519Verify/16384"},
-	{"FastSKProtect/64", "SKProtect/64"},
-	{"FastSKProtect/1024", "SKProtect/1024"},
-	{"FastSKUnprotect/64", "SKUnprotect/64"},
-	{"FastSKUnprotect/1024", "SKUnprotect/1024"},
 }
 
 // paired are benchmarks that alternate two operations in one loop and
@@ -45,6 +41,10 @@ var comparisons = []struct{ e4, baseline string }{
 var paired = []struct{ name, metric, meaning string }{
 	{"CMACVsBound16K", "cmac/bound", "CMAC 16 KiB / assembly AES-256 chain of 1024 blocks"},
 	{"UnprotectBatchVsSingle1K", "speedup", "SK unprotect 1 KiB: one-at-a-time time / batch time"},
+	// The fast-mode figures come from the paired benchmark only: the
+	// FastSK* benchmarks run minutes after SKProtect/SKUnprotect, and on a
+	// shared machine that gap moved their ratio by more than the 1.3x it
+	// is meant to show.
 	{"FastVsDefault/Protect/64", "speedup", "SK protect 64 B: default suite / fast suite"},
 	{"FastVsDefault/Protect/1024", "speedup", "SK protect 1 KiB: default suite / fast suite"},
 	{"FastVsDefault/Unprotect/64", "speedup", "SK unprotect 64 B: default suite / fast suite"},
