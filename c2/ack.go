@@ -26,6 +26,7 @@ const maxAwaitedPerClient = 16
 // restart an acknowledgement that matches nothing is counted and ignored,
 // and the repair sends what is still missing.
 type awaiting struct {
+	suite    *e4.Suite // the deployment's, which devices acknowledge under
 	mu       sync.Mutex
 	byClient map[e4.ID][]awaitedCommand
 	total    int
@@ -62,7 +63,9 @@ func newAwaited(c store.Command, cmd []byte, k sendKey, protected []byte, now ti
 	return a
 }
 
-func newAwaiting() *awaiting { return &awaiting{byClient: make(map[e4.ID][]awaitedCommand)} }
+func newAwaiting(suite *e4.Suite) *awaiting {
+	return &awaiting{suite: suite, byClient: make(map[e4.ID][]awaitedCommand)}
+}
 
 // add records a command just sent, forgetting the oldest beyond
 // maxAwaitedPerClient.
@@ -90,7 +93,7 @@ func (a *awaiting) match(client e4.ID, ack []byte, cfg *e4.Config) (awaitedComma
 	list := a.byClient[client]
 	for i := len(list) - 1; i >= 0; i-- {
 		c := list[i]
-		digest, status, err := e4.OpenAck(ack, c.key, cfg)
+		digest, status, err := a.suite.OpenAck(ack, c.key, cfg)
 		if err != nil || digest != c.digest {
 			continue
 		}

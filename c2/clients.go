@@ -45,7 +45,7 @@ func clientInfo(c store.Client) ClientInfo {
 
 // resolveID returns the id of a new client and checks its name and id:
 // the all-zero id is reserved (it starts the first page of a list).
-func resolveID(n NewClient) (e4.ID, error) {
+func (s *Service) resolveID(n NewClient) (e4.ID, error) {
 	if n.ID != nil && *n.ID == (e4.ID{}) {
 		return e4.ID{}, fmt.Errorf("%w: the all-zero client id is reserved", ErrInvalidArgument)
 	}
@@ -53,7 +53,7 @@ func resolveID(n NewClient) (e4.ID, error) {
 		if err := checkName("client", n.Name); err != nil {
 			return e4.ID{}, err
 		}
-		id := e4.IDFromName(n.Name)
+		id := s.Suite().IDFromName(n.Name)
 		if n.ID != nil && *n.ID != id {
 			return e4.ID{}, fmt.Errorf("%w: id %s is not the id of name %q (%s)", ErrInvalidArgument, n.ID, n.Name, id)
 		}
@@ -67,7 +67,7 @@ func resolveID(n NewClient) (e4.ID, error) {
 
 // buildClient turns a request into a store row, sealing its key.
 func (s *Service) buildClient(n NewClient) (store.Client, []byte, error) {
-	id, err := resolveID(n)
+	id, err := s.resolveID(n)
 	if err != nil {
 		return store.Client{}, nil, err
 	}

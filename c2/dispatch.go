@@ -212,7 +212,7 @@ type DispatchStats struct {
 func newDispatcher(s *Service, cfg DispatchConfig) *Dispatcher {
 	cfg = cfg.withDefaults()
 	return &Dispatcher{
-		s: s, cfg: cfg, wake: make(chan struct{}, 1), acks: newAwaiting(),
+		s: s, cfg: cfg, wake: make(chan struct{}, 1), acks: newAwaiting(s.Suite()),
 		catchUp: newCatchUp(cfg.CatchUp), watch: newTopicWatch(), stalled: make(map[e4.ID]bool),
 		listening: make(chan struct{}),
 	}
@@ -385,7 +385,7 @@ func (d *Dispatcher) send(ctx context.Context, c store.Command, ts int64, change
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.PublishTimeout)
 	defer cancel()
 	for _, k := range change.keysFor(cmd, stored, d.s.now()) {
-		protected, err := e4.ProtectCommand(cmd, k.key, time.Unix(ts, 0))
+		protected, err := d.s.Suite().ProtectCommand(cmd, k.key, time.Unix(ts, 0))
 		if err != nil {
 			return outcome{cmd: c, err: err, permanent: true}
 		}

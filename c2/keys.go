@@ -61,7 +61,7 @@ func (s *Service) commandKey(c store.Client) ([]byte, error) {
 	if key, ok := s.cmd.get(c.ID, pair.public, c.PublicKey); ok {
 		return key, nil
 	}
-	key, err := e4.C2CommandKey(pair.private, c.PublicKey)
+	key, err := s.Suite().C2CommandKey(pair.private, c.PublicKey)
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func (s *Service) setTopicKeyCommand(t store.Topic) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e4.CmdSetTopicKey(key, t.Name)
+	return s.Suite().CmdSetTopicKey(key, t.Name)
 }
 
 // AddMembers adds many clients to a topic in one transaction; it fails
@@ -123,7 +123,7 @@ func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) erro
 		if err := s.leaveGroup(tx, ev, c, topic); err != nil {
 			return err
 		}
-		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemoveTopic(topic), target: topic}); err != nil {
+		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: s.Suite().CmdRemoveTopic(topic), target: topic}); err != nil {
 			return err
 		}
 		ev.add(EventMemberRemoved, &c.ID, topic, "")

@@ -20,13 +20,13 @@ func (s *Service) ProtectMessage(ctx context.Context, topic string, payload []by
 		return nil, err
 	}
 	if s.cfg.Mode == e4.SymKey {
-		return e4.ProtectSymKey(nil, payload, key, s.now())
+		return s.Suite().ProtectSymKey(nil, payload, key, s.now())
 	}
 	pair, err := s.c2Keys()
 	if err != nil {
 		return nil, err
 	}
-	return e4.ProtectPubKey(nil, payload, key, pair.signerID, pair.signer, s.now())
+	return s.Suite().ProtectPubKey(nil, payload, key, pair.signerID, pair.signer, s.now())
 }
 
 // UnprotectMessage checks and decrypts a message seen on topic under the
@@ -40,13 +40,13 @@ func (s *Service) UnprotectMessage(ctx context.Context, topic string, protected 
 	}
 	cfg := &e4.Config{Now: s.now}
 	if s.cfg.Mode == e4.SymKey {
-		return e4.UnprotectSymKey(nil, protected, key, cfg)
+		return s.Suite().UnprotectSymKey(nil, protected, key, cfg)
 	}
 	signers, err := s.signerOf(ctx, protected)
 	if err != nil {
 		return nil, err
 	}
-	return e4.UnprotectPubKey(nil, protected, key, signers, cfg)
+	return s.Suite().UnprotectPubKey(nil, protected, key, signers, cfg)
 }
 
 // signerOf returns the public key of the sender named in a PK message.

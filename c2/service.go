@@ -21,6 +21,11 @@ type Config struct {
 	// Mode is the deployment's crypto mode; it is recorded in the database
 	// on first start and a later start with another mode is refused.
 	Mode e4.Mode
+	// Suite is the deployment's suite of primitives (e4.Suite; nil means
+	// e4.V1). Like Mode it is recorded in the database on first start, a
+	// later start with another suite is refused, and every device must run
+	// the same one: nothing in a message says which suite protected it.
+	Suite *e4.Suite
 	// Store is the database.
 	Store store.Store
 	// Keyring seals and opens the keys kept in Store.
@@ -62,6 +67,7 @@ type Config struct {
 // Setting names kept in the store.
 const (
 	settingMode      = "mode"
+	settingSuite     = "suite"
 	settingSealCheck = "seal-check"
 	settingC2Key     = "c2-key"    // sealed X25519 private key (PK mode)
 	settingC2Signer  = "c2-signer" // sealed Ed25519 seed (PK mode)
@@ -122,6 +128,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		if err := checkNoRekey(tx); err != nil {
 			return err
 		}
+		if err := s.checkSuite(tx); err != nil {
+			return err
+		}
 		if err := s.checkMode(tx); err != nil {
 			return err
 		}
@@ -147,6 +156,42 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 
 // Mode returns the deployment's crypto mode.
 func (s *Service) Mode() e4.Mode { return s.cfg.Mode }
+
+// Suite returns the deployment's suite (e4.V1 unless Config.Suite says
+// otherwise); never nil.
+func (s *Service) Suite() *e4.Suite {
+	if s.cfg.Suite == nil {
+		return e4.V1
+	}
+	return s.cfg.Suite
+}
+
+// checkSuite records the suite in a new database and refuses a start with
+// another suite than the recorded one. It runs before checkMode, so a
+// database with a mode and no suite was created before suites existed,
+// and so ran V1.
+func (s *Service) checkSuite(tx store.Tx) error {
+	want := s.Suite().Name()
+	got, err := tx.GetSetting(settingSuite)
+	if errors.Is(err, store.ErrNotFound) {
+		got = []byte(want)
+		if _, modeErr := tx.GetSetting(settingMode); modeErr == nil {
+			got = []byte(e4.V1.Name())
+		} else if !errors.Is(modeErr, store.ErrNotFound) {
+			return modeErr
+		}
+		if err := tx.PutSetting(settingSuite, got); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if string(got) != want {
+		return fmt.Errorf("%w: the database was created with suite %q, not %q; C2 and every device must run the same suite",
+			ErrInvalidArgument, got, want)
+	}
+	return nil
+}
 
 // Run runs the outbox dispatcher until ctx ends; it returns nil after a
 // clean stop. Without a transport it only waits for ctx.
@@ -220,7 +265,7 @@ func (s *Service) loadOrCreateC2Keys(tx store.Tx) error {
 	} else if err != nil {
 		return err
 	}
-	pair, err := newC2KeyPair(private, seed)
+	pair, err := s.newC2KeyPair(private, seed)
 	if err != nil {
 		return err
 	}
@@ -228,7 +273,7 @@ func (s *Service) loadOrCreateC2Keys(tx store.Tx) error {
 	return nil
 }
 
-func newC2KeyPair(private, seed []byte) (*c2KeyPair, error) {
+func (s *Service) newC2KeyPair(private, seed []byte) (*c2KeyPair, error) {
 	if len(seed) != ed25519.SeedSize {
 		return nil, fmt.Errorf("c2: stored signing key has %d bytes", len(seed))
 	}
@@ -240,7 +285,7 @@ func newC2KeyPair(private, seed []byte) (*c2KeyPair, error) {
 		private:  private,
 		public:   public,
 		signer:   ed25519.NewKeyFromSeed(seed),
-		signerID: e4.IDFromName(C2SignerName),
+		signerID: s.Suite().IDFromName(C2SignerName),
 	}, nil
 }
 

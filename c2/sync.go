@@ -267,7 +267,7 @@ func (s *Service) openSync(ctx context.Context, id e4.ID, msg []byte) (*e4.SyncR
 	}
 	cfg := &e4.Config{Now: s.now}
 	for _, k := range keys {
-		if report, err := e4.OpenSyncRequest(msg, k.key, cfg); err == nil {
+		if report, err := s.Suite().OpenSyncRequest(msg, k.key, cfg); err == nil {
 			return report, k.prev, nil
 		}
 	}
@@ -370,7 +370,7 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 	if err != nil || pending {
 		return nil, err
 	}
-	cmd, err := e4.CmdSetTopicKey(key, t.Name)
+	cmd, err := s.Suite().CmdSetTopicKey(key, t.Name)
 	if err != nil {
 		return nil, err
 	}

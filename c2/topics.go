@@ -36,7 +36,7 @@ func (s *Service) AddTopic(ctx context.Context, name string) (TopicInfo, error) 
 		return TopicInfo{}, err
 	}
 	now := s.now().UTC()
-	t := store.Topic{Name: name, Hash: e4.HashTopic(name), KeyVersion: 1, CreatedAt: now, RotatedAt: now}
+	t := store.Topic{Name: name, Hash: s.Suite().HashTopic(name), KeyVersion: 1, CreatedAt: now, RotatedAt: now}
 	if t.SealedKey, err = s.keys.Seal(key, topicKeyBinding(name, 1)); err != nil {
 		return TopicInfo{}, err
 	}
@@ -62,7 +62,7 @@ func (s *Service) GetTopic(ctx context.Context, name string) (TopicInfo, error) 
 
 // RemoveTopic deletes a topic and sends RemoveTopic to its members.
 func (s *Service) RemoveTopic(ctx context.Context, name string) error {
-	cmd := e4.CmdRemoveTopic(name)
+	cmd := s.Suite().CmdRemoveTopic(name)
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
 		if _, err := getTopic(tx, name); err != nil {
 			return err
@@ -146,14 +146,14 @@ func (s *Service) rotateTopic(tx store.Tx, ev *events, name string, afterRemoval
 	if err := tx.UpdateTopicKey(name, sealed, version, s.now().UTC()); err != nil {
 		return 0, err
 	}
-	cmd, err := e4.CmdSetTopicKey(key, name)
+	cmd, err := s.Suite().CmdSetTopicKey(key, name)
 	if err != nil {
 		return 0, err
 	}
 	if err := s.supersede(tx, nil, name, e4.SetTopicKey); err != nil {
 		return 0, err
 	}
-	remove := e4.CmdRemoveTopic(name)
+	remove := s.Suite().CmdRemoveTopic(name)
 	var n int
 	err = s.forEachMemberPage(tx, name, func(page []store.Client) error {
 		out := make([]outgoing, 0, 2*len(page))

@@ -83,10 +83,11 @@ func (c *Client) HandleCommandAck(protected []byte) (cmd Command, ack []byte, er
 // command and returns the command digest and status. cfg (nil for the
 // defaults) sets the time checks.
 func OpenAck(ack, commandKey []byte, cfg *Config) (digest [AckDigestLen]byte, status AckStatus, err error) {
-	plain, err := UnprotectSymKey(nil, ack, commandKey, cfg)
-	if err != nil {
-		return digest, 0, err
-	}
+	return V1.OpenAck(ack, commandKey, cfg)
+}
+
+// decodeAck checks and reads an opened acknowledgement.
+func decodeAck(plain []byte) (digest [AckDigestLen]byte, status AckStatus, err error) {
 	if len(plain) != ackLen || plain[0] != AckVersion {
 		return digest, 0, fmt.Errorf("%w: not a version %d acknowledgement", ErrInvalidCommand, AckVersion)
 	}

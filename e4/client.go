@@ -50,6 +50,7 @@ type Client struct {
 	cfg          Config
 	id           ID
 	mode         Mode
+	suite        *Suite // never nil
 	controlTopic string
 	replay       *replayCache // nil when replay protection is off
 	clock        wallClock    // used when cfg.Now is nil
@@ -152,6 +153,9 @@ func (c *Client) loadOrSave() (*Client, error) {
 			return nil, fmt.Errorf("%w: the store holds client %v in %v mode, not client %v in %v mode; it was left as it is",
 				ErrStore, saved.id, saved.mode, c.id, c.mode)
 		}
+		if saved.suite != c.suite {
+			return nil, suiteMismatchInStore(saved.suite, c.suite)
+		}
 		return saved, nil
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
@@ -165,6 +169,7 @@ func newClient(id ID, mode Mode, cfg *Config) *Client {
 	if cfg != nil {
 		c.cfg = *cfg
 	}
+	c.suite = c.cfg.Suite.orV1()
 	c.topics = make(map[TopicHash]*topicKeys)
 	c.signers = make(map[ID]*verifier)
 	c.signerOrder = make(map[ID]mark)
@@ -183,6 +188,9 @@ func (c *Client) ID() ID { return c.id }
 
 // Mode returns SymKey or PubKey.
 func (c *Client) Mode() Mode { return c.mode }
+
+// Suite returns the client's suite (V1 unless Config.Suite says otherwise).
+func (c *Client) Suite() *Suite { return c.suite }
 
 // ControlTopic returns the topic on which the client receives commands.
 func (c *Client) ControlTopic() string { return c.controlTopic }
@@ -207,7 +215,7 @@ func (c *Client) setSymKey(key []byte) error {
 	if err := checkSymKey(key); err != nil {
 		return err
 	}
-	cipher, err := newTopicCipher(key)
+	cipher, err := c.suite.newTopicCipher(key)
 	if err != nil {
 		return err
 	}
@@ -246,11 +254,11 @@ func (c *Client) refreshPKCommandKey() error {
 	if c.signKey == nil || c.c2Public == nil {
 		return nil
 	}
-	key, err := ClientCommandKey(c.signKey, c.c2Public)
+	key, err := c.suite.ClientCommandKey(c.signKey, c.c2Public)
 	if err != nil {
 		return err
 	}
-	cipher, err := newTopicCipher(key)
+	cipher, err := c.suite.newTopicCipher(key)
 	if err != nil {
 		return err
 	}
@@ -267,16 +275,6 @@ func checkSymKey(key []byte) error {
 		return fmt.Errorf("%w: symmetric key is all zeros", ErrInvalidKey)
 	}
 	return nil
-}
-
-// newTopicCipher builds the AES-SIV instance E4 uses for a 32-byte key:
-// AES-256 for both S2V and CTR (the key written twice).
-func newTopicCipher(key []byte) (*siv.Cipher, error) {
-	var double [2 * KeyLen]byte
-	copy(double[:], key)
-	copy(double[KeyLen:], key)
-	defer clear(double[:])
-	return siv.New(double[:])
 }
 
 // topicCiphers is a consistent copy of a topic's ciphers, taken under the
@@ -305,7 +303,7 @@ func (c *Client) lookupTopic(topic string) topicCiphers {
 
 // lookupTopicSlow hashes the name and, if the topic has an entry, caches it.
 func (c *Client) lookupTopicSlow(topic string) topicCiphers {
-	h := HashTopic(topic)
+	h := c.suite.HashTopic(topic)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := c.topics[h]

@@ -49,8 +49,7 @@ var commandLen = [...]int{
 
 // CmdRemoveTopic builds the command that makes a client forget a topic key.
 func CmdRemoveTopic(topic string) []byte {
-	h := HashTopic(topic)
-	return append([]byte{byte(RemoveTopic)}, h[:]...)
+	return V1.CmdRemoveTopic(topic)
 }
 
 // CmdResetTopics builds the command that makes a client forget all topic keys.
@@ -73,12 +72,7 @@ func CmdSetIDKey(key []byte) ([]byte, error) {
 
 // CmdSetTopicKey builds the command that gives a client the key of a topic.
 func CmdSetTopicKey(key []byte, topic string) ([]byte, error) {
-	if err := checkSymKey(key); err != nil {
-		return nil, err
-	}
-	h := HashTopic(topic)
-	cmd := append([]byte{byte(SetTopicKey)}, key...)
-	return append(cmd, h[:]...), nil
+	return V1.CmdSetTopicKey(key, topic)
 }
 
 // CmdRemovePubKey builds the command that makes a PK client forget a sender.
@@ -110,10 +104,7 @@ func CmdSetC2Key(c2Public []byte) ([]byte, error) {
 // (the client key in SK mode, see C2CommandKey in PK mode), at time now, for
 // publication on the client's control topic.
 func ProtectCommand(cmd, commandKey []byte, now time.Time) ([]byte, error) {
-	if len(cmd) == 0 {
-		return nil, fmt.Errorf("%w: empty command", ErrInvalidCommand)
-	}
-	return ProtectSymKey(nil, cmd, commandKey, now)
+	return V1.ProtectCommand(cmd, commandKey, now)
 }
 
 // HandleCommand authenticates a protected command from C2 and applies it. It
@@ -135,7 +126,7 @@ func (c *Client) HandleCommand(protected []byte) (Command, error) {
 	c.mu.RUnlock()
 	cmd, err := cipher.Open(buf[:0], protected[TimestampLen:], protected[:TimestampLen])
 	if err != nil {
-		return 0, ErrAuthentication
+		return 0, c.commandAuthError(protected)
 	}
 	defer clear(cmd)
 	if len(cmd) == 0 {
@@ -245,7 +236,7 @@ func (c *Client) setTopicKey(key []byte, h TopicHash, order mark, now time.Time)
 	if t.current != nil && [KeyLen]byte(key) == t.key {
 		return nil
 	}
-	cipher, err := newTopicCipher(key)
+	cipher, err := c.suite.newTopicCipher(key)
 	if err != nil {
 		return err
 	}
@@ -358,7 +349,7 @@ func (c *Client) SetTopicKey(key []byte, topic string) error {
 	now := c.now()
 	c.mu.Lock()
 	c.changed()
-	err := c.setTopicKey(key, HashTopic(topic), localOrder(now), now)
+	err := c.setTopicKey(key, c.suite.HashTopic(topic), localOrder(now), now)
 	c.mu.Unlock()
 	if err != nil {
 		return err

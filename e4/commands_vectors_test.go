@@ -40,7 +40,9 @@ func buildCommand(t *testing.T, v vec) []byte {
 	return cmd
 }
 
-func TestVectorSKCommands(t *testing.T) {
+func TestVectorSKCommands(t *testing.T) { forEachAES(t, testVectorSKCommands) }
+
+func testVectorSKCommands(t *testing.T) {
 	f := loadVectors(t)
 	for _, v := range f.SKCommands {
 		if cmd := buildCommand(t, v); !bytes.Equal(cmd, v.Command) {
@@ -61,7 +63,9 @@ func TestVectorSKCommands(t *testing.T) {
 	}
 }
 
-func TestVectorPKCommands(t *testing.T) {
+func TestVectorPKCommands(t *testing.T) { forEachAES(t, testVectorPKCommands) }
+
+func testVectorPKCommands(t *testing.T) {
 	f := loadVectors(t)
 	for _, v := range f.PKCommands {
 		if cmd := buildCommand(t, v); !bytes.Equal(cmd, v.Command) {
@@ -193,7 +197,9 @@ func mustKeyPair(t *testing.T) (ed25519.PrivateKey, ed25519.PublicKey) {
 	return priv, pub
 }
 
-func TestVectorNegativeCommands(t *testing.T) {
+func TestVectorNegativeCommands(t *testing.T) { forEachAES(t, testVectorNegativeCommands) }
+
+func testVectorNegativeCommands(t *testing.T) {
 	f := loadVectors(t)
 	for _, v := range f.NegativeCommands {
 		var c *Client

@@ -42,4 +42,9 @@
 // [OpenAck]) and sync requests, which tell C2 which keys a device holds
 // ([Client.SyncRequest], [OpenSyncRequest]). PROTOCOL-EXTENSIONS.md at the
 // repository root gives their formats.
+//
+// The primitives are those of a [Suite]: [V1] by default, or [Fast] (AES-256
+// and SHA3-256 with 10 rounds, same layouts) set deployment-wide in
+// [Config.Suite] and in C2. The package-level functions run V1; a Suite has
+// the same methods for its own primitives.
 package e4

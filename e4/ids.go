@@ -1,7 +1,6 @@
 package e4
 
 import (
-	"crypto/sha3"
 	"encoding/hex"
 	"fmt"
 	"time"
@@ -56,23 +55,17 @@ type TopicHash [TopicHashLen]byte
 func (h TopicHash) String() string { return hex.EncodeToString(h[:]) }
 
 // HashTopic returns the first 16 bytes of SHA3-256(topic).
+// It is V1.HashTopic; see Suite for the others.
 func HashTopic(topic string) TopicHash {
-	return TopicHash(truncatedSHA3(topic))
+	return V1.HashTopic(topic)
 }
 
 // IDFromName derives a client id from a human-readable name ("alias"): the
 // first 16 bytes of SHA3-256(name). E4 v1 uses the same function as for
 // topics, with no domain separation; that is kept for compatibility.
+// It is V1.IDFromName; see Suite for the others.
 func IDFromName(name string) ID {
-	return ID(truncatedSHA3(name))
-}
-
-func truncatedSHA3(s string) [16]byte {
-	// sha3.Sum256 takes []byte; the conversion does not escape, so names of
-	// up to 32 bytes are copied on the stack and longer ones cost one
-	// allocation. Clients cache the hash of each topic name they use.
-	sum := sha3.Sum256([]byte(s))
-	return [16]byte(sum[:16])
+	return V1.IDFromName(name)
 }
 
 // ControlTopic returns the topic on which C2 sends commands to the client

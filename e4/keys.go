@@ -3,7 +3,6 @@ package e4
 import (
 	"crypto/ecdh"
 	"crypto/ed25519"
-	"crypto/sha3"
 	"crypto/sha512"
 	"crypto/subtle"
 	"fmt"
@@ -50,8 +49,8 @@ func X25519PublicFromEd25519(pub []byte) ([]byte, error) {
 }
 
 // commandKeyPK computes the PK-mode command key on either side:
-// SHA3-256(X25519(priv, pub)).
-func commandKeyPK(x25519Priv, x25519Pub []byte) ([]byte, error) {
+// SHA3-256(X25519(priv, pub)), with the suite's SHA3-256.
+func (s *Suite) commandKeyPK(x25519Priv, x25519Pub []byte) ([]byte, error) {
 	priv, err := ecdh.X25519().NewPrivateKey(x25519Priv)
 	if err != nil {
 		return nil, fmt.Errorf("%w: X25519 private key: %v", ErrInvalidKey, err)
@@ -65,28 +64,20 @@ func commandKeyPK(x25519Priv, x25519Pub []byte) ([]byte, error) {
 		// crypto/ecdh refuses low-order points (all-zero shared secret).
 		return nil, fmt.Errorf("%w: X25519 public key has low order", ErrInvalidKey)
 	}
-	sum := sha3.Sum256(shared)
+	sum := s.orV1().sum256(shared)
 	return sum[:], nil
 }
 
 // ClientCommandKey returns the PK-mode command key as the client computes
 // it, from its Ed25519 private key and C2's X25519 public key.
 func ClientCommandKey(clientPriv ed25519.PrivateKey, c2Public []byte) ([]byte, error) {
-	xPriv, err := X25519PrivateFromEd25519(clientPriv)
-	if err != nil {
-		return nil, err
-	}
-	return commandKeyPK(xPriv, c2Public)
+	return V1.ClientCommandKey(clientPriv, c2Public)
 }
 
 // C2CommandKey returns the PK-mode command key as C2 computes it, from its
 // X25519 private key and the client's Ed25519 public key.
 func C2CommandKey(c2Private, clientPublic []byte) ([]byte, error) {
-	xPub, err := X25519PublicFromEd25519(clientPublic)
-	if err != nil {
-		return nil, err
-	}
-	return commandKeyPK(c2Private, xPub)
+	return V1.C2CommandKey(c2Private, clientPublic)
 }
 
 // verifier checks Ed25519 signatures of one known signer. It keeps the

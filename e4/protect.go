@@ -88,7 +88,7 @@ func (c *Client) openSK(dst, protected []byte, topic string) ([]byte, error) {
 	}
 	out, err := tc.open(dst, protected[:TimestampLen], protected[TimestampLen:], now)
 	if err != nil {
-		return dst, err
+		return dst, c.messageAuthError(tc.hash, protected[:TimestampLen], protected[TimestampLen:])
 	}
 	var noSender ID
 	return c.checkReplay(dst, out, &tc.hash, &noSender, protected[TimestampLen:SKOverhead], ts, oldest)
@@ -106,7 +106,7 @@ func (c *Client) openPK(dst, protected []byte, topic string) ([]byte, error) {
 	}
 	out, err := tc.open(dst, protected[:TimestampLen], sealed, now)
 	if err != nil {
-		return dst, err
+		return dst, c.messageAuthError(tc.hash, protected[:TimestampLen], sealed)
 	}
 	return c.checkReplay(dst, out, &tc.hash, &sender, sealed[:TagLen], readTimestamp(protected), oldest)
 }
@@ -165,12 +165,19 @@ func (c *Client) checkReplay(dst, out []byte, h *TopicHash, sender *ID, tag []by
 
 // ProtectSymKey protects payload with a 32-byte key at time now, in the SK
 // format, without a client: for tools and for C2, which protects commands
-// this way (see ProtectCommand). It appends to dst.
+// this way (see ProtectCommand). It appends to dst. It runs suite V1, as do
+// the other package-level functions; Suite has the same methods for the
+// others.
 func ProtectSymKey(dst, payload, key []byte, now time.Time) ([]byte, error) {
+	return V1.ProtectSymKey(dst, payload, key, now)
+}
+
+// ProtectSymKey is the package's ProtectSymKey under the suite's cipher.
+func (s *Suite) ProtectSymKey(dst, payload, key []byte, now time.Time) ([]byte, error) {
 	if err := checkSymKey(key); err != nil {
 		return dst, err
 	}
-	cipher, err := newTopicCipher(key)
+	cipher, err := s.newTopicCipher(key)
 	if err != nil {
 		return dst, err
 	}
@@ -181,6 +188,12 @@ func ProtectSymKey(dst, payload, key []byte, now time.Time) ([]byte, error) {
 // time checks of cfg (nil for the defaults), and appends the plaintext to
 // dst. It keeps no replay state.
 func UnprotectSymKey(dst, protected, key []byte, cfg *Config) ([]byte, error) {
+	return V1.UnprotectSymKey(dst, protected, key, cfg)
+}
+
+// UnprotectSymKey is the package's UnprotectSymKey under the suite's
+// cipher; a failed authentication names the suite.
+func (s *Suite) UnprotectSymKey(dst, protected, key []byte, cfg *Config) ([]byte, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -193,13 +206,13 @@ func UnprotectSymKey(dst, protected, key []byte, cfg *Config) ([]byte, error) {
 	if _, err := cfg.checkTimestamp(readTimestamp(protected), cfg.now()); err != nil {
 		return dst, err
 	}
-	cipher, err := newTopicCipher(key)
+	cipher, err := s.newTopicCipher(key)
 	if err != nil {
 		return dst, err
 	}
 	out, err := cipher.Open(dst, protected[TimestampLen:], protected[:TimestampLen])
 	if err != nil {
-		return dst, ErrAuthentication
+		return dst, s.authError()
 	}
 	return out, nil
 }
@@ -207,13 +220,18 @@ func UnprotectSymKey(dst, protected, key []byte, cfg *Config) ([]byte, error) {
 // ProtectPubKey protects payload in the PK format, signed by signKey as
 // sender, under the 32-byte topic key, at time now. It appends to dst.
 func ProtectPubKey(dst, payload, topicKey []byte, sender ID, signKey ed25519.PrivateKey, now time.Time) ([]byte, error) {
+	return V1.ProtectPubKey(dst, payload, topicKey, sender, signKey, now)
+}
+
+// ProtectPubKey is the package's ProtectPubKey under the suite's cipher.
+func (s *Suite) ProtectPubKey(dst, payload, topicKey []byte, sender ID, signKey ed25519.PrivateKey, now time.Time) ([]byte, error) {
 	if err := checkSymKey(topicKey); err != nil {
 		return dst, err
 	}
 	if len(signKey) != ed25519.PrivateKeySize {
 		return dst, fmt.Errorf("%w: Ed25519 private key must be %d bytes", ErrInvalidKey, ed25519.PrivateKeySize)
 	}
-	cipher, err := newTopicCipher(topicKey)
+	cipher, err := s.newTopicCipher(topicKey)
 	if err != nil {
 		return dst, err
 	}
@@ -225,6 +243,12 @@ func ProtectPubKey(dst, payload, topicKey []byte, sender ID, signKey ed25519.Pri
 // cfg (nil for the defaults), and appends the plaintext to dst. It keeps no
 // replay state.
 func UnprotectPubKey(dst, protected, topicKey []byte, signers map[ID]ed25519.PublicKey, cfg *Config) ([]byte, error) {
+	return V1.UnprotectPubKey(dst, protected, topicKey, signers, cfg)
+}
+
+// UnprotectPubKey is the package's UnprotectPubKey under the suite's
+// cipher; a failed decryption names the suite.
+func (s *Suite) UnprotectPubKey(dst, protected, topicKey []byte, signers map[ID]ed25519.PublicKey, cfg *Config) ([]byte, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -246,13 +270,13 @@ func UnprotectPubKey(dst, protected, topicKey []byte, signers map[ID]ed25519.Pub
 	if err != nil {
 		return dst, err
 	}
-	cipher, err := newTopicCipher(topicKey)
+	cipher, err := s.newTopicCipher(topicKey)
 	if err != nil {
 		return dst, err
 	}
 	out, err := cipher.Open(dst, sealed, protected[:TimestampLen])
 	if err != nil {
-		return dst, ErrAuthentication
+		return dst, s.authError()
 	}
 	return out, nil
 }

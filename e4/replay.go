@@ -95,6 +95,12 @@ func fingerprint(topic *TopicHash, sender *ID, tag []byte) [2]uint64 {
 func (rc *replayCache) accept(fp [2]uint64, ts, expiredBefore uint64) bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	return rc.acceptLocked(fp, ts, expiredBefore)
+}
+
+// acceptLocked is accept with rc.mu held, so that UnprotectBatch can check
+// a run of messages under one lock.
+func (rc *replayCache) acceptLocked(fp [2]uint64, ts, expiredBefore uint64) bool {
 	if ts <= rc.floor && rc.floor != 0 {
 		return false
 	}

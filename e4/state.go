@@ -18,11 +18,17 @@ import (
 // a version-1 state has only topics_reset_at and per-topic changed_at.
 const stateVersion = 2
 
+// suiteStateVersion is the version of a state saved by a client of another
+// suite than V1 (which names its suite): a build that knows no suites reads
+// up to version 2 and so refuses it, rather than run it as V1.
+const suiteStateVersion = 3
+
 // savedState is the serialized form of a client (JSON inside the store's
 // checksummed envelope). Byte slices encode as base64.
 type savedState struct {
 	Version       int           `json:"version"`
 	Mode          string        `json:"mode"`
+	Suite         string        `json:"suite,omitempty"` // absent for V1
 	ID            []byte        `json:"id"`
 	Key           []byte        `json:"key"` // SK: client key; PK: Ed25519 private key
 	C2Public      []byte        `json:"c2_public,omitempty"`
@@ -120,6 +126,9 @@ func (c *Client) snapshot() *savedState {
 	s := &savedState{Version: stateVersion, Mode: c.mode.String(), ID: c.id[:], C2Public: c.c2Public,
 		Marks: &savedMarks{ResetTopics: saveMark(c.resetTopics), ResetPubKeys: saveMark(c.resetPubKeys),
 			SetIDKey: saveMark(c.idKeyOrder), SetC2Key: saveMark(c.c2KeyOrder)}}
+	if c.suite != V1 {
+		s.Version, s.Suite = suiteStateVersion, c.suite.name
+	}
 	if c.mode == SymKey {
 		s.Key = c.symKey[:]
 	} else {
@@ -157,7 +166,8 @@ func (c *Client) snapshot() *savedState {
 }
 
 // LoadClient restores a client from cfg.Store, which must hold a state saved
-// by a client of this package. A missing state is reported with an error
+// by a client of this package. The client runs the suite the state names;
+// a Config.Suite other than nil must be that suite (ErrSuiteMismatch). A missing state is reported with an error
 // wrapping store.ErrNotFound; a damaged one with store.ErrCorrupt; one from a
 // newer version with store.ErrNewerVersion.
 func LoadClient(cfg *Config) (*Client, error) {
@@ -173,8 +183,19 @@ func LoadClient(cfg *Config) (*Client, error) {
 	if err := json.Unmarshal(blob, &s); err != nil {
 		return nil, fmt.Errorf("%w: %w: client state: %v", ErrStore, store.ErrCorrupt, err)
 	}
-	if s.Version > stateVersion {
-		return nil, fmt.Errorf("%w: %w: client state version %d, this build reads up to %d", ErrStore, store.ErrNewerVersion, s.Version, stateVersion)
+	if s.Version > suiteStateVersion {
+		return nil, fmt.Errorf("%w: %w: client state version %d, this build reads up to %d", ErrStore, store.ErrNewerVersion, s.Version, suiteStateVersion)
+	}
+	saved, err := SuiteByName(s.Suite)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: client state: %w", ErrStore, store.ErrCorrupt, err)
+	}
+	if cfg.Suite == nil {
+		withSuite := *cfg
+		withSuite.Suite = saved
+		cfg = &withSuite
+	} else if cfg.Suite != saved {
+		return nil, suiteMismatchInStore(saved, cfg.Suite)
 	}
 	c, err := restore(&s, cfg)
 	if err != nil {
@@ -211,7 +232,7 @@ func restore(s *savedState, cfg *Config) (*Client, error) {
 		return nil, err
 	}
 	for _, st := range s.Topics {
-		t, err := restoreTopic(&st)
+		t, err := c.restoreTopic(&st)
 		if err != nil {
 			return nil, err
 		}
@@ -273,7 +294,7 @@ func (c *Client) restoreSigner(ss *savedSigner) error {
 	return nil
 }
 
-func restoreTopic(st *savedTopic) (*topicKeys, error) {
+func (c *Client) restoreTopic(st *savedTopic) (*topicKeys, error) {
 	if len(st.Hash) != TopicHashLen {
 		return nil, errors.New("topic hash has the wrong length")
 	}
@@ -283,14 +304,14 @@ func restoreTopic(st *savedTopic) (*topicKeys, error) {
 	}
 	t := &topicKeys{hash: TopicHash(st.Hash), order: order}
 	if st.Key != nil {
-		cipher, err := topicCipherFor(st.Key)
+		cipher, err := c.topicCipherFor(st.Key)
 		if err != nil {
 			return nil, err
 		}
 		t.current, t.key = cipher, [KeyLen]byte(st.Key)
 	}
 	if st.PrevKey != nil {
-		cipher, err := topicCipherFor(st.PrevKey)
+		cipher, err := c.topicCipherFor(st.PrevKey)
 		if err != nil {
 			return nil, err
 		}
@@ -300,9 +321,9 @@ func restoreTopic(st *savedTopic) (*topicKeys, error) {
 	return t, nil
 }
 
-func topicCipherFor(key []byte) (*siv.Cipher, error) {
+func (c *Client) topicCipherFor(key []byte) (*siv.Cipher, error) {
 	if err := checkSymKey(key); err != nil {
 		return nil, err
 	}
-	return newTopicCipher(key)
+	return c.suite.newTopicCipher(key)
 }

@@ -128,11 +128,7 @@ func compareHeld(a, b HeldKey) int { return bytes.Compare(a.Hash[:], b.Hash[:]) 
 // ProtectSyncReport protects a report under a device's command key at time
 // now, as SyncRequest does; for tools and tests on the C2 side.
 func ProtectSyncReport(r *SyncReport, commandKey []byte, now time.Time) ([]byte, error) {
-	plain, err := r.encode()
-	if err != nil {
-		return nil, err
-	}
-	return ProtectSymKey(nil, plain, commandKey, now)
+	return V1.ProtectSyncReport(r, commandKey, now)
 }
 
 // OpenSyncRequest checks a sync request with the command key C2 holds for
@@ -140,12 +136,7 @@ func ProtectSyncReport(r *SyncReport, commandKey []byte, now time.Time) ([]byte,
 // A request that does not authenticate fails with ErrAuthentication (or a
 // timestamp error); an authentic one with bad content with ErrInvalidCommand.
 func OpenSyncRequest(msg, commandKey []byte, cfg *Config) (*SyncReport, error) {
-	plain, err := UnprotectSymKey(nil, msg, commandKey, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(plain)
-	return decodeSyncReport(plain)
+	return V1.OpenSyncRequest(msg, commandKey, cfg)
 }
 
 // encode serializes a report, refusing one that could not be decoded.

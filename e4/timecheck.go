@@ -43,6 +43,20 @@ type Config struct {
 	// replay cache size.
 	NoClock bool
 
+	// Suite is the deployment's suite of primitives (see Suite); nil means
+	// V1. It must be the suite C2 runs: nothing in a message says which
+	// suite protected it.
+	Suite *Suite
+
+	// DiagnoseSuite makes a message or command that fails authentication
+	// cost one more decryption per other known suite, under the same key,
+	// to tell a sender set up in another mode (ErrSuiteMismatch, naming
+	// both suites) from a wrong key or an altered message. Off by default:
+	// it doubles the work an attacker can cause with forged messages, and
+	// the plain error already names the receiver's suite. For debugging a
+	// deployment.
+	DiagnoseSuite bool
+
 	// ReplayCacheSize is the number of accepted messages remembered to
 	// refuse replays. Zero means DefaultReplayCacheSize; a negative value
 	// switches replay protection off.

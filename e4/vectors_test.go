@@ -216,7 +216,9 @@ func newReceiverSK(t *testing.T, now uint64, topic string, key []byte) *Client {
 	return c
 }
 
-func TestVectorSKMessages(t *testing.T) {
+func TestVectorSKMessages(t *testing.T) { forEachAES(t, testVectorSKMessages) }
+
+func testVectorSKMessages(t *testing.T) {
 	f := loadVectors(t)
 	for _, v := range f.SKMessages {
 		c := newReceiverSK(t, v.Timestamp, v.Topic, v.Key)
@@ -238,7 +240,9 @@ func TestVectorSKMessages(t *testing.T) {
 	}
 }
 
-func TestVectorPKMessages(t *testing.T) {
+func TestVectorPKMessages(t *testing.T) { forEachAES(t, testVectorPKMessages) }
+
+func testVectorPKMessages(t *testing.T) {
 	f := loadVectors(t)
 	for _, v := range f.PKMessages {
 		got, err := ProtectPubKey(nil, v.Plaintext, v.TopicKey, ID(v.SignerID), ed25519.PrivateKey(v.SignerPrivate), time.Unix(int64(v.Timestamp), 0))
@@ -299,7 +303,9 @@ func ourError(t *testing.T, v vec) error {
 	return nil
 }
 
-func TestVectorNegativeMessages(t *testing.T) {
+func TestVectorNegativeMessages(t *testing.T) { forEachAES(t, testVectorNegativeMessages) }
+
+func testVectorNegativeMessages(t *testing.T) {
 	f := loadVectors(t)
 	for _, v := range f.Negative {
 		var c *Client
@@ -337,7 +343,9 @@ func TestVectorNegativeMessages(t *testing.T) {
 	}
 }
 
-func TestVectorQuirks(t *testing.T) {
+func TestVectorQuirks(t *testing.T) { forEachAES(t, testVectorQuirks) }
+
+func testVectorQuirks(t *testing.T) {
 	f := loadVectors(t)
 	for _, v := range f.Quirks {
 		var c *Client

@@ -24,11 +24,12 @@ failed=""
 ./e4.test -test.count=1 >tests-e4.log 2>&1 || failed="$failed e4"
 (cd siv && ./siv.test -test.count=1) >tests-siv.log 2>&1 || failed="$failed e4/siv"
 (cd store && ./store.test -test.count=1) >tests-store.log 2>&1 || failed="$failed e4/store"
+(cd keccak && ./keccak.test -test.count=1) >tests-keccak.log 2>&1 || failed="$failed e4/internal/keccak"
 if [ -n "$failed" ]; then
   echo "` + testsLine + `FAILED in$failed (see tests-*.log)"
   exit 1
 fi
-echo "` + testsLine + `passed (e4, e4/siv, e4/store)"
+echo "` + testsLine + `passed (e4, e4/siv, e4/store, e4/internal/keccak)"
 ./bench.test -test.run='^$' -test.bench="${BENCH:-.}" -test.benchmem \
   -test.benchtime="${BENCHTIME:-1s}" -test.count="${COUNT:-3}"
 `
@@ -84,7 +85,7 @@ func buildBundle(ctx context.Context, root, dir string, targets []target, p *pro
 //
 // e4.test reads testdata/ and siv.test ../testdata/, as in the source tree.
 func buildBundleTarget(ctx context.Context, root, dir string, t target) error {
-	for _, sub := range []string{"siv", "store"} {
+	for _, sub := range []string{"siv", "store", "keccak"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return err
 		}
@@ -95,6 +96,7 @@ func buildBundleTarget(ctx context.Context, root, dir string, t target) error {
 		{"go", "test", "-c", "-o", filepath.Join(dir, "e4.test"), "./e4"},
 		{"go", "test", "-c", "-o", filepath.Join(dir, "siv", "siv.test"), "./e4/siv"},
 		{"go", "test", "-c", "-o", filepath.Join(dir, "store", "store.test"), "./e4/store"},
+		{"go", "test", "-c", "-o", filepath.Join(dir, "keccak", "keccak.test"), "./e4/internal/keccak"},
 	}
 	for _, argv := range builds {
 		if err := runQuiet(ctx, root, env, argv); err != nil {

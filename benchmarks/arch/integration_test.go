@@ -198,6 +198,10 @@ func TestEveryBenchmarkRunsOnce(t *testing.T) {
 		}
 	}
 	want = append(want, "CommandSetTopicKey", "CommandSetPubKey", "HashTopic", "KeyFromPassword", "BaselineSerialChain16K", "FootprintTopicKey", "FootprintCachedTopic")
+	for _, size := range []string{"64", "1024"} {
+		want = append(want, "FastSKProtect/"+size, "FastSKUnprotect/"+size, "FastVsDefault/Protect/"+size, "FastVsDefault/Unprotect/"+size)
+	}
+	want = append(want, "FastHashTopic/v1", "FastHashTopic/fast")
 	for _, name := range want {
 		if !got[name] {
 			t.Errorf("benchmark %s did not run", name)

@@ -94,6 +94,7 @@ func writeMarkdown(w io.Writer, r *Report) error {
 	writeMatrix(&b, r, ops, insnCell)
 	b.WriteString("\n### Memory per operation (B/op, allocs/op)\n\n")
 	writeMatrix(&b, r, ops, allocCell)
+	writeFastMode(&b, r)
 	b.WriteString("\n### Footprint\n\n")
 	writeFootprint(&b, r, measurements)
 	_, err := io.WriteString(w, b.String())

@@ -30,8 +30,10 @@ type options struct {
 
 // corePackages are the packages whose tests must pass on every target
 // before its benchmarks run: the protocol core with its known-answer
-// vectors, AES-SIV with its test vectors, and the state file format.
-var corePackages = []string{"e4", "e4/siv", "e4/store"}
+// vectors (fast mode's included), AES-SIV with its test vectors, the state
+// file format, and fast mode's round-reduced Keccak (checked against
+// crypto/sha3, which matters on the big-endian targets).
+var corePackages = []string{"e4", "e4/siv", "e4/store", "e4/internal/keccak"}
 
 // emulatedSkips are the core tests that cannot run under qemu-user: they
 // re-execute the test binary as a child process to kill it at random

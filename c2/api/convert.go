@@ -17,7 +17,11 @@ import (
 
 // ResolveClient turns a client reference into an id: 32 hex digits are an
 // id, anything else is a name (the id is then e4.IDFromName(name)).
-func ResolveClient(ref string) (e4.ID, error) {
+func ResolveClient(ref string) (e4.ID, error) { return ResolveClientIn(e4.V1, ref) }
+
+// ResolveClientIn is ResolveClient for a deployment of the given suite,
+// whose ids from names are suite.IDFromName.
+func ResolveClientIn(suite *e4.Suite, ref string) (e4.ID, error) {
 	if len(ref) == 2*e4.IDLen {
 		if b, err := hex.DecodeString(ref); err == nil {
 			return e4.ID(b), nil
@@ -26,16 +30,16 @@ func ResolveClient(ref string) (e4.ID, error) {
 	if err := checkName(ref); err != nil {
 		return e4.ID{}, err
 	}
-	return e4.IDFromName(ref), nil
+	return suite.IDFromName(ref), nil
 }
 
 // parseClient is ResolveClient for a request field, with an
 // InvalidArgument status naming the field.
-func parseClient(field, ref string) (e4.ID, error) {
+func (h *handlers) parseClient(field, ref string) (e4.ID, error) {
 	if ref == "" {
 		return e4.ID{}, invalid("%s is empty: give a client name or its 32-hex-digit id", field)
 	}
-	id, err := ResolveClient(ref)
+	id, err := ResolveClientIn(h.svc.Suite(), ref)
 	if err != nil {
 		return e4.ID{}, invalid("%s: %v", field, err)
 	}

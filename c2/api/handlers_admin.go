@@ -28,7 +28,7 @@ func (h *handlers) GetCommand(ctx context.Context, req *c2pb.GetCommandRequest) 
 func (h *handlers) ListCommands(ctx context.Context, req *c2pb.ListCommandsRequest) (*c2pb.ListCommandsResponse, error) {
 	var f store.CommandFilter
 	if req.Client != "" {
-		id, err := parseClient("client", req.Client)
+		id, err := h.parseClient("client", req.Client)
 		if err != nil {
 			return nil, err
 		}

@@ -49,7 +49,7 @@ func (h *handlers) AddClient(ctx context.Context, req *c2pb.AddClientRequest) (*
 }
 
 func (h *handlers) GetClient(ctx context.Context, req *c2pb.GetClientRequest) (*c2pb.Client, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func (h *handlers) ListClients(ctx context.Context, req *c2pb.ListClientsRequest
 }
 
 func (h *handlers) RemoveClient(ctx context.Context, req *c2pb.ClientRequest) (*c2pb.Empty, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +89,7 @@ func (h *handlers) RemoveClient(ctx context.Context, req *c2pb.ClientRequest) (*
 }
 
 func (h *handlers) ResetClient(ctx context.Context, req *c2pb.ClientRequest) (*c2pb.Empty, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (h *handlers) ResetClient(ctx context.Context, req *c2pb.ClientRequest) (*c
 }
 
 func (h *handlers) NewClientKey(ctx context.Context, req *c2pb.NewClientKeyRequest) (*c2pb.NewClientKeyResponse, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}

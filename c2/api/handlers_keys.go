@@ -9,17 +9,17 @@ import (
 )
 
 // pair parses two client fields.
-func pair(firstField, first, secondField, second string) (e4.ID, e4.ID, error) {
-	a, err := parseClient(firstField, first)
+func (h *handlers) pair(firstField, first, secondField, second string) (e4.ID, e4.ID, error) {
+	a, err := h.parseClient(firstField, first)
 	if err != nil {
 		return a, e4.ID{}, err
 	}
-	b, err := parseClient(secondField, second)
+	b, err := h.parseClient(secondField, second)
 	return a, b, err
 }
 
 func (h *handlers) SendPubKey(ctx context.Context, req *c2pb.PubKeyRequest) (*c2pb.Empty, error) {
-	target, source, err := pair("target", req.Target, "source", req.Source)
+	target, source, err := h.pair("target", req.Target, "source", req.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (h *handlers) SendPubKey(ctx context.Context, req *c2pb.PubKeyRequest) (*c2
 }
 
 func (h *handlers) RemovePubKey(ctx context.Context, req *c2pb.PubKeyRequest) (*c2pb.Empty, error) {
-	target, source, err := pair("target", req.Target, "source", req.Source)
+	target, source, err := h.pair("target", req.Target, "source", req.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (h *handlers) RemovePubKey(ctx context.Context, req *c2pb.PubKeyRequest) (*
 }
 
 func (h *handlers) ResetPubKeys(ctx context.Context, req *c2pb.ClientRequest) (*c2pb.Empty, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +43,7 @@ func (h *handlers) ResetPubKeys(ctx context.Context, req *c2pb.ClientRequest) (*
 }
 
 func (h *handlers) LinkClients(ctx context.Context, req *c2pb.LinkRequest) (*c2pb.Empty, error) {
-	source, target, err := pair("source", req.Source, "target", req.Target)
+	source, target, err := h.pair("source", req.Source, "target", req.Target)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (h *handlers) LinkClients(ctx context.Context, req *c2pb.LinkRequest) (*c2p
 }
 
 func (h *handlers) UnlinkClients(ctx context.Context, req *c2pb.LinkRequest) (*c2pb.Empty, error) {
-	source, target, err := pair("source", req.Source, "target", req.Target)
+	source, target, err := h.pair("source", req.Source, "target", req.Target)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func (h *handlers) UnlinkClients(ctx context.Context, req *c2pb.LinkRequest) (*c
 }
 
 func (h *handlers) ListLinks(ctx context.Context, req *c2pb.ListLinksRequest) (*c2pb.ListLinksResponse, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (h *handlers) ListLinks(ctx context.Context, req *c2pb.ListLinksRequest) (*
 }
 
 func (h *handlers) SendC2SignerKey(ctx context.Context, req *c2pb.ClientRequest) (*c2pb.Empty, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 // the calls beside it).
 
 func (h *handlers) GetClientState(ctx context.Context, req *c2pb.GetClientStateRequest) (*c2pb.ClientState, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (h *handlers) clientState(ctx context.Context, id e4.ID) (*c2pb.ClientState
 }
 
 func (h *handlers) SetClientAcknowledges(ctx context.Context, req *c2pb.SetClientAcknowledgesRequest) (*c2pb.ClientState, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}

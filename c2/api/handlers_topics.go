@@ -85,8 +85,8 @@ func (h *handlers) RotateTopic(ctx context.Context, req *c2pb.TopicRequest) (*c2
 }
 
 // member parses the client and topic of a membership request.
-func member(req *c2pb.MemberRequest) (e4.ID, error) {
-	id, err := parseClient("client", req.Client)
+func (h *handlers) member(req *c2pb.MemberRequest) (e4.ID, error) {
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return id, err
 	}
@@ -94,7 +94,7 @@ func member(req *c2pb.MemberRequest) (e4.ID, error) {
 }
 
 func (h *handlers) AddMember(ctx context.Context, req *c2pb.MemberRequest) (*c2pb.Empty, error) {
-	id, err := member(req)
+	id, err := h.member(req)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func (h *handlers) AddMembers(ctx context.Context, req *c2pb.AddMembersRequest) 
 	}
 	ids := make([]e4.ID, len(req.Clients))
 	for i, ref := range req.Clients {
-		id, err := parseClient("clients", ref)
+		id, err := h.parseClient("clients", ref)
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +123,7 @@ func (h *handlers) AddMembers(ctx context.Context, req *c2pb.AddMembersRequest) 
 }
 
 func (h *handlers) RemoveMember(ctx context.Context, req *c2pb.MemberRequest) (*c2pb.Empty, error) {
-	id, err := member(req)
+	id, err := h.member(req)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (h *handlers) RemoveMember(ctx context.Context, req *c2pb.MemberRequest) (*
 }
 
 func (h *handlers) IsMember(ctx context.Context, req *c2pb.MemberRequest) (*c2pb.IsMemberResponse, error) {
-	id, err := member(req)
+	id, err := h.member(req)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (h *handlers) IsMember(ctx context.Context, req *c2pb.MemberRequest) (*c2pb
 }
 
 func (h *handlers) ListTopicsOfClient(ctx context.Context, req *c2pb.ListTopicsOfClientRequest) (*c2pb.ListTopicsOfClientResponse, error) {
-	id, err := parseClient("client", req.Client)
+	id, err := h.parseClient("client", req.Client)
 	if err != nil {
 		return nil, err
 	}

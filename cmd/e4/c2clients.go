@@ -116,7 +116,7 @@ func newC2ClientAddCommand(f *c2Flags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Add a client; in symmetric-key mode C2 generates its key unless one is given",
-		Long: `add adds a client named NAME (its id is e4 id NAME), or with --id only.
+		Long: `add adds a client named NAME (its id is e4 id NAME, with --suite as C2 runs), or with --id only.
 Symmetric-key mode: C2 generates the client key and shows it once (or writes
 it to --key-out); --key-file gives the key, --password-file derives it.
 Public-key mode: give the device's Ed25519 public key (--public-key-file,

@@ -42,6 +42,9 @@ type serveConfig struct {
 	// Mode is "sk" (symmetric keys) or "pk" (public keys); recorded on
 	// first start, and a later start with another mode is refused.
 	Mode string `yaml:"mode"`
+	// Suite is "v1" (the default) or "fast"; recorded on first start like
+	// the mode, and every device must run the same (e4 client --suite).
+	Suite string `yaml:"suite"`
 	// DataDir holds the SQLite database, the master key file, the
 	// development certificate and the bootstrap admin token by default.
 	DataDir string `yaml:"data_dir"`
@@ -265,6 +268,7 @@ func (c *serveConfig) setDefaults() {
 type serveFlags struct {
 	config                              string
 	mode, dataDir, storeDriver, db, dsn string
+	suite                               string
 	masterKeyFile, masterKeyEnv         string
 	passphraseFile                      string
 	transport, transportUser            string
@@ -314,6 +318,7 @@ so they read each other's messages without "e4 c2 pubkey link".` + serveStateHel
 		Example: `  e4 c2 serve
   e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem
   E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk
+  e4 c2 serve --data-dir ./c2fast --suite fast
   e4 c2 serve --config c2.yaml --store postgres --dsn postgres://c2@db.example/e4c2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -331,6 +336,7 @@ so they read each other's messages without "e4 c2 pubkey link".` + serveStateHel
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "YAML configuration file")
 	fl.StringVar(&f.mode, "mode", "", "crypto mode: sk or pk (default sk)")
+	addSuiteFlag(cmd, fl, &f.suite, suiteUsage+"; recorded on first start")
 	fl.StringVar(&f.dataDir, "data-dir", "", "folder of the default database, master key, certificate and admin token (default ./c2data)")
 	fl.StringVar(&f.storeDriver, "store", "", "database: sqlite or postgres (default sqlite)")
 	fl.StringVar(&f.db, "db", "", "SQLite file (default <data dir>/c2.db)")
@@ -368,6 +374,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, cfg *serveConfig) {
 		}
 	}
 	set("mode", &cfg.Mode, f.mode)
+	set("suite", &cfg.Suite, f.suite)
 	set("data-dir", &cfg.DataDir, f.dataDir)
 	set("store", &cfg.Store.Driver, f.storeDriver)
 	set("db", &cfg.Store.Path, f.db)
@@ -432,6 +439,10 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	suite, err := e4.SuiteByName(strings.ToLower(cfg.Suite))
+	if err != nil {
+		return fmt.Errorf("suite: %w", err)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -460,7 +471,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	}
 	hub := api.NewEventHub(cfg.EventBuffer)
 	svc, err := c2.New(ctx, c2.Config{
-		Mode: mode, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
+		Mode: mode, Suite: suite, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
 		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs, GroupTopics: cfg.PK.GroupTopics,
 		Dispatch: cfg.dispatchConfig(),
 	})
@@ -470,6 +481,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err := cfg.markDeployment(); err != nil {
 		return err
 	}
+	log.Info("C2 database open", "mode", mode.String(), "suite", svc.Suite().Name())
 	if created, err := api.BootstrapToken(ctx, st, cfg.BootstrapTokenFile); err != nil {
 		return err
 	} else if created {

@@ -39,6 +39,8 @@ type identityFlags struct {
 	keyFile, passwordFile string
 	c2PublicFile          string
 	modeSet               bool // --mode was given
+	suite                 string
+	diagnoseSuite         bool
 	noClock               bool
 	maxAge                time.Duration
 	maxFutureSkew         time.Duration
@@ -58,6 +60,8 @@ func addIdentityFlags(cmd *cobra.Command, f *identityFlags) {
 	fl.BoolVar(&f.noClock, "no-clock", false, "skip the timestamp checks, for devices without a reliable clock")
 	fl.DurationVar(&f.maxAge, "max-age", e4.DefaultMaxAge, "oldest acceptable message or command")
 	fl.DurationVar(&f.maxFutureSkew, "max-skew", 0, "how far in the future a timestamp may be")
+	addSuiteFlag(cmd, fl, &f.suite, "first use: "+suiteUsage+"; later checked against the state file")
+	fl.BoolVar(&f.diagnoseSuite, "diagnose-suite", false, "tell messages and commands protected under another suite from forgeries (one more decryption per failure)")
 }
 
 // clientFlags are the flags of "e4 client" itself.
@@ -92,9 +96,11 @@ func newClientCommand() *cobra.Command {
 		Short: "Run an E4 device: publish stdin lines protected, print what it receives decrypted",
 		Long: `client runs an E4 client (a device) on a broker. It keeps its keys in the state
 file given by --state, creating it on first use from --name or --id and
---key-file or --password-file (with --mode pk, also --c2-public-key-file).
+--key-file or --password-file (with --mode pk, also --c2-public-key-file), and
+--suite (default v1; fast for a fast-mode deployment, as C2's --suite).
 Keys are never printed. Afterwards --state alone is enough; the creation flags
-are then only checked (--name, --id, --mode must match the file) or ignored.
+are then only checked (--name, --id, --mode, --suite must match the file) or
+ignored.
 
 It subscribes to its control topic (e4/<id>) and applies the commands C2
 sends there, saving the state after each one, so a restarted client keeps the
@@ -197,6 +203,7 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := newEventPrinter(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.json)
+	out.suite = client.Suite()
 	p, err := connectProtected(ctx, target, client, out, f)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -389,7 +396,17 @@ func openClient(cmd *cobra.Command, f *identityFlags) (*e4.Client, error) {
 	if f.state == "" {
 		return nil, errors.New("--state FILE is required: the file that holds the client's keys")
 	}
-	cfg := &e4.Config{Store: store.NewFile(f.state), NoClock: f.noClock, MaxAge: f.maxAge, MaxFutureSkew: f.maxFutureSkew}
+	cfg := &e4.Config{Store: store.NewFile(f.state), NoClock: f.noClock, MaxAge: f.maxAge, MaxFutureSkew: f.maxFutureSkew,
+		DiagnoseSuite: f.diagnoseSuite}
+	if f.suite != "" {
+		// Given, the suite must be the state's (LoadClient checks it);
+		// absent, LoadClient takes the state's and a new state gets v1.
+		s, err := parseSuite(f.suite)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Suite = s
+	}
 	client, err := e4.LoadClient(cfg)
 	switch {
 	case err == nil:
@@ -403,7 +420,7 @@ func openClient(cmd *cobra.Command, f *identityFlags) (*e4.Client, error) {
 // checkIdentity refuses a state file that belongs to another client than
 // the flags name, so that a wrong --state is noticed.
 func checkIdentity(c *e4.Client, f *identityFlags) error {
-	id, given, err := flagID(f)
+	id, given, err := flagID(f, c.Suite())
 	if err != nil {
 		return err
 	}
@@ -417,12 +434,12 @@ func checkIdentity(c *e4.Client, f *identityFlags) error {
 }
 
 // flagID returns the id --name or --id give, and whether one was given.
-func flagID(f *identityFlags) (e4.ID, bool, error) {
+func flagID(f *identityFlags, suite *e4.Suite) (e4.ID, bool, error) {
 	switch {
 	case f.name != "" && f.id != "":
 		return e4.ID{}, false, errors.New("give --name or --id, not both")
 	case f.name != "":
-		return e4.IDFromName(f.name), true, nil
+		return suite.IDFromName(f.name), true, nil
 	case f.id != "":
 		id, err := e4.ParseID(strings.TrimSpace(f.id))
 		if err != nil {
@@ -436,7 +453,7 @@ func flagID(f *identityFlags) (e4.ID, bool, error) {
 // createClient makes a new client from the identity flags; with a Store in
 // cfg, e4 saves it before returning.
 func createClient(f *identityFlags, cfg *e4.Config, warn io.Writer) (*e4.Client, error) {
-	id, given, err := flagID(f)
+	id, given, err := flagID(f, cfg.Suite)
 	if err != nil {
 		return nil, err
 	}
@@ -514,6 +531,7 @@ type eventPrinter struct {
 	mu             sync.Mutex
 	stdout, stderr io.Writer
 	asJSON         bool
+	suite          *e4.Suite // the client's, named when a command does not authenticate
 }
 
 func newEventPrinter(stdout, stderr io.Writer, asJSON bool) *eventPrinter {
@@ -532,6 +550,7 @@ type event struct {
 	Error         string   `json:"error,omitempty"`
 	ID            string   `json:"id,omitempty"`
 	Mode          string   `json:"mode,omitempty"`
+	Suite         string   `json:"suite,omitempty"`
 	ControlTopic  string   `json:"control_topic,omitempty"`
 	Broker        string   `json:"broker,omitempty"`
 	State         string   `json:"state,omitempty"`
@@ -603,6 +622,11 @@ func (p *eventPrinter) command(cmd e4.Command, err error) {
 		p.notice("applied command %v but could not save the state: %v", cmd, err)
 		p.emit(&event{Type: "command", Command: cmd.String(), Error: err.Error()})
 	default:
+		if errors.Is(err, e4.ErrAuthentication) && !errors.Is(err, e4.ErrSuiteMismatch) {
+			// C2 of another suite looks like a wrong key; say which suite
+			// this client runs, so that a mode mismatch is easy to spot.
+			err = fmt.Errorf("%w [this client runs suite %v; C2 must run the same]", err, p.suite)
+		}
 		p.notice("refused a command on the control topic: %v", err)
 		p.emit(&event{Type: "command", Error: err.Error()})
 	}
@@ -652,8 +676,8 @@ func (p *eventPrinter) ready(c *e4.Client, broker string, filters []string) {
 	if len(filters) > 0 {
 		subscribed = strings.Join(filters, ", ")
 	}
-	p.notice("ready: client %v (%v mode) on %s, control topic %s, subscribed to %s", c.ID(), c.Mode(), broker, c.ControlTopic(), subscribed)
-	p.emit(&event{Type: "ready", ID: c.ID().String(), Mode: c.Mode().String(), ControlTopic: c.ControlTopic(), Broker: broker, Subscriptions: filters})
+	p.notice("ready: client %v (%v mode, suite %v) on %s, control topic %s, subscribed to %s", c.ID(), c.Mode(), c.Suite(), broker, c.ControlTopic(), subscribed)
+	p.emit(&event{Type: "ready", ID: c.ID().String(), Mode: c.Mode().String(), Suite: c.Suite().Name(), ControlTopic: c.ControlTopic(), Broker: broker, Subscriptions: filters})
 }
 
 type setTopicKeyFlags struct{ topic, keyFile string }
@@ -724,11 +748,7 @@ is stopped.`,
 }
 
 func runSetPubKey(cmd *cobra.Command, id *identityFlags, f *setPubKeyFlags) error {
-	signer, given, err := flagID(&identityFlags{name: f.signerName, id: f.signerID})
-	if err != nil {
-		return fmt.Errorf("the sender: %w (use --signer-name or --signer-id)", err)
-	}
-	if !given {
+	if f.signerName == "" && f.signerID == "" {
 		return errors.New("name the sender with --signer-name or --signer-id")
 	}
 	pub, err := readHexFile(f.publicKeyFile, "--public-key-file", ed25519.PublicKeySize)
@@ -738,6 +758,11 @@ func runSetPubKey(cmd *cobra.Command, id *identityFlags, f *setPubKeyFlags) erro
 	client, err := openClient(cmd, id)
 	if err != nil {
 		return err
+	}
+	// A sender's id from its name is the deployment's, so the client's suite.
+	signer, _, err := flagID(&identityFlags{name: f.signerName, id: f.signerID}, client.Suite())
+	if err != nil {
+		return fmt.Errorf("the sender: %w (use --signer-name or --signer-id)", err)
 	}
 	if client.Mode() != e4.PubKey {
 		return fmt.Errorf("%s holds an sk-mode client: only pk-mode clients check senders' signatures", id.state)
@@ -764,7 +789,7 @@ created first if it does not exist and the creation flags are given.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "id:            %v\nmode:          %v\ncontrol topic: %s\n", client.ID(), client.Mode(), client.ControlTopic())
+			fmt.Fprintf(w, "id:            %v\nmode:          %v\nsuite:         %v\ncontrol topic: %s\n", client.ID(), client.Mode(), client.Suite(), client.ControlTopic())
 			if pub := client.PublicKey(); pub != nil {
 				fmt.Fprintf(w, "public key:    %x\n", []byte(pub))
 			}

@@ -538,7 +538,7 @@ func TestClientPubKeyMode(t *testing.T) {
 	mustSucceed(t, e4Run(t, "", "client", "set-pub-key", "--state", displayState, "--signer-name", "sensor", "--public-key-file", f.path("sensor.key.pub")))
 
 	info := mustSucceed(t, e4Run(t, "", "client", "info", "--state", displayState))
-	wantInfo := "id:            " + e4.IDFromName("display").String() + "\nmode:          pk\ncontrol topic: " +
+	wantInfo := "id:            " + e4.IDFromName("display").String() + "\nmode:          pk\nsuite:         v1\ncontrol topic: " +
 		e4.ControlTopic(e4.IDFromName("display")) + "\npublic key:    " + hex.EncodeToString(displayPrivate[32:]) + "\n"
 	if info != wantInfo {
 		t.Fatalf("info:\n%s\nwant:\n%s", info, wantInfo)

@@ -13,6 +13,7 @@ import (
 
 func newDevCommand() *cobra.Command {
 	var opts devenv.Options
+	var suite string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run C2, an embedded MQTT broker and three devices: E4 end to end, nothing to install",
@@ -26,12 +27,17 @@ the "e4 c2" admin commands work against it. Ctrl-C stops it.
 
 Examples:
   e4 dev
-  e4 dev --dir /tmp/e4dev --rotate-every 2s --duration 30s`,
+  e4 dev --dir /tmp/e4dev --rotate-every 2s --duration 30s
+  e4 dev --dir /tmp/e4dev-fast --suite fast --duration 30s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if opts.Suite, err = parseSuite(suite); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			_, err := devenv.Run(ctx, opts, cmd.OutOrStdout())
+			_, err = devenv.Run(ctx, opts, cmd.OutOrStdout())
 			return err
 		},
 	}
@@ -44,5 +50,6 @@ Examples:
 	fl.DurationVar(&opts.Duration, "duration", 0, "stop after this long (default: run until Ctrl-C)")
 	fl.StringVar(&opts.GRPCAddr, "grpc-addr", "127.0.0.1:9443", "where C2's gRPC API listens (a free port if taken)")
 	fl.StringVar(&opts.HTTPAddr, "http-addr", "127.0.0.1:8443", "where C2's HTTPS/JSON API listens (a free port if taken)")
+	addSuiteFlag(cmd, fl, &suite, suiteUsage+"; a --dir keeps the suite it was created with")
 	return cmd
 }

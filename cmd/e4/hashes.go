@@ -3,34 +3,45 @@ package main
 import (
 	"fmt"
 
-	"github.com/e4-iot/e4kit/e4"
 	"github.com/spf13/cobra"
 )
 
 func newIDCommand() *cobra.Command {
-	return &cobra.Command{
+	var suite string
+	cmd := &cobra.Command{
 		Use:     "id NAME",
 		Short:   "Print the client id (hex) derived from a device name",
-		Example: "  e4 id thermostat-42",
+		Example: "  e4 id thermostat-42\n  e4 id --suite fast thermostat-42",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id := e4.IDFromName(args[0])
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), id)
+			s, err := parseSuite(suite)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), s.IDFromName(args[0]))
 			return err
 		},
 	}
+	addSuiteFlag(cmd, cmd.Flags(), &suite, suiteUsage)
+	return cmd
 }
 
 func newTopicHashCommand() *cobra.Command {
-	return &cobra.Command{
+	var suite string
+	cmd := &cobra.Command{
 		Use:     "topichash TOPIC",
 		Short:   "Print the E4 topic hash (hex) of a topic name",
-		Example: "  e4 topichash home/kitchen/temp",
+		Example: "  e4 topichash home/kitchen/temp\n  e4 topichash --suite fast home/kitchen/temp",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h := e4.HashTopic(args[0])
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), h)
+			s, err := parseSuite(suite)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), s.HashTopic(args[0]))
 			return err
 		},
 	}
+	addSuiteFlag(cmd, cmd.Flags(), &suite, suiteUsage)
+	return cmd
 }

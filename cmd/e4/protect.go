@@ -18,6 +18,7 @@ const maxInput = 64 << 20
 
 type protectFlags struct {
 	key, topic, signKey, signerID string
+	suite                         string
 	time                          int64
 	hex                           bool
 }
@@ -45,12 +46,17 @@ PK message, signed by that sender.`,
 	fl.StringVar(&f.signerID, "signer-id", "", "PK mode: the sender's 16-byte client id, hex")
 	fl.Int64Var(&f.time, "time", 0, "timestamp to use, Unix seconds (default now)")
 	fl.BoolVar(&f.hex, "hex", false, "read and write hex text instead of raw bytes")
+	addSuiteFlag(cmd, fl, &f.suite, suiteUsage)
 	_ = cmd.MarkFlagRequired("key")
 	_ = cmd.MarkFlagRequired("topic")
 	return cmd
 }
 
 func runProtect(cmd *cobra.Command, f *protectFlags) error {
+	suite, err := parseSuite(f.suite)
+	if err != nil {
+		return err
+	}
 	key, err := decodeHexFlag("key", f.key, e4.KeyLen)
 	if err != nil {
 		return err
@@ -65,9 +71,9 @@ func runProtect(cmd *cobra.Command, f *protectFlags) error {
 	}
 	var out []byte
 	if f.signKey == "" && f.signerID == "" {
-		out, err = e4.ProtectSymKey(nil, payload, key, at)
+		out, err = suite.ProtectSymKey(nil, payload, key, at)
 	} else {
-		out, err = protectSigned(payload, key, f, at)
+		out, err = protectSigned(suite, payload, key, f, at)
 	}
 	if err != nil {
 		return err
@@ -75,7 +81,7 @@ func runProtect(cmd *cobra.Command, f *protectFlags) error {
 	return writeOutput(cmd.OutOrStdout(), out, f.hex)
 }
 
-func protectSigned(payload, key []byte, f *protectFlags, at time.Time) ([]byte, error) {
+func protectSigned(suite *e4.Suite, payload, key []byte, f *protectFlags, at time.Time) ([]byte, error) {
 	signKey, err := decodeHexFlag("sign-key", f.signKey, ed25519.PrivateKeySize)
 	if err != nil {
 		return nil, err
@@ -84,11 +90,12 @@ func protectSigned(payload, key []byte, f *protectFlags, at time.Time) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	return e4.ProtectPubKey(nil, payload, key, e4.ID(id), signKey, at)
+	return suite.ProtectPubKey(nil, payload, key, e4.ID(id), signKey, at)
 }
 
 type unprotectFlags struct {
 	key, topic string
+	suite      string
 	signers    []string
 	now        int64
 	hex        bool
@@ -107,7 +114,9 @@ authenticity, and writes the payload on stdout. With one or more --signer it
 expects a PK message from one of those senders.
 
 On failure it exits non-zero and names the cause on stderr, for example
-"e4: timestamp too old" or "e4: message authentication failed".`,
+"e4: timestamp too old" or "e4: message authentication failed". A message
+that authenticates under another suite than --suite is refused with the
+suite it was protected under named.`,
 		Example: `  e4 unprotect --key $(cat topic.key) --topic sensors/temp < msg.bin
   e4 unprotect --key $(cat topic.key) --topic sensors/temp --hex < msg.hex
   e4 unprotect --key $K --topic a --signer $ID=$PUB --now 1764000013 < msg.bin`,
@@ -123,12 +132,17 @@ On failure it exits non-zero and names the cause on stderr, for example
 	fl.DurationVar(&f.maxAge, "max-age", e4.DefaultMaxAge, "oldest acceptable message")
 	fl.DurationVar(&f.skew, "max-skew", 0, "how far in the future a timestamp may be")
 	fl.BoolVar(&f.noClock, "no-clock", false, "skip the timestamp checks")
+	addSuiteFlag(cmd, fl, &f.suite, suiteUsage)
 	_ = cmd.MarkFlagRequired("key")
 	_ = cmd.MarkFlagRequired("topic")
 	return cmd
 }
 
 func runUnprotect(cmd *cobra.Command, f *unprotectFlags) error {
+	suite, err := parseSuite(f.suite)
+	if err != nil {
+		return err
+	}
 	key, err := decodeHexFlag("key", f.key, e4.KeyLen)
 	if err != nil {
 		return err
@@ -146,14 +160,11 @@ func runUnprotect(cmd *cobra.Command, f *unprotectFlags) error {
 		now := time.Unix(f.now, 0)
 		cfg.Now = func() time.Time { return now }
 	}
-	var out []byte
-	if len(signers) == 0 {
-		out, err = e4.UnprotectSymKey(nil, msg, key, cfg)
-	} else {
-		out, err = e4.UnprotectPubKey(nil, msg, key, signers, cfg)
-	}
+	out, err := unprotectWith(suite, msg, key, signers, cfg)
 	if err != nil {
-		return err
+		return explainSuite(err, suite, func(other *e4.Suite) ([]byte, error) {
+			return unprotectWith(other, msg, key, signers, cfg)
+		})
 	}
 	return writeOutput(cmd.OutOrStdout(), out, f.hex)
 }

@@ -1,94 +1,71 @@
 package siv
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
-	"sync"
+
+	"github.com/e4-iot/e4kit/e4/internal/aesblock"
 )
 
-const blockSize = aes.BlockSize
+const blockSize = aesblock.BlockSize
 
-// state is the working memory of one CMAC or SIV computation.
-//
-// It is pooled rather than kept on the stack because every buffer handed to
-// a cipher.Block method (an interface call) escapes to the heap; recycling
-// it keeps Sum, Seal and Open free of allocations. Only memory owned by
-// state is ever passed to those methods, so callers' buffers, the
-// associated data in particular, do not escape through the CMAC code.
+// state is the working memory of one CMAC or SIV computation. It lives on
+// the caller's stack: the aesblock entry points do not let their arguments
+// escape, so nothing here needs the heap (an earlier version pooled it,
+// because cipher.Block's interface methods made every buffer escape).
 type state struct {
 	x   [blockSize]byte // CBC-MAC chaining value; the tag after finish
 	buf [blockSize]byte // last block seen so far, held back until finish
 	n   int             // number of bytes in buf
 	iv  [blockSize]byte // CTR initial counter block (Cipher only)
-	tmp [ctrMax]byte    // short-message CTR keystream (Cipher only)
-	// used is how much of tmp holds keystream; put wipes only that much,
-	// so short messages do not pay for clearing all of tmp.
-	used int
-	// header caches S2V's accumulator after a single short associated-data
-	// string (Cipher only); see Cipher.s2vHeaders.
-	header headerCache
 }
 
-// CMAC computes AES-CMAC (RFC 4493). Besides the key material it holds
-// only a sync.Pool of scratch space, so a single *CMAC may be used by any
-// number of goroutines at once.
+// CMAC computes AES-CMAC (RFC 4493). It holds only key material, so a
+// single *CMAC may be used by any number of goroutines at once.
 type CMAC struct {
-	block  cipher.Block
+	block  *aesblock.Block
 	k1, k2 [blockSize]byte
-	pool   sync.Pool // of *state
 }
 
 // NewCMAC returns an AES-CMAC instance for a 16, 24 or 32 byte key.
 func NewCMAC(key []byte) (*CMAC, error) {
 	c := new(CMAC)
-	if err := c.init(key); err != nil {
+	if err := c.init(key, aesblock.StandardRounds(len(key))); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// init sets up c in place; CMAC contains a sync.Pool and must not be copied,
-// so Cipher embeds one and initialises it through this method.
-func (c *CMAC) init(key []byte) error {
+// init sets up c in place with an AES of the given round count.
+func (c *CMAC) init(key []byte, rounds int) error {
 	switch len(key) {
 	case 16, 24, 32:
 	default:
 		return errors.New("siv: invalid CMAC key size")
 	}
-	b, err := aes.NewCipher(key)
+	b, err := aesblock.New(key, rounds)
 	if err != nil {
 		return errors.New("siv: " + err.Error())
 	}
-	c.block = b
-	// RFC 4493 section 2.3: K1 = dbl(E(0)), K2 = dbl(K1).
-	b.Encrypt(c.k1[:], c.k1[:])
-	dbl(&c.k1)
-	c.k2 = c.k1
-	dbl(&c.k2)
-	c.pool.New = newState
+	c.initBlock(b)
 	return nil
 }
 
-// newState is the pool constructor; states are reset by get.
-func newState() any { return new(state) }
-
-// get returns a reset state from the pool.
-func (c *CMAC) get() *state {
-	st := c.pool.Get().(*state)
-	st.reset()
-	return st
+// initBlock sets up c in place for an expanded key.
+func (c *CMAC) initBlock(b *aesblock.Block) {
+	c.block = b
+	// RFC 4493 section 2.3: K1 = dbl(E(0)), K2 = dbl(K1).
+	b.Encrypt(&c.k1, &c.k1)
+	dbl(&c.k1)
+	c.k2 = c.k1
+	dbl(&c.k2)
 }
 
-// put wipes the secret-dependent parts of st and returns it to the pool.
-func (c *CMAC) put(st *state) {
+// wipe clears st, which holds message- and key-dependent values (the held
+// back block is masked with K1 or K2), before its stack memory is left.
+func (st *state) wipe() {
 	st.reset()
 	clear(st.iv[:])
-	clear(st.tmp[:st.used])
-	st.used = 0
-	c.pool.Put(st)
 }
 
 func (st *state) reset() {
@@ -99,11 +76,11 @@ func (st *state) reset() {
 
 // Sum writes the AES-CMAC of msg to dst. It does not allocate.
 func (c *CMAC) Sum(dst *[16]byte, msg []byte) {
-	st := c.get()
-	c.write(st, msg)
-	c.finish(st)
+	var st state
+	c.write(&st, msg)
+	c.finish(&st)
 	*dst = st.x
-	c.put(st)
+	st.wipe()
 }
 
 // write absorbs p. The last block seen so far is always held back in st.buf
@@ -128,29 +105,31 @@ func (c *CMAC) write(st *state, p []byte) {
 // finish pads and masks the held-back block and leaves the tag in st.x.
 func (c *CMAC) finish(st *state) {
 	if st.n == blockSize {
-		subtle.XORBytes(st.buf[:], st.buf[:], c.k1[:])
+		xor16(&st.buf, &c.k1)
 	} else {
 		clear(st.buf[st.n:])
 		st.buf[st.n] = 0x80
-		subtle.XORBytes(st.buf[:], st.buf[:], c.k2[:])
+		xor16(&st.buf, &c.k2)
 	}
-	subtle.XORBytes(st.x[:], st.x[:], st.buf[:])
-	c.block.Encrypt(st.x[:], st.x[:])
+	xor16(&st.x, &st.buf)
+	c.block.Encrypt(&st.x, &st.x)
 }
 
 // chain runs the CBC-MAC chain over p, whose length is a multiple of the
-// block size.
-//
-// The chain is bound by the latency of one AES encryption per block. A
-// pooled cipher.NewCBCEncrypter (reset with its SetIV method) runs the same
-// loop inside the standard library and measured no faster on amd64, so this
-// plain loop is used and the package keeps no mutable cipher state;
-// BenchmarkChainCBC16K in siv_test.go keeps that comparison reproducible.
+// block size. On amd64 and arm64 it is one assembly loop that keeps the
+// chaining value and the round keys in registers, so each block costs the
+// latency of the AES instructions and nothing more.
 func (c *CMAC) chain(st *state, p []byte) {
-	for ; len(p) > 0; p = p[blockSize:] {
-		subtle.XORBytes(st.x[:], st.x[:], p[:blockSize])
-		c.block.Encrypt(st.x[:], st.x[:])
-	}
+	c.block.MAC(&st.x, p)
+}
+
+// xor16 sets dst to dst xor src. It is plain Go on two words, cheaper for
+// one block than subtle.XORBytes with its length and overlap checks.
+func xor16(dst, src *[blockSize]byte) {
+	a := binary.NativeEndian.Uint64(dst[:8]) ^ binary.NativeEndian.Uint64(src[:8])
+	b := binary.NativeEndian.Uint64(dst[8:]) ^ binary.NativeEndian.Uint64(src[8:])
+	binary.NativeEndian.PutUint64(dst[:8], a)
+	binary.NativeEndian.PutUint64(dst[8:], b)
 }
 
 // dbl multiplies b by x in GF(2^128) (RFC 5297 "dbl", RFC 4493 subkey

@@ -72,7 +72,9 @@ func sum(c *CMAC, msg []byte) []byte {
 
 // TestCMACRFC4493 checks the subkeys and the four examples of RFC 4493
 // section 4.
-func TestCMACRFC4493(t *testing.T) {
+func TestCMACRFC4493(t *testing.T) { forEachImpl(t, testCMACRFC4493) }
+
+func testCMACRFC4493(t *testing.T) {
 	c, err := NewCMAC(unhex(t, "2b7e151628aed2a6abf7158809cf4f3c"))
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +120,9 @@ type wycheproofCMAC struct {
 	} `json:"testGroups"`
 }
 
-func TestCMACWycheproof(t *testing.T) {
+func TestCMACWycheproof(t *testing.T) { forEachImpl(t, testCMACWycheproof) }
+
+func testCMACWycheproof(t *testing.T) {
 	raw, err := os.ReadFile("../testdata/wycheproof/aes_cmac_test.json")
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +167,9 @@ func checkWycheproofCMAC(t *testing.T, keySize, tagSize, id int, key, msg, tag, 
 
 // TestCMACStreaming cross-checks Sum against the naive reference for every
 // length up to 1 KiB and some longer ones, for all key sizes.
-func TestCMACStreaming(t *testing.T) {
+func TestCMACStreaming(t *testing.T) { forEachImpl(t, testCMACStreaming) }
+
+func testCMACStreaming(t *testing.T) {
 	for _, ks := range []int{16, 24, 32} {
 		key := bytes.Repeat([]byte{byte(ks)}, ks)
 		c, _ := NewCMAC(key)
@@ -185,7 +191,9 @@ func TestCMACStreaming(t *testing.T) {
 
 // TestCMACWriteSplits feeds messages in pieces of every size and checks the
 // held-back-block logic against one-shot Sum.
-func TestCMACWriteSplits(t *testing.T) {
+func TestCMACWriteSplits(t *testing.T) { forEachImpl(t, testCMACWriteSplits) }
+
+func testCMACWriteSplits(t *testing.T) {
 	c, _ := NewCMAC(make([]byte, 32))
 	msg := make([]byte, 700)
 	for i := range msg {
@@ -194,15 +202,14 @@ func TestCMACWriteSplits(t *testing.T) {
 	for _, n := range []int{0, 1, 15, 16, 17, 32, 33, 300, 700} {
 		want := sum(c, msg[:n])
 		for piece := 1; piece <= n+1; piece++ {
-			st := c.get()
+			var st state
 			for p := msg[:n]; len(p) > 0; {
 				k := min(piece, len(p))
-				c.write(st, p[:k])
+				c.write(&st, p[:k])
 				p = p[k:]
 			}
-			c.finish(st)
+			c.finish(&st)
 			got := st.x
-			c.put(st)
 			if !bytes.Equal(got[:], want) {
 				t.Fatalf("len %d in pieces of %d: %x, want %x", n, piece, got, want)
 			}
@@ -219,10 +226,8 @@ func TestNewCMACKeySizes(t *testing.T) {
 	}
 }
 
+// TestCMACAllocs runs under -race too: Sum keeps its state on the stack.
 func TestCMACAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("sync.Pool drops objects under the race detector")
-	}
 	c, _ := NewCMAC(make([]byte, 32))
 	for _, n := range []int{0, 64, 1024, 16384} {
 		msg := make([]byte, n)
@@ -263,22 +268,22 @@ func BenchmarkCMAC(b *testing.B) {
 	}
 }
 
-// TestPutWipes checks that scratch state returned to the pool holds no
-// keystream or chain values.
-func TestPutWipes(t *testing.T) {
+// TestWipe checks that the state Seal, Open and Sum leave behind holds no
+// chaining value, held-back block or counter.
+func TestWipe(t *testing.T) {
 	c := newTestCipher(t, 32)
-	for _, n := range []int{100, ctrMax, 3 * ctrMax} {
-		st := c.mac.get()
+	for _, n := range []int{0, 100, 1000} {
+		var st state
 		src := pattern(n)
 		v := [16]byte{1, 2, 3}
-		c.xorKeyStream(st, &v, make([]byte, n), src)
-		c.mac.write(st, src)
-		c.mac.put(st)
-		if st.iv != [16]byte{} || st.x != [16]byte{} || st.buf != [16]byte{} || st.n != 0 {
-			t.Errorf("len %d: state not reset", n)
+		c.xorKeyStream(&st, &v, make([]byte, n), src)
+		c.mac.write(&st, src)
+		if st == (state{}) {
+			t.Fatalf("len %d: state unused", n)
 		}
-		if st.tmp != [ctrMax]byte{} || st.used != 0 {
-			t.Errorf("len %d: scratch not wiped", n)
+		st.wipe()
+		if st != (state{}) {
+			t.Errorf("len %d: state not wiped: %+v", n, st)
 		}
 	}
 }

@@ -1,18 +1,18 @@
 // Package siv implements AES-SIV-CMAC deterministic authenticated encryption
 // (RFC 5297) and the AES-CMAC message authentication code it is built on
-// (RFC 4493), on top of crypto/aes.
+// (RFC 4493), on AES from e4/internal/aesblock: assembly on amd64 (AES-NI)
+// and arm64 (ARMv8 AES), pure Go elsewhere.
 //
-// Seal, Open and CMAC.Sum do not allocate for short messages when the
-// destination has enough capacity; see ctrMax for the one allocation made
-// for long messages.
+// Seal, Open and CMAC.Sum do not allocate when the destination has enough
+// capacity, whatever the message length.
 package siv
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/subtle"
 	"errors"
 	"unsafe"
+
+	"github.com/e4-iot/e4kit/e4/internal/aesblock"
 )
 
 // TagSize is the length of the synthetic IV that Seal prepends to the
@@ -32,8 +32,8 @@ var ErrOpen = errors.New("siv: message authentication failed")
 // of scratch space, so a single *Cipher may be used by any number of
 // goroutines at once.
 type Cipher struct {
-	mac CMAC         // S2V, keyed with the first half of the key
-	ctr cipher.Block // CTR, keyed with the second half
+	mac CMAC            // S2V, keyed with the first half of the key
+	ctr *aesblock.Block // CTR, keyed with the second half
 	d0  [blockSize]byte
 }
 
@@ -41,6 +41,16 @@ type Cipher struct {
 // its first half keys S2V (AES-CMAC) and its second half keys AES-CTR, so
 // the sizes select AES-128, AES-192 and AES-256 respectively.
 func New(key []byte) (*Cipher, error) {
+	return NewRounds(key, aesblock.StandardRounds(len(key)/2))
+}
+
+// NewRounds is New with AES of the given number of rounds in both S2V and
+// CTR. With the standard count (10, 12 or 14 for 32, 48 or 64-byte keys)
+// it is New, RFC 5297 AES-SIV. A smaller even count, down to 10, runs the
+// same key expansion for fewer rounds: E4's fast mode is a 64-byte key
+// with 10 rounds. Such a cipher is not AES-SIV and does not interoperate
+// with one; it exists for that mode only.
+func NewRounds(key []byte, rounds int) (*Cipher, error) {
 	switch len(key) {
 	case 32, 48, 64:
 	default:
@@ -48,14 +58,19 @@ func New(key []byte) (*Cipher, error) {
 	}
 	half := len(key) / 2
 	c := new(Cipher)
-	if err := c.mac.init(key[:half]); err != nil {
+	if err := c.mac.init(key[:half], rounds); err != nil {
 		return nil, err
 	}
-	b, err := aes.NewCipher(key[half:])
-	if err != nil {
-		return nil, errors.New("siv: " + err.Error())
+	if subtle.ConstantTimeCompare(key[:half], key[half:]) == 1 {
+		// E4 writes its 32-byte keys twice: one expanded key serves both.
+		c.ctr = c.mac.block
+	} else {
+		b, err := aesblock.New(key[half:], rounds)
+		if err != nil {
+			return nil, errors.New("siv: " + err.Error())
+		}
+		c.ctr = b
 	}
-	c.ctr = b
 	// S2V always starts from D = CMAC(K, 0^128); it depends only on the
 	// key, so it is computed once here instead of on every call.
 	var zero [blockSize]byte
@@ -83,13 +98,13 @@ func (c *Cipher) Seal(dst, plaintext []byte, ad ...[]byte) []byte {
 	if anyOverlap(out[:TagSize], plaintext) || inexactOverlap(out[TagSize:], plaintext) {
 		panic("siv: invalid buffer overlap")
 	}
-	st := c.mac.get()
-	d := c.s2vHeaders(st, ad)
-	c.s2vFinal(st, &d, plaintext)
+	var st state
+	d := c.s2vHeaders(&st, ad)
+	c.s2vFinal(&st, &d, plaintext)
 	v := st.x
 	copy(out, v[:])
-	c.xorKeyStream(st, &v, out[TagSize:], plaintext)
-	c.mac.put(st)
+	c.xorKeyStream(&st, &v, out[TagSize:], plaintext)
+	st.wipe()
 	return ret
 }
 
@@ -112,12 +127,12 @@ func (c *Cipher) Open(dst, sealed []byte, ad ...[]byte) ([]byte, error) {
 	// Copy the tag and absorb ad before anything is written, so that the
 	// output may overlap them.
 	v := [TagSize]byte(sealed)
-	st := c.mac.get()
-	d := c.s2vHeaders(st, ad)
-	c.xorKeyStream(st, &v, out, ct)
-	c.s2vFinal(st, &d, out)
+	var st state
+	d := c.s2vHeaders(&st, ad)
+	c.xorKeyStream(&st, &v, out, ct)
+	c.s2vFinal(&st, &d, out)
 	ok := subtle.ConstantTimeCompare(st.x[:], v[:]) == 1
-	c.mac.put(st)
+	st.wipe()
 	if !ok {
 		clear(out)
 		return nil, ErrOpen
@@ -125,79 +140,85 @@ func (c *Cipher) Open(dst, sealed []byte, ad ...[]byte) ([]byte, error) {
 	return ret, nil
 }
 
-// headerCache remembers S2V's accumulator D for one associated-data string
-// of at most one block. E4 passes a single 8-byte timestamp, which is the
-// same for every message of the same second, so a sender or receiver busy
-// enough for speed to matter skips one AES call per message. It lives in
-// the pooled state, which a goroutine usually gets back on its next call,
-// so it needs no locking and allocates nothing.
-type headerCache struct {
-	ad    [blockSize]byte
-	adLen int
-	valid bool
-	d     [blockSize]byte
-}
-
-// lookup returns the cached D for ad, if any.
-func (h *headerCache) lookup(ad []byte) ([blockSize]byte, bool) {
-	if h.valid && h.adLen == len(ad) && h.ad == pad16(ad) {
-		return h.d, true
-	}
-	return [blockSize]byte{}, false
-}
-
-func (h *headerCache) store(ad []byte, d [blockSize]byte) {
-	h.ad, h.adLen, h.valid, h.d = pad16(ad), len(ad), true, d
-}
-
-// pad16 copies a string of at most one block into a zero-padded block.
-func pad16(b []byte) (out [blockSize]byte) {
-	copy(out[:], b)
-	return out
-}
-
 // s2vHeaders runs the part of S2V (RFC 5297 section 2.4) that covers the
 // associated data and returns the accumulator D, ready for s2vFinal.
+//
+// An earlier version cached D for E4's single 8-byte timestamp in pooled
+// state; with the AES call in assembly the pool's Get and Put cost more
+// than the block they saved.
 func (c *Cipher) s2vHeaders(st *state, ad [][]byte) [blockSize]byte {
-	cacheable := len(ad) == 1 && len(ad[0]) <= blockSize
-	if cacheable {
-		if d, ok := st.header.lookup(ad[0]); ok {
-			return d
-		}
-	}
 	d := c.d0
 	for _, s := range ad {
-		st.reset()
-		c.mac.write(st, s)
-		c.mac.finish(st)
+		if len(s) <= blockSize {
+			// One block: CMAC is E(pad(s) xor K), as E4's timestamp is.
+			var m [blockSize]byte
+			copy(m[:], s)
+			if len(s) == blockSize {
+				xor16(&m, &c.mac.k1)
+			} else {
+				m[len(s)] = 0x80
+				xor16(&m, &c.mac.k2)
+			}
+			c.mac.block.Encrypt(&st.x, &m)
+			clear(m[:]) // holds K1 or K2
+		} else {
+			st.reset()
+			c.mac.write(st, s)
+			c.mac.finish(st)
+		}
 		dbl(&d)
-		subtle.XORBytes(d[:], d[:], st.x[:])
-	}
-	if cacheable {
-		st.header.store(ad[0], d)
+		xor16(&d, &st.x)
 	}
 	return d
 }
 
 // s2vFinal absorbs the plaintext p into S2V, leaving the SIV in st.x.
+//
+// It is CMAC(T) written out so that the whole message takes two calls of
+// the assembly chain: the whole blocks that the final mask does not touch
+// straight from p, then the last one or two blocks, masked, from a stack
+// buffer (the CMAC of the final masked block is one more CBC-MAC step).
 func (c *Cipher) s2vFinal(st *state, d *[blockSize]byte, p []byte) {
 	st.reset()
-	if len(p) < blockSize {
-		// T = dbl(D) xor pad(p)
-		dbl(d)
-		subtle.XORBytes(d[:], d[:], p)
-		d[len(p)] ^= 0x80
-		c.mac.write(st, d[:])
-	} else {
-		// T = p xorend D, streamed so that p is never copied: everything
-		// but the last block goes straight in, then the masked last block.
-		n := len(p) - blockSize
-		c.mac.write(st, p[:n])
-		var last [blockSize]byte
-		subtle.XORBytes(last[:], p[n:], d[:])
-		c.mac.write(st, last[:])
+	head := s2vHead(len(p))
+	c.mac.block.MAC(&st.x, p[:head])
+	last, n := c.s2vLast(d, p[head:])
+	c.mac.block.MAC(&st.x, last[:n])
+	clear(last[:])
+}
+
+// s2vHead returns how many leading bytes of an n-byte plaintext S2V chains
+// as they are: the whole blocks before the last 16 to 31 bytes, which D
+// and the final CMAC mask touch.
+func s2vHead(n int) int {
+	if n < blockSize {
+		return 0
 	}
-	c.mac.finish(st)
+	return (n - blockSize) &^ (blockSize - 1)
+}
+
+// s2vLast returns the last one or two blocks of S2V's CMAC input, masked,
+// and their length, for rest = p[s2vHead(len(p)):].
+func (c *Cipher) s2vLast(d *[blockSize]byte, rest []byte) (last [2 * blockSize]byte, n int) {
+	if len(rest) < blockSize {
+		// T = dbl(D) xor pad(p), one whole block, so masked with K1.
+		dbl(d)
+		copy(last[:], rest)
+		last[len(rest)] = 0x80
+		xor16((*[blockSize]byte)(last[:]), d)
+		xor16((*[blockSize]byte)(last[:]), &c.mac.k1)
+		return last, blockSize
+	}
+	// T = p xorend D: D covers the last 16 of these 16 to 31 bytes.
+	n = copy(last[:], rest)
+	xor16((*[blockSize]byte)(last[n-blockSize:n]), d)
+	if n == blockSize {
+		xor16((*[blockSize]byte)(last[:]), &c.mac.k1)
+		return last, blockSize
+	}
+	last[n] = 0x80
+	xor16((*[blockSize]byte)(last[blockSize:]), &c.mac.k2)
+	return last, 2 * blockSize
 }
 
 // sliceForAppend extends in by n bytes, reallocating only if its capacity

@@ -49,6 +49,10 @@ type Options struct {
 	// AwaitKey is how long a device holds a message it cannot read yet,
 	// waiting for C2's next command (1 s); see transport.ProtectOptions.
 	AwaitKey time.Duration
+	// Suite is the suite of C2 and the devices (nil: e4.V1). C2 records it
+	// in the folder's database, so a folder keeps the suite it started
+	// with.
+	Suite *e4.Suite
 }
 
 func (o *Options) setDefaults() {
@@ -167,7 +171,7 @@ func (e *env) start(ctx context.Context) error {
 	e.closes = append(e.closes, c2Transport.Close)
 	hub := api.NewEventHub(0)
 	e.svc, err = c2.New(ctx, c2.Config{
-		Mode: e4.SymKey, Store: st, Keyring: keys, Transport: c2Transport,
+		Mode: e4.SymKey, Suite: e.opts.Suite, Store: st, Keyring: keys, Transport: c2Transport,
 		Logger: slog.New(slog.DiscardHandler), OnEvent: hub.Publish,
 	})
 	if err != nil {
@@ -177,7 +181,7 @@ func (e *env) start(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- e.svc.Run(runCtx) }()
 	e.closes = append(e.closes, func() error { stop(); return <-done })
-	e.out.line("C2        symmetric-key mode, database %s (keys sealed under %s)", dbPath, filepath.Join(e.opts.Dir, "master.key"))
+	e.out.line("C2        symmetric-key mode, suite %s, database %s (keys sealed under %s)", e.svc.Suite(), dbPath, filepath.Join(e.opts.Dir, "master.key"))
 	if err := e.startAPI(ctx, st, hub); err != nil {
 		return err
 	}

@@ -76,11 +76,12 @@ func (d *simDevice) reportUnreadable(out *printer, topic string, err error) {
 // ensureDevice makes sure C2 knows the device and the device holds its
 // key: from its state file when both exist, otherwise by (re)adding it.
 func (e *env) ensureDevice(ctx context.Context, name string) (*e4.Client, error) {
-	id := e4.IDFromName(name)
+	suite := e.svc.Suite()
+	id := suite.IDFromName(name)
 	st := store.NewFile(filepath.Join(e.opts.Dir, "devices", name+".e4state"))
 	_, known := e.svc.GetClient(ctx, id)
 	if known == nil {
-		c, err := e4.LoadClient(&e4.Config{Store: st})
+		c, err := e4.LoadClient(&e4.Config{Store: st, Suite: suite})
 		if err == nil {
 			return c, nil
 		}
@@ -99,7 +100,7 @@ func (e *env) ensureDevice(ctx context.Context, name string) (*e4.Client, error)
 		return nil, err
 	}
 	_ = os.Remove(st.Path())
-	return e4.NewSymKeyClient(id, added.Key, &e4.Config{Store: st})
+	return e4.NewSymKeyClient(id, added.Key, &e4.Config{Store: st, Suite: suite})
 }
 
 // connect starts a device on the broker and subscribes it to Topic.

@@ -1,5 +1,0 @@
-//go:build !race
-
-package e4
-
-const raceEnabled = false
