@@ -195,6 +195,7 @@ func (c *catchUp) failed(s *Service, client e4.ID, err error) {
 	switch {
 	case errors.Is(err, errBadSync):
 		c.invalid.Add(1)
+		s.log.Debug("a sync request no key of its client opens", "client", client.String(), "err", err)
 	case err != nil && !errors.Is(err, context.Canceled):
 		s.log.Warn("answering a sync request", "client", client.String(), "err", err)
 	}
@@ -266,12 +267,15 @@ func (s *Service) openSync(ctx context.Context, id e4.ID, msg []byte) (*e4.SyncR
 		return nil, false, err
 	}
 	cfg := &e4.Config{Now: s.now}
+	var errs []error
 	for _, k := range keys {
-		if report, err := s.Suite().OpenSyncRequest(msg, k.key, cfg); err == nil {
+		report, err := s.Suite().OpenSyncRequest(msg, k.key, cfg)
+		if err == nil {
 			return report, k.prev, nil
 		}
+		errs = append(errs, err)
 	}
-	return nil, false, errBadSync
+	return nil, false, fmt.Errorf("%w: %w", errBadSync, errors.Join(errs...))
 }
 
 // recordSync compares a report with what C2 wants the device to hold.

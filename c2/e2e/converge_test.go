@@ -192,6 +192,19 @@ func fleetCatchesUp(t *testing.T, url string, mode e4.Mode, n int) {
 		}
 	}
 
+	if d, err := time.ParseDuration(os.Getenv("E4KIT_FLEET_AWAY")); err == nil {
+		time.Sleep(d) // DEBUG
+	}
+	// C2 has not heard from the absent devices: it must still reach them
+	// under the client key they hold.
+	for id := range newKeys {
+		state, err := r.svc.ClientState(ctx, id)
+		mustDo(t, err)
+		if state.KeyInUse == c2.KeyCurrent {
+			t.Fatalf("device %s has been away since its key change, and C2 counts the new key as confirmed: %+v", id, state)
+		}
+	}
+
 	// Everyone who was away comes back at once.
 	for _, d := range r.devices {
 		d.resetCounts()

@@ -40,6 +40,8 @@ const (
 	envFleet = "E4KIT_E2E_FLEET"
 	// envStats names a file the child keeps its dispatcher's counters in.
 	envStats = "E4KIT_E2E_STATS"
+	// envDebugLog names a file the child writes debug logs to.
+	envDebugLog = "E4KIT_E2E_DEBUG_LOG"
 )
 
 func TestMain(m *testing.M) {
@@ -86,6 +88,14 @@ func runC2Child() error {
 	}
 	// Warnings go to stderr, which the test shows when it fails.
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if path := os.Getenv(envDebugLog); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if os.Getenv(envFleet) == "1" {
 		cfg.Transport = tr
 		// AwaitAck stays near its default: repairing a device whose acknowledgement
