@@ -3,8 +3,10 @@ package c2
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +52,9 @@ type awaitedCommand struct {
 	target    string
 	// topicKey is the tag of the key a SetTopicKey carries.
 	topicKey e4.KeyTag
+	// publicKey is the key a SetPubKey (of source) or a SetC2Key carries.
+	publicKey []byte
+	source    e4.ID
 }
 
 func newAwaited(c store.Command, cmd []byte, k sendKey, protected []byte, now time.Time) awaitedCommand {
@@ -57,8 +62,14 @@ func newAwaited(c store.Command, cmd []byte, k sendKey, protected []byte, now ti
 		id: c.ID, key: k.key, digest: e4.CommandDigest(protected), sentAt: now,
 		underPrev: k.prev, kind: e4.Command(cmd[0]), target: c.Target,
 	}
-	if a.kind == e4.SetTopicKey && len(cmd) > e4.KeyLen {
+	switch {
+	case a.kind == e4.SetTopicKey && len(cmd) > e4.KeyLen:
 		a.topicKey = e4.TagOfKey(cmd[1 : 1+e4.KeyLen])
+	case a.kind == e4.SetPubKey && len(cmd) == 1+ed25519.PublicKeySize+len(a.source):
+		a.publicKey = slices.Clone(cmd[1 : 1+ed25519.PublicKeySize])
+		a.source = e4.ID(cmd[1+ed25519.PublicKeySize:])
+	case a.kind == e4.SetC2Key && len(cmd) == 1+e4.KeyLen:
+		a.publicKey = slices.Clone(cmd[1:])
 	}
 	return a
 }
@@ -252,12 +263,30 @@ func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, now time.T
 			return err
 		}
 	}
-	if a.cmd.kind == e4.SetTopicKey && a.status == e4.AckApplied {
-		if err := s.recordTopicAck(tx, a.client, a.cmd.target, a.cmd.topicKey, now); err != nil {
+	if a.status == e4.AckApplied {
+		if err := s.recordItemAck(tx, &ds, a, now); err != nil {
 			return err
 		}
 	}
 	return tx.PutDeviceState(ds)
+}
+
+// recordItemAck records the item an applied command gave the device: a
+// topic key version, a linked client's public key, the C2 key.
+func (s *Service) recordItemAck(tx store.Tx, ds *store.DeviceState, a matchedAck, now time.Time) error {
+	switch a.cmd.kind {
+	case e4.SetTopicKey:
+		return s.recordTopicAck(tx, a.client, a.cmd.target, a.cmd.topicKey, now)
+	case e4.SetPubKey:
+		err := tx.SetLinkAcked(a.cmd.source, a.client, a.cmd.publicKey, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // sent outside a link
+		}
+		return err
+	case e4.SetC2Key:
+		ds.C2KeyAcked = a.cmd.publicKey
+	}
+	return nil
 }
 
 // learnKeyFromAck updates a pending client-key change from an

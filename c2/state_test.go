@@ -599,6 +599,10 @@ func TestPKModeCatchUp(t *testing.T) {
 		return count(cmds, e4.SetTopicKey) == 1 && count(cmds, e4.SetPubKey) == 1
 	})
 	waitState(t, "the topic acknowledged", func() bool { return must[TopicState](t)(svc.TopicState(ctx, "pk/t")).Converged })
+	waitState(t, "the public key acknowledged", func() bool {
+		st := must[ClientState](t)(svc.ClientState(ctx, b.ID))
+		return st.PubKeys == 1 && st.PubKeysBehind == 0 && st.C2KeyCurrent
+	})
 	// A second request finds nothing missing.
 	dev.sync()
 	waitState(t, "the second request handled", func() bool { return svc.Dispatcher().Stats().CatchUp.Handled == 2 })

@@ -226,8 +226,13 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 		return err
 	}
 	if s.cfg.Mode == e4.PubKey {
-		if err := s.syncPubKeys(tx, ev, c, report.PubKeys); err != nil {
+		if err := s.syncPubKeys(tx, ev, c, report.PubKeys, now); err != nil {
 			return err
+		}
+		// A report C2 could open was protected under a command key made
+		// from C2's current key, which the device therefore holds.
+		if report.C2Key == e4.TagOfKey(s.pk.public) {
+			ds.C2KeyAcked = s.pk.public
 		}
 	}
 	return tx.PutDeviceState(ds)
@@ -311,7 +316,7 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 // public key the device does not hold (unless one is pending). Public keys
 // the device holds beyond its links are left alone: they may have been
 // sent outside links (SendPubKey, the C2 signing key).
-func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey) error {
+func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, now time.Time) error {
 	tags := make(map[e4.ID]e4.KeyTag, len(held))
 	for _, h := range held {
 		tags[e4.ID(h.Hash)] = h.Tag
@@ -328,6 +333,9 @@ func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4
 				return err
 			}
 			if tag, ok := tags[id]; ok && tag == e4.TagOfKey(src.PublicKey) {
+				if err := tx.SetLinkAcked(id, c.ID, src.PublicKey, now); err != nil {
+					return err
+				}
 				continue
 			}
 			pending, err := tx.HasPendingCommand(c.ID, id.String(), e4.SetPubKey.String())

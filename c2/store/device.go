@@ -64,6 +64,9 @@ type DeviceState struct {
 	// failed for good); empty when it is not stalled.
 	StalledReason string
 	StalledAt     time.Time
+	// C2KeyAcked is the C2 public key the device acknowledged holding (PK
+	// mode), nil if none.
+	C2KeyAcked []byte
 }
 
 // Acknowledges reports whether the device is expected to acknowledge.
@@ -186,6 +189,12 @@ type DeviceTx interface {
 	// LinkSources lists the clients whose public keys target should hold
 	// (the sources of links to it), by id after after.
 	LinkSources(target, after e4.ID, limit int) ([]e4.ID, error)
+	// SetLinkAcked records that target's device holds publicKey as the key
+	// of source, learned at at. ErrNotFound if there is no such link.
+	SetLinkAcked(source, target e4.ID, publicKey []byte, at time.Time) error
+	// CountLinksBehind counts the links to target and those whose source's
+	// current public key its device has not acknowledged.
+	CountLinksBehind(target e4.ID) (links, behind int64, err error)
 }
 
 // DeviceStore is the part of Store about the state of devices, outside

@@ -35,12 +35,12 @@ func testDeviceStateRoundTrip(t *testing.T, s store.Store) {
 	want := store.DeviceState{
 		ClientID: ids[0], AckMode: store.AckNo, AcksSeen: true, LastSeen: base, LastSync: base.Add(time.Second),
 		PrevSealedKey: []byte("sealed previous key"), KeyChangedAt: base.Add(2 * time.Second), KeyState: store.KeyOld,
-		StalledReason: "broker \x00refused", StalledAt: base.Add(3 * time.Second),
+		StalledReason: "broker \x00refused", StalledAt: base.Add(3 * time.Second), C2KeyAcked: []byte("c2 public"),
 	}
 	update(t, s, func(tx store.Tx) error { return tx.PutDeviceState(want) })
 	got := getDeviceState(t, s, ids[0])
 	if got.AckMode != store.AckNo || !got.AcksSeen || got.Acknowledges() || string(got.PrevSealedKey) != "sealed previous key" ||
-		got.KeyState != store.KeyOld || got.StalledReason != "broker refused" ||
+		got.KeyState != store.KeyOld || got.StalledReason != "broker refused" || string(got.C2KeyAcked) != "c2 public" ||
 		!got.LastSeen.Equal(base.Truncate(time.Microsecond)) || got.LastSeen.Location() != time.UTC ||
 		!got.LastSync.Equal(base.Add(time.Second).Truncate(time.Microsecond)) ||
 		!got.KeyChangedAt.Equal(base.Add(2*time.Second).Truncate(time.Microsecond)) ||
@@ -399,6 +399,36 @@ func testKeyChangesAndLinkSources(t *testing.T, s store.Store) {
 		}
 		_, err = tx.LinkSources(randomID(r), e4.ID{}, 10)
 		wantErr(t, "LinkSources of an unknown client", err, store.ErrNotFound)
+		return nil
+	})
+	// Acknowledged public keys: ids[2]'s device holds the current key of
+	// ids[0], an old one of ids[1], none of ids[3].
+	update(t, s, func(tx store.Tx) error {
+		for i, id := range ids {
+			if err := tx.UpdateClientKey(id, nil, []byte{byte(i), 1, 2, 3}); err != nil {
+				return err
+			}
+		}
+		if err := tx.SetLinkAcked(ids[0], ids[2], []byte{0, 1, 2, 3}, base); err != nil {
+			return err
+		}
+		return tx.SetLinkAcked(ids[1], ids[2], []byte("old"), base)
+	})
+	err := s.Update(t.Context(), func(tx store.Tx) error { return tx.SetLinkAcked(ids[2], ids[0], []byte("k"), base) })
+	wantErr(t, "SetLinkAcked without a link", err, store.ErrNotFound)
+	view(t, s, func(tx store.Tx) error {
+		links, behind, err := tx.CountLinksBehind(ids[2])
+		ok(t, "CountLinksBehind", err)
+		if links != 3 || behind != 2 {
+			t.Fatalf("CountLinksBehind = %d, %d; want 3, 2", links, behind)
+		}
+		links, behind, err = tx.CountLinksBehind(ids[0])
+		ok(t, "CountLinksBehind without links", err)
+		if links != 0 || behind != 0 {
+			t.Fatalf("CountLinksBehind without links = %d, %d", links, behind)
+		}
+		_, _, err = tx.CountLinksBehind(randomID(r))
+		wantErr(t, "CountLinksBehind of an unknown client", err, store.ErrNotFound)
 		return nil
 	})
 	ok(t, "ClearStalled", s.ClearStalled(t.Context(), []e4.ID{ids[0], ids[1], randomID(r)}))
