@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -207,15 +206,6 @@ func (d *Dispatcher) recordAcks(ctx context.Context, matched <-chan matchedAck) 
 // settleAcks records devices' answers on their commands and in their
 // state.
 func (d *Dispatcher) settleAcks(ctx context.Context, batch []matchedAck) {
-	for _, a := range batch {
-		refusal := ""
-		if a.status == e4.AckRefused {
-			refusal = "the device refused the command"
-		}
-		if err := d.acknowledge(ctx, a.cmd.id, refusal); err != nil {
-			d.s.log.Warn("recording an acknowledgement", "err", err)
-		}
-	}
 	if err := d.s.learnFromAcks(ctx, batch); err != nil && ctx.Err() == nil {
 		d.s.log.Warn("recording devices' state from acknowledgements", "count", len(batch), "err", err)
 	}
@@ -242,8 +232,17 @@ func (d *Dispatcher) settleAcks(ctx context.Context, batch []matchedAck) {
 func (s *Service) learnFromAcks(ctx context.Context, batch []matchedAck) error {
 	now := s.now().UTC()
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		topics := make(topicTags)
 		for _, a := range batch {
-			err := s.learnFromAck(tx, ev, a, now)
+			refusal := ""
+			if a.status == e4.AckRefused {
+				refusal = "the device refused the command"
+			}
+			err := tx.AcknowledgeCommand(a.cmd.id, now, refusal)
+			if err != nil && !errors.Is(err, store.ErrLeaseLost) && !errors.Is(err, store.ErrNotFound) {
+				return err // lost or unknown: a duplicate, or settled already
+			}
+			err = s.learnFromAck(tx, ev, a, topics, now)
 			if err != nil && !errors.Is(err, store.ErrNotFound) { // a client removed meanwhile
 				return err
 			}
@@ -252,7 +251,7 @@ func (s *Service) learnFromAcks(ctx context.Context, batch []matchedAck) error {
 	})
 }
 
-func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, now time.Time) error {
+func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, topics topicTags, now time.Time) error {
 	ds, err := tx.GetDeviceState(a.client)
 	if err != nil {
 		return err
@@ -264,7 +263,7 @@ func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, now time.T
 		}
 	}
 	if a.status == e4.AckApplied {
-		if err := s.recordItemAck(tx, &ds, a, now); err != nil {
+		if err := s.recordItemAck(tx, &ds, a, topics, now); err != nil {
 			return err
 		}
 	}
@@ -273,10 +272,10 @@ func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, now time.T
 
 // recordItemAck records the item an applied command gave the device: a
 // topic key version, a linked client's public key, the C2 key.
-func (s *Service) recordItemAck(tx store.Tx, ds *store.DeviceState, a matchedAck, now time.Time) error {
+func (s *Service) recordItemAck(tx store.Tx, ds *store.DeviceState, a matchedAck, topics topicTags, now time.Time) error {
 	switch a.cmd.kind {
 	case e4.SetTopicKey:
-		return s.recordTopicAck(tx, a.client, a.cmd.target, a.cmd.topicKey, now)
+		return s.recordTopicAck(tx, a.client, a.cmd.target, a.cmd.topicKey, topics, now)
 	case e4.SetPubKey:
 		err := tx.SetLinkAcked(a.cmd.source, a.client, a.cmd.publicKey, now)
 		if errors.Is(err, store.ErrNotFound) {
@@ -315,25 +314,47 @@ func (s *Service) learnKeyFromAck(tx store.Tx, ev *events, ds *store.DeviceState
 	return nil
 }
 
-// recordTopicAck records that a device holds the key tagged tag of topic:
-// its current version if it is the current key (an older key tells
-// nothing new).
-func (s *Service) recordTopicAck(tx store.Tx, client e4.ID, topic string, tag e4.KeyTag, now time.Time) error {
+// topicTags caches, for one transaction, the current version of topics
+// and the tag of their current key.
+type topicTags map[string]topicTag
+
+type topicTag struct {
+	version uint64
+	tag     e4.KeyTag
+	gone    bool
+}
+
+// current returns the version and key tag of topic, gone if it was
+// deleted.
+func (m topicTags) current(s *Service, tx store.Tx, topic string) (topicTag, error) {
+	if t, ok := m[topic]; ok {
+		return t, nil
+	}
 	t, err := tx.GetTopic(topic)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		m[topic] = topicTag{gone: true}
+		return m[topic], nil
 	}
 	if err != nil {
-		return err
+		return topicTag{}, err
 	}
 	key, err := s.topicKey(t)
 	if err != nil {
+		return topicTag{}, err
+	}
+	m[topic] = topicTag{version: t.KeyVersion, tag: e4.TagOfKey(key)}
+	return m[topic], nil
+}
+
+// recordTopicAck records that a device holds the key tagged tag of topic:
+// its current version if it is the current key (an older key tells
+// nothing new).
+func (s *Service) recordTopicAck(tx store.Tx, client e4.ID, topic string, tag e4.KeyTag, topics topicTags, now time.Time) error {
+	cur, err := topics.current(s, tx, topic)
+	if err != nil || cur.gone || cur.tag != tag {
 		return err
 	}
-	if e4.TagOfKey(key) != tag {
-		return nil
-	}
-	err = tx.SetTopicAcked(client, topic, t.KeyVersion, now)
+	err = tx.SetTopicAcked(client, topic, cur.version, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // no longer a member
 	}
@@ -352,17 +373,6 @@ func clientOfTopic(topic, suffix string) (e4.ID, bool) {
 	}
 	id, err := e4.ParseID(hexID)
 	return id, err == nil
-}
-
-func (d *Dispatcher) acknowledge(ctx context.Context, id store.CommandID, refusal string) error {
-	err := d.s.st.Acknowledge(ctx, id, d.s.now().UTC(), refusal)
-	if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) {
-		return nil // settled already (a duplicate), or not from this outbox
-	}
-	if err != nil {
-		return fmt.Errorf("command %x: %w", id[:], err)
-	}
-	return nil
 }
 
 // topicOfKind returns target when a command of kind is about a topic.

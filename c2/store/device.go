@@ -192,6 +192,9 @@ type DeviceTx interface {
 	// SetLinkAcked records that target's device holds publicKey as the key
 	// of source, learned at at. ErrNotFound if there is no such link.
 	SetLinkAcked(source, target e4.ID, publicKey []byte, at time.Time) error
+	// AcknowledgeCommand is Store.Acknowledge inside a transaction, so a
+	// batch of acknowledgements and what they teach commit together.
+	AcknowledgeCommand(id CommandID, at time.Time, refusal string) error
 	// CountLinksBehind counts the links to target and those whose source's
 	// current public key its device has not acknowledged.
 	CountLinksBehind(target e4.ID) (links, behind int64, err error)

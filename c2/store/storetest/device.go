@@ -459,4 +459,20 @@ func testAcknowledgeSent(t *testing.T, s store.Store) {
 	if got := getCommand(t, s, refused.ID); got.State != store.CommandFailed || got.LastError != "refused" {
 		t.Fatalf("refused after sent: %+v", got)
 	}
+	// The same inside a transaction.
+	inTx, pendingOne := newCommand(r, client, "k", "3"), newCommand(r, randomID(r), "k", "4")
+	enqueue(t, s, inTx, pendingOne)
+	ok(t, "MarkSent", s.MarkSent(ctx, "d", commandIDs(mustClaim(t, s, "d", base)[:1]), base))
+	update(t, s, func(tx store.Tx) error {
+		ok(t, "AcknowledgeCommand", tx.AcknowledgeCommand(inTx.ID, base.Add(time.Minute), ""))
+		wantErr(t, "AcknowledgeCommand twice", tx.AcknowledgeCommand(inTx.ID, base, ""), store.ErrLeaseLost)
+		wantErr(t, "AcknowledgeCommand of an unknown id", tx.AcknowledgeCommand(randomCommandID(r), base, ""), store.ErrNotFound)
+		return tx.AcknowledgeCommand(pendingOne.ID, base, "refused")
+	})
+	if got := getCommand(t, s, inTx.ID); got.State != store.CommandSent || !got.AckedAt.Equal(base.Add(time.Minute).Truncate(time.Microsecond)) {
+		t.Fatalf("acknowledged in a transaction: %+v", got)
+	}
+	if got := getCommand(t, s, pendingOne.ID); got.State != store.CommandFailed {
+		t.Fatalf("refused while pending in a transaction: %+v", got)
+	}
 }

@@ -192,6 +192,24 @@ func (t *tx) PutDeviceState(s store.DeviceState) error {
 	return err
 }
 
+// AcknowledgeCommand records a device's answer to a pending or sent
+// command, as Store.Acknowledge does.
+func (t *tx) AcknowledgeCommand(id store.CommandID, at time.Time, refusal string) error {
+	query, args := qAckSent, []any{id[:], t.at(at)}
+	if refusal != "" {
+		query, args = qAckRefused, []any{id[:], cleanReason(refusal)}
+	}
+	n, err := t.exec(query, args...)
+	if err != nil || n == 1 {
+		return err
+	}
+	settleErr, err := t.unsettled([]store.CommandID{id})
+	if err != nil {
+		return err
+	}
+	return settleErr
+}
+
 // SetLinkAcked records the public key of source that target's device
 // holds.
 func (t *tx) SetLinkAcked(source, target e4.ID, publicKey []byte, at time.Time) error {
