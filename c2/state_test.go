@@ -346,6 +346,8 @@ func TestRepairAfterAwaitAck(t *testing.T) {
 	broker := loopback.NewBroker()
 	env := newTestService(t, e4.SymKey, broker.Connect(), fastRepairs, func(cfg *Config) {
 		cfg.Dispatch.AwaitAck = 200 * time.Millisecond
+		// Not heard from since the rotations were sent: it waits for this.
+		cfg.Dispatch.RepairIdle = 500 * time.Millisecond
 	})
 	svc := env.svc
 	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))

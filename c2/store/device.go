@@ -144,6 +144,11 @@ type RepairFilter struct {
 	// SentBefore: only items whose last command was sent before this time
 	// (and that have none pending).
 	SentBefore time.Time
+	// IdleBefore, if set: an item whose device was not heard from since
+	// its last command was sent qualifies only if that command was sent
+	// before this time (an offline device is not sent the same key over
+	// and over).
+	IdleBefore time.Time
 	// After pages through the items by client then topic.
 	After RepairItem
 	Limit int

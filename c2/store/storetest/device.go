@@ -209,6 +209,28 @@ func testItemsToRepair(t *testing.T, s store.Store) {
 	if got = items(true, base.Add(2*time.Hour), got[0], 10); len(got) != 1 || got[0].Topic != "b" {
 		t.Fatalf("repairs after the first: %+v", got)
 	}
+	// Not heard from since it was sent (no LastSeen): not again before
+	// IdleBefore passes the send; heard from since: again.
+	idle := func(before time.Time) []store.RepairItem {
+		var out []store.RepairItem
+		view(t, s, func(tx store.Tx) (err error) {
+			out, err = tx.ItemsToRepair(store.RepairFilter{Acknowledging: true, SentBefore: base.Add(time.Minute), IdleBefore: before, Limit: 10})
+			return err
+		})
+		return out
+	}
+	if got := idle(base.Add(-time.Hour)); len(got) != 0 {
+		t.Fatalf("repairs of a device not heard from: %+v", got)
+	}
+	if got := idle(base.Add(time.Second)); len(got) != 1 {
+		t.Fatalf("repairs once the idle time passed: %+v", got)
+	}
+	update(t, s, func(tx store.Tx) error {
+		return tx.PutDeviceState(store.DeviceState{ClientID: ids[0], AcksSeen: true, LastSeen: base.Add(time.Second)})
+	})
+	if got := idle(base.Add(-time.Hour)); len(got) != 1 {
+		t.Fatalf("repairs of a device heard from since: %+v", got)
+	}
 	got = items(false, base.Add(time.Minute), store.RepairItem{}, 10)
 	if len(got) != 1 || got[0] != (store.RepairItem{ClientID: ids[3], Topic: "a"}) {
 		t.Fatalf("resends of devices that do not acknowledge: %+v", got)

@@ -382,7 +382,8 @@ func itemsToRepairQuery(acks bool) string {
 		"LEFT JOIN client_state AS cs ON cs.client_id = m.client_id " +
 		"WHERE m.acked_version < t.key_version AND (m.client_id > $1 OR (m.client_id = $1 AND m.topic > $2)) AND " + cond + " " +
 		"AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.client_id = m.client_id AND o.target = m.topic " +
-		"AND (o.state = 'pending' OR (o.state = 'sent' AND o.sent_at >= $3))) " +
+		"AND (o.state = 'pending' OR (o.state = 'sent' AND o.sent_at >= $3) " +
+		"OR (o.state = 'sent' AND o.sent_at >= $5 AND (cs.last_seen IS NULL OR cs.last_seen < o.sent_at)))) " +
 		"ORDER BY m.client_id, m.topic LIMIT $4"
 }
 
@@ -393,6 +394,10 @@ func (t *tx) ItemsToRepair(f store.RepairFilter) ([]store.RepairItem, error) {
 	}
 	if err := checkText("topic name", f.After.Topic); err != nil {
 		return nil, err
+	}
+	idle := f.IdleBefore
+	if idle.IsZero() || idle.After(f.SentBefore) {
+		idle = f.SentBefore // no stricter rule for devices not heard from
 	}
 	return all(t, func(r rowScanner) (store.RepairItem, error) {
 		var (
@@ -405,7 +410,7 @@ func (t *tx) ItemsToRepair(f store.RepairFilter) ([]store.RepairItem, error) {
 		var err error
 		it.ClientID, err = toID(id, "memberships.client_id")
 		return it, err
-	}, itemsToRepairQuery(f.Acknowledging), f.After.ClientID[:], f.After.Topic, t.at(f.SentBefore), f.Limit)
+	}, itemsToRepairQuery(f.Acknowledging), f.After.ClientID[:], f.After.Topic, t.at(f.SentBefore), f.Limit, t.at(idle))
 }
 
 // kindList returns " AND kind IN (...)" with placeholders from first, and
