@@ -44,11 +44,11 @@ type awaitedCommand struct {
 	key    []byte
 	digest [e4.AckDigestLen]byte
 	sentAt time.Time
-	// underPrev: protected under the client's previous key during a
-	// client-key change.
-	underPrev bool
-	kind      e4.Command
-	target    string
+	// underPrev, underCurrent: protected under the key the device held
+	// before a key change, or under the key after it, during the change.
+	underPrev, underCurrent bool
+	kind                    e4.Command
+	target                  string
 	// topicKey is the tag of the key a SetTopicKey carries.
 	topicKey e4.KeyTag
 	// publicKey is the key a SetPubKey (of source) or a SetC2Key carries.
@@ -59,7 +59,7 @@ type awaitedCommand struct {
 func newAwaited(c store.Command, cmd []byte, k sendKey, protected []byte, now time.Time) awaitedCommand {
 	a := awaitedCommand{
 		id: c.ID, key: k.key, digest: e4.CommandDigest(protected), sentAt: now,
-		underPrev: k.prev, kind: e4.Command(cmd[0]), target: c.Target,
+		underPrev: k.prev, underCurrent: k.current, kind: e4.Command(cmd[0]), target: c.Target,
 	}
 	switch {
 	case a.kind == e4.SetTopicKey && len(cmd) > e4.KeyLen:
@@ -259,6 +259,15 @@ func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, topics top
 	ds.AcksSeen, ds.LastSeen, ds.StalledReason, ds.StalledAt = true, now, "", time.Time{}
 	if ds.PrevSealedKey != nil {
 		if err := s.learnKeyFromAck(tx, ev, &ds, a.cmd, a.status); err != nil {
+			return err
+		}
+	}
+	if s.prevPK != nil && a.cmd.kind != e4.SetC2Key && (a.cmd.underCurrent || (a.cmd.underPrev && !a.cmd.sentAt.Before(s.prevPK.rotatedAt))) {
+		c, err := getClient(tx, a.client)
+		if err != nil {
+			return err
+		}
+		if err := s.learnC2Key(tx, ev, &ds, c, a.cmd.underPrev); err != nil {
 			return err
 		}
 	}

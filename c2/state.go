@@ -54,8 +54,12 @@ type ClientState struct {
 	C2KeyCurrent           bool
 	// PendingCommands counts its commands waiting in the outbox.
 	PendingCommands int64
-	KeyInUse        KeyInUse
-	KeyChangedAt    time.Time // start of a change not confirmed; else zero
+	// KeyInUse says which key protects its commands: in SK mode its
+	// client key, in PK mode the command key made from C2's key pair
+	// (KeyUnconfirmed after RotateC2Key until the device shows it holds
+	// C2's new public key).
+	KeyInUse     KeyInUse
+	KeyChangedAt time.Time // start of a change not confirmed; else zero
 	// Stalled is set while its queue is stuck, with the reason.
 	Stalled       bool
 	StalledReason string
@@ -144,6 +148,18 @@ func (s *Service) ClientState(ctx context.Context, id e4.ID) (ClientState, error
 			st.C2KeyCurrent = bytes.Equal(ds.C2KeyAcked, pair.public)
 		}
 		fillClientState(&st, ds)
+		if s.cfg.Mode == e4.PubKey {
+			c, err := tx.GetClient(id)
+			if err != nil {
+				return err
+			}
+			s.pairMu.RLock()
+			prev := s.prevPK
+			s.pairMu.RUnlock()
+			if prev != nil && !st.C2KeyCurrent && !c.CreatedAt.After(prev.rotatedAt) {
+				st.KeyInUse, st.KeyChangedAt = KeyUnconfirmed, prev.rotatedAt
+			}
+		}
 		return nil
 	})
 	return st, err

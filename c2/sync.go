@@ -175,7 +175,17 @@ func (s *Service) openSync(ctx context.Context, id e4.ID, msg []byte) (*e4.SyncR
 			return err
 		}
 		keys = []sendKey{{key: key}}
-		if s.cfg.Mode != e4.SymKey {
+		if s.cfg.Mode == e4.PubKey {
+			s.pairMu.RLock()
+			prev := s.prevPK
+			s.pairMu.RUnlock()
+			if prev != nil {
+				old, err := e4.C2CommandKey(prev.private, c.PublicKey)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, sendKey{key: old, prev: true})
+			}
 			return nil
 		}
 		ds, err := tx.GetDeviceState(id)
@@ -222,17 +232,24 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 			return err
 		}
 	}
+	if s.cfg.Mode == e4.PubKey {
+		// Likewise for a SetC2Key: a report under the command key made from
+		// C2's previous key shows the device missed it; under the current
+		// one, with the current key's tag, that it holds C2's key.
+		if underPrev {
+			if err := s.learnC2Key(tx, ev, &ds, c, true); err != nil {
+				return err
+			}
+		} else if report.C2Key == e4.TagOfKey(s.pk.public) {
+			ds.C2KeyAcked = s.pk.public
+		}
+	}
 	if err := s.syncTopics(tx, ev, c, report.Topics, now); err != nil {
 		return err
 	}
 	if s.cfg.Mode == e4.PubKey {
 		if err := s.syncPubKeys(tx, ev, c, report.PubKeys, now); err != nil {
 			return err
-		}
-		// A report C2 could open was protected under a command key made
-		// from C2's current key, which the device therefore holds.
-		if report.C2Key == e4.TagOfKey(s.pk.public) {
-			ds.C2KeyAcked = s.pk.public
 		}
 	}
 	return tx.PutDeviceState(ds)
