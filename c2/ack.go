@@ -3,7 +3,9 @@ package c2
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,22 +45,31 @@ type awaitedCommand struct {
 	key    []byte
 	digest [e4.AckDigestLen]byte
 	sentAt time.Time
-	// underPrev: protected under the client's previous key during a
-	// client-key change.
-	underPrev bool
-	kind      e4.Command
-	target    string
+	// underPrev, underCurrent: protected under the key the device held
+	// before a key change, or under the key after it, during the change.
+	underPrev, underCurrent bool
+	kind                    e4.Command
+	target                  string
 	// topicKey is the tag of the key a SetTopicKey carries.
 	topicKey e4.KeyTag
+	// publicKey is the key a SetPubKey (of source) or a SetC2Key carries.
+	publicKey []byte
+	source    e4.ID
 }
 
 func newAwaited(c store.Command, cmd []byte, k sendKey, protected []byte, now time.Time) awaitedCommand {
 	a := awaitedCommand{
 		id: c.ID, key: k.key, digest: e4.CommandDigest(protected), sentAt: now,
-		underPrev: k.prev, kind: e4.Command(cmd[0]), target: c.Target,
+		underPrev: k.prev, underCurrent: k.current, kind: e4.Command(cmd[0]), target: c.Target,
 	}
-	if a.kind == e4.SetTopicKey && len(cmd) > e4.KeyLen {
+	switch {
+	case a.kind == e4.SetTopicKey && len(cmd) > e4.KeyLen:
 		a.topicKey = e4.TagOfKey(cmd[1 : 1+e4.KeyLen])
+	case a.kind == e4.SetPubKey && len(cmd) == 1+ed25519.PublicKeySize+len(a.source):
+		a.publicKey = slices.Clone(cmd[1 : 1+ed25519.PublicKeySize])
+		a.source = e4.ID(cmd[1+ed25519.PublicKeySize:])
+	case a.kind == e4.SetC2Key && len(cmd) == 1+e4.KeyLen:
+		a.publicKey = slices.Clone(cmd[1:])
 	}
 	return a
 }
@@ -198,19 +209,6 @@ func (d *Dispatcher) recordAcks(ctx context.Context, matched <-chan matchedAck) 
 // settleAcks records devices' answers on their commands and in their
 // state.
 func (d *Dispatcher) settleAcks(ctx context.Context, batch []matchedAck) {
-	acks := make([]store.Ack, len(batch))
-	now := d.s.now().UTC()
-	for i, a := range batch {
-		acks[i] = store.Ack{ID: a.cmd.id, At: now}
-		if a.status == e4.AckRefused {
-			acks[i].Refusal = "the device refused the command"
-		}
-	}
-	// Commands already settled (a duplicate acknowledgement, a copy sent
-	// under the other key of a client-key change) are not errors.
-	if _, err := d.s.st.AcknowledgeAll(ctx, acks); err != nil && ctx.Err() == nil {
-		d.s.log.Warn("recording acknowledgements", "count", len(acks), "err", err)
-	}
 	if err := d.s.learnFromAcks(ctx, batch); err != nil && ctx.Err() == nil {
 		d.s.log.Warn("recording devices' state from acknowledgements", "count", len(batch), "err", err)
 	}
@@ -237,8 +235,17 @@ func (d *Dispatcher) settleAcks(ctx context.Context, batch []matchedAck) {
 func (s *Service) learnFromAcks(ctx context.Context, batch []matchedAck) error {
 	now := s.now().UTC()
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
+		topics := make(topicTags)
 		for _, a := range batch {
-			err := s.learnFromAck(tx, ev, a, now)
+			refusal := ""
+			if a.status == e4.AckRefused {
+				refusal = "the device refused the command"
+			}
+			err := tx.AcknowledgeCommand(a.cmd.id, now, refusal)
+			if err != nil && !errors.Is(err, store.ErrLeaseLost) && !errors.Is(err, store.ErrNotFound) {
+				return err // lost or unknown: a duplicate, or settled already
+			}
+			err = s.learnFromAck(tx, ev, a, topics, now)
 			if err != nil && !errors.Is(err, store.ErrNotFound) { // a client removed meanwhile
 				return err
 			}
@@ -247,7 +254,7 @@ func (s *Service) learnFromAcks(ctx context.Context, batch []matchedAck) error {
 	})
 }
 
-func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, now time.Time) error {
+func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, topics topicTags, now time.Time) error {
 	ds, err := tx.GetDeviceState(a.client)
 	if err != nil {
 		return err
@@ -258,12 +265,39 @@ func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, now time.T
 			return err
 		}
 	}
-	if a.cmd.kind == e4.SetTopicKey && a.status == e4.AckApplied {
-		if err := s.recordTopicAck(tx, a.client, a.cmd.target, a.cmd.topicKey, now); err != nil {
+	if s.prevPK != nil && a.cmd.kind != e4.SetC2Key && (a.cmd.underCurrent || (a.cmd.underPrev && !a.cmd.sentAt.Before(s.prevPK.rotatedAt))) {
+		c, err := getClient(tx, a.client)
+		if err != nil {
+			return err
+		}
+		if err := s.learnC2Key(tx, ev, &ds, c, a.cmd.underPrev); err != nil {
+			return err
+		}
+	}
+	if a.status == e4.AckApplied {
+		if err := s.recordItemAck(tx, &ds, a, topics, now); err != nil {
 			return err
 		}
 	}
 	return tx.PutDeviceState(ds)
+}
+
+// recordItemAck records the item an applied command gave the device: a
+// topic key version, a linked client's public key, the C2 key.
+func (s *Service) recordItemAck(tx store.Tx, ds *store.DeviceState, a matchedAck, topics topicTags, now time.Time) error {
+	switch a.cmd.kind {
+	case e4.SetTopicKey:
+		return s.recordTopicAck(tx, a.client, a.cmd.target, a.cmd.topicKey, topics, now)
+	case e4.SetPubKey:
+		err := tx.SetLinkAcked(a.cmd.source, a.client, a.cmd.publicKey, now)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // sent outside a link
+		}
+		return err
+	case e4.SetC2Key:
+		ds.C2KeyAcked = a.cmd.publicKey
+	}
+	return nil
 }
 
 // learnKeyFromAck updates a pending client-key change from an
@@ -292,25 +326,47 @@ func (s *Service) learnKeyFromAck(tx store.Tx, ev *events, ds *store.DeviceState
 	return nil
 }
 
-// recordTopicAck records that a device holds the key tagged tag of topic:
-// its current version if it is the current key (an older key tells
-// nothing new).
-func (s *Service) recordTopicAck(tx store.Tx, client e4.ID, topic string, tag e4.KeyTag, now time.Time) error {
+// topicTags caches, for one transaction, the current version of topics
+// and the tag of their current key.
+type topicTags map[string]topicTag
+
+type topicTag struct {
+	version uint64
+	tag     e4.KeyTag
+	gone    bool
+}
+
+// current returns the version and key tag of topic, gone if it was
+// deleted.
+func (m topicTags) current(s *Service, tx store.Tx, topic string) (topicTag, error) {
+	if t, ok := m[topic]; ok {
+		return t, nil
+	}
 	t, err := tx.GetTopic(topic)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil
+		m[topic] = topicTag{gone: true}
+		return m[topic], nil
 	}
 	if err != nil {
-		return err
+		return topicTag{}, err
 	}
 	key, err := s.topicKey(t)
 	if err != nil {
+		return topicTag{}, err
+	}
+	m[topic] = topicTag{version: t.KeyVersion, tag: e4.TagOfKey(key)}
+	return m[topic], nil
+}
+
+// recordTopicAck records that a device holds the key tagged tag of topic:
+// its current version if it is the current key (an older key tells
+// nothing new).
+func (s *Service) recordTopicAck(tx store.Tx, client e4.ID, topic string, tag e4.KeyTag, topics topicTags, now time.Time) error {
+	cur, err := topics.current(s, tx, topic)
+	if err != nil || cur.gone || cur.tag != tag {
 		return err
 	}
-	if e4.TagOfKey(key) != tag {
-		return nil
-	}
-	err = tx.SetTopicAcked(client, topic, t.KeyVersion, now)
+	err = tx.SetTopicAcked(client, topic, cur.version, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // no longer a member
 	}

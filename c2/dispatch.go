@@ -68,6 +68,12 @@ type DispatchConfig struct {
 	// acknowledge are left to ResendEvery and sync requests (1 min;
 	// negative turns the repair off).
 	AwaitAck time.Duration
+	// RepairIdle bounds the repairs of a device not heard from since its
+	// last command (offline, most likely): it is sent the current key
+	// again at most once per RepairIdle, not every AwaitAck, so a long
+	// outage does not fill the outbox; a device that reconnects sends a
+	// sync request anyway (1 h).
+	RepairIdle time.Duration
 	// ResendEvery, when positive, sends devices that do not acknowledge
 	// their topics' current keys again on this schedule (one SetTopicKey
 	// per membership and period). Zero never resends.
@@ -129,6 +135,7 @@ func (c DispatchConfig) withDefaults() DispatchConfig {
 	if c.AwaitAck == 0 {
 		c.AwaitAck = time.Minute
 	}
+	setDefault(&c.RepairIdle, time.Hour)
 	setDefault(&c.RepairInterval, 10*time.Second)
 	setDefault(&c.RepairBatch, 1000)
 	setDefault(&c.BehindAfter, 10*time.Minute)

@@ -34,29 +34,36 @@ type keyChange struct {
 
 // sendKey is one key a command is protected under.
 type sendKey struct {
-	key  []byte
-	prev bool // the client's previous key
+	key     []byte
+	prev    bool // the key the device held before the change
+	current bool // the key after the change (during a change only)
 }
 
 // keysFor returns the keys to protect cmd under: stored (the key sealed
 // with the command) without a change, or for the SetIDKey itself, which
 // only the previous key opens; both keys during a change.
 func (k *keyChange) keysFor(cmd, stored []byte, now time.Time) []sendKey {
-	switch {
+	switch code := e4.Command(cmd[0]); {
 	case k == nil:
 		return []sendKey{{key: stored}}
-	case e4.Command(cmd[0]) == e4.SetIDKey:
+	case code == e4.SetIDKey || code == e4.SetC2Key:
 		return []sendKey{{key: stored, prev: bytes.Equal(stored, k.prev)}}
 	case k.expired:
-		return []sendKey{{key: k.current}}
+		return []sendKey{{key: k.current, current: true}}
 	}
-	return []sendKey{{key: k.prev, prev: true}, {key: k.current}}
+	return []sendKey{{key: k.prev, prev: true}, {key: k.current, current: true}}
 }
 
-// keyChanges returns the client-key changes pending for clients (SK mode).
+// keyChanges returns the key changes pending for clients: client-key
+// changes in SK mode, C2-key changes in PK mode.
 func (s *Service) keyChanges(ctx context.Context, clients []e4.ID, now time.Time) (map[e4.ID]*keyChange, error) {
-	if s.cfg.Mode != e4.SymKey {
-		return nil, nil
+	if s.cfg.Mode == e4.PubKey {
+		var out map[e4.ID]*keyChange
+		err := s.view(ctx, func(tx store.Tx) (err error) {
+			out, err = s.c2KeyChanges(tx, clients, now)
+			return err
+		})
+		return out, err
 	}
 	wanted := make(map[e4.ID]bool, len(clients))
 	for _, id := range clients {

@@ -168,7 +168,10 @@ func (s *Service) forEachLinkTarget(tx store.Tx, source e4.ID, fn func(store.Cli
 
 // RotateC2Key gives C2 a new key pair and sends the new public key to
 // every client (SetC2Key, protected under the old pair), however many there
-// are. It returns how many commands were queued.
+// are. It returns how many commands were queued. C2 keeps the previous pair
+// so that a device that missed the SetC2Key is not locked out: until it
+// shows it holds the new key, commands reach it under both (see
+// c2keychange.go).
 func (s *Service) RotateC2Key(ctx context.Context) (int, error) {
 	current, err := s.c2Keys()
 	if err != nil {
@@ -192,10 +195,14 @@ func (s *Service) RotateC2Key(ctx context.Context) (int, error) {
 	// the old pair after the new one is stored.
 	s.pairMu.Lock()
 	defer s.pairMu.Unlock()
+	rotatedAt := s.now().UTC()
 	var n int
 	err = s.updateLocked(ctx, func(tx store.Tx, ev *events) error {
 		n = 0
 		if err := s.putSealedSetting(tx, settingC2Key, private); err != nil {
+			return err
+		}
+		if err := s.savePrevC2Key(tx, current.private, rotatedAt); err != nil {
 			return err
 		}
 		var after e4.ID
@@ -206,7 +213,7 @@ func (s *Service) RotateC2Key(ctx context.Context) (int, error) {
 			}
 			out := make([]outgoing, len(page))
 			for i, c := range page {
-				out[i] = outgoing{client: c, cmd: cmd, target: "c2"}
+				out[i] = outgoing{client: c, cmd: cmd, target: c2Target}
 			}
 			if err := s.enqueue(tx, ev, out...); err != nil {
 				return err
@@ -222,6 +229,7 @@ func (s *Service) RotateC2Key(ctx context.Context) (int, error) {
 	})
 	if err == nil {
 		s.pk = &next
+		s.prevPK = &prevC2Key{private: current.private, public: current.public, rotatedAt: rotatedAt}
 	}
 	return n, err
 }

@@ -35,12 +35,12 @@ func (d *Dispatcher) repairOnce(ctx context.Context) error {
 	now := d.s.now().UTC()
 	var errs []error
 	if d.cfg.AwaitAck > 0 {
-		n, err := d.repair(ctx, true, now.Add(-d.cfg.AwaitAck))
+		n, err := d.repair(ctx, true, now.Add(-d.cfg.AwaitAck), now.Add(-d.cfg.RepairIdle))
 		d.repaired.Add(uint64(n))
 		errs = append(errs, err)
 	}
 	if d.cfg.ResendEvery > 0 {
-		n, err := d.repair(ctx, false, now.Add(-d.cfg.ResendEvery))
+		n, err := d.repair(ctx, false, now.Add(-d.cfg.ResendEvery), time.Time{})
 		d.resent.Add(uint64(n))
 		errs = append(errs, err)
 	}
@@ -51,14 +51,14 @@ func (d *Dispatcher) repairOnce(ctx context.Context) error {
 }
 
 // repair queues one SetTopicKey with the current key for each membership
-// behind whose last command was sent before sentBefore (and none is
-// pending), of devices that acknowledge or of the others; at most
-// RepairBatch per scan, at the catch-up command rate. It returns how many
-// it queued.
-func (d *Dispatcher) repair(ctx context.Context, acknowledging bool, sentBefore time.Time) (int, error) {
+// behind whose last command was sent before sentBefore (before idleBefore
+// if the device was not heard from since) and none is pending, of devices
+// that acknowledge or of the others; at most RepairBatch per scan, at the
+// catch-up command rate. It returns how many it queued.
+func (d *Dispatcher) repair(ctx context.Context, acknowledging bool, sentBefore, idleBefore time.Time) (int, error) {
 	var items []store.RepairItem
 	err := d.s.view(ctx, func(tx store.Tx) (err error) {
-		items, err = tx.ItemsToRepair(store.RepairFilter{Acknowledging: acknowledging, SentBefore: sentBefore, Limit: d.cfg.RepairBatch})
+		items, err = tx.ItemsToRepair(store.RepairFilter{Acknowledging: acknowledging, SentBefore: sentBefore, IdleBefore: idleBefore, Limit: d.cfg.RepairBatch})
 		return err
 	})
 	if err != nil || len(items) == 0 {

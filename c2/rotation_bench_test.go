@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport/loopback"
@@ -44,6 +45,82 @@ func BenchmarkRotationDispatch(b *testing.B) {
 			b.Fatal(err)
 		}
 		env.waitIdle(b)
+	}
+	b.ReportMetric(float64(members*b.N)/b.Elapsed().Seconds(), "commands/s")
+}
+
+// BenchmarkRotationAcknowledged is BenchmarkRotationDispatch with 2,000
+// devices that acknowledge (one loopback subscriber plays them all),
+// until every member's acknowledgement is recorded: the ratio of the two
+// is the cost of learning the devices' state.
+func BenchmarkRotationAcknowledged(b *testing.B) {
+	const members = 2000
+	ctx := context.Background()
+	broker := loopback.NewBroker()
+	env := newTestService(b, e4.SymKey, broker.Connect())
+	var csv strings.Builder
+	csv.WriteString("name\n")
+	for i := range members {
+		fmt.Fprintf(&csv, "dev-%d\n", i)
+	}
+	res, err := env.svc.ImportClients(ctx, strings.NewReader(csv.String()), ImportCSV, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	devices := make(map[string]*e4.Client, members)
+	ids := make([]e4.ID, 0, members)
+	for id, key := range res.Generated {
+		c, err := e4.NewSymKeyClient(id, key, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		devices[e4.ControlTopic(id)] = c
+		ids = append(ids, id)
+	}
+	conn := broker.Connect()
+	sub, err := conn.Subscribe(ctx, e4.ControlTopicPrefix+"+")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for {
+			m, err := sub.Receive(runCtx)
+			if err != nil {
+				return
+			}
+			c := devices[m.Topic]
+			if _, ack, _ := c.HandleCommandAck(m.Payload); ack != nil {
+				_ = conn.Publish(runCtx, e4.AckTopic(c.ID()), ack)
+			}
+		}
+	}()
+	if _, err := env.svc.AddTopic(ctx, "fleet"); err != nil {
+		b.Fatal(err)
+	}
+	if err := env.svc.AddMembers(ctx, "fleet", ids); err != nil {
+		b.Fatal(err)
+	}
+	waitConverged := func() {
+		for {
+			st, err := env.svc.TopicState(ctx, "fleet")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.Converged {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitConverged()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := env.svc.RotateTopic(ctx, "fleet"); err != nil {
+			b.Fatal(err)
+		}
+		waitConverged()
 	}
 	b.ReportMetric(float64(members*b.N)/b.Elapsed().Seconds(), "commands/s")
 }

@@ -71,6 +71,11 @@ const (
 	settingSealCheck = "seal-check"
 	settingC2Key     = "c2-key"    // sealed X25519 private key (PK mode)
 	settingC2Signer  = "c2-signer" // sealed Ed25519 seed (PK mode)
+	// settingC2KeyPrev is the sealed X25519 private key C2 had before its
+	// last rotation, and settingC2KeyRotated when (Unix seconds, decimal):
+	// devices that missed the SetC2Key still hold the matching public key.
+	settingC2KeyPrev    = "c2-key-prev"
+	settingC2KeyRotated = "c2-key-rotated-at"
 )
 
 // C2SignerName is the name whose e4.IDFromName is the sender id C2 uses when
@@ -94,6 +99,7 @@ type Service struct {
 	// under the old C2 key pair can commit after the rotation did.
 	pairMu sync.RWMutex
 	pk     *c2KeyPair // nil in SK mode
+	prevPK *prevC2Key // nil until C2's key pair was rotated
 	cmd    *commandKeyCache
 
 	generated generatedKeys // clients with a generated private key in the outbox
@@ -270,7 +276,8 @@ func (s *Service) loadOrCreateC2Keys(tx store.Tx) error {
 		return err
 	}
 	s.pk = pair // New runs before any other use of s
-	return nil
+	s.prevPK, err = s.loadPrevC2Key(tx)
+	return err
 }
 
 func (s *Service) newC2KeyPair(private, seed []byte) (*c2KeyPair, error) {

@@ -1,6 +1,7 @@
 package c2
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -46,10 +47,19 @@ type ClientState struct {
 	// it has not acknowledged (for a device that does not acknowledge,
 	// every one: C2 cannot know).
 	Topics, TopicsBehind int64
+	// PubKeys counts its links (PK mode: the clients whose public keys it
+	// should hold), PubKeysBehind those whose current key it has not
+	// acknowledged. C2KeyCurrent: it acknowledged C2's current public key.
+	PubKeys, PubKeysBehind int64
+	C2KeyCurrent           bool
 	// PendingCommands counts its commands waiting in the outbox.
 	PendingCommands int64
-	KeyInUse        KeyInUse
-	KeyChangedAt    time.Time // start of a change not confirmed; else zero
+	// KeyInUse says which key protects its commands: in SK mode its
+	// client key, in PK mode the command key made from C2's key pair
+	// (KeyUnconfirmed after RotateC2Key until the device shows it holds
+	// C2's new public key).
+	KeyInUse     KeyInUse
+	KeyChangedAt time.Time // start of a change not confirmed; else zero
 	// Stalled is set while its queue is stuck, with the reason.
 	Stalled       bool
 	StalledReason string
@@ -127,7 +137,29 @@ func (s *Service) ClientState(ctx context.Context, id e4.ID) (ClientState, error
 		if st.PendingCommands, err = tx.CountCommands(store.CommandFilter{ClientID: &id, State: store.CommandPending}); err != nil {
 			return err
 		}
+		if s.cfg.Mode == e4.PubKey {
+			if st.PubKeys, st.PubKeysBehind, err = tx.CountLinksBehind(id); err != nil {
+				return err
+			}
+			pair, err := s.c2Keys()
+			if err != nil {
+				return err
+			}
+			st.C2KeyCurrent = bytes.Equal(ds.C2KeyAcked, pair.public)
+		}
 		fillClientState(&st, ds)
+		if s.cfg.Mode == e4.PubKey {
+			c, err := tx.GetClient(id)
+			if err != nil {
+				return err
+			}
+			s.pairMu.RLock()
+			prev := s.prevPK
+			s.pairMu.RUnlock()
+			if prev != nil && !st.C2KeyCurrent && !c.CreatedAt.After(prev.rotatedAt) {
+				st.KeyInUse, st.KeyChangedAt = KeyUnconfirmed, prev.rotatedAt
+			}
+		}
 		return nil
 	})
 	return st, err

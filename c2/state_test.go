@@ -346,6 +346,8 @@ func TestRepairAfterAwaitAck(t *testing.T) {
 	broker := loopback.NewBroker()
 	env := newTestService(t, e4.SymKey, broker.Connect(), fastRepairs, func(cfg *Config) {
 		cfg.Dispatch.AwaitAck = 200 * time.Millisecond
+		// Not heard from since the rotations were sent: it waits for this.
+		cfg.Dispatch.RepairIdle = 500 * time.Millisecond
 	})
 	svc := env.svc
 	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
@@ -599,10 +601,69 @@ func TestPKModeCatchUp(t *testing.T) {
 		return count(cmds, e4.SetTopicKey) == 1 && count(cmds, e4.SetPubKey) == 1
 	})
 	waitState(t, "the topic acknowledged", func() bool { return must[TopicState](t)(svc.TopicState(ctx, "pk/t")).Converged })
+	waitState(t, "the public key acknowledged", func() bool {
+		st := must[ClientState](t)(svc.ClientState(ctx, b.ID))
+		return st.PubKeys == 1 && st.PubKeysBehind == 0 && st.C2KeyCurrent
+	})
 	// A second request finds nothing missing.
 	dev.sync()
 	waitState(t, "the second request handled", func() bool { return svc.Dispatcher().Stats().CatchUp.Handled == 2 })
 	if s := svc.Dispatcher().Stats().CatchUp; s.Commands != 2 {
 		t.Fatalf("catch-up queued %d commands in all, want 2", s.Commands)
 	}
+}
+
+// TestPKC2KeyRotationWhileOffline: C2's key pair rotates while a PK device
+// is offline, so it misses the SetC2Key. Its sync request, under the
+// command key of C2's previous pair, is still heard; it gets the SetC2Key
+// again and the key it missed, and ends on C2's new key.
+func TestPKC2KeyRotationWhileOffline(t *testing.T) {
+	ctx := context.Background()
+	broker := loopback.NewBroker()
+	env := newTestService(t, e4.PubKey, broker.Connect(), fastRepairs)
+	svc := env.svc
+	c2Pub := must[[]byte](t)(svc.C2PublicKey())
+	pub, priv := newEd25519(t)
+	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "pk", PublicKey: pub}))
+	client, err := e4.NewPubKeyClient(added.ID, priv, c2Pub, deviceConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := newStateDeviceOf(t, broker, client, true)
+	dev.online(false)
+	// So that the device can check what C2 protects (holdsCurrentKey).
+	if err := svc.SendC2SignerKey(ctx, added.ID); err != nil {
+		t.Fatal(err)
+	}
+	must[TopicInfo](t)(svc.AddTopic(ctx, "pk/t"))
+	if err := svc.AddMember(ctx, added.ID, "pk/t"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, "the first key acknowledged", func() bool { return must[TopicState](t)(svc.TopicState(ctx, "pk/t")).Converged })
+
+	dev.offline()
+	if _, err := svc.RotateC2Key(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RotateTopic(ctx, "pk/t"); err != nil {
+		t.Fatal(err)
+	}
+	env.waitIdle(t)
+	if st := must[ClientState](t)(svc.ClientState(ctx, added.ID)); st.KeyInUse != KeyUnconfirmed || st.C2KeyCurrent {
+		t.Fatalf("state while the device missed the SetC2Key: %+v", st)
+	}
+
+	dev.online(true)
+	dev.waitFor("the SetC2Key and the current topic key", func() bool {
+		return count(dev.commands(), e4.SetC2Key) == 1 && dev.holdsCurrentKey(svc, "pk/t")
+	})
+	waitState(t, "C2's new key confirmed", func() bool {
+		st := must[ClientState](t)(svc.ClientState(ctx, added.ID))
+		return st.C2KeyCurrent && st.KeyInUse == KeyCurrent
+	})
+	// From now on only the new command key is used, and it works.
+	if _, err := svc.RotateTopic(ctx, "pk/t"); err != nil {
+		t.Fatal(err)
+	}
+	dev.waitFor("the next rotation", func() bool { return dev.holdsCurrentKey(svc, "pk/t") })
 }

@@ -246,7 +246,17 @@ func (s *Service) openSync(ctx context.Context, id e4.ID, msg []byte) (*e4.SyncR
 			return err
 		}
 		keys = []sendKey{{key: key}}
-		if s.cfg.Mode != e4.SymKey {
+		if s.cfg.Mode == e4.PubKey {
+			s.pairMu.RLock()
+			prev := s.prevPK
+			s.pairMu.RUnlock()
+			if prev != nil {
+				old, err := e4.C2CommandKey(prev.private, c.PublicKey)
+				if err != nil {
+					return err
+				}
+				keys = append(keys, sendKey{key: old, prev: true})
+			}
 			return nil
 		}
 		ds, err := tx.GetDeviceState(id)
@@ -296,11 +306,23 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 			return err
 		}
 	}
+	if s.cfg.Mode == e4.PubKey {
+		// Likewise for a SetC2Key: a report under the command key made from
+		// C2's previous key shows the device missed it; under the current
+		// one, with the current key's tag, that it holds C2's key.
+		if underPrev {
+			if err := s.learnC2Key(tx, ev, &ds, c, true); err != nil {
+				return err
+			}
+		} else if report.C2Key == e4.TagOfKey(s.pk.public) {
+			ds.C2KeyAcked = s.pk.public
+		}
+	}
 	if err := s.syncTopics(tx, ev, c, report.Topics, now); err != nil {
 		return err
 	}
 	if s.cfg.Mode == e4.PubKey {
-		if err := s.syncPubKeys(tx, ev, c, report.PubKeys); err != nil {
+		if err := s.syncPubKeys(tx, ev, c, report.PubKeys, now); err != nil {
 			return err
 		}
 	}
@@ -385,7 +407,7 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 // public key the device does not hold (unless one is pending). Public keys
 // the device holds beyond its links are left alone: they may have been
 // sent outside links (SendPubKey, the C2 signing key).
-func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey) error {
+func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, now time.Time) error {
 	tags := make(map[e4.ID]e4.KeyTag, len(held))
 	for _, h := range held {
 		tags[e4.ID(h.Hash)] = h.Tag
@@ -402,6 +424,9 @@ func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4
 				return err
 			}
 			if tag, ok := tags[id]; ok && tag == e4.TagOfKey(src.PublicKey) {
+				if err := tx.SetLinkAcked(id, c.ID, src.PublicKey, now); err != nil {
+					return err
+				}
 				continue
 			}
 			pending, err := tx.HasPendingCommand(c.ID, id.String(), e4.SetPubKey.String())

@@ -64,6 +64,9 @@ type DeviceState struct {
 	// failed for good); empty when it is not stalled.
 	StalledReason string
 	StalledAt     time.Time
+	// C2KeyAcked is the C2 public key the device acknowledged holding (PK
+	// mode), nil if none.
+	C2KeyAcked []byte
 }
 
 // Acknowledges reports whether the device is expected to acknowledge.
@@ -141,6 +144,11 @@ type RepairFilter struct {
 	// SentBefore: only items whose last command was sent before this time
 	// (and that have none pending).
 	SentBefore time.Time
+	// IdleBefore, if set: an item whose device was not heard from since
+	// its last command was sent qualifies only if that command was sent
+	// before this time (an offline device is not sent the same key over
+	// and over).
+	IdleBefore time.Time
 	// After pages through the items by client then topic.
 	After RepairItem
 	Limit int
@@ -186,6 +194,15 @@ type DeviceTx interface {
 	// LinkSources lists the clients whose public keys target should hold
 	// (the sources of links to it), by id after after.
 	LinkSources(target, after e4.ID, limit int) ([]e4.ID, error)
+	// SetLinkAcked records that target's device holds publicKey as the key
+	// of source, learned at at. ErrNotFound if there is no such link.
+	SetLinkAcked(source, target e4.ID, publicKey []byte, at time.Time) error
+	// AcknowledgeCommand is Store.Acknowledge inside a transaction, so a
+	// batch of acknowledgements and what they teach commit together.
+	AcknowledgeCommand(id CommandID, at time.Time, refusal string) error
+	// CountLinksBehind counts the links to target and those whose source's
+	// current public key its device has not acknowledged.
+	CountLinksBehind(target e4.ID) (links, behind int64, err error)
 }
 
 // DeviceStore is the part of Store about the state of devices, outside

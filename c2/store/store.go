@@ -93,14 +93,6 @@ type Command struct {
 	AckedAt time.Time
 }
 
-// Ack is a device's answer to one command, for AcknowledgeAll: applied at
-// At when Refusal is empty, refused with Refusal otherwise.
-type Ack struct {
-	ID      CommandID
-	At      time.Time
-	Refusal string
-}
-
 // CommandFilter selects outbox entries; zero fields match everything.
 type CommandFilter struct {
 	ClientID *e4.ID
@@ -142,11 +134,6 @@ type Store interface {
 	// gives ErrNotFound, a command failed, superseded or already
 	// acknowledged ErrLeaseLost.
 	Acknowledge(ctx context.Context, id CommandID, at time.Time, refusal string) error
-	// AcknowledgeAll records many answers in one transaction, each as
-	// Acknowledge would; it returns, in order, the commands it could not
-	// settle (unknown, failed, superseded or already acknowledged), which
-	// are not errors.
-	AcknowledgeAll(ctx context.Context, acks []Ack) (unsettled []CommandID, err error)
 
 	DeviceStore
 

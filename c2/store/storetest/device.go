@@ -35,12 +35,12 @@ func testDeviceStateRoundTrip(t *testing.T, s store.Store) {
 	want := store.DeviceState{
 		ClientID: ids[0], AckMode: store.AckNo, AcksSeen: true, LastSeen: base, LastSync: base.Add(time.Second),
 		PrevSealedKey: []byte("sealed previous key"), KeyChangedAt: base.Add(2 * time.Second), KeyState: store.KeyOld,
-		StalledReason: "broker \x00refused", StalledAt: base.Add(3 * time.Second),
+		StalledReason: "broker \x00refused", StalledAt: base.Add(3 * time.Second), C2KeyAcked: []byte("c2 public"),
 	}
 	update(t, s, func(tx store.Tx) error { return tx.PutDeviceState(want) })
 	got := getDeviceState(t, s, ids[0])
 	if got.AckMode != store.AckNo || !got.AcksSeen || got.Acknowledges() || string(got.PrevSealedKey) != "sealed previous key" ||
-		got.KeyState != store.KeyOld || got.StalledReason != "broker refused" ||
+		got.KeyState != store.KeyOld || got.StalledReason != "broker refused" || string(got.C2KeyAcked) != "c2 public" ||
 		!got.LastSeen.Equal(base.Truncate(time.Microsecond)) || got.LastSeen.Location() != time.UTC ||
 		!got.LastSync.Equal(base.Add(time.Second).Truncate(time.Microsecond)) ||
 		!got.KeyChangedAt.Equal(base.Add(2*time.Second).Truncate(time.Microsecond)) ||
@@ -208,6 +208,28 @@ func testItemsToRepair(t *testing.T, s store.Store) {
 	}
 	if got = items(true, base.Add(2*time.Hour), got[0], 10); len(got) != 1 || got[0].Topic != "b" {
 		t.Fatalf("repairs after the first: %+v", got)
+	}
+	// Not heard from since it was sent (no LastSeen): not again before
+	// IdleBefore passes the send; heard from since: again.
+	idle := func(before time.Time) []store.RepairItem {
+		var out []store.RepairItem
+		view(t, s, func(tx store.Tx) (err error) {
+			out, err = tx.ItemsToRepair(store.RepairFilter{Acknowledging: true, SentBefore: base.Add(time.Minute), IdleBefore: before, Limit: 10})
+			return err
+		})
+		return out
+	}
+	if got := idle(base.Add(-time.Hour)); len(got) != 0 {
+		t.Fatalf("repairs of a device not heard from: %+v", got)
+	}
+	if got := idle(base.Add(time.Second)); len(got) != 1 {
+		t.Fatalf("repairs once the idle time passed: %+v", got)
+	}
+	update(t, s, func(tx store.Tx) error {
+		return tx.PutDeviceState(store.DeviceState{ClientID: ids[0], AcksSeen: true, LastSeen: base.Add(time.Second)})
+	})
+	if got := idle(base.Add(-time.Hour)); len(got) != 1 {
+		t.Fatalf("repairs of a device heard from since: %+v", got)
 	}
 	got = items(false, base.Add(time.Minute), store.RepairItem{}, 10)
 	if len(got) != 1 || got[0] != (store.RepairItem{ClientID: ids[3], Topic: "a"}) {
@@ -401,6 +423,36 @@ func testKeyChangesAndLinkSources(t *testing.T, s store.Store) {
 		wantErr(t, "LinkSources of an unknown client", err, store.ErrNotFound)
 		return nil
 	})
+	// Acknowledged public keys: ids[2]'s device holds the current key of
+	// ids[0], an old one of ids[1], none of ids[3].
+	update(t, s, func(tx store.Tx) error {
+		for i, id := range ids {
+			if err := tx.UpdateClientKey(id, nil, []byte{byte(i), 1, 2, 3}); err != nil {
+				return err
+			}
+		}
+		if err := tx.SetLinkAcked(ids[0], ids[2], []byte{0, 1, 2, 3}, base); err != nil {
+			return err
+		}
+		return tx.SetLinkAcked(ids[1], ids[2], []byte("old"), base)
+	})
+	err := s.Update(t.Context(), func(tx store.Tx) error { return tx.SetLinkAcked(ids[2], ids[0], []byte("k"), base) })
+	wantErr(t, "SetLinkAcked without a link", err, store.ErrNotFound)
+	view(t, s, func(tx store.Tx) error {
+		links, behind, err := tx.CountLinksBehind(ids[2])
+		ok(t, "CountLinksBehind", err)
+		if links != 3 || behind != 2 {
+			t.Fatalf("CountLinksBehind = %d, %d; want 3, 2", links, behind)
+		}
+		links, behind, err = tx.CountLinksBehind(ids[0])
+		ok(t, "CountLinksBehind without links", err)
+		if links != 0 || behind != 0 {
+			t.Fatalf("CountLinksBehind without links = %d, %d", links, behind)
+		}
+		_, _, err = tx.CountLinksBehind(randomID(r))
+		wantErr(t, "CountLinksBehind of an unknown client", err, store.ErrNotFound)
+		return nil
+	})
 	ok(t, "ClearStalled", s.ClearStalled(t.Context(), []e4.ID{ids[0], ids[1], randomID(r)}))
 	if got := getDeviceState(t, s, ids[0]); got.StalledReason != "" || !got.StalledAt.IsZero() {
 		t.Fatalf("after ClearStalled: %+v", got)
@@ -429,44 +481,20 @@ func testAcknowledgeSent(t *testing.T, s store.Store) {
 	if got := getCommand(t, s, refused.ID); got.State != store.CommandFailed || got.LastError != "refused" {
 		t.Fatalf("refused after sent: %+v", got)
 	}
-}
-
-// testAcknowledgeAll: many answers in one call settle like Acknowledge
-// does one by one; those that cannot be settled are returned, in order.
-func testAcknowledgeAll(t *testing.T, s store.Store) {
-	r := newRand(t)
-	client, other := randomID(r), randomID(r)
-	sent, pending, refused, done := newCommand(r, client, "k", "1"), newCommand(r, other, "k", "1"), newCommand(r, client, "k", "2"), newCommand(r, client, "k", "3")
-	enqueue(t, s, sent, refused, done, pending)
-	ctx := t.Context()
-	for range 3 {
-		claimed := mustClaim(t, s, "d", base)
-		var mine []store.CommandID
-		for _, c := range claimed {
-			if c.ClientID == client {
-				mine = append(mine, c.ID)
-			}
-		}
-		ok(t, "MarkSent", s.MarkSent(ctx, "d", mine, base))
-	}
-	ok(t, "Acknowledge", s.Acknowledge(ctx, done.ID, base, ""))
-	unknown := newCommand(r, client, "k", "4").ID
-	at := base.Add(time.Second)
-	unsettled, err := s.AcknowledgeAll(ctx, []store.Ack{
-		{ID: sent.ID, At: at}, {ID: done.ID, At: at}, {ID: refused.ID, At: at, Refusal: "refused"},
-		{ID: unknown, At: at}, {ID: pending.ID, At: at},
+	// The same inside a transaction.
+	inTx, pendingOne := newCommand(r, client, "k", "3"), newCommand(r, randomID(r), "k", "4")
+	enqueue(t, s, inTx, pendingOne)
+	ok(t, "MarkSent", s.MarkSent(ctx, "d", commandIDs(mustClaim(t, s, "d", base)[:1]), base))
+	update(t, s, func(tx store.Tx) error {
+		ok(t, "AcknowledgeCommand", tx.AcknowledgeCommand(inTx.ID, base.Add(time.Minute), ""))
+		wantErr(t, "AcknowledgeCommand twice", tx.AcknowledgeCommand(inTx.ID, base, ""), store.ErrLeaseLost)
+		wantErr(t, "AcknowledgeCommand of an unknown id", tx.AcknowledgeCommand(randomCommandID(r), base, ""), store.ErrNotFound)
+		return tx.AcknowledgeCommand(pendingOne.ID, base, "refused")
 	})
-	ok(t, "AcknowledgeAll", err)
-	if len(unsettled) != 2 || unsettled[0] != done.ID || unsettled[1] != unknown {
-		t.Fatalf("unsettled %x, want the one acknowledged before and the unknown one", unsettled)
+	if got := getCommand(t, s, inTx.ID); got.State != store.CommandSent || !got.AckedAt.Equal(base.Add(time.Minute).Truncate(time.Microsecond)) {
+		t.Fatalf("acknowledged in a transaction: %+v", got)
 	}
-	if got := getCommand(t, s, sent.ID); got.State != store.CommandSent || !got.AckedAt.Equal(at.Truncate(time.Microsecond)) {
-		t.Fatalf("acknowledged after sent: %+v", got)
-	}
-	if got := getCommand(t, s, pending.ID); got.State != store.CommandSent || !got.SentAt.Equal(at.Truncate(time.Microsecond)) {
-		t.Fatalf("acknowledged while pending: %+v", got)
-	}
-	if got := getCommand(t, s, refused.ID); got.State != store.CommandFailed || got.LastError != "refused" {
-		t.Fatalf("refused: %+v", got)
+	if got := getCommand(t, s, pendingOne.ID); got.State != store.CommandFailed {
+		t.Fatalf("refused while pending in a transaction: %+v", got)
 	}
 }

@@ -20,13 +20,13 @@ var _ store.DeviceTx = (*tx)(nil)
 const acknowledging = "(cs.ack_mode = 'yes' OR (cs.ack_mode = 'auto' AND cs.acks_seen = 1))"
 
 const (
-	deviceColumns   = "ack_mode, acks_seen, last_seen, last_sync, prev_key, key_changed_at, key_state, stalled_reason, stalled_at"
+	deviceColumns   = "ack_mode, acks_seen, last_seen, last_sync, prev_key, key_changed_at, key_state, stalled_reason, stalled_at, c2_key_acked"
 	qGetDeviceState = "SELECT " + deviceColumns + " FROM client_state WHERE client_id = $1"
-	qPutDeviceState = "INSERT INTO client_state (client_id, " + deviceColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) " +
+	qPutDeviceState = "INSERT INTO client_state (client_id, " + deviceColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) " +
 		"ON CONFLICT (client_id) DO UPDATE SET ack_mode = excluded.ack_mode, acks_seen = excluded.acks_seen, " +
 		"last_seen = excluded.last_seen, last_sync = excluded.last_sync, prev_key = excluded.prev_key, " +
 		"key_changed_at = excluded.key_changed_at, key_state = excluded.key_state, " +
-		"stalled_reason = excluded.stalled_reason, stalled_at = excluded.stalled_at"
+		"stalled_reason = excluded.stalled_reason, stalled_at = excluded.stalled_at, c2_key_acked = excluded.c2_key_acked"
 	qSetTopicAcked = "UPDATE memberships SET acked_version = $3, acked_at = $4 WHERE client_id = $1 AND topic = $2"
 	qMemberStates  = "SELECT m.topic, t.key_version, m.acked_version, m.acked_at FROM memberships AS m " +
 		"JOIN topics AS t ON t.name = m.topic WHERE m.client_id = $1 AND m.topic > $2 ORDER BY m.topic LIMIT $3"
@@ -53,8 +53,11 @@ const (
 	qLastTimestamp  = "SELECT last_command_ts FROM client_state WHERE client_id = $1"
 	qListKeyChanges = "SELECT client_id, " + deviceColumns + " FROM client_state WHERE prev_key IS NOT NULL AND client_id > $1 ORDER BY client_id LIMIT $2"
 	qLinkSources    = "SELECT source FROM links WHERE target = $1 AND source > $2 ORDER BY source LIMIT $3"
-	qClearStalled   = "UPDATE client_state SET stalled_reason = '', stalled_at = NULL WHERE client_id = $1 AND stalled_reason <> ''"
-	qPostpone       = "UPDATE outbox SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL " +
+	qSetLinkAcked   = "UPDATE links SET acked_key = $3, acked_at = $4 WHERE source = $1 AND target = $2"
+	qCountLinks     = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN l.acked_key IS NULL OR l.acked_key <> c.public_key THEN 1 ELSE 0 END), 0) " +
+		"FROM links AS l JOIN clients AS c ON c.id = l.source WHERE l.target = $1"
+	qClearStalled = "UPDATE client_state SET stalled_reason = '', stalled_at = NULL WHERE client_id = $1 AND stalled_reason <> ''"
+	qPostpone     = "UPDATE outbox SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL " +
 		"WHERE id = $1 AND state = 'pending' AND lease_owner = $2"
 )
 
@@ -63,7 +66,7 @@ func deviceQueries() []string {
 	return []string{qGetDeviceState, qPutDeviceState, qSetTopicAcked, qMemberStates, qCountMembersBehind,
 		qCountCurrent, qCountBehindAcks, qTopicBehind, qCountAcknowledging, qCountNotAcknowledging,
 		qCountStalled, qCountKeyChanges, qCountBehind, qReserveTimestamp, qLastTimestamp, qPostpone,
-		qListKeyChanges, qLinkSources, qClearStalled,
+		qListKeyChanges, qLinkSources, qClearStalled, qSetLinkAcked, qCountLinks,
 		itemsToRepairQuery(true), itemsToRepairQuery(false)}
 }
 
@@ -97,7 +100,7 @@ func scanDeviceStateInto(r rowScanner, s *store.DeviceState, prefix ...any) erro
 		seen                                 int64
 		lastSeen, lastSync, changed, stalled dbTime
 	)
-	dest := append(prefix, &mode, &seen, &lastSeen, &lastSync, &s.PrevSealedKey, &changed, &keyState, &s.StalledReason, &stalled)
+	dest := append(prefix, &mode, &seen, &lastSeen, &lastSync, &s.PrevSealedKey, &changed, &keyState, &s.StalledReason, &stalled, &s.C2KeyAcked)
 	if err := r.Scan(dest...); err != nil {
 		return err
 	}
@@ -105,7 +108,7 @@ func scanDeviceStateInto(r rowScanner, s *store.DeviceState, prefix ...any) erro
 	if !knownAckMode(s.AckMode) || !knownKeyState(s.KeyState) {
 		return fmt.Errorf("%w: client_state has ack mode %q and key state %q", errBadRow, mode, keyState)
 	}
-	s.PrevSealedKey = orNil(s.PrevSealedKey)
+	s.PrevSealedKey, s.C2KeyAcked = orNil(s.PrevSealedKey), orNil(s.C2KeyAcked)
 	s.LastSeen, s.LastSync, s.KeyChangedAt, s.StalledAt = lastSeen.t, lastSync.t, changed.t, stalled.t
 	return nil
 }
@@ -185,8 +188,49 @@ func (t *tx) PutDeviceState(s store.DeviceState) error {
 	}
 	_, err := t.exec(qPutDeviceState, s.ClientID[:], string(s.AckMode), seen, t.optionalTime(s.LastSeen),
 		t.optionalTime(s.LastSync), orNil(s.PrevSealedKey), t.optionalTime(s.KeyChangedAt), string(s.KeyState),
-		cleanReason(s.StalledReason), t.optionalTime(s.StalledAt))
+		cleanReason(s.StalledReason), t.optionalTime(s.StalledAt), orNil(s.C2KeyAcked))
 	return err
+}
+
+// AcknowledgeCommand records a device's answer to a pending or sent
+// command, as Store.Acknowledge does.
+func (t *tx) AcknowledgeCommand(id store.CommandID, at time.Time, refusal string) error {
+	query, args := qAckSent, []any{id[:], t.at(at)}
+	if refusal != "" {
+		query, args = qAckRefused, []any{id[:], cleanReason(refusal)}
+	}
+	n, err := t.exec(query, args...)
+	if err != nil || n == 1 {
+		return err
+	}
+	settleErr, err := t.unsettled([]store.CommandID{id})
+	if err != nil {
+		return err
+	}
+	return settleErr
+}
+
+// SetLinkAcked records the public key of source that target's device
+// holds.
+func (t *tx) SetLinkAcked(source, target e4.ID, publicKey []byte, at time.Time) error {
+	n, err := t.exec(qSetLinkAcked, source[:], target[:], orNil(publicKey), t.at(at))
+	if err == nil && n == 0 {
+		err = fmt.Errorf("%w: link from %s to %s", store.ErrNotFound, source, target)
+	}
+	return err
+}
+
+// CountLinksBehind counts the links to target and those behind.
+func (t *tx) CountLinksBehind(target e4.ID) (links, behind int64, err error) {
+	type pair struct{ links, behind int64 }
+	p, _, err := one(t, func(r rowScanner) (pair, error) {
+		var p pair
+		return p, r.Scan(&p.links, &p.behind)
+	}, qCountLinks, target[:])
+	if err == nil && p.links == 0 {
+		err = t.clientMustExist(target)
+	}
+	return p.links, p.behind, err
 }
 
 // SetTopicAcked records an acknowledged topic key version.
@@ -338,7 +382,8 @@ func itemsToRepairQuery(acks bool) string {
 		"LEFT JOIN client_state AS cs ON cs.client_id = m.client_id " +
 		"WHERE m.acked_version < t.key_version AND (m.client_id > $1 OR (m.client_id = $1 AND m.topic > $2)) AND " + cond + " " +
 		"AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.client_id = m.client_id AND o.target = m.topic " +
-		"AND (o.state = 'pending' OR (o.state = 'sent' AND o.sent_at >= $3))) " +
+		"AND (o.state = 'pending' OR (o.state = 'sent' AND o.sent_at >= $3) " +
+		"OR (o.state = 'sent' AND o.sent_at >= $5 AND (cs.last_seen IS NULL OR cs.last_seen < o.sent_at)))) " +
 		"ORDER BY m.client_id, m.topic LIMIT $4"
 }
 
@@ -349,6 +394,10 @@ func (t *tx) ItemsToRepair(f store.RepairFilter) ([]store.RepairItem, error) {
 	}
 	if err := checkText("topic name", f.After.Topic); err != nil {
 		return nil, err
+	}
+	idle := f.IdleBefore
+	if idle.IsZero() || idle.After(f.SentBefore) {
+		idle = f.SentBefore // no stricter rule for devices not heard from
 	}
 	return all(t, func(r rowScanner) (store.RepairItem, error) {
 		var (
@@ -361,7 +410,7 @@ func (t *tx) ItemsToRepair(f store.RepairFilter) ([]store.RepairItem, error) {
 		var err error
 		it.ClientID, err = toID(id, "memberships.client_id")
 		return it, err
-	}, itemsToRepairQuery(f.Acknowledging), f.After.ClientID[:], f.After.Topic, t.at(f.SentBefore), f.Limit)
+	}, itemsToRepairQuery(f.Acknowledging), f.After.ClientID[:], f.After.Topic, t.at(f.SentBefore), f.Limit, t.at(idle))
 }
 
 // kindList returns " AND kind IN (...)" with placeholders from first, and

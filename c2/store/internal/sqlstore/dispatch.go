@@ -214,31 +214,6 @@ func (s *Store) Acknowledge(ctx context.Context, id store.CommandID, at time.Tim
 	return s.settle(ctx, id, qAckRefused, id[:], cleanReason(refusal))
 }
 
-// AcknowledgeAll records many devices' answers in one transaction: a
-// device acknowledgement per transaction could not keep up with a fleet
-// answering a rotation at once.
-func (s *Store) AcknowledgeAll(ctx context.Context, acks []store.Ack) ([]store.CommandID, error) {
-	var unsettled []store.CommandID
-	err := s.dispatch(ctx, func(t *tx) error {
-		unsettled = unsettled[:0]
-		for _, a := range acks {
-			query, arg := qAckSent, any(encodeTime(&s.d, a.At))
-			if a.Refusal != "" {
-				query, arg = qAckRefused, cleanReason(a.Refusal)
-			}
-			n, err := t.exec(query, a.ID[:], arg)
-			if err != nil {
-				return err
-			}
-			if n != 1 {
-				unsettled = append(unsettled, a.ID)
-			}
-		}
-		return nil
-	})
-	return unsettled, err
-}
-
 // settle runs a one-command settling statement and explains a miss.
 func (s *Store) settle(ctx context.Context, id store.CommandID, query string, args ...any) error {
 	var settleErr error

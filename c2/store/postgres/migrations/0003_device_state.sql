@@ -7,6 +7,11 @@
 ALTER TABLE memberships ADD COLUMN acked_version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE memberships ADD COLUMN acked_at TIMESTAMPTZ;
 
+-- Per link (PK mode), the public key of the source that the target's
+-- device acknowledged holding (public keys are not secret) and when.
+ALTER TABLE links ADD COLUMN acked_key BYTEA;
+ALTER TABLE links ADD COLUMN acked_at TIMESTAMPTZ;
+
 -- Counting the members of a topic that hold its current key reads this
 -- index only.
 CREATE INDEX memberships_acked ON memberships (topic, acked_version);
@@ -28,7 +33,9 @@ CREATE TABLE client_state (
     key_changed_at  TIMESTAMPTZ,
     key_state       TEXT        NOT NULL DEFAULT '',
     stalled_reason  TEXT        NOT NULL DEFAULT '',
-    stalled_at      TIMESTAMPTZ
+    stalled_at      TIMESTAMPTZ,
+    -- PK mode: the C2 public key the device acknowledged holding.
+    c2_key_acked    BYTEA
 );
 
 CREATE INDEX client_state_stalled ON client_state (client_id) WHERE stalled_reason <> '';

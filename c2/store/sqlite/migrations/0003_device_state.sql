@@ -8,6 +8,11 @@
 ALTER TABLE memberships ADD COLUMN acked_version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE memberships ADD COLUMN acked_at INTEGER;
 
+-- Per link (PK mode), the public key of the source that the target's
+-- device acknowledged holding (public keys are not secret) and when.
+ALTER TABLE links ADD COLUMN acked_key BLOB;
+ALTER TABLE links ADD COLUMN acked_at INTEGER;
+
 -- Counting the members of a topic that hold its current key reads this
 -- index only.
 CREATE INDEX memberships_acked ON memberships (topic, acked_version);
@@ -29,7 +34,9 @@ CREATE TABLE client_state (
     key_changed_at  INTEGER,
     key_state       TEXT    NOT NULL DEFAULT '',
     stalled_reason  TEXT    NOT NULL DEFAULT '',
-    stalled_at      INTEGER
+    stalled_at      INTEGER,
+    -- PK mode: the C2 public key the device acknowledged holding.
+    c2_key_acked    BLOB
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX client_state_stalled ON client_state (client_id) WHERE stalled_reason <> '';
