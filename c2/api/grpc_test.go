@@ -80,6 +80,15 @@ func TestGRPCOperations(t *testing.T) {
 	}
 	_, err = cl.ListCommands(ctx, &c2pb.ListCommandsRequest{State: "lost"})
 	wantCode(t, "unknown command state", err, codes.InvalidArgument)
+	superseded, err := cl.ListCommands(ctx, &c2pb.ListCommandsRequest{State: "superseded"})
+	if err != nil {
+		t.Fatalf("ListCommands of superseded commands: %v", err)
+	}
+	for _, c := range superseded.Commands {
+		if c.State != "superseded" {
+			t.Fatalf("ListCommands of superseded commands lists %v", c)
+		}
+	}
 
 	list, err := cl.ListClients(ctx, &c2pb.ListClientsRequest{Limit: 1})
 	if err != nil || list.Total != 2 || len(list.Clients) != 1 {

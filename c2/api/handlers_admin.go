@@ -35,10 +35,10 @@ func (h *handlers) ListCommands(ctx context.Context, req *c2pb.ListCommandsReque
 		f.ClientID = &id
 	}
 	switch st := store.CommandState(req.State); st {
-	case "", store.CommandPending, store.CommandSent, store.CommandFailed:
+	case "", store.CommandPending, store.CommandSent, store.CommandFailed, store.CommandSuperseded:
 		f.State = st
 	default:
-		return nil, invalid("state must be pending, sent or failed, not %q", clip(req.State, 40))
+		return nil, invalid("state must be pending, sent, failed or superseded, not %q", clip(req.State, 40))
 	}
 	if err := checkText("target", req.Target); err != nil {
 		return nil, err

@@ -81,11 +81,11 @@ func newC2CommandCommand(f *c2Flags) *cobra.Command {
 	}
 	fl := list.Flags()
 	fl.StringVar(&req.Client, "client", "", "only the commands of this client")
-	fl.StringVar(&req.State, "state", "", "pending, sent or failed")
+	fl.StringVar(&req.State, "state", "", "pending, sent, failed or superseded")
 	fl.StringVar(&req.Target, "target", "", "only the commands about this topic or client id")
 	fl.Int64Var(&req.AfterSeq, "after", 0, "list after this sequence number")
 	fl.Int32Var(&req.Limit, "limit", 0, "page size, 1 to 10000 (default 100)")
-	_ = list.RegisterFlagCompletionFunc("state", fixedCompletion("pending", "sent", "failed"))
+	_ = list.RegisterFlagCompletionFunc("state", fixedCompletion("pending", "sent", "failed", "superseded"))
 	cmd.AddCommand(get, list)
 	return cmd
 }
