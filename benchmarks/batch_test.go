@@ -93,6 +93,7 @@ func BenchmarkSKProtectBatch(b *testing.B) {
 			}
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
+			b.ResetTimer()
 			for i := 0; i < b.N; i += batchSize {
 				for j := range batch {
 					batch[j] = e4.BatchMessage{Topic: topic, In: payload, Dst: dsts[j]}

@@ -175,10 +175,14 @@ func (c *Client) sealSKBatch(msgs []BatchMessage) {
 	var idx [batchRun]int
 	ts := uint64(c.now().Unix())
 	k := 0
+	var cipher *siv.Cipher
+	var err error
 	for i := range msgs {
 		m := &msgs[i]
 		m.Out, m.Err = m.Dst, nil
-		cipher, err := c.topicCipher(m.Topic)
+		if i == 0 || m.Topic != msgs[i-1].Topic {
+			cipher, err = c.topicCipher(m.Topic)
+		}
 		if err != nil {
 			m.Err = err
 			continue

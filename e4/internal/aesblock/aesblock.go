@@ -10,9 +10,14 @@
 // AES-256 with 10 rounds this way, so every path below serves both modes.
 //
 // On amd64 (AES-NI, and AVX-512 VAES where present) and arm64 (ARMv8 AES)
-// the loops are written in assembly, chosen at run time; every other architecture, and machines
-// without the instructions, run the pure-Go implementation. Tests select
-// the implementation with SetImplementation so that both stay covered.
+// the loops are written in assembly, chosen at run time (build tag purego
+// turns the assembly off); every other architecture, and machines without
+// the instructions, run the pure-Go implementation. Tests select the
+// implementation with SetImplementation so that every one stays covered.
+//
+// The assembly runs in constant time. The pure-Go code uses lookup tables,
+// as crypto/aes's portable code does, and so shares its exposure to cache
+// timing on machines without AES instructions.
 package aesblock
 
 import (
