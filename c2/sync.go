@@ -318,7 +318,7 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 			ds.C2KeyAcked = s.pk.public
 		}
 	}
-	if err := s.syncTopics(tx, ev, c, report.Topics, now); err != nil {
+	if err := s.syncTopics(tx, ev, c, report.Topics, report.Time, now); err != nil {
 		return err
 	}
 	if s.cfg.Mode == e4.PubKey {
@@ -330,9 +330,10 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 }
 
 // syncTopics records which topic keys the device holds and queues one
-// SetTopicKey per topic missing or outdated (unless one is pending) and a
+// SetTopicKey per topic missing or outdated (unless one is pending or was
+// sent since the device made its report) and a
 // RemoveTopic per topic it holds but is not a member of.
-func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, now time.Time) error {
+func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, reportedAt, now time.Time) error {
 	tags := make(map[e4.TopicHash]e4.KeyTag, len(held))
 	for _, h := range held {
 		tags[e4.TopicHash(h.Hash)] = h.Tag
@@ -345,7 +346,7 @@ func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.
 			return err
 		}
 		for _, m := range page {
-			o, err := s.syncTopic(tx, c, m, tags, now)
+			o, err := s.syncTopic(tx, c, m, tags, reportedAt, now)
 			if err != nil {
 				return err
 			}
@@ -372,7 +373,7 @@ func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.
 
 // syncTopic handles one membership of a sync report, removing its topic
 // from tags.
-func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, tags map[e4.TopicHash]e4.KeyTag, now time.Time) ([]outgoing, error) {
+func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, tags map[e4.TopicHash]e4.KeyTag, reportedAt, now time.Time) ([]outgoing, error) {
 	t, err := getTopic(tx, m.Topic)
 	if err != nil {
 		return nil, err
@@ -392,8 +393,14 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 			return nil, err
 		}
 	}
-	pending, err := tx.HasPendingCommand(c.ID, t.Name, e4.SetTopicKey.String())
-	if err != nil || pending {
+	// A key on its way is not sent twice: one pending, or one sent since
+	// the device made its report (it may reach the device after the
+	// report left; if it is lost, the repair sends it again after
+	// AwaitAck).
+	// Timestamps have whole seconds: a command sent in the second the
+	// report was made may have gone before it, so only later ones count.
+	coming, err := tx.HasCommandSince(c.ID, t.Name, reportedAt.Add(time.Second), e4.SetTopicKey.String())
+	if err != nil || coming {
 		return nil, err
 	}
 	cmd, err := s.Suite().CmdSetTopicKey(key, t.Name)

@@ -2,6 +2,7 @@ package e4
 
 import (
 	"crypto/ed25519"
+	"encoding/binary"
 	"crypto/sha3"
 	"errors"
 	"fmt"
@@ -208,5 +209,10 @@ func (s *Suite) OpenSyncRequest(msg, commandKey []byte, cfg *Config) (*SyncRepor
 		return nil, err
 	}
 	defer clear(plain)
-	return decodeSyncReport(plain)
+	report, err := decodeSyncReport(plain)
+	if err != nil {
+		return nil, err
+	}
+	report.Time = time.Unix(int64(binary.LittleEndian.Uint64(msg[:TimestampLen])), 0)
+	return report, nil
 }

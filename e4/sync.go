@@ -81,6 +81,9 @@ type SyncReport struct {
 	PubKeys []HeldKey
 	// C2Key is the tag of the C2 X25519 public key (PK mode); zero in SK mode.
 	C2Key KeyTag
+	// Time is when the device made the report (the timestamp it is
+	// protected with), set by OpenSyncRequest; not part of the content.
+	Time time.Time
 }
 
 // Fresh reports whether the client was created without saved state: it is

@@ -64,7 +64,7 @@ func TestSyncRequestSymKey(t *testing.T) {
 	want := &SyncReport{Fresh: true, Topics: sortedHeld(
 		HeldKey{Hash: HashTopic("a"), Tag: TagOfKey(testKeyA)},
 		HeldKey{Hash: HashTopic("b"), Tag: TagOfKey(testKeyB)},
-	)}
+	), Time: clk.Now().Truncate(time.Second)}
 	if !reflect.DeepEqual(r, want) {
 		t.Fatalf("report %+v, want %+v (a removed topic is not reported)", r, want)
 	}
@@ -102,6 +102,7 @@ func TestSyncRequestPubKey(t *testing.T) {
 		Topics:  []HeldKey{{Hash: HashTopic("a"), Tag: TagOfKey(testKeyA)}},
 		PubKeys: []HeldKey{{Hash: IDFromName("peer"), Tag: TagOfKey(peer)}},
 		C2Key:   TagOfKey(c2Public),
+		Time:    clk.Now().Truncate(time.Second),
 	}
 	if !reflect.DeepEqual(r, want) {
 		t.Fatalf("report %+v, want %+v", r, want)
@@ -126,7 +127,7 @@ func heldList(n int) []HeldKey {
 func TestSyncReportCaps(t *testing.T) {
 	now := time.Unix(1764000000, 0)
 	cfg := fixedClock(1764000000)
-	full := &SyncReport{Topics: heldList(MaxSyncEntries), PubKeys: heldList(MaxSyncEntries)}
+	full := &SyncReport{Topics: heldList(MaxSyncEntries), PubKeys: heldList(MaxSyncEntries), Time: now}
 	msg, err := ProtectSyncReport(full, clientKey, now)
 	if err != nil {
 		t.Fatal(err)
@@ -341,6 +342,7 @@ func TestSyncVectors(t *testing.T) {
 			t.Errorf("%s: protected %x, want %x (%v)", v.Name, msg, v.Protected, err)
 		}
 		got, err := OpenSyncRequest(v.Protected, v.Key, fixedClock(uint64(v.Timestamp)))
+		want.Time = time.Unix(v.Timestamp, 0)
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: opened %+v, want %+v (%v)", v.Name, got, want, err)
 		}

@@ -161,7 +161,6 @@ func (f *simFleet) apply(ctx context.Context, m *transport.Message) {
 // reconnect brings devices back online, each announcing itself with a
 // sync request, at most parallel at once.
 func (f *simFleet) reconnect(devices []*simDevice, parallel int) {
-	t := f.t
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
 	for _, d := range devices {
@@ -170,14 +169,7 @@ func (f *simFleet) reconnect(devices []*simDevice, parallel int) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			req, err := d.client.SyncRequest()
-			if err != nil {
-				t.Errorf("device %s: %v", d.client.ID(), err)
-				return
-			}
-			if err := f.tr.Publish(context.Background(), e4.SyncTopic(d.client.ID()), req, transport.WithQoS(transport.AtLeastOnce)); err != nil {
-				t.Errorf("device %s: publishing a sync request: %v", d.client.ID(), err)
-			}
+			f.sendSync(context.Background(), d)
 		}()
 	}
 	wg.Wait()
@@ -219,4 +211,16 @@ func (f *simFleet) awaitConnected() {
 		defer cancel()
 		return f.tr.Publish(ctx, "fleet/ping", []byte("ping"), transport.WithQoS(transport.AtLeastOnce)) == nil
 	})
+}
+
+// sendSync publishes d's sync request.
+func (f *simFleet) sendSync(ctx context.Context, d *simDevice) {
+	req, err := d.client.SyncRequest()
+	if err != nil {
+		f.t.Errorf("device %s: %v", d.client.ID(), err)
+		return
+	}
+	if err := f.tr.Publish(ctx, e4.SyncTopic(d.client.ID()), req, transport.WithQoS(transport.AtLeastOnce)); err != nil && ctx.Err() == nil {
+		f.t.Errorf("device %s: publishing a sync request: %v", d.client.ID(), err)
+	}
 }

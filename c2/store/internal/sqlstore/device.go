@@ -445,6 +445,21 @@ func (t *tx) HasPendingCommand(client e4.ID, target string, kinds ...string) (bo
 	return t.exists(query, append([]any{client[:], target}, args...)...)
 }
 
+// HasCommandSince reports whether client has a command about target of one
+// of kinds that is pending or was sent at or after since.
+func (t *tx) HasCommandSince(client e4.ID, target string, since time.Time, kinds ...string) (bool, error) {
+	if err := checkText("command target", target); err != nil {
+		return false, err
+	}
+	cond, args, err := kindList(kinds, 4)
+	if err != nil {
+		return false, err
+	}
+	query := "SELECT 1 FROM outbox WHERE client_id = $1 AND target = $2 AND " +
+		"(state = 'pending' OR (state = 'sent' AND sent_at >= $3))" + cond + " LIMIT 1"
+	return t.exists(query, append([]any{client[:], target, t.at(since)}, args...)...)
+}
+
 // SupersedeCommands marks pending commands no dispatcher holds superseded.
 func (t *tx) SupersedeCommands(client *e4.ID, target string, now time.Time, kinds ...string) (int64, error) {
 	if err := checkText("command target", target); err != nil {
