@@ -2,8 +2,8 @@ package e4
 
 import (
 	"crypto/ed25519"
-	"encoding/binary"
 	"crypto/sha3"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
