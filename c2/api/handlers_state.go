@@ -125,10 +125,16 @@ func (h *handlers) GetFleetState(ctx context.Context, _ *c2pb.Empty) (*c2pb.Flee
 	if err != nil {
 		return nil, err
 	}
+	d := h.svc.Dispatcher().Stats()
 	return &c2pb.FleetState{
 		Clients: f.Clients, Acknowledging: f.Acknowledging, NotAcknowledging: f.NotAcknowledging,
 		Unknown: max(0, f.Clients-f.Acknowledging-f.NotAcknowledging),
 		Stalled: f.Stalled, KeyChangesPending: f.KeyChangesPending,
 		MembershipsBehind: f.MembershipsBehind, ClientsBehind: f.ClientsBehind, PendingCommands: f.PendingCommands,
+		CatchUp: &c2pb.CatchUpProgress{
+			SyncReceived: d.CatchUp.Received, SyncQueued: int64(d.CatchUp.Queued), SyncAnswered: d.CatchUp.Handled,
+			SyncRefused: d.CatchUp.Invalid, SyncDropped: d.CatchUp.Dropped, Commands: d.CatchUp.Commands,
+			Repaired: d.Repaired, Resent: d.Resent,
+		},
 	}, nil
 }

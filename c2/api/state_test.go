@@ -23,6 +23,28 @@ import (
 // library on its own MQTT connection to the test's broker, applying C2's
 // commands and publishing an acknowledgement of each on e4/<id>/ack. It
 // is subscribed when the function returns.
+// sendSyncRequest publishes, as device name with client key key, a sync
+// request that says it holds no key.
+func sendSyncRequest(t *testing.T, brokerURL, name string, key []byte) {
+	t.Helper()
+	dev, err := e4.NewSymKeyClient(e4.IDFromName(name), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := dev.SyncRequest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := mqtt.Dial(t.Context(), mqtt.Config{Brokers: []string{brokerURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Publish(t.Context(), e4.SyncTopic(dev.ID()), req, transport.WithQoS(transport.AtLeastOnce)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func startAckingDevice(t *testing.T, brokerURL, name string, key []byte) {
 	t.Helper()
 	id := e4.IDFromName(name)
@@ -152,7 +174,7 @@ func testDeviceStateGRPC(t *testing.T, postgres bool) {
 	reports := e.watch("topic_converged", "devices_behind")
 
 	ackerKey := e.addClient("acker")
-	e.addClient("reference-1")
+	ref1Key := e.addClient("reference-1")
 	e.addClient("reference-2")
 	startAckingDevice(t, e.brokerURL, "acker", ackerKey)
 	e.addMembers("plant/line-1", "acker", "reference-1", "reference-2")
@@ -216,8 +238,24 @@ func testDeviceStateGRPC(t *testing.T, postgres bool) {
 	}
 	fleet, err := e.cl.GetFleetState(e.reader, &c2pb.Empty{})
 	if err != nil || fleet.Clients != 3 || fleet.Acknowledging != 1 || fleet.NotAcknowledging != 0 || fleet.Unknown != 2 ||
-		fleet.MembershipsBehind != 2 || fleet.ClientsBehind != 2 || fleet.Stalled != 0 {
+		fleet.MembershipsBehind != 2 || fleet.ClientsBehind != 2 || fleet.Stalled != 0 || fleet.CatchUp.GetSyncReceived() != 0 {
 		t.Fatalf("GetFleetState: %v %v", fleet, err)
+	}
+	// reference-1 turns out to be an E4kit device after all: it asks for
+	// its keys, and the catch-up shows in the fleet's progress.
+	sendSyncRequest(t, e.brokerURL, "reference-1", ref1Key)
+	deadline := time.Now().Add(20 * time.Second)
+	for fleet.CatchUp.GetSyncAnswered() != 1 || fleet.CatchUp.GetCommands() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("catch-up progress after a sync request: %v", fleet.CatchUp)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if fleet, err = e.cl.GetFleetState(e.reader, &c2pb.Empty{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := fleet.CatchUp; c.SyncReceived != 1 || c.SyncQueued != 0 || c.SyncRefused != 0 || c.SyncDropped != 0 {
+		t.Fatalf("catch-up progress: %v", c)
 	}
 
 	_, err = e.cl.SetClientAcknowledges(e.reader, &c2pb.SetClientAcknowledgesRequest{Client: "reference-1", Mode: "no"})

@@ -322,7 +322,11 @@ func newC2FleetCommand(f *c2Flags) *cobra.Command {
 		Long: `fleet counts, over every device: those known (or declared) to acknowledge
 commands or not and those never heard from, the clients and memberships
 behind their topics' current keys, stalled queues, client-key changes the
-devices have not confirmed, and commands waiting in the outbox.`,
+devices have not confirmed, and commands waiting in the outbox; then the
+catch-up progress of the C2 process that answered since it started: sync
+requests received, waiting, answered, refused (no key of the client opens
+them) and dropped (queue full; the device asks again when it reconnects),
+commands queued in answer, and keys repaired or resent.`,
 		Example: `  e4 c2 fleet
   e4 c2 fleet --json`,
 		Args: cobra.NoArgs,
@@ -336,16 +340,27 @@ devices have not confirmed, and commands waiting in the outbox.`,
 					return s.printJSON(fl)
 				}
 				n := func(v int64) string { return strconv.FormatInt(v, 10) }
-				return s.table([]string{"DEVICES", "COUNT"}, [][]string{
+				return s.table([]string{"DEVICES", "COUNT"}, append([][]string{
 					{"clients", n(fl.Clients)},
 					{"acknowledging", n(fl.Acknowledging)}, {"not acknowledging", n(fl.NotAcknowledging)},
 					{"never heard from", n(fl.Unknown)},
 					{"clients behind", n(fl.ClientsBehind)}, {"memberships behind", n(fl.MembershipsBehind)},
 					{"stalled", n(fl.Stalled)}, {"key changes pending", n(fl.KeyChangesPending)},
 					{"pending commands", n(fl.PendingCommands)},
-				})
+				}, catchUpRows(fl.CatchUp)...))
 			})
 		},
+	}
+}
+
+// catchUpRows shows the catch-up progress of the C2 process that answered.
+func catchUpRows(c *c2pb.CatchUpProgress) [][]string {
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	return [][]string{
+		{"sync requests received", u(c.GetSyncReceived())}, {"sync requests waiting", strconv.FormatInt(c.GetSyncQueued(), 10)},
+		{"sync requests answered", u(c.GetSyncAnswered())}, {"sync requests refused", u(c.GetSyncRefused())},
+		{"sync requests dropped", u(c.GetSyncDropped())}, {"catch-up commands", u(c.GetCommands())},
+		{"keys repaired", u(c.GetRepaired())}, {"keys resent", u(c.GetResent())},
 	}
 }
 

@@ -215,7 +215,8 @@ func TestC2StateCLI(t *testing.T) {
 	s.ok("client", "acknowledges", "reference-2", "yes")
 	fleet := s.c2("", asReader, "fleet")
 	for _, want := range [][]string{{"clients", "3"}, {"acknowledging", "2"}, {"not acknowledging", "1"},
-		{"never heard from", "0"}, {"clients behind", "2"}, {"memberships behind", "2"}} {
+		{"never heard from", "0"}, {"clients behind", "2"}, {"memberships behind", "2"},
+		{"sync requests refused", "0"}, {"sync requests dropped", "0"}, {"sync requests waiting", "0"}} {
 		if r := row(t, fleet.stdout, want[0]); r[1] != want[1] {
 			t.Fatalf("fleet %s: %q\n%s", want[0], r, fleet.stdout)
 		}

@@ -2930,8 +2930,11 @@ type FleetState struct {
 	MembershipsBehind int64 `protobuf:"varint,7,opt,name=memberships_behind,json=membershipsBehind,proto3" json:"memberships_behind,omitempty"`
 	ClientsBehind     int64 `protobuf:"varint,8,opt,name=clients_behind,json=clientsBehind,proto3" json:"clients_behind,omitempty"`
 	PendingCommands   int64 `protobuf:"varint,9,opt,name=pending_commands,json=pendingCommands,proto3" json:"pending_commands,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// catch_up is the progress of this C2 process's catch-up since it
+	// started (each replica counts its own).
+	CatchUp       *CatchUpProgress `protobuf:"bytes,10,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FleetState) Reset() {
@@ -3027,6 +3030,121 @@ func (x *FleetState) GetPendingCommands() int64 {
 	return 0
 }
 
+func (x *FleetState) GetCatchUp() *CatchUpProgress {
+	if x != nil {
+		return x.CatchUp
+	}
+	return nil
+}
+
+// CatchUpProgress counts what a C2 process did to bring devices up to date.
+type CatchUpProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sync requests heard from devices, waiting to be answered, answered,
+	// refused because no key of their client opens them, and dropped because
+	// the queue was full (the device asks again when it reconnects).
+	SyncReceived uint64 `protobuf:"varint,1,opt,name=sync_received,json=syncReceived,proto3" json:"sync_received,omitempty"`
+	SyncQueued   int64  `protobuf:"varint,2,opt,name=sync_queued,json=syncQueued,proto3" json:"sync_queued,omitempty"`
+	SyncAnswered uint64 `protobuf:"varint,3,opt,name=sync_answered,json=syncAnswered,proto3" json:"sync_answered,omitempty"`
+	SyncRefused  uint64 `protobuf:"varint,4,opt,name=sync_refused,json=syncRefused,proto3" json:"sync_refused,omitempty"`
+	SyncDropped  uint64 `protobuf:"varint,5,opt,name=sync_dropped,json=syncDropped,proto3" json:"sync_dropped,omitempty"`
+	// commands queued in answer to sync requests.
+	Commands uint64 `protobuf:"varint,6,opt,name=commands,proto3" json:"commands,omitempty"`
+	// repaired counts keys sent again to acknowledging devices still behind
+	// after await_ack; resent those sent on the resend_every schedule to
+	// devices that do not acknowledge.
+	Repaired      uint64 `protobuf:"varint,7,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	Resent        uint64 `protobuf:"varint,8,opt,name=resent,proto3" json:"resent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatchUpProgress) Reset() {
+	*x = CatchUpProgress{}
+	mi := &file_c2_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatchUpProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatchUpProgress) ProtoMessage() {}
+
+func (x *CatchUpProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatchUpProgress.ProtoReflect.Descriptor instead.
+func (*CatchUpProgress) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CatchUpProgress) GetSyncReceived() uint64 {
+	if x != nil {
+		return x.SyncReceived
+	}
+	return 0
+}
+
+func (x *CatchUpProgress) GetSyncQueued() int64 {
+	if x != nil {
+		return x.SyncQueued
+	}
+	return 0
+}
+
+func (x *CatchUpProgress) GetSyncAnswered() uint64 {
+	if x != nil {
+		return x.SyncAnswered
+	}
+	return 0
+}
+
+func (x *CatchUpProgress) GetSyncRefused() uint64 {
+	if x != nil {
+		return x.SyncRefused
+	}
+	return 0
+}
+
+func (x *CatchUpProgress) GetSyncDropped() uint64 {
+	if x != nil {
+		return x.SyncDropped
+	}
+	return 0
+}
+
+func (x *CatchUpProgress) GetCommands() uint64 {
+	if x != nil {
+		return x.Commands
+	}
+	return 0
+}
+
+func (x *CatchUpProgress) GetRepaired() uint64 {
+	if x != nil {
+		return x.Repaired
+	}
+	return 0
+}
+
+func (x *CatchUpProgress) GetResent() uint64 {
+	if x != nil {
+		return x.Resent
+	}
+	return 0
+}
+
 type Health struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ok    bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
@@ -3041,7 +3159,7 @@ type Health struct {
 
 func (x *Health) Reset() {
 	*x = Health{}
-	mi := &file_c2_proto_msgTypes[48]
+	mi := &file_c2_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3053,7 +3171,7 @@ func (x *Health) String() string {
 func (*Health) ProtoMessage() {}
 
 func (x *Health) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[48]
+	mi := &file_c2_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3066,7 +3184,7 @@ func (x *Health) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Health.ProtoReflect.Descriptor instead.
 func (*Health) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{48}
+	return file_c2_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Health) GetOk() bool {
@@ -3117,7 +3235,7 @@ type Info struct {
 
 func (x *Info) Reset() {
 	*x = Info{}
-	mi := &file_c2_proto_msgTypes[49]
+	mi := &file_c2_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3247,7 @@ func (x *Info) String() string {
 func (*Info) ProtoMessage() {}
 
 func (x *Info) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[49]
+	mi := &file_c2_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3260,7 @@ func (x *Info) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Info.ProtoReflect.Descriptor instead.
 func (*Info) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{49}
+	return file_c2_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Info) GetMode() string {
@@ -3194,7 +3312,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_c2_proto_msgTypes[50]
+	mi := &file_c2_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3206,7 +3324,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[50]
+	mi := &file_c2_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3219,7 +3337,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{50}
+	return file_c2_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Event) GetId() string {
@@ -3274,7 +3392,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_c2_proto_msgTypes[51]
+	mi := &file_c2_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3286,7 +3404,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[51]
+	mi := &file_c2_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3299,7 +3417,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{51}
+	return file_c2_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListEventsRequest) GetAfterId() string {
@@ -3325,7 +3443,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_c2_proto_msgTypes[52]
+	mi := &file_c2_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3337,7 +3455,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[52]
+	mi := &file_c2_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3350,7 +3468,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{52}
+	return file_c2_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -3372,7 +3490,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_c2_proto_msgTypes[53]
+	mi := &file_c2_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3384,7 +3502,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[53]
+	mi := &file_c2_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3397,7 +3515,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{53}
+	return file_c2_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *WatchEventsRequest) GetAfterId() string {
@@ -3434,7 +3552,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_c2_proto_msgTypes[54]
+	mi := &file_c2_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3564,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[54]
+	mi := &file_c2_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3577,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{54}
+	return file_c2_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AuditRecord) GetId() int64 {
@@ -3534,7 +3652,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_c2_proto_msgTypes[55]
+	mi := &file_c2_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +3664,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[55]
+	mi := &file_c2_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +3677,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{55}
+	return file_c2_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListAuditRequest) GetActor() string {
@@ -3627,7 +3745,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_c2_proto_msgTypes[56]
+	mi := &file_c2_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3639,7 +3757,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[56]
+	mi := &file_c2_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3652,7 +3770,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{56}
+	return file_c2_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListAuditResponse) GetRecords() []*AuditRecord {
@@ -3677,7 +3795,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_c2_proto_msgTypes[57]
+	mi := &file_c2_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3689,7 +3807,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[57]
+	mi := &file_c2_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3702,7 +3820,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{57}
+	return file_c2_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Token) GetName() string {
@@ -3759,7 +3877,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_c2_proto_msgTypes[58]
+	mi := &file_c2_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3771,7 +3889,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[58]
+	mi := &file_c2_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3784,7 +3902,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{58}
+	return file_c2_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -3819,7 +3937,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_c2_proto_msgTypes[59]
+	mi := &file_c2_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3831,7 +3949,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[59]
+	mi := &file_c2_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3844,7 +3962,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{59}
+	return file_c2_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateTokenResponse) GetToken() *Token {
@@ -3870,7 +3988,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_c2_proto_msgTypes[60]
+	mi := &file_c2_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4000,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[60]
+	mi := &file_c2_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4013,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{60}
+	return file_c2_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListTokensResponse) GetTokens() []*Token {
@@ -3914,7 +4032,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_c2_proto_msgTypes[61]
+	mi := &file_c2_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3926,7 +4044,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_c2_proto_msgTypes[61]
+	mi := &file_c2_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3939,7 +4057,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_c2_proto_rawDescGZIP(), []int{61}
+	return file_c2_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RevokeTokenRequest) GetName() string {
@@ -4154,7 +4272,7 @@ const file_c2_proto_rawDesc = "" +
 	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"d\n" +
 	"\x17ListTopicBehindResponse\x123\n" +
 	"\aclients\x18\x01 \x03(\v2\x19.e4kit.c2.v1.BehindClientR\aclients\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\x03R\x05total\"\xde\x02\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\"\x97\x03\n" +
 	"\n" +
 	"FleetState\x12\x18\n" +
 	"\aclients\x18\x01 \x01(\x03R\aclients\x12$\n" +
@@ -4165,7 +4283,19 @@ const file_c2_proto_rawDesc = "" +
 	"\x13key_changes_pending\x18\x06 \x01(\x03R\x11keyChangesPending\x12-\n" +
 	"\x12memberships_behind\x18\a \x01(\x03R\x11membershipsBehind\x12%\n" +
 	"\x0eclients_behind\x18\b \x01(\x03R\rclientsBehind\x12)\n" +
-	"\x10pending_commands\x18\t \x01(\x03R\x0fpendingCommands\"\x91\x01\n" +
+	"\x10pending_commands\x18\t \x01(\x03R\x0fpendingCommands\x127\n" +
+	"\bcatch_up\x18\n" +
+	" \x01(\v2\x1c.e4kit.c2.v1.CatchUpProgressR\acatchUp\"\x92\x02\n" +
+	"\x0fCatchUpProgress\x12#\n" +
+	"\rsync_received\x18\x01 \x01(\x04R\fsyncReceived\x12\x1f\n" +
+	"\vsync_queued\x18\x02 \x01(\x03R\n" +
+	"syncQueued\x12#\n" +
+	"\rsync_answered\x18\x03 \x01(\x04R\fsyncAnswered\x12!\n" +
+	"\fsync_refused\x18\x04 \x01(\x04R\vsyncRefused\x12!\n" +
+	"\fsync_dropped\x18\x05 \x01(\x04R\vsyncDropped\x12\x1a\n" +
+	"\bcommands\x18\x06 \x01(\x04R\bcommands\x12\x1a\n" +
+	"\brepaired\x18\a \x01(\x04R\brepaired\x12\x16\n" +
+	"\x06resent\x18\b \x01(\x04R\x06resent\"\x91\x01\n" +
 	"\x06Health\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x1c\n" +
@@ -4299,7 +4429,7 @@ func file_c2_proto_rawDescGZIP() []byte {
 	return file_c2_proto_rawDescData
 }
 
-var file_c2_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_c2_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_c2_proto_goTypes = []any{
 	(*Empty)(nil),                        // 0: e4kit.c2.v1.Empty
 	(*Client)(nil),                       // 1: e4kit.c2.v1.Client
@@ -4349,147 +4479,149 @@ var file_c2_proto_goTypes = []any{
 	(*BehindClient)(nil),                 // 45: e4kit.c2.v1.BehindClient
 	(*ListTopicBehindResponse)(nil),      // 46: e4kit.c2.v1.ListTopicBehindResponse
 	(*FleetState)(nil),                   // 47: e4kit.c2.v1.FleetState
-	(*Health)(nil),                       // 48: e4kit.c2.v1.Health
-	(*Info)(nil),                         // 49: e4kit.c2.v1.Info
-	(*Event)(nil),                        // 50: e4kit.c2.v1.Event
-	(*ListEventsRequest)(nil),            // 51: e4kit.c2.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),           // 52: e4kit.c2.v1.ListEventsResponse
-	(*WatchEventsRequest)(nil),           // 53: e4kit.c2.v1.WatchEventsRequest
-	(*AuditRecord)(nil),                  // 54: e4kit.c2.v1.AuditRecord
-	(*ListAuditRequest)(nil),             // 55: e4kit.c2.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),            // 56: e4kit.c2.v1.ListAuditResponse
-	(*Token)(nil),                        // 57: e4kit.c2.v1.Token
-	(*CreateTokenRequest)(nil),           // 58: e4kit.c2.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),          // 59: e4kit.c2.v1.CreateTokenResponse
-	(*ListTokensResponse)(nil),           // 60: e4kit.c2.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),           // 61: e4kit.c2.v1.RevokeTokenRequest
-	(*timestamppb.Timestamp)(nil),        // 62: google.protobuf.Timestamp
+	(*CatchUpProgress)(nil),              // 48: e4kit.c2.v1.CatchUpProgress
+	(*Health)(nil),                       // 49: e4kit.c2.v1.Health
+	(*Info)(nil),                         // 50: e4kit.c2.v1.Info
+	(*Event)(nil),                        // 51: e4kit.c2.v1.Event
+	(*ListEventsRequest)(nil),            // 52: e4kit.c2.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),           // 53: e4kit.c2.v1.ListEventsResponse
+	(*WatchEventsRequest)(nil),           // 54: e4kit.c2.v1.WatchEventsRequest
+	(*AuditRecord)(nil),                  // 55: e4kit.c2.v1.AuditRecord
+	(*ListAuditRequest)(nil),             // 56: e4kit.c2.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 57: e4kit.c2.v1.ListAuditResponse
+	(*Token)(nil),                        // 58: e4kit.c2.v1.Token
+	(*CreateTokenRequest)(nil),           // 59: e4kit.c2.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),          // 60: e4kit.c2.v1.CreateTokenResponse
+	(*ListTokensResponse)(nil),           // 61: e4kit.c2.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),           // 62: e4kit.c2.v1.RevokeTokenRequest
+	(*timestamppb.Timestamp)(nil),        // 63: google.protobuf.Timestamp
 }
 var file_c2_proto_depIdxs = []int32{
-	62, // 0: e4kit.c2.v1.Client.created_at:type_name -> google.protobuf.Timestamp
+	63, // 0: e4kit.c2.v1.Client.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: e4kit.c2.v1.AddClientResponse.client:type_name -> e4kit.c2.v1.Client
 	1,  // 2: e4kit.c2.v1.ListClientsResponse.clients:type_name -> e4kit.c2.v1.Client
 	12, // 3: e4kit.c2.v1.ImportClientsProgress.generated:type_name -> e4kit.c2.v1.GeneratedKey
-	62, // 4: e4kit.c2.v1.Topic.created_at:type_name -> google.protobuf.Timestamp
-	62, // 5: e4kit.c2.v1.Topic.rotated_at:type_name -> google.protobuf.Timestamp
+	63, // 4: e4kit.c2.v1.Topic.created_at:type_name -> google.protobuf.Timestamp
+	63, // 5: e4kit.c2.v1.Topic.rotated_at:type_name -> google.protobuf.Timestamp
 	13, // 6: e4kit.c2.v1.ListTopicsResponse.topics:type_name -> e4kit.c2.v1.Topic
-	62, // 7: e4kit.c2.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	62, // 8: e4kit.c2.v1.Command.sent_at:type_name -> google.protobuf.Timestamp
+	63, // 7: e4kit.c2.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	63, // 8: e4kit.c2.v1.Command.sent_at:type_name -> google.protobuf.Timestamp
 	35, // 9: e4kit.c2.v1.ListCommandsResponse.commands:type_name -> e4kit.c2.v1.Command
-	62, // 10: e4kit.c2.v1.ClientState.last_seen:type_name -> google.protobuf.Timestamp
-	62, // 11: e4kit.c2.v1.ClientState.last_sync:type_name -> google.protobuf.Timestamp
-	62, // 12: e4kit.c2.v1.ClientState.key_changed_at:type_name -> google.protobuf.Timestamp
-	62, // 13: e4kit.c2.v1.ClientState.stalled_at:type_name -> google.protobuf.Timestamp
+	63, // 10: e4kit.c2.v1.ClientState.last_seen:type_name -> google.protobuf.Timestamp
+	63, // 11: e4kit.c2.v1.ClientState.last_sync:type_name -> google.protobuf.Timestamp
+	63, // 12: e4kit.c2.v1.ClientState.key_changed_at:type_name -> google.protobuf.Timestamp
+	63, // 13: e4kit.c2.v1.ClientState.stalled_at:type_name -> google.protobuf.Timestamp
 	40, // 14: e4kit.c2.v1.ClientState.topic_states:type_name -> e4kit.c2.v1.TopicKeyState
-	62, // 15: e4kit.c2.v1.TopicKeyState.acked_at:type_name -> google.protobuf.Timestamp
-	62, // 16: e4kit.c2.v1.TopicState.rotated_at:type_name -> google.protobuf.Timestamp
-	62, // 17: e4kit.c2.v1.BehindClient.acked_at:type_name -> google.protobuf.Timestamp
-	62, // 18: e4kit.c2.v1.BehindClient.last_seen:type_name -> google.protobuf.Timestamp
+	63, // 15: e4kit.c2.v1.TopicKeyState.acked_at:type_name -> google.protobuf.Timestamp
+	63, // 16: e4kit.c2.v1.TopicState.rotated_at:type_name -> google.protobuf.Timestamp
+	63, // 17: e4kit.c2.v1.BehindClient.acked_at:type_name -> google.protobuf.Timestamp
+	63, // 18: e4kit.c2.v1.BehindClient.last_seen:type_name -> google.protobuf.Timestamp
 	45, // 19: e4kit.c2.v1.ListTopicBehindResponse.clients:type_name -> e4kit.c2.v1.BehindClient
-	62, // 20: e4kit.c2.v1.Event.time:type_name -> google.protobuf.Timestamp
-	50, // 21: e4kit.c2.v1.ListEventsResponse.events:type_name -> e4kit.c2.v1.Event
-	62, // 22: e4kit.c2.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	62, // 23: e4kit.c2.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	62, // 24: e4kit.c2.v1.ListAuditRequest.until:type_name -> google.protobuf.Timestamp
-	54, // 25: e4kit.c2.v1.ListAuditResponse.records:type_name -> e4kit.c2.v1.AuditRecord
-	62, // 26: e4kit.c2.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	62, // 27: e4kit.c2.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	62, // 28: e4kit.c2.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
-	57, // 29: e4kit.c2.v1.CreateTokenResponse.token:type_name -> e4kit.c2.v1.Token
-	57, // 30: e4kit.c2.v1.ListTokensResponse.tokens:type_name -> e4kit.c2.v1.Token
-	2,  // 31: e4kit.c2.v1.C2.AddClient:input_type -> e4kit.c2.v1.AddClientRequest
-	4,  // 32: e4kit.c2.v1.C2.GetClient:input_type -> e4kit.c2.v1.GetClientRequest
-	6,  // 33: e4kit.c2.v1.C2.ListClients:input_type -> e4kit.c2.v1.ListClientsRequest
-	5,  // 34: e4kit.c2.v1.C2.RemoveClient:input_type -> e4kit.c2.v1.ClientRequest
-	5,  // 35: e4kit.c2.v1.C2.ResetClient:input_type -> e4kit.c2.v1.ClientRequest
-	8,  // 36: e4kit.c2.v1.C2.NewClientKey:input_type -> e4kit.c2.v1.NewClientKeyRequest
-	10, // 37: e4kit.c2.v1.C2.ImportClients:input_type -> e4kit.c2.v1.ImportClientsRequest
-	14, // 38: e4kit.c2.v1.C2.AddTopic:input_type -> e4kit.c2.v1.AddTopicRequest
-	15, // 39: e4kit.c2.v1.C2.GetTopic:input_type -> e4kit.c2.v1.TopicRequest
-	16, // 40: e4kit.c2.v1.C2.ListTopics:input_type -> e4kit.c2.v1.ListTopicsRequest
-	15, // 41: e4kit.c2.v1.C2.RemoveTopic:input_type -> e4kit.c2.v1.TopicRequest
-	15, // 42: e4kit.c2.v1.C2.RotateTopic:input_type -> e4kit.c2.v1.TopicRequest
-	19, // 43: e4kit.c2.v1.C2.AddMember:input_type -> e4kit.c2.v1.MemberRequest
-	20, // 44: e4kit.c2.v1.C2.AddMembers:input_type -> e4kit.c2.v1.AddMembersRequest
-	19, // 45: e4kit.c2.v1.C2.RemoveMember:input_type -> e4kit.c2.v1.MemberRequest
-	19, // 46: e4kit.c2.v1.C2.IsMember:input_type -> e4kit.c2.v1.MemberRequest
-	22, // 47: e4kit.c2.v1.C2.ListTopicsOfClient:input_type -> e4kit.c2.v1.ListTopicsOfClientRequest
-	24, // 48: e4kit.c2.v1.C2.ListMembers:input_type -> e4kit.c2.v1.ListMembersRequest
-	26, // 49: e4kit.c2.v1.C2.SendPubKey:input_type -> e4kit.c2.v1.PubKeyRequest
-	26, // 50: e4kit.c2.v1.C2.RemovePubKey:input_type -> e4kit.c2.v1.PubKeyRequest
-	5,  // 51: e4kit.c2.v1.C2.ResetPubKeys:input_type -> e4kit.c2.v1.ClientRequest
-	27, // 52: e4kit.c2.v1.C2.LinkClients:input_type -> e4kit.c2.v1.LinkRequest
-	27, // 53: e4kit.c2.v1.C2.UnlinkClients:input_type -> e4kit.c2.v1.LinkRequest
-	28, // 54: e4kit.c2.v1.C2.ListLinks:input_type -> e4kit.c2.v1.ListLinksRequest
-	5,  // 55: e4kit.c2.v1.C2.SendC2SignerKey:input_type -> e4kit.c2.v1.ClientRequest
-	0,  // 56: e4kit.c2.v1.C2.GetC2Key:input_type -> e4kit.c2.v1.Empty
-	0,  // 57: e4kit.c2.v1.C2.RotateC2Key:input_type -> e4kit.c2.v1.Empty
-	31, // 58: e4kit.c2.v1.C2.ProtectMessage:input_type -> e4kit.c2.v1.ProtectMessageRequest
-	33, // 59: e4kit.c2.v1.C2.UnprotectMessage:input_type -> e4kit.c2.v1.UnprotectMessageRequest
-	41, // 60: e4kit.c2.v1.C2.GetClientState:input_type -> e4kit.c2.v1.GetClientStateRequest
-	42, // 61: e4kit.c2.v1.C2.SetClientAcknowledges:input_type -> e4kit.c2.v1.SetClientAcknowledgesRequest
-	15, // 62: e4kit.c2.v1.C2.GetTopicState:input_type -> e4kit.c2.v1.TopicRequest
-	44, // 63: e4kit.c2.v1.C2.ListTopicBehind:input_type -> e4kit.c2.v1.ListTopicBehindRequest
-	0,  // 64: e4kit.c2.v1.C2.GetFleetState:input_type -> e4kit.c2.v1.Empty
-	36, // 65: e4kit.c2.v1.C2.GetCommand:input_type -> e4kit.c2.v1.GetCommandRequest
-	37, // 66: e4kit.c2.v1.C2.ListCommands:input_type -> e4kit.c2.v1.ListCommandsRequest
-	0,  // 67: e4kit.c2.v1.C2.GetHealth:input_type -> e4kit.c2.v1.Empty
-	0,  // 68: e4kit.c2.v1.C2.GetInfo:input_type -> e4kit.c2.v1.Empty
-	51, // 69: e4kit.c2.v1.C2.ListEvents:input_type -> e4kit.c2.v1.ListEventsRequest
-	53, // 70: e4kit.c2.v1.C2.WatchEvents:input_type -> e4kit.c2.v1.WatchEventsRequest
-	55, // 71: e4kit.c2.v1.C2.ListAudit:input_type -> e4kit.c2.v1.ListAuditRequest
-	58, // 72: e4kit.c2.v1.C2.CreateToken:input_type -> e4kit.c2.v1.CreateTokenRequest
-	0,  // 73: e4kit.c2.v1.C2.ListTokens:input_type -> e4kit.c2.v1.Empty
-	61, // 74: e4kit.c2.v1.C2.RevokeToken:input_type -> e4kit.c2.v1.RevokeTokenRequest
-	3,  // 75: e4kit.c2.v1.C2.AddClient:output_type -> e4kit.c2.v1.AddClientResponse
-	1,  // 76: e4kit.c2.v1.C2.GetClient:output_type -> e4kit.c2.v1.Client
-	7,  // 77: e4kit.c2.v1.C2.ListClients:output_type -> e4kit.c2.v1.ListClientsResponse
-	0,  // 78: e4kit.c2.v1.C2.RemoveClient:output_type -> e4kit.c2.v1.Empty
-	0,  // 79: e4kit.c2.v1.C2.ResetClient:output_type -> e4kit.c2.v1.Empty
-	9,  // 80: e4kit.c2.v1.C2.NewClientKey:output_type -> e4kit.c2.v1.NewClientKeyResponse
-	11, // 81: e4kit.c2.v1.C2.ImportClients:output_type -> e4kit.c2.v1.ImportClientsProgress
-	13, // 82: e4kit.c2.v1.C2.AddTopic:output_type -> e4kit.c2.v1.Topic
-	13, // 83: e4kit.c2.v1.C2.GetTopic:output_type -> e4kit.c2.v1.Topic
-	17, // 84: e4kit.c2.v1.C2.ListTopics:output_type -> e4kit.c2.v1.ListTopicsResponse
-	0,  // 85: e4kit.c2.v1.C2.RemoveTopic:output_type -> e4kit.c2.v1.Empty
-	18, // 86: e4kit.c2.v1.C2.RotateTopic:output_type -> e4kit.c2.v1.RotateResponse
-	0,  // 87: e4kit.c2.v1.C2.AddMember:output_type -> e4kit.c2.v1.Empty
-	0,  // 88: e4kit.c2.v1.C2.AddMembers:output_type -> e4kit.c2.v1.Empty
-	0,  // 89: e4kit.c2.v1.C2.RemoveMember:output_type -> e4kit.c2.v1.Empty
-	21, // 90: e4kit.c2.v1.C2.IsMember:output_type -> e4kit.c2.v1.IsMemberResponse
-	23, // 91: e4kit.c2.v1.C2.ListTopicsOfClient:output_type -> e4kit.c2.v1.ListTopicsOfClientResponse
-	25, // 92: e4kit.c2.v1.C2.ListMembers:output_type -> e4kit.c2.v1.ListMembersResponse
-	0,  // 93: e4kit.c2.v1.C2.SendPubKey:output_type -> e4kit.c2.v1.Empty
-	0,  // 94: e4kit.c2.v1.C2.RemovePubKey:output_type -> e4kit.c2.v1.Empty
-	0,  // 95: e4kit.c2.v1.C2.ResetPubKeys:output_type -> e4kit.c2.v1.Empty
-	0,  // 96: e4kit.c2.v1.C2.LinkClients:output_type -> e4kit.c2.v1.Empty
-	0,  // 97: e4kit.c2.v1.C2.UnlinkClients:output_type -> e4kit.c2.v1.Empty
-	29, // 98: e4kit.c2.v1.C2.ListLinks:output_type -> e4kit.c2.v1.ListLinksResponse
-	0,  // 99: e4kit.c2.v1.C2.SendC2SignerKey:output_type -> e4kit.c2.v1.Empty
-	30, // 100: e4kit.c2.v1.C2.GetC2Key:output_type -> e4kit.c2.v1.C2Key
-	18, // 101: e4kit.c2.v1.C2.RotateC2Key:output_type -> e4kit.c2.v1.RotateResponse
-	32, // 102: e4kit.c2.v1.C2.ProtectMessage:output_type -> e4kit.c2.v1.ProtectMessageResponse
-	34, // 103: e4kit.c2.v1.C2.UnprotectMessage:output_type -> e4kit.c2.v1.UnprotectMessageResponse
-	39, // 104: e4kit.c2.v1.C2.GetClientState:output_type -> e4kit.c2.v1.ClientState
-	39, // 105: e4kit.c2.v1.C2.SetClientAcknowledges:output_type -> e4kit.c2.v1.ClientState
-	43, // 106: e4kit.c2.v1.C2.GetTopicState:output_type -> e4kit.c2.v1.TopicState
-	46, // 107: e4kit.c2.v1.C2.ListTopicBehind:output_type -> e4kit.c2.v1.ListTopicBehindResponse
-	47, // 108: e4kit.c2.v1.C2.GetFleetState:output_type -> e4kit.c2.v1.FleetState
-	35, // 109: e4kit.c2.v1.C2.GetCommand:output_type -> e4kit.c2.v1.Command
-	38, // 110: e4kit.c2.v1.C2.ListCommands:output_type -> e4kit.c2.v1.ListCommandsResponse
-	48, // 111: e4kit.c2.v1.C2.GetHealth:output_type -> e4kit.c2.v1.Health
-	49, // 112: e4kit.c2.v1.C2.GetInfo:output_type -> e4kit.c2.v1.Info
-	52, // 113: e4kit.c2.v1.C2.ListEvents:output_type -> e4kit.c2.v1.ListEventsResponse
-	50, // 114: e4kit.c2.v1.C2.WatchEvents:output_type -> e4kit.c2.v1.Event
-	56, // 115: e4kit.c2.v1.C2.ListAudit:output_type -> e4kit.c2.v1.ListAuditResponse
-	59, // 116: e4kit.c2.v1.C2.CreateToken:output_type -> e4kit.c2.v1.CreateTokenResponse
-	60, // 117: e4kit.c2.v1.C2.ListTokens:output_type -> e4kit.c2.v1.ListTokensResponse
-	0,  // 118: e4kit.c2.v1.C2.RevokeToken:output_type -> e4kit.c2.v1.Empty
-	75, // [75:119] is the sub-list for method output_type
-	31, // [31:75] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	48, // 20: e4kit.c2.v1.FleetState.catch_up:type_name -> e4kit.c2.v1.CatchUpProgress
+	63, // 21: e4kit.c2.v1.Event.time:type_name -> google.protobuf.Timestamp
+	51, // 22: e4kit.c2.v1.ListEventsResponse.events:type_name -> e4kit.c2.v1.Event
+	63, // 23: e4kit.c2.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	63, // 24: e4kit.c2.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	63, // 25: e4kit.c2.v1.ListAuditRequest.until:type_name -> google.protobuf.Timestamp
+	55, // 26: e4kit.c2.v1.ListAuditResponse.records:type_name -> e4kit.c2.v1.AuditRecord
+	63, // 27: e4kit.c2.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	63, // 28: e4kit.c2.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 29: e4kit.c2.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	58, // 30: e4kit.c2.v1.CreateTokenResponse.token:type_name -> e4kit.c2.v1.Token
+	58, // 31: e4kit.c2.v1.ListTokensResponse.tokens:type_name -> e4kit.c2.v1.Token
+	2,  // 32: e4kit.c2.v1.C2.AddClient:input_type -> e4kit.c2.v1.AddClientRequest
+	4,  // 33: e4kit.c2.v1.C2.GetClient:input_type -> e4kit.c2.v1.GetClientRequest
+	6,  // 34: e4kit.c2.v1.C2.ListClients:input_type -> e4kit.c2.v1.ListClientsRequest
+	5,  // 35: e4kit.c2.v1.C2.RemoveClient:input_type -> e4kit.c2.v1.ClientRequest
+	5,  // 36: e4kit.c2.v1.C2.ResetClient:input_type -> e4kit.c2.v1.ClientRequest
+	8,  // 37: e4kit.c2.v1.C2.NewClientKey:input_type -> e4kit.c2.v1.NewClientKeyRequest
+	10, // 38: e4kit.c2.v1.C2.ImportClients:input_type -> e4kit.c2.v1.ImportClientsRequest
+	14, // 39: e4kit.c2.v1.C2.AddTopic:input_type -> e4kit.c2.v1.AddTopicRequest
+	15, // 40: e4kit.c2.v1.C2.GetTopic:input_type -> e4kit.c2.v1.TopicRequest
+	16, // 41: e4kit.c2.v1.C2.ListTopics:input_type -> e4kit.c2.v1.ListTopicsRequest
+	15, // 42: e4kit.c2.v1.C2.RemoveTopic:input_type -> e4kit.c2.v1.TopicRequest
+	15, // 43: e4kit.c2.v1.C2.RotateTopic:input_type -> e4kit.c2.v1.TopicRequest
+	19, // 44: e4kit.c2.v1.C2.AddMember:input_type -> e4kit.c2.v1.MemberRequest
+	20, // 45: e4kit.c2.v1.C2.AddMembers:input_type -> e4kit.c2.v1.AddMembersRequest
+	19, // 46: e4kit.c2.v1.C2.RemoveMember:input_type -> e4kit.c2.v1.MemberRequest
+	19, // 47: e4kit.c2.v1.C2.IsMember:input_type -> e4kit.c2.v1.MemberRequest
+	22, // 48: e4kit.c2.v1.C2.ListTopicsOfClient:input_type -> e4kit.c2.v1.ListTopicsOfClientRequest
+	24, // 49: e4kit.c2.v1.C2.ListMembers:input_type -> e4kit.c2.v1.ListMembersRequest
+	26, // 50: e4kit.c2.v1.C2.SendPubKey:input_type -> e4kit.c2.v1.PubKeyRequest
+	26, // 51: e4kit.c2.v1.C2.RemovePubKey:input_type -> e4kit.c2.v1.PubKeyRequest
+	5,  // 52: e4kit.c2.v1.C2.ResetPubKeys:input_type -> e4kit.c2.v1.ClientRequest
+	27, // 53: e4kit.c2.v1.C2.LinkClients:input_type -> e4kit.c2.v1.LinkRequest
+	27, // 54: e4kit.c2.v1.C2.UnlinkClients:input_type -> e4kit.c2.v1.LinkRequest
+	28, // 55: e4kit.c2.v1.C2.ListLinks:input_type -> e4kit.c2.v1.ListLinksRequest
+	5,  // 56: e4kit.c2.v1.C2.SendC2SignerKey:input_type -> e4kit.c2.v1.ClientRequest
+	0,  // 57: e4kit.c2.v1.C2.GetC2Key:input_type -> e4kit.c2.v1.Empty
+	0,  // 58: e4kit.c2.v1.C2.RotateC2Key:input_type -> e4kit.c2.v1.Empty
+	31, // 59: e4kit.c2.v1.C2.ProtectMessage:input_type -> e4kit.c2.v1.ProtectMessageRequest
+	33, // 60: e4kit.c2.v1.C2.UnprotectMessage:input_type -> e4kit.c2.v1.UnprotectMessageRequest
+	41, // 61: e4kit.c2.v1.C2.GetClientState:input_type -> e4kit.c2.v1.GetClientStateRequest
+	42, // 62: e4kit.c2.v1.C2.SetClientAcknowledges:input_type -> e4kit.c2.v1.SetClientAcknowledgesRequest
+	15, // 63: e4kit.c2.v1.C2.GetTopicState:input_type -> e4kit.c2.v1.TopicRequest
+	44, // 64: e4kit.c2.v1.C2.ListTopicBehind:input_type -> e4kit.c2.v1.ListTopicBehindRequest
+	0,  // 65: e4kit.c2.v1.C2.GetFleetState:input_type -> e4kit.c2.v1.Empty
+	36, // 66: e4kit.c2.v1.C2.GetCommand:input_type -> e4kit.c2.v1.GetCommandRequest
+	37, // 67: e4kit.c2.v1.C2.ListCommands:input_type -> e4kit.c2.v1.ListCommandsRequest
+	0,  // 68: e4kit.c2.v1.C2.GetHealth:input_type -> e4kit.c2.v1.Empty
+	0,  // 69: e4kit.c2.v1.C2.GetInfo:input_type -> e4kit.c2.v1.Empty
+	52, // 70: e4kit.c2.v1.C2.ListEvents:input_type -> e4kit.c2.v1.ListEventsRequest
+	54, // 71: e4kit.c2.v1.C2.WatchEvents:input_type -> e4kit.c2.v1.WatchEventsRequest
+	56, // 72: e4kit.c2.v1.C2.ListAudit:input_type -> e4kit.c2.v1.ListAuditRequest
+	59, // 73: e4kit.c2.v1.C2.CreateToken:input_type -> e4kit.c2.v1.CreateTokenRequest
+	0,  // 74: e4kit.c2.v1.C2.ListTokens:input_type -> e4kit.c2.v1.Empty
+	62, // 75: e4kit.c2.v1.C2.RevokeToken:input_type -> e4kit.c2.v1.RevokeTokenRequest
+	3,  // 76: e4kit.c2.v1.C2.AddClient:output_type -> e4kit.c2.v1.AddClientResponse
+	1,  // 77: e4kit.c2.v1.C2.GetClient:output_type -> e4kit.c2.v1.Client
+	7,  // 78: e4kit.c2.v1.C2.ListClients:output_type -> e4kit.c2.v1.ListClientsResponse
+	0,  // 79: e4kit.c2.v1.C2.RemoveClient:output_type -> e4kit.c2.v1.Empty
+	0,  // 80: e4kit.c2.v1.C2.ResetClient:output_type -> e4kit.c2.v1.Empty
+	9,  // 81: e4kit.c2.v1.C2.NewClientKey:output_type -> e4kit.c2.v1.NewClientKeyResponse
+	11, // 82: e4kit.c2.v1.C2.ImportClients:output_type -> e4kit.c2.v1.ImportClientsProgress
+	13, // 83: e4kit.c2.v1.C2.AddTopic:output_type -> e4kit.c2.v1.Topic
+	13, // 84: e4kit.c2.v1.C2.GetTopic:output_type -> e4kit.c2.v1.Topic
+	17, // 85: e4kit.c2.v1.C2.ListTopics:output_type -> e4kit.c2.v1.ListTopicsResponse
+	0,  // 86: e4kit.c2.v1.C2.RemoveTopic:output_type -> e4kit.c2.v1.Empty
+	18, // 87: e4kit.c2.v1.C2.RotateTopic:output_type -> e4kit.c2.v1.RotateResponse
+	0,  // 88: e4kit.c2.v1.C2.AddMember:output_type -> e4kit.c2.v1.Empty
+	0,  // 89: e4kit.c2.v1.C2.AddMembers:output_type -> e4kit.c2.v1.Empty
+	0,  // 90: e4kit.c2.v1.C2.RemoveMember:output_type -> e4kit.c2.v1.Empty
+	21, // 91: e4kit.c2.v1.C2.IsMember:output_type -> e4kit.c2.v1.IsMemberResponse
+	23, // 92: e4kit.c2.v1.C2.ListTopicsOfClient:output_type -> e4kit.c2.v1.ListTopicsOfClientResponse
+	25, // 93: e4kit.c2.v1.C2.ListMembers:output_type -> e4kit.c2.v1.ListMembersResponse
+	0,  // 94: e4kit.c2.v1.C2.SendPubKey:output_type -> e4kit.c2.v1.Empty
+	0,  // 95: e4kit.c2.v1.C2.RemovePubKey:output_type -> e4kit.c2.v1.Empty
+	0,  // 96: e4kit.c2.v1.C2.ResetPubKeys:output_type -> e4kit.c2.v1.Empty
+	0,  // 97: e4kit.c2.v1.C2.LinkClients:output_type -> e4kit.c2.v1.Empty
+	0,  // 98: e4kit.c2.v1.C2.UnlinkClients:output_type -> e4kit.c2.v1.Empty
+	29, // 99: e4kit.c2.v1.C2.ListLinks:output_type -> e4kit.c2.v1.ListLinksResponse
+	0,  // 100: e4kit.c2.v1.C2.SendC2SignerKey:output_type -> e4kit.c2.v1.Empty
+	30, // 101: e4kit.c2.v1.C2.GetC2Key:output_type -> e4kit.c2.v1.C2Key
+	18, // 102: e4kit.c2.v1.C2.RotateC2Key:output_type -> e4kit.c2.v1.RotateResponse
+	32, // 103: e4kit.c2.v1.C2.ProtectMessage:output_type -> e4kit.c2.v1.ProtectMessageResponse
+	34, // 104: e4kit.c2.v1.C2.UnprotectMessage:output_type -> e4kit.c2.v1.UnprotectMessageResponse
+	39, // 105: e4kit.c2.v1.C2.GetClientState:output_type -> e4kit.c2.v1.ClientState
+	39, // 106: e4kit.c2.v1.C2.SetClientAcknowledges:output_type -> e4kit.c2.v1.ClientState
+	43, // 107: e4kit.c2.v1.C2.GetTopicState:output_type -> e4kit.c2.v1.TopicState
+	46, // 108: e4kit.c2.v1.C2.ListTopicBehind:output_type -> e4kit.c2.v1.ListTopicBehindResponse
+	47, // 109: e4kit.c2.v1.C2.GetFleetState:output_type -> e4kit.c2.v1.FleetState
+	35, // 110: e4kit.c2.v1.C2.GetCommand:output_type -> e4kit.c2.v1.Command
+	38, // 111: e4kit.c2.v1.C2.ListCommands:output_type -> e4kit.c2.v1.ListCommandsResponse
+	49, // 112: e4kit.c2.v1.C2.GetHealth:output_type -> e4kit.c2.v1.Health
+	50, // 113: e4kit.c2.v1.C2.GetInfo:output_type -> e4kit.c2.v1.Info
+	53, // 114: e4kit.c2.v1.C2.ListEvents:output_type -> e4kit.c2.v1.ListEventsResponse
+	51, // 115: e4kit.c2.v1.C2.WatchEvents:output_type -> e4kit.c2.v1.Event
+	57, // 116: e4kit.c2.v1.C2.ListAudit:output_type -> e4kit.c2.v1.ListAuditResponse
+	60, // 117: e4kit.c2.v1.C2.CreateToken:output_type -> e4kit.c2.v1.CreateTokenResponse
+	61, // 118: e4kit.c2.v1.C2.ListTokens:output_type -> e4kit.c2.v1.ListTokensResponse
+	0,  // 119: e4kit.c2.v1.C2.RevokeToken:output_type -> e4kit.c2.v1.Empty
+	76, // [76:120] is the sub-list for method output_type
+	32, // [32:76] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_c2_proto_init() }
@@ -4503,7 +4635,7 @@ func file_c2_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_c2_proto_rawDesc), len(file_c2_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   62,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
