@@ -150,6 +150,11 @@ func TestBuildOnlyBundleRunsOnADeviceAndMerges(t *testing.T) {
 	cmd.Env = append(os.Environ(), "BENCH=^BenchmarkHashTopic$", "BENCHTIME=10x", "COUNT=2")
 	out, err := cmd.Output()
 	if err != nil {
+		logs, _ := filepath.Glob(filepath.Join(dir, "amd64", "tests-*.log"))
+		for _, l := range logs {
+			text, _ := os.ReadFile(l)
+			t.Logf("%s:\n%s", filepath.Base(l), text)
+		}
 		t.Fatalf("run.sh: %v\n%s", err, out)
 	}
 	outFile := filepath.Join(t.TempDir(), "mydevice.txt")
@@ -193,11 +198,12 @@ func TestEveryBenchmarkRunsOnce(t *testing.T) {
 	}
 	var want []string
 	for _, size := range []string{"64", "1024", "16384"} {
-		for _, op := range []string{"SKProtect", "SKUnprotect", "PKProtect", "PKUnprotect", "BaselineAESGCMSeal", "BaselineEd25519Sign", "BaselineEd25519Verify"} {
+		for _, op := range []string{"SKProtect", "SKUnprotect", "PKProtect", "PKUnprotect", "SKProtectBatch", "SKUnprotectBatch", "BaselineAESGCMSeal", "BaselineEd25519Sign", "BaselineEd25519Verify"} {
 			want = append(want, op+"/"+size)
 		}
 	}
-	want = append(want, "CommandSetTopicKey", "CommandSetPubKey", "HashTopic", "KeyFromPassword", "BaselineSerialChain16K", "FootprintTopicKey", "FootprintCachedTopic")
+	want = append(want, "CommandSetTopicKey", "CommandSetPubKey", "HashTopic", "KeyFromPassword", "BaselineSerialChain16K", "FootprintTopicKey", "FootprintCachedTopic",
+		"BoundAESChain16K", "CMAC16K", "CMACVsBound16K", "UnprotectBatchVsSingle1K")
 	for _, size := range []string{"64", "1024"} {
 		want = append(want, "FastSKProtect/"+size, "FastSKUnprotect/"+size, "FastVsDefault/Protect/"+size, "FastVsDefault/Unprotect/"+size)
 	}

@@ -1,4 +1,8 @@
-package e4
+// Package readme tests the Go code the README shows, as a user would paste
+// it into a program. It lives outside package e4 because it needs the
+// repository (the README) and the go tool, which the device bundle of the
+// per-architecture runner does not carry.
+package readme
 
 import (
 	"bytes"
@@ -9,6 +13,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/e4-iot/e4kit/e4"
+)
+
+// The keys of the device: its client key and two topic keys.
+var (
+	clientKey = bytes.Repeat([]byte{0xc3}, e4.KeyLen)
+	testKeyA  = bytes.Repeat([]byte{0xa1}, e4.KeyLen)
+	testKeyB  = bytes.Repeat([]byte{0xb2}, e4.KeyLen)
 )
 
 // readmeStatePath is the state file the README's device uses; the test
@@ -19,7 +32,7 @@ const readmeStatePath = `"/var/lib/thermostat/e4.state"`
 // ten lines", as it stands.
 func readmeDeviceBlock(t *testing.T) string {
 	t.Helper()
-	raw, err := os.ReadFile("../README.md")
+	raw, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,14 +124,14 @@ func TestReadmeDeviceSurvivesRestart(t *testing.T) {
 	if fresh != "true" {
 		t.Fatalf("first boot: Fresh() = %s", fresh)
 	}
-	if _, err := UnprotectSymKey(nil, wire, testKeyA, nil); err != nil {
+	if _, err := e4.UnprotectSymKey(nil, wire, testKeyA, nil); err != nil {
 		t.Fatalf("first boot did not use its topic key: %v", err)
 	}
 	wire, fresh = boot(testKeyB)
 	if fresh != "false" {
 		t.Fatalf("second boot: Fresh() = %s", fresh)
 	}
-	if _, err := UnprotectSymKey(nil, wire, testKeyA, nil); err != nil {
+	if _, err := e4.UnprotectSymKey(nil, wire, testKeyA, nil); err != nil {
 		t.Fatalf("second boot did not use the topic key saved by the first: %v", err)
 	}
 	if bytes.Contains(wire, []byte("21.5 C")) {
