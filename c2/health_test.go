@@ -10,8 +10,9 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 )
 
-// damageFile writes random bytes over a few pages in the second half of
-// a closed SQLite file, as a broken disk or a stray write would.
+// damageFile writes random bytes over a few pages in the last quarter of
+// a closed SQLite file (where the clients added last live, away from the
+// schema the start reads), as a broken disk or a stray write would.
 func damageFile(t *testing.T, path string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -29,7 +30,7 @@ func damageFile(t *testing.T, path string) {
 		t.Fatalf("the database has %d pages: too few to damage a table", pages)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for p := pages / 2; p < pages; p += 2 {
+	for p := pages * 3 / 4; p < pages; p += 2 {
 		junk := make([]byte, 512)
 		for i := range junk {
 			junk[i] = byte(rng.UintN(256))

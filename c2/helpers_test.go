@@ -107,10 +107,11 @@ type device struct {
 	client *e4.Client
 	tr     *transport.Protected
 
-	mu          sync.Mutex
-	commands    []e4.Command
-	cmdErrs     []error
-	unauthentic int
+	mu              sync.Mutex
+	commands        []e4.Command
+	cmdErrs         []error
+	unauthentic     int
+	lastUnauthentic error // why the last one was refused
 }
 
 func newSKDevice(t *testing.T, tr transport.Transport, name string, key []byte) *device {
@@ -151,6 +152,7 @@ func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 				// both keys: the copy under the key the device does not
 				// hold is dropped.
 				d.unauthentic++
+				d.lastUnauthentic = err
 				return
 			}
 			d.commands = append(d.commands, cmd)

@@ -139,7 +139,7 @@ func (d *device) waitCommandError() error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		d.mu.Lock()
-		for _, err := range d.cmdErrs {
+		for _, err := range append(d.cmdErrs, d.lastUnauthentic) {
 			if err != nil {
 				d.mu.Unlock()
 				return err
