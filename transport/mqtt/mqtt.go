@@ -373,9 +373,12 @@ func clientOptions(cfg Config) (*paho.ClientOptions, error) {
 		SetConnectRetry(false). // Dial reports the first failure
 		SetResumeSubs(false).   // we subscribe again ourselves; pending SUBSCRIBEs fail fast on a lost connection
 		SetOrderMatters(true).  // one delivery goroutine keeps per-topic order
-		// After a reconnect paho resends the unacknowledged messages,
-		// within the broker's bound too (see inflightWindow).
-		SetMaxResumePubInFlight(maxInflight(cfg)).
+		// After a reconnect paho resends the unacknowledged messages, of
+		// which the in-flight window (inflightWindow) never lets more than
+		// the broker's bound be stored. paho's own MaxResumePubInFlight is
+		// left off: its resume goroutine reads the connection's stop
+		// channel while a quick second reconnection replaces it (a data
+		// race in paho v1.5.1, seen with Mosquitto restarts).
 		SetStore(newCopyingStore()).
 		SetCustomOpenConnectionFn(openConnection) // buffered reads
 	if cfg.Username != "" {
@@ -402,14 +405,6 @@ func checkBrokerURL(raw string) error {
 		return fmt.Errorf("mqtt: broker URL %q has no host", raw)
 	}
 	return nil
-}
-
-// maxInflight returns cfg.MaxInflight or its default.
-func maxInflight(cfg Config) int {
-	if cfg.MaxInflight <= 0 {
-		return DefaultMaxInflight
-	}
-	return cfg.MaxInflight
 }
 
 func orDefault(d, def time.Duration) time.Duration {
