@@ -17,9 +17,15 @@ type protectedSubscription struct {
 	inner Subscription
 	p     *Protected
 
-	mu        sync.Mutex // guards held and heldBytes
+	// noBatch unprotects one message at a time (Protected.noBatch).
+	noBatch bool
+
+	mu        sync.Mutex // guards held, heldBytes, ready and ended
 	held      []*heldMessage
 	heldBytes int
+	// ready holds the readable messages of a batch not yet returned.
+	ready []*Message
+	ended bool
 }
 
 // heldMessage is a message set aside until a command brings its key.
@@ -34,9 +40,15 @@ type heldMessage struct {
 // are dropped and reported, or held for a key. Messages on the client's
 // own control topic (matched by a wide filter) are commands, applied by the
 // control subscription, and are skipped here, as are the client's own
-// acknowledgements and sync requests below it.
+// acknowledgements and sync requests below it. When several messages are
+// already buffered, up to maxBatch of them are unprotected together
+// (e4.Client.UnprotectBatch) and the readable ones queued for the next
+// calls, in order.
 func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 	for {
+		if msg := s.nextReady(); msg != nil {
+			return msg, nil
+		}
 		if msg := s.releaseHeld(); msg != nil {
 			return msg, nil
 		}
@@ -44,23 +56,128 @@ func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		if msg == nil || s.ownProtocolTopic(msg.Topic) {
-			continue // woken to look at the held messages, or not for us
+		if msg == nil {
+			continue // woken to look at the held messages
 		}
-		gen, _ := s.p.keyGeneration()
-		plain, err := s.unprotectInPlace(msg)
-		switch {
-		case err == nil:
-			msg.Payload = plain
-			return msg, nil
-		case errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed:
-			return msg, nil
-		case awaitsKey(err) && s.p.opts.AwaitKey > 0:
-			s.hold(msg, err, gen)
-		default:
-			s.p.drop(msg.Topic, err)
+		batch := s.gatherBuffered(msg)
+		if len(batch) > 1 {
+			s.unprotectBatch(batch)
+			continue
+		}
+		if len(batch) == 1 {
+			gen, _ := s.p.keyGeneration()
+			plain, err := s.unprotectInPlace(batch[0])
+			if s.settle(batch[0], plain, err, gen) {
+				return batch[0], nil
+			}
 		}
 	}
+}
+
+// maxBatch is how many buffered messages Receive unprotects together: the
+// run length of e4.Client.UnprotectBatch.
+const maxBatch = 16
+
+// noWait is an ended context: Receive under it returns a message only if
+// one is already buffered.
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// gatherBuffered returns first, unless it is E4 protocol traffic, followed
+// by the data messages the inner subscription already buffers, up to
+// maxBatch in all, without waiting. Without batching it returns first
+// alone.
+func (s *protectedSubscription) gatherBuffered(first *Message) []*Message {
+	batch := make([]*Message, 0, maxBatch)
+	if !s.ownProtocolTopic(first.Topic) {
+		batch = append(batch, first)
+	}
+	if s.noBatch {
+		return batch
+	}
+	// An adapter's Receive under an ended context returns a buffered
+	// message or the context's error; one that picks the error while a
+	// message waits only makes the batch shorter.
+	for tries := 1; tries < maxBatch && len(batch) < maxBatch; tries++ {
+		msg, err := s.inner.Receive(noWait)
+		if err != nil {
+			break
+		}
+		if !s.ownProtocolTopic(msg.Topic) {
+			batch = append(batch, msg)
+		}
+	}
+	return batch
+}
+
+// unprotectBatch unprotects msgs together, each into its own pooled
+// buffer, settles each result as Receive does one message, and queues the
+// readable ones for delivery in order.
+func (s *protectedSubscription) unprotectBatch(msgs []*Message) {
+	var bufs [maxBatch]*[]byte
+	var batch [maxBatch]e4.BatchMessage
+	for i, msg := range msgs {
+		bufs[i] = getBuffer()
+		// Each Dst is its own pooled buffer, so no Dst shares memory with
+		// another one or with a payload.
+		batch[i] = e4.BatchMessage{Topic: msg.Topic, In: msg.Payload, Dst: (*bufs[i])[:0]}
+	}
+	gen, _ := s.p.keyGeneration()
+	s.p.client.UnprotectBatch(batch[:len(msgs)])
+	s.p.batched.Add(uint64(len(msgs)))
+	ready := make([]*Message, 0, len(msgs))
+	for i, msg := range msgs {
+		m := &batch[i]
+		*bufs[i] = m.Out
+		var plain []byte
+		if m.Err == nil {
+			plain = msg.Payload[:copy(msg.Payload, m.Out)]
+			clear(m.Out) // leave no plaintext in pooled memory
+		}
+		putBuffer(bufs[i])
+		if s.settle(msg, plain, m.Err, gen) {
+			ready = append(ready, msg)
+		}
+	}
+	s.mu.Lock()
+	if !s.ended {
+		s.ready = append(s.ready, ready...)
+	}
+	s.mu.Unlock()
+}
+
+// settle finishes one received message after its unprotection, tried
+// under key generation gen: it reports whether msg is to be delivered (its
+// payload set to plain), and otherwise drops it or holds it for a key.
+func (s *protectedSubscription) settle(msg *Message, plain []byte, err error, gen uint64) bool {
+	switch {
+	case err == nil:
+		msg.Payload = plain
+		return true
+	case errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed:
+		return true
+	case awaitsKey(err) && s.p.opts.AwaitKey > 0:
+		s.hold(msg, err, gen)
+	default:
+		s.p.drop(msg.Topic, err)
+	}
+	return false
+}
+
+// nextReady takes the oldest message an earlier batch left to deliver.
+func (s *protectedSubscription) nextReady() *Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ready) == 0 {
+		return nil
+	}
+	msg := s.ready[0]
+	s.ready[0] = nil
+	s.ready = s.ready[1:]
+	return msg
 }
 
 // ownProtocolTopic reports the client's control topic and the topics below
@@ -196,11 +313,14 @@ func awaitsKey(err error) bool {
 	return errors.Is(err, e4.ErrTopicKeyNotFound) || errors.Is(err, e4.ErrPubKeyNotFound) || errors.Is(err, e4.ErrAuthentication)
 }
 
-// Unsubscribe ends the subscription and forgets the held messages.
+// Unsubscribe ends the subscription and forgets the held messages and
+// those of a batch not yet returned.
 func (s *protectedSubscription) Unsubscribe(ctx context.Context) error {
 	s.mu.Lock()
 	clear(s.held)
 	s.held, s.heldBytes = nil, 0
+	clear(s.ready)
+	s.ready, s.ended = nil, true
 	s.mu.Unlock()
 	return s.inner.Unsubscribe(ctx)
 }
