@@ -23,9 +23,11 @@ type protectedSubscription struct {
 	mu        sync.Mutex // guards held, heldBytes, ready and ended
 	held      []*heldMessage
 	heldBytes int
-	// ready holds the readable messages of a batch not yet returned.
-	ready []*Message
-	ended bool
+	// ready[readyNext:] are the readable messages of a batch not yet
+	// returned; the slice is reused once they all are.
+	ready     []*Message
+	readyNext int
+	ended     bool
 }
 
 // heldMessage is a message set aside until a command brings its key.
@@ -59,7 +61,8 @@ func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 		if msg == nil {
 			continue // woken to look at the held messages
 		}
-		batch := s.gatherBuffered(msg)
+		var room [maxBatch]*Message
+		batch := s.gatherBuffered(room[:0], msg)
 		if len(batch) > 1 {
 			s.unprotectBatch(batch)
 			continue
@@ -86,12 +89,11 @@ var noWait = func() context.Context {
 	return ctx
 }()
 
-// gatherBuffered returns first, unless it is E4 protocol traffic, followed
-// by the data messages the inner subscription already buffers, up to
-// maxBatch in all, without waiting. Without batching it returns first
-// alone.
-func (s *protectedSubscription) gatherBuffered(first *Message) []*Message {
-	batch := make([]*Message, 0, maxBatch)
+// gatherBuffered appends to batch first, unless it is E4 protocol
+// traffic, followed by the data messages the inner subscription already
+// buffers, up to maxBatch in all, without waiting. Without batching it
+// appends first alone.
+func (s *protectedSubscription) gatherBuffered(batch []*Message, first *Message) []*Message {
 	if !s.ownProtocolTopic(first.Topic) {
 		batch = append(batch, first)
 	}
@@ -128,7 +130,8 @@ func (s *protectedSubscription) unprotectBatch(msgs []*Message) {
 	gen, _ := s.p.keyGeneration()
 	s.p.client.UnprotectBatch(batch[:len(msgs)])
 	s.p.batched.Add(uint64(len(msgs)))
-	ready := make([]*Message, 0, len(msgs))
+	var room [maxBatch]*Message
+	ready := room[:0]
 	for i, msg := range msgs {
 		m := &batch[i]
 		*bufs[i] = m.Out
@@ -171,12 +174,15 @@ func (s *protectedSubscription) settle(msg *Message, plain []byte, err error, ge
 func (s *protectedSubscription) nextReady() *Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ready) == 0 {
+	if s.readyNext == len(s.ready) {
 		return nil
 	}
-	msg := s.ready[0]
-	s.ready[0] = nil
-	s.ready = s.ready[1:]
+	msg := s.ready[s.readyNext]
+	s.ready[s.readyNext] = nil
+	s.readyNext++
+	if s.readyNext == len(s.ready) {
+		s.ready, s.readyNext = s.ready[:0], 0
+	}
 	return msg
 }
 
@@ -320,7 +326,7 @@ func (s *protectedSubscription) Unsubscribe(ctx context.Context) error {
 	clear(s.held)
 	s.held, s.heldBytes = nil, 0
 	clear(s.ready)
-	s.ready, s.ended = nil, true
+	s.ready, s.readyNext, s.ended = nil, 0, true
 	s.mu.Unlock()
 	return s.inner.Unsubscribe(ctx)
 }
