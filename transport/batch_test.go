@@ -231,3 +231,38 @@ func TestBatchReceiveMatchesSingleOverMosquitto(t *testing.T) {
 		}}
 	})
 }
+
+// TestBatchReceiveUnsubscribeForgetsReady: messages a batch unprotected
+// but Receive has not returned yet are buffered messages, which
+// Unsubscribe drops like the inner subscription's.
+func TestBatchReceiveUnsubscribeForgetsReady(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	raw := b.Connect()
+	defer raw.Close()
+	reader := protect(t, b, newDevice(t, "reader"), nil)
+	sender := sealer(t, "sender", topicKey, "t")
+	_ = reader.Client().SetTopicKey(topicKey, "t")
+	sub, err := reader.Subscribe(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		wire, _ := sender.Protect(nil, fmt.Appendf(nil, "m%d", i), "t")
+		if err := raw.Publish(ctx, "t", wire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := receive(t, sub); string(m.Payload) != "m0" {
+		t.Fatalf("got %q", m.Payload)
+	}
+	if n := transport.BatchedMessages(reader); n != 5 {
+		t.Fatalf("%d messages batched, want the 5 buffered", n)
+	}
+	if err := sub.Unsubscribe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.Receive(ctx); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("Receive after Unsubscribe: %v, %v", m, err)
+	}
+}
