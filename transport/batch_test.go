@@ -266,3 +266,53 @@ func TestBatchReceiveUnsubscribeForgetsReady(t *testing.T) {
 		t.Fatalf("Receive after Unsubscribe: %v, %v", m, err)
 	}
 }
+
+// TestBatchReceiveConcurrentReceivers: receivers calling Receive at the
+// same time as a batch is unprotected get every message exactly once,
+// and none waits on the inner subscription while a batch's messages are
+// queued (the test would hang).
+func TestBatchReceiveConcurrentReceivers(t *testing.T) {
+	ctx := context.Background()
+	b := loopback.NewBroker()
+	raw := b.Connect()
+	defer raw.Close()
+	reader := protect(t, b, newDevice(t, "reader"), nil)
+	sender := sealer(t, "sender", topicKey, "t")
+	_ = reader.Client().SetTopicKey(topicKey, "t")
+	sub, err := reader.Subscribe(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total, receivers = 200, 4
+	got := make(chan string, total)
+	for range receivers {
+		go func() {
+			for {
+				m, err := sub.Receive(ctx)
+				if err != nil {
+					return
+				}
+				got <- string(m.Payload)
+			}
+		}()
+	}
+	for i := range total {
+		wire, _ := sender.Protect(nil, fmt.Appendf(nil, "m%d", i), "t")
+		if err := raw.Publish(ctx, "t", wire); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := make(map[string]bool)
+	for range total {
+		select {
+		case p := <-got:
+			if seen[p] {
+				t.Fatalf("%s received twice", p)
+			}
+			seen[p] = true
+		case <-time.After(brokerTimeout):
+			t.Fatalf("%d of %d messages received", len(seen), total)
+		}
+	}
+	_ = sub.Unsubscribe(ctx)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
@@ -28,6 +29,12 @@ type protectedSubscription struct {
 	ready     []*Message
 	readyNext int
 	ended     bool
+	// readyQueued is cancelled, and set to nil, when a batch queues
+	// messages while other receivers are in Receive.
+	readyQueued context.Context
+	readySignal context.CancelFunc
+
+	receivers atomic.Int32 // goroutines in Receive
 }
 
 // heldMessage is a message set aside until a command brings its key.
@@ -47,14 +54,17 @@ type heldMessage struct {
 // (e4.Client.UnprotectBatch) and the readable ones queued for the next
 // calls, in order.
 func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
+	s.receivers.Add(1)
+	defer s.receivers.Add(-1)
 	for {
-		if msg := s.nextReady(); msg != nil {
+		msg, readyQueued := s.nextReady()
+		if msg != nil {
 			return msg, nil
 		}
 		if msg := s.releaseHeld(); msg != nil {
 			return msg, nil
 		}
-		msg, err := s.receiveInner(ctx)
+		msg, err := s.receiveInner(ctx, readyQueued)
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +107,8 @@ func (s *protectedSubscription) gatherBuffered(batch []*Message, first *Message)
 	if !s.ownProtocolTopic(first.Topic) {
 		batch = append(batch, first)
 	}
-	if s.noBatch {
+	if s.noBatch || s.receivers.Load() > 1 {
+		// Other receivers take the next messages themselves.
 		return batch
 	}
 	// An adapter's Receive under an ended context returns a buffered
@@ -146,10 +157,17 @@ func (s *protectedSubscription) unprotectBatch(msgs []*Message) {
 		}
 	}
 	s.mu.Lock()
-	if !s.ended {
-		s.ready = append(s.ready, ready...)
+	defer s.mu.Unlock()
+	if s.ended || len(ready) == 0 {
+		return
 	}
-	s.mu.Unlock()
+	s.ready = append(s.ready, ready...)
+	if s.receivers.Load() > 1 && s.readyQueued != nil {
+		// Receivers that came in after this batch was gathered may be
+		// waiting on the inner subscription: wake them for these.
+		s.readySignal()
+		s.readyQueued = nil
+	}
 }
 
 // settle finishes one received message after its unprotection, tried
@@ -171,11 +189,16 @@ func (s *protectedSubscription) settle(msg *Message, plain []byte, err error, ge
 }
 
 // nextReady takes the oldest message an earlier batch left to deliver.
-func (s *protectedSubscription) nextReady() *Message {
+// When there is none, it returns a context cancelled when a batch queues
+// some while other receivers are in Receive.
+func (s *protectedSubscription) nextReady() (*Message, context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.readyNext == len(s.ready) {
-		return nil
+		if s.readyQueued == nil {
+			s.readyQueued, s.readySignal = context.WithCancel(context.Background())
+		}
+		return nil, s.readyQueued
 	}
 	msg := s.ready[s.readyNext]
 	s.ready[s.readyNext] = nil
@@ -183,7 +206,7 @@ func (s *protectedSubscription) nextReady() *Message {
 	if s.readyNext == len(s.ready) {
 		s.ready, s.readyNext = s.ready[:0], 0
 	}
-	return msg
+	return msg, nil
 }
 
 // ownProtocolTopic reports the client's control topic and the topics below
@@ -196,16 +219,26 @@ func (s *protectedSubscription) ownProtocolTopic(topic string) bool {
 
 // receiveInner waits for the next message of the inner subscription. While
 // messages are held it also wakes, returning nil, nil, when a command is
-// applied or the first held message's time is up.
-func (s *protectedSubscription) receiveInner(ctx context.Context) (*Message, error) {
+// applied or the first held message's time is up; while other receivers
+// are in Receive, also when readyQueued ends (one of them queued a batch's
+// messages).
+func (s *protectedSubscription) receiveInner(ctx context.Context, readyQueued context.Context) (*Message, error) {
 	deadline, holding := s.nextDeadline()
-	if !holding {
+	shared := s.receivers.Load() > 1
+	if !holding && !shared {
 		return s.inner.Receive(ctx)
 	}
-	_, keysChanged := s.p.keyGeneration()
-	wait, cancel := context.WithDeadline(ctx, deadline)
+	wait, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(keysChanged, cancel)
+	if holding {
+		var cancelDeadline context.CancelFunc
+		wait, cancelDeadline = context.WithDeadline(wait, deadline)
+		defer cancelDeadline()
+		_, keysChanged := s.p.keyGeneration()
+		stop := context.AfterFunc(keysChanged, cancel)
+		defer stop()
+	}
+	stop := context.AfterFunc(readyQueued, cancel)
 	defer stop()
 	msg, err := s.inner.Receive(wait)
 	if err != nil && ctx.Err() == nil && wait.Err() != nil {
