@@ -122,6 +122,11 @@ type Protected struct {
 	keysChanged context.Context // cancelled and replaced after each applied command
 	keysSignal  context.CancelFunc
 	keysGen     uint64 // counts applied commands
+
+	// noBatch makes subscriptions unprotect one message at a time, the
+	// reference the batch path is tested against.
+	noBatch bool
+	batched atomic.Uint64 // messages unprotected in batches, for tests
 }
 
 // Protect wraps t with the E4 client c. It subscribes to the client's
@@ -320,7 +325,7 @@ func (p *Protected) Subscribe(ctx context.Context, filter string) (Subscription,
 	if err != nil {
 		return nil, err
 	}
-	return &protectedSubscription{inner: sub, p: p}, nil
+	return &protectedSubscription{inner: sub, p: p, noBatch: p.noBatch}, nil
 }
 
 // Close stops applying commands and closes the wrapped transport.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
@@ -17,9 +18,23 @@ type protectedSubscription struct {
 	inner Subscription
 	p     *Protected
 
-	mu        sync.Mutex // guards held and heldBytes
+	// noBatch unprotects one message at a time (Protected.noBatch).
+	noBatch bool
+
+	mu        sync.Mutex // guards held, heldBytes, ready and ended
 	held      []*heldMessage
 	heldBytes int
+	// ready[readyNext:] are the readable messages of a batch not yet
+	// returned; the slice is reused once they all are.
+	ready     []*Message
+	readyNext int
+	ended     bool
+	// readyQueued is cancelled, and set to nil, when a batch queues
+	// messages while other receivers are in Receive.
+	readyQueued context.Context
+	readySignal context.CancelFunc
+
+	receivers atomic.Int32 // goroutines in Receive
 }
 
 // heldMessage is a message set aside until a command brings its key.
@@ -34,33 +49,164 @@ type heldMessage struct {
 // are dropped and reported, or held for a key. Messages on the client's
 // own control topic (matched by a wide filter) are commands, applied by the
 // control subscription, and are skipped here, as are the client's own
-// acknowledgements and sync requests below it.
+// acknowledgements and sync requests below it. When several messages are
+// already buffered, up to maxBatch of them are unprotected together
+// (e4.Client.UnprotectBatch) and the readable ones queued for the next
+// calls, in order.
 func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
+	s.receivers.Add(1)
+	defer s.receivers.Add(-1)
 	for {
+		msg, readyQueued := s.nextReady()
+		if msg != nil {
+			return msg, nil
+		}
 		if msg := s.releaseHeld(); msg != nil {
 			return msg, nil
 		}
-		msg, err := s.receiveInner(ctx)
+		msg, err := s.receiveInner(ctx, readyQueued)
 		if err != nil {
 			return nil, err
 		}
-		if msg == nil || s.ownProtocolTopic(msg.Topic) {
-			continue // woken to look at the held messages, or not for us
+		if msg == nil {
+			continue // woken to look at the held messages
 		}
-		gen, _ := s.p.keyGeneration()
-		plain, err := s.unprotectInPlace(msg)
-		switch {
-		case err == nil:
-			msg.Payload = plain
-			return msg, nil
-		case errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed:
-			return msg, nil
-		case awaitsKey(err) && s.p.opts.AwaitKey > 0:
-			s.hold(msg, err, gen)
-		default:
-			s.p.drop(msg.Topic, err)
+		var room [maxBatch]*Message
+		batch := s.gatherBuffered(room[:0], msg)
+		if len(batch) > 1 {
+			s.unprotectBatch(batch)
+			continue
+		}
+		if len(batch) == 1 {
+			gen, _ := s.p.keyGeneration()
+			plain, err := s.unprotectInPlace(batch[0])
+			if s.settle(batch[0], plain, err, gen) {
+				return batch[0], nil
+			}
 		}
 	}
+}
+
+// maxBatch is how many buffered messages Receive unprotects together: the
+// run length of e4.Client.UnprotectBatch.
+const maxBatch = 16
+
+// noWait is an ended context: Receive under it returns a message only if
+// one is already buffered.
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// gatherBuffered appends to batch first, unless it is E4 protocol
+// traffic, followed by the data messages the inner subscription already
+// buffers, up to maxBatch in all, without waiting. Without batching it
+// appends first alone.
+func (s *protectedSubscription) gatherBuffered(batch []*Message, first *Message) []*Message {
+	if !s.ownProtocolTopic(first.Topic) {
+		batch = append(batch, first)
+	}
+	if s.noBatch || s.receivers.Load() > 1 {
+		// Other receivers take the next messages themselves.
+		return batch
+	}
+	// An adapter's Receive under an ended context returns a buffered
+	// message or the context's error; one that picks the error while a
+	// message waits only makes the batch shorter.
+	for tries := 1; tries < maxBatch && len(batch) < maxBatch; tries++ {
+		msg, err := s.inner.Receive(noWait)
+		if err != nil {
+			break
+		}
+		if !s.ownProtocolTopic(msg.Topic) {
+			batch = append(batch, msg)
+		}
+	}
+	return batch
+}
+
+// unprotectBatch unprotects msgs together, each into its own pooled
+// buffer, settles each result as Receive does one message, and queues the
+// readable ones for delivery in order.
+func (s *protectedSubscription) unprotectBatch(msgs []*Message) {
+	var bufs [maxBatch]*[]byte
+	var batch [maxBatch]e4.BatchMessage
+	for i, msg := range msgs {
+		bufs[i] = getBuffer()
+		// Each Dst is its own pooled buffer, so no Dst shares memory with
+		// another one or with a payload.
+		batch[i] = e4.BatchMessage{Topic: msg.Topic, In: msg.Payload, Dst: (*bufs[i])[:0]}
+	}
+	gen, _ := s.p.keyGeneration()
+	s.p.client.UnprotectBatch(batch[:len(msgs)])
+	s.p.batched.Add(uint64(len(msgs)))
+	var room [maxBatch]*Message
+	ready := room[:0]
+	for i, msg := range msgs {
+		m := &batch[i]
+		*bufs[i] = m.Out
+		var plain []byte
+		if m.Err == nil {
+			plain = msg.Payload[:copy(msg.Payload, m.Out)]
+			clear(m.Out) // leave no plaintext in pooled memory
+		}
+		putBuffer(bufs[i])
+		if s.settle(msg, plain, m.Err, gen) {
+			ready = append(ready, msg)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || len(ready) == 0 {
+		return
+	}
+	s.ready = append(s.ready, ready...)
+	if s.receivers.Load() > 1 && s.readyQueued != nil {
+		// Receivers that came in after this batch was gathered may be
+		// waiting on the inner subscription: wake them for these.
+		s.readySignal()
+		s.readyQueued = nil
+	}
+}
+
+// settle finishes one received message after its unprotection, tried
+// under key generation gen: it reports whether msg is to be delivered (its
+// payload set to plain), and otherwise drops it or holds it for a key.
+func (s *protectedSubscription) settle(msg *Message, plain []byte, err error, gen uint64) bool {
+	switch {
+	case err == nil:
+		msg.Payload = plain
+		return true
+	case errors.Is(err, e4.ErrTopicKeyNotFound) && s.p.opts.DeliverUnkeyed:
+		return true
+	case awaitsKey(err) && s.p.opts.AwaitKey > 0:
+		s.hold(msg, err, gen)
+	default:
+		s.p.drop(msg.Topic, err)
+	}
+	return false
+}
+
+// nextReady takes the oldest message an earlier batch left to deliver.
+// When there is none, it returns a context cancelled when a batch queues
+// some while other receivers are in Receive.
+func (s *protectedSubscription) nextReady() (*Message, context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.readyNext == len(s.ready) {
+		if s.readyQueued == nil {
+			s.readyQueued, s.readySignal = context.WithCancel(context.Background())
+		}
+		return nil, s.readyQueued
+	}
+	msg := s.ready[s.readyNext]
+	s.ready[s.readyNext] = nil
+	s.readyNext++
+	if s.readyNext == len(s.ready) {
+		s.ready, s.readyNext = s.ready[:0], 0
+	}
+	return msg, nil
 }
 
 // ownProtocolTopic reports the client's control topic and the topics below
@@ -73,16 +219,26 @@ func (s *protectedSubscription) ownProtocolTopic(topic string) bool {
 
 // receiveInner waits for the next message of the inner subscription. While
 // messages are held it also wakes, returning nil, nil, when a command is
-// applied or the first held message's time is up.
-func (s *protectedSubscription) receiveInner(ctx context.Context) (*Message, error) {
+// applied or the first held message's time is up; while other receivers
+// are in Receive, also when readyQueued ends (one of them queued a batch's
+// messages).
+func (s *protectedSubscription) receiveInner(ctx context.Context, readyQueued context.Context) (*Message, error) {
 	deadline, holding := s.nextDeadline()
-	if !holding {
+	shared := s.receivers.Load() > 1
+	if !holding && !shared {
 		return s.inner.Receive(ctx)
 	}
-	_, keysChanged := s.p.keyGeneration()
-	wait, cancel := context.WithDeadline(ctx, deadline)
+	wait, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(keysChanged, cancel)
+	if holding {
+		var cancelDeadline context.CancelFunc
+		wait, cancelDeadline = context.WithDeadline(wait, deadline)
+		defer cancelDeadline()
+		_, keysChanged := s.p.keyGeneration()
+		stop := context.AfterFunc(keysChanged, cancel)
+		defer stop()
+	}
+	stop := context.AfterFunc(readyQueued, cancel)
 	defer stop()
 	msg, err := s.inner.Receive(wait)
 	if err != nil && ctx.Err() == nil && wait.Err() != nil {
@@ -196,11 +352,14 @@ func awaitsKey(err error) bool {
 	return errors.Is(err, e4.ErrTopicKeyNotFound) || errors.Is(err, e4.ErrPubKeyNotFound) || errors.Is(err, e4.ErrAuthentication)
 }
 
-// Unsubscribe ends the subscription and forgets the held messages.
+// Unsubscribe ends the subscription and forgets the held messages and
+// those of a batch not yet returned.
 func (s *protectedSubscription) Unsubscribe(ctx context.Context) error {
 	s.mu.Lock()
 	clear(s.held)
 	s.held, s.heldBytes = nil, 0
+	clear(s.ready)
+	s.ready, s.readyNext, s.ended = nil, 0, true
 	s.mu.Unlock()
 	return s.inner.Unsubscribe(ctx)
 }
