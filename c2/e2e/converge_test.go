@@ -15,6 +15,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
+	coapbroker "github.com/e4-iot/e4kit/transport/coap/broker"
 )
 
 // The product's two-key example: one key to decrypt firmware and
@@ -53,6 +54,29 @@ func TestFleetCatchesUp(t *testing.T) {
 			// queue more than its default 1000 messages for it.
 			url := testbroker.StartMosquitto(t, &testbroker.MosquittoOptions{LargeQueues: true}).URL()
 			fleetCatchesUp(t, url, mode, fleetSize(mode))
+		})
+	}
+}
+
+// TestFleetCatchesUpOverAMQPAndCoAP runs the same scenario, on a smaller
+// fleet, over RabbitMQ and over our CoAP broker.
+func TestFleetCatchesUpOverAMQPAndCoAP(t *testing.T) {
+	brokers := map[string]func(*testing.T) string{
+		"amqp-rabbitmq": func(t *testing.T) string { return testbroker.StartRabbitMQ(t, nil).AMQPURL() },
+		"coap-e4broker": func(t *testing.T) string {
+			addr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t, "udp"))
+			b, err := coapbroker.Start(addr, nil)
+			mustDo(t, err)
+			t.Cleanup(func() { b.Close() })
+			return "coap://" + addr
+		},
+	}
+	for name, start := range brokers {
+		t.Run(name, func(t *testing.T) {
+			url := start(t)
+			for _, mode := range []e4.Mode{e4.SymKey, e4.PubKey} {
+				t.Run(mode.String(), func(t *testing.T) { fleetCatchesUp(t, url, mode, 500) })
+			}
 		})
 	}
 }
