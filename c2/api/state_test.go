@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -15,14 +14,11 @@ import (
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/testdevice"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
-// startAckingDevice runs a device as e4kit devices run by default: the e4
-// library on its own MQTT connection to the test's broker, applying C2's
-// commands and publishing an acknowledgement of each on e4/<id>/ack. It
-// is subscribed when the function returns.
 // sendSyncRequest publishes, as device name with client key key, a sync
 // request that says it holds no key.
 func sendSyncRequest(t *testing.T, brokerURL, name string, key []byte) {
@@ -43,53 +39,6 @@ func sendSyncRequest(t *testing.T, brokerURL, name string, key []byte) {
 	if err := tr.Publish(t.Context(), e4.SyncTopic(dev.ID()), req, transport.WithQoS(transport.AtLeastOnce)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func startAckingDevice(t *testing.T, brokerURL, name string, key []byte) {
-	t.Helper()
-	id := e4.IDFromName(name)
-	// e4's defaults accept the commands C2 dates ahead of the clock
-	// (DispatchConfig.CommandLead, within Config.CommandFutureSkew).
-	dev, err := e4.NewSymKeyClient(id, key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{brokerURL}, ClientID: "device-" + name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := tr.Subscribe(ctx, e4.ControlTopic(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		tr.Close()
-	})
-	go func() {
-		defer close(done)
-		for {
-			msg, err := sub.Receive(ctx)
-			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
-					t.Errorf("device %s: %v", name, err)
-				}
-				return
-			}
-			_, ack, err := dev.HandleCommandAck(msg.Payload)
-			if err != nil && !errors.Is(err, e4.ErrReplay) {
-				t.Errorf("device %s refused a command: %v", name, err)
-			}
-			if ack != nil {
-				if err := tr.Publish(ctx, e4.AckTopic(id), ack); err != nil && ctx.Err() == nil {
-					t.Errorf("device %s acknowledging: %v", name, err)
-				}
-			}
-		}
-	}()
 }
 
 // stateEnv is a C2 whose dispatcher scans the device state often, on a
@@ -176,7 +125,7 @@ func testDeviceStateGRPC(t *testing.T, postgres bool) {
 	ackerKey := e.addClient("acker")
 	ref1Key := e.addClient("reference-1")
 	e.addClient("reference-2")
-	startAckingDevice(t, e.brokerURL, "acker", ackerKey)
+	testdevice.StartAcking(t, e.brokerURL, "acker", ackerKey)
 	e.addMembers("plant/line-1", "acker", "reference-1", "reference-2")
 	e.addMembers("plant/solo", "acker")
 	for range 2 {
@@ -369,7 +318,7 @@ func TestDeviceStateHTTP(t *testing.T) {
 	acked := e.watch("command_acked")
 	key := e.addClient("pump-7")
 	e.addClient("old-meter")
-	startAckingDevice(t, e.brokerURL, "pump-7", key)
+	testdevice.StartAcking(t, e.brokerURL, "pump-7", key)
 	e.addMembers("site/a/temp", "pump-7", "old-meter")
 	nextEvent(t, acked)
 

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -18,8 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/transport"
-	"github.com/e4-iot/e4kit/transport/mqtt"
+	"github.com/e4-iot/e4kit/internal/testdevice"
 )
 
 // runAckingDevice runs, in the test process, a device that applies C2's
@@ -35,47 +32,7 @@ func runAckingDevice(t *testing.T, brokerURL, name, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := e4.IDFromName(name)
-	// e4's defaults accept the commands C2 dates ahead of the clock
-	// (DispatchConfig.CommandLead, within Config.CommandFutureSkew).
-	dev, err := e4.NewSymKeyClient(id, key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tr, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{brokerURL}, ClientID: "device-" + name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := tr.Subscribe(ctx, e4.ControlTopic(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		tr.Close()
-	})
-	go func() {
-		defer close(done)
-		for {
-			msg, err := sub.Receive(ctx)
-			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, transport.ErrClosed) {
-					t.Errorf("device %s: %v", name, err)
-				}
-				return
-			}
-			_, ack, err := dev.HandleCommandAck(msg.Payload)
-			if err != nil && !errors.Is(err, e4.ErrReplay) {
-				t.Errorf("device %s refused a command: %v", name, err)
-			}
-			if ack != nil {
-				_ = tr.Publish(ctx, e4.AckTopic(id), ack)
-			}
-		}
-	}()
+	testdevice.StartAcking(t, brokerURL, name, key)
 }
 
 // eventFollower is "e4 c2 events --follow --json" running against s.
