@@ -20,6 +20,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -95,13 +96,33 @@ func (b *Broker) URL() string { return "tcp://" + b.addr }
 func (b *Broker) Close() error {
 	var err error
 	b.close.Do(func() {
-		err = b.server.Close()
+		// Connections first, and mochi's server only once it has let go of
+		// their clients: mochi v2.7.9's Close lists the clients under a read
+		// lock it takes twice, which deadlocks if a client is removed in
+		// between (seen in the C2 API tests under the race detector).
 		b.listener.closeAll()
+		b.awaitClientsGone(closeWait)
+		err = b.server.Close()
 	})
 	if err != nil {
 		return fmt.Errorf("mqttbroker: %w", err)
 	}
 	return nil
+}
+
+// closeWait bounds how long Close waits for the server to forget the
+// clients whose connections it closed.
+const closeWait = 5 * time.Second
+
+// awaitClientsGone waits until no client is connected any more (mochi
+// counts a client out once it removed it), or limit passed. Persistent
+// sessions stay in the server's client list, so the count of connected
+// clients is what tells.
+func (b *Broker) awaitClientsGone(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for atomic.LoadInt64(&b.server.Info.ClientsConnected) > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // authHook accepts every client, or only the configured credentials, and
