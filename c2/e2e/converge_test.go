@@ -58,6 +58,10 @@ func TestFleetCatchesUp(t *testing.T) {
 	}
 }
 
+// smallFleet is the fleet of TestFleetCatchesUpOverAMQPAndCoAP: 500
+// devices, 100 under the race detector.
+var smallFleet = map[bool]int{false: 500, true: 100}[raceEnabled]
+
 // TestFleetCatchesUpOverAMQPAndCoAP runs the same scenario, on a smaller
 // fleet, over RabbitMQ and over our CoAP broker.
 func TestFleetCatchesUpOverAMQPAndCoAP(t *testing.T) {
@@ -75,7 +79,7 @@ func TestFleetCatchesUpOverAMQPAndCoAP(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			url := start(t)
 			for _, mode := range []e4.Mode{e4.SymKey, e4.PubKey} {
-				t.Run(mode.String(), func(t *testing.T) { fleetCatchesUp(t, url, mode, 500) })
+				t.Run(mode.String(), func(t *testing.T) { fleetCatchesUp(t, url, mode, smallFleet) })
 			}
 		})
 	}
