@@ -129,7 +129,11 @@ func startC2(t *testing.T, dbPath string, master []byte, mode e4.Mode, tr transp
 	cfg := c2.Config{
 		Mode: mode, Store: st, Keyring: keys, Transport: tr,
 		Dispatch: c2.DispatchConfig{
-			AwaitAck: 2 * time.Second, PollInterval: 50 * time.Millisecond,
+			// A CoAP device does not notice our broker's restart (UDP keeps
+			// no connection), so it sends no sync request: what it lost in
+			// the outage comes back by repair, which for a device silent
+			// since its last command waits RepairIdle (1 h by default).
+			AwaitAck: 2 * time.Second, RepairIdle: 2 * time.Second, PollInterval: 50 * time.Millisecond,
 			MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 			PublishTimeout: 3 * time.Second, Lease: 3 * time.Second,
 		},
