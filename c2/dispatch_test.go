@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
@@ -77,8 +78,16 @@ func TestRetriesUntilTheBrokerTakesIt(t *testing.T) {
 	if len(list) != 1 || list[0].Attempts != 3 || !strings.Contains(list[0].LastError, "broker unreachable") || list[0].State != store.CommandSent {
 		t.Fatalf("status %+v, want sent after 3 failed attempts", list[0])
 	}
-	// The counters move just after the store is updated; stopping the
-	// dispatcher waits for that, so the read below cannot race it.
+	// The counters move just after the store is updated, and the device's
+	// acknowledgement may settle the command in the store before the
+	// dispatcher marks it sent: wait for the dispatcher to count it.
+	deadline := time.Now().Add(10 * time.Second)
+	for s := env.svc.Dispatcher().Stats(); s.Sent != 1; s = env.svc.Dispatcher().Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v, want the command counted sent", s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	env.stop()
 	if s := env.svc.Dispatcher().Stats(); s.Retried != 3 || s.Sent != 1 {
 		t.Fatalf("stats %+v", s)
