@@ -330,8 +330,7 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 }
 
 // syncTopics records which topic keys the device holds and queues one
-// SetTopicKey per topic missing or outdated (unless one is pending or was
-// sent since the device made its report) and a
+// SetTopicKey per topic missing or outdated (unless one is pending) and a
 // RemoveTopic per topic it holds but is not a member of.
 func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, reportedAt, now time.Time) error {
 	tags := make(map[e4.TopicHash]e4.KeyTag, len(held))
@@ -393,14 +392,12 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 			return nil, err
 		}
 	}
-	// A key on its way is not sent twice: one pending, or one sent since
-	// the device made its report (it may reach the device after the
-	// report left; if it is lost, the repair sends it again after
-	// AwaitAck).
-	// Timestamps have whole seconds: a command sent in the second the
-	// report was made may have gone before it, so only later ones count.
-	coming, err := tx.HasCommandSince(c.ID, t.Name, reportedAt.Add(time.Second), e4.SetTopicKey.String())
-	if err != nil || coming {
+	// A key on its way is not sent twice. One already sent is sent again:
+	// the report says the device does not hold it, and it may have been
+	// lost (a broker restart), which the repair would only notice after
+	// AwaitAck, or RepairIdle for a device silent since.
+	pending, err := tx.HasPendingCommand(c.ID, t.Name, e4.SetTopicKey.String())
+	if err != nil || pending {
 		return nil, err
 	}
 	cmd, err := s.Suite().CmdSetTopicKey(key, t.Name)
