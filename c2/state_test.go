@@ -172,6 +172,24 @@ func fastRepairs(cfg *Config) {
 	cfg.Dispatch.AwaitAck = time.Hour // tests that want a repair set it
 }
 
+// onlineMember adds client "dev", online and acknowledging, as the only
+// member of topic "t", and waits until it acknowledged the first key.
+func onlineMember(t *testing.T, svc *Service, broker *loopback.Broker) *stateDevice {
+	t.Helper()
+	ctx := context.Background()
+	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
+	dev := newStateDevice(t, broker, "dev", added.Key, true)
+	dev.online(false)
+	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
+	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, "first key acknowledged", func() bool {
+		return must[TopicState](t)(svc.TopicState(ctx, "t")).Converged
+	})
+	return dev
+}
+
 // TestREADMEOrderDeviceStartsLast follows the README: client, topic,
 // membership and a rotation are done before the device ever starts. C2
 // sends to nobody; the device's sync request at its first start brings it
@@ -234,16 +252,7 @@ func TestOfflineThroughThreeRotations(t *testing.T) {
 		}
 	})
 	svc := env.svc
-	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
-	dev := newStateDevice(t, broker, "dev", added.Key, true)
-	dev.online(false)
-	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, "first key acknowledged", func() bool {
-		return must[TopicState](t)(svc.TopicState(ctx, "t")).Converged
-	})
+	dev := onlineMember(t, svc, broker)
 
 	dev.offline()
 	for range 3 {
@@ -253,7 +262,7 @@ func TestOfflineThroughThreeRotations(t *testing.T) {
 		env.waitIdle(t)
 	}
 	behind := must[[]BehindClient](t)(svc.TopicBehind(ctx, "t", e4.ID{}, 10))
-	if len(behind) != 1 || behind[0].ID != added.ID || behind[0].AckedVersion != 1 || !behind[0].Acknowledges {
+	if len(behind) != 1 || behind[0].ID != dev.client.ID() || behind[0].AckedVersion != 1 || !behind[0].Acknowledges {
 		t.Fatalf("members behind: %+v", behind)
 	}
 
@@ -350,16 +359,7 @@ func TestRepairAfterAwaitAck(t *testing.T) {
 		cfg.Dispatch.RepairIdle = 500 * time.Millisecond
 	})
 	svc := env.svc
-	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
-	dev := newStateDevice(t, broker, "dev", added.Key, true)
-	dev.online(false)
-	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, "first key acknowledged", func() bool {
-		return must[TopicState](t)(svc.TopicState(ctx, "t")).Converged
-	})
+	dev := onlineMember(t, svc, broker)
 	dev.offline()
 	for range 2 {
 		if _, err := svc.RotateTopic(ctx, "t"); err != nil {
@@ -387,27 +387,21 @@ func TestClientKeyChangeWhileOffline(t *testing.T) {
 	broker := loopback.NewBroker()
 	env := newTestService(t, e4.SymKey, broker.Connect(), fastRepairs)
 	svc := env.svc
-	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
-	dev := newStateDevice(t, broker, "dev", added.Key, true)
-	dev.online(false)
-	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
-		t.Fatal(err)
-	}
-	dev.waitFor("the first key", func() bool { return dev.holdsCurrentKey(svc, "t") })
+	dev := onlineMember(t, svc, broker)
+	id := dev.client.ID()
 
 	dev.offline()
-	if _, err := svc.NewClientKey(ctx, added.ID, nil); err != nil {
+	if _, err := svc.NewClientKey(ctx, id, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.RotateTopic(ctx, "t"); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t)
-	if st := must[ClientState](t)(svc.ClientState(ctx, added.ID)); st.KeyInUse != KeyUnconfirmed {
+	if st := must[ClientState](t)(svc.ClientState(ctx, id)); st.KeyInUse != KeyUnconfirmed {
 		t.Fatalf("key in use %q during the change", st.KeyInUse)
 	}
-	if _, err := svc.NewClientKey(ctx, added.ID, nil); !errors.Is(err, ErrKeyChangePending) {
+	if _, err := svc.NewClientKey(ctx, id, nil); !errors.Is(err, ErrKeyChangePending) {
 		t.Fatalf("a second change before the first is confirmed: %v", err)
 	}
 
@@ -416,7 +410,7 @@ func TestClientKeyChangeWhileOffline(t *testing.T) {
 		return count(dev.commands(), e4.SetIDKey) == 1 && dev.holdsCurrentKey(svc, "t")
 	})
 	waitState(t, "the new key confirmed", func() bool {
-		return must[ClientState](t)(svc.ClientState(ctx, added.ID)).KeyInUse == KeyCurrent
+		return must[ClientState](t)(svc.ClientState(ctx, id)).KeyInUse == KeyCurrent
 	})
 	// Commands now go out under the new key only, and the device applies
 	// them: it holds the new key.
@@ -666,4 +660,72 @@ func TestPKC2KeyRotationWhileOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev.waitFor("the next rotation", func() bool { return dev.holdsCurrentKey(svc, "pk/t") })
+}
+
+// losingTransport holds the next publish on a topic once armed, then
+// loses it: a command on its way while its device reconnects.
+type losingTransport struct {
+	transport.Transport
+	topic   string
+	armed   chan struct{} // closed by arm
+	held    chan struct{} // closed once a publish is held
+	release chan struct{} // closed to lose the held publish
+	once    sync.Once
+}
+
+func newLosingTransport(tr transport.Transport, topic string) *losingTransport {
+	return &losingTransport{Transport: tr, topic: topic, armed: make(chan struct{}),
+		held: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (l *losingTransport) arm() { close(l.armed) }
+
+func (l *losingTransport) Publish(ctx context.Context, topic string, payload []byte, opts ...transport.PublishOption) error {
+	select {
+	case <-l.armed:
+	default:
+		return l.Transport.Publish(ctx, topic, payload, opts...)
+	}
+	lose := false
+	if topic == l.topic {
+		l.once.Do(func() { lose = true })
+	}
+	if !lose {
+		return l.Transport.Publish(ctx, topic, payload, opts...)
+	}
+	close(l.held)
+	select {
+	case <-l.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestSyncWhileCommandOnItsWay: the device reconnects while the dispatcher
+// publishes its new key, which is lost. Its sync request, answered while
+// that command is still held, brings the key again rather than count on
+// the lost one.
+func TestSyncWhileCommandOnItsWay(t *testing.T) {
+	ctx := context.Background()
+	broker := loopback.NewBroker()
+	id := e4.IDFromName("dev")
+	tr := newLosingTransport(broker.Connect(), e4.ControlTopic(id))
+	env := newTestService(t, e4.SymKey, tr, fastRepairs)
+	svc := env.svc
+	dev := onlineMember(t, svc, broker)
+
+	tr.arm()
+	if _, err := svc.RotateTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	<-tr.held
+	dev.offline()
+	dev.online(true)
+	waitState(t, "the sync request answered", func() bool { return svc.Dispatcher().Stats().CatchUp.Handled == 1 })
+	close(tr.release)
+	dev.waitFor("the current key", func() bool { return dev.holdsCurrentKey(svc, "t") })
+	if s := svc.Dispatcher().Stats(); s.CatchUp.Commands != 1 {
+		t.Fatalf("stats %+v: want the sync request to queue one command", s)
+	}
 }

@@ -318,7 +318,7 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 			ds.C2KeyAcked = s.pk.public
 		}
 	}
-	if err := s.syncTopics(tx, ev, c, report.Topics, report.Time, now); err != nil {
+	if err := s.syncTopics(tx, ev, c, report.Topics, now); err != nil {
 		return err
 	}
 	if s.cfg.Mode == e4.PubKey {
@@ -330,9 +330,9 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 }
 
 // syncTopics records which topic keys the device holds and queues one
-// SetTopicKey per topic missing or outdated (unless one is pending) and a
+// SetTopicKey per topic missing or outdated (unless one waits in the outbox) and a
 // RemoveTopic per topic it holds but is not a member of.
-func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, reportedAt, now time.Time) error {
+func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, now time.Time) error {
 	tags := make(map[e4.TopicHash]e4.KeyTag, len(held))
 	for _, h := range held {
 		tags[e4.TopicHash(h.Hash)] = h.Tag
@@ -345,7 +345,7 @@ func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.
 			return err
 		}
 		for _, m := range page {
-			o, err := s.syncTopic(tx, c, m, tags, reportedAt, now)
+			o, err := s.syncTopic(tx, c, m, tags, now)
 			if err != nil {
 				return err
 			}
@@ -358,11 +358,11 @@ func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.
 	}
 	for hash := range tags {
 		target := "topic-hash:" + hex.EncodeToString(hash[:])
-		pending, err := tx.HasPendingCommand(c.ID, target, e4.RemoveTopic.String())
+		queued, err := tx.HasUnclaimedCommand(c.ID, target, now, e4.RemoveTopic.String())
 		if err != nil {
 			return err
 		}
-		if !pending {
+		if !queued {
 			cmd := append([]byte{byte(e4.RemoveTopic)}, hash[:]...)
 			out = append(out, outgoing{client: c, cmd: cmd, target: target})
 		}
@@ -372,7 +372,7 @@ func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.
 
 // syncTopic handles one membership of a sync report, removing its topic
 // from tags.
-func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, tags map[e4.TopicHash]e4.KeyTag, reportedAt, now time.Time) ([]outgoing, error) {
+func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, tags map[e4.TopicHash]e4.KeyTag, now time.Time) ([]outgoing, error) {
 	t, err := getTopic(tx, m.Topic)
 	if err != nil {
 		return nil, err
@@ -392,12 +392,14 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 			return nil, err
 		}
 	}
-	// A key on its way is not sent twice. One already sent is sent again:
-	// the report says the device does not hold it, and it may have been
-	// lost (a broker restart), which the repair would only notice after
+	// A key still waiting in the outbox is not sent twice: it leaves after
+	// this report. One already sent, or being sent (held by a dispatcher),
+	// is sent again: the report says the device does not hold it, so it
+	// may have been lost (a broker restart, or the device reconnecting
+	// while it was on its way), which the repair would only notice after
 	// AwaitAck, or RepairIdle for a device silent since.
-	pending, err := tx.HasPendingCommand(c.ID, t.Name, e4.SetTopicKey.String())
-	if err != nil || pending {
+	queued, err := tx.HasUnclaimedCommand(c.ID, t.Name, now, e4.SetTopicKey.String())
+	if err != nil || queued {
 		return nil, err
 	}
 	cmd, err := s.Suite().CmdSetTopicKey(key, t.Name)
@@ -408,7 +410,7 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 }
 
 // syncPubKeys queues a SetPubKey for each client linked to c whose current
-// public key the device does not hold (unless one is pending). Public keys
+// public key the device does not hold (unless one waits in the outbox). Public keys
 // the device holds beyond its links are left alone: they may have been
 // sent outside links (SendPubKey, the C2 signing key).
 func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, now time.Time) error {
@@ -433,11 +435,11 @@ func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4
 				}
 				continue
 			}
-			pending, err := tx.HasPendingCommand(c.ID, id.String(), e4.SetPubKey.String())
+			queued, err := tx.HasUnclaimedCommand(c.ID, id.String(), now, e4.SetPubKey.String())
 			if err != nil {
 				return err
 			}
-			if pending {
+			if queued {
 				continue
 			}
 			cmd, err := e4.CmdSetPubKey(src.PublicKey, src.ID)

@@ -75,7 +75,7 @@ func Run(t *testing.T, open Opener) {
 		{"Fail", testFail},
 		{"Acknowledge", testAcknowledge},
 		{"AcknowledgeSent", testAcknowledgeSent},
-		{"HasCommandSince", testHasCommandSince},
+		{"HasUnclaimedCommand", testHasUnclaimedCommand},
 		{"DeviceStateRoundTrip", testDeviceStateRoundTrip},
 		{"TopicAcks", testTopicAcks},
 		{"ItemsToRepair", testItemsToRepair},

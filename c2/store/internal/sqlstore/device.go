@@ -445,9 +445,9 @@ func (t *tx) HasPendingCommand(client e4.ID, target string, kinds ...string) (bo
 	return t.exists(query, append([]any{client[:], target}, args...)...)
 }
 
-// HasCommandSince reports whether client has a command about target of one
-// of kinds that is pending or was sent at or after since.
-func (t *tx) HasCommandSince(client e4.ID, target string, since time.Time, kinds ...string) (bool, error) {
+// HasUnclaimedCommand reports whether client has a pending command about
+// target of one of kinds that no dispatcher holds at now.
+func (t *tx) HasUnclaimedCommand(client e4.ID, target string, now time.Time, kinds ...string) (bool, error) {
 	if err := checkText("command target", target); err != nil {
 		return false, err
 	}
@@ -455,9 +455,9 @@ func (t *tx) HasCommandSince(client e4.ID, target string, since time.Time, kinds
 	if err != nil {
 		return false, err
 	}
-	query := "SELECT 1 FROM outbox WHERE client_id = $1 AND target = $2 AND " +
-		"(state = 'pending' OR (state = 'sent' AND sent_at >= $3))" + cond + " LIMIT 1"
-	return t.exists(query, append([]any{client[:], target, t.at(since)}, args...)...)
+	query := "SELECT 1 FROM outbox WHERE client_id = $1 AND target = $2 AND state = 'pending' " +
+		"AND (lease_until IS NULL OR lease_until <= $3)" + cond + " LIMIT 1"
+	return t.exists(query, append([]any{client[:], target, t.at(now)}, args...)...)
 }
 
 // SupersedeCommands marks pending commands no dispatcher holds superseded.
