@@ -522,8 +522,8 @@ func testHasUnclaimedCommand(t *testing.T, s store.Store) {
 	check("t", base, []string{"RemoveTopic"}, false)
 	check("u", base, nil, false)
 	claimed := mustClaim(t, s, "d", base)
-	check("t", base, nil, false)                // held
-	check("t", base.Add(lease), nil, true)      // its lease expired
+	check("t", base, nil, false)           // held
+	check("t", base.Add(lease), nil, true) // its lease expired
 	ok(t, "MarkSent", s.MarkSent(t.Context(), "d", commandIDs(claimed), base))
 	check("t", base.Add(lease), nil, false) // sent
 }
