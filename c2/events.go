@@ -43,6 +43,10 @@ const (
 	EventDeviceSynced EventKind = "device_synced"
 	// EventAckModeSet: the operator declared whether a device acknowledges.
 	EventAckModeSet EventKind = "ack_mode_set"
+	// EventAnomaly: the monitor saw something wrong on a topic (Detail
+	// starts with the anomaly's kind, such as "forged" or "replay"). Event
+	// rules may act on it, for example rotate the topic.
+	EventAnomaly EventKind = "anomaly"
 )
 
 // Event reports a committed change or a settled command. It never carries
@@ -80,4 +84,15 @@ func (s *Service) emit(list ...Event) {
 		}
 		s.cfg.OnEvent(e)
 	}
+}
+
+// ReportAnomaly emits an EventAnomaly about topic (and client, when the
+// sender is known), for components outside the service's transactions such
+// as the monitor.
+func (s *Service) ReportAnomaly(client *e4.ID, topic, kind, detail string) {
+	d := kind
+	if detail != "" {
+		d += ": " + detail
+	}
+	s.emit(Event{Kind: EventAnomaly, Client: client, Topic: topic, Detail: d})
 }
