@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/seal"
@@ -103,6 +104,9 @@ type Service struct {
 	cmd    *commandKeyCache
 
 	generated generatedKeys // clients with a generated private key in the outbox
+
+	retired retiredKeys                   // topic keys replaced by rotations, for the monitor
+	monitor atomic.Pointer[MonitorSource] // set by SetMonitor
 }
 
 // c2KeyPair is C2's own key material in public-key mode.
@@ -366,6 +370,7 @@ func (s *Service) updateLocked(ctx context.Context, fn func(tx store.Tx, ev *eve
 	if ev.commands > 0 {
 		s.dispatcher.Wake()
 	}
+	s.retired.afterCommit(&ev)
 	now := s.now().UTC()
 	for _, e := range ev.list {
 		if e.Kind == EventTopicRotated {

@@ -146,6 +146,7 @@ func (s *Service) rotateTopic(tx store.Tx, ev *events, name string, afterRemoval
 	if err := tx.UpdateTopicKey(name, sealed, version, s.now().UTC()); err != nil {
 		return 0, err
 	}
+	ev.retire(t, afterRemoval)
 	cmd, err := s.Suite().CmdSetTopicKey(key, name)
 	if err != nil {
 		return 0, err
