@@ -160,6 +160,8 @@ type Monitor struct {
 	ready  chan struct{}
 
 	scratch sync.Pool // *scratch for Check
+
+	afterCheck func(topic string, r Result, ignored bool) // tests only
 }
 
 // New returns a monitor; Run starts it.
@@ -255,8 +257,11 @@ func (m *Monitor) receive(ctx context.Context, sub transport.Subscription) error
 			}
 			return err
 		}
-		m.check(sc, msg.Topic, msg.Payload)
+		r, ignored := m.check(sc, msg.Topic, msg.Payload)
 		clear(msg.Payload) // it may be a plaintext sent in clear
+		if m.afterCheck != nil {
+			m.afterCheck(msg.Topic, r, ignored)
+		}
 	}
 }
 
