@@ -101,6 +101,11 @@ var rules = map[string]rule{
 	c2pb.C2_ListEvents_FullMethodName:   {ScopeRead, false},
 	c2pb.C2_WatchEvents_FullMethodName:  {ScopeRead, false},
 
+	// The monitor's counters: reads (they name topics and senders, never
+	// a key or a payload).
+	c2pb.C2_GetMonitorStats_FullMethodName: {ScopeRead, false},
+	c2pb.C2_ListMonitorTop_FullMethodName:  {ScopeRead, false},
+
 	c2pb.C2_ListAudit_FullMethodName:   {ScopeAdmin, false},
 	c2pb.C2_CreateToken_FullMethodName: {ScopeAdmin, true},
 	c2pb.C2_ListTokens_FullMethodName:  {ScopeAdmin, false},

@@ -4067,6 +4067,270 @@ func (x *RevokeTokenRequest) GetName() string {
 	return ""
 }
 
+// MonitorStats are the monitor's counters since it started.
+type MonitorStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	// results counts the messages checked by result: valid, previous_key,
+	// auth_failed, replay, too_old, future, not_e4, unknown_signer.
+	Results map[string]uint64 `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// ignored counts the messages not checked (control topics, topics C2
+	// does not manage).
+	Ignored uint64 `protobuf:"varint,3,opt,name=ignored,proto3" json:"ignored,omitempty"`
+	// dropped counts the messages the transport dropped before the monitor
+	// read them.
+	Dropped uint64 `protobuf:"varint,4,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	// filters are the topic filters the monitor subscribes to.
+	Filters       []string `protobuf:"bytes,5,rep,name=filters,proto3" json:"filters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonitorStats) Reset() {
+	*x = MonitorStats{}
+	mi := &file_c2_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonitorStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonitorStats) ProtoMessage() {}
+
+func (x *MonitorStats) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonitorStats.ProtoReflect.Descriptor instead.
+func (*MonitorStats) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *MonitorStats) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *MonitorStats) GetResults() map[string]uint64 {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *MonitorStats) GetIgnored() uint64 {
+	if x != nil {
+		return x.Ignored
+	}
+	return 0
+}
+
+func (x *MonitorStats) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *MonitorStats) GetFilters() []string {
+	if x != nil {
+		return x.Filters
+	}
+	return nil
+}
+
+type ListMonitorTopRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// by is "topic" (the default) or "sender".
+	By string `protobuf:"bytes,1,opt,name=by,proto3" json:"by,omitempty"`
+	// result is "anomalies" (the default: every result but valid), "all",
+	// or one result's name.
+	Result string `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	// limit is the number of entries (default and most: the monitor's top-k
+	// size).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMonitorTopRequest) Reset() {
+	*x = ListMonitorTopRequest{}
+	mi := &file_c2_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMonitorTopRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMonitorTopRequest) ProtoMessage() {}
+
+func (x *ListMonitorTopRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMonitorTopRequest.ProtoReflect.Descriptor instead.
+func (*ListMonitorTopRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ListMonitorTopRequest) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *ListMonitorTopRequest) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *ListMonitorTopRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// MonitorTopEntry is one topic or sender of a top list. count may
+// overestimate the true count by at most error (space-saving); by_result
+// counts exactly since the entry entered the list.
+type MonitorTopEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Error         uint64                 `protobuf:"varint,3,opt,name=error,proto3" json:"error,omitempty"`
+	ByResult      map[string]uint64      `protobuf:"bytes,4,rep,name=by_result,json=byResult,proto3" json:"by_result,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonitorTopEntry) Reset() {
+	*x = MonitorTopEntry{}
+	mi := &file_c2_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonitorTopEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonitorTopEntry) ProtoMessage() {}
+
+func (x *MonitorTopEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonitorTopEntry.ProtoReflect.Descriptor instead.
+func (*MonitorTopEntry) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *MonitorTopEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MonitorTopEntry) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *MonitorTopEntry) GetError() uint64 {
+	if x != nil {
+		return x.Error
+	}
+	return 0
+}
+
+func (x *MonitorTopEntry) GetByResult() map[string]uint64 {
+	if x != nil {
+		return x.ByResult
+	}
+	return nil
+}
+
+type ListMonitorTopResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*MonitorTopEntry     `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMonitorTopResponse) Reset() {
+	*x = ListMonitorTopResponse{}
+	mi := &file_c2_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMonitorTopResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMonitorTopResponse) ProtoMessage() {}
+
+func (x *ListMonitorTopResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMonitorTopResponse.ProtoReflect.Descriptor instead.
+func (*ListMonitorTopResponse) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ListMonitorTopResponse) GetEntries() []*MonitorTopEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 var File_c2_proto protoreflect.FileDescriptor
 
 const file_c2_proto_rawDesc = "" +
@@ -4364,7 +4628,30 @@ const file_c2_proto_rawDesc = "" +
 	"\x12ListTokensResponse\x12*\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x12.e4kit.c2.v1.TokenR\x06tokens\"(\n" +
 	"\x12RevokeTokenRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name2\xe0\x18\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x8c\x02\n" +
+	"\fMonitorStats\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12@\n" +
+	"\aresults\x18\x02 \x03(\v2&.e4kit.c2.v1.MonitorStats.ResultsEntryR\aresults\x12\x18\n" +
+	"\aignored\x18\x03 \x01(\x04R\aignored\x12\x18\n" +
+	"\adropped\x18\x04 \x01(\x04R\adropped\x12\x18\n" +
+	"\afilters\x18\x05 \x03(\tR\afilters\x1a:\n" +
+	"\fResultsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"U\n" +
+	"\x15ListMonitorTopRequest\x12\x0e\n" +
+	"\x02by\x18\x01 \x01(\tR\x02by\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xd5\x01\n" +
+	"\x0fMonitorTopEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\x04R\x05error\x12G\n" +
+	"\tby_result\x18\x04 \x03(\v2*.e4kit.c2.v1.MonitorTopEntry.ByResultEntryR\bbyResult\x1a;\n" +
+	"\rByResultEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"P\n" +
+	"\x16ListMonitorTopResponse\x126\n" +
+	"\aentries\x18\x01 \x03(\v2\x1c.e4kit.c2.v1.MonitorTopEntryR\aentries2\xfd\x19\n" +
 	"\x02C2\x12J\n" +
 	"\tAddClient\x12\x1d.e4kit.c2.v1.AddClientRequest\x1a\x1e.e4kit.c2.v1.AddClientResponse\x12?\n" +
 	"\tGetClient\x12\x1d.e4kit.c2.v1.GetClientRequest\x1a\x13.e4kit.c2.v1.Client\x12P\n" +
@@ -4415,7 +4702,9 @@ const file_c2_proto_rawDesc = "" +
 	"\vCreateToken\x12\x1f.e4kit.c2.v1.CreateTokenRequest\x1a .e4kit.c2.v1.CreateTokenResponse\x12A\n" +
 	"\n" +
 	"ListTokens\x12\x12.e4kit.c2.v1.Empty\x1a\x1f.e4kit.c2.v1.ListTokensResponse\x12B\n" +
-	"\vRevokeToken\x12\x1f.e4kit.c2.v1.RevokeTokenRequest\x1a\x12.e4kit.c2.v1.EmptyB*Z(github.com/e4-iot/e4kit/c2/api/c2pb;c2pbb\x06proto3"
+	"\vRevokeToken\x12\x1f.e4kit.c2.v1.RevokeTokenRequest\x1a\x12.e4kit.c2.v1.Empty\x12@\n" +
+	"\x0fGetMonitorStats\x12\x12.e4kit.c2.v1.Empty\x1a\x19.e4kit.c2.v1.MonitorStats\x12Y\n" +
+	"\x0eListMonitorTop\x12\".e4kit.c2.v1.ListMonitorTopRequest\x1a#.e4kit.c2.v1.ListMonitorTopResponseB*Z(github.com/e4-iot/e4kit/c2/api/c2pb;c2pbb\x06proto3"
 
 var (
 	file_c2_proto_rawDescOnce sync.Once
@@ -4429,7 +4718,7 @@ func file_c2_proto_rawDescGZIP() []byte {
 	return file_c2_proto_rawDescData
 }
 
-var file_c2_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_c2_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_c2_proto_goTypes = []any{
 	(*Empty)(nil),                        // 0: e4kit.c2.v1.Empty
 	(*Client)(nil),                       // 1: e4kit.c2.v1.Client
@@ -4494,134 +4783,148 @@ var file_c2_proto_goTypes = []any{
 	(*CreateTokenResponse)(nil),          // 60: e4kit.c2.v1.CreateTokenResponse
 	(*ListTokensResponse)(nil),           // 61: e4kit.c2.v1.ListTokensResponse
 	(*RevokeTokenRequest)(nil),           // 62: e4kit.c2.v1.RevokeTokenRequest
-	(*timestamppb.Timestamp)(nil),        // 63: google.protobuf.Timestamp
+	(*MonitorStats)(nil),                 // 63: e4kit.c2.v1.MonitorStats
+	(*ListMonitorTopRequest)(nil),        // 64: e4kit.c2.v1.ListMonitorTopRequest
+	(*MonitorTopEntry)(nil),              // 65: e4kit.c2.v1.MonitorTopEntry
+	(*ListMonitorTopResponse)(nil),       // 66: e4kit.c2.v1.ListMonitorTopResponse
+	nil,                                  // 67: e4kit.c2.v1.MonitorStats.ResultsEntry
+	nil,                                  // 68: e4kit.c2.v1.MonitorTopEntry.ByResultEntry
+	(*timestamppb.Timestamp)(nil),        // 69: google.protobuf.Timestamp
 }
 var file_c2_proto_depIdxs = []int32{
-	63, // 0: e4kit.c2.v1.Client.created_at:type_name -> google.protobuf.Timestamp
+	69, // 0: e4kit.c2.v1.Client.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: e4kit.c2.v1.AddClientResponse.client:type_name -> e4kit.c2.v1.Client
 	1,  // 2: e4kit.c2.v1.ListClientsResponse.clients:type_name -> e4kit.c2.v1.Client
 	12, // 3: e4kit.c2.v1.ImportClientsProgress.generated:type_name -> e4kit.c2.v1.GeneratedKey
-	63, // 4: e4kit.c2.v1.Topic.created_at:type_name -> google.protobuf.Timestamp
-	63, // 5: e4kit.c2.v1.Topic.rotated_at:type_name -> google.protobuf.Timestamp
+	69, // 4: e4kit.c2.v1.Topic.created_at:type_name -> google.protobuf.Timestamp
+	69, // 5: e4kit.c2.v1.Topic.rotated_at:type_name -> google.protobuf.Timestamp
 	13, // 6: e4kit.c2.v1.ListTopicsResponse.topics:type_name -> e4kit.c2.v1.Topic
-	63, // 7: e4kit.c2.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	63, // 8: e4kit.c2.v1.Command.sent_at:type_name -> google.protobuf.Timestamp
+	69, // 7: e4kit.c2.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	69, // 8: e4kit.c2.v1.Command.sent_at:type_name -> google.protobuf.Timestamp
 	35, // 9: e4kit.c2.v1.ListCommandsResponse.commands:type_name -> e4kit.c2.v1.Command
-	63, // 10: e4kit.c2.v1.ClientState.last_seen:type_name -> google.protobuf.Timestamp
-	63, // 11: e4kit.c2.v1.ClientState.last_sync:type_name -> google.protobuf.Timestamp
-	63, // 12: e4kit.c2.v1.ClientState.key_changed_at:type_name -> google.protobuf.Timestamp
-	63, // 13: e4kit.c2.v1.ClientState.stalled_at:type_name -> google.protobuf.Timestamp
+	69, // 10: e4kit.c2.v1.ClientState.last_seen:type_name -> google.protobuf.Timestamp
+	69, // 11: e4kit.c2.v1.ClientState.last_sync:type_name -> google.protobuf.Timestamp
+	69, // 12: e4kit.c2.v1.ClientState.key_changed_at:type_name -> google.protobuf.Timestamp
+	69, // 13: e4kit.c2.v1.ClientState.stalled_at:type_name -> google.protobuf.Timestamp
 	40, // 14: e4kit.c2.v1.ClientState.topic_states:type_name -> e4kit.c2.v1.TopicKeyState
-	63, // 15: e4kit.c2.v1.TopicKeyState.acked_at:type_name -> google.protobuf.Timestamp
-	63, // 16: e4kit.c2.v1.TopicState.rotated_at:type_name -> google.protobuf.Timestamp
-	63, // 17: e4kit.c2.v1.BehindClient.acked_at:type_name -> google.protobuf.Timestamp
-	63, // 18: e4kit.c2.v1.BehindClient.last_seen:type_name -> google.protobuf.Timestamp
+	69, // 15: e4kit.c2.v1.TopicKeyState.acked_at:type_name -> google.protobuf.Timestamp
+	69, // 16: e4kit.c2.v1.TopicState.rotated_at:type_name -> google.protobuf.Timestamp
+	69, // 17: e4kit.c2.v1.BehindClient.acked_at:type_name -> google.protobuf.Timestamp
+	69, // 18: e4kit.c2.v1.BehindClient.last_seen:type_name -> google.protobuf.Timestamp
 	45, // 19: e4kit.c2.v1.ListTopicBehindResponse.clients:type_name -> e4kit.c2.v1.BehindClient
 	48, // 20: e4kit.c2.v1.FleetState.catch_up:type_name -> e4kit.c2.v1.CatchUpProgress
-	63, // 21: e4kit.c2.v1.Event.time:type_name -> google.protobuf.Timestamp
+	69, // 21: e4kit.c2.v1.Event.time:type_name -> google.protobuf.Timestamp
 	51, // 22: e4kit.c2.v1.ListEventsResponse.events:type_name -> e4kit.c2.v1.Event
-	63, // 23: e4kit.c2.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	63, // 24: e4kit.c2.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	63, // 25: e4kit.c2.v1.ListAuditRequest.until:type_name -> google.protobuf.Timestamp
+	69, // 23: e4kit.c2.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	69, // 24: e4kit.c2.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	69, // 25: e4kit.c2.v1.ListAuditRequest.until:type_name -> google.protobuf.Timestamp
 	55, // 26: e4kit.c2.v1.ListAuditResponse.records:type_name -> e4kit.c2.v1.AuditRecord
-	63, // 27: e4kit.c2.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	63, // 28: e4kit.c2.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 29: e4kit.c2.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	69, // 27: e4kit.c2.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	69, // 28: e4kit.c2.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	69, // 29: e4kit.c2.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
 	58, // 30: e4kit.c2.v1.CreateTokenResponse.token:type_name -> e4kit.c2.v1.Token
 	58, // 31: e4kit.c2.v1.ListTokensResponse.tokens:type_name -> e4kit.c2.v1.Token
-	2,  // 32: e4kit.c2.v1.C2.AddClient:input_type -> e4kit.c2.v1.AddClientRequest
-	4,  // 33: e4kit.c2.v1.C2.GetClient:input_type -> e4kit.c2.v1.GetClientRequest
-	6,  // 34: e4kit.c2.v1.C2.ListClients:input_type -> e4kit.c2.v1.ListClientsRequest
-	5,  // 35: e4kit.c2.v1.C2.RemoveClient:input_type -> e4kit.c2.v1.ClientRequest
-	5,  // 36: e4kit.c2.v1.C2.ResetClient:input_type -> e4kit.c2.v1.ClientRequest
-	8,  // 37: e4kit.c2.v1.C2.NewClientKey:input_type -> e4kit.c2.v1.NewClientKeyRequest
-	10, // 38: e4kit.c2.v1.C2.ImportClients:input_type -> e4kit.c2.v1.ImportClientsRequest
-	14, // 39: e4kit.c2.v1.C2.AddTopic:input_type -> e4kit.c2.v1.AddTopicRequest
-	15, // 40: e4kit.c2.v1.C2.GetTopic:input_type -> e4kit.c2.v1.TopicRequest
-	16, // 41: e4kit.c2.v1.C2.ListTopics:input_type -> e4kit.c2.v1.ListTopicsRequest
-	15, // 42: e4kit.c2.v1.C2.RemoveTopic:input_type -> e4kit.c2.v1.TopicRequest
-	15, // 43: e4kit.c2.v1.C2.RotateTopic:input_type -> e4kit.c2.v1.TopicRequest
-	19, // 44: e4kit.c2.v1.C2.AddMember:input_type -> e4kit.c2.v1.MemberRequest
-	20, // 45: e4kit.c2.v1.C2.AddMembers:input_type -> e4kit.c2.v1.AddMembersRequest
-	19, // 46: e4kit.c2.v1.C2.RemoveMember:input_type -> e4kit.c2.v1.MemberRequest
-	19, // 47: e4kit.c2.v1.C2.IsMember:input_type -> e4kit.c2.v1.MemberRequest
-	22, // 48: e4kit.c2.v1.C2.ListTopicsOfClient:input_type -> e4kit.c2.v1.ListTopicsOfClientRequest
-	24, // 49: e4kit.c2.v1.C2.ListMembers:input_type -> e4kit.c2.v1.ListMembersRequest
-	26, // 50: e4kit.c2.v1.C2.SendPubKey:input_type -> e4kit.c2.v1.PubKeyRequest
-	26, // 51: e4kit.c2.v1.C2.RemovePubKey:input_type -> e4kit.c2.v1.PubKeyRequest
-	5,  // 52: e4kit.c2.v1.C2.ResetPubKeys:input_type -> e4kit.c2.v1.ClientRequest
-	27, // 53: e4kit.c2.v1.C2.LinkClients:input_type -> e4kit.c2.v1.LinkRequest
-	27, // 54: e4kit.c2.v1.C2.UnlinkClients:input_type -> e4kit.c2.v1.LinkRequest
-	28, // 55: e4kit.c2.v1.C2.ListLinks:input_type -> e4kit.c2.v1.ListLinksRequest
-	5,  // 56: e4kit.c2.v1.C2.SendC2SignerKey:input_type -> e4kit.c2.v1.ClientRequest
-	0,  // 57: e4kit.c2.v1.C2.GetC2Key:input_type -> e4kit.c2.v1.Empty
-	0,  // 58: e4kit.c2.v1.C2.RotateC2Key:input_type -> e4kit.c2.v1.Empty
-	31, // 59: e4kit.c2.v1.C2.ProtectMessage:input_type -> e4kit.c2.v1.ProtectMessageRequest
-	33, // 60: e4kit.c2.v1.C2.UnprotectMessage:input_type -> e4kit.c2.v1.UnprotectMessageRequest
-	41, // 61: e4kit.c2.v1.C2.GetClientState:input_type -> e4kit.c2.v1.GetClientStateRequest
-	42, // 62: e4kit.c2.v1.C2.SetClientAcknowledges:input_type -> e4kit.c2.v1.SetClientAcknowledgesRequest
-	15, // 63: e4kit.c2.v1.C2.GetTopicState:input_type -> e4kit.c2.v1.TopicRequest
-	44, // 64: e4kit.c2.v1.C2.ListTopicBehind:input_type -> e4kit.c2.v1.ListTopicBehindRequest
-	0,  // 65: e4kit.c2.v1.C2.GetFleetState:input_type -> e4kit.c2.v1.Empty
-	36, // 66: e4kit.c2.v1.C2.GetCommand:input_type -> e4kit.c2.v1.GetCommandRequest
-	37, // 67: e4kit.c2.v1.C2.ListCommands:input_type -> e4kit.c2.v1.ListCommandsRequest
-	0,  // 68: e4kit.c2.v1.C2.GetHealth:input_type -> e4kit.c2.v1.Empty
-	0,  // 69: e4kit.c2.v1.C2.GetInfo:input_type -> e4kit.c2.v1.Empty
-	52, // 70: e4kit.c2.v1.C2.ListEvents:input_type -> e4kit.c2.v1.ListEventsRequest
-	54, // 71: e4kit.c2.v1.C2.WatchEvents:input_type -> e4kit.c2.v1.WatchEventsRequest
-	56, // 72: e4kit.c2.v1.C2.ListAudit:input_type -> e4kit.c2.v1.ListAuditRequest
-	59, // 73: e4kit.c2.v1.C2.CreateToken:input_type -> e4kit.c2.v1.CreateTokenRequest
-	0,  // 74: e4kit.c2.v1.C2.ListTokens:input_type -> e4kit.c2.v1.Empty
-	62, // 75: e4kit.c2.v1.C2.RevokeToken:input_type -> e4kit.c2.v1.RevokeTokenRequest
-	3,  // 76: e4kit.c2.v1.C2.AddClient:output_type -> e4kit.c2.v1.AddClientResponse
-	1,  // 77: e4kit.c2.v1.C2.GetClient:output_type -> e4kit.c2.v1.Client
-	7,  // 78: e4kit.c2.v1.C2.ListClients:output_type -> e4kit.c2.v1.ListClientsResponse
-	0,  // 79: e4kit.c2.v1.C2.RemoveClient:output_type -> e4kit.c2.v1.Empty
-	0,  // 80: e4kit.c2.v1.C2.ResetClient:output_type -> e4kit.c2.v1.Empty
-	9,  // 81: e4kit.c2.v1.C2.NewClientKey:output_type -> e4kit.c2.v1.NewClientKeyResponse
-	11, // 82: e4kit.c2.v1.C2.ImportClients:output_type -> e4kit.c2.v1.ImportClientsProgress
-	13, // 83: e4kit.c2.v1.C2.AddTopic:output_type -> e4kit.c2.v1.Topic
-	13, // 84: e4kit.c2.v1.C2.GetTopic:output_type -> e4kit.c2.v1.Topic
-	17, // 85: e4kit.c2.v1.C2.ListTopics:output_type -> e4kit.c2.v1.ListTopicsResponse
-	0,  // 86: e4kit.c2.v1.C2.RemoveTopic:output_type -> e4kit.c2.v1.Empty
-	18, // 87: e4kit.c2.v1.C2.RotateTopic:output_type -> e4kit.c2.v1.RotateResponse
-	0,  // 88: e4kit.c2.v1.C2.AddMember:output_type -> e4kit.c2.v1.Empty
-	0,  // 89: e4kit.c2.v1.C2.AddMembers:output_type -> e4kit.c2.v1.Empty
-	0,  // 90: e4kit.c2.v1.C2.RemoveMember:output_type -> e4kit.c2.v1.Empty
-	21, // 91: e4kit.c2.v1.C2.IsMember:output_type -> e4kit.c2.v1.IsMemberResponse
-	23, // 92: e4kit.c2.v1.C2.ListTopicsOfClient:output_type -> e4kit.c2.v1.ListTopicsOfClientResponse
-	25, // 93: e4kit.c2.v1.C2.ListMembers:output_type -> e4kit.c2.v1.ListMembersResponse
-	0,  // 94: e4kit.c2.v1.C2.SendPubKey:output_type -> e4kit.c2.v1.Empty
-	0,  // 95: e4kit.c2.v1.C2.RemovePubKey:output_type -> e4kit.c2.v1.Empty
-	0,  // 96: e4kit.c2.v1.C2.ResetPubKeys:output_type -> e4kit.c2.v1.Empty
-	0,  // 97: e4kit.c2.v1.C2.LinkClients:output_type -> e4kit.c2.v1.Empty
-	0,  // 98: e4kit.c2.v1.C2.UnlinkClients:output_type -> e4kit.c2.v1.Empty
-	29, // 99: e4kit.c2.v1.C2.ListLinks:output_type -> e4kit.c2.v1.ListLinksResponse
-	0,  // 100: e4kit.c2.v1.C2.SendC2SignerKey:output_type -> e4kit.c2.v1.Empty
-	30, // 101: e4kit.c2.v1.C2.GetC2Key:output_type -> e4kit.c2.v1.C2Key
-	18, // 102: e4kit.c2.v1.C2.RotateC2Key:output_type -> e4kit.c2.v1.RotateResponse
-	32, // 103: e4kit.c2.v1.C2.ProtectMessage:output_type -> e4kit.c2.v1.ProtectMessageResponse
-	34, // 104: e4kit.c2.v1.C2.UnprotectMessage:output_type -> e4kit.c2.v1.UnprotectMessageResponse
-	39, // 105: e4kit.c2.v1.C2.GetClientState:output_type -> e4kit.c2.v1.ClientState
-	39, // 106: e4kit.c2.v1.C2.SetClientAcknowledges:output_type -> e4kit.c2.v1.ClientState
-	43, // 107: e4kit.c2.v1.C2.GetTopicState:output_type -> e4kit.c2.v1.TopicState
-	46, // 108: e4kit.c2.v1.C2.ListTopicBehind:output_type -> e4kit.c2.v1.ListTopicBehindResponse
-	47, // 109: e4kit.c2.v1.C2.GetFleetState:output_type -> e4kit.c2.v1.FleetState
-	35, // 110: e4kit.c2.v1.C2.GetCommand:output_type -> e4kit.c2.v1.Command
-	38, // 111: e4kit.c2.v1.C2.ListCommands:output_type -> e4kit.c2.v1.ListCommandsResponse
-	49, // 112: e4kit.c2.v1.C2.GetHealth:output_type -> e4kit.c2.v1.Health
-	50, // 113: e4kit.c2.v1.C2.GetInfo:output_type -> e4kit.c2.v1.Info
-	53, // 114: e4kit.c2.v1.C2.ListEvents:output_type -> e4kit.c2.v1.ListEventsResponse
-	51, // 115: e4kit.c2.v1.C2.WatchEvents:output_type -> e4kit.c2.v1.Event
-	57, // 116: e4kit.c2.v1.C2.ListAudit:output_type -> e4kit.c2.v1.ListAuditResponse
-	60, // 117: e4kit.c2.v1.C2.CreateToken:output_type -> e4kit.c2.v1.CreateTokenResponse
-	61, // 118: e4kit.c2.v1.C2.ListTokens:output_type -> e4kit.c2.v1.ListTokensResponse
-	0,  // 119: e4kit.c2.v1.C2.RevokeToken:output_type -> e4kit.c2.v1.Empty
-	76, // [76:120] is the sub-list for method output_type
-	32, // [32:76] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	69, // 32: e4kit.c2.v1.MonitorStats.since:type_name -> google.protobuf.Timestamp
+	67, // 33: e4kit.c2.v1.MonitorStats.results:type_name -> e4kit.c2.v1.MonitorStats.ResultsEntry
+	68, // 34: e4kit.c2.v1.MonitorTopEntry.by_result:type_name -> e4kit.c2.v1.MonitorTopEntry.ByResultEntry
+	65, // 35: e4kit.c2.v1.ListMonitorTopResponse.entries:type_name -> e4kit.c2.v1.MonitorTopEntry
+	2,  // 36: e4kit.c2.v1.C2.AddClient:input_type -> e4kit.c2.v1.AddClientRequest
+	4,  // 37: e4kit.c2.v1.C2.GetClient:input_type -> e4kit.c2.v1.GetClientRequest
+	6,  // 38: e4kit.c2.v1.C2.ListClients:input_type -> e4kit.c2.v1.ListClientsRequest
+	5,  // 39: e4kit.c2.v1.C2.RemoveClient:input_type -> e4kit.c2.v1.ClientRequest
+	5,  // 40: e4kit.c2.v1.C2.ResetClient:input_type -> e4kit.c2.v1.ClientRequest
+	8,  // 41: e4kit.c2.v1.C2.NewClientKey:input_type -> e4kit.c2.v1.NewClientKeyRequest
+	10, // 42: e4kit.c2.v1.C2.ImportClients:input_type -> e4kit.c2.v1.ImportClientsRequest
+	14, // 43: e4kit.c2.v1.C2.AddTopic:input_type -> e4kit.c2.v1.AddTopicRequest
+	15, // 44: e4kit.c2.v1.C2.GetTopic:input_type -> e4kit.c2.v1.TopicRequest
+	16, // 45: e4kit.c2.v1.C2.ListTopics:input_type -> e4kit.c2.v1.ListTopicsRequest
+	15, // 46: e4kit.c2.v1.C2.RemoveTopic:input_type -> e4kit.c2.v1.TopicRequest
+	15, // 47: e4kit.c2.v1.C2.RotateTopic:input_type -> e4kit.c2.v1.TopicRequest
+	19, // 48: e4kit.c2.v1.C2.AddMember:input_type -> e4kit.c2.v1.MemberRequest
+	20, // 49: e4kit.c2.v1.C2.AddMembers:input_type -> e4kit.c2.v1.AddMembersRequest
+	19, // 50: e4kit.c2.v1.C2.RemoveMember:input_type -> e4kit.c2.v1.MemberRequest
+	19, // 51: e4kit.c2.v1.C2.IsMember:input_type -> e4kit.c2.v1.MemberRequest
+	22, // 52: e4kit.c2.v1.C2.ListTopicsOfClient:input_type -> e4kit.c2.v1.ListTopicsOfClientRequest
+	24, // 53: e4kit.c2.v1.C2.ListMembers:input_type -> e4kit.c2.v1.ListMembersRequest
+	26, // 54: e4kit.c2.v1.C2.SendPubKey:input_type -> e4kit.c2.v1.PubKeyRequest
+	26, // 55: e4kit.c2.v1.C2.RemovePubKey:input_type -> e4kit.c2.v1.PubKeyRequest
+	5,  // 56: e4kit.c2.v1.C2.ResetPubKeys:input_type -> e4kit.c2.v1.ClientRequest
+	27, // 57: e4kit.c2.v1.C2.LinkClients:input_type -> e4kit.c2.v1.LinkRequest
+	27, // 58: e4kit.c2.v1.C2.UnlinkClients:input_type -> e4kit.c2.v1.LinkRequest
+	28, // 59: e4kit.c2.v1.C2.ListLinks:input_type -> e4kit.c2.v1.ListLinksRequest
+	5,  // 60: e4kit.c2.v1.C2.SendC2SignerKey:input_type -> e4kit.c2.v1.ClientRequest
+	0,  // 61: e4kit.c2.v1.C2.GetC2Key:input_type -> e4kit.c2.v1.Empty
+	0,  // 62: e4kit.c2.v1.C2.RotateC2Key:input_type -> e4kit.c2.v1.Empty
+	31, // 63: e4kit.c2.v1.C2.ProtectMessage:input_type -> e4kit.c2.v1.ProtectMessageRequest
+	33, // 64: e4kit.c2.v1.C2.UnprotectMessage:input_type -> e4kit.c2.v1.UnprotectMessageRequest
+	41, // 65: e4kit.c2.v1.C2.GetClientState:input_type -> e4kit.c2.v1.GetClientStateRequest
+	42, // 66: e4kit.c2.v1.C2.SetClientAcknowledges:input_type -> e4kit.c2.v1.SetClientAcknowledgesRequest
+	15, // 67: e4kit.c2.v1.C2.GetTopicState:input_type -> e4kit.c2.v1.TopicRequest
+	44, // 68: e4kit.c2.v1.C2.ListTopicBehind:input_type -> e4kit.c2.v1.ListTopicBehindRequest
+	0,  // 69: e4kit.c2.v1.C2.GetFleetState:input_type -> e4kit.c2.v1.Empty
+	36, // 70: e4kit.c2.v1.C2.GetCommand:input_type -> e4kit.c2.v1.GetCommandRequest
+	37, // 71: e4kit.c2.v1.C2.ListCommands:input_type -> e4kit.c2.v1.ListCommandsRequest
+	0,  // 72: e4kit.c2.v1.C2.GetHealth:input_type -> e4kit.c2.v1.Empty
+	0,  // 73: e4kit.c2.v1.C2.GetInfo:input_type -> e4kit.c2.v1.Empty
+	52, // 74: e4kit.c2.v1.C2.ListEvents:input_type -> e4kit.c2.v1.ListEventsRequest
+	54, // 75: e4kit.c2.v1.C2.WatchEvents:input_type -> e4kit.c2.v1.WatchEventsRequest
+	56, // 76: e4kit.c2.v1.C2.ListAudit:input_type -> e4kit.c2.v1.ListAuditRequest
+	59, // 77: e4kit.c2.v1.C2.CreateToken:input_type -> e4kit.c2.v1.CreateTokenRequest
+	0,  // 78: e4kit.c2.v1.C2.ListTokens:input_type -> e4kit.c2.v1.Empty
+	62, // 79: e4kit.c2.v1.C2.RevokeToken:input_type -> e4kit.c2.v1.RevokeTokenRequest
+	0,  // 80: e4kit.c2.v1.C2.GetMonitorStats:input_type -> e4kit.c2.v1.Empty
+	64, // 81: e4kit.c2.v1.C2.ListMonitorTop:input_type -> e4kit.c2.v1.ListMonitorTopRequest
+	3,  // 82: e4kit.c2.v1.C2.AddClient:output_type -> e4kit.c2.v1.AddClientResponse
+	1,  // 83: e4kit.c2.v1.C2.GetClient:output_type -> e4kit.c2.v1.Client
+	7,  // 84: e4kit.c2.v1.C2.ListClients:output_type -> e4kit.c2.v1.ListClientsResponse
+	0,  // 85: e4kit.c2.v1.C2.RemoveClient:output_type -> e4kit.c2.v1.Empty
+	0,  // 86: e4kit.c2.v1.C2.ResetClient:output_type -> e4kit.c2.v1.Empty
+	9,  // 87: e4kit.c2.v1.C2.NewClientKey:output_type -> e4kit.c2.v1.NewClientKeyResponse
+	11, // 88: e4kit.c2.v1.C2.ImportClients:output_type -> e4kit.c2.v1.ImportClientsProgress
+	13, // 89: e4kit.c2.v1.C2.AddTopic:output_type -> e4kit.c2.v1.Topic
+	13, // 90: e4kit.c2.v1.C2.GetTopic:output_type -> e4kit.c2.v1.Topic
+	17, // 91: e4kit.c2.v1.C2.ListTopics:output_type -> e4kit.c2.v1.ListTopicsResponse
+	0,  // 92: e4kit.c2.v1.C2.RemoveTopic:output_type -> e4kit.c2.v1.Empty
+	18, // 93: e4kit.c2.v1.C2.RotateTopic:output_type -> e4kit.c2.v1.RotateResponse
+	0,  // 94: e4kit.c2.v1.C2.AddMember:output_type -> e4kit.c2.v1.Empty
+	0,  // 95: e4kit.c2.v1.C2.AddMembers:output_type -> e4kit.c2.v1.Empty
+	0,  // 96: e4kit.c2.v1.C2.RemoveMember:output_type -> e4kit.c2.v1.Empty
+	21, // 97: e4kit.c2.v1.C2.IsMember:output_type -> e4kit.c2.v1.IsMemberResponse
+	23, // 98: e4kit.c2.v1.C2.ListTopicsOfClient:output_type -> e4kit.c2.v1.ListTopicsOfClientResponse
+	25, // 99: e4kit.c2.v1.C2.ListMembers:output_type -> e4kit.c2.v1.ListMembersResponse
+	0,  // 100: e4kit.c2.v1.C2.SendPubKey:output_type -> e4kit.c2.v1.Empty
+	0,  // 101: e4kit.c2.v1.C2.RemovePubKey:output_type -> e4kit.c2.v1.Empty
+	0,  // 102: e4kit.c2.v1.C2.ResetPubKeys:output_type -> e4kit.c2.v1.Empty
+	0,  // 103: e4kit.c2.v1.C2.LinkClients:output_type -> e4kit.c2.v1.Empty
+	0,  // 104: e4kit.c2.v1.C2.UnlinkClients:output_type -> e4kit.c2.v1.Empty
+	29, // 105: e4kit.c2.v1.C2.ListLinks:output_type -> e4kit.c2.v1.ListLinksResponse
+	0,  // 106: e4kit.c2.v1.C2.SendC2SignerKey:output_type -> e4kit.c2.v1.Empty
+	30, // 107: e4kit.c2.v1.C2.GetC2Key:output_type -> e4kit.c2.v1.C2Key
+	18, // 108: e4kit.c2.v1.C2.RotateC2Key:output_type -> e4kit.c2.v1.RotateResponse
+	32, // 109: e4kit.c2.v1.C2.ProtectMessage:output_type -> e4kit.c2.v1.ProtectMessageResponse
+	34, // 110: e4kit.c2.v1.C2.UnprotectMessage:output_type -> e4kit.c2.v1.UnprotectMessageResponse
+	39, // 111: e4kit.c2.v1.C2.GetClientState:output_type -> e4kit.c2.v1.ClientState
+	39, // 112: e4kit.c2.v1.C2.SetClientAcknowledges:output_type -> e4kit.c2.v1.ClientState
+	43, // 113: e4kit.c2.v1.C2.GetTopicState:output_type -> e4kit.c2.v1.TopicState
+	46, // 114: e4kit.c2.v1.C2.ListTopicBehind:output_type -> e4kit.c2.v1.ListTopicBehindResponse
+	47, // 115: e4kit.c2.v1.C2.GetFleetState:output_type -> e4kit.c2.v1.FleetState
+	35, // 116: e4kit.c2.v1.C2.GetCommand:output_type -> e4kit.c2.v1.Command
+	38, // 117: e4kit.c2.v1.C2.ListCommands:output_type -> e4kit.c2.v1.ListCommandsResponse
+	49, // 118: e4kit.c2.v1.C2.GetHealth:output_type -> e4kit.c2.v1.Health
+	50, // 119: e4kit.c2.v1.C2.GetInfo:output_type -> e4kit.c2.v1.Info
+	53, // 120: e4kit.c2.v1.C2.ListEvents:output_type -> e4kit.c2.v1.ListEventsResponse
+	51, // 121: e4kit.c2.v1.C2.WatchEvents:output_type -> e4kit.c2.v1.Event
+	57, // 122: e4kit.c2.v1.C2.ListAudit:output_type -> e4kit.c2.v1.ListAuditResponse
+	60, // 123: e4kit.c2.v1.C2.CreateToken:output_type -> e4kit.c2.v1.CreateTokenResponse
+	61, // 124: e4kit.c2.v1.C2.ListTokens:output_type -> e4kit.c2.v1.ListTokensResponse
+	0,  // 125: e4kit.c2.v1.C2.RevokeToken:output_type -> e4kit.c2.v1.Empty
+	63, // 126: e4kit.c2.v1.C2.GetMonitorStats:output_type -> e4kit.c2.v1.MonitorStats
+	66, // 127: e4kit.c2.v1.C2.ListMonitorTop:output_type -> e4kit.c2.v1.ListMonitorTopResponse
+	82, // [82:128] is the sub-list for method output_type
+	36, // [36:82] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_c2_proto_init() }
@@ -4635,7 +4938,7 @@ func file_c2_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_c2_proto_rawDesc), len(file_c2_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -77,6 +77,8 @@ const (
 	C2_CreateToken_FullMethodName           = "/e4kit.c2.v1.C2/CreateToken"
 	C2_ListTokens_FullMethodName            = "/e4kit.c2.v1.C2/ListTokens"
 	C2_RevokeToken_FullMethodName           = "/e4kit.c2.v1.C2/RevokeToken"
+	C2_GetMonitorStats_FullMethodName       = "/e4kit.c2.v1.C2/GetMonitorStats"
+	C2_ListMonitorTop_FullMethodName        = "/e4kit.c2.v1.C2/ListMonitorTop"
 )
 
 // C2Client is the client API for C2 service.
@@ -194,6 +196,15 @@ type C2Client interface {
 	ListTokens(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*ListTokensResponse, error)
 	// RevokeToken revokes a token by name.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*Empty, error)
+	// GetMonitorStats returns the counters of the monitor (e4 c2 serve
+	// --monitor): the messages seen on C2's topics by result, those ignored
+	// and those the transport dropped. FailedPrecondition when the monitor
+	// is off.
+	GetMonitorStats(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*MonitorStats, error)
+	// ListMonitorTop returns the topics or the senders (public-key mode:
+	// symmetric-key messages name no sender) with the most messages of a
+	// result, as a bounded top-k list.
+	ListMonitorTop(ctx context.Context, in *ListMonitorTopRequest, opts ...grpc.CallOption) (*ListMonitorTopResponse, error)
 }
 
 type c2Client struct {
@@ -662,6 +673,26 @@ func (c *c2Client) RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts
 	return out, nil
 }
 
+func (c *c2Client) GetMonitorStats(ctx context.Context, in *Empty, opts ...grpc.CallOption) (*MonitorStats, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MonitorStats)
+	err := c.cc.Invoke(ctx, C2_GetMonitorStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) ListMonitorTop(ctx context.Context, in *ListMonitorTopRequest, opts ...grpc.CallOption) (*ListMonitorTopResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMonitorTopResponse)
+	err := c.cc.Invoke(ctx, C2_ListMonitorTop_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // C2Server is the server API for C2 service.
 // All implementations must embed UnimplementedC2Server
 // for forward compatibility.
@@ -777,6 +808,15 @@ type C2Server interface {
 	ListTokens(context.Context, *Empty) (*ListTokensResponse, error)
 	// RevokeToken revokes a token by name.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*Empty, error)
+	// GetMonitorStats returns the counters of the monitor (e4 c2 serve
+	// --monitor): the messages seen on C2's topics by result, those ignored
+	// and those the transport dropped. FailedPrecondition when the monitor
+	// is off.
+	GetMonitorStats(context.Context, *Empty) (*MonitorStats, error)
+	// ListMonitorTop returns the topics or the senders (public-key mode:
+	// symmetric-key messages name no sender) with the most messages of a
+	// result, as a bounded top-k list.
+	ListMonitorTop(context.Context, *ListMonitorTopRequest) (*ListMonitorTopResponse, error)
 	mustEmbedUnimplementedC2Server()
 }
 
@@ -918,6 +958,12 @@ func (UnimplementedC2Server) ListTokens(context.Context, *Empty) (*ListTokensRes
 }
 func (UnimplementedC2Server) RevokeToken(context.Context, *RevokeTokenRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedC2Server) GetMonitorStats(context.Context, *Empty) (*MonitorStats, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMonitorStats not implemented")
+}
+func (UnimplementedC2Server) ListMonitorTop(context.Context, *ListMonitorTopRequest) (*ListMonitorTopResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMonitorTop not implemented")
 }
 func (UnimplementedC2Server) mustEmbedUnimplementedC2Server() {}
 func (UnimplementedC2Server) testEmbeddedByValue()            {}
@@ -1718,6 +1764,42 @@ func _C2_RevokeToken_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _C2_GetMonitorStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(Empty)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).GetMonitorStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_GetMonitorStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).GetMonitorStats(ctx, req.(*Empty))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_ListMonitorTop_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMonitorTopRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).ListMonitorTop(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_ListMonitorTop_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).ListMonitorTop(ctx, req.(*ListMonitorTopRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // C2_ServiceDesc is the grpc.ServiceDesc for C2 service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1892,6 +1974,14 @@ var C2_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _C2_RevokeToken_Handler,
+		},
+		{
+			MethodName: "GetMonitorStats",
+			Handler:    _C2_GetMonitorStats_Handler,
+		},
+		{
+			MethodName: "ListMonitorTop",
+			Handler:    _C2_ListMonitorTop_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
