@@ -92,6 +92,7 @@ Clients are named by name or by their 32-hex-digit id.`,
 		newC2KeyCommand(f), newC2MessageCommand(f), newC2CommandCommand(f), newC2TokenCommand(f),
 		newC2EventsCommand(f), newC2AuditCommand(f), newC2HealthCommand(f), newC2InfoCommand(f))
 	addStateCommands(cmd, f)
+	addMonitorCommands(cmd, f)
 	return cmd
 }
 

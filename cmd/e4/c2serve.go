@@ -134,6 +134,8 @@ type serveConfig struct {
 	// folder says one existed (flag --init only).
 	Init bool `yaml:"-"`
 
+	Monitor monitorSettings `yaml:"monitor"`
+
 	PK struct {
 		// GroupTopics makes the members of each topic exchange their public
 		// keys (c2.Config.GroupTopics), so they read each other's messages
@@ -281,6 +283,7 @@ type serveFlags struct {
 	burst                               int
 	logFormat                           string
 	state                               stateFlags
+	monitor                             monitorFlags
 }
 
 func newC2ServeCommand() *cobra.Command {
@@ -314,7 +317,7 @@ passphrase_env; Argon2id with a salt kept in the database).
 
 In public-key mode, pk.group_topics: true (E4_C2_PK_GROUP_TOPICS=true) makes
 the members of each topic exchange their public keys as they join and leave,
-so they read each other's messages without "e4 c2 pubkey link".` + serveStateHelp,
+so they read each other's messages without "e4 c2 pubkey link".` + serveStateHelp + serveMonitorHelp,
 		Example: `  e4 c2 serve
   e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem
   E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk
@@ -359,6 +362,7 @@ so they read each other's messages without "e4 c2 pubkey link".` + serveStateHel
 	fl.StringVar(&f.logFormat, "log-format", "", "json or text (default json)")
 	fl.BoolVar(&f.init, "init", false, "start a new deployment on an empty database although the data folder has a master key or a deployment record")
 	f.state.register(cmd)
+	f.monitor.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("mode", fixedCompletion("sk", "pk"))
 	_ = cmd.RegisterFlagCompletionFunc("store", fixedCompletion("sqlite", "postgres"))
 	_ = cmd.RegisterFlagCompletionFunc("transport", fixedCompletion("mqtt://", "mqtts://", "amqp://", "amqps://", "coap://", "coaps://", "none"))
@@ -401,6 +405,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, cfg *serveConfig) {
 		cfg.Limits.Burst = f.burst
 	}
 	f.state.apply(cmd, cfg)
+	f.monitor.apply(cmd, cfg)
 }
 
 // newLogger builds the server's logger on w.
@@ -470,8 +475,9 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		defer tr.Close()
 	}
 	hub := api.NewEventHub(cfg.EventBuffer)
+	mon := newMonitorWiring(cfg.Monitor)
 	svc, err := c2.New(ctx, c2.Config{
-		Mode: mode, Suite: suite, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
+		Mode: mode, Suite: suite, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: mon.onEvent(hub.Publish),
 		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs, GroupTopics: cfg.PK.GroupTopics,
 		Dispatch: cfg.dispatchConfig(),
 	})
@@ -498,6 +504,10 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := mon.start(ctx, svc, tr, log); err != nil {
+		return err
+	}
+	defer mon.stop()
 	return runService(ctx, svc, srv, log)
 }
 

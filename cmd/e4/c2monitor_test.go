@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/transport/mqtt"
+)
+
+// TestC2ServeMonitor: "e4 c2 serve" with the monitor on (from the
+// environment, as E4_C2_MONITOR_*) counts what is published on its topics,
+// and "e4 c2 monitor stats" and "monitor top" show it.
+func TestC2ServeMonitor(t *testing.T) {
+	s := startC2Serve(t, "E4_C2_MONITOR_ENABLED=true", "E4_C2_MONITOR_TOPICS=plant/#")
+	s.ok("topic", "add", "plant/a")
+	protected := s.c2(hex.EncodeToString([]byte("21.5")), nil, "message", "protect", "plant/a", "--hex")
+	if protected.code != 0 {
+		t.Fatalf("message protect: %+v", protected)
+	}
+	msg, err := hex.DecodeString(strings.TrimSpace(protected.stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	pub, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{s.brokerURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	// The monitor subscribes once the server runs: publish plaintext
+	// until it is counted, then one protected message.
+	stats := func() map[string]uint64 {
+		var st struct {
+			Results map[string]string `json:"results"`
+		}
+		out := s.ok("monitor", "stats", "--json")
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("monitor stats --json: %v\n%s", err, out)
+		}
+		n := make(map[string]uint64)
+		for k, v := range st.Results { // protojson writes uint64 as a string
+			if n[k], err = strconv.ParseUint(v, 10, 64); err != nil {
+				t.Fatalf("monitor stats: %s=%q", k, v)
+			}
+		}
+		return n
+	}
+	waitFor := func(what string, done func(map[string]uint64) bool, publish func()) map[string]uint64 {
+		t.Helper()
+		deadline := time.Now().Add(clientTimeout)
+		for {
+			if publish != nil {
+				publish()
+			}
+			if st := stats(); done(st) {
+				return st
+			} else if time.Now().After(deadline) {
+				t.Fatalf("%s: monitor stats %v", what, st)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	send := func(payload []byte) func() {
+		return func() {
+			if err := pub.Publish(ctx, "plant/a", payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor("plaintext", func(st map[string]uint64) bool { return st["not_e4"] > 0 }, send([]byte("temperature=21.5C unit=celsius")))
+	before := stats()
+	send(msg)()
+	st := waitFor("protected message", func(st map[string]uint64) bool { return st["valid"] == 1 }, nil)
+	if st["not_e4"] != before["not_e4"] || st["auth_failed"] != 0 {
+		t.Errorf("after one protected message: %v (before %v)", st, before)
+	}
+	if out := s.ok("monitor", "top"); !strings.Contains(out, "plant/a") || !strings.Contains(out, "not_e4=") {
+		t.Errorf("monitor top:\n%s", out)
+	}
+	if out := s.ok("monitor", "top", "--by", "sender"); strings.Contains(out, "plant/a") {
+		t.Errorf("monitor top --by sender lists a topic in SK mode:\n%s", out)
+	}
+	s.fails(nil, "want topic or sender", "monitor", "top", "--by", "device")
+}
