@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,5 +238,3 @@ func protectSK(t testing.TB, key []byte, payload string, at time.Time) []byte {
 	}
 	return msg
 }
-
-func hasPrefix(s, prefix string) bool { return strings.HasPrefix(s, prefix) }

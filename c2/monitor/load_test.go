@@ -31,7 +31,7 @@ import (
 // process spends (getrusage) is the receiving side's only. Each pass
 // publishes b.N fresh E4 messages of one size at the broker's full rate
 // (QoS 1, from 16 goroutines), received by one side at a time; the sides
-// take turns twice. Run with:
+// take turns benchRounds times. Run with:
 //
 //	go test -run '^$' -bench MonitorVsBare -benchtime 50000x ./c2/monitor/
 
@@ -287,6 +287,10 @@ func monitorSide(b testing.TB, e *env, url, topic string, pub *publisher, n int,
 	return p, m
 }
 
+// benchRounds is how many passes each side makes per size, taking turns:
+// the machine's load changes over a run, so alternating spreads it.
+const benchRounds = 4
+
 // BenchmarkMonitorVsBare: throughput and CPU per message of the monitor
 // against a bare subscriber on the same traffic, 64 B and 1 KiB messages
 // at the broker's full QoS 1 publish rate. Reported: each side's receive
@@ -303,7 +307,7 @@ func BenchmarkMonitorVsBare(b *testing.B) {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			var bare, mon totals
 			var heap uint64
-			for range 2 {
+			for range benchRounds {
 				pub.prepare(b, b.N, size)
 				bare.add(bareSide(b, broker.URL(), topic, pub, b.N))
 				pub.prepare(b, b.N, size)

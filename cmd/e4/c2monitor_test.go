@@ -4,11 +4,21 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/e4-iot/e4kit/c2"
+	"github.com/e4-iot/e4kit/c2/seal"
+	"github.com/e4-iot/e4kit/c2/store/sqlite"
+	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/transport/loopback"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
@@ -88,4 +98,54 @@ func TestC2ServeMonitor(t *testing.T) {
 		t.Errorf("monitor top --by sender lists a topic in SK mode:\n%s", out)
 	}
 	s.fails(nil, "want topic or sender", "monitor", "top", "--by", "device")
+}
+
+// TestMonitorWiring: the serve command's monitor hook runs nothing and
+// gives no collector when off, refuses to run without a broker, and gives
+// the collector of e4_monitor_messages_total when on.
+func TestMonitorWiring(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	off := newMonitorWiring(monitorSettings{})
+	if err := off.start(ctx, nil, nil, log); err != nil || off.collectors() != nil {
+		t.Fatalf("monitor off: start %v, collectors %v", err, off.collectors())
+	}
+	off.stop()
+
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "c2.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	master, _ := seal.GenerateKey()
+	keys, _ := seal.NewKeyring(master)
+	svc, err := c2.New(ctx, c2.Config{Mode: e4.SymKey, Store: st, Keyring: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := newMonitorWiring(monitorSettings{Enabled: true, Topics: []string{"plant/#", " "}})
+	if err := on.start(ctx, svc, nil, log); err == nil || !strings.Contains(err.Error(), "--transport") {
+		t.Fatalf("monitor without a broker: %v", err)
+	}
+	if err := on.start(ctx, svc, loopback.NewBroker().Connect(), log); err != nil {
+		t.Fatal(err)
+	}
+	defer on.stop()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(on.collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range families {
+		names = append(names, f.GetName())
+	}
+	if !slices.Contains(names, "e4_monitor_messages_total") || !slices.Contains(names, "e4_monitor_clock_skew_seconds") {
+		t.Errorf("metrics: %v", names)
+	}
+	stats, err := svc.MonitorStats(ctx)
+	if err != nil || len(stats.Topics) != 1 || stats.Topics[0] != "plant/#" {
+		t.Errorf("monitor stats through the service: %+v, %v; want the filter plant/#", stats, err)
+	}
 }
