@@ -95,11 +95,11 @@ func newKeyCache(m *Monitor) (*keyCache, error) {
 // lookup returns the state of a managed topic, reading its keys when they
 // are missing, stale or older than RefreshEvery; nil for a topic C2 does
 // not manage.
-func (k *keyCache) lookup(topic string) *topicState {
+func (k *keyCache) lookup(topic string, now time.Time) *topicState {
 	k.mu.RLock()
 	st := k.topics[topic]
 	k.mu.RUnlock()
-	if st == nil || !k.fresh(st) {
+	if st == nil || !k.freshAt(st, now) {
 		st = k.load(topic, st)
 	}
 	if st == nil || !st.managed {
@@ -108,8 +108,10 @@ func (k *keyCache) lookup(topic string) *topicState {
 	return st
 }
 
-func (k *keyCache) fresh(st *topicState) bool {
-	return !st.stale.Load() && k.m.cfg.Now().Sub(st.loadedAt) < k.m.cfg.RefreshEvery && st.clients == k.clients.Load()
+func (k *keyCache) fresh(st *topicState) bool { return k.freshAt(st, k.m.cfg.Now()) }
+
+func (k *keyCache) freshAt(st *topicState, now time.Time) bool {
+	return !st.stale.Load() && now.Sub(st.loadedAt) < k.m.cfg.RefreshEvery && st.clients == k.clients.Load()
 }
 
 // reloadAfterFailure reads the keys of a topic again when a message opened

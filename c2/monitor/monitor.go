@@ -295,9 +295,9 @@ func (m *Monitor) Notify(e c2.Event) {
 }
 
 // Check classifies one message received on topic, counts it and reports
-// it if it is an anomaly, as Run does for every message. It returns
-// Valid, and counts nothing, for a message on a topic C2 does not manage
-// (ignored bool true).
+// it if it is an anomaly, as Run does for every message. A message on a
+// control topic or on a topic C2 does not manage is only counted as
+// ignored: Check returns Valid and ignored true.
 func (m *Monitor) Check(topic string, payload []byte) (r Result, ignored bool) {
 	sc := m.scratch.Get().(*scratch)
 	defer m.scratch.Put(sc)
@@ -323,12 +323,12 @@ func (m *Monitor) check(sc *scratch, topic string, payload []byte) (Result, bool
 		m.ignored.Add(1)
 		return Valid, true
 	}
-	st := m.keys.lookup(topic)
+	now := m.cfg.Now()
+	st := m.keys.lookup(topic, now)
 	if st == nil {
 		m.ignored.Add(1)
 		return Valid, true
 	}
-	now := m.cfg.Now()
 	var v verdict
 	if m.mode == e4.PubKey {
 		v = m.checkPK(sc, st, payload, now)
