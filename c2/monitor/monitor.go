@@ -209,9 +209,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	for _, f := range m.cfg.Filters {
 		sub, err := m.cfg.Transport.Subscribe(ctx, f)
 		if err != nil {
-			for _, s := range subs {
-				_ = s.Unsubscribe(context.WithoutCancel(ctx))
-			}
+			unsubscribe(subs)
 			return fmt.Errorf("monitor: subscribe %q: %w", f, err)
 		}
 		subs = append(subs, sub)
@@ -237,13 +235,23 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
-	for _, s := range subs {
-		_ = s.Unsubscribe(context.WithoutCancel(ctx))
-	}
+	unsubscribe(subs)
 	if first != nil && ctx.Err() != nil && errors.Is(first, context.Canceled) {
 		first = nil
 	}
 	return first
+}
+
+// unsubscribeTimeout bounds the unsubscription when the monitor stops, so
+// that a broker that does not answer cannot hold the stop up.
+const unsubscribeTimeout = 5 * time.Second
+
+func unsubscribe(subs []transport.Subscription) {
+	ctx, cancel := context.WithTimeout(context.Background(), unsubscribeTimeout)
+	defer cancel()
+	for _, s := range subs {
+		_ = s.Unsubscribe(ctx)
+	}
 }
 
 // receive checks the messages of one subscription until ctx ends.
