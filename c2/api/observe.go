@@ -83,16 +83,19 @@ func withExtraRoutes(cfg Config, g *guard, api http.Handler) http.Handler {
 	}
 	authed := make(map[string]http.Handler, len(cfg.AuthenticatedRoutes))
 	for path, h := range cfg.AuthenticatedRoutes {
-		authed[path] = g.admitHTTP(fixedRoute("GET "+path, h))
+		authed[path] = g.admitHTTP(h)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			// The route is known before the credentials are checked, so
+			// a refusal is counted under it too.
 			if h, ok := cfg.PublicRoutes[r.URL.Path]; ok {
 				setRoute(r.Context(), "GET "+r.URL.Path)
 				h.ServeHTTP(w, r)
 				return
 			}
 			if h, ok := authed[r.URL.Path]; ok {
+				setRoute(r.Context(), "GET "+r.URL.Path)
 				h.ServeHTTP(w, r)
 				return
 			}

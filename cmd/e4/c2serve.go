@@ -129,6 +129,8 @@ type serveConfig struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // json or text
 	} `yaml:"log"`
+	// Metrics: Prometheus and the probes (c2serve_metrics.go).
+	Metrics metricsSettings `yaml:"metrics"`
 
 	// Init allows a new deployment on an empty database although the data
 	// folder says one existed (flag --init only).
@@ -279,7 +281,7 @@ type serveFlags struct {
 	init                                bool
 	rate                                float64
 	burst                               int
-	logFormat                           string
+	logFormat, logLevel, metricsAddr    string
 	state                               stateFlags
 }
 
@@ -357,12 +359,15 @@ so they read each other's messages without "e4 c2 pubkey link".` + serveStateHel
 	fl.Float64Var(&f.rate, "rate", 0, "calls per second allowed to each token (default 100; negative: no limit)")
 	fl.IntVar(&f.burst, "burst", 0, "calls a token may make at once above --rate (default 200)")
 	fl.StringVar(&f.logFormat, "log-format", "", "json or text (default json)")
+	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info; debug shows every publish retried and key resent)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "also serve /metrics, /healthz and /readyz here, over plain HTTP and without a token (default: only on the API's HTTP listener, /metrics with a token)")
 	fl.BoolVar(&f.init, "init", false, "start a new deployment on an empty database although the data folder has a master key or a deployment record")
 	f.state.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("mode", fixedCompletion("sk", "pk"))
 	_ = cmd.RegisterFlagCompletionFunc("store", fixedCompletion("sqlite", "postgres"))
 	_ = cmd.RegisterFlagCompletionFunc("transport", fixedCompletion("mqtt://", "mqtts://", "amqp://", "amqps://", "coap://", "coaps://", "none"))
 	_ = cmd.RegisterFlagCompletionFunc("log-format", fixedCompletion("json", "text"))
+	_ = cmd.RegisterFlagCompletionFunc("log-level", fixedCompletion("debug", "info", "warn", "error"))
 	return cmd
 }
 
@@ -393,6 +398,8 @@ func (f *serveFlags) apply(cmd *cobra.Command, cfg *serveConfig) {
 	set("client-ca", &cfg.TLS.ClientCAFile, f.clientCA)
 	set("bootstrap-token-file", &cfg.BootstrapTokenFile, f.bootstrapTokenFile)
 	set("log-format", &cfg.Log.Format, f.logFormat)
+	set("log-level", &cfg.Log.Level, f.logLevel)
+	set("metrics-addr", &cfg.Metrics.Addr, f.metricsAddr)
 	cfg.Init = f.init
 	if cmd.Flags().Changed("rate") {
 		cfg.Limits.RatePerSecond = f.rate
@@ -446,11 +453,13 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
+	obs := newObservability(cfg, version.String(), log)
 	st, err := cfg.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	st = obs.store(st)
 	if err := cfg.checkDeployment(ctx, st, cfg.Init); err != nil {
 		return err
 	}
@@ -469,9 +478,11 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if tr != nil {
 		defer tr.Close()
 	}
+	tr = obs.transport(tr)
 	hub := api.NewEventHub(cfg.EventBuffer)
 	svc, err := c2.New(ctx, c2.Config{
-		Mode: mode, Suite: suite, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: hub.Publish,
+		Mode: mode, Suite: suite, Store: st, Keyring: keys, Transport: tr, Logger: log,
+		OnEvent:              func(ev c2.Event) { hub.Publish(ev); obs.events.Observe(ev) },
 		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs, GroupTopics: cfg.PK.GroupTopics,
 		Dispatch: cfg.dispatchConfig(),
 	})
@@ -481,24 +492,30 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err := cfg.markDeployment(); err != nil {
 		return err
 	}
+	if err := obs.setService(svc); err != nil {
+		return err
+	}
 	log.Info("C2 database open", "mode", mode.String(), "suite", svc.Suite().Name())
 	if created, err := api.BootstrapToken(ctx, st, cfg.BootstrapTokenFile); err != nil {
 		return err
 	} else if created {
 		log.Warn("created the first admin API token", "file", cfg.BootstrapTokenFile)
 	}
-	srv, err := api.New(api.Config{
+	apiCfg := api.Config{
 		Service: svc, Store: st, Events: hub, GRPCAddr: cfg.GRPC.Addr, HTTPAddr: cfg.HTTP.Addr,
 		TLS: tlsCfg, Plaintext: cfg.TLS.Disabled, CertScopes: certScopes,
 		MaxRequestBytes: cfg.Limits.MaxRequestBytes, RatePerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst,
 		MaxInFlightBytes: cfg.Limits.MaxInFlightBytes, BodyReadTimeout: cfg.Limits.BodyReadTimeout,
 		FailedAuthPerSecond: cfg.Limits.FailedAuthPerSecond, FailedAuthBurst: cfg.Limits.FailedAuthBurst,
 		Logger: log, Version: version.String(),
-	})
+	}
+	obs.apiConfig(&apiCfg)
+	srv, err := api.New(apiCfg)
 	if err != nil {
 		return err
 	}
-	return runService(ctx, svc, srv, log)
+	obs.setServer(srv)
+	return obs.run(ctx, func(ctx context.Context) error { return runService(ctx, svc, srv, log) })
 }
 
 // runService runs the dispatcher and the API until ctx ends, and stops
