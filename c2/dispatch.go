@@ -495,6 +495,8 @@ func (d *Dispatcher) retryOrFail(ctx context.Context, o outcome) {
 		return
 	}
 	d.retried.Add(1)
+	d.s.log.Debug("publish failed; the command will be sent again", "command", hex.EncodeToString(o.cmd.ID[:]),
+		"client", o.cmd.ClientID.String(), "kind", o.cmd.Kind, "attempt", attempts, "next", next, "err", o.err)
 	if attempts == d.cfg.StallAfter {
 		d.stall(ctx, o.cmd, fmt.Sprintf("%s failed %d times: %s", o.cmd.Kind, attempts, reason))
 	}

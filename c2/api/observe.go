@@ -8,6 +8,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/tap"
 
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 )
@@ -21,6 +22,11 @@ type Instrumentation struct {
 	// through the HTTP gateway are not seen here but by HTTP.
 	Unary  grpc.UnaryServerInterceptor
 	Stream grpc.StreamServerInterceptor
+	// Refused, when set, hears the calls the public gRPC listener refused
+	// from their headers alone (no valid credentials, too many bytes in
+	// flight), which never reach an interceptor. fullMethod is what the
+	// caller asked for: it may name no method at all.
+	Refused func(fullMethod string, err error)
 	// HTTP, when set, wraps the whole HTTP handler, so it sees every
 	// request, refused or not. RouteOf tells it which route a request
 	// took.
@@ -47,6 +53,21 @@ func TrackRoute(r *http.Request) (*http.Request, func() string) {
 	}
 }
 
+// tapWithRefusals returns the tap handle of the public listener, telling
+// refused about the calls it refuses.
+func tapWithRefusals(g *guard, refused func(string, error)) tap.ServerInHandle {
+	if refused == nil {
+		return g.tap
+	}
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		ctx, err := g.tap(ctx, info)
+		if err != nil {
+			refused(info.FullMethodName, err)
+		}
+		return ctx, err
+	}
+}
+
 // setRoute records the route of the request whose context is ctx, if it
 // is tracked.
 func setRoute(ctx context.Context, route string) {
@@ -59,8 +80,8 @@ func setRoute(ctx context.Context, route string) {
 // matched.
 func routeMiddleware(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
-		if pattern, ok := runtime.HTTPPathPattern(r.Context()); ok {
-			setRoute(r.Context(), r.Method+" "+pattern)
+		if pattern, ok := runtime.HTTPPattern(r.Context()); ok {
+			setRoute(r.Context(), r.Method+" "+pattern.String())
 		}
 		next(w, r, params)
 	}

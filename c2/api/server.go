@@ -256,7 +256,7 @@ func (s *Server) newGRPCServer(g *guard, tlsCfg *tls.Config) *grpc.Server {
 		grpc.ForceServerCodecV2(newLenientCodec()),
 	}
 	if !g.internal {
-		opts = append(opts, grpc.InTapHandle(g.tap))
+		opts = append(opts, grpc.InTapHandle(tapWithRefusals(g, s.cfg.Instrumentation.Refused)))
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))

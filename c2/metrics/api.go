@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/e4-iot/e4kit/c2/api"
+	"github.com/e4-iot/e4kit/c2/api/c2pb"
 )
 
 // API measures the calls of the C2 API: requests by protocol, method and
@@ -54,7 +55,13 @@ func (a *API) Collect(ch chan<- prometheus.Metric) {
 
 // Instrumentation returns the hooks for api.Config.Instrumentation.
 func (a *API) Instrumentation() api.Instrumentation {
-	return api.Instrumentation{Unary: a.unary, Stream: a.stream, HTTP: a.middleware}
+	return api.Instrumentation{Unary: a.unary, Stream: a.stream, HTTP: a.middleware, Refused: a.refused}
+}
+
+// refused counts a call refused from its headers (it took no time worth
+// measuring, and its method may be anything the caller wrote).
+func (a *API) refused(fullMethod string, err error) {
+	a.requests.WithLabelValues("grpc", grpcMethod(fullMethod), status.Code(err).String()).Inc()
 }
 
 func (a *API) observe(protocol, method, code string, start time.Time) {
@@ -76,18 +83,34 @@ func (a *API) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo,
 	return err
 }
 
-// grpcMethod shortens "/e4kit.c2.v1.C2/AddClient" to "AddClient", and
-// keeps the service of the others ("grpc.health.v1.Health/Check").
+// c2Methods are the methods of the C2 service, by full name.
+var c2Methods = func() map[string]string {
+	desc := c2pb.C2_ServiceDesc
+	m := make(map[string]string, len(desc.Methods)+len(desc.Streams))
+	for _, md := range desc.Methods {
+		m["/"+desc.ServiceName+"/"+md.MethodName] = md.MethodName
+	}
+	for _, sd := range desc.Streams {
+		m["/"+desc.ServiceName+"/"+sd.StreamName] = sd.StreamName
+	}
+	return m
+}()
+
+// grpcMethod shortens "/e4kit.c2.v1.C2/AddClient" to "AddClient", keeps
+// the health and reflection services' methods whole
+// ("grpc.health.v1.Health/Check") and makes anything else "other": a
+// refused caller may name any method.
 func grpcMethod(full string) string {
-	full = strings.TrimPrefix(full, "/")
-	service, method, ok := strings.Cut(full, "/")
-	if !ok {
-		return "other"
+	if m, ok := c2Methods[full]; ok {
+		return m
 	}
-	if strings.HasSuffix(service, ".C2") {
-		return method
+	switch full {
+	case "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/grpc.health.v1.Health/List",
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo":
+		return strings.TrimPrefix(full, "/")
 	}
-	return full
+	return "other"
 }
 
 func (a *API) middleware(next http.Handler) http.Handler {

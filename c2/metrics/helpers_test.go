@@ -42,7 +42,7 @@ type harness struct {
 // newHarness opens a service on a new SQLite database (st when not nil)
 // over the broker at brokerURL ("" for none), and runs its dispatcher
 // until the test ends.
-func newHarness(t *testing.T, brokerURL string, st store.Store) *harness {
+func newHarness(t *testing.T, brokerURL string, st store.Store, edit ...func(*c2.Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	h := &harness{reg: metrics.NewRegistry("test"), db: metrics.NewDatabase(), broker: metrics.NewBroker(), events: metrics.NewEvents()}
@@ -67,8 +67,12 @@ func newHarness(t *testing.T, brokerURL string, st store.Store) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.svc, err = c2.New(ctx, c2.Config{Mode: e4.SymKey, Store: h.st, Keyring: keys, Transport: h.tr, OnEvent: h.events.Observe,
-		Dispatch: c2.DispatchConfig{PollInterval: 20 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}})
+	cfg := c2.Config{Mode: e4.SymKey, Store: h.st, Keyring: keys, Transport: h.tr, OnEvent: h.events.Observe,
+		Dispatch: c2.DispatchConfig{PollInterval: 20 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	h.svc, err = c2.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
