@@ -103,17 +103,14 @@ func (r *Readiness) Run(ctx context.Context) {
 // ConnectionChanged is the broker's connection listener: a lost
 // connection makes C2 not ready at once, a new one starts a check.
 func (r *Readiness) ConnectionChanged(ev transport.ConnectionEvent) {
-	r.mu.Lock()
-	if ev.State == transport.Connected {
-		r.brokerDown = nil
-	} else {
-		r.brokerDown = errors.New("broker connection lost")
+	var down error
+	if ev.State != transport.Connected {
+		down = errors.New("broker connection lost")
 		if ev.Err != nil {
-			r.brokerDown = ev.Err
+			down = ev.Err
 		}
 	}
-	r.mu.Unlock()
-	r.update(nil, nil, false)
+	r.update(func() { r.brokerDown = down })
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -132,19 +129,17 @@ func (r *Readiness) round(ctx context.Context) {
 	if !r.cfg.Broker {
 		broker = nil
 	}
-	r.update(h.Database, broker, true)
+	r.update(func() { r.db, r.broker, r.checked = h.Database, broker, true })
 }
 
-// update records a round's results (when checked) and reports the
-// changes: logs once per change of a check, the gauges, and OnChange.
-// Everything happens under r.mu, so reports keep the order of changes.
-func (r *Readiness) update(db, broker error, checked bool) {
+// update applies change to the state and reports what changed: logs once
+// per change of a check, the gauges, and OnChange. Everything happens
+// under r.mu, so reports keep the order of changes.
+func (r *Readiness) update(change func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	prevDB, prevBroker := r.db, r.effectiveBroker()
-	if checked {
-		r.db, r.broker, r.checked = db, broker, true
-	}
+	change()
 	if !r.checked {
 		return // nothing to say before the first round
 	}
