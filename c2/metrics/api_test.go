@@ -102,6 +102,9 @@ func TestAPIMetricsCarryCodes(t *testing.T) {
 	h := newHarness(t, "", nil)
 	a := startAPI(t, h)
 	reg := h.reg.Prometheus()
+	if _, found := value(t, reg, "e4_c2_broker_connected", nil); found {
+		t.Fatal("a C2 without a broker reports a broker connection state")
+	}
 
 	if code, body := a.get(t, "/healthz", false); code != http.StatusOK || body != "ok\n" {
 		t.Fatalf("/healthz without a token: %d %q", code, body)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,11 @@ type Broker struct {
 	errors    *prometheus.CounterVec
 	connected prometheus.Gauge
 	losses    prometheus.Counter
+
+	// instrumented is set once a transport is: without one (no broker)
+	// there is no connection state to report, rather than a 0 that would
+	// read as a lost connection.
+	instrumented atomic.Bool
 
 	mu        sync.Mutex
 	listeners []func(transport.ConnectionEvent)
@@ -42,7 +48,7 @@ func NewBroker() *Broker {
 		}, []string{"kind"}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: Namespace, Subsystem: "c2", Name: "broker_connected",
-			Help: "1 while C2 is connected to its broker, 0 while it is not (or has no broker).",
+			Help: "1 while C2 is connected to its broker, 0 while it is not (absent without a broker).",
 		}),
 		losses: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "c2", Name: "broker_connection_losses_total",
@@ -63,7 +69,9 @@ func (b *Broker) Describe(ch chan<- *prometheus.Desc) {
 func (b *Broker) Collect(ch chan<- prometheus.Metric) {
 	b.duration.Collect(ch)
 	b.errors.Collect(ch)
-	b.connected.Collect(ch)
+	if b.instrumented.Load() {
+		b.connected.Collect(ch)
+	}
 	b.losses.Collect(ch)
 }
 
@@ -97,6 +105,7 @@ func (b *Broker) connectionChanged(ev transport.ConnectionEvent) {
 // on tr's events (none if tr reports none).
 func (b *Broker) Instrument(tr transport.Transport) transport.Transport {
 	t := &timedTransport{Transport: tr, m: b}
+	b.instrumented.Store(true)
 	if n, ok := tr.(transport.ConnectionNotifier); ok {
 		t.stop = n.NotifyConnection(b.connectionChanged)
 	}

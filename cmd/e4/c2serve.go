@@ -316,11 +316,12 @@ passphrase_env; Argon2id with a salt kept in the database).
 
 In public-key mode, pk.group_topics: true (E4_C2_PK_GROUP_TOPICS=true) makes
 the members of each topic exchange their public keys as they join and leave,
-so they read each other's messages without "e4 c2 pubkey link".` + serveStateHelp,
+so they read each other's messages without "e4 c2 pubkey link".` + serveStateHelp + serveMetricsHelp,
 		Example: `  e4 c2 serve
   e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem
   E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk
   e4 c2 serve --data-dir ./c2fast --suite fast
+  e4 c2 serve --transport mqtt://127.0.0.1:1883 --metrics-addr 127.0.0.1:9464 --log-level debug
   e4 c2 serve --config c2.yaml --store postgres --dsn postgres://c2@db.example/e4c2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -19,6 +19,17 @@ import (
 	"github.com/e4-iot/e4kit/transport"
 )
 
+// serveMetricsHelp ends the help of "e4 c2 serve".
+const serveMetricsHelp = `
+
+Monitoring: /healthz (alive) and /readyz (database and broker checked in
+the background every metrics.ready_interval, 5s) answer without a token on
+the API's HTTP listener, and the gRPC health service follows /readyz.
+/metrics (Prometheus) needs a token of any scope there; --metrics-addr
+(metrics.addr) serves all three over plain HTTP without credentials, for a
+loopback or private address. --log-level debug also logs each publish
+retried and each batch of keys sent again.`
+
 // metricsSettings is the metrics section of the configuration.
 type metricsSettings struct {
 	// Addr, when set, is a plain HTTP listener serving /metrics, /healthz
