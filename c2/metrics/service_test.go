@@ -88,6 +88,27 @@ func TestCommandMovesCounters(t *testing.T) {
 	waitValue(t, reg, "e4_c2_outbox_commands", map[string]string{"state": "pending"}, func(v float64) bool { return v == 0 })
 }
 
+// TestClaimFailureLoggedOnce: while the database is gone the dispatcher
+// fails to claim commands at every poll, and says so once.
+func TestClaimFailureLoggedOnce(t *testing.T) {
+	m := testbroker.StartMosquitto(t, nil)
+	logs := &logBuffer{}
+	h := newHarness(t, m.URL(), nil, func(cfg *c2.Config) { cfg.Logger = logs.logger() })
+	reg := h.reg.Prometheus()
+	claims := map[string]string{"op": "claim"}
+	if err := h.raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := value(t, reg, "e4_c2_db_operation_duration_seconds", claims)
+	waitValue(t, reg, "e4_c2_db_errors_total", claims, func(v float64) bool { return v >= 10 })
+	if after, _ := value(t, reg, "e4_c2_db_operation_duration_seconds", claims); after < before+10 {
+		t.Fatalf("claims timed %v then %v, want 10 more", before, after)
+	}
+	if n := logs.count(`msg="claiming outbox commands`); n != 1 {
+		t.Fatalf("the claim failure logged %d times over 10 polls, want once:\n%s", n, logs)
+	}
+}
+
 // attachDevice runs an E4 device (acknowledging C2's commands) on its own
 // connection to the broker.
 func attachDevice(t *testing.T, brokerURL string, id e4.ID, key []byte) transport.Transport {
