@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode"
@@ -87,6 +88,8 @@ type clientFlags struct {
 	awaitKey  time.Duration
 	noAck     bool
 	noSync    bool
+
+	metricsAddr string
 }
 
 func newClientCommand() *cobra.Command {
@@ -138,7 +141,7 @@ coap://, coaps:// (CoAP); see package transport/dial. Credentials go in the URL
 with a pre-shared key: --dtls-psk-file and --dtls-psk-identity.
 
 Local provisioning without C2: see "e4 client set-topic-key" and
-"e4 client set-pub-key"; "e4 client info" shows the id and control topic.`,
+"e4 client set-pub-key"; "e4 client info" shows the id and control topic.` + clientMetricsHelp,
 		Example: `  e4 keygen --out dev.key
   e4 keygen --out topic.key
   e4 client set-topic-key --state dev.state --name thermostat-1 --key-file dev.key --topic home/temp --topic-key-file topic.key
@@ -171,6 +174,7 @@ Local provisioning without C2: see "e4 client set-topic-key" and
 	fl.DurationVar(&f.awaitKey, "await-key", 0, "how long a message without a usable key is held aside, without delaying the others, for C2's next command before it is dropped")
 	fl.BoolVar(&f.noAck, "no-ack", false, "do not acknowledge C2's commands on e4/<id>/ack (acknowledged by default)")
 	fl.BoolVar(&f.noSync, "no-sync", false, "do not send sync requests (what keys the client holds) on e4/<id>/sync at start and after each reconnection")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on this address (plain HTTP, no credentials)")
 	_ = cmd.MarkFlagRequired("broker")
 	cmd.AddCommand(newClientSetTopicKeyCommand(&f.identity), newClientSetPubKeyCommand(&f.identity), newClientInfoCommand(&f.identity))
 	return cmd
@@ -212,6 +216,13 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 		return err
 	}
 	defer p.Close()
+	if f.metricsAddr != "" {
+		stopMetrics, err := serveClientMetrics(ctx, f.metricsAddr, p, out)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	return serve(ctx, cmd.InOrStdin(), p, target, f, out)
 }
 
@@ -320,7 +331,9 @@ func publishLines(ctx context.Context, stdin io.Reader, p *transport.Protected, 
 			}
 			failed++
 			out.notice("line %d not published on %s: %v", total, topic, err)
+			continue
 		}
+		out.published.Add(1)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d lines were not published on %s", failed, total, topic)
@@ -532,6 +545,9 @@ type eventPrinter struct {
 	stdout, stderr io.Writer
 	asJSON         bool
 	suite          *e4.Suite // the client's, named when a command does not authenticate
+
+	// received and published count messages, for --metrics-addr.
+	received, published atomic.Uint64
 }
 
 func newEventPrinter(stdout, stderr io.Writer, asJSON bool) *eventPrinter {
@@ -581,6 +597,7 @@ func (p *eventPrinter) notice(format string, args ...any) {
 
 // message prints a decrypted message.
 func (p *eventPrinter) message(msg *transport.Message) {
+	p.received.Add(1)
 	if p.asJSON {
 		ev := &event{Type: "message", Topic: msg.Topic}
 		if utf8.Valid(msg.Payload) {
