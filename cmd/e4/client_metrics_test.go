@@ -74,3 +74,38 @@ func TestClientMetrics(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, receiver.stderr.String())
 	}
 }
+
+// TestClientLogLevel: --log-level warn keeps only the problems (a dropped
+// message, not "ready"), debug adds the sync requests sent, and an unknown
+// level is refused before anything runs.
+func TestClientLogLevel(t *testing.T) {
+	m := testbroker.StartMosquitto(t, nil)
+	f := newFixture(t)
+	display := f.skDevice("display")
+	f.keygen("temp.key", "symmetric")
+	f.setTopicKey(display, "home/temp", f.path("temp.key"))
+
+	chatty := startClient(t, "display", "--state", display.state, "--broker", m.URL(), "--log-level", "debug")
+	chatty.waitStderr("e4 client: sent a sync request")
+	chatty.stop()
+
+	quiet := launchClient(t, "display", "--state", display.state, "--broker", m.URL(), "--subscribe", "home/+", "--log-level", "warn")
+	raw := openRaw(t, m.URL())
+	deadline := time.Now().Add(clientTimeout)
+	for !strings.Contains(quiet.stderr.String(), "dropped a message on home/temp") {
+		if time.Now().After(deadline) || quiet.exited() {
+			t.Fatalf("no drop reported:\n%s", quiet.stderr.String())
+		}
+		publishRaw(t, raw, "home/temp", []byte("not an E4 message"))
+		time.Sleep(100 * time.Millisecond)
+	}
+	quiet.stop()
+	if out := quiet.stderr.String(); strings.Contains(out, "ready") || strings.Contains(out, "sync request") {
+		t.Fatalf("--log-level warn printed information:\n%s", out)
+	}
+
+	r := e4Run(t, "", "client", "--state", f.path("new.state"), "--broker", m.URL(), "--log-level", "loud")
+	if r.code == 0 || !strings.Contains(r.stderr, `--log-level "loud": want debug, info, warn or error`) {
+		t.Fatalf("--log-level loud: %+v", r)
+	}
+}
