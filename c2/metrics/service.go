@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,24 @@ type ServiceCollector struct {
 	clients, acknowledging, stalled, keyChanges    *prometheus.Desc
 	membershipsBehind, clientsBehind, stateUp      *prometheus.Desc
 	stateDuration                                  *prometheus.Desc
+
+	// mu serializes the database reads of concurrent scrapes, and last
+	// is reused for stateReuse: a flood of scrapes (the metrics listener
+	// needs no credentials) costs the database one read a second.
+	mu   sync.Mutex
+	last stateReading
+}
+
+// stateReuse is how long one reading of the database counts is reused.
+const stateReuse = time.Second
+
+// stateReading is one reading of the outbox and fleet counts.
+type stateReading struct {
+	at       time.Time
+	fleet    c2.FleetState
+	failed   int64
+	err      error
+	duration time.Duration
 }
 
 // NewServiceCollector returns a collector of svc; each scrape's database
@@ -91,20 +110,13 @@ func (c *ServiceCollector) collectDispatcher(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.syncQueued, prometheus.GaugeValue, float64(s.CatchUp.Queued))
 }
 
-// collectState reads the outbox depth and fleet counts; on a database
+// collectState reports the outbox depth and fleet counts; on a database
 // error it reports state_query_up 0 and leaves those gauges out rather
 // than report stale or zero values.
 func (c *ServiceCollector) collectState(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	start := time.Now()
-	fleet, err := c.svc.FleetState(ctx)
-	var failed int64
-	if err == nil {
-		failed, err = c.svc.CountCommands(ctx, store.CommandFilter{State: store.CommandFailed})
-	}
-	ch <- prometheus.MustNewConstMetric(c.stateDuration, prometheus.GaugeValue, time.Since(start).Seconds())
-	if err != nil {
+	r := c.reading()
+	ch <- prometheus.MustNewConstMetric(c.stateDuration, prometheus.GaugeValue, r.duration.Seconds())
+	if r.err != nil {
 		ch <- prometheus.MustNewConstMetric(c.stateUp, prometheus.GaugeValue, 0)
 		return
 	}
@@ -112,8 +124,9 @@ func (c *ServiceCollector) collectState(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
+	fleet := r.fleet
 	gauge(c.outbox, fleet.PendingCommands, string(store.CommandPending))
-	gauge(c.outbox, failed, string(store.CommandFailed))
+	gauge(c.outbox, r.failed, string(store.CommandFailed))
 	gauge(c.clients, fleet.Clients)
 	gauge(c.acknowledging, fleet.Acknowledging, "yes")
 	gauge(c.acknowledging, fleet.NotAcknowledging, "no")
@@ -122,4 +135,25 @@ func (c *ServiceCollector) collectState(ch chan<- prometheus.Metric) {
 	gauge(c.keyChanges, fleet.KeyChangesPending)
 	gauge(c.membershipsBehind, fleet.MembershipsBehind)
 	gauge(c.clientsBehind, fleet.ClientsBehind)
+}
+
+// reading returns the counts read within stateReuse, or reads them.
+func (c *ServiceCollector) reading() stateReading {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.last.at.IsZero() && time.Since(c.last.at) < stateReuse {
+		return c.last
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	start := time.Now()
+	r := stateReading{}
+	r.fleet, r.err = c.svc.FleetState(ctx)
+	if r.err == nil {
+		r.failed, r.err = c.svc.CountCommands(ctx, store.CommandFilter{State: store.CommandFailed})
+	}
+	r.duration = time.Since(start)
+	r.at = time.Now()
+	c.last = r
+	return r
 }
