@@ -86,7 +86,8 @@ func (s *c2Server) adminToken(t *testing.T) string {
 // TestC2ServeMetricsScrapedByPrometheus: a real Prometheus server scrapes
 // "e4 c2 serve --metrics-addr" and reads back, through its query API, the
 // commands C2 sent after "e4 c2 member add" and the API call that caused
-// them. The probes answer without a token on both listeners; /metrics on
+// them, and evaluates every shipped alert rule on the live series without
+// error. The probes answer without a token on both listeners; /metrics on
 // the API listener needs one.
 func TestC2ServeMetricsScrapedByPrometheus(t *testing.T) {
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t, "tcp"))
@@ -104,7 +105,11 @@ func TestC2ServeMetricsScrapedByPrometheus(t *testing.T) {
 		t.Fatalf("/metrics on the API listener with a token: %d", code)
 	}
 
-	prom := testbroker.StartPrometheus(t, testbroker.PrometheusOptions{Targets: []string{metricsAddr}})
+	rules, err := filepath.Abs(filepath.Join("..", "..", "deploy", "prometheus", "e4kit-alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom := testbroker.StartPrometheus(t, testbroker.PrometheusOptions{Targets: []string{metricsAddr}, RuleFiles: []string{rules}})
 	s.ok("client", "add", "pump-1")
 	s.ok("topic", "add", "plant/line-1")
 	s.ok("member", "add", "pump-1", "plant/line-1")
@@ -119,6 +124,34 @@ func TestC2ServeMetricsScrapedByPrometheus(t *testing.T) {
 		`e4_c2_ready{check="broker"}`,
 	} {
 		waitQuery(t, ctx, prom, q)
+	}
+	waitRulesEvaluated(t, ctx, prom)
+}
+
+// waitRulesEvaluated waits until Prometheus evaluated every shipped rule
+// against the live series, and fails on any evaluation error.
+func waitRulesEvaluated(t *testing.T, ctx context.Context, prom *testbroker.Prometheus) {
+	t.Helper()
+	for {
+		rules, err := prom.Rules(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evaluated := len(rules) > 0
+		for _, r := range rules {
+			if r.Health == "err" {
+				t.Fatalf("rule %s/%s: %s", r.Group, r.Name, r.LastError)
+			}
+			evaluated = evaluated && r.Health == "ok"
+		}
+		if evaluated {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("rules not all evaluated: %+v", rules)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 

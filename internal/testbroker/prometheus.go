@@ -202,3 +202,50 @@ func (p *Prometheus) Query(ctx context.Context, expr string) ([]Sample, error) {
 	}
 	return out, nil
 }
+
+// Rule is one loaded rule as the rules API (/api/v1/rules) reports it.
+type Rule struct {
+	Group, Name string
+	// Health is "ok", "err" or "unknown" (not evaluated yet); LastError
+	// says why it is "err".
+	Health, LastError string
+}
+
+// Rules lists the loaded rules and the health of their last evaluation.
+func (p *Prometheus) Rules(ctx context.Context) ([]Rule, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL()+"/api/v1/rules", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Data   struct {
+			Groups []struct {
+				Name  string `json:"name"`
+				Rules []struct {
+					Name      string `json:"name"`
+					Health    string `json:"health"`
+					LastError string `json:"lastError"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("prometheus rules: %w", err)
+	}
+	if body.Status != "success" {
+		return nil, fmt.Errorf("prometheus rules: status %s", body.Status)
+	}
+	var out []Rule
+	for _, g := range body.Data.Groups {
+		for _, r := range g.Rules {
+			out = append(out, Rule{Group: g.Name, Name: r.Name, Health: r.Health, LastError: r.LastError})
+		}
+	}
+	return out, nil
+}
