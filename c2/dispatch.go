@@ -196,6 +196,10 @@ type Dispatcher struct {
 
 	listening     chan struct{} // closed once Run subscribed
 	listeningOnce sync.Once
+
+	// claimFailing is set while claiming from the store fails, so the
+	// failure is logged once; only Run's goroutine uses it.
+	claimFailing bool
 }
 
 // DispatchStats counts what a dispatcher did since it was created.
@@ -327,10 +331,16 @@ func (d *Dispatcher) claimAndSend(ctx, sendCtx context.Context, room int, result
 	now := d.s.now().UTC()
 	cmds, err := d.s.st.ClaimCommands(ctx, d.cfg.Owner, now, d.cfg.Lease, min(room, d.cfg.Batch))
 	if err != nil {
-		if ctx.Err() == nil {
-			d.s.log.Warn("claiming outbox commands", "err", err)
+		if ctx.Err() == nil && !d.claimFailing {
+			// Once per outage, not at every poll.
+			d.claimFailing = true
+			d.s.log.Warn("claiming outbox commands failed; trying again at every poll", "err", err)
 		}
 		return 0, 0
+	}
+	if d.claimFailing {
+		d.claimFailing = false
+		d.s.log.Info("claiming outbox commands works again")
 	}
 	if len(cmds) == 0 {
 		return 0, 0
@@ -495,6 +505,8 @@ func (d *Dispatcher) retryOrFail(ctx context.Context, o outcome) {
 		return
 	}
 	d.retried.Add(1)
+	d.s.log.Debug("publish failed; the command will be sent again", "command", hex.EncodeToString(o.cmd.ID[:]),
+		"client", o.cmd.ClientID.String(), "kind", o.cmd.Kind, "attempt", attempts, "next", next, "err", o.err)
 	if attempts == d.cfg.StallAfter {
 		d.stall(ctx, o.cmd, fmt.Sprintf("%s failed %d times: %s", o.cmd.Kind, attempts, reason))
 	}

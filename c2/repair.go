@@ -37,17 +37,27 @@ func (d *Dispatcher) repairOnce(ctx context.Context) error {
 	if d.cfg.AwaitAck > 0 {
 		n, err := d.repair(ctx, true, now.Add(-d.cfg.AwaitAck), now.Add(-d.cfg.RepairIdle))
 		d.repaired.Add(uint64(n))
+		d.logResent(n, "repair: acknowledging devices still behind after await_ack")
 		errs = append(errs, err)
 	}
 	if d.cfg.ResendEvery > 0 {
 		n, err := d.repair(ctx, false, now.Add(-d.cfg.ResendEvery), time.Time{})
 		d.resent.Add(uint64(n))
+		d.logResent(n, "resend_every: devices that do not acknowledge")
 		errs = append(errs, err)
 	}
 	errs = append(errs, d.s.expireKeyChanges(ctx, now, d.cfg.ClientKeyGrace))
 	errs = append(errs, d.reportTopics(ctx, now))
 	d.acks.forgetBefore(now.Add(-max(10*time.Minute, 2*d.cfg.AwaitAck)))
 	return errors.Join(errs...)
+}
+
+// logResent logs, at debug level, the current keys queued again by one
+// scan.
+func (d *Dispatcher) logResent(n int, why string) {
+	if n > 0 {
+		d.s.log.Debug("current topic keys queued again", "commands", n, "why", why)
+	}
 }
 
 // repair queues one SetTopicKey with the current key for each membership

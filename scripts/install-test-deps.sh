@@ -3,7 +3,9 @@
 # its MQTT plugin, shipped in the package), libcoap's CoAP server and
 # client, and PostgreSQL (the C2 store's tests run its initdb and pg_ctl);
 # and protoc with the well-known types, which `make proto-check`
-# (scripts/gen-proto.sh) regenerates the C2 API code with.
+# (scripts/gen-proto.sh) regenerates the C2 API code with; and Prometheus,
+# whose promtool checks the alert rules in deploy/prometheus and whose
+# server scrapes a running C2 in c2/metrics' tests.
 # The tests start and stop their own instances on free ports; this script
 # only makes the binaries available. Idempotent.
 set -euo pipefail
@@ -16,6 +18,7 @@ command -v openssl >/dev/null || need+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -47,6 +47,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}),
 		runtime.WithRoutingErrorHandler(routingError),
+		runtime.WithMiddlewares(routeMiddleware),
 	)
 	client := c2pb.NewC2Client(conn)
 	if err := c2pb.RegisterC2HandlerClient(ctx, gw, client); err != nil {
@@ -54,8 +55,8 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", gw)
-	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
-	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping})
+	mux.Handle("GET "+OpenAPIPath, fixedRoute("GET "+OpenAPIPath, http.HandlerFunc(serveOpenAPI)))
+	mux.Handle("GET "+EventStreamPath, fixedRoute("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping}))
 	return requireUTF8(g.admitHTTP(g.readBody(mux))), nil
 }
 

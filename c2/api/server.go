@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -115,6 +116,13 @@ type Config struct {
 	Version string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// Instrumentation observes the calls of both listeners (metrics).
+	Instrumentation Instrumentation
+	// PublicRoutes are served on the HTTP listener without credentials,
+	// by exact path, for GET and HEAD (health probes); AuthenticatedRoutes
+	// the same after checking credentials of any scope (metrics).
+	PublicRoutes, AuthenticatedRoutes map[string]http.Handler
 }
 
 // Server serves the C2 API over gRPC and HTTP/JSON.
@@ -129,7 +137,13 @@ type Server struct {
 	guard    *guard // of the public listeners
 	refusals *refusalLog
 
-	ready    chan struct{}
+	ready chan struct{}
+	// notServing is what SetServing asked the health service to report;
+	// servingMu orders the reports and guards serving (Run started).
+	notServing atomic.Bool
+	servingMu  sync.Mutex
+	serving    bool
+
 	mu       sync.Mutex
 	grpcAddr string
 	httpAddr string
@@ -225,14 +239,24 @@ func checkCertScopes(cfg Config) error {
 // newGRPCServer builds a gRPC server; g.internal marks the one behind
 // the gateway, whose callers the HTTP handler chain already admitted.
 func (s *Server) newGRPCServer(g *guard, tlsCfg *tls.Config) *grpc.Server {
+	unary := []grpc.UnaryServerInterceptor{g.unary}
+	stream := []grpc.StreamServerInterceptor{g.stream}
+	if in := s.cfg.Instrumentation; !g.internal {
+		if in.Unary != nil {
+			unary = append([]grpc.UnaryServerInterceptor{in.Unary}, unary...)
+		}
+		if in.Stream != nil {
+			stream = append([]grpc.StreamServerInterceptor{in.Stream}, stream...)
+		}
+	}
 	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(g.unary),
-		grpc.ChainStreamInterceptor(g.stream),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes)),
 		grpc.ForceServerCodecV2(newLenientCodec()),
 	}
 	if !g.internal {
-		opts = append(opts, grpc.InTapHandle(g.tap))
+		opts = append(opts, grpc.InTapHandle(tapWithRefusals(g, s.cfg.Instrumentation.Refused)))
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
@@ -291,6 +315,10 @@ func (s *Server) Run(ctx context.Context) error {
 		httpLn.Close()
 		return fmt.Errorf("api: gateway: %w", err)
 	}
+	handler = withExtraRoutes(s.cfg, s.guard, handler)
+	if s.cfg.Instrumentation.HTTP != nil {
+		handler = s.cfg.Instrumentation.HTTP(handler)
+	}
 	httpSrv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -326,8 +354,7 @@ func (s *Server) serve(ctx context.Context, grpcLn, httpLn net.Listener, httpSrv
 	stopMaintenance := make(chan struct{})
 	go func() { defer close(maintained); s.maintain(stopMaintenance) }()
 	defer func() { close(stopMaintenance); <-maintained; s.refusals.flush(s.cfg.Now(), true) }()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus(c2pb.C2_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.startServing()
 	s.log.Info("C2 API listening", "grpc", s.GRPCAddr(), "http", s.HTTPAddr(), "tls", s.cfg.TLS != nil)
 	close(s.ready)
 	var runErr error

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -90,6 +91,12 @@ func TestC2ServeMonitor(t *testing.T) {
 	st := waitFor("protected message", func(st map[string]uint64) bool { return st["valid"] == 1 }, nil)
 	if st["not_e4"] != before["not_e4"] || st["auth_failed"] != 0 {
 		t.Errorf("after one protected message: %v (before %v)", st, before)
+	}
+	// The monitor's counters are on the server's /metrics.
+	api, _ := s.apiClient(t)
+	code, body := httpGet(t, api, "https://"+s.http+"/metrics", s.adminToken(t))
+	if code != http.StatusOK || !strings.Contains(body, `e4_monitor_messages_total{result="valid"} 1`+"\n") {
+		t.Errorf("/metrics: %d, no e4_monitor_messages_total{result=\"valid\"} 1 in\n%s", code, body)
 	}
 	if out := s.ok("monitor", "top"); !strings.Contains(out, "plant/a") || !strings.Contains(out, "not_e4=") {
 		t.Errorf("monitor top:\n%s", out)

@@ -129,6 +129,8 @@ type serveConfig struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error
 		Format string `yaml:"format"` // json or text
 	} `yaml:"log"`
+	// Metrics: Prometheus and the probes (c2serve_metrics.go).
+	Metrics metricsSettings `yaml:"metrics"`
 
 	// Init allows a new deployment on an empty database although the data
 	// folder says one existed (flag --init only).
@@ -281,7 +283,7 @@ type serveFlags struct {
 	init                                bool
 	rate                                float64
 	burst                               int
-	logFormat                           string
+	logFormat, logLevel, metricsAddr    string
 	state                               stateFlags
 	monitor                             monitorFlags
 }
@@ -317,11 +319,12 @@ passphrase_env; Argon2id with a salt kept in the database).
 
 In public-key mode, pk.group_topics: true (E4_C2_PK_GROUP_TOPICS=true) makes
 the members of each topic exchange their public keys as they join and leave,
-so they read each other's messages without "e4 c2 pubkey link".` + serveStateHelp + serveMonitorHelp,
+so they read each other's messages without "e4 c2 pubkey link".` + serveStateHelp + serveMonitorHelp + serveMetricsHelp,
 		Example: `  e4 c2 serve
   e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem
   E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk
   e4 c2 serve --data-dir ./c2fast --suite fast
+  e4 c2 serve --transport mqtt://127.0.0.1:1883 --metrics-addr 127.0.0.1:9464 --log-level debug
   e4 c2 serve --config c2.yaml --store postgres --dsn postgres://c2@db.example/e4c2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -360,6 +363,8 @@ so they read each other's messages without "e4 c2 pubkey link".` + serveStateHel
 	fl.Float64Var(&f.rate, "rate", 0, "calls per second allowed to each token (default 100; negative: no limit)")
 	fl.IntVar(&f.burst, "burst", 0, "calls a token may make at once above --rate (default 200)")
 	fl.StringVar(&f.logFormat, "log-format", "", "json or text (default json)")
+	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info; debug shows every publish retried and key resent)")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "also serve /metrics, /healthz and /readyz here, over plain HTTP and without a token (default: only on the API's HTTP listener, /metrics with a token)")
 	fl.BoolVar(&f.init, "init", false, "start a new deployment on an empty database although the data folder has a master key or a deployment record")
 	f.state.register(cmd)
 	f.monitor.register(cmd)
@@ -367,6 +372,7 @@ so they read each other's messages without "e4 c2 pubkey link".` + serveStateHel
 	_ = cmd.RegisterFlagCompletionFunc("store", fixedCompletion("sqlite", "postgres"))
 	_ = cmd.RegisterFlagCompletionFunc("transport", fixedCompletion("mqtt://", "mqtts://", "amqp://", "amqps://", "coap://", "coaps://", "none"))
 	_ = cmd.RegisterFlagCompletionFunc("log-format", fixedCompletion("json", "text"))
+	_ = cmd.RegisterFlagCompletionFunc("log-level", fixedCompletion("debug", "info", "warn", "error"))
 	return cmd
 }
 
@@ -397,6 +403,8 @@ func (f *serveFlags) apply(cmd *cobra.Command, cfg *serveConfig) {
 	set("client-ca", &cfg.TLS.ClientCAFile, f.clientCA)
 	set("bootstrap-token-file", &cfg.BootstrapTokenFile, f.bootstrapTokenFile)
 	set("log-format", &cfg.Log.Format, f.logFormat)
+	set("log-level", &cfg.Log.Level, f.logLevel)
+	set("metrics-addr", &cfg.Metrics.Addr, f.metricsAddr)
 	cfg.Init = f.init
 	if cmd.Flags().Changed("rate") {
 		cfg.Limits.RatePerSecond = f.rate
@@ -451,11 +459,13 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
+	obs := newObservability(cfg, version.String(), log)
 	st, err := cfg.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	st = obs.store(st)
 	if err := cfg.checkDeployment(ctx, st, cfg.Init); err != nil {
 		return err
 	}
@@ -474,10 +484,12 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if tr != nil {
 		defer tr.Close()
 	}
+	tr = obs.transport(tr)
 	hub := api.NewEventHub(cfg.EventBuffer)
 	mon := newMonitorWiring(cfg.Monitor)
 	svc, err := c2.New(ctx, c2.Config{
-		Mode: mode, Suite: suite, Store: st, Keyring: keys, Transport: tr, Logger: log, OnEvent: mon.onEvent(hub.Publish),
+		Mode: mode, Suite: suite, Store: st, Keyring: keys, Transport: tr, Logger: log,
+		OnEvent:              mon.onEvent(func(ev c2.Event) { hub.Publish(ev); obs.events.Observe(ev) }),
 		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs, GroupTopics: cfg.PK.GroupTopics,
 		Dispatch: cfg.dispatchConfig(),
 	})
@@ -487,20 +499,25 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err := cfg.markDeployment(); err != nil {
 		return err
 	}
+	if err := obs.setService(svc); err != nil {
+		return err
+	}
 	log.Info("C2 database open", "mode", mode.String(), "suite", svc.Suite().Name())
 	if created, err := api.BootstrapToken(ctx, st, cfg.BootstrapTokenFile); err != nil {
 		return err
 	} else if created {
 		log.Warn("created the first admin API token", "file", cfg.BootstrapTokenFile)
 	}
-	srv, err := api.New(api.Config{
+	apiCfg := api.Config{
 		Service: svc, Store: st, Events: hub, GRPCAddr: cfg.GRPC.Addr, HTTPAddr: cfg.HTTP.Addr,
 		TLS: tlsCfg, Plaintext: cfg.TLS.Disabled, CertScopes: certScopes,
 		MaxRequestBytes: cfg.Limits.MaxRequestBytes, RatePerSecond: cfg.Limits.RatePerSecond, Burst: cfg.Limits.Burst,
 		MaxInFlightBytes: cfg.Limits.MaxInFlightBytes, BodyReadTimeout: cfg.Limits.BodyReadTimeout,
 		FailedAuthPerSecond: cfg.Limits.FailedAuthPerSecond, FailedAuthBurst: cfg.Limits.FailedAuthBurst,
 		Logger: log, Version: version.String(),
-	})
+	}
+	obs.apiConfig(&apiCfg)
+	srv, err := api.New(apiCfg)
 	if err != nil {
 		return err
 	}
@@ -508,7 +525,13 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		return err
 	}
 	defer mon.stop()
-	return runService(ctx, svc, srv, log)
+	for _, c := range mon.collectors() {
+		if err := obs.Register(c); err != nil {
+			return err
+		}
+	}
+	obs.setServer(srv)
+	return obs.run(ctx, func(ctx context.Context) error { return runService(ctx, svc, srv, log) })
 }
 
 // runService runs the dispatcher and the API until ctx ends, and stops

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode"
@@ -87,6 +89,9 @@ type clientFlags struct {
 	awaitKey  time.Duration
 	noAck     bool
 	noSync    bool
+
+	metricsAddr string
+	logLevel    string
 }
 
 func newClientCommand() *cobra.Command {
@@ -138,7 +143,7 @@ coap://, coaps:// (CoAP); see package transport/dial. Credentials go in the URL
 with a pre-shared key: --dtls-psk-file and --dtls-psk-identity.
 
 Local provisioning without C2: see "e4 client set-topic-key" and
-"e4 client set-pub-key"; "e4 client info" shows the id and control topic.`,
+"e4 client set-pub-key"; "e4 client info" shows the id and control topic.` + clientMetricsHelp,
 		Example: `  e4 keygen --out dev.key
   e4 keygen --out topic.key
   e4 client set-topic-key --state dev.state --name thermostat-1 --key-file dev.key --topic home/temp --topic-key-file topic.key
@@ -171,6 +176,8 @@ Local provisioning without C2: see "e4 client set-topic-key" and
 	fl.DurationVar(&f.awaitKey, "await-key", 0, "how long a message without a usable key is held aside, without delaying the others, for C2's next command before it is dropped")
 	fl.BoolVar(&f.noAck, "no-ack", false, "do not acknowledge C2's commands on e4/<id>/ack (acknowledged by default)")
 	fl.BoolVar(&f.noSync, "no-sync", false, "do not send sync requests (what keys the client holds) on e4/<id>/sync at start and after each reconnection")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at /metrics on this address (plain HTTP, no credentials)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "diagnostics on stderr: debug (also each sync request sent), info, warn (only problems: drops, refusals, failures) or error")
 	_ = cmd.MarkFlagRequired("broker")
 	cmd.AddCommand(newClientSetTopicKeyCommand(&f.identity), newClientSetPubKeyCommand(&f.identity), newClientInfoCommand(&f.identity))
 	return cmd
@@ -179,6 +186,10 @@ Local provisioning without C2: see "e4 client set-topic-key" and
 // runClient connects, subscribes and publishes until a signal, the end of
 // stdin (see the command's help) or a failure.
 func runClient(cmd *cobra.Command, f *clientFlags) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", f.logLevel)
+	}
 	if f.qos < 0 || f.qos > 2 {
 		return fmt.Errorf("--qos must be 0, 1 or 2, got %d", f.qos)
 	}
@@ -204,6 +215,7 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 	defer stop()
 	out := newEventPrinter(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.json)
 	out.suite = client.Suite()
+	out.level = level
 	p, err := connectProtected(ctx, target, client, out, f)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -212,6 +224,13 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 		return err
 	}
 	defer p.Close()
+	if f.metricsAddr != "" {
+		stopMetrics, err := serveClientMetrics(ctx, f.metricsAddr, p, out)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	return serve(ctx, cmd.InOrStdin(), p, target, f, out)
 }
 
@@ -255,7 +274,7 @@ func serve(ctx context.Context, stdin io.Reader, p *transport.Protected, target 
 	}
 	out.ready(p.Client(), target.Redacted, f.subscribe)
 	if f.publish != "" && !p.Client().HasTopicKey(f.publish) {
-		out.notice("no key for %s yet: lines are not published until C2 or e4 client set-topic-key provides one", f.publish)
+		out.noticeAt(slog.LevelWarn, "no key for %s yet: lines are not published until C2 or e4 client set-topic-key provides one", f.publish)
 	}
 	exitOnEOF := f.exitOnEOF || (f.publish != "" && len(f.subscribe) == 0)
 	var eof chan error
@@ -275,7 +294,7 @@ func serve(ctx context.Context, stdin io.Reader, p *transport.Protected, target 
 				return err
 			}
 			if err != nil {
-				out.notice("%v", err)
+				out.noticeAt(slog.LevelError, "%v", err)
 			}
 			eof = nil // stdin is done; keep receiving
 		}
@@ -319,8 +338,10 @@ func publishLines(ctx context.Context, stdin io.Reader, p *transport.Protected, 
 				return nil
 			}
 			failed++
-			out.notice("line %d not published on %s: %v", total, topic, err)
+			out.noticeAt(slog.LevelWarn, "line %d not published on %s: %v", total, topic, err)
+			continue
 		}
+		out.published.Add(1)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d lines were not published on %s", failed, total, topic)
@@ -532,6 +553,11 @@ type eventPrinter struct {
 	stdout, stderr io.Writer
 	asJSON         bool
 	suite          *e4.Suite // the client's, named when a command does not authenticate
+
+	// received and published count messages, for --metrics-addr.
+	received, published atomic.Uint64
+	// level is the least level of the diagnostics written (--log-level).
+	level slog.Level
 }
 
 func newEventPrinter(stdout, stderr io.Writer, asJSON bool) *eventPrinter {
@@ -572,8 +598,17 @@ func (p *eventPrinter) emit(ev *event) {
 	_, _ = p.stdout.Write(append(line, '\n'))
 }
 
-// notice writes one diagnostic line on stderr.
+// notice writes one diagnostic line on stderr, at info level.
 func (p *eventPrinter) notice(format string, args ...any) {
+	p.noticeAt(slog.LevelInfo, format, args...)
+}
+
+// noticeAt writes one diagnostic line on stderr if level is at least the
+// --log-level.
+func (p *eventPrinter) noticeAt(level slog.Level, format string, args ...any) {
+	if level < p.level {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.stderr, "e4 client: "+format+"\n", args...)
@@ -581,6 +616,7 @@ func (p *eventPrinter) notice(format string, args ...any) {
 
 // message prints a decrypted message.
 func (p *eventPrinter) message(msg *transport.Message) {
+	p.received.Add(1)
 	if p.asJSON {
 		ev := &event{Type: "message", Topic: msg.Topic}
 		if utf8.Valid(msg.Payload) {
@@ -619,7 +655,7 @@ func (p *eventPrinter) command(cmd e4.Command, err error) {
 		p.notice("applied command %v", cmd)
 		p.emit(&event{Type: "command", Command: cmd.String()})
 	case errors.Is(err, e4.ErrStore):
-		p.notice("applied command %v but could not save the state: %v", cmd, err)
+		p.noticeAt(slog.LevelError, "applied command %v but could not save the state: %v", cmd, err)
 		p.emit(&event{Type: "command", Command: cmd.String(), Error: err.Error()})
 	default:
 		if errors.Is(err, e4.ErrAuthentication) && !errors.Is(err, e4.ErrSuiteMismatch) {
@@ -627,7 +663,7 @@ func (p *eventPrinter) command(cmd e4.Command, err error) {
 			// this client runs, so that a mode mismatch is easy to spot.
 			err = fmt.Errorf("%w [this client runs suite %v; C2 must run the same]", err, p.suite)
 		}
-		p.notice("refused a command on the control topic: %v", err)
+		p.noticeAt(slog.LevelWarn, "refused a command on the control topic: %v", err)
 		p.emit(&event{Type: "command", Error: err.Error()})
 	}
 }
@@ -659,14 +695,16 @@ func (p *eventPrinter) connection(broker string) func(transport.ConnectionEvent)
 // synced reports a sync request that could not be sent.
 func (p *eventPrinter) synced(err error) {
 	if err != nil {
-		p.notice("could not send the sync request (sent again after the next reconnection): %v", err)
+		p.noticeAt(slog.LevelWarn, "could not send the sync request (sent again after the next reconnection): %v", err)
+		return
 	}
+	p.noticeAt(slog.LevelDebug, "sent a sync request")
 }
 
 // dropped reports a message that could not be unprotected, without its
 // content.
 func (p *eventPrinter) dropped(topic string, err error) {
-	p.notice("dropped a message on %s: %v", topic, err)
+	p.noticeAt(slog.LevelWarn, "dropped a message on %s: %v", topic, err)
 	p.emit(&event{Type: "dropped", Topic: topic, Error: err.Error()})
 }
 
