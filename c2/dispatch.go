@@ -257,6 +257,9 @@ type outcome struct {
 	cmd       store.Command
 	err       error
 	permanent bool // retrying cannot help
+	// claimed is when the command was claimed, just before its publish
+	// began: the time recorded as sent (see markSent).
+	claimed time.Time
 }
 
 // Run dispatches until ctx ends, then waits for publishes in flight and
@@ -363,7 +366,11 @@ func (d *Dispatcher) claimAndSend(ctx, sendCtx context.Context, room int, result
 		started++
 		change := changes[c.ClientID]
 		ts := stamps[i]
-		go func() { results <- d.send(sendCtx, c, ts, change) }()
+		go func() {
+			o := d.send(sendCtx, c, ts, change)
+			o.claimed = now
+			results <- o
+		}()
 	}
 	return started, len(cmds)
 }
@@ -432,23 +439,32 @@ func (d *Dispatcher) settle(ctx context.Context, r outcome, results <-chan outco
 	}
 	var sent []store.CommandID
 	var sentCmds []store.Command
+	var claimed time.Time
 	for _, o := range batch {
 		d.inFlight.Add(-1)
 		if o.err == nil {
 			sent = append(sent, o.cmd.ID)
 			sentCmds = append(sentCmds, o.cmd)
+			if claimed.IsZero() || o.claimed.Before(claimed) {
+				claimed = o.claimed
+			}
 			continue
 		}
 		d.retryOrFail(ctx, o)
 	}
 	if len(sent) > 0 {
-		d.markSent(ctx, sent, sentCmds)
+		d.markSent(ctx, sent, sentCmds, claimed)
 	}
 	return len(batch)
 }
 
-func (d *Dispatcher) markSent(ctx context.Context, ids []store.CommandID, cmds []store.Command) {
-	err := d.s.st.MarkSent(ctx, d.cfg.Owner, ids, d.s.now().UTC())
+// markSent records cmds sent at claimed, when the first of them was
+// claimed, not when their publishes returned: a device heard from in
+// between (its sync request answered while its command was on its way)
+// may have missed the command, and the repair treats a device heard from
+// since a command as one to repair after AwaitAck rather than RepairIdle.
+func (d *Dispatcher) markSent(ctx context.Context, ids []store.CommandID, cmds []store.Command, claimed time.Time) {
+	err := d.s.st.MarkSent(ctx, d.cfg.Owner, ids, claimed)
 	if err != nil && !errors.Is(err, store.ErrLeaseLost) {
 		// The broker has them; if the mark is lost they are sent again
 		// after the lease, which devices tolerate (same key, newer time).

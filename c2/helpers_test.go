@@ -145,8 +145,9 @@ func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 	d := &device{t: t, client: c}
 	p, err := transport.Protect(context.Background(), tr, c, &transport.ProtectOptions{
 		// These devices count the commands they apply. A sync request
-		// answered while a command is on its way brings that command
-		// again (state_test.go covers it), which would shift the counts.
+		// made before a command arrived says the device lacks its key, and
+		// C2 sends that key again (state_test.go covers sync), which would
+		// shift the counts.
 		NoSync: true,
 		OnCommand: func(cmd e4.Command, err error) {
 			d.mu.Lock()

@@ -330,7 +330,7 @@ func (s *Service) recordSync(tx store.Tx, ev *events, id e4.ID, report *e4.SyncR
 }
 
 // syncTopics records which topic keys the device holds and queues one
-// SetTopicKey per topic missing or outdated (unless one waits in the outbox) and a
+// SetTopicKey per topic missing or outdated (unless one is pending) and a
 // RemoveTopic per topic it holds but is not a member of.
 func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, now time.Time) error {
 	tags := make(map[e4.TopicHash]e4.KeyTag, len(held))
@@ -358,11 +358,11 @@ func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.
 	}
 	for hash := range tags {
 		target := "topic-hash:" + hex.EncodeToString(hash[:])
-		queued, err := tx.HasUnclaimedCommand(c.ID, target, now, e4.RemoveTopic.String())
+		pending, err := tx.HasPendingCommand(c.ID, target, e4.RemoveTopic.String())
 		if err != nil {
 			return err
 		}
-		if !queued {
+		if !pending {
 			cmd := append([]byte{byte(e4.RemoveTopic)}, hash[:]...)
 			out = append(out, outgoing{client: c, cmd: cmd, target: target})
 		}
@@ -392,14 +392,15 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 			return nil, err
 		}
 	}
-	// A key still waiting in the outbox is not sent twice: it leaves after
-	// this report. One already sent, or being sent (held by a dispatcher),
-	// is sent again: the report says the device does not hold it, so it
-	// may have been lost (a broker restart, or the device reconnecting
-	// while it was on its way), which the repair would only notice after
-	// AwaitAck, or RepairIdle for a device silent since.
-	queued, err := tx.HasUnclaimedCommand(c.ID, t.Name, now, e4.SetTopicKey.String())
-	if err != nil || queued {
+	// A key on its way is not sent twice: one still in the outbox leaves
+	// after this report. One already sent is sent again: the report says
+	// the device does not hold it, so it was lost (a broker restart), which
+	// the repair would only notice after AwaitAck. One being published as
+	// the report came may have been lost too, or not; the repair sends it
+	// again after AwaitAck if it was (the dispatcher dates it sent from
+	// before this report, so the device counts as heard from since).
+	pending, err := tx.HasPendingCommand(c.ID, t.Name, e4.SetTopicKey.String())
+	if err != nil || pending {
 		return nil, err
 	}
 	cmd, err := s.Suite().CmdSetTopicKey(key, t.Name)
@@ -410,7 +411,7 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 }
 
 // syncPubKeys queues a SetPubKey for each client linked to c whose current
-// public key the device does not hold (unless one waits in the outbox). Public keys
+// public key the device does not hold (unless one is pending). Public keys
 // the device holds beyond its links are left alone: they may have been
 // sent outside links (SendPubKey, the C2 signing key).
 func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4.HeldKey, now time.Time) error {
@@ -435,11 +436,11 @@ func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4
 				}
 				continue
 			}
-			queued, err := tx.HasUnclaimedCommand(c.ID, id.String(), now, e4.SetPubKey.String())
+			pending, err := tx.HasPendingCommand(c.ID, id.String(), e4.SetPubKey.String())
 			if err != nil {
 				return err
 			}
-			if queued {
+			if pending {
 				continue
 			}
 			cmd, err := e4.CmdSetPubKey(src.PublicKey, src.ID)

@@ -183,10 +183,6 @@ type DeviceTx interface {
 	// HasPendingCommand reports whether client has a pending command of
 	// one of kinds (any kind when empty) about target.
 	HasPendingCommand(client e4.ID, target string, kinds ...string) (bool, error)
-	// HasUnclaimedCommand reports whether client has a pending command of
-	// one of kinds (any kind when empty) about target that no dispatcher
-	// holds at now: one a dispatcher holds may be on the wire already.
-	HasUnclaimedCommand(client e4.ID, target string, now time.Time, kinds ...string) (bool, error)
 	// SupersedeCommands marks the pending commands of client (every
 	// client when nil) about target (every target when "") of one of kinds
 	// (any when empty) superseded, unless a dispatcher holds them, and

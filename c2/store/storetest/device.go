@@ -498,32 +498,3 @@ func testAcknowledgeSent(t *testing.T, s store.Store) {
 		t.Fatalf("refused while pending in a transaction: %+v", got)
 	}
 }
-
-// testHasUnclaimedCommand: a pending command about an item counts unless a
-// dispatcher holds it; one sent, or of another kind or item, never counts;
-// one whose lease expired counts again.
-func testHasUnclaimedCommand(t *testing.T, s store.Store) {
-	r := newRand(t)
-	a := randomID(r)
-	check := func(target string, now time.Time, kinds []string, want bool) {
-		t.Helper()
-		view(t, s, func(tx store.Tx) error {
-			got, err := tx.HasUnclaimedCommand(a, target, now, kinds...)
-			ok(t, "HasUnclaimedCommand", err)
-			if got != want {
-				t.Fatalf("HasUnclaimedCommand(%q, %v, %v) = %v, want %v", target, now, kinds, got, want)
-			}
-			return nil
-		})
-	}
-	enqueue(t, s, newCommand(r, a, "SetTopicKey", "t"))
-	check("t", base, []string{"SetTopicKey"}, true)
-	check("t", base, nil, true)
-	check("t", base, []string{"RemoveTopic"}, false)
-	check("u", base, nil, false)
-	claimed := mustClaim(t, s, "d", base)
-	check("t", base, nil, false)           // held
-	check("t", base.Add(lease), nil, true) // its lease expired
-	ok(t, "MarkSent", s.MarkSent(t.Context(), "d", commandIDs(claimed), base))
-	check("t", base.Add(lease), nil, false) // sent
-}

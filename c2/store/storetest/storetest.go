@@ -75,7 +75,6 @@ func Run(t *testing.T, open Opener) {
 		{"Fail", testFail},
 		{"Acknowledge", testAcknowledge},
 		{"AcknowledgeSent", testAcknowledgeSent},
-		{"HasUnclaimedCommand", testHasUnclaimedCommand},
 		{"DeviceStateRoundTrip", testDeviceStateRoundTrip},
 		{"TopicAcks", testTopicAcks},
 		{"ItemsToRepair", testItemsToRepair},

@@ -445,21 +445,6 @@ func (t *tx) HasPendingCommand(client e4.ID, target string, kinds ...string) (bo
 	return t.exists(query, append([]any{client[:], target}, args...)...)
 }
 
-// HasUnclaimedCommand reports whether client has a pending command about
-// target of one of kinds that no dispatcher holds at now.
-func (t *tx) HasUnclaimedCommand(client e4.ID, target string, now time.Time, kinds ...string) (bool, error) {
-	if err := checkText("command target", target); err != nil {
-		return false, err
-	}
-	cond, args, err := kindList(kinds, 4)
-	if err != nil {
-		return false, err
-	}
-	query := "SELECT 1 FROM outbox WHERE client_id = $1 AND target = $2 AND state = 'pending' " +
-		"AND (lease_until IS NULL OR lease_until <= $3)" + cond + " LIMIT 1"
-	return t.exists(query, append([]any{client[:], target, t.at(now)}, args...)...)
-}
-
 // SupersedeCommands marks pending commands no dispatcher holds superseded.
 func (t *tx) SupersedeCommands(client *e4.ID, target string, now time.Time, kinds ...string) (int64, error) {
 	if err := checkText("command target", target); err != nil {
