@@ -61,10 +61,11 @@ func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 		if msg != nil {
 			return msg, nil
 		}
-		if msg := s.releaseHeld(); msg != nil {
+		msg, keysChanged := s.releaseHeld()
+		if msg != nil {
 			return msg, nil
 		}
-		msg, err := s.receiveInner(ctx, readyQueued)
+		msg, err := s.receiveInner(ctx, readyQueued, keysChanged)
 		if err != nil {
 			return nil, err
 		}
@@ -218,11 +219,11 @@ func (s *protectedSubscription) ownProtocolTopic(topic string) bool {
 }
 
 // receiveInner waits for the next message of the inner subscription. While
-// messages are held it also wakes, returning nil, nil, when a command is
-// applied or the first held message's time is up; while other receivers
-// are in Receive, also when readyQueued ends (one of them queued a batch's
-// messages).
-func (s *protectedSubscription) receiveInner(ctx context.Context, readyQueued context.Context) (*Message, error) {
+// messages are held it also wakes, returning nil, nil, when keysChanged
+// ends (a command was applied since releaseHeld tried them) or the first
+// held message's time is up; while other receivers are in Receive, also
+// when readyQueued ends (one of them queued a batch's messages).
+func (s *protectedSubscription) receiveInner(ctx, readyQueued, keysChanged context.Context) (*Message, error) {
 	deadline, holding := s.nextDeadline()
 	shared := s.receivers.Load() > 1
 	if !holding && !shared {
@@ -234,7 +235,6 @@ func (s *protectedSubscription) receiveInner(ctx context.Context, readyQueued co
 		var cancelDeadline context.CancelFunc
 		wait, cancelDeadline = context.WithDeadline(wait, deadline)
 		defer cancelDeadline()
-		_, keysChanged := s.p.keyGeneration()
 		stop := context.AfterFunc(keysChanged, cancel)
 		defer stop()
 	}
@@ -283,9 +283,12 @@ func (s *protectedSubscription) hold(msg *Message, err error, gen uint64) {
 
 // releaseHeld tries the held messages again under the keys applied since
 // they were last tried, oldest first, and returns the first that
-// unprotects. Held messages whose time is up are dropped and reported.
-func (s *protectedSubscription) releaseHeld() *Message {
-	gen, _ := s.p.keyGeneration()
+// unprotects, with a context that ends once a command is applied after
+// this try. Held messages whose time is up are dropped and reported.
+func (s *protectedSubscription) releaseHeld() (*Message, context.Context) {
+	// The context of the generation tried here is what receiveInner waits
+	// on: a command applied after this point must wake it.
+	gen, keysChanged := s.p.keyGeneration()
 	now := time.Now()
 	var expired []*heldMessage
 	s.mu.Lock()
@@ -303,7 +306,7 @@ func (s *protectedSubscription) releaseHeld() *Message {
 			if err == nil {
 				s.removeHeldLocked(i)
 				h.msg.Payload = plain
-				return h.msg
+				return h.msg, keysChanged
 			}
 			h.err = err
 			if !awaitsKey(err) {
@@ -319,7 +322,7 @@ func (s *protectedSubscription) releaseHeld() *Message {
 		}
 		i++
 	}
-	return nil
+	return nil, keysChanged
 }
 
 // removeHeldLocked takes the i-th held message out, keeping the order.
