@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 )
@@ -42,10 +41,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithMetadata(gatewayMetadata),
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllCharacters),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonDialect{}),
 		runtime.WithRoutingErrorHandler(routingError),
 	)
 	client := c2pb.NewC2Client(conn)
@@ -178,7 +174,6 @@ func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
-	marshal := protojson.MarshalOptions{UseProtoNames: true}
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -188,7 +183,7 @@ func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		data, err := marshal.Marshal(ev)
+		data, err := MarshalJSON(ev)
 		if err != nil {
 			return
 		}

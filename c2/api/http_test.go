@@ -1,19 +1,19 @@
 package api_test
 
 import (
-	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
-	"github.com/e4-iot/e4kit/c2/api"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/e4"
 )
 
 // TestHTTPRoutes drives the REST routes: status codes for each kind of
-// error, topics with slashes in paths, keys in base64.
+// error, topics with slashes in paths, keys in hex, counts as numbers.
 func TestHTTPRoutes(t *testing.T) {
 	c := newTestC2(t, options{})
 	ops := c.token("ops", "operate")
@@ -25,12 +25,12 @@ func TestHTTPRoutes(t *testing.T) {
 
 	r := c.do("POST", "/v1/clients", ops, map[string]any{"name": "pump-7"})
 	wantStatus(t, "add client", r, http.StatusOK)
-	key, err := base64.StdEncoding.DecodeString(r.json["key"].(string))
+	key, err := hex.DecodeString(r.json["key"].(string))
 	if err != nil || len(key) != e4.KeyLen {
 		t.Fatalf("generated key %v (%v)", r.json["key"], err)
 	}
 	wantStatus(t, "add client twice", c.do("POST", "/v1/clients", ops, map[string]any{"name": "pump-7"}), http.StatusConflict)
-	wantStatus(t, "key of 3 bytes", c.do("POST", "/v1/clients", ops, map[string]any{"name": "x", "key": "AQID"}), http.StatusBadRequest)
+	wantStatus(t, "key of 3 bytes", c.do("POST", "/v1/clients", ops, map[string]any{"name": "x", "key": "010203"}), http.StatusBadRequest)
 	wantStatus(t, "unknown field", c.do("POST", "/v1/clients", ops, `{"name":"y","colour":"red"}`), http.StatusBadRequest)
 	wantStatus(t, "malformed JSON", c.do("POST", "/v1/clients", ops, `{"name":`), http.StatusBadRequest)
 	wantStatus(t, "get client", c.do("GET", "/v1/clients/pump-7", reader, nil), http.StatusOK)
@@ -51,11 +51,11 @@ func TestHTTPRoutes(t *testing.T) {
 		t.Fatalf("is member: %d %s", r.status, r.body)
 	}
 	r = c.do("POST", "/v1/rotations", ops, map[string]any{"topic": "site/a/temp"})
-	if r.status != http.StatusOK || r.json["commands"] != "1" {
+	if r.status != http.StatusOK || r.json["commands"] != json.Number("1") {
 		t.Fatalf("rotation: %d %s", r.status, r.body)
 	}
 	r = c.do("GET", "/v1/members?topic=site/a/temp", reader, nil)
-	if r.status != http.StatusOK || r.json["total"] != "1" {
+	if r.status != http.StatusOK || r.json["total"] != json.Number("1") {
 		t.Fatalf("members: %d %s", r.status, r.body)
 	}
 	r = c.do("GET", "/v1/clients/pump-7/topics", reader, nil)

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/e4-iot/e4kit/c2/api"
@@ -237,9 +236,8 @@ func splitCamel(s string) string {
 	return b.String()
 }
 
-// printJSON prints a message as indented JSON. protojson varies its
-// spacing on purpose; encoding/json re-indents it, so scripts and diffs
-// see stable text.
+// printJSON prints a message as indented JSON, in the dialect of the
+// HTTP/JSON API (bytes in hex, counts as numbers).
 func (s *c2Session) printJSON(m proto.Message) error {
 	return s.writeJSON(m, "  ")
 }
@@ -250,7 +248,7 @@ func (s *c2Session) printJSONLine(m proto.Message) error {
 }
 
 func (s *c2Session) writeJSON(m proto.Message, indent string) error {
-	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	b, err := api.MarshalJSON(m)
 	if err != nil {
 		return err
 	}

@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 )
 
@@ -300,7 +300,7 @@ func (s *c2Session) printTopicStateJSON(st *c2pb.TopicState, list *c2pb.ListTopi
 	}
 	doc := make(map[string]json.RawMessage, 2)
 	for name, m := range map[string]proto.Message{"state": st, "behind": list} {
-		b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+		b, err := api.MarshalJSON(m)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,326 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/e4-iot/e4kit/e4"
+)
+
+// UnmarshalJSON parses a request in the API's JSON dialect into m: bytes
+// fields are hex (a key or hash of the wrong length, or base64, is refused
+// with what was expected), field names the .proto's or their JSON names,
+// numbers as numbers or strings; unknown fields are refused.
+func UnmarshalJSON(data []byte, m proto.Message) error {
+	converted, err := hexToBase64(data, m.ProtoReflect().Descriptor(), "")
+	if err != nil {
+		return err
+	}
+	return protojson.UnmarshalOptions{}.Unmarshal(converted, m)
+}
+
+// fixedSize is the length in bytes a bytes field must have, from its
+// name, or 0 for any: E4 keys (a field named key or ending in _key) are
+// 32 bytes, topic hashes (hash, *_hash) 16. An empty value is absent and
+// passes.
+func fixedSize(fd protoreflect.FieldDescriptor) int {
+	name := string(fd.Name())
+	switch {
+	case name == "key" || strings.HasSuffix(name, "_key"):
+		return e4.KeyLen
+	case name == "hash" || strings.HasSuffix(name, "_hash"):
+		return e4.TopicHashLen
+	}
+	return 0
+}
+
+// hexToBase64 rewrites the JSON object data of a message md, turning the
+// hex of its bytes fields (at any depth) into the base64 protojson reads.
+// Anything that is not what md expects is copied as is, for protojson to
+// refuse with its own message. path names the object in errors.
+func hexToBase64(data []byte, md protoreflect.MessageDescriptor, path string) ([]byte, error) {
+	switch {
+	case isWrapper(md):
+		return convertValue(data, md.Fields().Get(0), path)
+	case md.FullName() == "google.protobuf.Any":
+		return anyToBase64(data, path)
+	case isCustomJSON(md):
+		return data, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return data, nil
+	}
+	var out bytes.Buffer
+	out.WriteByte('{')
+	for n := 0; dec.More(); n++ {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, err
+		}
+		fd := md.Fields().ByTextName(key)
+		if fd == nil {
+			fd = md.Fields().ByJSONName(key)
+		}
+		if fd != nil {
+			if value, err = convertField(value, fd, joinPath(path, string(fd.Name()))); err != nil {
+				return nil, err
+			}
+		}
+		if n > 0 {
+			out.WriteByte(',')
+		}
+		writeJSONString(&out, key)
+		out.WriteByte(':')
+		out.Write(value)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	out.WriteByte('}')
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("unexpected data after the JSON object")
+	}
+	return out.Bytes(), nil
+}
+
+func joinPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func writeJSONString(out *bytes.Buffer, s string) {
+	var e jsonEncoder
+	e.str(s)
+	out.Write(e.buf.Bytes())
+}
+
+// convertField converts the value of fd: each element of a list, each
+// value of a map, or the one value.
+func convertField(value json.RawMessage, fd protoreflect.FieldDescriptor, path string) ([]byte, error) {
+	switch {
+	case fd.IsList():
+		var elems []json.RawMessage
+		if json.Unmarshal(value, &elems) != nil || elems == nil {
+			return value, nil
+		}
+		for i := range elems {
+			var err error
+			if elems[i], err = convertValue(elems[i], fd, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return nil, err
+			}
+		}
+		return json.Marshal(elems)
+	case fd.IsMap():
+		return convertMap(value, fd.MapValue(), path)
+	}
+	return convertValue(value, fd, path)
+}
+
+// convertMap converts the values of a map field, keeping its keys (and
+// any duplicate, for protojson to refuse).
+func convertMap(value json.RawMessage, fd protoreflect.FieldDescriptor, path string) ([]byte, error) {
+	if fd.Kind() != protoreflect.BytesKind && fd.Message() == nil {
+		return value, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(value))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return value, nil
+	}
+	var out bytes.Buffer
+	out.WriteByte('{')
+	for n := 0; dec.More(); n++ {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		if v, err = convertValue(v, fd, fmt.Sprintf("%s[%q]", path, key)); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			out.WriteByte(',')
+		}
+		writeJSONString(&out, key)
+		out.WriteByte(':')
+		out.Write(v)
+	}
+	out.WriteByte('}')
+	return out.Bytes(), nil
+}
+
+// convertValue converts one value of fd: hex to base64 for bytes, the
+// fields of a message.
+func convertValue(value json.RawMessage, fd protoreflect.FieldDescriptor, path string) ([]byte, error) {
+	switch fd.Kind() {
+	case protoreflect.BytesKind:
+		var text string
+		if json.Unmarshal(value, &text) != nil {
+			return value, nil // not a string: protojson says so
+		}
+		b, err := parseHexField(text, fixedSize(fd), path)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(base64.StdEncoding.EncodeToString(b))
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return hexToBase64(value, fd.Message(), path)
+	}
+	return value, nil
+}
+
+// anyToBase64 converts an Any whose @type names a known message.
+func anyToBase64(data []byte, path string) ([]byte, error) {
+	var head struct {
+		Type string `json:"@type"`
+	}
+	if json.Unmarshal(data, &head) != nil || head.Type == "" {
+		return data, nil
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(head.Type)
+	if err != nil {
+		return data, nil // protojson refuses it
+	}
+	md := mt.Descriptor()
+	if !isCustomJSON(md) {
+		return hexToBase64(data, md, path)
+	}
+	// {"@type": ..., "value": <custom JSON>}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil || fields["value"] == nil {
+		return data, nil
+	}
+	value, err := hexToBase64(fields["value"], md, joinPath(path, "value"))
+	if err != nil {
+		return nil, err
+	}
+	fields["value"] = value
+	return json.Marshal(fields)
+}
+
+// parseHexField decodes the hex text of a bytes field, of size bytes
+// unless size is 0. Its errors say what was expected, never echo the
+// value (it may be a key), and recognise base64, which this API used to
+// speak.
+func parseHexField(text string, size int, path string) ([]byte, error) {
+	b, err := hex.DecodeString(text)
+	if err == nil && (size == 0 || len(b) == size || len(b) == 0) {
+		return b, nil
+	}
+	want := "hex digits, two per byte"
+	if size > 0 {
+		want = fmt.Sprintf("%d hex digits (%d bytes)", 2*size, size)
+	}
+	got := fmt.Sprintf("got %d characters", utf8.RuneCountInString(text))
+	var invalid hex.InvalidByteError
+	switch {
+	case errors.As(err, &invalid):
+		at := utf8.RuneCountInString(text[:strings.IndexByte(text, byte(invalid))]) + 1
+		got += fmt.Sprintf(", not all hex digits (character %d is not)", at)
+	case err != nil:
+		got += " (an odd count)"
+	}
+	hint := "bytes (keys, hashes, payloads) are hex in this API"
+	if size > 0 {
+		hint = "keys and hashes are hex in this API"
+	}
+	if err != nil && looksLikeBase64(text) {
+		hint = "this looks like base64; " + hint
+	}
+	return nil, fmt.Errorf("%s: want %s, %s; %s", path, want, got, hint)
+}
+
+func looksLikeBase64(text string) bool {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if _, err := enc.DecodeString(text); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonDialect is the gateway's runtime.Marshaler: MarshalJSON and
+// UnmarshalJSON.
+type jsonDialect struct{}
+
+// jsonPB renders what is neither a message nor made of messages (the
+// gateway hands its marshaler nothing else today).
+var jsonPB = &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}}
+
+// ContentType is JSON's.
+func (jsonDialect) ContentType(any) string { return "application/json" }
+
+// Delimiter separates the messages of a stream (ImportClients): one per
+// line.
+func (jsonDialect) Delimiter() []byte { return []byte("\n") }
+
+// Marshal renders v: a message, or a map or slice of them.
+func (jsonDialect) Marshal(v any) ([]byte, error) { return marshalValue(v) }
+
+// Unmarshal parses data into v: a message, or a pointer to the message
+// field a route's body names.
+func (jsonDialect) Unmarshal(data []byte, v any) error {
+	if m, ok := v.(proto.Message); ok {
+		return UnmarshalJSON(data, m)
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer && rv.Elem().Kind() == reflect.Pointer {
+		if _, ok := reflect.New(rv.Elem().Type().Elem()).Interface().(proto.Message); ok {
+			if rv.Elem().IsNil() {
+				rv.Elem().Set(reflect.New(rv.Elem().Type().Elem()))
+			}
+			return UnmarshalJSON(data, rv.Elem().Interface().(proto.Message))
+		}
+	}
+	return jsonPB.Unmarshal(data, v)
+}
+
+// NewDecoder reads one JSON value from r per Decode.
+func (d jsonDialect) NewDecoder(r io.Reader) runtime.Decoder {
+	dec := json.NewDecoder(r)
+	return runtime.DecoderFunc(func(v any) error {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return err
+		}
+		return d.Unmarshal(raw, v)
+	})
+}
+
+// NewEncoder writes each value to w, one per line.
+func (d jsonDialect) NewEncoder(w io.Writer) runtime.Encoder {
+	return runtime.EncoderFunc(func(v any) error {
+		b, err := d.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(b, '\n'))
+		return err
+	})
+}
