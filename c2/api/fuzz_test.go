@@ -96,7 +96,7 @@ func malformedRequests() []route {
 		{"POST", "/v1/clients/import", `{"format":"csv","data":"69640a30303030303030303030303030303030303030303030303030303030303030300a"}`},
 		{"GET", "/v1/clients?limit=-1", ""}, {"GET", "/v1/clients?limit=99999999999", ""}, {"GET", "/v1/clients?after=xyz", ""},
 		{"GET", "/v1/clients?limit=abc", ""}, {"GET", "/v1/commands?state=lost", ""}, {"GET", "/v1/commands/zz", ""},
-		{"GET", "/v1/events?after_id=nonsense", ""}, {"GET", "/v1/events?limit=100000", ""}, {"GET", "/v1/audit?limit=-4", ""},
+		{"GET", "/v1/events?after=nonsense", ""}, {"GET", "/v1/events?limit=100000", ""}, {"GET", "/v1/audit?limit=-4", ""},
 		{"GET", "/v1/audit?since=yesterday", ""}, {"POST", "/v1/tokens", `{"name":"bad name","scope":"read"}`},
 		{"POST", "/v1/tokens", `{"name":"ok","scope":"superuser"}`}, {"POST", "/v1/members/batch", `{"topic":"t","clients":[]}`},
 		{"POST", "/v1/clients/import", `{"format":"xml","data":"78"}`}, {"POST", "/v1/clients/import", `{"format":"csv","data":""}`},

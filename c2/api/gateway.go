@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -34,6 +35,10 @@ var openAPIDocument []byte
 // document. The caller is authenticated (g.admitHTTP) before its body is
 // read (g.readBody).
 func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <-chan struct{}) (http.Handler, error) {
+	routes, err := httpRoutes()
+	if err != nil {
+		return nil, err
+	}
 	gw := runtime.NewServeMux(
 		// Only Authorization reaches the service (the gateway forwards it
 		// itself); no header may pose as the metadata set below.
@@ -43,6 +48,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllCharacters),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonDialect{}),
 		runtime.WithRoutingErrorHandler(routingError),
+		runtime.WithMiddlewares(queryChecker(routes)),
 	)
 	client := c2pb.NewC2Client(conn)
 	if err := c2pb.RegisterC2HandlerClient(ctx, gw, client); err != nil {
@@ -51,7 +57,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 	mux := http.NewServeMux()
 	mux.Handle("/", gw)
 	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
-	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping})
+	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping, route: routes[len(routes)-1]})
 	return requireUTF8(g.admitHTTP(g.readBody(mux))), nil
 }
 
@@ -129,12 +135,30 @@ func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 
 // eventStream serves WatchEvents as server-sent events. It calls the
 // service through the gateway's connection like any other route, so the
-// same authentication, scope and rate limit apply. A client resumes with
-// the Last-Event-ID header (browsers send it when they reconnect) or the
-// after query parameter; kind (repeatable) filters.
+// same authentication, scope and rate limit apply. Its query parameters
+// are the fields of WatchEventsRequest, as a REST route's: a client
+// resumes with after (or the Last-Event-ID header, which browsers send
+// when they reconnect); kinds (repeatable) filters.
 type eventStream struct {
 	client   c2pb.C2Client
 	stopping <-chan struct{}
+	route    route
+}
+
+// request reads the stream's WatchEventsRequest from the query.
+func (e *eventStream) request(r *http.Request) (*c2pb.WatchEventsRequest, error) {
+	query := r.URL.Query()
+	if err := e.route.checkQuery(query); err != nil {
+		return nil, err
+	}
+	req := &c2pb.WatchEventsRequest{}
+	if err := runtime.PopulateQueryParameters(req, query, &utilities.DoubleArray{}); err != nil {
+		return nil, err
+	}
+	if req.After == "" {
+		req.After = r.Header.Get("Last-Event-ID")
+	}
+	return req, nil
 }
 
 func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -143,9 +167,10 @@ func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, codes.Internal, "streaming unsupported")
 		return
 	}
-	req := &c2pb.WatchEventsRequest{AfterId: r.Header.Get("Last-Event-ID"), Kinds: r.URL.Query()["kind"]}
-	if after := r.URL.Query().Get("after"); after != "" {
-		req.AfterId = after
+	req, err := e.request(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
+		return
 	}
 	md := gatewayMetadata(r.Context(), r)
 	if auth := r.Header.Values("Authorization"); len(auth) > 0 {

@@ -91,13 +91,13 @@ device that does not acknowledge: C2 cannot know what it holds.`,
 // clientState fetches a client's state with one page of its topics, or
 // every page with --all.
 func (s *c2Session) clientState(ctx context.Context, client string, page *pageFlags) (*c2pb.ClientState, error) {
-	req := &c2pb.GetClientStateRequest{Client: client, TopicsAfter: page.after, TopicsLimit: page.limit}
+	req := &c2pb.GetClientStateRequest{Client: client, After: page.after, Limit: page.limit}
 	st, err := s.client.GetClientState(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	for last := st.TopicStates; page.all && len(last) == page.pageSize(); {
-		req.TopicsAfter = last[len(last)-1].Topic
+		req.After = last[len(last)-1].Topic
 		next, err := s.client.GetClientState(ctx, req)
 		if err != nil {
 			return nil, err

@@ -2106,11 +2106,13 @@ func (x *GetCommandRequest) GetId() string {
 type ListCommandsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// client, state and target filter; empty matches every command.
-	Client        string `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
-	State         string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	Target        string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
-	AfterSeq      int64  `protobuf:"varint,4,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
-	Limit         int32  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	Client string `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	State  string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Target string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	// after is the sequence number of the last command of the previous
+	// page.
+	After         int64 `protobuf:"varint,4,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         int32 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2166,9 +2168,9 @@ func (x *ListCommandsRequest) GetTarget() string {
 	return ""
 }
 
-func (x *ListCommandsRequest) GetAfterSeq() int64 {
+func (x *ListCommandsRequest) GetAfter() int64 {
 	if x != nil {
-		return x.AfterSeq
+		return x.After
 	}
 	return 0
 }
@@ -2491,11 +2493,11 @@ func (x *TopicKeyState) GetBehind() bool {
 type GetClientStateRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Client string                 `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
-	// topics_after is the name of the last topic of the previous page.
-	TopicsAfter string `protobuf:"bytes,2,opt,name=topics_after,json=topicsAfter,proto3" json:"topics_after,omitempty"`
-	// topics_limit is the page size of topic_states, 1 to 10000 (default
-	// 100).
-	TopicsLimit   int32 `protobuf:"varint,3,opt,name=topics_limit,json=topicsLimit,proto3" json:"topics_limit,omitempty"`
+	// after is the name of the last topic of the previous page of
+	// topic_states.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// limit is the page size of topic_states, 1 to 10000 (default 100).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2537,16 +2539,16 @@ func (x *GetClientStateRequest) GetClient() string {
 	return ""
 }
 
-func (x *GetClientStateRequest) GetTopicsAfter() string {
+func (x *GetClientStateRequest) GetAfter() string {
 	if x != nil {
-		return x.TopicsAfter
+		return x.After
 	}
 	return ""
 }
 
-func (x *GetClientStateRequest) GetTopicsLimit() int32 {
+func (x *GetClientStateRequest) GetLimit() int32 {
 	if x != nil {
-		return x.TopicsLimit
+		return x.Limit
 	}
 	return 0
 }
@@ -3294,7 +3296,7 @@ func (x *Info) GetVersion() string {
 
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// id orders events; give it as after_id (or Last-Event-ID) to resume.
+	// id orders events; give it as after (or Last-Event-ID) to resume.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// kind is what happened: client_added, member_removed,
 	// topic_key_rotated, command_sent, command_failed, command_acked,
@@ -3384,9 +3386,10 @@ func (x *Event) GetDetail() string {
 }
 
 type ListEventsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AfterId       string                 `protobuf:"bytes,1,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
-	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// after is the id of the last event of the previous page.
+	After         string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         int32  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3421,9 +3424,9 @@ func (*ListEventsRequest) Descriptor() ([]byte, []int) {
 	return file_c2_proto_rawDescGZIP(), []int{52}
 }
 
-func (x *ListEventsRequest) GetAfterId() string {
+func (x *ListEventsRequest) GetAfter() string {
 	if x != nil {
-		return x.AfterId
+		return x.After
 	}
 	return ""
 }
@@ -3481,8 +3484,8 @@ func (x *ListEventsResponse) GetEvents() []*Event {
 
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// after_id resumes after that event.
-	AfterId string `protobuf:"bytes,1,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	// after resumes after that event.
+	After string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
 	// kinds, when set, keeps only these kinds.
 	Kinds         []string `protobuf:"bytes,2,rep,name=kinds,proto3" json:"kinds,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3519,9 +3522,9 @@ func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
 	return file_c2_proto_rawDescGZIP(), []int{54}
 }
 
-func (x *WatchEventsRequest) GetAfterId() string {
+func (x *WatchEventsRequest) GetAfter() string {
 	if x != nil {
-		return x.AfterId
+		return x.After
 	}
 	return ""
 }
@@ -3638,15 +3641,16 @@ func (x *AuditRecord) GetRemote() string {
 }
 
 type ListAuditRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Actor         string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
-	Action        string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
-	Target        string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
-	Outcome       string                 `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	Since         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
-	Until         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
-	AfterId       int64                  `protobuf:"varint,7,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
-	Limit         int32                  `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Actor   string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action  string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Target  string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Outcome string                 `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Since   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	Until   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
+	// after is the id of the last record of the previous page.
+	After         int64 `protobuf:"varint,7,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         int32 `protobuf:"varint,8,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3723,9 +3727,9 @@ func (x *ListAuditRequest) GetUntil() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *ListAuditRequest) GetAfterId() int64 {
+func (x *ListAuditRequest) GetAfter() int64 {
 	if x != nil {
-		return x.AfterId
+		return x.After
 	}
 	return 0
 }
@@ -4207,12 +4211,12 @@ const file_c2_proto_rawDesc = "" +
 	"\asent_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"#\n" +
 	"\x11GetCommandRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x8e\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x87\x01\n" +
 	"\x13ListCommandsRequest\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
-	"\x06target\x18\x03 \x01(\tR\x06target\x12\x1b\n" +
-	"\tafter_seq\x18\x04 \x01(\x03R\bafterSeq\x12\x14\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x14\n" +
+	"\x05after\x18\x04 \x01(\x03R\x05after\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\x05R\x05limit\"^\n" +
 	"\x14ListCommandsResponse\x120\n" +
 	"\bcommands\x18\x01 \x03(\v2\x14.e4kit.c2.v1.CommandR\bcommands\x12\x14\n" +
@@ -4241,11 +4245,11 @@ const file_c2_proto_rawDesc = "" +
 	"\fwant_version\x18\x02 \x01(\x04R\vwantVersion\x12#\n" +
 	"\racked_version\x18\x03 \x01(\x04R\fackedVersion\x125\n" +
 	"\backed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aackedAt\x12\x16\n" +
-	"\x06behind\x18\x05 \x01(\bR\x06behind\"u\n" +
+	"\x06behind\x18\x05 \x01(\bR\x06behind\"[\n" +
 	"\x15GetClientStateRequest\x12\x16\n" +
-	"\x06client\x18\x01 \x01(\tR\x06client\x12!\n" +
-	"\ftopics_after\x18\x02 \x01(\tR\vtopicsAfter\x12!\n" +
-	"\ftopics_limit\x18\x03 \x01(\x05R\vtopicsLimit\"J\n" +
+	"\x06client\x18\x01 \x01(\tR\x06client\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"J\n" +
 	"\x1cSetClientAcknowledgesRequest\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\tR\x04mode\"\xbf\x02\n" +
@@ -4314,14 +4318,14 @@ const file_c2_proto_rawDesc = "" +
 	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1b\n" +
 	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05topic\x18\x05 \x01(\tR\x05topic\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"D\n" +
-	"\x11ListEventsRequest\x12\x19\n" +
-	"\bafter_id\x18\x01 \x01(\tR\aafterId\x12\x14\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"?\n" +
+	"\x11ListEventsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"@\n" +
 	"\x12ListEventsResponse\x12*\n" +
-	"\x06events\x18\x01 \x03(\v2\x12.e4kit.c2.v1.EventR\x06events\"E\n" +
-	"\x12WatchEventsRequest\x12\x19\n" +
-	"\bafter_id\x18\x01 \x01(\tR\aafterId\x12\x14\n" +
+	"\x06events\x18\x01 \x03(\v2\x12.e4kit.c2.v1.EventR\x06events\"@\n" +
+	"\x12WatchEventsRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x14\n" +
 	"\x05kinds\x18\x02 \x03(\tR\x05kinds\"\xdd\x01\n" +
 	"\vAuditRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12.\n" +
@@ -4331,15 +4335,15 @@ const file_c2_proto_rawDesc = "" +
 	"\x06target\x18\x05 \x01(\tR\x06target\x12\x18\n" +
 	"\aoutcome\x18\x06 \x01(\tR\aoutcome\x12\x16\n" +
 	"\x06detail\x18\a \x01(\tR\x06detail\x12\x16\n" +
-	"\x06remote\x18\b \x01(\tR\x06remote\"\x87\x02\n" +
+	"\x06remote\x18\b \x01(\tR\x06remote\"\x82\x02\n" +
 	"\x10ListAuditRequest\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
 	"\x06target\x18\x03 \x01(\tR\x06target\x12\x18\n" +
 	"\aoutcome\x18\x04 \x01(\tR\aoutcome\x120\n" +
 	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
-	"\x05until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x19\n" +
-	"\bafter_id\x18\a \x01(\x03R\aafterId\x12\x14\n" +
+	"\x05until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x14\n" +
+	"\x05after\x18\a \x01(\x03R\x05after\x12\x14\n" +
 	"\x05limit\x18\b \x01(\x05R\x05limit\"G\n" +
 	"\x11ListAuditResponse\x122\n" +
 	"\arecords\x18\x01 \x03(\v2\x18.e4kit.c2.v1.AuditRecordR\arecords\"\x81\x02\n" +

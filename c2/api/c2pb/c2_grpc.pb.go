@@ -184,8 +184,9 @@ type C2Client interface {
 	// ListEvents returns the buffered events after an event id.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	// WatchEvents streams events as they happen, first those after
-	// after_id when it is set (resume). Over HTTP it is served as
-	// server-sent events at /v1/events/stream.
+	// `after` when it is set (resume). Over HTTP it is served as
+	// server-sent events at /v1/events/stream (?after=ID&kinds=KIND, or the
+	// Last-Event-ID header).
 	WatchEvents(ctx context.Context, in *WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Event], error)
 	// ListAudit lists audit records, newest last, with filters.
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
@@ -767,8 +768,9 @@ type C2Server interface {
 	// ListEvents returns the buffered events after an event id.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	// WatchEvents streams events as they happen, first those after
-	// after_id when it is set (resume). Over HTTP it is served as
-	// server-sent events at /v1/events/stream.
+	// `after` when it is set (resume). Over HTTP it is served as
+	// server-sent events at /v1/events/stream (?after=ID&kinds=KIND, or the
+	// Last-Event-ID header).
 	WatchEvents(*WatchEventsRequest, grpc.ServerStreamingServer[Event]) error
 	// ListAudit lists audit records, newest last, with filters.
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
