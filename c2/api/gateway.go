@@ -27,15 +27,42 @@ const OpenAPIPath = "/openapi.json"
 // EventStreamPath is where events are served as server-sent events.
 const EventStreamPath = "/v1/events/stream"
 
-//go:embed c2pb/c2.swagger.json
+// openAPIDocument is the OpenAPI 3 document of the HTTP/JSON API,
+// generated (see openapi_gen_test.go).
+//
+//go:embed openapi.json
 var openAPIDocument []byte
+
+// openAPIWithVersion returns the OpenAPI document with the server's
+// version.
+func openAPIWithVersion(version string) ([]byte, error) {
+	var doc, info map[string]json.RawMessage
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		return nil, fmt.Errorf("openapi.json: %w", err)
+	}
+	if err := json.Unmarshal(doc["info"], &info); err != nil {
+		return nil, fmt.Errorf("openapi.json info: %w", err)
+	}
+	var err error
+	if info["version"], err = json.Marshal(version); err != nil {
+		return nil, err
+	}
+	if doc["info"], err = json.Marshal(info); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
 
 // newGateway returns the HTTP handler: the REST routes of c2_http.yaml
 // through grpc-gateway over conn, the event stream and the OpenAPI
 // document. The caller is authenticated (g.admitHTTP) before its body is
 // read (g.readBody).
-func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <-chan struct{}) (http.Handler, error) {
+func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <-chan struct{}, version string) (http.Handler, error) {
 	routes, err := httpRoutes()
+	if err != nil {
+		return nil, err
+	}
+	openAPI, err := openAPIWithVersion(version)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +83,10 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", gw)
-	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
+	mux.HandleFunc("GET "+OpenAPIPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
 	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping, route: routes[len(routes)-1]})
 	return requireUTF8(g.admitHTTP(g.readBody(mux))), nil
 }
@@ -126,11 +156,6 @@ func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, msg stri
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
 	_ = json.NewEncoder(w).Encode(map[string]any{"code": int(code), "message": msg, "details": []any{}})
-}
-
-func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(openAPIDocument)
 }
 
 // eventStream serves WatchEvents as server-sent events. It calls the

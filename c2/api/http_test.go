@@ -1,12 +1,15 @@
 package api_test
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/e4"
@@ -92,4 +95,43 @@ func TestHTTPBodyLimit(t *testing.T) {
 	ops := c.token("ops", "operate")
 	big := `{"name":"` + strings.Repeat("x", 4096) + `"}`
 	wantStatus(t, "oversized body", c.do("POST", "/v1/clients", ops, big), http.StatusRequestEntityTooLarge)
+}
+
+// TestHTTPOpenAPI: the served document is valid OpenAPI 3 (kin-openapi's
+// validator), with the API's title and the server's version, and every
+// operation it describes is served: a request to each, with a query
+// parameter no route takes, reaches that route (its refusal names it)
+// before the service is called.
+func TestHTTPOpenAPI(t *testing.T) {
+	c := newTestC2(t, options{})
+	r := c.do("GET", api.OpenAPIPath, "", nil)
+	wantStatus(t, "OpenAPI document", r, http.StatusOK)
+	doc, err := openapi3.NewLoader().LoadFromData(r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("invalid OpenAPI 3 document: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Info.Title != "E4kit C2 API" || doc.Info.Version != "test" {
+		t.Fatalf("openapi %q, title %q, version %q", doc.OpenAPI, doc.Info.Title, doc.Info.Version)
+	}
+	if doc.Paths.Find(api.EventStreamPath) == nil {
+		t.Fatalf("the OpenAPI document lacks %s", api.EventStreamPath)
+	}
+	sample := strings.NewReplacer("{topic}", "plant/a", "{client}", "pump-7", "{source}", "a", "{target}", "b", "{id}", "x", "{name}", "n")
+	probed := 0
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			r := c.do(method, sample.Replace(path)+"?e4probe=1", c.admin, nil)
+			want := `unknown query parameter "e4probe": ` + method + " " + path + " takes "
+			if msg, _ := r.json["message"].(string); r.status != http.StatusBadRequest || !strings.HasPrefix(msg, want) {
+				t.Errorf("%s %s: HTTP %d %s, want 400 %q", method, path, r.status, r.body, want)
+			}
+			probed++
+		}
+	}
+	if probed < 40 {
+		t.Fatalf("only %d operations in the document", probed)
+	}
 }

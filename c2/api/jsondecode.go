@@ -37,8 +37,10 @@ func UnmarshalJSON(data []byte, m proto.Message) error {
 // name, or 0 for any: E4 keys (a field named key or ending in _key) are
 // 32 bytes, topic hashes (hash, *_hash) 16. An empty value is absent and
 // passes.
-func fixedSize(fd protoreflect.FieldDescriptor) int {
-	name := string(fd.Name())
+func fixedSize(fd protoreflect.FieldDescriptor) int { return fixedSizeOf(string(fd.Name())) }
+
+// fixedSizeOf is fixedSize for a field named name.
+func fixedSizeOf(name string) int {
 	switch {
 	case name == "key" || strings.HasSuffix(name, "_key"):
 		return e4.KeyLen

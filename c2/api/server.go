@@ -21,6 +21,7 @@ import (
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/internal/version"
 )
 
 // Defaults of Config.
@@ -111,7 +112,8 @@ type Config struct {
 	// Logger receives the server's logs and, with message "audit", one
 	// JSON-ready line per audit record; nil discards them.
 	Logger *slog.Logger
-	// Version is reported by GetInfo.
+	// Version is reported by GetInfo and in the OpenAPI document; default
+	// the build's (internal/version).
 	Version string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -207,6 +209,9 @@ func setDefaults(cfg *Config) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Version == "" {
+		cfg.Version = version.String()
+	}
 }
 
 // checkCertScopes refuses CertScopes without verified client
@@ -285,7 +290,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer conn.Close()
 	gwCtx, stopGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopGateway()
-	handler, err := newGateway(gwCtx, conn, s.guard, s.handlers.stopping)
+	handler, err := newGateway(gwCtx, conn, s.guard, s.handlers.stopping, s.cfg.Version)
 	if err != nil {
 		grpcLn.Close()
 		httpLn.Close()
