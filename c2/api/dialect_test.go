@@ -74,11 +74,13 @@ func TestHTTPRefusesBase64(t *testing.T) {
 		want       []string
 	}{
 		{"base64 key", `{"name":"a","key":"` + b64 + `"}`,
-			[]string{"key: want 64 hex digits (32 bytes), got 44 characters", "looks like base64", "hex in this API"}},
+			[]string{"key: want 64 hex digits (32 bytes), got 44 characters; this looks like base64; keys and hashes are hex in this API"}},
 		{"short hex key", `{"name":"b","key":"` + hex.EncodeToString(key[:31]) + `"}`,
 			[]string{"key: want 64 hex digits (32 bytes), got 62 characters"}},
 		{"odd hex payload", `{"topic":"t","payload":"abc"}`, []string{"payload: want hex digits, two per byte, got 3 characters (an odd count)"}},
-		{"base64 payload", `{"topic":"t","payload":"aGVsbG8="}`, []string{"payload: want hex digits", "character 2 is not", "looks like base64"}},
+		{"base64 payload", `{"topic":"t","payload":"aGVsbG8="}`, []string{"payload: want hex digits, two per byte, got 8 characters; this looks like base64; bytes (keys, hashes, payloads) are hex"}},
+		{"typo in a hex key", `{"name":"c","key":"` + hex.EncodeToString(key[:31]) + `xy"}`,
+			[]string{"key: want 64 hex digits (32 bytes), got 64 characters, not all hex digits (character 63 is not)"}},
 	}
 	for _, tc := range cases {
 		path := "/v1/clients"

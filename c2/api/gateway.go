@@ -155,7 +155,11 @@ func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
-	_ = json.NewEncoder(w).Encode(map[string]any{"code": int(code), "message": msg, "details": []any{}})
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Details []any  `json:"details"`
+	}{int(code), msg, []any{}})
 }
 
 // eventStream serves WatchEvents as server-sent events. It calls the

@@ -242,6 +242,8 @@ func parseHexField(text string, size int, path string) ([]byte, error) {
 	got := fmt.Sprintf("got %d characters", utf8.RuneCountInString(text))
 	var invalid hex.InvalidByteError
 	switch {
+	case err != nil && looksLikeBase64(text, size):
+		got += "; this looks like base64"
 	case errors.As(err, &invalid):
 		at := utf8.RuneCountInString(text[:strings.IndexByte(text, byte(invalid))]) + 1
 		got += fmt.Sprintf(", not all hex digits (character %d is not)", at)
@@ -252,15 +254,19 @@ func parseHexField(text string, size int, path string) ([]byte, error) {
 	if size > 0 {
 		hint = "keys and hashes are hex in this API"
 	}
-	if err != nil && looksLikeBase64(text) {
-		hint = "this looks like base64; " + hint
-	}
 	return nil, fmt.Errorf("%s: want %s, %s; %s", path, want, got, hint)
 }
 
-func looksLikeBase64(text string) bool {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if _, err := enc.DecodeString(text); err == nil {
+// looksLikeBase64 reports whether text, which is not hex, is base64: of
+// size bytes when size is set, else padded (hex with a typo often decodes
+// as unpadded base64 too).
+func looksLikeBase64(text string, size int) bool {
+	encodings := []*base64.Encoding{base64.StdEncoding, base64.URLEncoding}
+	if size > 0 {
+		encodings = append(encodings, base64.RawStdEncoding, base64.RawURLEncoding)
+	}
+	for _, enc := range encodings {
+		if b, err := enc.DecodeString(text); err == nil && (size == 0 || len(b) == size) {
 			return true
 		}
 	}

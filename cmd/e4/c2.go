@@ -61,7 +61,10 @@ Connection settings also come from the environment: E4_C2_SERVER,
 E4_C2_TOKEN, E4_C2_TOKEN_FILE, E4_C2_CA_FILE, E4_C2_CERT_FILE,
 E4_C2_KEY_FILE.
 
-Clients are named by name or by their 32-hex-digit id.`,
+Clients are named by name or by their 32-hex-digit id. --json prints
+what the HTTP/JSON API sends (field names of c2.proto, keys and hashes in
+hex, counts as numbers); that API serves the same operations on the HTTPS
+address of "e4 c2 serve" and describes them at /openapi.json (OpenAPI 3).`,
 		Example: `  e4 c2 serve --data-dir ./c2data --transport mqtt://127.0.0.1:1883
   export E4_C2_TOKEN_FILE=./c2data/admin.token E4_C2_CA_FILE=./c2data/tls/cert.pem
   e4 c2 token create ops --scope operate --out ops.token
