@@ -10,6 +10,7 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -26,11 +27,52 @@ import (
 // with what was expected), field names the .proto's or their JSON names,
 // numbers as numbers or strings; unknown fields are refused.
 func UnmarshalJSON(data []byte, m proto.Message) error {
-	converted, err := hexToBase64(data, m.ProtoReflect().Descriptor(), "")
-	if err != nil {
-		return err
+	md := m.ProtoReflect().Descriptor()
+	if holdsBytes(md) {
+		converted, err := hexToBase64(data, md, "")
+		if err != nil {
+			return err
+		}
+		data = converted
 	}
-	return protojson.UnmarshalOptions{}.Unmarshal(converted, m)
+	return protojson.UnmarshalOptions{}.Unmarshal(data, m)
+}
+
+// bytesHolders caches holdsBytes.
+var bytesHolders sync.Map // protoreflect.FullName -> bool
+
+// holdsBytes reports whether a message of md can hold a bytes field, at
+// any depth (an Any can hold anything): only those need rewriting.
+func holdsBytes(md protoreflect.MessageDescriptor) bool {
+	if v, ok := bytesHolders.Load(md.FullName()); ok {
+		return v.(bool)
+	}
+	holds := reachesBytes(md, make(map[protoreflect.FullName]bool))
+	bytesHolders.Store(md.FullName(), holds)
+	return holds
+}
+
+// reachesBytes searches the fields reachable from md for a bytes field,
+// each message once.
+func reachesBytes(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if md.FullName() == "google.protobuf.Any" {
+		return true
+	}
+	if seen[md.FullName()] {
+		return false
+	}
+	seen[md.FullName()] = true
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.IsMap() {
+			fd = fd.MapValue()
+		}
+		if fd.Kind() == protoreflect.BytesKind || (fd.Message() != nil && reachesBytes(fd.Message(), seen)) {
+			return true
+		}
+	}
+	return false
 }
 
 // fixedSize is the length in bytes a bytes field must have, from its
@@ -192,6 +234,9 @@ func convertValue(value json.RawMessage, fd protoreflect.FieldDescriptor, path s
 		}
 		return json.Marshal(base64.StdEncoding.EncodeToString(b))
 	case protoreflect.MessageKind, protoreflect.GroupKind:
+		if !holdsBytes(fd.Message()) {
+			return value, nil
+		}
 		return hexToBase64(value, fd.Message(), path)
 	}
 	return value, nil
