@@ -105,47 +105,29 @@ func hexToBase64(data []byte, md protoreflect.MessageDescriptor, path string) ([
 	case isCustomJSON(md):
 		return data, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return data, nil
-	}
-	var out bytes.Buffer
-	out.WriteByte('{')
-	for n := 0; dec.More(); n++ {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := tok.(string)
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, err
-		}
+	out, err := rewriteMembers(data, func(key string, value []byte) ([]byte, error) {
 		fd := md.Fields().ByTextName(key)
 		if fd == nil {
 			fd = md.Fields().ByJSONName(key)
 		}
-		if fd != nil {
-			if value, err = convertField(value, fd, joinPath(path, string(fd.Name()))); err != nil {
-				return nil, err
-			}
+		if fd == nil {
+			return value, nil // unknown: protojson refuses it
 		}
-		if n > 0 {
-			out.WriteByte(',')
-		}
-		writeJSONString(&out, key)
-		out.WriteByte(':')
-		out.Write(value)
-	}
-	if _, err := dec.Token(); err != nil {
+		return convertField(value, fd, joinPath(path, string(fd.Name())))
+	})
+	return unlessNotJSON(out, data, err)
+}
+
+// unlessNotJSON returns out, or data when the scanner could not walk it
+// (protojson then refuses it with its own message), or err.
+func unlessNotJSON(out, data []byte, err error) ([]byte, error) {
+	switch {
+	case errors.Is(err, errNotJSON):
+		return data, nil
+	case err != nil:
 		return nil, err
 	}
-	out.WriteByte('}')
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("unexpected data after the JSON object")
-	}
-	return out.Bytes(), nil
+	return out, nil
 }
 
 func joinPath(path, name string) string {
@@ -155,84 +137,45 @@ func joinPath(path, name string) string {
 	return path + "." + name
 }
 
-func writeJSONString(out *bytes.Buffer, s string) {
-	var e jsonEncoder
-	e.str(s)
-	out.Write(e.buf.Bytes())
-}
-
 // convertField converts the value of fd: each element of a list, each
 // value of a map, or the one value.
-func convertField(value json.RawMessage, fd protoreflect.FieldDescriptor, path string) ([]byte, error) {
+func convertField(value []byte, fd protoreflect.FieldDescriptor, path string) ([]byte, error) {
 	switch {
 	case fd.IsList():
-		var elems []json.RawMessage
-		if json.Unmarshal(value, &elems) != nil || elems == nil {
+		out, err := rewriteElements(value, func(i int, elem []byte) ([]byte, error) {
+			return convertValue(elem, fd, fmt.Sprintf("%s[%d]", path, i))
+		})
+		return unlessNotJSON(out, value, err)
+	case fd.IsMap():
+		values := fd.MapValue()
+		if values.Kind() != protoreflect.BytesKind && (values.Message() == nil || !holdsBytes(values.Message())) {
 			return value, nil
 		}
-		for i := range elems {
-			var err error
-			if elems[i], err = convertValue(elems[i], fd, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return nil, err
-			}
-		}
-		return json.Marshal(elems)
-	case fd.IsMap():
-		return convertMap(value, fd.MapValue(), path)
+		out, err := rewriteMembers(value, func(key string, v []byte) ([]byte, error) {
+			return convertValue(v, values, fmt.Sprintf("%s[%q]", path, key))
+		})
+		return unlessNotJSON(out, value, err)
 	}
 	return convertValue(value, fd, path)
 }
 
-// convertMap converts the values of a map field, keeping its keys (and
-// any duplicate, for protojson to refuse).
-func convertMap(value json.RawMessage, fd protoreflect.FieldDescriptor, path string) ([]byte, error) {
-	if fd.Kind() != protoreflect.BytesKind && fd.Message() == nil {
-		return value, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(value))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return value, nil
-	}
-	var out bytes.Buffer
-	out.WriteByte('{')
-	for n := 0; dec.More(); n++ {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		key, _ := tok.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		if v, err = convertValue(v, fd, fmt.Sprintf("%s[%q]", path, key)); err != nil {
-			return nil, err
-		}
-		if n > 0 {
-			out.WriteByte(',')
-		}
-		writeJSONString(&out, key)
-		out.WriteByte(':')
-		out.Write(v)
-	}
-	out.WriteByte('}')
-	return out.Bytes(), nil
-}
-
 // convertValue converts one value of fd: hex to base64 for bytes, the
 // fields of a message.
-func convertValue(value json.RawMessage, fd protoreflect.FieldDescriptor, path string) ([]byte, error) {
+func convertValue(value []byte, fd protoreflect.FieldDescriptor, path string) ([]byte, error) {
 	switch fd.Kind() {
 	case protoreflect.BytesKind:
-		var text string
-		if json.Unmarshal(value, &text) != nil {
+		text, ok := stringContent(value)
+		if !ok {
 			return value, nil // not a string: protojson says so
 		}
 		b, err := parseHexField(text, fixedSize(fd), path)
 		if err != nil {
 			return nil, err
 		}
-		return json.Marshal(base64.StdEncoding.EncodeToString(b))
+		out := make([]byte, 0, base64.StdEncoding.EncodedLen(len(b))+2)
+		out = append(out, '"')
+		out = base64.StdEncoding.AppendEncode(out, b)
+		return append(out, '"'), nil
 	case protoreflect.MessageKind, protoreflect.GroupKind:
 		if !holdsBytes(fd.Message()) {
 			return value, nil
@@ -259,27 +202,42 @@ func anyToBase64(data []byte, path string) ([]byte, error) {
 		return hexToBase64(data, md, path)
 	}
 	// {"@type": ..., "value": <custom JSON>}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(data, &fields) != nil || fields["value"] == nil {
-		return data, nil
+	out, err := rewriteMembers(data, func(key string, value []byte) ([]byte, error) {
+		if key != "value" {
+			return value, nil
+		}
+		return hexToBase64(value, md, joinPath(path, "value"))
+	})
+	return unlessNotJSON(out, data, err)
+}
+
+// stringContent returns the content of the JSON string value without
+// copying it when it has no escapes (hex never has), or unescaped.
+func stringContent(value []byte) ([]byte, bool) {
+	if n := len(value); n >= 2 && value[0] == '"' && value[n-1] == '"' && bytes.IndexByte(value, '\\') < 0 {
+		return value[1 : n-1], true
 	}
-	value, err := hexToBase64(fields["value"], md, joinPath(path, "value"))
-	if err != nil {
-		return nil, err
+	var text string
+	if json.Unmarshal(value, &text) != nil {
+		return nil, false
 	}
-	fields["value"] = value
-	return json.Marshal(fields)
+	return []byte(text), true
 }
 
 // parseHexField decodes the hex text of a bytes field, of size bytes
 // unless size is 0. Its errors say what was expected, never echo the
 // value (it may be a key), and recognise base64, which this API used to
 // speak.
-func parseHexField(text string, size int, path string) ([]byte, error) {
-	b, err := hex.DecodeString(text)
+func parseHexField(hexText []byte, size int, path string) ([]byte, error) {
+	b := make([]byte, hex.DecodedLen(len(hexText)))
+	_, err := hex.Decode(b, hexText)
+	if err == nil && len(hexText)%2 == 1 {
+		err = hex.ErrLength
+	}
 	if err == nil && (size == 0 || len(b) == size || len(b) == 0) {
 		return b, nil
 	}
+	text := string(hexText)
 	want := "hex digits, two per byte"
 	if size > 0 {
 		want = fmt.Sprintf("%d hex digits (%d bytes)", 2*size, size)

@@ -2,6 +2,8 @@ package api
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -113,11 +115,15 @@ func TestJSONDialectInput(t *testing.T) {
 		t.Fatalf("nested key: %v (%v)", &progress, err)
 	}
 	refused := map[string]string{
-		`{"generated":[{"key":"abcd"}]}`:                    "generated[0].key: want 64 hex digits (32 bytes), got 4 characters",
-		`{"imported":1,"imported":2}`:                       "duplicate field",
-		`{"colour":"red"}`:                                  `unknown field "colour"`,
-		`{"generated":[{"key":"` + strings.Repeat("zz", 32): "", // malformed JSON
-		`{"imported":1} {"imported":2}`:                     "after the JSON object",
+		`{"generated":[{"key":"abcd"}]}`:                                          "generated[0].key: want 64 hex digits (32 bytes), got 4 characters",
+		`{"imported":1,"imported":2}`:                                             "duplicate field",
+		`{"colour":"red"}`:                                                        `unknown field "colour"`,
+		`{"generated":[{"key":"` + strings.Repeat("zz", 32):                       "",                 // malformed JSON
+		`{"imported":1} {"imported":2}`:                                           "unexpected token", // two objects
+		`{"generated":[{"key":"ab"}   `:                                           "",                 // unterminated
+		`{"generated":[{"key":"ab"}}]}`:                                           "",                 // mismatched brackets
+		`{"generated":[{"key":"` + strings.Repeat("ab", 32) + `"},{"key":"zz"}]}`: "generated[1].key: want 64 hex digits (32 bytes), got 2 characters, not all hex digits (character 1 is not)",
+		`{"generated" : [ {"key" : 5} ] }`:                                        "invalid value for bytes field key", // protojson says it
 	}
 	for body, want := range refused {
 		err := UnmarshalJSON([]byte(body), &c2pb.ImportClientsProgress{})
@@ -169,6 +175,9 @@ func BenchmarkJSONDialect(b *testing.B) {
 	}
 	in := []byte(`{"name":"pump-7","key":"` + strings.Repeat("ab", 32) + `","password":""}`)
 	inBase64 := []byte(`{"name":"pump-7","key":"` + strings.Repeat("A", 43) + `=","password":""}`)
+	file := bytes.Repeat([]byte("name,key\npump,"+strings.Repeat("ab", 32)+"\n"), 1<<20/80)
+	importHex := []byte(`{"format":"csv","data":"` + hex.EncodeToString(file) + `"}`)
+	importBase64 := []byte(`{"format":"csv","data":"` + base64.StdEncoding.EncodeToString(file) + `"}`)
 	reference := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
 	b.Run("marshal/dialect", func(b *testing.B) {
 		for b.Loop() {
@@ -196,6 +205,47 @@ func BenchmarkJSONDialect(b *testing.B) {
 			if err := protojson.Unmarshal(inBase64, &c2pb.AddClientRequest{}); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+	b.Run("import-1MiB/dialect", func(b *testing.B) {
+		for b.Loop() {
+			if err := UnmarshalJSON(importHex, &c2pb.ImportClientsRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("import-1MiB/protojson", func(b *testing.B) {
+		for b.Loop() {
+			if err := protojson.Unmarshal(importBase64, &c2pb.ImportClientsRequest{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// FuzzUnmarshalJSON: no input panics the request decoder, and whatever it
+// accepts renders and reads back to the same message.
+func FuzzUnmarshalJSON(f *testing.F) {
+	for _, seed := range []string{
+		`{"generated":[{"client_id":"x","key":"` + strings.Repeat("ab", 32) + `"}],"imported":"3"}`,
+		`{"generated":[{"key":"abcd"}]}`, `{"imported":1} {"imported":2}`, `{"done":true,"generated":[]}`,
+		`{"generated":[{"key":"\u0061b` + strings.Repeat("ab", 31) + `"}]}`, `{ "generated" : [ { } , { "key" : "" } ] }`,
+		`[`, `{"generated":{}}`, `{"generated":[{"key":null}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m c2pb.ImportClientsProgress
+		if UnmarshalJSON(data, &m) != nil {
+			return
+		}
+		out, err := MarshalJSON(&m)
+		if err != nil {
+			t.Fatalf("%q read as %v, which does not render: %v", data, &m, err)
+		}
+		var back c2pb.ImportClientsProgress
+		if err := UnmarshalJSON(out, &back); err != nil || !proto.Equal(&m, &back) {
+			t.Fatalf("%q: %s reads back as %v (%v)", data, out, &back, err)
 		}
 	})
 }
