@@ -66,6 +66,10 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 	if err != nil {
 		return nil, err
 	}
+	streamRoute, err := eventStreamRoute(routes)
+	if err != nil {
+		return nil, err
+	}
 	gw := runtime.NewServeMux(
 		// Only Authorization reaches the service (the gateway forwards it
 		// itself); no header may pose as the metadata set below.
@@ -87,7 +91,7 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
 	})
-	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping, route: routes[len(routes)-1]})
+	mux.Handle("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping, route: streamRoute})
 	return requireUTF8(g.admitHTTP(g.readBody(mux))), nil
 }
 

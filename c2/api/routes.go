@@ -2,6 +2,7 @@ package api
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -67,6 +68,9 @@ type httpRules struct {
 	} `yaml:"http"`
 }
 
+// httpRule is one rule of c2_http.yaml (or one of its additional
+// bindings): the method it maps, its path under the HTTP method's key,
+// and the request field the body holds.
 type httpRule struct {
 	Selector                      string `yaml:"selector"`
 	Get, Post, Put, Delete, Patch string
@@ -74,6 +78,7 @@ type httpRule struct {
 	AdditionalBindings            []httpRule `yaml:"additional_bindings"`
 }
 
+// methodPath returns the rule's HTTP method and path.
 func (r httpRule) methodPath() (string, string) {
 	for _, mp := range [][2]string{{"GET", r.Get}, {"POST", r.Post}, {"PUT", r.Put}, {"DELETE", r.Delete}, {"PATCH", r.Patch}} {
 		if mp[1] != "" {
@@ -83,8 +88,10 @@ func (r httpRule) methodPath() (string, string) {
 	return "", ""
 }
 
+// pathParam matches a path variable: {client} or {topic=**}.
 var pathParam = regexp.MustCompile(`\{([A-Za-z0-9_.]+)(=[^}]*)?\}`)
 
+// loadRoutes builds the route table from the rules.
 func loadRoutes(rulesYAML []byte) ([]route, error) {
 	var rules httpRules
 	if err := yaml.Unmarshal(rulesYAML, &rules); err != nil {
@@ -109,6 +116,7 @@ func loadRoutes(rulesYAML []byte) ([]route, error) {
 	return append(out, stream), nil
 }
 
+// newRoute describes the route of rule from its method's descriptor.
 func newRoute(rule httpRule) (route, error) {
 	desc, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(rule.Selector))
 	if err != nil {
@@ -151,6 +159,16 @@ func queryFields(md protoreflect.MessageDescriptor, prefix string, skip []string
 		}
 	}
 	return out
+}
+
+// eventStreamRoute returns the server-sent events route of routes.
+func eventStreamRoute(routes []route) (route, error) {
+	for _, r := range routes {
+		if r.stream {
+			return r, nil
+		}
+	}
+	return route{}, errors.New("api: the route table lacks the event stream")
 }
 
 // gatewayPattern is the route's path as grpc-gateway's Pattern.String
