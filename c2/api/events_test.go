@@ -83,6 +83,17 @@ func TestWatchEvents(t *testing.T) {
 	if got := nextEvent(t, resumed); got.Id != second.Id {
 		t.Fatalf("resume after %s gave %v, want %s", first.Id, got, second.Id)
 	}
+	// The resumed stream goes on past its backlog to live events (it used
+	// to end after the first: its header was sent after the backlog).
+	if got := nextEvent(t, resumed); got.Id != third.Id {
+		t.Fatalf("resume after %s gave then %v, want %s", first.Id, got, third.Id)
+	}
+	if _, err := cl.AddTopic(as(ops), &c2pb.AddTopicRequest{Topic: "t/live"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nextEvent(t, resumed); got.Topic != "t/live" {
+		t.Fatalf("after the backlog came %v, want the live topic_added of t/live", got)
+	}
 	stale, err := cl.WatchEvents(ctx, &c2pb.WatchEventsRequest{After: "0000beef-12"})
 	if err != nil {
 		t.Fatal(err)

@@ -115,17 +115,17 @@ func (h *handlers) WatchEvents(req *c2pb.WatchEventsRequest, stream grpc.ServerS
 		return invalid("after: %v", err)
 	}
 	defer sub.Close()
+	// Headers go out first, so a client sees the stream open before any
+	// event (the first Send would send them, and SendHeader then fail).
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	for _, e := range backlog {
 		if wanted(e) {
 			if err := stream.Send(e); err != nil {
 				return err
 			}
 		}
-	}
-	// Headers go out now, so a client sees the stream open before the
-	// first event.
-	if err := stream.SendHeader(nil); err != nil {
-		return err
 	}
 	ctx := stream.Context()
 	for {

@@ -110,4 +110,10 @@ func TestHTTPPagination(t *testing.T) {
 	if !strings.Contains(lines.Text(), `"topic":"resumed"`) {
 		t.Fatalf("SSE after %s: %q", events[len(events)-1].Id, lines.Text())
 	}
+	c.hub.Publish(c2.Event{Kind: c2.EventTopicAdded, Topic: "live"})
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "data: ") && !strings.HasPrefix(lines.Text(), "event: error") {
+	}
+	if !strings.Contains(lines.Text(), `"topic":"live"`) {
+		t.Fatalf("SSE after its backlog: %q, want the live event", lines.Text())
+	}
 }
