@@ -62,7 +62,8 @@ bench-arch:
 	$(GO) run ./benchmarks/arch
 
 ## proto: regenerate the C2 API code (c2/api/c2pb) from c2.proto and
-## c2_http.yaml with pinned plugin versions.
+## c2_http.yaml with pinned plugin versions, and the OpenAPI 3 document
+## (c2/api/openapi.json) from their Swagger 2 output.
 proto:
 	./scripts/gen-proto.sh
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Regenerates the C2 API code from c2/api/c2pb/c2.proto and the HTTP
 # routes in c2/api/c2pb/c2_http.yaml: protobuf messages, gRPC service,
-# grpc-gateway handlers and the OpenAPI document. The generated files are
-# committed. With --check (make proto-check) it generates into a temporary
-# folder instead and fails if the result differs from the files in the
-# tree.
+# grpc-gateway handlers, the Swagger 2 document protoc-gen-openapiv2
+# writes, and from it the OpenAPI 3 document the server serves
+# (c2/api/openapi.json: converted and completed by TestOpenAPIDocument in
+# c2/api/openapi_gen_test.go, which kin-openapi also validates). The
+# generated files are committed. With --check (make proto-check) it
+# generates into a temporary folder instead and fails if the result
+# differs from the files in the tree.
 #
 # Needs protoc (Debian: protobuf-compiler libprotobuf-dev, for the
 # well-known types). The Go plugins are built at pinned versions into a
@@ -61,8 +64,20 @@ generate() {
   gofmt -w "$out"/*.go
 }
 
+# openapi3 converts the Swagger 2 document into c2/api/openapi.json
+# (-update-openapi), or with "check" fails if that file is stale.
+openapi3() {
+  local flags=()
+  if [ "$1" != check ]; then flags=(-args -update-openapi); fi
+  if ! go test -count=1 -run '^TestOpenAPIDocument$' ./c2/api "${flags[@]}" >&2; then
+    echo "gen-proto: c2/api/openapi.json is stale or c2/api does not build (fix it, then run make proto)" >&2
+    return 1
+  fi
+}
+
 if [ "${1:-}" != "--check" ]; then
   generate "$src"
+  openapi3 update
   exit 0
 fi
 tmp=$(mktemp -d)
@@ -76,4 +91,5 @@ for f in "${generated[@]}"; do
     status=1
   fi
 done
+openapi3 check || status=1
 exit $status

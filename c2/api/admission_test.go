@@ -79,7 +79,7 @@ const (
 func TestUnauthenticatedBodiesNotRead(t *testing.T) {
 	c := newTestC2(t, options{edit: func(cfg *api.Config) { cfg.FailedAuthPerSecond = -1 }})
 	const bound = 64 << 20
-	payload := bytes.Repeat([]byte{'A'}, largeBodySize) // base64 of zeros, as JSON bytes
+	payload := bytes.Repeat([]byte{'0'}, largeBodySize) // hex of zeros, as JSON bytes
 	httpBody := append(append([]byte(`{"format":"csv","data":"`), payload...), `"}`...)
 	// A unary method: a stream's interceptor ran before its message was
 	// read even before, a unary one only after.

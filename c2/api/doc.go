@@ -1,7 +1,14 @@
 // Package api serves the C2 service layer (package c2) over gRPC and, from
 // the same contract (c2pb/c2.proto), over HTTP/JSON through grpc-gateway,
-// with the OpenAPI document at /openapi.json and the event stream as
-// server-sent events at /v1/events/stream.
+// with the OpenAPI 3 document at /openapi.json (openapi.json, generated:
+// see openapi_gen_test.go) and the event stream as server-sent events at
+// /v1/events/stream.
+//
+// HTTP/JSON speaks the dialect of the CLI and the files (jsonDialect):
+// bytes in hex, 64-bit integers as numbers, every list paged by after and
+// limit, and a query parameter a route does not take refused. Routes come
+// from c2pb/c2_http.yaml and the descriptors (routes.go), so an RPC added
+// to c2.proto with its rule gets all of this without more code.
 //
 // Every call is authenticated by an API token (a bearer token whose
 // SHA-256 only is stored) or, with mutual TLS, by a client certificate

@@ -76,14 +76,25 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatalf("events: %v, %v", second, third)
 	}
 
-	resumed, err := cl.WatchEvents(ctx, &c2pb.WatchEventsRequest{AfterId: first.Id})
+	resumed, err := cl.WatchEvents(ctx, &c2pb.WatchEventsRequest{After: first.Id})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := nextEvent(t, resumed); got.Id != second.Id {
 		t.Fatalf("resume after %s gave %v, want %s", first.Id, got, second.Id)
 	}
-	stale, err := cl.WatchEvents(ctx, &c2pb.WatchEventsRequest{AfterId: "0000beef-12"})
+	// The resumed stream goes on past its backlog to live events (it used
+	// to end after the first: its header was sent after the backlog).
+	if got := nextEvent(t, resumed); got.Id != third.Id {
+		t.Fatalf("resume after %s gave then %v, want %s", first.Id, got, third.Id)
+	}
+	if _, err := cl.AddTopic(as(ops), &c2pb.AddTopicRequest{Topic: "t/live"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := nextEvent(t, resumed); got.Topic != "t/live" {
+		t.Fatalf("after the backlog came %v, want the live topic_added of t/live", got)
+	}
+	stale, err := cl.WatchEvents(ctx, &c2pb.WatchEventsRequest{After: "0000beef-12"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,13 +104,13 @@ func TestWatchEvents(t *testing.T) {
 	if got := nextEvent(t, stale); got.Id != first.Id {
 		t.Fatalf("after events_lost came %v, want the oldest event %s", got, first.Id)
 	}
-	bad, err := cl.WatchEvents(ctx, &c2pb.WatchEventsRequest{AfterId: "garbage"})
+	bad, err := cl.WatchEvents(ctx, &c2pb.WatchEventsRequest{After: "garbage"})
 	if err == nil {
 		_, err = bad.Recv()
 	}
 	wantCode(t, "malformed event id", err, codes.InvalidArgument)
 
-	list, err := cl.ListEvents(as(reader), &c2pb.ListEventsRequest{AfterId: first.Id, Limit: 1})
+	list, err := cl.ListEvents(as(reader), &c2pb.ListEventsRequest{After: first.Id, Limit: 1})
 	if err != nil || len(list.Events) != 1 || list.Events[0].Id != second.Id {
 		t.Fatalf("ListEvents: %v %v", list, err)
 	}

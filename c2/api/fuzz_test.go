@@ -70,7 +70,7 @@ var routes = []route{
 // unknown fields, values out of range.
 var malformedBodies = []string{
 	`{`, `}`, `[]`, `null x`, `{"name":}`, `{"name":"a"`, `{"name":1e999}`, `{"name":["x"]}`, `{"name":{"a":1}}`,
-	`{"unknown_field":1}`, `{"limit":"many"}`, `{"key":"not base64!"}`, `{"ttl_seconds":"-1x"}`, "\x00\x01\x02",
+	`{"unknown_field":1}`, `{"limit":"many"}`, `{"key":"not hex!"}`, `{"ttl_seconds":"-1x"}`, "\x00\x01\x02",
 	`{"name":"\ud800"}`, strings.Repeat("[", 10000), `{"topic":` + strings.Repeat(`"x"`, 3) + `}`, `{"clients":"x"}`,
 }
 
@@ -88,19 +88,19 @@ func malformedRequests() []route {
 	badValues := []route{
 		{"POST", "/v1/topics", `{"topic":"a/+/b"}`}, {"POST", "/v1/topics", `{"topic":"#"}`}, {"POST", "/v1/topics", `{"topic":""}`},
 		{"POST", "/v1/topics", `{"topic":"a\u0000b"}`}, {"POST", "/v1/topics", `{"topic":"` + strings.Repeat("t", 300) + `"}`},
-		{"POST", "/v1/clients", `{"name":"x","key":"AQID"}`}, {"POST", "/v1/clients", `{"name":"x","id":"zz"}`},
+		{"POST", "/v1/clients", `{"name":"x","key":"010203"}`}, {"POST", "/v1/clients", `{"name":"x","id":"zz"}`},
 		{"POST", "/v1/clients", `{}`}, {"POST", "/v1/clients", `{"name":"x\u0007"}`},
-		{"POST", "/v1/clients", `{"name":"x","key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","password":"long enough password"}`},
+		{"POST", "/v1/clients", `{"name":"x","key":"0000000000000000000000000000000000000000000000000000000000000000","password":"long enough password"}`},
 		{"POST", "/v1/clients", `{"name":"y","id":"00000000000000000000000000000001"}`},
 		{"POST", "/v1/clients", `{"id":"00000000000000000000000000000000"}`},
-		{"POST", "/v1/clients/import", `{"format":"csv","data":"aWQKMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAK"}`},
+		{"POST", "/v1/clients/import", `{"format":"csv","data":"69640a30303030303030303030303030303030303030303030303030303030303030300a"}`},
 		{"GET", "/v1/clients?limit=-1", ""}, {"GET", "/v1/clients?limit=99999999999", ""}, {"GET", "/v1/clients?after=xyz", ""},
 		{"GET", "/v1/clients?limit=abc", ""}, {"GET", "/v1/commands?state=lost", ""}, {"GET", "/v1/commands/zz", ""},
-		{"GET", "/v1/events?after_id=nonsense", ""}, {"GET", "/v1/events?limit=100000", ""}, {"GET", "/v1/audit?limit=-4", ""},
+		{"GET", "/v1/events?after=nonsense", ""}, {"GET", "/v1/events?limit=100000", ""}, {"GET", "/v1/audit?limit=-4", ""},
 		{"GET", "/v1/audit?since=yesterday", ""}, {"POST", "/v1/tokens", `{"name":"bad name","scope":"read"}`},
 		{"POST", "/v1/tokens", `{"name":"ok","scope":"superuser"}`}, {"POST", "/v1/members/batch", `{"topic":"t","clients":[]}`},
-		{"POST", "/v1/clients/import", `{"format":"xml","data":"eA=="}`}, {"POST", "/v1/clients/import", `{"format":"csv","data":""}`},
-		{"POST", "/v1/clients/import", `{"format":"csv","data":"Y29sb3VyCnJlZAo="}`},
+		{"POST", "/v1/clients/import", `{"format":"xml","data":"78"}`}, {"POST", "/v1/clients/import", `{"format":"csv","data":""}`},
+		{"POST", "/v1/clients/import", `{"format":"csv","data":"636f6c6f75720a7265640a"}`},
 		{"GET", "/v1/nothing", ""}, {"GET", "/v1/clients/a/b/c/d", ""}, {"PUT", "/v1/clients", ""}, {"GET", "/v1//", ""},
 		{"GET", "/v1/clients/%ZZ", ""}, {"GET", "/v1/topics/%00", ""}, {"GET", "/../../etc/passwd", ""},
 		{"GET", "/v1/clients/" + strings.Repeat("a", 5000), ""}, {"DELETE", "/v1/tokens/" + strings.Repeat("n", 100), ""},

@@ -11,11 +11,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 )
@@ -27,14 +27,49 @@ const OpenAPIPath = "/openapi.json"
 // EventStreamPath is where events are served as server-sent events.
 const EventStreamPath = "/v1/events/stream"
 
-//go:embed c2pb/c2.swagger.json
+// openAPIDocument is the OpenAPI 3 document of the HTTP/JSON API,
+// generated (see openapi_gen_test.go).
+//
+//go:embed openapi.json
 var openAPIDocument []byte
+
+// openAPIWithVersion returns the OpenAPI document with the server's
+// version.
+func openAPIWithVersion(version string) ([]byte, error) {
+	var doc, info map[string]json.RawMessage
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		return nil, fmt.Errorf("openapi.json: %w", err)
+	}
+	if err := json.Unmarshal(doc["info"], &info); err != nil {
+		return nil, fmt.Errorf("openapi.json info: %w", err)
+	}
+	var err error
+	if info["version"], err = json.Marshal(version); err != nil {
+		return nil, err
+	}
+	if doc["info"], err = json.Marshal(info); err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(doc, "", "  ")
+}
 
 // newGateway returns the HTTP handler: the REST routes of c2_http.yaml
 // through grpc-gateway over conn, the event stream and the OpenAPI
 // document. The caller is authenticated (g.admitHTTP) before its body is
 // read (g.readBody).
-func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <-chan struct{}) (http.Handler, error) {
+func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <-chan struct{}, version string) (http.Handler, error) {
+	routes, err := httpRoutes()
+	if err != nil {
+		return nil, err
+	}
+	openAPI, err := openAPIWithVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	streamRoute, err := eventStreamRoute(routes)
+	if err != nil {
+		return nil, err
+	}
 	gw := runtime.NewServeMux(
 		// Only Authorization reaches the service (the gateway forwards it
 		// itself); no header may pose as the metadata set below.
@@ -42,12 +77,9 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithMetadata(gatewayMetadata),
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllCharacters),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, jsonDialect{}),
 		runtime.WithRoutingErrorHandler(routingError),
-		runtime.WithMiddlewares(routeMiddleware),
+		runtime.WithMiddlewares(routeMiddleware, queryChecker(routes)),
 	)
 	client := c2pb.NewC2Client(conn)
 	if err := c2pb.RegisterC2HandlerClient(ctx, gw, client); err != nil {
@@ -55,8 +87,11 @@ func newGateway(ctx context.Context, conn *grpc.ClientConn, g *guard, stopping <
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", gw)
-	mux.Handle("GET "+OpenAPIPath, fixedRoute("GET "+OpenAPIPath, http.HandlerFunc(serveOpenAPI)))
-	mux.Handle("GET "+EventStreamPath, fixedRoute("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping}))
+	mux.Handle("GET "+OpenAPIPath, fixedRoute("GET "+OpenAPIPath, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})))
+	mux.Handle("GET "+EventStreamPath, fixedRoute("GET "+EventStreamPath, &eventStream{client: client, stopping: stopping, route: streamRoute}))
 	return requireUTF8(g.admitHTTP(g.readBody(mux))), nil
 }
 
@@ -124,22 +159,39 @@ func routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 func writeError(w http.ResponseWriter, httpStatus int, code codes.Code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
-	_ = json.NewEncoder(w).Encode(map[string]any{"code": int(code), "message": msg, "details": []any{}})
-}
-
-func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(openAPIDocument)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Details []any  `json:"details"`
+	}{int(code), msg, []any{}})
 }
 
 // eventStream serves WatchEvents as server-sent events. It calls the
 // service through the gateway's connection like any other route, so the
-// same authentication, scope and rate limit apply. A client resumes with
-// the Last-Event-ID header (browsers send it when they reconnect) or the
-// after query parameter; kind (repeatable) filters.
+// same authentication, scope and rate limit apply. Its query parameters
+// are the fields of WatchEventsRequest, as a REST route's: a client
+// resumes with after (or the Last-Event-ID header, which browsers send
+// when they reconnect); kinds (repeatable) filters.
 type eventStream struct {
 	client   c2pb.C2Client
 	stopping <-chan struct{}
+	route    route
+}
+
+// request reads the stream's WatchEventsRequest from the query.
+func (e *eventStream) request(r *http.Request) (*c2pb.WatchEventsRequest, error) {
+	query := r.URL.Query()
+	if err := e.route.checkQuery(query); err != nil {
+		return nil, err
+	}
+	req := &c2pb.WatchEventsRequest{}
+	if err := runtime.PopulateQueryParameters(req, query, &utilities.DoubleArray{}); err != nil {
+		return nil, err
+	}
+	if req.After == "" {
+		req.After = r.Header.Get("Last-Event-ID")
+	}
+	return req, nil
 }
 
 func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -148,9 +200,10 @@ func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, codes.Internal, "streaming unsupported")
 		return
 	}
-	req := &c2pb.WatchEventsRequest{AfterId: r.Header.Get("Last-Event-ID"), Kinds: r.URL.Query()["kind"]}
-	if after := r.URL.Query().Get("after"); after != "" {
-		req.AfterId = after
+	req, err := e.request(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
+		return
 	}
 	md := gatewayMetadata(r.Context(), r)
 	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
@@ -179,7 +232,6 @@ func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
-	marshal := protojson.MarshalOptions{UseProtoNames: true}
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -189,7 +241,7 @@ func (e *eventStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		data, err := marshal.Marshal(ev)
+		data, err := MarshalJSON(ev)
 		if err != nil {
 			return
 		}

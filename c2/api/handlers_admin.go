@@ -44,7 +44,7 @@ func (h *handlers) ListCommands(ctx context.Context, req *c2pb.ListCommandsReque
 		return nil, err
 	}
 	f.Target = req.Target
-	list, err := h.svc.Commands(ctx, f, req.AfterSeq, limit(req.Limit))
+	list, err := h.svc.Commands(ctx, f, req.After, limit(req.Limit))
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +97,9 @@ func (h *handlers) ListEvents(_ context.Context, req *c2pb.ListEventsRequest) (*
 	if n == 0 {
 		n = c2.DefaultLimit
 	}
-	list, err := h.hub.List(req.AfterId, n)
+	list, err := h.hub.List(req.After, n)
 	if err != nil {
-		return nil, invalid("after_id: %v", err)
+		return nil, invalid("after: %v", err)
 	}
 	return &c2pb.ListEventsResponse{Events: list}, nil
 }
@@ -110,22 +110,22 @@ func (h *handlers) WatchEvents(req *c2pb.WatchEventsRequest, stream grpc.ServerS
 		kinds[k] = true
 	}
 	wanted := func(e *c2pb.Event) bool { return len(kinds) == 0 || kinds[e.Kind] || e.Kind == EventLost }
-	backlog, sub, err := h.hub.Subscribe(req.AfterId)
+	backlog, sub, err := h.hub.Subscribe(req.After)
 	if err != nil {
-		return invalid("after_id: %v", err)
+		return invalid("after: %v", err)
 	}
 	defer sub.Close()
+	// Headers go out first, so a client sees the stream open before any
+	// event (the first Send would send them, and SendHeader then fail).
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	for _, e := range backlog {
 		if wanted(e) {
 			if err := stream.Send(e); err != nil {
 				return err
 			}
 		}
-	}
-	// Headers go out now, so a client sees the stream open before the
-	// first event.
-	if err := stream.SendHeader(nil); err != nil {
-		return err
 	}
 	ctx := stream.Context()
 	for {
@@ -190,7 +190,7 @@ func (h *handlers) ListAudit(ctx context.Context, req *c2pb.ListAuditRequest) (*
 			return status.Errorf(codes.Unimplemented, "the store (%T) keeps no audit log", tx)
 		}
 		var err error
-		list, err = a.ListAudit(f, req.AfterId, n)
+		list, err = a.ListAudit(f, req.After, n)
 		return err
 	})
 	if err != nil {

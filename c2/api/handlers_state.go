@@ -17,14 +17,14 @@ func (h *handlers) GetClientState(ctx context.Context, req *c2pb.GetClientStateR
 	if err != nil {
 		return nil, err
 	}
-	if err := checkText("topics_after", req.TopicsAfter); err != nil {
+	if err := checkText("after", req.After); err != nil {
 		return nil, err
 	}
 	out, err := h.clientState(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	topics, err := h.svc.ClientTopicStates(ctx, id, req.TopicsAfter, limit(req.TopicsLimit))
+	topics, err := h.svc.ClientTopicStates(ctx, id, req.After, limit(req.Limit))
 	if err != nil {
 		return nil, err
 	}

@@ -235,7 +235,8 @@ func (c *testC2) httpClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: c.clientTL}, Timeout: 30 * time.Second}
 }
 
-// httpResult is an HTTP answer with its decoded JSON body.
+// httpResult is an HTTP answer with its decoded JSON body (numbers as
+// json.Number).
 type httpResult struct {
 	status int
 	body   []byte
@@ -279,7 +280,9 @@ func (c *testC2) do(method, path, token string, body any) httpResult {
 		c.t.Fatal(err)
 	}
 	r := httpResult{status: resp.StatusCode, body: data}
-	_ = json.Unmarshal(data, &r.json)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // numbers stay json.Number, strings string: tests see which the API sent
+	_ = dec.Decode(&r.json)
 	return r
 }
 

@@ -1,19 +1,22 @@
 package api_test
 
 import (
-	"encoding/base64"
+	"context"
+	"encoding/hex"
 	"encoding/json"
-	"github.com/e4-iot/e4kit/c2/api"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/e4"
 )
 
 // TestHTTPRoutes drives the REST routes: status codes for each kind of
-// error, topics with slashes in paths, keys in base64.
+// error, topics with slashes in paths, keys in hex, counts as numbers.
 func TestHTTPRoutes(t *testing.T) {
 	c := newTestC2(t, options{})
 	ops := c.token("ops", "operate")
@@ -25,12 +28,12 @@ func TestHTTPRoutes(t *testing.T) {
 
 	r := c.do("POST", "/v1/clients", ops, map[string]any{"name": "pump-7"})
 	wantStatus(t, "add client", r, http.StatusOK)
-	key, err := base64.StdEncoding.DecodeString(r.json["key"].(string))
+	key, err := hex.DecodeString(r.json["key"].(string))
 	if err != nil || len(key) != e4.KeyLen {
 		t.Fatalf("generated key %v (%v)", r.json["key"], err)
 	}
 	wantStatus(t, "add client twice", c.do("POST", "/v1/clients", ops, map[string]any{"name": "pump-7"}), http.StatusConflict)
-	wantStatus(t, "key of 3 bytes", c.do("POST", "/v1/clients", ops, map[string]any{"name": "x", "key": "AQID"}), http.StatusBadRequest)
+	wantStatus(t, "key of 3 bytes", c.do("POST", "/v1/clients", ops, map[string]any{"name": "x", "key": "010203"}), http.StatusBadRequest)
 	wantStatus(t, "unknown field", c.do("POST", "/v1/clients", ops, `{"name":"y","colour":"red"}`), http.StatusBadRequest)
 	wantStatus(t, "malformed JSON", c.do("POST", "/v1/clients", ops, `{"name":`), http.StatusBadRequest)
 	wantStatus(t, "get client", c.do("GET", "/v1/clients/pump-7", reader, nil), http.StatusOK)
@@ -51,11 +54,11 @@ func TestHTTPRoutes(t *testing.T) {
 		t.Fatalf("is member: %d %s", r.status, r.body)
 	}
 	r = c.do("POST", "/v1/rotations", ops, map[string]any{"topic": "site/a/temp"})
-	if r.status != http.StatusOK || r.json["commands"] != "1" {
+	if r.status != http.StatusOK || r.json["commands"] != json.Number("1") {
 		t.Fatalf("rotation: %d %s", r.status, r.body)
 	}
 	r = c.do("GET", "/v1/members?topic=site/a/temp", reader, nil)
-	if r.status != http.StatusOK || r.json["total"] != "1" {
+	if r.status != http.StatusOK || r.json["total"] != json.Number("1") {
 		t.Fatalf("members: %d %s", r.status, r.body)
 	}
 	r = c.do("GET", "/v1/clients/pump-7/topics", reader, nil)
@@ -92,4 +95,43 @@ func TestHTTPBodyLimit(t *testing.T) {
 	ops := c.token("ops", "operate")
 	big := `{"name":"` + strings.Repeat("x", 4096) + `"}`
 	wantStatus(t, "oversized body", c.do("POST", "/v1/clients", ops, big), http.StatusRequestEntityTooLarge)
+}
+
+// TestHTTPOpenAPI: the served document is valid OpenAPI 3 (kin-openapi's
+// validator), with the API's title and the server's version, and every
+// operation it describes is served: a request to each, with a query
+// parameter no route takes, reaches that route (its refusal names it)
+// before the service is called.
+func TestHTTPOpenAPI(t *testing.T) {
+	c := newTestC2(t, options{})
+	r := c.do("GET", api.OpenAPIPath, "", nil)
+	wantStatus(t, "OpenAPI document", r, http.StatusOK)
+	doc, err := openapi3.NewLoader().LoadFromData(r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("invalid OpenAPI 3 document: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") || doc.Info.Title != "E4kit C2 API" || doc.Info.Version != "test" {
+		t.Fatalf("openapi %q, title %q, version %q", doc.OpenAPI, doc.Info.Title, doc.Info.Version)
+	}
+	if doc.Paths.Find(api.EventStreamPath) == nil {
+		t.Fatalf("the OpenAPI document lacks %s", api.EventStreamPath)
+	}
+	sample := strings.NewReplacer("{topic}", "plant/a", "{client}", "pump-7", "{source}", "a", "{target}", "b", "{id}", "x", "{name}", "n")
+	probed := 0
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			r := c.do(method, sample.Replace(path)+"?e4probe=1", c.admin, nil)
+			want := `unknown query parameter "e4probe": ` + method + " " + path + " takes "
+			if msg, _ := r.json["message"].(string); r.status != http.StatusBadRequest || !strings.HasPrefix(msg, want) {
+				t.Errorf("%s %s: HTTP %d %s, want 400 %q", method, path, r.status, r.body, want)
+			}
+			probed++
+		}
+	}
+	if probed < 40 {
+		t.Fatalf("only %d operations in the document", probed)
+	}
 }

@@ -1,7 +1,7 @@
 package api_test
 
 import (
-	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"testing"
@@ -36,7 +36,7 @@ func TestZeroClientIDRefused(t *testing.T) {
 			}
 		}
 		wantCode(t, "ImportClients ("+format+") with the zero id", err, codes.InvalidArgument)
-		body := `{"format":"` + format + `","data":"` + base64.StdEncoding.EncodeToString([]byte(data)) + `"}`
+		body := `{"format":"` + format + `","data":"` + hex.EncodeToString([]byte(data)) + `"}`
 		wantStatus(t, "POST /v1/clients/import ("+format+") with the zero id", c.do("POST", "/v1/clients/import", c.admin, body), http.StatusBadRequest)
 	}
 }
@@ -45,7 +45,7 @@ func TestZeroClientIDRefused(t *testing.T) {
 // message that quotes a few bytes of it, not the whole column.
 func TestImportErrorClipped(t *testing.T) {
 	c := newTestC2(t, options{})
-	data := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", 1<<20) + "\n"))
+	data := hex.EncodeToString([]byte(strings.Repeat("x", 1<<20) + "\n"))
 	r := c.do("POST", "/v1/clients/import", c.admin, `{"format":"csv","data":"`+data+`"}`)
 	wantStatus(t, "a megabyte CSV column", r, http.StatusBadRequest)
 	if len(r.body) > 1024 {

@@ -22,6 +22,7 @@ import (
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/internal/version"
 )
 
 // Defaults of Config.
@@ -112,7 +113,8 @@ type Config struct {
 	// Logger receives the server's logs and, with message "audit", one
 	// JSON-ready line per audit record; nil discards them.
 	Logger *slog.Logger
-	// Version is reported by GetInfo.
+	// Version is reported by GetInfo and in the OpenAPI document; default
+	// the build's (internal/version).
 	Version string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -221,6 +223,9 @@ func setDefaults(cfg *Config) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Version == "" {
+		cfg.Version = version.String()
+	}
 }
 
 // checkCertScopes refuses CertScopes without verified client
@@ -309,7 +314,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer conn.Close()
 	gwCtx, stopGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopGateway()
-	handler, err := newGateway(gwCtx, conn, s.guard, s.handlers.stopping)
+	handler, err := newGateway(gwCtx, conn, s.guard, s.handlers.stopping, s.cfg.Version)
 	if err != nil {
 		grpcLn.Close()
 		httpLn.Close()

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/e4-iot/e4kit/c2/api"
@@ -62,7 +61,10 @@ Connection settings also come from the environment: E4_C2_SERVER,
 E4_C2_TOKEN, E4_C2_TOKEN_FILE, E4_C2_CA_FILE, E4_C2_CERT_FILE,
 E4_C2_KEY_FILE.
 
-Clients are named by name or by their 32-hex-digit id.`,
+Clients are named by name or by their 32-hex-digit id. --json prints
+what the HTTP/JSON API sends (field names of c2.proto, keys and hashes in
+hex, counts as numbers); that API serves the same operations on the HTTPS
+address of "e4 c2 serve" and describes them at /openapi.json (OpenAPI 3).`,
 		Example: `  e4 c2 serve --data-dir ./c2data --transport mqtt://127.0.0.1:1883
   export E4_C2_TOKEN_FILE=./c2data/admin.token E4_C2_CA_FILE=./c2data/tls/cert.pem
   e4 c2 token create ops --scope operate --out ops.token
@@ -238,9 +240,8 @@ func splitCamel(s string) string {
 	return b.String()
 }
 
-// printJSON prints a message as indented JSON. protojson varies its
-// spacing on purpose; encoding/json re-indents it, so scripts and diffs
-// see stable text.
+// printJSON prints a message as indented JSON, in the dialect of the
+// HTTP/JSON API (bytes in hex, counts as numbers).
 func (s *c2Session) printJSON(m proto.Message) error {
 	return s.writeJSON(m, "  ")
 }
@@ -251,7 +252,7 @@ func (s *c2Session) printJSONLine(m proto.Message) error {
 }
 
 func (s *c2Session) writeJSON(m proto.Message, indent string) error {
-	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	b, err := api.MarshalJSON(m)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,19 +48,13 @@ func TestC2ServeMonitor(t *testing.T) {
 	// until it is counted, then one protected message.
 	stats := func() map[string]uint64 {
 		var st struct {
-			Results map[string]string `json:"results"`
+			Results map[string]uint64 `json:"results"`
 		}
 		out := s.ok("monitor", "stats", "--json")
 		if err := json.Unmarshal([]byte(out), &st); err != nil {
 			t.Fatalf("monitor stats --json: %v\n%s", err, out)
 		}
-		n := make(map[string]uint64)
-		for k, v := range st.Results { // protojson writes uint64 as a string
-			if n[k], err = strconv.ParseUint(v, 10, 64); err != nil {
-				t.Fatalf("monitor stats: %s=%q", k, v)
-			}
-		}
-		return n
+		return st.Results
 	}
 	waitFor := func(what string, done func(map[string]uint64) bool, publish func()) map[string]uint64 {
 		t.Helper()

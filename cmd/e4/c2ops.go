@@ -83,7 +83,7 @@ func newC2CommandCommand(f *c2Flags) *cobra.Command {
 	fl.StringVar(&req.Client, "client", "", "only the commands of this client")
 	fl.StringVar(&req.State, "state", "", "pending, sent, failed or superseded")
 	fl.StringVar(&req.Target, "target", "", "only the commands about this topic or client id")
-	fl.Int64Var(&req.AfterSeq, "after", 0, "list after this sequence number")
+	fl.Int64Var(&req.After, "after", 0, "list after this sequence number")
 	fl.Int32Var(&req.Limit, "limit", 0, "page size, 1 to 10000 (default 100)")
 	_ = list.RegisterFlagCompletionFunc("state", fixedCompletion("pending", "sent", "failed", "superseded"))
 	cmd.AddCommand(get, list)
@@ -221,7 +221,7 @@ event first.`,
 				if follow {
 					return s.followEvents(ctx, after, kinds)
 				}
-				res, err := s.client.ListEvents(ctx, &c2pb.ListEventsRequest{AfterId: after, Limit: limit})
+				res, err := s.client.ListEvents(ctx, &c2pb.ListEventsRequest{After: after, Limit: limit})
 				if err != nil {
 					return err
 				}
@@ -266,7 +266,7 @@ func wantKind(kinds []string, kind string) bool {
 
 // followEvents prints events as they come, one line each.
 func (s *c2Session) followEvents(ctx context.Context, after string, kinds []string) error {
-	stream, err := s.client.WatchEvents(ctx, &c2pb.WatchEventsRequest{AfterId: after, Kinds: kinds})
+	stream, err := s.client.WatchEvents(ctx, &c2pb.WatchEventsRequest{After: after, Kinds: kinds})
 	if err != nil {
 		return err
 	}
@@ -341,7 +341,7 @@ func newC2AuditCommand(f *c2Flags) *cobra.Command {
 	fl.StringVar(&req.Outcome, "outcome", "", "only this outcome: ok, or a status such as PermissionDenied")
 	fl.StringVar(&since, "since", "", "only records at or after this RFC 3339 time")
 	fl.StringVar(&until, "until", "", "only records before this RFC 3339 time")
-	fl.Int64Var(&req.AfterId, "after", 0, "list after this record id")
+	fl.Int64Var(&req.After, "after", 0, "list after this record id")
 	fl.Int32Var(&req.Limit, "limit", 0, "page size, 1 to 1000 (default 100)")
 	return cmd
 }

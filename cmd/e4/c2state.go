@@ -8,9 +8,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 )
 
@@ -91,13 +91,13 @@ device that does not acknowledge: C2 cannot know what it holds.`,
 // clientState fetches a client's state with one page of its topics, or
 // every page with --all.
 func (s *c2Session) clientState(ctx context.Context, client string, page *pageFlags) (*c2pb.ClientState, error) {
-	req := &c2pb.GetClientStateRequest{Client: client, TopicsAfter: page.after, TopicsLimit: page.limit}
+	req := &c2pb.GetClientStateRequest{Client: client, After: page.after, Limit: page.limit}
 	st, err := s.client.GetClientState(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	for last := st.TopicStates; page.all && len(last) == page.pageSize(); {
-		req.TopicsAfter = last[len(last)-1].Topic
+		req.After = last[len(last)-1].Topic
 		next, err := s.client.GetClientState(ctx, req)
 		if err != nil {
 			return nil, err
@@ -300,7 +300,7 @@ func (s *c2Session) printTopicStateJSON(st *c2pb.TopicState, list *c2pb.ListTopi
 	}
 	doc := make(map[string]json.RawMessage, 2)
 	for name, m := range map[string]proto.Message{"state": st, "behind": list} {
-		b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+		b, err := api.MarshalJSON(m)
 		if err != nil {
 			return err
 		}

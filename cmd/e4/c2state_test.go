@@ -136,7 +136,7 @@ func TestC2StateCLI(t *testing.T) {
 	doc := s.jsonOf("topic", "state", "plant/telemetry", "--behind", "--limit", "1", "--all")
 	state, _ := doc["state"].(map[string]any)
 	list, _ := doc["behind"].(map[string]any)
-	if clients, _ := list["clients"].([]any); len(clients) != 2 || list["total"] != "2" || state["summary"] != lines[0] {
+	if clients, _ := list["clients"].([]any); len(clients) != 2 || list["total"] != float64(2) || state["summary"] != lines[0] {
 		t.Fatalf("topic state --behind --all --json: %v", doc)
 	}
 
@@ -157,7 +157,7 @@ func TestC2StateCLI(t *testing.T) {
 		row(t, ref, "acknowledges")[1] != "no (not heard from yet; auto)" {
 		t.Fatalf("client state reference-1:\n%s", ref)
 	}
-	if st := s.jsonOf("client", "state", ref1); st["name"] != "reference-1" || st["topics_behind"] != "1" {
+	if st := s.jsonOf("client", "state", ref1); st["name"] != "reference-1" || st["topics_behind"] != float64(1) {
 		t.Fatalf("client state --json: %v", st)
 	}
 
@@ -178,7 +178,7 @@ func TestC2StateCLI(t *testing.T) {
 			t.Fatalf("fleet %s: %q\n%s", want[0], r, fleet.stdout)
 		}
 	}
-	if f := s.jsonOf("state"); f["not_acknowledging"] != "1" {
+	if f := s.jsonOf("state"); f["not_acknowledging"] != float64(1) {
 		t.Fatalf("state --json (alias of fleet): %v", f)
 	}
 
