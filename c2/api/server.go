@@ -133,6 +133,7 @@ type Server struct {
 	mu       sync.Mutex
 	grpcAddr string
 	httpAddr string
+	mounts   map[string]http.Handler // see Mount
 }
 
 // New checks cfg and builds a server; Run starts it.
@@ -292,7 +293,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("api: gateway: %w", err)
 	}
 	httpSrv := &http.Server{
-		Handler:           handler,
+		Handler:           s.withMounts(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
