@@ -213,7 +213,7 @@ func (h *Handler) revokeToken(req *request) {
 }
 
 // tokenRecheck is how often a live event stream checks its session's
-// token again.
+// token again (Handler.recheck).
 const tokenRecheck = 5 * time.Second
 
 // eventStream sends the hub's events as server-sent events while the
@@ -247,7 +247,7 @@ func (h *Handler) eventStream(req *request) {
 	}
 	fmt.Fprint(req.w, ": open\n\n")
 	flusher.Flush()
-	tick := time.NewTicker(tokenRecheck)
+	tick := time.NewTicker(h.recheck)
 	defer tick.Stop()
 	for {
 		select {

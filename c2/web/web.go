@@ -77,6 +77,8 @@ type Handler struct {
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	static   http.Handler
+	// recheck is how often a live event stream checks its token again.
+	recheck time.Duration
 
 	stopOnce sync.Once
 	stopping chan struct{}
@@ -96,7 +98,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now, stopping: make(chan struct{})}
+	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now, stopping: make(chan struct{}), recheck: tokenRecheck}
 	h.sessions = newSessions(cfg.SessionTTL, cfg.Now)
 	h.codes = &codes{now: cfg.Now, byID: make(map[string]signInCode)}
 	h.failures = &failures{now: cfg.Now, byIP: make(map[string]*failureEntry)}
