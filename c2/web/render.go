@@ -146,7 +146,12 @@ func (h *Handler) failed(req *request, err error) {
 	h.renderStatus(req, code, "error", "Error", map[string]any{"Message": errorText(err), "Code": code})
 }
 
+// serveStatic serves the embedded files (no folder listing).
 func (h *Handler) serveStatic(req *request) {
+	if strings.HasSuffix(req.URL.Path, "/") {
+		http.NotFound(req.w, req.Request)
+		return
+	}
 	req.w.Header().Set("Cache-Control", "public, max-age=3600")
 	h.static.ServeHTTP(req.w, req.Request)
 }

@@ -430,3 +430,23 @@ func waitImport(t *testing.T, b *browser, job string) {
 	}
 	t.Fatal("the import did not finish")
 }
+
+// TestStaticFiles: the assets are served without a session, with their
+// types, and the folder is not listed.
+func TestStaticFiles(t *testing.T) {
+	c := startC2(t, e4.SymKey)
+	b := c.newBrowser()
+	for path, ctype := range map[string]string{"/ui/static/ui.js": "text/javascript", "/ui/static/ui.css": "text/css", "/ui/static/favicon.svg": "image/svg+xml"} {
+		resp, err := b.http.Get(c.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+	}
+	if st, _ := b.get("/ui/static/"); st != http.StatusNotFound {
+		t.Errorf("the static folder is listed: %d", st)
+	}
+}
