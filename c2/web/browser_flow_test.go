@@ -273,4 +273,12 @@ func TestBrowserPublicKey(t *testing.T) {
 	b.submit("#rekey-form", map[string]string{"public_key": hex.EncodeToString(pub)})
 	b.expectFlash("new public key")
 	b.shot("pk-client")
+	// Public keys are named by fingerprint, never shown.
+	html, err := chromedp.Run(b.ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html, hex.EncodeToString(pub)) || !strings.Contains(html, fingerprint(pub)) {
+		t.Error("the client page shows the public key, or not its fingerprint")
+	}
 }
