@@ -158,6 +158,33 @@ func TestClientListPages(t *testing.T) {
 			t.Errorf("prefix %s listed %s", id[:4], m[1])
 		}
 	}
+	// A one-digit prefix spans pages: following the next links lists each
+	// client with it once.
+	want := 0
+	for i := range 2000 {
+		if strings.HasPrefix(e4.IDFromName(fmt.Sprintf("sensor-%07d", i)).String(), "a") {
+			want++
+		}
+	}
+	seen := map[string]bool{}
+	path, pages := "/ui/clients?q=a", 0
+	for path != "" && pages < 100 {
+		page := render(t, h, sid, path)
+		pages++
+		for _, m := range regexpRowID.FindAllStringSubmatch(page, -1) {
+			if seen[m[1]] || !strings.HasPrefix(m[1], "a") {
+				t.Fatalf("row %s listed twice or without the prefix", m[1])
+			}
+			seen[m[1]] = true
+		}
+		path = ""
+		if next := regexpNext.FindStringSubmatch(page); next != nil {
+			path = strings.ReplaceAll(next[1], "&amp;", "&")
+		}
+	}
+	if len(seen) != want || pages < 2 {
+		t.Fatalf("prefix a: %d clients in %d pages, want %d", len(seen), pages, want)
+	}
 }
 
 var (

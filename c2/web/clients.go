@@ -33,19 +33,22 @@ func (h *Handler) clientList(req *request) {
 		h.failed(req, err)
 		return
 	}
-	var rows []clientRow
+	var (
+		rows []clientRow
+		next string // the keyset cursor of the next page, if any
+	)
 	if q != "" {
-		rows, err = h.searchClients(ctx, q, after)
+		rows, next, err = h.searchClients(ctx, q, after)
 	} else {
-		rows, err = h.listClients(ctx, after, "")
+		rows, next, err = h.listClients(ctx, after, "")
 	}
 	if err != nil {
 		h.failed(req, err)
 		return
 	}
 	data := map[string]any{"Rows": rows, "Q": q, "PK": h.cfg.Service.Mode() == e4.PubKey, "First": after == (e4.ID{})}
-	if len(rows) == pageSize {
-		v := url.Values{"after": {rows[len(rows)-1].ID}}
+	if next != "" {
+		v := url.Values{"after": {next}}
 		if q != "" {
 			v.Set("q", q)
 		}
@@ -55,26 +58,30 @@ func (h *Handler) clientList(req *request) {
 }
 
 // listClients lists a page of clients after after, keeping only the ids
-// starting with prefix (hex) when it is set.
-func (h *Handler) listClients(ctx context.Context, after e4.ID, prefix string) ([]clientRow, error) {
+// starting with prefix (hex) when it is set. next is the cursor of the
+// following page ("" on the last one).
+func (h *Handler) listClients(ctx context.Context, after e4.ID, prefix string) (rows []clientRow, next string, err error) {
 	list, err := h.cfg.Service.ListClients(ctx, after, pageSize)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	rows := make([]clientRow, 0, len(list))
+	rows = make([]clientRow, 0, len(list))
 	for _, c := range list {
 		id := c.ID.String()
 		if !strings.HasPrefix(id, prefix) {
-			break
+			return rows, "", nil // past the ids with the prefix
 		}
 		rows = append(rows, clientRow{ID: id, Name: c.Name})
 	}
-	return rows, nil
+	if len(list) == pageSize {
+		next = rows[len(rows)-1].ID
+	}
+	return rows, next, nil
 }
 
-// searchClients finds q as a name, a whole id, or a hex id prefix.
-func (h *Handler) searchClients(ctx context.Context, q string, after e4.ID) ([]clientRow, error) {
-	var rows []clientRow
+// searchClients finds q as a name, a whole id, or a hex id prefix; next
+// is the cursor of the prefix listing's next page.
+func (h *Handler) searchClients(ctx context.Context, q string, after e4.ID) (rows []clientRow, next string, err error) {
 	seen := map[string]bool{}
 	if after == (e4.ID{}) {
 		for _, id := range h.candidateIDs(q) {
@@ -82,7 +89,7 @@ func (h *Handler) searchClients(ctx context.Context, q string, after e4.ID) ([]c
 			if errors.Is(err, c2.ErrNotFound) {
 				continue
 			} else if err != nil {
-				return nil, err
+				return nil, "", err
 			}
 			if !seen[c.ID.String()] {
 				seen[c.ID.String()] = true
@@ -92,19 +99,19 @@ func (h *Handler) searchClients(ctx context.Context, q string, after e4.ID) ([]c
 	}
 	prefix := strings.ToLower(q)
 	if !isHex(prefix) || len(prefix) >= 2*e4.IDLen {
-		return rows, nil
+		return rows, "", nil
 	}
 	start := after
 	if start == (e4.ID{}) {
 		start = prefixStart(prefix)
 	}
-	more, err := h.listClients(ctx, start, prefix)
+	more, next, err := h.listClients(ctx, start, prefix)
 	for _, r := range more {
 		if !seen[r.ID] {
 			rows = append(rows, r)
 		}
 	}
-	return rows, err
+	return rows, next, err
 }
 
 // candidateIDs are the ids q may name: the id of q as a name, and q as
