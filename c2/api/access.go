@@ -24,6 +24,7 @@ type Access struct {
 	auth    *authenticator
 	audit   *auditor
 	streams *streamTracker
+	limits  *limiters
 	now     func() time.Time
 }
 
@@ -44,7 +45,7 @@ var ErrTokenRefused = errors.New("token refused")
 
 // Access returns the server's access control for other front ends.
 func (s *Server) Access() *Access {
-	return &Access{st: s.cfg.Store, auth: s.guard.auth, audit: s.guard.audit, streams: s.guard.streams, now: s.cfg.Now}
+	return &Access{st: s.cfg.Store, auth: s.guard.auth, audit: s.guard.audit, streams: s.guard.streams, limits: s.guard.limits, now: s.cfg.Now}
 }
 
 // Check returns the caller a token identifies. A token that is not
@@ -54,6 +55,11 @@ func (a *Access) Check(ctx context.Context, secret string) (Caller, error) {
 	id, err := a.auth.check(ctx, strings.TrimSpace(secret), false)
 	return callerFrom(id, err)
 }
+
+// Allow takes one request from c's rate budget, the one its API calls
+// take from too (Config.RatePerSecond and Burst, per token), and
+// reports whether there was one.
+func (a *Access) Allow(c Caller) bool { return a.limits.allow(c.Actor, a.now()) }
 
 // Recheck checks that the token c signed in with still holds (not
 // revoked, not expired). Answers are cached as for API calls (see

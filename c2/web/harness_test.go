@@ -45,7 +45,7 @@ type testC2 struct {
 	adminCaller             api.Caller
 }
 
-func startC2(t testing.TB, mode e4.Mode) *testC2 {
+func startC2(t testing.TB, mode e4.Mode, edits ...func(*api.Config)) *testC2 {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -98,8 +98,12 @@ func startC2(t testing.TB, mode e4.Mode) *testC2 {
 	if c.admin, err = api.ReadTokenFile(tokenFile); err != nil {
 		t.Fatal(err)
 	}
-	c.srv, err = api.New(api.Config{Service: c.svc, Store: st, Events: c.hub, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		TLS: tlsCfg, Logger: slog.New(slog.DiscardHandler), Version: "test", RatePerSecond: -1})
+	acfg := api.Config{Service: c.svc, Store: st, Events: c.hub, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		TLS: tlsCfg, Logger: slog.New(slog.DiscardHandler), Version: "test", RatePerSecond: -1}
+	for _, edit := range edits {
+		edit(&acfg)
+	}
+	c.srv, err = api.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}

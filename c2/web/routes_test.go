@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 )
@@ -448,5 +449,27 @@ func TestStaticFiles(t *testing.T) {
 	}
 	if st, _ := b.get("/ui/static/"); st != http.StatusNotFound {
 		t.Errorf("the static folder is listed: %d", st)
+	}
+}
+
+// TestSessionRateLimited: a session's requests take from its token's
+// rate budget, the one its API calls take from.
+func TestSessionRateLimited(t *testing.T) {
+	c := startC2(t, e4.SymKey) // RatePerSecond -1: no limit
+	b := c.signedIn(c.reader)
+	for range 50 {
+		if st, _ := b.get("/ui/policies"); st != http.StatusOK {
+			t.Fatalf("unlimited: %d", st)
+		}
+	}
+	limited := startC2(t, e4.SymKey, func(cfg *api.Config) { cfg.RatePerSecond, cfg.Burst = 0.001, 10 })
+	b = limited.signedIn(limited.reader)
+	codes := map[int]int{}
+	for range 20 {
+		st, _ := b.get("/ui/policies")
+		codes[st]++
+	}
+	if codes[http.StatusTooManyRequests] == 0 || codes[http.StatusOK] == 0 {
+		t.Fatalf("statuses %v: want some 200 then 429", codes)
 	}
 }

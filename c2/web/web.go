@@ -202,6 +202,11 @@ func (h *Handler) guard(rt route) http.Handler {
 			h.fail(req, http.StatusServiceUnavailable, "tokens cannot be checked now: "+err.Error())
 			return
 		}
+		if !h.cfg.Access.Allow(req.sess.caller) {
+			req.w.Header().Set("Retry-After", "1")
+			h.fail(req, http.StatusTooManyRequests, "too many requests with this token: slow down")
+			return
+		}
 		if req.sess.caller.Scope < rt.Scope {
 			h.fail(req, http.StatusForbidden, fmt.Sprintf("this page needs the %s role; you signed in with a %s token", rt.Scope, req.sess.caller.Scope))
 			return
