@@ -146,7 +146,20 @@ func (h *Handler) runImport(ctx context.Context, finish func(error) error, j *im
 	if err != nil {
 		j.err = errorText(err)
 	}
+	// Keys nobody downloads do not stay in memory.
+	time.AfterFunc(generatedKeysTTL, func() {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if j.keys != nil {
+			clearKeys(j.keys)
+			j.keys, j.keysGone = nil, true
+		}
+	})
 }
+
+// generatedKeysTTL is how long an import's generated keys wait for their
+// download.
+const generatedKeysTTL = 30 * time.Minute
 
 // countRecords estimates the records of a file for the progress bar.
 func countRecords(data []byte, format c2.ImportFormat) int {
