@@ -102,7 +102,7 @@ func TestBrowserSymmetricKey(t *testing.T) {
 	if !strings.Contains(b.text("#rotations"), "plant/telemetry") {
 		t.Error("the dashboard does not list the rotation")
 	}
-	b.waitFor(`document.querySelector("#events") !== null && window.EventSource !== undefined`)
+	b.waitFor(`document.querySelector("#events[data-state=open]") !== null`)
 	if _, err := c.svc.RotateTopic(ctx, "plant/telemetry"); err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +110,7 @@ func TestBrowserSymmetricKey(t *testing.T) {
 	b.waitText("/ui/monitor", "#monitor-total", "2 messages")
 	b.shot("monitor")
 	b.open("/ui/")
+	b.waitFor(`document.querySelector("#events[data-state=open]") !== null`)
 	if _, err := c.svc.RotateTopic(ctx, "plant/telemetry"); err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,9 @@ function liveEvents() {
       list.lastElementChild.remove();
     }
   };
+  // The server subscribes before it answers: once open, no event is missed.
+  source.onopen = () => list.setAttribute("data-state", "open");
+  source.onerror = () => list.setAttribute("data-state", "reconnecting");
   source.onmessage = show;
   const kinds = ["client_added", "client_removed", "topic_added", "topic_removed", "member_added", "member_removed",
     "topic_key_rotated", "client_key_changed", "c2_key_rotated", "pubkey_changed", "command_sent", "command_failed",
