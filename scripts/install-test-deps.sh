@@ -2,6 +2,7 @@
 # Installs the real servers the tests run against: Mosquitto, RabbitMQ (with
 # its MQTT plugin, shipped in the package), libcoap's CoAP server and
 # client, and PostgreSQL (the C2 store's tests run its initdb and pg_ctl);
+# headless Chromium for the C2 web interface's browser tests (c2/web);
 # and protoc with the well-known types, which `make proto-check`
 # (scripts/gen-proto.sh) regenerates the C2 API code with; and Prometheus,
 # whose promtool checks the alert rules in deploy/prometheus and whose
@@ -16,6 +17,7 @@ command -v mosquitto >/dev/null || need+=(mosquitto mosquitto-clients)
 command -v coap-server-notls >/dev/null || need+=(libcoap3-bin)
 command -v openssl >/dev/null || need+=(openssl)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v chromium >/dev/null || need+=(chromium)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)

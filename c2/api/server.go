@@ -149,6 +149,7 @@ type Server struct {
 	mu       sync.Mutex
 	grpcAddr string
 	httpAddr string
+	mounts   map[string]http.Handler // see Mount
 }
 
 // New checks cfg and builds a server; Run starts it.
@@ -325,7 +326,7 @@ func (s *Server) Run(ctx context.Context) error {
 		handler = s.cfg.Instrumentation.HTTP(handler)
 	}
 	httpSrv := &http.Server{
-		Handler:           handler,
+		Handler:           s.withMounts(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

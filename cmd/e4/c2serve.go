@@ -521,6 +521,9 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := mountWeb(ctx, srv, svc, hub, log); err != nil {
+		return err
+	}
 	if err := mon.start(ctx, svc, tr, log); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/c2/web"
 )
 
 // startAPI serves C2's gRPC and HTTPS/JSON API with a self-signed
@@ -39,7 +40,13 @@ func (e *env) startAPI(ctx context.Context, st store.Store, hub *api.EventHub) e
 	if err != nil {
 		return err
 	}
+	gui, err := web.New(web.Config{Service: e.svc, Access: srv.Access(), Events: hub})
+	if err != nil {
+		return err
+	}
+	srv.Mount(web.Prefix, gui)
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	context.AfterFunc(runCtx, gui.Close)
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(runCtx) }()
 	e.closes = append(e.closes, func() error { stop(); return <-done })
@@ -50,6 +57,23 @@ func (e *env) startAPI(ctx context.Context, st store.Store, hub *api.EventHub) e
 	}
 	e.out.line("C2 API    gRPC %s, HTTPS/JSON https://%s (OpenAPI at /openapi.json)", srv.GRPCAddr(), srv.HTTPAddr())
 	e.out.line("          try: %s c2 client list --server %s --token-file %s --ca-file %s", selfCommand(), srv.GRPCAddr(), tokenFile, certFile)
+	return e.printSignInLink(ctx, gui, "https://"+srv.HTTPAddr(), tokenFile)
+}
+
+// printSignInLink prints the web interface's address with a one-time
+// sign-in link for the admin token (the certificate is self-signed: the
+// browser asks to accept it first).
+func (e *env) printSignInLink(ctx context.Context, gui *web.Handler, base, tokenFile string) error {
+	token, err := api.ReadTokenFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	link, err := gui.SignInLink(ctx, base, token)
+	if err != nil {
+		return err
+	}
+	e.out.line("C2 web    %s%s (self-signed certificate); sign in once, within %v, with:", base, web.Prefix, web.SignInCodeTTL)
+	e.out.line("          %s", link)
 	return nil
 }
 
