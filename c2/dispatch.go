@@ -263,6 +263,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	workCtx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	if err := d.listen(workCtx, &workers); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop, like one later
+		}
 		return err
 	}
 	workers.Go(func() { d.catchUp.run(workCtx, d) })
