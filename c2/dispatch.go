@@ -117,6 +117,10 @@ type CatchUpConfig struct {
 	CommandBurst int
 }
 
+// WithDefaults returns c with its zero fields set to the defaults the
+// dispatcher uses, for documentation and tools.
+func (c DispatchConfig) WithDefaults() DispatchConfig { return c.withDefaults() }
+
 func (c DispatchConfig) withDefaults() DispatchConfig {
 	if c.Owner == "" {
 		c.Owner = defaultOwner()

@@ -156,6 +156,9 @@ func loadServeConfig(path string, environ []string) (*serveConfig, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			if kerr := unknownConfigKey(data); kerr != nil {
+				err = kerr // names the valid keys, not the Go type
+			}
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
