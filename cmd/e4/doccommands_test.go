@@ -62,10 +62,11 @@ var knownBroken = map[string]string{
 
 // background lists how the commands that keep running are checked: each
 // is started, probed, then stopped with SIGINT (SIGTERM for a C2) and must
-// exit 0. The key is a prefix of the command after substitution.
+// exit 0. The key is a prefix of the command, as documented or after
+// substitution.
 var background = []struct {
 	prefix string
-	probe  string // "listen": C2's HTTP port; "output": a line containing match; "running": still running after a second
+	probe  string // "listen": C2's HTTP port; "output": a line containing match; "coap": a CoAP ping; "running": still running after a second
 	match  string
 }{
 	{"e4 c2 serve", "listen", ""},
@@ -73,7 +74,8 @@ var background = []struct {
 	{"e4 dev", "output", "broker sees"},
 	{"bin/e4 dev", "output", "broker sees"},
 	{"e4 c2 events --follow", "running", ""},
-	{"e4 broker coap", "running", ""},
+	{"e4 broker coap --listen 127.0.0.1:5683", "coap", ""}, // answers a CoAP ping
+	{"e4 broker coap", "running", ""},                      // over DTLS
 	{"e4 client --state dev.state --name thermostat-42", "output", "e4 client: ready"},
 	{"bin/e4 client --state fast.state", "output", "e4 client: ready"},
 }
@@ -494,7 +496,7 @@ func (w *docWorld) runLine(t *testing.T, ws *workspace, l docLine) error {
 		return nil
 	}
 	for _, b := range background {
-		if strings.HasPrefix(text, b.prefix) {
+		if strings.HasPrefix(text, b.prefix) || strings.HasPrefix(l.text, b.prefix) {
 			return w.startBackground(t, ws, l, text, b.probe, b.match)
 		}
 	}
@@ -568,6 +570,10 @@ func (w *docWorld) startBackground(t *testing.T, ws *workspace, l docLine, text,
 		err = testbroker.WaitTCP(ctx, httpAddr)
 	case "output":
 		err = waitFor(ctx, p, func() bool { return strings.Contains(p.output.String(), match) })
+	case "coap":
+		_, addr, _ := strings.Cut(text, "--listen ")
+		addr, _, _ = strings.Cut(addr, " ")
+		err = testbroker.WaitCoAP(ctx, addr)
 	case "running":
 		timer, stop := context.WithTimeout(ctx, time.Second)
 		err = waitFor(timer, p, func() bool { return false })
