@@ -28,8 +28,9 @@ import (
 
 // docLine is one documented shell command.
 type docLine struct {
-	source string // README.md:LINE, or the command whose help shows it
-	text   string // as documented: continuations joined, comment removed
+	source  string // README.md:LINE, or the command whose help shows it
+	text    string // as documented: continuations joined, comment removed
+	comment string // its comment; "prints X" is checked
 }
 
 // docGroup is a sequence of commands documented together: they run in
@@ -129,9 +130,9 @@ var fixtures = []struct{ file, make string }{
 // exists there.
 var pkWorldWords = []string{"camera-7", "screen-1", "legacy-sensor", "c2key", "e4 c2 pubkey"}
 
-// commentStart finds a shell comment: a # after white space, outside
-// quotes.
-func stripComment(line string) string {
+// splitComment splits a shell line at its comment: a # after white space,
+// outside quotes.
+func splitComment(line string) (command, comment string) {
 	var quote rune
 	prev := ' '
 	for i, r := range line {
@@ -143,11 +144,11 @@ func stripComment(line string) string {
 		case r == '\'' || r == '"':
 			quote = r
 		case r == '#' && (prev == ' ' || prev == '\t'):
-			return line[:i]
+			return line[:i], strings.TrimSpace(line[i+1:])
 		}
 		prev = r
 	}
-	return line
+	return line, ""
 }
 
 // shellLines returns the commands of a shell text: continuation lines
@@ -167,9 +168,9 @@ func shellLines(text string, where func(i int) string) []docLine {
 			continue
 		}
 		pending.WriteString(trimmed)
-		cmd := strings.Join(strings.Fields(stripComment(pending.String())), " ")
-		if cmd != "" {
-			out = append(out, docLine{source: where(start), text: cmd})
+		cmd, comment := splitComment(pending.String())
+		if cmd = strings.Join(strings.Fields(cmd), " "); cmd != "" {
+			out = append(out, docLine{source: where(start), text: cmd, comment: comment})
 		}
 		pending.Reset()
 		start = -1
@@ -206,6 +207,9 @@ func readmeGroup(t *testing.T) docGroup {
 	}
 	return g
 }
+
+// printsComment is a comment that says what a command prints.
+var printsComment = regexp.MustCompile(`^prints (\S+)`)
 
 // rootExampleLine matches a line of the examples in the root command's
 // description: the command, then two spaces or more and what it does.
@@ -517,6 +521,9 @@ func (w *docWorld) runLine(t *testing.T, ws *workspace, l docLine) error {
 	out, errOut, err := runShell(ws.dir, env, text, 2*time.Minute)
 	if err != nil {
 		return fmt.Errorf("%s: %s\n(run as: %s)\nfailed: %v\nstdout:\n%s\nstderr:\n%s", l.source, l.text, text, err, out, errOut)
+	}
+	if m := printsComment.FindStringSubmatch(l.comment); m != nil && strings.TrimSpace(out) != m[1] {
+		return fmt.Errorf("%s: %s\nprinted %q, but the documentation says it prints %q", l.source, l.text, out, m[1])
 	}
 	if strings.HasPrefix(text, "mv c2data/master.key.new c2data/master.key") && ws.serveText != "" && ws.serve == nil {
 		return w.startBackground(t, ws, l, ws.serveText, "listen", "") // "then start e4 c2 serve again"
