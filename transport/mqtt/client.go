@@ -71,7 +71,7 @@ func FromClient(c paho.Client) (*Transport, error) {
 	if !c.IsConnected() {
 		return nil, errors.New("mqtt: FromClient: the client is not connected (call Connect and wait for its token first)")
 	}
-	if options := c.OptionsReader(); options.AutoReconnect() && !hooks.await(c, hookWait) {
+	if autoReconnects(c) && !hooks.await(c, hookWait) {
 		return nil, ErrNoResubscribe
 	}
 	t := newTransport(transport.AtLeastOnce, 0, 0)
@@ -83,6 +83,20 @@ func FromClient(c paho.Client) (*Transport, error) {
 	}
 	wrapped.m[c] = t
 	return t, nil
+}
+
+// autoReconnects reports paho's AutoReconnect option of c. A paho.Client
+// of another implementation (a test double) may return a reader without
+// options, whose methods panic: such a client is taken as one that does
+// not reconnect by itself.
+func autoReconnects(c paho.Client) (on bool) {
+	defer func() {
+		if recover() != nil {
+			on = false
+		}
+	}()
+	options := c.OptionsReader()
+	return options.AutoReconnect()
 }
 
 // hooks records the clients whose OnConnect handler is

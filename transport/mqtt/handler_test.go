@@ -242,3 +242,21 @@ func TestHandlerSkipsProtocolTopics(t *testing.T) {
 		t.Fatal("Ack on the plaintext message did not reach the received one")
 	}
 }
+
+// connectedDouble is a paho.Client of another implementation, as an
+// application's tests may pass: connected, with no options behind its
+// OptionsReader.
+type connectedDouble struct{ paho.Client }
+
+func (connectedDouble) IsConnected() bool                       { return true }
+func (connectedDouble) OptionsReader() paho.ClientOptionsReader { return paho.ClientOptionsReader{} }
+
+// TestFromClientDouble: FromClient does not panic on a client whose
+// options cannot be read; it takes it as one that does not reconnect.
+func TestFromClientDouble(t *testing.T) {
+	tr, err := mqtt.FromClient(connectedDouble{})
+	if err != nil {
+		t.Fatalf("FromClient on a test double: %v", err)
+	}
+	_ = tr.Close()
+}
