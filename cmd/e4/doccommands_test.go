@@ -250,6 +250,7 @@ type docWorld struct {
 	sk, pk    *c2Server
 	keyEnv    []string // K, PRIV, ID, PUB of the PK examples
 	used      map[string]bool
+	counts    map[string]int // of the documented commands, by what became of them
 	subst     []substitution
 }
 
@@ -267,6 +268,8 @@ func TestDocumentedCommands(t *testing.T) {
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) { ran++; w.runGroup(t, g) })
 	}
+	t.Logf("%d documented commands: %d run (%d of them in the background), %d not run, %d known broken",
+		w.counts["all"], w.counts["run"], w.counts["background"], w.counts["notRun"], w.counts["knownBroken"])
 	if ran < len(groups) {
 		t.Logf("%d of %d groups ran (-run): the lists below are not checked for stale entries", ran, len(groups))
 		return
@@ -297,7 +300,7 @@ func TestDocumentedCommands(t *testing.T) {
 // examples name.
 func newDocWorld(t *testing.T) *docWorld {
 	m := testbroker.StartMosquitto(t, nil)
-	w := &docWorld{t: t, mosquitto: m, used: make(map[string]bool)}
+	w := &docWorld{t: t, mosquitto: m, used: make(map[string]bool), counts: make(map[string]int)}
 	w.sk = startDocC2(t, m.URL(), "sk")
 	w.pk = startDocC2(t, m.URL(), "pk")
 	setup := t.TempDir()
@@ -451,13 +454,16 @@ func (w *docWorld) runGroup(t *testing.T, g docGroup) {
 		w.makeFixtures(t, ws, g)
 	}
 	for _, l := range g.lines {
+		w.counts["all"]++
 		if reason, ok := notRun[l.text]; ok {
+			w.counts["notRun"]++
 			w.used["notRun:"+l.text] = true
 			t.Logf("%s: not run: %s: %s", l.source, l.text, reason)
 			continue
 		}
 		err := w.runLine(t, ws, l)
 		if reason, broken := knownBroken[l.text]; broken {
+			w.counts["knownBroken"]++
 			w.used["knownBroken:"+l.text] = true
 			if err == nil {
 				t.Errorf("%s: %s works now: remove it from knownBroken", l.source, l.text)
@@ -469,6 +475,7 @@ func (w *docWorld) runGroup(t *testing.T, g docGroup) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		w.counts["run"]++
 	}
 }
 
@@ -567,6 +574,7 @@ func (w *docWorld) startBackground(t *testing.T, ws *workspace, l docLine, text,
 		text += fmt.Sprintf(" --grpc-addr 127.0.0.1:%d --http-addr 127.0.0.1:%d --broker-addr 127.0.0.1:%d",
 			testbroker.FreePort(t, "tcp"), testbroker.FreePort(t, "tcp"), testbroker.FreePort(t, "tcp"))
 	}
+	w.counts["background"]++
 	p := &bgProcess{text: text, output: &syncBuffer{}, done: make(chan error, 1), started: time.Now()}
 	p.cmd = exec.Command("bash", "-c", "exec "+text)
 	p.cmd.Dir, p.cmd.Env = ws.dir, env
