@@ -117,6 +117,10 @@ type CatchUpConfig struct {
 	CommandBurst int
 }
 
+// WithDefaults returns c with its zero fields set to the defaults the
+// dispatcher uses, for documentation and tools.
+func (c DispatchConfig) WithDefaults() DispatchConfig { return c.withDefaults() }
+
 func (c DispatchConfig) withDefaults() DispatchConfig {
 	if c.Owner == "" {
 		c.Owner = defaultOwner()
@@ -270,6 +274,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	workCtx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	if err := d.listen(workCtx, &workers); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop, like one later
+		}
 		return err
 	}
 	workers.Go(func() { d.catchUp.run(workCtx, d) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -380,4 +381,15 @@ func (p *Protected) drop(topic string, err error) {
 	if p.opts.OnDrop != nil {
 		p.opts.OnDrop(topic, err)
 	}
+}
+
+// IsProtocolTopic reports whether topic is c's control topic or a topic
+// below it (its acknowledgements and sync requests): E4 protocol traffic,
+// which a wide filter such as "#" matches but which is not the
+// application's. Protected applies the commands itself; receivers of their
+// own (see mqtt.Handler) skip these topics.
+func IsProtocolTopic(c *e4.Client, topic string) bool {
+	control := c.ControlTopic()
+	rest, found := strings.CutPrefix(topic, control)
+	return found && (rest == "" || rest[0] == '/')
 }

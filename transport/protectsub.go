@@ -210,12 +210,11 @@ func (s *protectedSubscription) nextReady() (*Message, context.Context) {
 	return msg, nil
 }
 
-// ownProtocolTopic reports the client's control topic and the topics below
-// it (its acknowledgements and sync requests): E4 protocol traffic, which
-// a wide filter matches but which is not the application's.
+// ownProtocolTopic reports the client's own protocol topics (see
+// IsProtocolTopic), which a wide filter matches but which are not the
+// application's.
 func (s *protectedSubscription) ownProtocolTopic(topic string) bool {
-	control := s.p.client.ControlTopic()
-	return topic == control || (len(topic) > len(control) && topic[len(control)] == '/' && topic[:len(control)] == control)
+	return IsProtocolTopic(s.p.client, topic)
 }
 
 // receiveInner waits for the next message of the inner subscription. While

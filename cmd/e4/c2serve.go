@@ -160,6 +160,9 @@ func loadServeConfig(path string, environ []string) (*serveConfig, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			if kerr := unknownConfigKey(data); kerr != nil {
+				err = kerr // names the valid keys, not the Go type
+			}
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
@@ -298,7 +301,8 @@ func newC2ServeCommand() *cobra.Command {
 Configuration comes from --config (YAML), then from E4_C2_* environment
 variables named after the YAML paths (E4_C2_TRANSPORT_URL,
 E4_C2_TRANSPORT_PASSWORD, E4_C2_STORE_DSN, E4_C2_GRPC_ADDR...), then from
-flags. With no configuration at all it runs a development C2: symmetric-key
+flags; docs/config.md lists every key with its default, variable and flag,
+and docs/c2.sample.yaml is a commented file with all of them. With no configuration at all it runs a development C2: symmetric-key
 mode, SQLite and a new master key in ./c2data, a self-signed certificate in
 ./c2data/tls, gRPC on ` + defaultC2GRPCAddr + `, HTTPS on ` + defaultC2HTTPAddr + `, and
 no broker (commands wait in the outbox). On the first start it writes an

@@ -42,7 +42,7 @@ with one): write it with printf '%s' PASSWORD > pass.txt. Key files are written 
 an existing file unless --force is given. Without --out the key is printed.`,
 		Example: `  e4 keygen --type symmetric --out device.key
   printf '%s' 'a long device password' > pass.txt
-  e4 keygen --type ed25519 --out device.key --password-file pass.txt`,
+  e4 keygen --type ed25519 --out signer.key --password-file pass.txt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runKeygen(cmd, &f) },
 	}

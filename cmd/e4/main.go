@@ -46,7 +46,7 @@ func newRootCommand() *cobra.Command {
 Examples:
   e4 demo                                         protect, unprotect, tamper: see E4 at work
   e4 keygen --type symmetric --out device.key     a new 32-byte client or topic key
-  e4 keygen --type ed25519 --out device.key       an Ed25519 key pair (device.key, device.key.pub)
+  e4 keygen --type ed25519 --out signer.key       an Ed25519 key pair (signer.key, signer.key.pub)
   e4 id thermostat-42                             the client id of a device name
   echo -n 21.5 | e4 protect --key $(cat topic.key) --topic home/temp > message.bin
   e4 unprotect --key $(cat topic.key) --topic home/temp < message.bin

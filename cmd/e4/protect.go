@@ -35,7 +35,7 @@ with --sign-key (a 64-byte Ed25519 private key) and --signer-id it produces a
 PK message, signed by that sender.`,
 		Example: `  echo -n hello | e4 protect --key $(cat topic.key) --topic sensors/temp > msg.bin
   echo 68656c6c6f | e4 protect --key $(cat topic.key) --topic sensors/temp --hex > msg.hex
-  e4 protect --key $K --topic a --sign-key $PRIV --signer-id $ID --time 1764000000 < payload.bin`,
+  e4 protect --key $K --topic a --sign-key $PRIV --signer-id $ID --time 1764000000 < payload.bin > signed.bin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runProtect(cmd, &f) },
 	}
@@ -119,7 +119,7 @@ that authenticates under another suite than --suite is refused with the
 suite it was protected under named.`,
 		Example: `  e4 unprotect --key $(cat topic.key) --topic sensors/temp < msg.bin
   e4 unprotect --key $(cat topic.key) --topic sensors/temp --hex < msg.hex
-  e4 unprotect --key $K --topic a --signer $ID=$PUB --now 1764000013 < msg.bin`,
+  e4 unprotect --key $K --topic a --signer $ID=$PUB --now 1764000013 < signed.bin`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runUnprotect(cmd, &f) },
 	}

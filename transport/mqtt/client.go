@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -20,6 +21,21 @@ var wrapped = struct {
 	m map[paho.Client]*Transport
 }{m: make(map[paho.Client]*Transport)}
 
+// ErrNoResubscribe is returned by FromClient (and Protect) for a client
+// that reconnects by itself but was not built with ResubscribeOnConnect:
+// its E4 subscriptions, the control topic's included, would silently stop
+// after the first reconnection to a broker that forgot them.
+var ErrNoResubscribe = errors.New("mqtt: the paho client reconnects by itself (AutoReconnect) but was not built with " +
+	"opts.SetOnConnectHandler(mqtt.ResubscribeOnConnect(yourHandler)): the E4 subscriptions, C2's commands included, " +
+	"would stop after a reconnection; add that line where the client's options are made (yourHandler may be nil), " +
+	"or turn AutoReconnect off")
+
+// hookWait bounds how long FromClient waits for the OnConnect handler of
+// the first connection, which paho starts in a goroutine of its own
+// around the time the connect token completes, to show it is
+// ResubscribeOnConnect's. Only a client without it waits this long.
+const hookWait = 2 * time.Second
+
 // FromClient wraps an application's paho client, configured and connected
 // by the application (its broker, TLS, credentials, session and reconnect
 // options stay as they are). Publish uses QoS 1 unless told otherwise,
@@ -28,14 +44,19 @@ var wrapped = struct {
 // counted; see Config.MaxInflight for why the bound matters).
 //
 // Resubscription: paho's options cannot be changed once the client exists,
-// so the Transport cannot install its own OnConnect handler. For its
-// subscriptions to survive a reconnect to a broker that forgot them (clean
-// session, or a restarted broker), build the client with
+// so the Transport cannot install its own OnConnect handler. A client that
+// reconnects by itself (paho's AutoReconnect, its default) must be built
+// with
 //
 //	opts.SetOnConnectHandler(mqtt.ResubscribeOnConnect(yourHandler))
 //
-// With a persistent session on a broker that keeps it, the broker restores
-// them by itself. Without either, subscriptions stop after a reconnect.
+// so that the Transport's subscriptions survive a reconnect to a broker
+// that forgot them (clean session, a restarted broker, one that lost its
+// persistent sessions). Without it FromClient fails with ErrNoResubscribe
+// (after waiting up to two seconds for the first connection's OnConnect
+// handler to run) instead of returning a Transport whose subscriptions
+// would silently stop. A client without AutoReconnect needs no handler:
+// once its connection is lost, Publish and Subscribe fail.
 //
 // The Transport routes its messages through paho routes named after its
 // broker filters: the application should not subscribe to those same
@@ -50,6 +71,9 @@ func FromClient(c paho.Client) (*Transport, error) {
 	if !c.IsConnected() {
 		return nil, errors.New("mqtt: FromClient: the client is not connected (call Connect and wait for its token first)")
 	}
+	if autoReconnects(c) && !hooks.await(c, hookWait) {
+		return nil, ErrNoResubscribe
+	}
 	t := newTransport(transport.AtLeastOnce, 0, 0)
 	t.client = c
 	wrapped.Lock()
@@ -59,6 +83,61 @@ func FromClient(c paho.Client) (*Transport, error) {
 	}
 	wrapped.m[c] = t
 	return t, nil
+}
+
+// autoReconnects reports paho's AutoReconnect option of c. A paho.Client
+// of another implementation (a test double) may return a reader without
+// options, whose methods panic: such a client is taken as one that does
+// not reconnect by itself.
+func autoReconnects(c paho.Client) (on bool) {
+	defer func() {
+		if recover() != nil {
+			on = false
+		}
+	}()
+	options := c.OptionsReader()
+	return options.AutoReconnect()
+}
+
+// hooks records the clients whose OnConnect handler is
+// ResubscribeOnConnect's, seen when it first runs. A client stays recorded
+// for the life of the process (one map entry per client).
+var hooks = hookSet{m: make(map[paho.Client]bool), changed: make(chan struct{})}
+
+type hookSet struct {
+	sync.Mutex
+	m       map[paho.Client]bool
+	changed chan struct{} // closed and replaced when a client is added
+}
+
+// add records c.
+func (h *hookSet) add(c paho.Client) {
+	h.Lock()
+	defer h.Unlock()
+	if !h.m[c] {
+		h.m[c] = true
+		close(h.changed)
+		h.changed = make(chan struct{})
+	}
+}
+
+// await reports whether c is recorded, waiting up to d for it.
+func (h *hookSet) await(c paho.Client, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		h.Lock()
+		found, changed := h.m[c], h.changed
+		h.Unlock()
+		if found {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		}
+	}
 }
 
 // unregister forgets a closed Transport made by FromClient.
@@ -76,6 +155,7 @@ func unregister(t *Transport) {
 // everything it had subscribed.
 func ResubscribeOnConnect(next paho.OnConnectHandler) paho.OnConnectHandler {
 	return func(c paho.Client) {
+		hooks.add(c) // first: next may take long, and FromClient waits for this
 		if next != nil {
 			next(c)
 		}

@@ -8,6 +8,11 @@
 //	p, err := mqtt.Protect(ctx, pahoClient, e4Client, nil)
 //	err = p.Publish(ctx, "sensors/room1/temp", []byte("21.5"))
 //
+// An application that subscribes with paho callbacks keeps them and wraps
+// each handler with Handler, which hands it plaintext. Such a client must
+// be built with ResubscribeOnConnect when it reconnects by itself
+// (FromClient refuses it otherwise, with ErrNoResubscribe).
+//
 // Topics: canonical topic names are MQTT topic names, unchanged (levels
 // separated by "/", "+" and "#" as in MQTT), so a topic published here and
 // one seen by any other MQTT client are the same string.
