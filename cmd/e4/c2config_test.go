@@ -87,7 +87,12 @@ var configDocs = map[string]keyDoc{
 	"c2.catch_up.command_burst":      {doc: "commands queued at once above that rate"},
 	"bootstrap_token_file":           {doc: "where the first admin API token is written on the first start", flag: "--bootstrap-token-file", def: "<data_dir>/admin.token"},
 	"event_buffer":                   {doc: "events kept in memory for streams to resume from", def: fmt.Sprint(api.DefaultEventBuffer)},
-	"log.level":                      {doc: "`debug`, `info`, `warn` or `error`"},
+	"log.level":                      {doc: "`debug`, `info`, `warn` or `error`", flag: "--log-level"},
+	"metrics.addr":                   {doc: "plain HTTP listener of /metrics, /healthz and /readyz without credentials (bind it to loopback or a private network); the API's listener serves them too, /metrics with a token", flag: "--metrics-addr"},
+	"metrics.ready_interval":         {doc: "how often the database and the broker are checked for /readyz and the gRPC health status", def: "5s"},
+	"metrics.ready_timeout":          {doc: "the bound of each readiness check", def: "2s"},
+	"monitor.enabled":                {doc: "watch the messages on C2's topics and count anomalies (needs a transport)", flag: "--monitor"},
+	"monitor.topics":                 {doc: "topic filters the monitor watches (default `#`: every topic C2 manages)", flag: "--monitor-topics"},
 	"log.format":                     {doc: "`json` or `text`", flag: "--log-format"},
 	"pk.group_topics":                {doc: "pk mode: the members of each topic exchange their public keys as they join and leave"},
 }

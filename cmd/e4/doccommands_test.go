@@ -42,10 +42,12 @@ type docGroup struct {
 
 // notRun lists the documented commands the test does not run, with why.
 var notRun = map[string]string{
-	"make test":                   "the whole test suite, which contains this test (CI runs it through .ci/run)",
-	"make bench":                  "benchmarks of several minutes (CI runs the benchmarks' tests with -benchtime 1x)",
-	"make bench-transports":       "benchmarks of several minutes",
-	"go build -o bin/e4 ./cmd/e4": "TestMain builds the same package; bin/e4 in each working directory is that binary",
+	"make test":             "the whole test suite, which contains this test (CI runs it through .ci/run)",
+	"make bench":            "benchmarks of several minutes (CI runs the benchmarks' tests with -benchtime 1x)",
+	"make bench-transports": "benchmarks of several minutes",
+	"go test -run '^$' -bench MonitorVsBare -benchtime 50000x -count 3 ./c2/monitor/":                          "a benchmark of minutes, in the repository (CI runs the benchmarks' tests with -benchtime 1x)",
+	"go test -run '^$' -bench Check -benchmem ./c2/monitor/":                                                   "a benchmark, in the repository (CI runs the benchmarks' tests with -benchtime 1x)",
+	"go build -o bin/e4 ./cmd/e4":                                                                              "TestMain builds the same package; bin/e4 in each working directory is that binary",
 	"e4 c2 serve --data-dir /var/lib/e4c2 --transport mqtts://broker.example:8883 --transport-ca-file ca.pem":  "a placeholder broker host and CA of the reader's deployment",
 	"E4_C2_TRANSPORT_PASSWORD=... e4 c2 serve --transport amqp://c2@rabbit.example --mode pk":                  "a placeholder RabbitMQ host and password",
 	"e4 c2 serve --config c2.yaml --store postgres --dsn postgres://c2@db.example/e4c2":                        "a placeholder PostgreSQL host",
@@ -56,10 +58,7 @@ var notRun = map[string]string{
 // knownBroken lists the documented commands that fail because of a defect
 // of the code, not of the example, with the defect: they run, and the test
 // fails when one works again, so that it is removed from here.
-var knownBroken = map[string]string{
-	"e4 c2 events --follow --after 3f9a2c1d-120 --json": "C2's WatchEvents sends the backlog before SendHeader, and gRPC refuses the header after a message: " +
-		"\"SendHeader called multiple times\" (c2/api/handlers_admin.go; the header must go first)",
-}
+var knownBroken = map[string]string{}
 
 // background lists how the commands that keep running are checked: each
 // is started, probed, then stopped with SIGINT (SIGTERM for a C2) and must
@@ -323,6 +322,7 @@ func newDocWorld(t *testing.T) *docWorld {
 	w.keyEnv = w.pkMessageKeys(t, setup)
 	w.subst = []substitution{
 		{"go run ./cmd/e4", "the binary TestMain built from ./cmd/e4", func(*workspace) string { return "e4" }},
+		{" deploy/", "the repository's deploy folder", func(*workspace) string { return " " + repoFile(t, "deploy") + "/" }},
 		{"mqtt://127.0.0.1:1883", "the Mosquitto of the test", func(ws *workspace) string { return ws.brokerURL }},
 		{"mqtt://localhost:1883", "the Mosquitto of the test", func(ws *workspace) string { return ws.brokerURL }},
 		{"https://127.0.0.1:8443", "the HTTP address of the C2 the README started", func(ws *workspace) string { return "https://" + ws.serveHTTP }},
@@ -341,7 +341,7 @@ func startDocC2(t *testing.T, brokerURL, mode string) *c2Server {
 	s.grpc = fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t, "tcp"))
 	s.http = fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t, "tcp"))
 	data := filepath.Join(s.dir, "data")
-	yaml := fmt.Sprintf("mode: %s\ndata_dir: %s\ngrpc:\n  addr: %s\nhttp:\n  addr: %s\nlog:\n  format: json\nc2:\n  allow_generated_key_pairs: true\n",
+	yaml := fmt.Sprintf("mode: %s\ndata_dir: %s\ngrpc:\n  addr: %s\nhttp:\n  addr: %s\nlog:\n  format: json\nc2:\n  allow_generated_key_pairs: true\nmonitor:\n  enabled: true\n",
 		mode, data, s.grpc, s.http)
 	if err := os.WriteFile(filepath.Join(s.dir, "c2.yaml"), []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -687,4 +687,15 @@ func (ws *workspace) stopAll(t *testing.T) {
 	if ws.serve != nil {
 		ws.stopServe(t)
 	}
+}
+
+// repoFile is the absolute path of name in the repository (the tests run
+// in cmd/e4).
+func repoFile(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
