@@ -1,0 +1,513 @@
+package c2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/e4"
+)
+
+const week = 7 * 24 * time.Hour
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// newClockedService is a service without transport whose clock the test
+// moves; its scheduler runs only when the test ticks it.
+func newClockedService(t *testing.T, mode e4.Mode, start time.Time, edit ...func(*Config)) (*testEnv, *fakeClock) {
+	t.Helper()
+	clock := &fakeClock{t: start}
+	edits := append([]func(*Config){func(c *Config) {
+		c.Now = clock.Now
+		c.Automation.Disabled = true
+		c.Automation.Owner = "test"
+	}}, edit...)
+	return newTestService(t, mode, nil, edits...), clock
+}
+
+// twoKeyExample sets up the product's example: every device reads
+// firmware and configuration updates under one key and writes analytics
+// data under another, both rotated every week.
+func twoKeyExample(t *testing.T, svc *Service, devices int) {
+	t.Helper()
+	ctx := context.Background()
+	for _, topic := range []string{"fleet/firmware", "analytics/data"} {
+		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
+	}
+	for i := range devices {
+		added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("device-%d", i)}))
+		for _, topic := range []string{"fleet/firmware", "analytics/data"} {
+			if err := svc.AddMember(ctx, added.ID, topic); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, p := range []Policy{
+		{Name: "firmware-weekly", Kind: store.TargetTopic, Selector: store.SelectExact, Pattern: "fleet/firmware", Period: week, Jitter: time.Hour},
+		{Name: "analytics-weekly", Kind: store.TargetTopic, Selector: store.SelectFilter, Pattern: "analytics/#", Period: week, Jitter: time.Hour},
+	} {
+		must[Policy](t)(svc.AddPolicy(ctx, p))
+	}
+}
+
+func tick(t *testing.T, svc *Service) TickReport {
+	t.Helper()
+	r, err := svc.SchedulerTick(context.Background())
+	if err != nil {
+		t.Fatalf("SchedulerTick: %v", err)
+	}
+	return r
+}
+
+func rotations(t *testing.T, svc *Service, f store.RotationFilter) []store.Rotation {
+	t.Helper()
+	var all []store.Rotation
+	err := svc.view(context.Background(), func(tx store.Tx) error {
+		ptx, err := policyTx(tx)
+		if err != nil {
+			return err
+		}
+		var after int64
+		for {
+			page, err := ptx.ListRotations(f, after, 1000)
+			if err != nil {
+				return err
+			}
+			all = append(all, page...)
+			if len(page) < 1000 {
+				return nil
+			}
+			after = page[len(page)-1].ID
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// TestYearOfWeeklyRotations simulates a year of the two-key example at one
+// tick an hour, with C2 stopped for three weeks in the middle: each topic
+// rotates once per crypto period it was up for, once at the restart for the
+// periods it missed, never twice in a period, and on time otherwise.
+func TestYearOfWeeklyRotations(t *testing.T) {
+	start := time.Date(2027, 1, 4, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start)
+	svc := env.svc
+	twoKeyExample(t, svc, 3)
+	policies := map[string]Policy{}
+	for _, name := range []string{"firmware-weekly", "analytics-weekly"} {
+		policies[name] = must[Policy](t)(svc.GetPolicy(context.Background(), name))
+	}
+
+	end := start.Add(365 * 24 * time.Hour)
+	stop, restart := start.Add(20*week+5*time.Hour), start.Add(23*week+5*time.Hour)
+	var ticks []time.Time
+	for at := start.Add(time.Hour); !at.After(end); at = at.Add(time.Hour) {
+		if !at.Before(stop) && at.Before(restart) {
+			continue // C2 is down
+		}
+		ticks = append(ticks, at)
+	}
+	for _, at := range ticks {
+		clock.Set(at)
+		if r := tick(t, svc); r.Failed > 0 || r.Deferred > 0 {
+			t.Fatalf("tick at %v: %+v", at, r)
+		}
+	}
+
+	for topic, policy := range map[string]string{"fleet/firmware": "firmware-weekly", "analytics/data": "analytics-weekly"} {
+		p := policies[policy]
+		// The ideal: each period boundary is served by the first tick at or
+		// after it; boundaries that fall in the outage share the restart's.
+		served := map[time.Time]bool{}
+		var want, missed int
+		for k := int64(0); ; k++ {
+			b := boundary(p, topic, floorDiv(start.UnixNano(), int64(week))+k)
+			if !b.After(start) {
+				continue
+			}
+			if b.After(end) {
+				break
+			}
+			if !b.Before(stop) && b.Before(restart) {
+				missed++
+			}
+			for _, at := range ticks {
+				if !at.Before(b) {
+					if !served[at] {
+						served[at] = true
+						want++
+					}
+					break
+				}
+			}
+		}
+		got := rotations(t, svc, store.RotationFilter{Target: topic})
+		info := must[TopicInfo](t)(svc.GetTopic(context.Background(), topic))
+		t.Logf("%s: %d rotations in the year (%d boundaries fell in the 3-week outage), key version %d", topic, len(got), missed, info.KeyVersion)
+		if missed != 3 {
+			t.Fatalf("%s: %d boundaries in the outage, want 3 (the test's setup)", topic, missed)
+		}
+		if len(got) != want || int(info.KeyVersion) != want+1 {
+			t.Fatalf("%s: %d rotations, key version %d; want %d rotations", topic, len(got), info.KeyVersion, want)
+		}
+		if want < 49 || want > 51 {
+			t.Fatalf("%s: %d rotations expected in a year of weeks with 3 down: the setup is wrong", topic, want)
+		}
+		atRestart := 0
+		for _, r := range got {
+			delay := r.FiredAt.Sub(r.DueAt)
+			if r.FiredAt.Equal(restart) {
+				atRestart++
+			} else if delay < 0 || delay >= time.Hour {
+				t.Fatalf("%s: rotation due at %v fired at %v", topic, r.DueAt, r.FiredAt)
+			}
+			if r.Policy != policy || r.Reason != "period" {
+				t.Fatalf("%s: rotation record %+v", topic, r)
+			}
+		}
+		if atRestart != 1 {
+			t.Fatalf("%s: %d rotations at the restart, want exactly 1", topic, atRestart)
+		}
+	}
+}
+
+// TestNewPolicySpreadsFirstRotations: a weekly policy over 500 topics whose
+// keys are a year old rotates each of them once in its first week, spread
+// over the week, not all at the first tick.
+func TestNewPolicySpreadsFirstRotations(t *testing.T) {
+	start := time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start.Add(-365*24*time.Hour))
+	svc := env.svc
+	ctx := context.Background()
+	const topics = 500
+	for i := range topics {
+		must[TopicInfo](t)(svc.AddTopic(ctx, fmt.Sprintf("site/%03d/telemetry", i)))
+	}
+	clock.Set(start)
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "weekly", Kind: store.TargetTopic, Selector: store.SelectPrefix, Pattern: "site/", Period: week}))
+	busiest := 0
+	for at := start; !at.After(start.Add(week)); at = at.Add(time.Hour) {
+		clock.Set(at)
+		r := tick(t, svc)
+		busiest = max(busiest, r.Rotated)
+	}
+	got := rotations(t, svc, store.RotationFilter{Policy: "weekly"})
+	perTopic := map[string]int{}
+	for _, r := range got {
+		perTopic[r.Target]++
+	}
+	if len(got) != topics || len(perTopic) != topics {
+		t.Fatalf("%d rotations of %d topics in the first week, want each of %d once", len(got), len(perTopic), topics)
+	}
+	// 500 topics over 168 hours: about 3 an hour; 20 would be a burst.
+	if busiest > 20 {
+		t.Fatalf("%d rotations in one hourly tick: the first rotations were not spread", busiest)
+	}
+	t.Logf("500 topics: busiest hourly tick fired %d rotations", busiest)
+}
+
+// TestLeavesCoalesce: 100 members leaving within a second give one
+// rotation, which reaches the members that stay with RemoveTopic first.
+func TestLeavesCoalesce(t *testing.T) {
+	start := time.Date(2027, 5, 3, 9, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start, func(c *Config) { c.Automation.CoalesceLeaves = time.Second })
+	svc := env.svc
+	ctx := context.Background()
+	must[TopicInfo](t)(svc.AddTopic(ctx, "plant/line1"))
+	var ids []e4.ID
+	for i := range 110 {
+		added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("sensor-%d", i)}))
+		ids = append(ids, added.ID)
+	}
+	if err := svc.AddMembers(ctx, "plant/line1", ids); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids[:100] {
+		clock.Set(start.Add(time.Duration(i) * 9 * time.Millisecond))
+		if err := svc.RemoveMember(ctx, id, "plant/line1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := must[TopicInfo](t)(svc.GetTopic(ctx, "plant/line1")).KeyVersion; v != 1 {
+		t.Fatalf("key version %d before the window closed", v)
+	}
+	for ms := 0; ms <= 3000; ms += 100 {
+		clock.Set(start.Add(time.Duration(ms) * time.Millisecond))
+		tick(t, svc)
+	}
+	info := must[TopicInfo](t)(svc.GetTopic(ctx, "plant/line1"))
+	got := rotations(t, svc, store.RotationFilter{Target: "plant/line1"})
+	if info.KeyVersion != 2 || len(got) != 1 || got[0].Reason != eventLeave || got[0].Commands != 20 {
+		t.Fatalf("after 100 leaves: key version %d, rotations %+v; want one rotation sending 10 members RemoveTopic and SetTopicKey", info.KeyVersion, got)
+	}
+}
+
+// TestAnomalyRuleRotates: three forged messages on a topic within a minute
+// rotate it once; two do not, nor do anomalies of another kind.
+func TestAnomalyRuleRotates(t *testing.T) {
+	start := time.Date(2027, 6, 1, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start)
+	svc := env.svc
+	ctx := context.Background()
+	for _, topic := range []string{"cams/1", "cams/2"} {
+		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
+	}
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "forgery", Kind: store.TargetTopic, Selector: store.SelectFilter,
+		Pattern: "cams/+", OnEvent: "anomaly:forged", Threshold: 3, Window: time.Minute}))
+	tick(t, svc) // loads the rules
+	report := func(topic, kind string, after time.Duration) {
+		clock.Set(start.Add(after))
+		svc.ReportAnomaly(nil, topic, kind, "bad tag")
+	}
+	count := func() int { return len(rotations(t, svc, store.RotationFilter{})) }
+	report("cams/1", "forged", time.Second)
+	report("cams/1", "forged", 2*time.Second)
+	report("cams/1", "replay", 3*time.Second)
+	report("cams/2", "forged", 3*time.Second)
+	tick(t, svc)
+	if n := count(); n != 0 {
+		t.Fatalf("%d rotations below the threshold", n)
+	}
+	report("cams/1", "forged", 30*time.Second) // the third within a minute
+	report("cams/2", "forged", 70*time.Second) // the one at 3 s left the window
+	report("cams/2", "forged", 71*time.Second)
+	tick(t, svc)
+	if got := rotations(t, svc, store.RotationFilter{}); len(got) != 1 || got[0].Target != "cams/1" || got[0].Reason != "rule:forgery" {
+		t.Fatalf("rotations: %+v; want cams/1 once", got)
+	}
+	report("cams/2", "forged", 72*time.Second)
+	report("cams/1", "forged", 73*time.Second) // counting started over after the trigger
+	report("cams/1", "forged", 74*time.Second)
+	tick(t, svc)
+	if got := rotations(t, svc, store.RotationFilter{}); len(got) != 2 || got[1].Target != "cams/2" {
+		t.Fatalf("rotations: %+v; want cams/1 then cams/2, once each", got)
+	}
+}
+
+// TestBudgetBoundsCommands: 40 topics of 25 members due together queue at
+// most the budget's commands per second (plus one second's burst).
+func TestBudgetBoundsCommands(t *testing.T) {
+	start := time.Date(2027, 7, 1, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start, func(c *Config) { c.Automation.Budget = 100 })
+	svc := env.svc
+	ctx := context.Background()
+	var ids []e4.ID
+	for i := range 25 {
+		ids = append(ids, must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("d%d", i)})).ID)
+	}
+	for i := range 40 {
+		topic := fmt.Sprintf("zone/%d", i)
+		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
+		if err := svc.AddMembers(ctx, topic, ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "hourly", Kind: store.TargetTopic, Selector: store.SelectAll, Period: time.Hour}))
+	// Every key is due at its phase within the first hour; tick every
+	// 100 ms for the hour and check every one-second window.
+	perTick := map[time.Time]int64{}
+	for at := start; at.Before(start.Add(time.Hour)); at = at.Add(100 * time.Millisecond) {
+		clock.Set(at)
+		if r := tick(t, svc); r.Commands > 0 {
+			perTick[at] = r.Commands
+		}
+	}
+	var total int64
+	for at := range perTick {
+		var window int64
+		for other, n := range perTick {
+			if !other.Before(at) && other.Before(at.Add(time.Second)) {
+				window += n
+			}
+		}
+		if window > 200 {
+			t.Fatalf("%d commands in the second from %v; budget 100/s with a 100 burst", window, at)
+		}
+		total += perTick[at]
+	}
+	if total != 40*25 {
+		t.Fatalf("%d commands in the hour, want every topic rotated once (1000)", total)
+	}
+}
+
+// TestRotationOutcomes: a rotation converges when every acknowledging
+// member acknowledged the new key, is stuck with the devices behind after
+// StuckAfter, and a policy whose stuck rotations leave PauseBehind devices
+// behind pauses.
+func TestRotationOutcomes(t *testing.T) {
+	start := time.Date(2027, 8, 2, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start, func(c *Config) { c.Automation.StuckAfter = 10 * time.Minute })
+	svc := env.svc
+	ctx := context.Background()
+	must[TopicInfo](t)(svc.AddTopic(ctx, "a"))
+	must[TopicInfo](t)(svc.AddTopic(ctx, "b"))
+	var ids []e4.ID
+	for i := range 3 {
+		id := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("d%d", i)})).ID
+		if err := svc.SetAcknowledges(ctx, id, store.AckYes); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := svc.AddMembers(ctx, "a", ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.AddMembers(ctx, "b", ids); err != nil {
+		t.Fatal(err)
+	}
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "p", Kind: store.TargetTopic, Selector: store.SelectAll, Period: time.Hour, PauseBehind: 3}))
+	at := start
+	for ; len(rotations(t, svc, store.RotationFilter{})) < 2; at = at.Add(time.Minute) {
+		if at.After(start.Add(time.Hour)) {
+			t.Fatal("the hourly policy did not rotate both topics in the first hour")
+		}
+		clock.Set(at)
+		tick(t, svc)
+	}
+	// Every member acknowledges a's new key: it converges; b stays behind.
+	err := svc.update(ctx, func(tx store.Tx, _ *events) error {
+		ta, err := tx.GetTopic("a")
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := tx.SetTopicAcked(id, "a", ta.KeyVersion, clock.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(at.Add(15 * time.Minute))
+	r := tick(t, svc)
+	byTarget := map[string]store.Rotation{}
+	for _, x := range rotations(t, svc, store.RotationFilter{Policy: "p"}) {
+		if x.FiredAt.Before(at) {
+			byTarget[x.Target] = x
+		}
+	}
+	if byTarget["a"].State != store.RotationConverged || byTarget["b"].State != store.RotationStuck || byTarget["b"].Behind != 3 {
+		t.Fatalf("outcomes: a %+v, b %+v", byTarget["a"], byTarget["b"])
+	}
+	p := must[Policy](t)(svc.GetPolicy(ctx, "p"))
+	if r.Paused != 1 || p.PausedReason == "" {
+		t.Fatalf("3 devices behind did not pause the policy (report %+v, policy %+v)", r, p)
+	}
+	// A paused policy fires nothing; resuming it does.
+	before := len(rotations(t, svc, store.RotationFilter{}))
+	for at := start.Add(90 * time.Minute); at.Before(start.Add(4 * time.Hour)); at = at.Add(10 * time.Minute) {
+		clock.Set(at)
+		tick(t, svc)
+	}
+	if after := len(rotations(t, svc, store.RotationFilter{})); after != before {
+		t.Fatalf("a paused policy fired %d rotations", after-before)
+	}
+	if err := svc.ResumePolicy(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(start.Add(6 * time.Hour))
+	tick(t, svc)
+	if after := len(rotations(t, svc, store.RotationFilter{State: store.RotationStarted})); after != 2 {
+		t.Fatalf("after resuming: %d started rotations, want a and b rotated once each", after)
+	}
+}
+
+// TestPolicyValidation: policies the scheduler could not follow are
+// refused with ErrInvalidArgument, a duplicate name with ErrExists.
+func TestPolicyValidation(t *testing.T) {
+	env, _ := newClockedService(t, e4.SymKey, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
+	ctx := context.Background()
+	for _, p := range []Policy{
+		{Name: "none", Kind: store.TargetTopic, Selector: store.SelectAll},
+		{Name: "two", Kind: store.TargetTopic, Selector: store.SelectAll, Period: week, MaxAge: week},
+		{Name: "jitter", Kind: store.TargetTopic, Selector: store.SelectAll, Period: time.Hour, Jitter: time.Hour},
+		{Name: "filter", Kind: store.TargetTopic, Selector: store.SelectFilter, Pattern: "a/#/b", Period: week},
+		{Name: "exact", Kind: store.TargetTopic, Selector: store.SelectExact, Pattern: "a/+", Period: week},
+		{Name: "c2-in-sk", Kind: store.TargetC2, Selector: store.SelectAll, Period: week},
+		{Name: "rule", Kind: store.TargetTopic, Selector: store.SelectAll, OnEvent: "anomaly", Threshold: 2},
+		{Name: "kind", Kind: "device", Selector: store.SelectAll, Period: week},
+	} {
+		if _, err := env.svc.AddPolicy(ctx, p); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("policy %q: got %v, want ErrInvalidArgument", p.Name, err)
+		}
+	}
+	ok := Policy{Name: "ok", Kind: store.TargetClient, Selector: store.SelectAll, MaxAge: 30 * 24 * time.Hour}
+	must[Policy](t)(env.svc.AddPolicy(ctx, ok))
+	if _, err := env.svc.AddPolicy(ctx, ok); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate: %v", err)
+	}
+}
+
+// TestClientKeyAgePolicy: a client whose key reaches the policy's age gets
+// a new one (SetIDKey) once, and not again before its new key is as old.
+func TestClientKeyAgePolicy(t *testing.T) {
+	start := time.Date(2027, 9, 1, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start)
+	svc := env.svc
+	ctx := context.Background()
+	id := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "gateway"})).ID
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "monthly", Kind: store.TargetClient, Selector: store.SelectExact, Pattern: "gateway", MaxAge: 30 * 24 * time.Hour}))
+	for day := 0; day <= 45; day++ {
+		clock.Set(start.Add(time.Duration(day) * 24 * time.Hour))
+		tick(t, svc)
+	}
+	got := rotations(t, svc, store.RotationFilter{Kind: store.TargetClient})
+	if len(got) != 1 || got[0].Target != fmt.Sprintf("%x", id[:]) || got[0].Reason != "age" {
+		t.Fatalf("client rotations in 45 days: %+v", got)
+	}
+	n, err := svc.CountCommands(ctx, store.CommandFilter{ClientID: &id})
+	if err != nil || n != 1 {
+		t.Fatalf("%d commands to the client (%v), want its SetIDKey", n, err)
+	}
+}
+
+// TestPreview: the preview lists what rotates in the next day, with
+// the policy, and NextRotation gives a topic's next due time.
+func TestPreview(t *testing.T) {
+	start := time.Date(2027, 1, 4, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start)
+	svc := env.svc
+	ctx := context.Background()
+	twoKeyExample(t, svc, 1)
+	clock.Set(start.Add(time.Minute))
+	tick(t, svc) // computes the real due times
+	week := must[[]PlannedRotation](t)(svc.PreviewRotations(ctx, start.Add(8*24*time.Hour), 10))
+	if len(week) != 2 || week[0].DueAt.After(week[1].DueAt) {
+		t.Fatalf("preview of 8 days: %+v", week)
+	}
+	for _, p := range week {
+		next, ok, err := svc.NextRotation(ctx, store.TargetTopic, p.Target)
+		if err != nil || !ok || !next.DueAt.Equal(p.DueAt) || next.Policy != p.Policy {
+			t.Fatalf("NextRotation(%s) = %+v, %v, %v; preview %+v", p.Target, next, ok, err, p)
+		}
+	}
+	first := week[0].DueAt
+	day := must[[]PlannedRotation](t)(svc.PreviewRotations(ctx, first, 10))
+	if len(day) != 0 {
+		t.Fatalf("preview before the first due time: %+v", day)
+	}
+}
