@@ -451,3 +451,25 @@ func parseHexID(s string) (e4.ID, error) {
 	}
 	return e4.ID(b), nil
 }
+
+// ListRotations lists the rotations the scheduler fired, with their
+// outcome, by id after afterID.
+func (s *Service) ListRotations(ctx context.Context, f store.RotationFilter, afterID int64, limit int) ([]store.Rotation, error) {
+	limit, err := checkLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	var list []store.Rotation
+	err = s.view(ctx, func(tx store.Tx) error {
+		ptx, err := policyTx(tx)
+		if err != nil {
+			return err
+		}
+		list, err = ptx.ListRotations(f, afterID, limit)
+		return err
+	})
+	return list, err
+}
+
+// Now returns the service's current time (its injectable clock).
+func (s *Service) Now() time.Time { return s.now().UTC() }
