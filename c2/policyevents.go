@@ -36,12 +36,12 @@ func (s *Service) loadRules(ctx context.Context, now time.Time) error {
 		}
 		after := ""
 		for {
-			page, err := ptx.ListPolicies(after, MaxLimit)
+			page, err := ptx.EventPolicies(after, MaxLimit)
 			if err != nil {
 				return err
 			}
 			for _, p := range page {
-				if p.OnEvent != "" && p.PausedReason == "" {
+				if p.PausedReason == "" {
 					rules = append(rules, p)
 				}
 			}

@@ -129,6 +129,9 @@ type PolicyTx interface {
 	// PoliciesFor returns the policies of kind that may select target:
 	// the exact ones naming it and every non-exact one.
 	PoliciesFor(kind TargetKind, target string) ([]Policy, error)
+	// EventPolicies lists the policies with OnEvent set by name after
+	// after.
+	EventPolicies(after string, limit int) ([]Policy, error)
 	// HasPolicies reports whether any policy of kind exists.
 	HasPolicies(kind TargetKind) (bool, error)
 

@@ -57,6 +57,11 @@ func testPolicyLifecycle(t *testing.T, s store.Store) {
 		if has {
 			t.Fatal("HasPolicies(client) with topic policies only")
 		}
+		rules, err := policies(t, tx).EventPolicies("", 10)
+		ok(t, "EventPolicies", err)
+		if len(rules) != 1 || rules[0].Name != "weekly" {
+			t.Fatalf("EventPolicies: %+v", rules)
+		}
 		for target, want := range map[string]int{"data/7": 2, "data/8": 1} {
 			got, err := policies(t, tx).PoliciesFor(store.TargetTopic, target)
 			ok(t, "PoliciesFor", err)

@@ -27,10 +27,13 @@ const (
 		"threshold = excluded.threshold, event_window = excluded.event_window, ramp = excluded.ramp, " +
 		"pause_behind = excluded.pause_behind, paused_reason = excluded.paused_reason, created_by = excluded.created_by, " +
 		"created_at = excluded.created_at, started_at = excluded.started_at"
-	qGetPolicy      = "SELECT " + policyColumns + " FROM rotation_policies WHERE name = $1"
-	qDeletePolicy   = "DELETE FROM rotation_policies WHERE name = $1"
-	qListPolicies   = "SELECT " + policyColumns + " FROM rotation_policies WHERE name > $1 ORDER BY name LIMIT $2"
-	qPoliciesFor    = "SELECT " + policyColumns + " FROM rotation_policies WHERE kind = $1 AND (selector <> 'exact' OR pattern = $2) ORDER BY name"
+	qGetPolicy    = "SELECT " + policyColumns + " FROM rotation_policies WHERE name = $1"
+	qDeletePolicy = "DELETE FROM rotation_policies WHERE name = $1"
+	qListPolicies = "SELECT " + policyColumns + " FROM rotation_policies WHERE name > $1 ORDER BY name LIMIT $2"
+	// Two index lookups, so that a million exact policies cost one row.
+	qPoliciesFor = "SELECT " + policyColumns + " FROM rotation_policies WHERE kind = $1 AND selector = 'exact' AND pattern = $2 " +
+		"UNION ALL SELECT " + policyColumns + " FROM rotation_policies WHERE kind = $1 AND selector IN ('all', 'prefix', 'filter') ORDER BY 1"
+	qEventPolicies  = "SELECT " + policyColumns + " FROM rotation_policies WHERE on_event <> '' AND name > $1 ORDER BY name LIMIT $2"
 	qHasPolicies    = "SELECT 1 FROM rotation_policies WHERE kind = $1 LIMIT 1"
 	qPutDue         = "INSERT INTO rotation_due (" + dueColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (kind, target) DO UPDATE SET due_at = excluded.due_at, event = excluded.event, attempts = excluded.attempts, last_error = excluded.last_error, lease_owner = excluded.lease_owner, lease_until = excluded.lease_until"
 	qMergeEvent     = "INSERT INTO rotation_due (" + dueColumns + ") VALUES ($1, $2, $3, $4, 0, '', NULL, NULL) ON CONFLICT (kind, target) DO UPDATE SET due_at = CASE WHEN rotation_due.event <> '' THEN rotation_due.due_at ELSE excluded.due_at END, event = CASE WHEN rotation_due.event <> '' THEN rotation_due.event ELSE excluded.event END"
@@ -49,7 +52,7 @@ const (
 
 // policyQueries lists the fixed queries of this file, for preparing.
 func policyQueries() []string {
-	return []string{qPutPolicy, qGetPolicy, qDeletePolicy, qListPolicies, qPoliciesFor, qHasPolicies,
+	return []string{qPutPolicy, qGetPolicy, qDeletePolicy, qListPolicies, qPoliciesFor, qEventPolicies, qHasPolicies,
 		qPutDue, qMergeEvent, qGetDue, qDeleteDue, qCountDue, qListDue, qInsertRotation, qSettleRotation,
 		qClientKeyTime, qSetClientKeyAt}
 }
@@ -145,6 +148,17 @@ func (t *tx) PoliciesFor(kind store.TargetKind, target string) ([]store.Policy, 
 		return nil, err
 	}
 	return all(t, scanPolicy, qPoliciesFor, string(kind), target)
+}
+
+// EventPolicies lists the event rules by name after after.
+func (t *tx) EventPolicies(after string, limit int) ([]store.Policy, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	if err := checkText("policy name", after); err != nil {
+		return nil, err
+	}
+	return all(t, scanPolicy, qEventPolicies, after, limit)
 }
 
 // HasPolicies reports whether a policy of kind exists.

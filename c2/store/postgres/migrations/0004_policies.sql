@@ -27,6 +27,9 @@ CREATE TABLE rotation_policies (
 -- Exact-name policies are found by their target, without reading the others.
 CREATE INDEX rotation_policies_by_pattern ON rotation_policies (kind, selector, pattern);
 
+-- The event rules, read by every replica without reading the other policies.
+CREATE INDEX rotation_policies_events ON rotation_policies (name) WHERE on_event <> '';
+
 -- When each target is to be looked at next. due_at is a lower bound: the
 -- scheduler computes due-ness again from the key's age when it gets there.
 -- event, when set, forces a rotation (a coalesced membership leave, an
