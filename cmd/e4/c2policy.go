@@ -9,8 +9,25 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 )
+
+// automationSettings is c2.automation of the configuration of "e4 c2
+// serve" (c2.AutomationConfig; zero takes the default).
+type automationSettings struct {
+	Disabled       bool          `yaml:"disabled"`
+	Budget         float64       `yaml:"budget"`
+	CoalesceLeaves time.Duration `yaml:"coalesce_leaves"`
+	StuckAfter     time.Duration `yaml:"stuck_after"`
+	Tick           time.Duration `yaml:"tick"`
+	Lease          time.Duration `yaml:"lease"`
+}
+
+func (a automationSettings) config() c2.AutomationConfig {
+	return c2.AutomationConfig{Disabled: a.Disabled, Budget: a.Budget, CoalesceLeaves: a.CoalesceLeaves,
+		StuckAfter: a.StuckAfter, Tick: a.Tick, Lease: a.Lease}
+}
 
 // policyExamples are the examples of "e4 c2 policy"; the CLI test runs
 // each of them, in order, against a running C2.
