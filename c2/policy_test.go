@@ -1,7 +1,9 @@
 package c2
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"sync"
@@ -509,5 +511,45 @@ func TestPreview(t *testing.T) {
 	day := must[[]PlannedRotation](t)(svc.PreviewRotations(ctx, first, 10))
 	if len(day) != 0 {
 		t.Fatalf("preview before the first due time: %+v", day)
+	}
+}
+
+// TestC2KeyPolicy (PK mode): a weekly policy on C2's key pair rotates it
+// once per period boundary, each rotation sending every client SetC2Key.
+func TestC2KeyPolicy(t *testing.T) {
+	start := time.Date(2027, 10, 4, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.PubKey, start)
+	svc := env.svc
+	ctx := context.Background()
+	for i := range 3 {
+		pub, _, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("pk-%d", i), PublicKey: pub}))
+	}
+	p := must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "c2-weekly", Kind: store.TargetC2, Selector: store.SelectAll, Period: week}))
+	before := must[[]byte](t)(svc.C2PublicKey())
+	end := start.Add(15 * 24 * time.Hour)
+	for at := start; !at.After(end); at = at.Add(time.Hour) {
+		clock.Set(at)
+		tick(t, svc)
+	}
+	want := 0
+	for k := floorDiv(start.UnixNano(), int64(week)); ; k++ {
+		b := boundary(p, c2ScheduleTarget, k)
+		if b.After(end) {
+			break
+		}
+		if b.After(start) {
+			want++
+		}
+	}
+	got := rotations(t, svc, store.RotationFilter{Kind: store.TargetC2})
+	if len(got) != want || got[0].Commands != 3 {
+		t.Fatalf("C2 key rotations in 15 days: %+v; want %d, each to the 3 clients", got, want)
+	}
+	if after := must[[]byte](t)(svc.C2PublicKey()); bytes.Equal(after, before) {
+		t.Fatal("C2's public key did not change")
 	}
 }

@@ -78,16 +78,16 @@ func (c AutomationConfig) withDefaults() AutomationConfig {
 
 // TickReport says what one scheduler tick did.
 type TickReport struct {
-	Claimed    int   // schedule rows leased
-	Checked    int   // rows found not due, rescheduled from their key's age
-	Rotated    int   // rotations fired
-	Commands   int64 // commands they queued
-	Deferred   int   // due rotations left for a later tick (budget, ramp)
-	Failed     int   // rotations that failed (retried later)
-	Settled    int   // earlier rotations found converged, stuck or superseded
-	Paused     int   // policies paused for too many devices behind
-	Triggered  int   // event-rule and leave rotations scheduled
-	Superseded int   // rows dropped (target gone, no policy left)
+	Claimed   int   // schedule rows leased
+	Checked   int   // rows found not due, rescheduled from their key's age
+	Rotated   int   // rotations fired
+	Commands  int64 // commands they queued
+	Deferred  int   // due rotations left for a later tick (budget, ramp)
+	Failed    int   // rotations that failed (retried later)
+	Settled   int   // earlier rotations found converged, stuck or superseded
+	Paused    int   // policies paused for too many devices behind
+	Triggered int   // event-rule and leave rotations scheduled
+	Dropped   int   // rows dropped (target gone, no policy left)
 }
 
 // scheduler is the in-memory part of the automation: event-rule counters
@@ -119,12 +119,15 @@ func (sc *scheduler) rulesChanged() {
 
 // errors that end or skip a rotation without failing it.
 var (
-	errNoBudget  = errors.New("c2: the rotation budget is spent")
-	errRamp      = errors.New("c2: the policy's ramp allows no more rotations yet")
-	errSkip      = errors.New("c2: the schedule row is no longer ours or no longer due")
-	errNoPolicy  = errors.New("c2: no running policy covers the target")
-	settingCheck = "rotation-budget"
+	errNoBudget = errors.New("c2: the rotation budget is spent")
+	errRamp     = errors.New("c2: the policy's ramp allows no more rotations yet")
+	errSkip     = errors.New("c2: the schedule row is no longer ours or no longer due")
+	errNoPolicy = errors.New("c2: no running policy covers the target")
 )
+
+// settingBudget is the token bucket of the rotation budget every replica
+// shares: "tokens unixmicro".
+const settingBudget = "rotation-budget"
 
 // RunScheduler runs the rotation scheduler until ctx ends.
 func (s *Service) RunScheduler(ctx context.Context) error {
@@ -238,7 +241,7 @@ func (s *Service) checkClaimed(ctx context.Context, claimed []store.Due, now tim
 		return nil
 	})
 	r.Checked += checked
-	r.Superseded += dropped
+	r.Dropped += dropped
 	return due, err
 }
 
@@ -263,7 +266,7 @@ func (s *Service) dueNow(tx store.Tx, ptx store.PolicyTx, row store.Due, now tim
 		return firing{}, err
 	}
 	if !st.exists {
-		return firing{}, errors.Join(errNoPolicy, ptx.DeleteDue(cur.Kind, cur.Target))
+		return firing{}, dropRow(ptx, cur)
 	}
 	if cur.Event != "" && !cur.DueAt.After(now) {
 		return firing{row: cur, dueAt: cur.DueAt, policy: eventPolicy(cur.Event), reason: cur.Event}, nil
@@ -273,13 +276,24 @@ func (s *Service) dueNow(tx store.Tx, ptx store.PolicyTx, row store.Due, now tim
 		at, ok = cur.DueAt, true // the pending event comes first
 	}
 	if !ok {
-		return firing{}, errors.Join(errNoPolicy, ptx.DeleteDue(cur.Kind, cur.Target))
+		return firing{}, dropRow(ptx, cur)
 	}
 	if at.After(now) {
 		cur.DueAt, cur.LeaseOwner, cur.LeaseUntil, cur.Attempts, cur.LastError = at, "", time.Time{}, 0, ""
-		return firing{}, errors.Join(errSkip, ptx.PutDue(cur))
+		if err := ptx.PutDue(cur); err != nil {
+			return firing{}, err
+		}
+		return firing{}, errSkip
 	}
 	return firing{row: cur, dueAt: at, policy: policy, reason: reason}, nil
+}
+
+// dropRow deletes the schedule row of a target gone or no longer covered.
+func dropRow(ptx store.PolicyTx, row store.Due) error {
+	if err := ptx.DeleteDue(row.Kind, row.Target); err != nil {
+		return err
+	}
+	return errNoPolicy
 }
 
 // eventPolicy is the policy an event names ("rule:NAME"), or "" for a
@@ -482,7 +496,7 @@ func (s *Service) takeBudget(tx store.Tx, cost float64, now time.Time) error {
 	rate := s.sched.cfg.Budget
 	capacity := max(rate, 1)
 	tokens, last := capacity, now
-	if v, err := tx.GetSetting(settingCheck); err == nil {
+	if v, err := tx.GetSetting(settingBudget); err == nil {
 		tokens, last = parseBucket(string(v), capacity, now)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -495,7 +509,7 @@ func (s *Service) takeBudget(tx store.Tx, cost float64, now time.Time) error {
 		return errNoBudget
 	}
 	tokens -= cost
-	return tx.PutSetting(settingCheck, []byte(strconv.FormatFloat(tokens, 'g', -1, 64)+" "+strconv.FormatInt(last.UnixMicro(), 10)))
+	return tx.PutSetting(settingBudget, []byte(strconv.FormatFloat(tokens, 'g', -1, 64)+" "+strconv.FormatInt(last.UnixMicro(), 10)))
 }
 
 // parseBucket reads "tokens unixmicro"; damage gives a full bucket.

@@ -157,6 +157,11 @@ func (h *handlers) PreviewRotations(ctx context.Context, req *c2pb.PreviewRotati
 		if err := checkText("target", req.Target); err != nil {
 			return nil, err
 		}
+		switch store.TargetKind(req.Kind) {
+		case store.TargetTopic, store.TargetClient, store.TargetC2:
+		default:
+			return nil, invalid("kind %q: want topic, client or c2", req.Kind)
+		}
 		plan, ok, err := h.svc.NextRotation(ctx, store.TargetKind(req.Kind), req.Target)
 		if err != nil {
 			return nil, err
