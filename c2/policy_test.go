@@ -553,3 +553,36 @@ func TestC2KeyPolicy(t *testing.T) {
 		t.Fatal("C2's public key did not change")
 	}
 }
+
+// TestTopicAddedLater: a topic added after its policy is scheduled in the
+// transaction that adds it, and a key an operator made after a period
+// boundary serves that period: the scheduler does not rotate it again.
+func TestTopicAddedLater(t *testing.T) {
+	start := time.Date(2027, 11, 1, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start)
+	svc := env.svc
+	ctx := context.Background()
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "daily", Kind: store.TargetTopic, Selector: store.SelectPrefix, Pattern: "new/", Period: 24 * time.Hour}))
+	clock.Set(start.Add(time.Hour))
+	must[TopicInfo](t)(svc.AddTopic(ctx, "new/topic"))
+	first, ok, err := svc.NextRotation(ctx, store.TargetTopic, "new/topic")
+	if err != nil || !ok || first.DueAt.After(start.Add(49*time.Hour)) {
+		t.Fatalf("NextRotation of a new topic: %+v %v %v", first, ok, err)
+	}
+	// The operator rotates just after the boundary, before the scheduler
+	// got to it: the scheduler does not rotate it again.
+	clock.Set(first.DueAt.Add(time.Second))
+	if _, err := svc.RotateTopic(ctx, "new/topic"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(first.DueAt.Add(time.Minute))
+	tick(t, svc)
+	if got := rotations(t, svc, store.RotationFilter{}); len(got) != 0 {
+		t.Fatalf("rotated again right after the operator did: %+v", got)
+	}
+	clock.Set(first.DueAt.Add(24*time.Hour + time.Minute))
+	tick(t, svc)
+	if got := rotations(t, svc, store.RotationFilter{}); len(got) != 1 || !got[0].DueAt.Equal(first.DueAt.Add(24*time.Hour).Truncate(time.Microsecond)) {
+		t.Fatalf("rotations a period later: %+v", got)
+	}
+}

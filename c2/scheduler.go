@@ -40,8 +40,8 @@ type AutomationConfig struct {
 	// RetryAfter is the first delay before a failed rotation is tried
 	// again (1m); it doubles with each failure up to 64 times.
 	RetryAfter time.Duration
-	// Rescan is how often the scheduler looks for targets added without
-	// a schedule row, such as imported clients (1h).
+	// Rescan is how often the scheduler looks for clients added without a
+	// schedule row while a client policy exists (1h).
 	Rescan time.Duration
 	// CoalesceLeaves, when set, delays the rotation that follows a
 	// member's removal by up to this long, so that the removals within it
@@ -599,8 +599,10 @@ func (s *Service) rotateClientKey(tx store.Tx, ev *events, target string) error 
 	return s.newClientKeyTx(tx, ev, id, key, cmd)
 }
 
-// rescan schedules the targets of running policies that have no schedule
-// row (added without one, such as imported clients), every Rescan.
+// rescan schedules the clients without a schedule row (added or imported
+// after a client policy), every Rescan, when a client policy exists.
+// Topics need none: a topic added while a topic policy exists is scheduled
+// in the transaction that adds it, and one added earlier by the policy.
 func (s *Service) rescan(ctx context.Context, now time.Time) error {
 	s.sched.mu.Lock()
 	due := s.sched.lastScan.IsZero() || now.Sub(s.sched.lastScan) >= s.sched.cfg.Rescan
@@ -613,24 +615,12 @@ func (s *Service) rescan(ctx context.Context, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		for _, kind := range []store.TargetKind{store.TargetTopic, store.TargetClient} {
-			has, err := ptx.HasPolicies(kind)
-			if err != nil || !has {
-				if err != nil {
-					return err
-				}
-				continue
-			}
-			if kind == store.TargetTopic {
-				_, err = ptx.ScheduleTopics("", now, true)
-			} else {
-				_, err = ptx.ScheduleClients(now, true)
-			}
-			if err != nil {
-				return err
-			}
+		has, err := ptx.HasPolicies(store.TargetClient)
+		if err != nil || !has {
+			return err
 		}
-		return nil
+		_, err = ptx.ScheduleClients(now, true)
+		return err
 	})
 	if err == nil {
 		s.sched.mu.Lock()
