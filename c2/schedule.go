@@ -27,7 +27,18 @@ func spread(target string, slot int64, span time.Duration) time.Duration {
 	binary.BigEndian.PutUint64(b[:], uint64(slot))
 	h.Write(b[:])
 	h.Write([]byte(target))
-	return time.Duration(h.Sum64() % uint64(span))
+	return time.Duration(mix64(h.Sum64()) % uint64(span))
+}
+
+// mix64 is SplitMix64's finalizer: FNV alone leaves names that differ in
+// their last bytes close together modulo a period.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // phaseSlot is the slot number spread uses for a target's phase; the
@@ -39,7 +50,8 @@ const phaseSlot = -1 << 62
 // period k. Jitter is below half the period, so boundaries only grow.
 func boundary(p store.Policy, target string, k int64) time.Time {
 	ns := k*int64(p.Period) + int64(spread(target, phaseSlot, p.Period)) + int64(spread(target, k, p.Jitter))
-	return time.Unix(0, ns).UTC()
+	// Whole microseconds, as the store keeps them.
+	return time.Unix(0, ns).UTC().Truncate(time.Microsecond)
 }
 
 // periodDue returns the first period boundary of target after keyTime:
@@ -69,9 +81,9 @@ func floorDiv(a, b int64) int64 {
 func ageDue(p store.Policy, target string, keyTime time.Time) time.Time {
 	due := keyTime.Add(p.MaxAge + spread(target, keyTime.Unix(), p.Jitter))
 	if first := p.CreatedAt.Add(spread(target, phaseSlot, p.MaxAge)); keyTime.Before(p.CreatedAt) && due.Before(first) {
-		return first
+		due = first
 	}
-	return due
+	return due.UTC().Truncate(time.Microsecond)
 }
 
 // policyDue returns when a scheduled policy wants target rotated, given
