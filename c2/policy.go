@@ -162,10 +162,28 @@ func schedulePolicy(tx store.Tx, ptx store.PolicyTx, p Policy, now time.Time) er
 		_, err := ptx.ScheduleTopics("", now, false)
 		return err
 	case store.TargetClient:
+		if p.Selector == store.SelectExact {
+			return scheduleExactClient(tx, ptx, p.Pattern, now)
+		}
 		_, err := ptx.ScheduleClients(now, false)
 		return err
 	}
 	return ptx.PutDue(store.Due{Kind: store.TargetC2, Target: c2ScheduleTarget, DueAt: now})
+}
+
+// scheduleExactClient schedules the client an exact policy names (its id
+// in hex, or its name).
+func scheduleExactClient(tx store.Tx, ptx store.PolicyTx, pattern string, now time.Time) error {
+	id, err := parseHexID(pattern)
+	if err != nil {
+		id = e4.IDFromName(pattern)
+	}
+	if _, err := tx.GetClient(id); errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return ptx.PutDue(store.Due{Kind: store.TargetClient, Target: hex.EncodeToString(id[:]), DueAt: now})
 }
 
 // GetPolicy returns a policy.

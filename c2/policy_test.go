@@ -600,3 +600,38 @@ func TestTopicAddedLater(t *testing.T) {
 		t.Fatalf("rotations a period later: %+v", got)
 	}
 }
+
+// TestLeaveAndPeriodTogether: a leave pending in its coalescing window
+// when the topic's period comes due is served by one rotation, made the
+// leave's way (RemoveTopic then SetTopicKey to the members left).
+func TestLeaveAndPeriodTogether(t *testing.T) {
+	start := time.Date(2027, 12, 6, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start, func(c *Config) { c.Automation.CoalesceLeaves = time.Hour })
+	svc := env.svc
+	ctx := context.Background()
+	must[TopicInfo](t)(svc.AddTopic(ctx, "door/lock"))
+	var ids []e4.ID
+	for i := range 3 {
+		ids = append(ids, must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("lock-%d", i)})).ID)
+	}
+	if err := svc.AddMembers(ctx, "door/lock", ids); err != nil {
+		t.Fatal(err)
+	}
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "daily", Kind: store.TargetTopic, Selector: store.SelectAll, Period: 24 * time.Hour}))
+	next, ok, err := svc.NextRotation(ctx, store.TargetTopic, "door/lock")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	clock.Set(next.DueAt.Add(-10 * time.Minute))
+	if err := svc.RemoveMember(ctx, ids[0], "door/lock"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(next.DueAt.Add(time.Minute)) // the period is due, the leave's window still open
+	tick(t, svc)
+	clock.Set(next.DueAt.Add(2 * time.Hour)) // the leave's window has passed
+	tick(t, svc)
+	got := rotations(t, svc, store.RotationFilter{})
+	if len(got) != 1 || got[0].Reason != eventLeave || got[0].Commands != 4 {
+		t.Fatalf("rotations: %+v; want one, the leave's (RemoveTopic and SetTopicKey to 2 members)", got)
+	}
+}

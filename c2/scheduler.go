@@ -41,7 +41,8 @@ type AutomationConfig struct {
 	// again (1m); it doubles with each failure up to 64 times.
 	RetryAfter time.Duration
 	// Rescan is how often the scheduler looks for clients added without a
-	// schedule row while a client policy exists (1h).
+	// schedule row while a client policy selecting by prefix or all exists
+	// (1h).
 	Rescan time.Duration
 	// CoalesceLeaves, when set, delays the rotation that follows a
 	// member's removal by up to this long, so that the removals within it
@@ -268,12 +269,17 @@ func (s *Service) dueNow(tx store.Tx, ptx store.PolicyTx, row store.Due, now tim
 	if !st.exists {
 		return firing{}, dropRow(ptx, cur)
 	}
-	if cur.Event != "" && !cur.DueAt.After(now) {
-		return firing{row: cur, dueAt: cur.DueAt, policy: eventPolicy(cur.Event), reason: cur.Event}, nil
-	}
 	at, policy, reason, ok := nextDue(st.policies, cur.Target, st.name, st.keyTime)
-	if cur.Event != "" && (!ok || cur.DueAt.Before(at)) {
-		at, ok = cur.DueAt, true // the pending event comes first
+	if cur.Event != "" {
+		// A pending event (a leave) and a due period are served by one
+		// rotation, made the event's way (after a leave the members drop
+		// the old key at once).
+		if !cur.DueAt.After(now) || (ok && !at.After(now)) {
+			return firing{row: cur, dueAt: cur.DueAt, policy: eventPolicy(cur.Event), reason: cur.Event}, nil
+		}
+		if !ok || cur.DueAt.Before(at) {
+			at, ok = cur.DueAt, true
+		}
 	}
 	if !ok {
 		return firing{}, dropRow(ptx, cur)
@@ -615,8 +621,9 @@ func (s *Service) rescan(ctx context.Context, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		has, err := ptx.HasPolicies(store.TargetClient)
-		if err != nil || !has {
+		// Exact client policies scheduled their client when added.
+		list, err := ptx.PoliciesFor(store.TargetClient, "")
+		if err != nil || len(list) == 0 {
 			return err
 		}
 		_, err = ptx.ScheduleClients(now, true)
