@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -633,5 +634,61 @@ func TestLeaveAndPeriodTogether(t *testing.T) {
 	got := rotations(t, svc, store.RotationFilter{})
 	if len(got) != 1 || got[0].Reason != eventLeave || got[0].Commands != 4 {
 		t.Fatalf("rotations: %+v; want one, the leave's (RemoveTopic and SetTopicKey to 2 members)", got)
+	}
+}
+
+// TestFailedRotationRetried: a rotation that fails (a client-key change
+// still pending) is recorded failed and tried again after a delay that
+// doubles, and succeeds once the cause is gone.
+func TestFailedRotationRetried(t *testing.T) {
+	start := time.Date(2028, 1, 3, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start, func(c *Config) { c.Automation.RetryAfter = time.Minute })
+	svc := env.svc
+	ctx := context.Background()
+	id := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "meter"})).ID
+	// The operator changes the key; the device never confirms it.
+	if _, err := svc.NewClientKey(ctx, id, nil); err != nil {
+		t.Fatal(err)
+	}
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "fast", Kind: store.TargetClient, Selector: store.SelectAll, MaxAge: time.Hour}))
+	// The key reaches its age within the hour; from then on each try fails.
+	var tries []time.Time
+	for at := start; at.Before(start.Add(2 * time.Hour)); at = at.Add(30 * time.Second) {
+		clock.Set(at)
+		if r := tick(t, svc); r.Failed > 0 {
+			tries = append(tries, at)
+		}
+	}
+	if len(tries) < 4 {
+		t.Fatalf("%d failed tries in two hours", len(tries))
+	}
+	for i := 2; i < len(tries); i++ {
+		if gap, prev := tries[i].Sub(tries[i-1]), tries[i-1].Sub(tries[i-2]); gap < 2*prev-time.Minute {
+			t.Fatalf("retries at %v: the delay does not double", tries)
+		}
+	}
+	failed := rotations(t, svc, store.RotationFilter{State: store.RotationFailed})
+	if len(failed) != len(tries) || !strings.Contains(failed[0].Detail, "not confirmed") {
+		t.Fatalf("failed records: %+v", failed)
+	}
+	// The device confirms its key: the next try goes through.
+	err := svc.update(ctx, func(tx store.Tx, _ *events) error {
+		ds, err := tx.GetDeviceState(id)
+		if err != nil {
+			return err
+		}
+		ds.PrevSealedKey, ds.KeyState, ds.KeyChangedAt = nil, store.KeySettled, time.Time{}
+		return tx.PutDeviceState(ds)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for at := clock.Now(); at.Before(start.Add(6 * time.Hour)); at = at.Add(time.Minute) {
+		clock.Set(at)
+		tick(t, svc)
+	}
+	all := rotations(t, svc, store.RotationFilter{Kind: store.TargetClient})
+	if last := all[len(all)-1]; last.State == store.RotationFailed || last.Commands != 1 {
+		t.Fatalf("after the cause was gone: %+v", last)
 	}
 }
