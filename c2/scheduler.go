@@ -616,19 +616,28 @@ func (s *Service) rescan(ctx context.Context, now time.Time) error {
 	if !due {
 		return nil
 	}
-	err := s.st.Update(ctx, func(tx store.Tx) error {
+	// Exact client policies scheduled their client when added; without a
+	// prefix or all one, the rescan takes no write lock.
+	var needed bool
+	err := s.st.View(ctx, func(tx store.Tx) error {
 		ptx, err := policyTx(tx)
 		if err != nil {
 			return err
 		}
-		// Exact client policies scheduled their client when added.
 		list, err := ptx.PoliciesFor(store.TargetClient, "")
-		if err != nil || len(list) == 0 {
-			return err
-		}
-		_, err = ptx.ScheduleClients(now, true)
+		needed = len(list) > 0
 		return err
 	})
+	if err == nil && needed {
+		err = s.st.Update(ctx, func(tx store.Tx) error {
+			ptx, err := policyTx(tx)
+			if err != nil {
+				return err
+			}
+			_, err = ptx.ScheduleClients(now, true)
+			return err
+		})
+	}
 	if err == nil {
 		s.sched.mu.Lock()
 		s.sched.lastScan = now
