@@ -699,3 +699,65 @@ func TestFailedRotationRetried(t *testing.T) {
 		t.Fatalf("%d rotations went through after the cause was gone, want 1", through)
 	}
 }
+
+// TestRampAfterResume: a policy resumed after a pause finds all its
+// topics overdue; its ramp lets 5 rotations through in the first minute
+// and twice as many each minute after, and every topic rotates once.
+func TestRampAfterResume(t *testing.T) {
+	start := time.Date(2028, 2, 7, 0, 0, 0, 0, time.UTC)
+	env, clock := newClockedService(t, e4.SymKey, start)
+	svc := env.svc
+	ctx := context.Background()
+	const topics = 60
+	for i := range topics {
+		must[TopicInfo](t)(svc.AddTopic(ctx, fmt.Sprintf("ramp/%02d", i)))
+	}
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "hourly", Kind: store.TargetTopic, Selector: store.SelectAll, Period: time.Hour, Ramp: 5}))
+	if err := svc.PausePolicy(ctx, "hourly", "maintenance"); err != nil {
+		t.Fatal(err)
+	}
+	resumed := start.Add(3 * time.Hour)
+	clock.Set(resumed)
+	if err := svc.ResumePolicy(ctx, "hourly"); err != nil {
+		t.Fatal(err)
+	}
+	var fired []time.Time
+	firstFire := map[string]time.Time{}
+	var last time.Time
+	for at := resumed; at.Before(resumed.Add(10 * time.Minute)); at = at.Add(5 * time.Second) {
+		clock.Set(at)
+		last = at
+		tick(t, svc)
+		for _, r := range rotations(t, svc, store.RotationFilter{FiredSince: at}) {
+			fired = append(fired, r.FiredAt)
+			if _, ok := firstFire[r.Target]; !ok {
+				firstFire[r.Target] = r.FiredAt
+			}
+		}
+		allowed := 5 << int(at.Sub(resumed)/time.Minute)
+		inLastMinute := 0
+		for _, f := range fired {
+			if at.Sub(f) < time.Minute {
+				inLastMinute++
+			}
+		}
+		if inLastMinute > allowed {
+			t.Fatalf("%d rotations in the minute before %v, ramp allows %d", inLastMinute, at.Sub(resumed), allowed)
+		}
+	}
+	// Each topic rotates once, and again if its next hourly boundary came
+	// before the end.
+	p := must[Policy](t)(svc.GetPolicy(ctx, "hourly"))
+	want := topics
+	for topic, at := range firstFire {
+		if !periodDue(p, topic, at).After(last) {
+			want++
+		}
+	}
+	if len(firstFire) != topics || len(fired) != want {
+		t.Fatalf("%d rotations of %d topics after the resume, want %d of %d", len(fired), len(firstFire), want, topics)
+	}
+	if first := fired[4]; first.Sub(resumed) >= time.Minute || fired[5].Sub(resumed) < time.Minute {
+		t.Fatalf("the ramp's first minute fired %v", fired[:6])
+	}
+}
