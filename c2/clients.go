@@ -246,6 +246,12 @@ func (s *Service) resetMemberships(tx store.Tx, ev *events, id e4.ID) (store.Cli
 		if s.cfg.KeepTopicKeyOnRemove {
 			continue
 		}
+		if s.cfg.Automation.CoalesceLeaves > 0 {
+			if err := s.deferLeaveRotation(tx, topic); err != nil {
+				return c, err
+			}
+			continue
+		}
 		if _, err := s.rotateTopic(tx, ev, topic, true); err != nil {
 			return c, err
 		}
@@ -279,30 +285,49 @@ func (s *Service) NewClientKey(ctx context.Context, id e4.ID, key []byte) ([]byt
 		return nil, err
 	}
 	err = s.update(ctx, func(tx store.Tx, ev *events) error {
-		c, err := getClient(tx, id)
-		if err != nil {
-			return err
-		}
-		// Enqueued before the key changes: it is protected under the key the
-		// device still holds. Until the device shows it holds the new key,
-		// later commands go out under both (see keychange.go).
-		if err := beginKeyChange(tx, id, c.SealedKey, s.now().UTC()); err != nil {
-			return err
-		}
-		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: id.String()}); err != nil {
-			return err
-		}
-		sealed, err := s.keys.Seal(key, clientKeyBinding(id))
-		if err != nil {
-			return err
-		}
-		ev.add(EventClientKeyNew, &c.ID, "", "")
-		return tx.UpdateClientKey(id, sealed, nil)
+		return s.newClientKeyTx(tx, ev, id, key, cmd)
 	})
 	if err != nil || !generated {
 		return nil, err
 	}
 	return key, nil
+}
+
+// newClientKeyTx is NewClientKey in SK mode inside tx; cmd is the
+// SetIDKey of key.
+func (s *Service) newClientKeyTx(tx store.Tx, ev *events, id e4.ID, key, cmd []byte) error {
+	c, err := getClient(tx, id)
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	// Enqueued before the key changes: it is protected under the key the
+	// device still holds. Until the device shows it holds the new key,
+	// later commands go out under both (see keychange.go).
+	if err := beginKeyChange(tx, id, c.SealedKey, now); err != nil {
+		return err
+	}
+	if err := s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: id.String()}); err != nil {
+		return err
+	}
+	sealed, err := s.keys.Seal(key, clientKeyBinding(id))
+	if err != nil {
+		return err
+	}
+	ev.add(EventClientKeyNew, &c.ID, "", "")
+	if err := tx.UpdateClientKey(id, sealed, nil); err != nil {
+		return err
+	}
+	return setClientKeyTime(tx, id, now)
+}
+
+// setClientKeyTime records when a client's key was made, for key-age
+// policies.
+func setClientKeyTime(tx store.Tx, id e4.ID, at time.Time) error {
+	if ptx, ok := tx.(store.PolicyTx); ok {
+		return ptx.SetClientKeyCreatedAt(id, at)
+	}
+	return nil
 }
 
 func (s *Service) setClientPublicKey(ctx context.Context, id e4.ID, pub []byte) error {
@@ -319,6 +344,9 @@ func (s *Service) setClientPublicKey(ctx context.Context, id e4.ID, pub []byte) 
 			return err
 		}
 		if err := tx.UpdateClientKey(id, nil, pub); err != nil {
+			return err
+		}
+		if err := setClientKeyTime(tx, id, s.now().UTC()); err != nil {
 			return err
 		}
 		ev.add(EventClientKeyNew, &c.ID, "", "")

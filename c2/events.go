@@ -47,6 +47,14 @@ const (
 	// starts with the anomaly's kind, such as "forged" or "replay"). Event
 	// rules may act on it, for example rotate the topic.
 	EventAnomaly EventKind = "anomaly"
+	// EventPolicyPaused: a rotation policy was paused, by the operator or
+	// by the scheduler for too many devices behind (Detail: policy: why).
+	EventPolicyPaused EventKind = "policy_paused"
+	// EventPolicyResumed: a rotation policy was resumed (Detail: its name).
+	EventPolicyResumed EventKind = "policy_resumed"
+	// EventRotationStuck: members were still behind an automatic rotation
+	// AutomationConfig.StuckAfter after it fired (Detail: the counts).
+	EventRotationStuck EventKind = "rotation_stuck"
 )
 
 // Event reports a committed change or a settled command. It never carries
@@ -75,10 +83,13 @@ func (ev *events) add(kind EventKind, client *e4.ID, topic, detail string) {
 
 func (s *Service) emit(list ...Event) {
 	s.discardSettledKeys(list)
+	now := s.now().UTC()
+	for _, e := range list {
+		s.observe(e, now)
+	}
 	if s.cfg.OnEvent == nil {
 		return
 	}
-	now := s.now().UTC()
 	for _, e := range list {
 		if e.Time.IsZero() {
 			e.Time = now

@@ -130,6 +130,9 @@ func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) erro
 		if s.cfg.KeepTopicKeyOnRemove {
 			return nil
 		}
+		if s.cfg.Automation.CoalesceLeaves > 0 {
+			return s.deferLeaveRotation(tx, topic)
+		}
 		_, err = s.rotateTopic(tx, ev, topic, true)
 		return err
 	})

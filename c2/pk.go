@@ -173,6 +173,12 @@ func (s *Service) forEachLinkTarget(tx store.Tx, source e4.ID, fn func(store.Cli
 // shows it holds the new key, commands reach it under both (see
 // c2keychange.go).
 func (s *Service) RotateC2Key(ctx context.Context) (int, error) {
+	return s.rotateC2Key(ctx, nil)
+}
+
+// rotateC2Key is RotateC2Key; guard, when set, runs first in its
+// transaction, and an error from it rolls the rotation back.
+func (s *Service) rotateC2Key(ctx context.Context, guard func(tx store.Tx) error) (int, error) {
 	current, err := s.c2Keys()
 	if err != nil {
 		return 0, err
@@ -199,6 +205,11 @@ func (s *Service) RotateC2Key(ctx context.Context) (int, error) {
 	var n int
 	err = s.updateLocked(ctx, func(tx store.Tx, ev *events) error {
 		n = 0
+		if guard != nil {
+			if err := guard(tx); err != nil {
+				return err
+			}
+		}
 		if err := s.putSealedSetting(tx, settingC2Key, private); err != nil {
 			return err
 		}

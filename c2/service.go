@@ -55,6 +55,9 @@ type Config struct {
 
 	// Dispatch tunes the outbox dispatcher run by Run.
 	Dispatch DispatchConfig
+	// Automation tunes the rotation scheduler run by Run (see
+	// AutomationConfig and the README's "Automatic rotation").
+	Automation AutomationConfig
 	// OnEvent, if set, is called after each committed change and each
 	// command settled by the dispatcher. It must not block for long.
 	OnEvent func(Event)
@@ -92,6 +95,7 @@ type Service struct {
 	now  func() time.Time
 
 	dispatcher *Dispatcher
+	sched      *scheduler
 	// integrity is the last database integrity check of Health.
 	integrity integrityCache
 
@@ -127,7 +131,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Mode != e4.SymKey && cfg.Mode != e4.PubKey {
 		return nil, fmt.Errorf("%w: unknown crypto mode %v", ErrInvalidArgument, cfg.Mode)
 	}
-	s := &Service{cfg: cfg, st: cfg.Store, keys: cfg.Keyring, log: cfg.Logger, now: cfg.Now, cmd: newCommandKeyCache()}
+	s := &Service{cfg: cfg, st: cfg.Store, keys: cfg.Keyring, log: cfg.Logger, now: cfg.Now, cmd: newCommandKeyCache(),
+		sched: newScheduler(cfg.Automation)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -203,9 +208,19 @@ func (s *Service) checkSuite(tx store.Tx) error {
 	return nil
 }
 
-// Run runs the outbox dispatcher until ctx ends; it returns nil after a
-// clean stop. Without a transport it only waits for ctx.
+// Run runs the outbox dispatcher and, unless Automation.Disabled, the
+// rotation scheduler until ctx ends; it returns nil after a clean stop.
+// Without a transport there is no dispatcher.
 func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if !s.cfg.Automation.Disabled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.RunScheduler(ctx)
+		}()
+	}
+	defer wg.Wait()
 	if s.cfg.Transport == nil {
 		<-ctx.Done()
 		return nil

@@ -44,6 +44,9 @@ func (s *Service) AddTopic(ctx context.Context, name string) (TopicInfo, error) 
 		if err := tx.InsertTopic(t); err != nil {
 			return fmt.Errorf("topic %q: %w", name, err)
 		}
+		if err := scheduleNewTopic(tx, name, now); err != nil {
+			return err
+		}
 		ev.add(EventTopicAdded, nil, name, "")
 		return nil
 	})

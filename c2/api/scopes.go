@@ -110,4 +110,13 @@ var rules = map[string]rule{
 	c2pb.C2_CreateToken_FullMethodName: {ScopeAdmin, true},
 	c2pb.C2_ListTokens_FullMethodName:  {ScopeAdmin, false},
 	c2pb.C2_RevokeToken_FullMethodName: {ScopeAdmin, true},
+
+	c2pb.C2_AddPolicy_FullMethodName:        {ScopeAdmin, true},
+	c2pb.C2_GetPolicy_FullMethodName:        {ScopeRead, false},
+	c2pb.C2_ListPolicies_FullMethodName:     {ScopeRead, false},
+	c2pb.C2_RemovePolicy_FullMethodName:     {ScopeAdmin, true},
+	c2pb.C2_PausePolicy_FullMethodName:      {ScopeAdmin, true},
+	c2pb.C2_ResumePolicy_FullMethodName:     {ScopeAdmin, true},
+	c2pb.C2_PreviewRotations_FullMethodName: {ScopeRead, false},
+	c2pb.C2_ListRotations_FullMethodName:    {ScopeRead, false},
 }

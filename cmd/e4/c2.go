@@ -92,7 +92,8 @@ address of "e4 c2 serve" and describes them at /openapi.json (OpenAPI 3).`,
 	cmd.AddCommand(newC2ServeCommand(), newC2RekeyCommand(),
 		newC2ClientCommand(f), newC2TopicCommand(f), newC2MemberCommand(f), newC2PubKeyCommand(f),
 		newC2KeyCommand(f), newC2MessageCommand(f), newC2CommandCommand(f), newC2TokenCommand(f),
-		newC2EventsCommand(f), newC2AuditCommand(f), newC2HealthCommand(f), newC2InfoCommand(f))
+		newC2EventsCommand(f), newC2AuditCommand(f), newC2HealthCommand(f), newC2InfoCommand(f),
+		newC2PolicyCommand(f))
 	addStateCommands(cmd, f)
 	addMonitorCommands(cmd, f)
 	return cmd

@@ -364,3 +364,79 @@ func TestC2Completion(t *testing.T) {
 		t.Fatalf("help without examples:\n%s", help)
 	}
 }
+
+// TestC2PolicyExamples runs every example of "e4 c2 policy --help", in
+// order, against a running C2: they must work as written.
+func TestC2PolicyExamples(t *testing.T) {
+	s := startC2Serve(t)
+	s.ok("topic", "add", "fleet/firmware")
+	help := s.ok("policy", "--help")
+	var ran int
+	for _, line := range strings.Split(policyExamples, "\n") {
+		line = strings.TrimSpace(line)
+		args, err := splitShellWords(strings.TrimPrefix(line, "e4 c2 "))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(help, line) {
+			t.Fatalf("--help lacks the example %q", line)
+		}
+		s.ok(args...)
+		ran++
+	}
+	if ran < 10 {
+		t.Fatalf("ran %d examples", ran)
+	}
+	list := s.ok("policy", "list")
+	for _, want := range []string{"firmware-weekly", "every 1w ±1h", "analytics-weekly", "keys-age", "max age 90d"} {
+		if !strings.Contains(list, want) {
+			t.Fatalf("policy list lacks %q:\n%s", want, list)
+		}
+	}
+	if strings.Contains(list, "forged") {
+		t.Fatalf("the removed policy is still listed:\n%s", list)
+	}
+	next := s.ok("policy", "preview", "--topic", "fleet/firmware")
+	if !strings.Contains(next, "firmware-weekly") {
+		t.Fatalf("preview --topic:\n%s", next)
+	}
+	s.fails(nil, "give one of --exact, --prefix, --filter or --all", "policy", "add", "x", "--every", "1w")
+	s.fails(nil, "want such as 90m, 36h, 7d or 1w", "policy", "add", "x", "--all", "--every", "soon")
+}
+
+// splitShellWords splits a command line on spaces, keeping quoted words
+// ('...' or "...") whole.
+func splitShellWords(line string) ([]string, error) {
+	var (
+		words  []string
+		cur    strings.Builder
+		quote  rune
+		inWord bool
+	)
+	for _, r := range line {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(r)
+		case r == '\'' || r == '"':
+			quote, inWord = r, true
+		case r == ' ':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unclosed quote in %q", line)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}

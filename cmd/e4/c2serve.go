@@ -115,13 +115,14 @@ type serveConfig struct {
 		AllowGeneratedKeyPairs bool `yaml:"allow_generated_key_pairs"`
 
 		// The repairs and catch-up of device state: see c2serve_state.go.
-		ResendEvery    time.Duration   `yaml:"resend_every"`
-		BehindAfter    time.Duration   `yaml:"behind_after"`
-		StallAfter     int             `yaml:"stall_after"`
-		RepairInterval time.Duration   `yaml:"repair_interval"`
-		CommandLead    time.Duration   `yaml:"command_lead"`
-		ClientKeyGrace time.Duration   `yaml:"client_key_grace"`
-		CatchUp        catchUpSettings `yaml:"catch_up"`
+		ResendEvery    time.Duration      `yaml:"resend_every"`
+		BehindAfter    time.Duration      `yaml:"behind_after"`
+		StallAfter     int                `yaml:"stall_after"`
+		RepairInterval time.Duration      `yaml:"repair_interval"`
+		CommandLead    time.Duration      `yaml:"command_lead"`
+		ClientKeyGrace time.Duration      `yaml:"client_key_grace"`
+		CatchUp        catchUpSettings    `yaml:"catch_up"`
+		Automation     automationSettings `yaml:"automation"`
 	} `yaml:"c2"`
 	BootstrapTokenFile string `yaml:"bootstrap_token_file"`
 	EventBuffer        int    `yaml:"event_buffer"`
@@ -495,7 +496,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		Mode: mode, Suite: suite, Store: st, Keyring: keys, Transport: tr, Logger: log,
 		OnEvent:              mon.onEvent(func(ev c2.Event) { hub.Publish(ev); obs.events.Observe(ev) }),
 		KeepTopicKeyOnRemove: cfg.C2.KeepTopicKeyOnRemove, RotateOnAdd: cfg.C2.RotateOnAdd, AllowGeneratedKeyPairs: cfg.C2.AllowGeneratedKeyPairs, GroupTopics: cfg.PK.GroupTopics,
-		Dispatch: cfg.dispatchConfig(),
+		Dispatch: cfg.dispatchConfig(), Automation: cfg.C2.Automation.config(),
 	})
 	if err != nil {
 		return err

@@ -57,8 +57,19 @@ default):
     sync_queue (10000): the sync requests answered per second, and how many
     may wait. c2.catch_up.command_rate (--catch-up-command-rate, 2000/s) and
     command_burst (2000): the commands per second catch-up and repairs queue.
+
+Automatic rotation (c2.automation; see e4 c2 policy --help):
+  c2.automation.disabled (false): this replica runs no rotation scheduler.
+  c2.automation.budget (1000/s): commands per second the automatic
+    rotations of every replica together may queue.
+  c2.automation.coalesce_leaves (0: rotate at once): rotate a topic at most
+    once per this window after members leave it.
+  c2.automation.stuck_after (1h): members still behind this long after an
+    automatic rotation make it stuck (and may pause its policy).
+  c2.automation.tick (1s), lease (1m): how often the scheduler looks, and
+    how long it holds the schedule rows it claimed.
 Environment variables follow the YAML paths: E4_C2_C2_RESEND_EVERY=6h,
-E4_C2_C2_CATCH_UP_SYNC_RATE=20.`
+E4_C2_C2_CATCH_UP_SYNC_RATE=20, E4_C2_C2_AUTOMATION_BUDGET=200.`
 
 // dispatchConfig is the dispatcher's configuration from the c2 section.
 func (c *serveConfig) dispatchConfig() c2.DispatchConfig {

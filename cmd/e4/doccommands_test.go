@@ -85,18 +85,21 @@ var background = []struct {
 // tree, against the same C2): the shell text runs before the command, its
 // failures ignored.
 var preambles = map[string]string{
-	"e4 c2 client add thermostat-42 --key-out thermostat-42.key":       "e4 c2 client remove thermostat-42",
-	"e4 c2 client add --id 0123456789abcdef0123456789abcdef":           "e4 c2 client remove 0123456789abcdef0123456789abcdef",
-	"e4 c2 client add camera-7 --public-key-file camera-7.key.pub":     "e4 c2 client remove camera-7",
-	"e4 c2 client remove old-gateway":                                  "e4 c2 client add old-gateway",
-	"e4 c2 member remove old-gateway plant/telemetry":                  "e4 c2 client add old-gateway; e4 c2 member add old-gateway plant/telemetry",
-	"e4 c2 topic remove plant/old":                                     "e4 c2 topic add plant/old",
-	"e4 c2 token create dashboard --scope read":                        "e4 c2 token revoke dashboard",
-	"e4 c2 token revoke dashboard":                                     "e4 c2 token create dashboard --scope read",
-	"e4 c2 member check thermostat-42 plant/telemetry":                 "e4 c2 member add thermostat-42 plant/telemetry",
-	"e4 c2 pubkey unlink camera-7 screen-1":                            "e4 c2 pubkey link camera-7 screen-1",
-	"e4 c2 member add-many plant/telemetry sensor-1 sensor-2 sensor-3": "for s in sensor-1 sensor-2 sensor-3; do e4 c2 member remove $s plant/telemetry; done",
-	"e4 c2 topic add plant/telemetry":                                  "e4 c2 topic remove plant/telemetry",
+	"e4 c2 client add thermostat-42 --key-out thermostat-42.key":                     "e4 c2 client remove thermostat-42",
+	"e4 c2 client add --id 0123456789abcdef0123456789abcdef":                         "e4 c2 client remove 0123456789abcdef0123456789abcdef",
+	"e4 c2 client add camera-7 --public-key-file camera-7.key.pub":                   "e4 c2 client remove camera-7",
+	"e4 c2 client remove old-gateway":                                                "e4 c2 client add old-gateway",
+	"e4 c2 member remove old-gateway plant/telemetry":                                "e4 c2 client add old-gateway; e4 c2 member add old-gateway plant/telemetry",
+	"e4 c2 topic remove plant/old":                                                   "e4 c2 topic add plant/old",
+	"e4 c2 token create dashboard --scope read":                                      "e4 c2 token revoke dashboard",
+	"e4 c2 token revoke dashboard":                                                   "e4 c2 token create dashboard --scope read",
+	"e4 c2 member check thermostat-42 plant/telemetry":                               "e4 c2 member add thermostat-42 plant/telemetry",
+	"e4 c2 pubkey unlink camera-7 screen-1":                                          "e4 c2 pubkey link camera-7 screen-1",
+	"e4 c2 member add-many plant/telemetry sensor-1 sensor-2 sensor-3":               "for s in sensor-1 sensor-2 sensor-3; do e4 c2 member remove $s plant/telemetry; done",
+	"e4 c2 topic add plant/telemetry":                                                "e4 c2 topic remove plant/telemetry",
+	"e4 c2 policy add firmware-weekly --exact fleet/firmware --every 1w --jitter 1h": "e4 c2 policy remove firmware-weekly",
+	"e4 c2 policy add keys-age --kind client --all --max-age 90d":                    "e4 c2 policy remove keys-age",
+	"e4 c2 policy remove forged":                                                     "e4 c2 policy add forged --filter 'fleet/#' --on-event anomaly:forged --threshold 3 --window 1m",
 }
 
 // fixtures are the files some examples read without making them. Each is

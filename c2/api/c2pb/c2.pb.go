@@ -4336,6 +4336,841 @@ func (x *ListMonitorTopResponse) GetEntries() []*MonitorTopEntry {
 	return nil
 }
 
+// RotationPolicy rotates keys on a schedule or on events.
+type RotationPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// kind is topic, client (symmetric-key mode) or c2 (public-key mode).
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// selector is all, exact, prefix or filter (an MQTT filter, topics).
+	Selector      string `protobuf:"bytes,3,opt,name=selector,proto3" json:"selector,omitempty"`
+	Pattern       string `protobuf:"bytes,4,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	PeriodSeconds int64  `protobuf:"varint,5,opt,name=period_seconds,json=periodSeconds,proto3" json:"period_seconds,omitempty"`
+	MaxAgeSeconds int64  `protobuf:"varint,6,opt,name=max_age_seconds,json=maxAgeSeconds,proto3" json:"max_age_seconds,omitempty"`
+	// jitter_seconds bounds the deterministic delay added to each due
+	// time; at most half the period or age.
+	JitterSeconds int64 `protobuf:"varint,7,opt,name=jitter_seconds,json=jitterSeconds,proto3" json:"jitter_seconds,omitempty"`
+	// on_event is an event kind, optionally ":" and the start of its
+	// detail, such as "anomaly:forged".
+	OnEvent       string `protobuf:"bytes,8,opt,name=on_event,json=onEvent,proto3" json:"on_event,omitempty"`
+	Threshold     int64  `protobuf:"varint,9,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	WindowSeconds int64  `protobuf:"varint,10,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	// ramp is how many rotations the policy fires in its first minute;
+	// twice as many each minute after. 0: no ramp.
+	Ramp int64 `protobuf:"varint,11,opt,name=ramp,proto3" json:"ramp,omitempty"`
+	// pause_behind pauses the policy when its stuck rotations leave this
+	// many devices behind. 0: never.
+	PauseBehind int64 `protobuf:"varint,12,opt,name=pause_behind,json=pauseBehind,proto3" json:"pause_behind,omitempty"`
+	// paused_reason is empty while the policy runs.
+	PausedReason  string                 `protobuf:"bytes,13,opt,name=paused_reason,json=pausedReason,proto3" json:"paused_reason,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,14,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotationPolicy) Reset() {
+	*x = RotationPolicy{}
+	mi := &file_c2_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotationPolicy) ProtoMessage() {}
+
+func (x *RotationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotationPolicy.ProtoReflect.Descriptor instead.
+func (*RotationPolicy) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *RotationPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RotationPolicy) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RotationPolicy) GetSelector() string {
+	if x != nil {
+		return x.Selector
+	}
+	return ""
+}
+
+func (x *RotationPolicy) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *RotationPolicy) GetPeriodSeconds() int64 {
+	if x != nil {
+		return x.PeriodSeconds
+	}
+	return 0
+}
+
+func (x *RotationPolicy) GetMaxAgeSeconds() int64 {
+	if x != nil {
+		return x.MaxAgeSeconds
+	}
+	return 0
+}
+
+func (x *RotationPolicy) GetJitterSeconds() int64 {
+	if x != nil {
+		return x.JitterSeconds
+	}
+	return 0
+}
+
+func (x *RotationPolicy) GetOnEvent() string {
+	if x != nil {
+		return x.OnEvent
+	}
+	return ""
+}
+
+func (x *RotationPolicy) GetThreshold() int64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *RotationPolicy) GetWindowSeconds() int64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *RotationPolicy) GetRamp() int64 {
+	if x != nil {
+		return x.Ramp
+	}
+	return 0
+}
+
+func (x *RotationPolicy) GetPauseBehind() int64 {
+	if x != nil {
+		return x.PauseBehind
+	}
+	return 0
+}
+
+func (x *RotationPolicy) GetPausedReason() string {
+	if x != nil {
+		return x.PausedReason
+	}
+	return ""
+}
+
+func (x *RotationPolicy) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *RotationPolicy) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *RotationPolicy) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+type PolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyRequest) Reset() {
+	*x = PolicyRequest{}
+	mi := &file_c2_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyRequest) ProtoMessage() {}
+
+func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
+func (*PolicyRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *PolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PausePolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PausePolicyRequest) Reset() {
+	*x = PausePolicyRequest{}
+	mi := &file_c2_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PausePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PausePolicyRequest) ProtoMessage() {}
+
+func (x *PausePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PausePolicyRequest.ProtoReflect.Descriptor instead.
+func (*PausePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *PausePolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PausePolicyRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ListPoliciesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	After         string                 `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesRequest) Reset() {
+	*x = ListPoliciesRequest{}
+	mi := &file_c2_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesRequest) ProtoMessage() {}
+
+func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ListPoliciesRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListPoliciesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListPoliciesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*RotationPolicy      `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesResponse) Reset() {
+	*x = ListPoliciesResponse{}
+	mi := &file_c2_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesResponse) ProtoMessage() {}
+
+func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ListPoliciesResponse) GetPolicies() []*RotationPolicy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+type PreviewRotationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// within_seconds is how far ahead to look (default a day).
+	WithinSeconds int64 `protobuf:"varint,1,opt,name=within_seconds,json=withinSeconds,proto3" json:"within_seconds,omitempty"`
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// kind and target, when set, ask when that one target is next due.
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Target        string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewRotationsRequest) Reset() {
+	*x = PreviewRotationsRequest{}
+	mi := &file_c2_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewRotationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewRotationsRequest) ProtoMessage() {}
+
+func (x *PreviewRotationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewRotationsRequest.ProtoReflect.Descriptor instead.
+func (*PreviewRotationsRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *PreviewRotationsRequest) GetWithinSeconds() int64 {
+	if x != nil {
+		return x.WithinSeconds
+	}
+	return 0
+}
+
+func (x *PreviewRotationsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *PreviewRotationsRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PreviewRotationsRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+type PlannedRotation struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Kind   string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Target string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	DueAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	Policy string                 `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	// reason is period, age, or the event that asked for it.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlannedRotation) Reset() {
+	*x = PlannedRotation{}
+	mi := &file_c2_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlannedRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlannedRotation) ProtoMessage() {}
+
+func (x *PlannedRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlannedRotation.ProtoReflect.Descriptor instead.
+func (*PlannedRotation) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *PlannedRotation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PlannedRotation) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *PlannedRotation) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *PlannedRotation) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *PlannedRotation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type PreviewRotationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rotations     []*PlannedRotation     `protobuf:"bytes,1,rep,name=rotations,proto3" json:"rotations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewRotationsResponse) Reset() {
+	*x = PreviewRotationsResponse{}
+	mi := &file_c2_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewRotationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewRotationsResponse) ProtoMessage() {}
+
+func (x *PreviewRotationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewRotationsResponse.ProtoReflect.Descriptor instead.
+func (*PreviewRotationsResponse) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *PreviewRotationsResponse) GetRotations() []*PlannedRotation {
+	if x != nil {
+		return x.Rotations
+	}
+	return nil
+}
+
+type ListRotationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Policy        string                 `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	After         int64                  `protobuf:"varint,5,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         int32                  `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRotationsRequest) Reset() {
+	*x = ListRotationsRequest{}
+	mi := &file_c2_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRotationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRotationsRequest) ProtoMessage() {}
+
+func (x *ListRotationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRotationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRotationsRequest) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ListRotationsRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ListRotationsRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ListRotationsRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *ListRotationsRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ListRotationsRequest) GetAfter() int64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ListRotationsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type Rotation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Target        string                 `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	Policy        string                 `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	FiredAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=fired_at,json=firedAt,proto3" json:"fired_at,omitempty"`
+	Version       uint64                 `protobuf:"varint,8,opt,name=version,proto3" json:"version,omitempty"`
+	Commands      int64                  `protobuf:"varint,9,opt,name=commands,proto3" json:"commands,omitempty"`
+	State         string                 `protobuf:"bytes,10,opt,name=state,proto3" json:"state,omitempty"`
+	Behind        int64                  `protobuf:"varint,11,opt,name=behind,proto3" json:"behind,omitempty"`
+	Detail        string                 `protobuf:"bytes,12,opt,name=detail,proto3" json:"detail,omitempty"`
+	SettledAt     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=settled_at,json=settledAt,proto3" json:"settled_at,omitempty"`
+	Owner         string                 `protobuf:"bytes,14,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rotation) Reset() {
+	*x = Rotation{}
+	mi := &file_c2_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rotation) ProtoMessage() {}
+
+func (x *Rotation) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rotation.ProtoReflect.Descriptor instead.
+func (*Rotation) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *Rotation) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Rotation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Rotation) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Rotation) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *Rotation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Rotation) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *Rotation) GetFiredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FiredAt
+	}
+	return nil
+}
+
+func (x *Rotation) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Rotation) GetCommands() int64 {
+	if x != nil {
+		return x.Commands
+	}
+	return 0
+}
+
+func (x *Rotation) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Rotation) GetBehind() int64 {
+	if x != nil {
+		return x.Behind
+	}
+	return 0
+}
+
+func (x *Rotation) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Rotation) GetSettledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SettledAt
+	}
+	return nil
+}
+
+func (x *Rotation) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+type ListRotationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rotations     []*Rotation            `protobuf:"bytes,1,rep,name=rotations,proto3" json:"rotations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRotationsResponse) Reset() {
+	*x = ListRotationsResponse{}
+	mi := &file_c2_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRotationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRotationsResponse) ProtoMessage() {}
+
+func (x *ListRotationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_c2_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRotationsResponse.ProtoReflect.Descriptor instead.
+func (*ListRotationsResponse) Descriptor() ([]byte, []int) {
+	return file_c2_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *ListRotationsResponse) GetRotations() []*Rotation {
+	if x != nil {
+		return x.Rotations
+	}
+	return nil
+}
+
 var File_c2_proto protoreflect.FileDescriptor
 
 const file_c2_proto_rawDesc = "" +
@@ -4656,7 +5491,77 @@ const file_c2_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"P\n" +
 	"\x16ListMonitorTopResponse\x126\n" +
-	"\aentries\x18\x01 \x03(\v2\x1c.e4kit.c2.v1.MonitorTopEntryR\aentries2\xfd\x19\n" +
+	"\aentries\x18\x01 \x03(\v2\x1c.e4kit.c2.v1.MonitorTopEntryR\aentries\"\xb5\x04\n" +
+	"\x0eRotationPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1a\n" +
+	"\bselector\x18\x03 \x01(\tR\bselector\x12\x18\n" +
+	"\apattern\x18\x04 \x01(\tR\apattern\x12%\n" +
+	"\x0eperiod_seconds\x18\x05 \x01(\x03R\rperiodSeconds\x12&\n" +
+	"\x0fmax_age_seconds\x18\x06 \x01(\x03R\rmaxAgeSeconds\x12%\n" +
+	"\x0ejitter_seconds\x18\a \x01(\x03R\rjitterSeconds\x12\x19\n" +
+	"\bon_event\x18\b \x01(\tR\aonEvent\x12\x1c\n" +
+	"\tthreshold\x18\t \x01(\x03R\tthreshold\x12%\n" +
+	"\x0ewindow_seconds\x18\n" +
+	" \x01(\x03R\rwindowSeconds\x12\x12\n" +
+	"\x04ramp\x18\v \x01(\x03R\x04ramp\x12!\n" +
+	"\fpause_behind\x18\f \x01(\x03R\vpauseBehind\x12#\n" +
+	"\rpaused_reason\x18\r \x01(\tR\fpausedReason\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x0e \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"started_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"#\n" +
+	"\rPolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"@\n" +
+	"\x12PausePolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"A\n" +
+	"\x13ListPoliciesRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"O\n" +
+	"\x14ListPoliciesResponse\x127\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x1b.e4kit.c2.v1.RotationPolicyR\bpolicies\"\x82\x01\n" +
+	"\x17PreviewRotationsRequest\x12%\n" +
+	"\x0ewithin_seconds\x18\x01 \x01(\x03R\rwithinSeconds\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\"\xa0\x01\n" +
+	"\x0fPlannedRotation\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x121\n" +
+	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x16\n" +
+	"\x06policy\x18\x04 \x01(\tR\x06policy\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"V\n" +
+	"\x18PreviewRotationsResponse\x12:\n" +
+	"\trotations\x18\x01 \x03(\v2\x1c.e4kit.c2.v1.PlannedRotationR\trotations\"\x9c\x01\n" +
+	"\x14ListRotationsRequest\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
+	"\x06policy\x18\x03 \x01(\tR\x06policy\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\x03R\x05after\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\"\xad\x03\n" +
+	"\bRotation\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x16\n" +
+	"\x06policy\x18\x04 \x01(\tR\x06policy\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x121\n" +
+	"\x06due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x125\n" +
+	"\bfired_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\afiredAt\x12\x18\n" +
+	"\aversion\x18\b \x01(\x04R\aversion\x12\x1a\n" +
+	"\bcommands\x18\t \x01(\x03R\bcommands\x12\x14\n" +
+	"\x05state\x18\n" +
+	" \x01(\tR\x05state\x12\x16\n" +
+	"\x06behind\x18\v \x01(\x03R\x06behind\x12\x16\n" +
+	"\x06detail\x18\f \x01(\tR\x06detail\x129\n" +
+	"\n" +
+	"settled_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tsettledAt\x12\x14\n" +
+	"\x05owner\x18\x0e \x01(\tR\x05owner\"L\n" +
+	"\x15ListRotationsResponse\x123\n" +
+	"\trotations\x18\x01 \x03(\v2\x15.e4kit.c2.v1.RotationR\trotations2\xee\x1e\n" +
 	"\x02C2\x12J\n" +
 	"\tAddClient\x12\x1d.e4kit.c2.v1.AddClientRequest\x1a\x1e.e4kit.c2.v1.AddClientResponse\x12?\n" +
 	"\tGetClient\x12\x1d.e4kit.c2.v1.GetClientRequest\x1a\x13.e4kit.c2.v1.Client\x12P\n" +
@@ -4709,7 +5614,15 @@ const file_c2_proto_rawDesc = "" +
 	"ListTokens\x12\x12.e4kit.c2.v1.Empty\x1a\x1f.e4kit.c2.v1.ListTokensResponse\x12B\n" +
 	"\vRevokeToken\x12\x1f.e4kit.c2.v1.RevokeTokenRequest\x1a\x12.e4kit.c2.v1.Empty\x12@\n" +
 	"\x0fGetMonitorStats\x12\x12.e4kit.c2.v1.Empty\x1a\x19.e4kit.c2.v1.MonitorStats\x12Y\n" +
-	"\x0eListMonitorTop\x12\".e4kit.c2.v1.ListMonitorTopRequest\x1a#.e4kit.c2.v1.ListMonitorTopResponseB*Z(github.com/e4-iot/e4kit/c2/api/c2pb;c2pbb\x06proto3"
+	"\x0eListMonitorTop\x12\".e4kit.c2.v1.ListMonitorTopRequest\x1a#.e4kit.c2.v1.ListMonitorTopResponse\x12E\n" +
+	"\tAddPolicy\x12\x1b.e4kit.c2.v1.RotationPolicy\x1a\x1b.e4kit.c2.v1.RotationPolicy\x12D\n" +
+	"\tGetPolicy\x12\x1a.e4kit.c2.v1.PolicyRequest\x1a\x1b.e4kit.c2.v1.RotationPolicy\x12S\n" +
+	"\fListPolicies\x12 .e4kit.c2.v1.ListPoliciesRequest\x1a!.e4kit.c2.v1.ListPoliciesResponse\x12>\n" +
+	"\fRemovePolicy\x12\x1a.e4kit.c2.v1.PolicyRequest\x1a\x12.e4kit.c2.v1.Empty\x12K\n" +
+	"\vPausePolicy\x12\x1f.e4kit.c2.v1.PausePolicyRequest\x1a\x1b.e4kit.c2.v1.RotationPolicy\x12G\n" +
+	"\fResumePolicy\x12\x1a.e4kit.c2.v1.PolicyRequest\x1a\x1b.e4kit.c2.v1.RotationPolicy\x12_\n" +
+	"\x10PreviewRotations\x12$.e4kit.c2.v1.PreviewRotationsRequest\x1a%.e4kit.c2.v1.PreviewRotationsResponse\x12V\n" +
+	"\rListRotations\x12!.e4kit.c2.v1.ListRotationsRequest\x1a\".e4kit.c2.v1.ListRotationsResponseB*Z(github.com/e4-iot/e4kit/c2/api/c2pb;c2pbb\x06proto3"
 
 var (
 	file_c2_proto_rawDescOnce sync.Once
@@ -4723,7 +5636,7 @@ func file_c2_proto_rawDescGZIP() []byte {
 	return file_c2_proto_rawDescData
 }
 
-var file_c2_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_c2_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_c2_proto_goTypes = []any{
 	(*Empty)(nil),                        // 0: e4kit.c2.v1.Empty
 	(*Client)(nil),                       // 1: e4kit.c2.v1.Client
@@ -4792,144 +5705,180 @@ var file_c2_proto_goTypes = []any{
 	(*ListMonitorTopRequest)(nil),        // 64: e4kit.c2.v1.ListMonitorTopRequest
 	(*MonitorTopEntry)(nil),              // 65: e4kit.c2.v1.MonitorTopEntry
 	(*ListMonitorTopResponse)(nil),       // 66: e4kit.c2.v1.ListMonitorTopResponse
-	nil,                                  // 67: e4kit.c2.v1.MonitorStats.ResultsEntry
-	nil,                                  // 68: e4kit.c2.v1.MonitorTopEntry.ByResultEntry
-	(*timestamppb.Timestamp)(nil),        // 69: google.protobuf.Timestamp
+	(*RotationPolicy)(nil),               // 67: e4kit.c2.v1.RotationPolicy
+	(*PolicyRequest)(nil),                // 68: e4kit.c2.v1.PolicyRequest
+	(*PausePolicyRequest)(nil),           // 69: e4kit.c2.v1.PausePolicyRequest
+	(*ListPoliciesRequest)(nil),          // 70: e4kit.c2.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),         // 71: e4kit.c2.v1.ListPoliciesResponse
+	(*PreviewRotationsRequest)(nil),      // 72: e4kit.c2.v1.PreviewRotationsRequest
+	(*PlannedRotation)(nil),              // 73: e4kit.c2.v1.PlannedRotation
+	(*PreviewRotationsResponse)(nil),     // 74: e4kit.c2.v1.PreviewRotationsResponse
+	(*ListRotationsRequest)(nil),         // 75: e4kit.c2.v1.ListRotationsRequest
+	(*Rotation)(nil),                     // 76: e4kit.c2.v1.Rotation
+	(*ListRotationsResponse)(nil),        // 77: e4kit.c2.v1.ListRotationsResponse
+	nil,                                  // 78: e4kit.c2.v1.MonitorStats.ResultsEntry
+	nil,                                  // 79: e4kit.c2.v1.MonitorTopEntry.ByResultEntry
+	(*timestamppb.Timestamp)(nil),        // 80: google.protobuf.Timestamp
 }
 var file_c2_proto_depIdxs = []int32{
-	69, // 0: e4kit.c2.v1.Client.created_at:type_name -> google.protobuf.Timestamp
+	80, // 0: e4kit.c2.v1.Client.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: e4kit.c2.v1.AddClientResponse.client:type_name -> e4kit.c2.v1.Client
 	1,  // 2: e4kit.c2.v1.ListClientsResponse.clients:type_name -> e4kit.c2.v1.Client
 	12, // 3: e4kit.c2.v1.ImportClientsProgress.generated:type_name -> e4kit.c2.v1.GeneratedKey
-	69, // 4: e4kit.c2.v1.Topic.created_at:type_name -> google.protobuf.Timestamp
-	69, // 5: e4kit.c2.v1.Topic.rotated_at:type_name -> google.protobuf.Timestamp
+	80, // 4: e4kit.c2.v1.Topic.created_at:type_name -> google.protobuf.Timestamp
+	80, // 5: e4kit.c2.v1.Topic.rotated_at:type_name -> google.protobuf.Timestamp
 	13, // 6: e4kit.c2.v1.ListTopicsResponse.topics:type_name -> e4kit.c2.v1.Topic
-	69, // 7: e4kit.c2.v1.Command.created_at:type_name -> google.protobuf.Timestamp
-	69, // 8: e4kit.c2.v1.Command.sent_at:type_name -> google.protobuf.Timestamp
+	80, // 7: e4kit.c2.v1.Command.created_at:type_name -> google.protobuf.Timestamp
+	80, // 8: e4kit.c2.v1.Command.sent_at:type_name -> google.protobuf.Timestamp
 	35, // 9: e4kit.c2.v1.ListCommandsResponse.commands:type_name -> e4kit.c2.v1.Command
-	69, // 10: e4kit.c2.v1.ClientState.last_seen:type_name -> google.protobuf.Timestamp
-	69, // 11: e4kit.c2.v1.ClientState.last_sync:type_name -> google.protobuf.Timestamp
-	69, // 12: e4kit.c2.v1.ClientState.key_changed_at:type_name -> google.protobuf.Timestamp
-	69, // 13: e4kit.c2.v1.ClientState.stalled_at:type_name -> google.protobuf.Timestamp
+	80, // 10: e4kit.c2.v1.ClientState.last_seen:type_name -> google.protobuf.Timestamp
+	80, // 11: e4kit.c2.v1.ClientState.last_sync:type_name -> google.protobuf.Timestamp
+	80, // 12: e4kit.c2.v1.ClientState.key_changed_at:type_name -> google.protobuf.Timestamp
+	80, // 13: e4kit.c2.v1.ClientState.stalled_at:type_name -> google.protobuf.Timestamp
 	40, // 14: e4kit.c2.v1.ClientState.topic_states:type_name -> e4kit.c2.v1.TopicKeyState
-	69, // 15: e4kit.c2.v1.TopicKeyState.acked_at:type_name -> google.protobuf.Timestamp
-	69, // 16: e4kit.c2.v1.TopicState.rotated_at:type_name -> google.protobuf.Timestamp
-	69, // 17: e4kit.c2.v1.BehindClient.acked_at:type_name -> google.protobuf.Timestamp
-	69, // 18: e4kit.c2.v1.BehindClient.last_seen:type_name -> google.protobuf.Timestamp
+	80, // 15: e4kit.c2.v1.TopicKeyState.acked_at:type_name -> google.protobuf.Timestamp
+	80, // 16: e4kit.c2.v1.TopicState.rotated_at:type_name -> google.protobuf.Timestamp
+	80, // 17: e4kit.c2.v1.BehindClient.acked_at:type_name -> google.protobuf.Timestamp
+	80, // 18: e4kit.c2.v1.BehindClient.last_seen:type_name -> google.protobuf.Timestamp
 	45, // 19: e4kit.c2.v1.ListTopicBehindResponse.clients:type_name -> e4kit.c2.v1.BehindClient
 	48, // 20: e4kit.c2.v1.FleetState.catch_up:type_name -> e4kit.c2.v1.CatchUpProgress
-	69, // 21: e4kit.c2.v1.Event.time:type_name -> google.protobuf.Timestamp
+	80, // 21: e4kit.c2.v1.Event.time:type_name -> google.protobuf.Timestamp
 	51, // 22: e4kit.c2.v1.ListEventsResponse.events:type_name -> e4kit.c2.v1.Event
-	69, // 23: e4kit.c2.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
-	69, // 24: e4kit.c2.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	69, // 25: e4kit.c2.v1.ListAuditRequest.until:type_name -> google.protobuf.Timestamp
+	80, // 23: e4kit.c2.v1.AuditRecord.time:type_name -> google.protobuf.Timestamp
+	80, // 24: e4kit.c2.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	80, // 25: e4kit.c2.v1.ListAuditRequest.until:type_name -> google.protobuf.Timestamp
 	55, // 26: e4kit.c2.v1.ListAuditResponse.records:type_name -> e4kit.c2.v1.AuditRecord
-	69, // 27: e4kit.c2.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	69, // 28: e4kit.c2.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	69, // 29: e4kit.c2.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
+	80, // 27: e4kit.c2.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	80, // 28: e4kit.c2.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	80, // 29: e4kit.c2.v1.Token.revoked_at:type_name -> google.protobuf.Timestamp
 	58, // 30: e4kit.c2.v1.CreateTokenResponse.token:type_name -> e4kit.c2.v1.Token
 	58, // 31: e4kit.c2.v1.ListTokensResponse.tokens:type_name -> e4kit.c2.v1.Token
-	69, // 32: e4kit.c2.v1.MonitorStats.since:type_name -> google.protobuf.Timestamp
-	67, // 33: e4kit.c2.v1.MonitorStats.results:type_name -> e4kit.c2.v1.MonitorStats.ResultsEntry
-	68, // 34: e4kit.c2.v1.MonitorTopEntry.by_result:type_name -> e4kit.c2.v1.MonitorTopEntry.ByResultEntry
+	80, // 32: e4kit.c2.v1.MonitorStats.since:type_name -> google.protobuf.Timestamp
+	78, // 33: e4kit.c2.v1.MonitorStats.results:type_name -> e4kit.c2.v1.MonitorStats.ResultsEntry
+	79, // 34: e4kit.c2.v1.MonitorTopEntry.by_result:type_name -> e4kit.c2.v1.MonitorTopEntry.ByResultEntry
 	65, // 35: e4kit.c2.v1.ListMonitorTopResponse.entries:type_name -> e4kit.c2.v1.MonitorTopEntry
-	2,  // 36: e4kit.c2.v1.C2.AddClient:input_type -> e4kit.c2.v1.AddClientRequest
-	4,  // 37: e4kit.c2.v1.C2.GetClient:input_type -> e4kit.c2.v1.GetClientRequest
-	6,  // 38: e4kit.c2.v1.C2.ListClients:input_type -> e4kit.c2.v1.ListClientsRequest
-	5,  // 39: e4kit.c2.v1.C2.RemoveClient:input_type -> e4kit.c2.v1.ClientRequest
-	5,  // 40: e4kit.c2.v1.C2.ResetClient:input_type -> e4kit.c2.v1.ClientRequest
-	8,  // 41: e4kit.c2.v1.C2.NewClientKey:input_type -> e4kit.c2.v1.NewClientKeyRequest
-	10, // 42: e4kit.c2.v1.C2.ImportClients:input_type -> e4kit.c2.v1.ImportClientsRequest
-	14, // 43: e4kit.c2.v1.C2.AddTopic:input_type -> e4kit.c2.v1.AddTopicRequest
-	15, // 44: e4kit.c2.v1.C2.GetTopic:input_type -> e4kit.c2.v1.TopicRequest
-	16, // 45: e4kit.c2.v1.C2.ListTopics:input_type -> e4kit.c2.v1.ListTopicsRequest
-	15, // 46: e4kit.c2.v1.C2.RemoveTopic:input_type -> e4kit.c2.v1.TopicRequest
-	15, // 47: e4kit.c2.v1.C2.RotateTopic:input_type -> e4kit.c2.v1.TopicRequest
-	19, // 48: e4kit.c2.v1.C2.AddMember:input_type -> e4kit.c2.v1.MemberRequest
-	20, // 49: e4kit.c2.v1.C2.AddMembers:input_type -> e4kit.c2.v1.AddMembersRequest
-	19, // 50: e4kit.c2.v1.C2.RemoveMember:input_type -> e4kit.c2.v1.MemberRequest
-	19, // 51: e4kit.c2.v1.C2.IsMember:input_type -> e4kit.c2.v1.MemberRequest
-	22, // 52: e4kit.c2.v1.C2.ListTopicsOfClient:input_type -> e4kit.c2.v1.ListTopicsOfClientRequest
-	24, // 53: e4kit.c2.v1.C2.ListMembers:input_type -> e4kit.c2.v1.ListMembersRequest
-	26, // 54: e4kit.c2.v1.C2.SendPubKey:input_type -> e4kit.c2.v1.PubKeyRequest
-	26, // 55: e4kit.c2.v1.C2.RemovePubKey:input_type -> e4kit.c2.v1.PubKeyRequest
-	5,  // 56: e4kit.c2.v1.C2.ResetPubKeys:input_type -> e4kit.c2.v1.ClientRequest
-	27, // 57: e4kit.c2.v1.C2.LinkClients:input_type -> e4kit.c2.v1.LinkRequest
-	27, // 58: e4kit.c2.v1.C2.UnlinkClients:input_type -> e4kit.c2.v1.LinkRequest
-	28, // 59: e4kit.c2.v1.C2.ListLinks:input_type -> e4kit.c2.v1.ListLinksRequest
-	5,  // 60: e4kit.c2.v1.C2.SendC2SignerKey:input_type -> e4kit.c2.v1.ClientRequest
-	0,  // 61: e4kit.c2.v1.C2.GetC2Key:input_type -> e4kit.c2.v1.Empty
-	0,  // 62: e4kit.c2.v1.C2.RotateC2Key:input_type -> e4kit.c2.v1.Empty
-	31, // 63: e4kit.c2.v1.C2.ProtectMessage:input_type -> e4kit.c2.v1.ProtectMessageRequest
-	33, // 64: e4kit.c2.v1.C2.UnprotectMessage:input_type -> e4kit.c2.v1.UnprotectMessageRequest
-	41, // 65: e4kit.c2.v1.C2.GetClientState:input_type -> e4kit.c2.v1.GetClientStateRequest
-	42, // 66: e4kit.c2.v1.C2.SetClientAcknowledges:input_type -> e4kit.c2.v1.SetClientAcknowledgesRequest
-	15, // 67: e4kit.c2.v1.C2.GetTopicState:input_type -> e4kit.c2.v1.TopicRequest
-	44, // 68: e4kit.c2.v1.C2.ListTopicBehind:input_type -> e4kit.c2.v1.ListTopicBehindRequest
-	0,  // 69: e4kit.c2.v1.C2.GetFleetState:input_type -> e4kit.c2.v1.Empty
-	36, // 70: e4kit.c2.v1.C2.GetCommand:input_type -> e4kit.c2.v1.GetCommandRequest
-	37, // 71: e4kit.c2.v1.C2.ListCommands:input_type -> e4kit.c2.v1.ListCommandsRequest
-	0,  // 72: e4kit.c2.v1.C2.GetHealth:input_type -> e4kit.c2.v1.Empty
-	0,  // 73: e4kit.c2.v1.C2.GetInfo:input_type -> e4kit.c2.v1.Empty
-	52, // 74: e4kit.c2.v1.C2.ListEvents:input_type -> e4kit.c2.v1.ListEventsRequest
-	54, // 75: e4kit.c2.v1.C2.WatchEvents:input_type -> e4kit.c2.v1.WatchEventsRequest
-	56, // 76: e4kit.c2.v1.C2.ListAudit:input_type -> e4kit.c2.v1.ListAuditRequest
-	59, // 77: e4kit.c2.v1.C2.CreateToken:input_type -> e4kit.c2.v1.CreateTokenRequest
-	0,  // 78: e4kit.c2.v1.C2.ListTokens:input_type -> e4kit.c2.v1.Empty
-	62, // 79: e4kit.c2.v1.C2.RevokeToken:input_type -> e4kit.c2.v1.RevokeTokenRequest
-	0,  // 80: e4kit.c2.v1.C2.GetMonitorStats:input_type -> e4kit.c2.v1.Empty
-	64, // 81: e4kit.c2.v1.C2.ListMonitorTop:input_type -> e4kit.c2.v1.ListMonitorTopRequest
-	3,  // 82: e4kit.c2.v1.C2.AddClient:output_type -> e4kit.c2.v1.AddClientResponse
-	1,  // 83: e4kit.c2.v1.C2.GetClient:output_type -> e4kit.c2.v1.Client
-	7,  // 84: e4kit.c2.v1.C2.ListClients:output_type -> e4kit.c2.v1.ListClientsResponse
-	0,  // 85: e4kit.c2.v1.C2.RemoveClient:output_type -> e4kit.c2.v1.Empty
-	0,  // 86: e4kit.c2.v1.C2.ResetClient:output_type -> e4kit.c2.v1.Empty
-	9,  // 87: e4kit.c2.v1.C2.NewClientKey:output_type -> e4kit.c2.v1.NewClientKeyResponse
-	11, // 88: e4kit.c2.v1.C2.ImportClients:output_type -> e4kit.c2.v1.ImportClientsProgress
-	13, // 89: e4kit.c2.v1.C2.AddTopic:output_type -> e4kit.c2.v1.Topic
-	13, // 90: e4kit.c2.v1.C2.GetTopic:output_type -> e4kit.c2.v1.Topic
-	17, // 91: e4kit.c2.v1.C2.ListTopics:output_type -> e4kit.c2.v1.ListTopicsResponse
-	0,  // 92: e4kit.c2.v1.C2.RemoveTopic:output_type -> e4kit.c2.v1.Empty
-	18, // 93: e4kit.c2.v1.C2.RotateTopic:output_type -> e4kit.c2.v1.RotateResponse
-	0,  // 94: e4kit.c2.v1.C2.AddMember:output_type -> e4kit.c2.v1.Empty
-	0,  // 95: e4kit.c2.v1.C2.AddMembers:output_type -> e4kit.c2.v1.Empty
-	0,  // 96: e4kit.c2.v1.C2.RemoveMember:output_type -> e4kit.c2.v1.Empty
-	21, // 97: e4kit.c2.v1.C2.IsMember:output_type -> e4kit.c2.v1.IsMemberResponse
-	23, // 98: e4kit.c2.v1.C2.ListTopicsOfClient:output_type -> e4kit.c2.v1.ListTopicsOfClientResponse
-	25, // 99: e4kit.c2.v1.C2.ListMembers:output_type -> e4kit.c2.v1.ListMembersResponse
-	0,  // 100: e4kit.c2.v1.C2.SendPubKey:output_type -> e4kit.c2.v1.Empty
-	0,  // 101: e4kit.c2.v1.C2.RemovePubKey:output_type -> e4kit.c2.v1.Empty
-	0,  // 102: e4kit.c2.v1.C2.ResetPubKeys:output_type -> e4kit.c2.v1.Empty
-	0,  // 103: e4kit.c2.v1.C2.LinkClients:output_type -> e4kit.c2.v1.Empty
-	0,  // 104: e4kit.c2.v1.C2.UnlinkClients:output_type -> e4kit.c2.v1.Empty
-	29, // 105: e4kit.c2.v1.C2.ListLinks:output_type -> e4kit.c2.v1.ListLinksResponse
-	0,  // 106: e4kit.c2.v1.C2.SendC2SignerKey:output_type -> e4kit.c2.v1.Empty
-	30, // 107: e4kit.c2.v1.C2.GetC2Key:output_type -> e4kit.c2.v1.C2Key
-	18, // 108: e4kit.c2.v1.C2.RotateC2Key:output_type -> e4kit.c2.v1.RotateResponse
-	32, // 109: e4kit.c2.v1.C2.ProtectMessage:output_type -> e4kit.c2.v1.ProtectMessageResponse
-	34, // 110: e4kit.c2.v1.C2.UnprotectMessage:output_type -> e4kit.c2.v1.UnprotectMessageResponse
-	39, // 111: e4kit.c2.v1.C2.GetClientState:output_type -> e4kit.c2.v1.ClientState
-	39, // 112: e4kit.c2.v1.C2.SetClientAcknowledges:output_type -> e4kit.c2.v1.ClientState
-	43, // 113: e4kit.c2.v1.C2.GetTopicState:output_type -> e4kit.c2.v1.TopicState
-	46, // 114: e4kit.c2.v1.C2.ListTopicBehind:output_type -> e4kit.c2.v1.ListTopicBehindResponse
-	47, // 115: e4kit.c2.v1.C2.GetFleetState:output_type -> e4kit.c2.v1.FleetState
-	35, // 116: e4kit.c2.v1.C2.GetCommand:output_type -> e4kit.c2.v1.Command
-	38, // 117: e4kit.c2.v1.C2.ListCommands:output_type -> e4kit.c2.v1.ListCommandsResponse
-	49, // 118: e4kit.c2.v1.C2.GetHealth:output_type -> e4kit.c2.v1.Health
-	50, // 119: e4kit.c2.v1.C2.GetInfo:output_type -> e4kit.c2.v1.Info
-	53, // 120: e4kit.c2.v1.C2.ListEvents:output_type -> e4kit.c2.v1.ListEventsResponse
-	51, // 121: e4kit.c2.v1.C2.WatchEvents:output_type -> e4kit.c2.v1.Event
-	57, // 122: e4kit.c2.v1.C2.ListAudit:output_type -> e4kit.c2.v1.ListAuditResponse
-	60, // 123: e4kit.c2.v1.C2.CreateToken:output_type -> e4kit.c2.v1.CreateTokenResponse
-	61, // 124: e4kit.c2.v1.C2.ListTokens:output_type -> e4kit.c2.v1.ListTokensResponse
-	0,  // 125: e4kit.c2.v1.C2.RevokeToken:output_type -> e4kit.c2.v1.Empty
-	63, // 126: e4kit.c2.v1.C2.GetMonitorStats:output_type -> e4kit.c2.v1.MonitorStats
-	66, // 127: e4kit.c2.v1.C2.ListMonitorTop:output_type -> e4kit.c2.v1.ListMonitorTopResponse
-	82, // [82:128] is the sub-list for method output_type
-	36, // [36:82] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	80, // 36: e4kit.c2.v1.RotationPolicy.created_at:type_name -> google.protobuf.Timestamp
+	80, // 37: e4kit.c2.v1.RotationPolicy.started_at:type_name -> google.protobuf.Timestamp
+	67, // 38: e4kit.c2.v1.ListPoliciesResponse.policies:type_name -> e4kit.c2.v1.RotationPolicy
+	80, // 39: e4kit.c2.v1.PlannedRotation.due_at:type_name -> google.protobuf.Timestamp
+	73, // 40: e4kit.c2.v1.PreviewRotationsResponse.rotations:type_name -> e4kit.c2.v1.PlannedRotation
+	80, // 41: e4kit.c2.v1.Rotation.due_at:type_name -> google.protobuf.Timestamp
+	80, // 42: e4kit.c2.v1.Rotation.fired_at:type_name -> google.protobuf.Timestamp
+	80, // 43: e4kit.c2.v1.Rotation.settled_at:type_name -> google.protobuf.Timestamp
+	76, // 44: e4kit.c2.v1.ListRotationsResponse.rotations:type_name -> e4kit.c2.v1.Rotation
+	2,  // 45: e4kit.c2.v1.C2.AddClient:input_type -> e4kit.c2.v1.AddClientRequest
+	4,  // 46: e4kit.c2.v1.C2.GetClient:input_type -> e4kit.c2.v1.GetClientRequest
+	6,  // 47: e4kit.c2.v1.C2.ListClients:input_type -> e4kit.c2.v1.ListClientsRequest
+	5,  // 48: e4kit.c2.v1.C2.RemoveClient:input_type -> e4kit.c2.v1.ClientRequest
+	5,  // 49: e4kit.c2.v1.C2.ResetClient:input_type -> e4kit.c2.v1.ClientRequest
+	8,  // 50: e4kit.c2.v1.C2.NewClientKey:input_type -> e4kit.c2.v1.NewClientKeyRequest
+	10, // 51: e4kit.c2.v1.C2.ImportClients:input_type -> e4kit.c2.v1.ImportClientsRequest
+	14, // 52: e4kit.c2.v1.C2.AddTopic:input_type -> e4kit.c2.v1.AddTopicRequest
+	15, // 53: e4kit.c2.v1.C2.GetTopic:input_type -> e4kit.c2.v1.TopicRequest
+	16, // 54: e4kit.c2.v1.C2.ListTopics:input_type -> e4kit.c2.v1.ListTopicsRequest
+	15, // 55: e4kit.c2.v1.C2.RemoveTopic:input_type -> e4kit.c2.v1.TopicRequest
+	15, // 56: e4kit.c2.v1.C2.RotateTopic:input_type -> e4kit.c2.v1.TopicRequest
+	19, // 57: e4kit.c2.v1.C2.AddMember:input_type -> e4kit.c2.v1.MemberRequest
+	20, // 58: e4kit.c2.v1.C2.AddMembers:input_type -> e4kit.c2.v1.AddMembersRequest
+	19, // 59: e4kit.c2.v1.C2.RemoveMember:input_type -> e4kit.c2.v1.MemberRequest
+	19, // 60: e4kit.c2.v1.C2.IsMember:input_type -> e4kit.c2.v1.MemberRequest
+	22, // 61: e4kit.c2.v1.C2.ListTopicsOfClient:input_type -> e4kit.c2.v1.ListTopicsOfClientRequest
+	24, // 62: e4kit.c2.v1.C2.ListMembers:input_type -> e4kit.c2.v1.ListMembersRequest
+	26, // 63: e4kit.c2.v1.C2.SendPubKey:input_type -> e4kit.c2.v1.PubKeyRequest
+	26, // 64: e4kit.c2.v1.C2.RemovePubKey:input_type -> e4kit.c2.v1.PubKeyRequest
+	5,  // 65: e4kit.c2.v1.C2.ResetPubKeys:input_type -> e4kit.c2.v1.ClientRequest
+	27, // 66: e4kit.c2.v1.C2.LinkClients:input_type -> e4kit.c2.v1.LinkRequest
+	27, // 67: e4kit.c2.v1.C2.UnlinkClients:input_type -> e4kit.c2.v1.LinkRequest
+	28, // 68: e4kit.c2.v1.C2.ListLinks:input_type -> e4kit.c2.v1.ListLinksRequest
+	5,  // 69: e4kit.c2.v1.C2.SendC2SignerKey:input_type -> e4kit.c2.v1.ClientRequest
+	0,  // 70: e4kit.c2.v1.C2.GetC2Key:input_type -> e4kit.c2.v1.Empty
+	0,  // 71: e4kit.c2.v1.C2.RotateC2Key:input_type -> e4kit.c2.v1.Empty
+	31, // 72: e4kit.c2.v1.C2.ProtectMessage:input_type -> e4kit.c2.v1.ProtectMessageRequest
+	33, // 73: e4kit.c2.v1.C2.UnprotectMessage:input_type -> e4kit.c2.v1.UnprotectMessageRequest
+	41, // 74: e4kit.c2.v1.C2.GetClientState:input_type -> e4kit.c2.v1.GetClientStateRequest
+	42, // 75: e4kit.c2.v1.C2.SetClientAcknowledges:input_type -> e4kit.c2.v1.SetClientAcknowledgesRequest
+	15, // 76: e4kit.c2.v1.C2.GetTopicState:input_type -> e4kit.c2.v1.TopicRequest
+	44, // 77: e4kit.c2.v1.C2.ListTopicBehind:input_type -> e4kit.c2.v1.ListTopicBehindRequest
+	0,  // 78: e4kit.c2.v1.C2.GetFleetState:input_type -> e4kit.c2.v1.Empty
+	36, // 79: e4kit.c2.v1.C2.GetCommand:input_type -> e4kit.c2.v1.GetCommandRequest
+	37, // 80: e4kit.c2.v1.C2.ListCommands:input_type -> e4kit.c2.v1.ListCommandsRequest
+	0,  // 81: e4kit.c2.v1.C2.GetHealth:input_type -> e4kit.c2.v1.Empty
+	0,  // 82: e4kit.c2.v1.C2.GetInfo:input_type -> e4kit.c2.v1.Empty
+	52, // 83: e4kit.c2.v1.C2.ListEvents:input_type -> e4kit.c2.v1.ListEventsRequest
+	54, // 84: e4kit.c2.v1.C2.WatchEvents:input_type -> e4kit.c2.v1.WatchEventsRequest
+	56, // 85: e4kit.c2.v1.C2.ListAudit:input_type -> e4kit.c2.v1.ListAuditRequest
+	59, // 86: e4kit.c2.v1.C2.CreateToken:input_type -> e4kit.c2.v1.CreateTokenRequest
+	0,  // 87: e4kit.c2.v1.C2.ListTokens:input_type -> e4kit.c2.v1.Empty
+	62, // 88: e4kit.c2.v1.C2.RevokeToken:input_type -> e4kit.c2.v1.RevokeTokenRequest
+	0,  // 89: e4kit.c2.v1.C2.GetMonitorStats:input_type -> e4kit.c2.v1.Empty
+	64, // 90: e4kit.c2.v1.C2.ListMonitorTop:input_type -> e4kit.c2.v1.ListMonitorTopRequest
+	67, // 91: e4kit.c2.v1.C2.AddPolicy:input_type -> e4kit.c2.v1.RotationPolicy
+	68, // 92: e4kit.c2.v1.C2.GetPolicy:input_type -> e4kit.c2.v1.PolicyRequest
+	70, // 93: e4kit.c2.v1.C2.ListPolicies:input_type -> e4kit.c2.v1.ListPoliciesRequest
+	68, // 94: e4kit.c2.v1.C2.RemovePolicy:input_type -> e4kit.c2.v1.PolicyRequest
+	69, // 95: e4kit.c2.v1.C2.PausePolicy:input_type -> e4kit.c2.v1.PausePolicyRequest
+	68, // 96: e4kit.c2.v1.C2.ResumePolicy:input_type -> e4kit.c2.v1.PolicyRequest
+	72, // 97: e4kit.c2.v1.C2.PreviewRotations:input_type -> e4kit.c2.v1.PreviewRotationsRequest
+	75, // 98: e4kit.c2.v1.C2.ListRotations:input_type -> e4kit.c2.v1.ListRotationsRequest
+	3,  // 99: e4kit.c2.v1.C2.AddClient:output_type -> e4kit.c2.v1.AddClientResponse
+	1,  // 100: e4kit.c2.v1.C2.GetClient:output_type -> e4kit.c2.v1.Client
+	7,  // 101: e4kit.c2.v1.C2.ListClients:output_type -> e4kit.c2.v1.ListClientsResponse
+	0,  // 102: e4kit.c2.v1.C2.RemoveClient:output_type -> e4kit.c2.v1.Empty
+	0,  // 103: e4kit.c2.v1.C2.ResetClient:output_type -> e4kit.c2.v1.Empty
+	9,  // 104: e4kit.c2.v1.C2.NewClientKey:output_type -> e4kit.c2.v1.NewClientKeyResponse
+	11, // 105: e4kit.c2.v1.C2.ImportClients:output_type -> e4kit.c2.v1.ImportClientsProgress
+	13, // 106: e4kit.c2.v1.C2.AddTopic:output_type -> e4kit.c2.v1.Topic
+	13, // 107: e4kit.c2.v1.C2.GetTopic:output_type -> e4kit.c2.v1.Topic
+	17, // 108: e4kit.c2.v1.C2.ListTopics:output_type -> e4kit.c2.v1.ListTopicsResponse
+	0,  // 109: e4kit.c2.v1.C2.RemoveTopic:output_type -> e4kit.c2.v1.Empty
+	18, // 110: e4kit.c2.v1.C2.RotateTopic:output_type -> e4kit.c2.v1.RotateResponse
+	0,  // 111: e4kit.c2.v1.C2.AddMember:output_type -> e4kit.c2.v1.Empty
+	0,  // 112: e4kit.c2.v1.C2.AddMembers:output_type -> e4kit.c2.v1.Empty
+	0,  // 113: e4kit.c2.v1.C2.RemoveMember:output_type -> e4kit.c2.v1.Empty
+	21, // 114: e4kit.c2.v1.C2.IsMember:output_type -> e4kit.c2.v1.IsMemberResponse
+	23, // 115: e4kit.c2.v1.C2.ListTopicsOfClient:output_type -> e4kit.c2.v1.ListTopicsOfClientResponse
+	25, // 116: e4kit.c2.v1.C2.ListMembers:output_type -> e4kit.c2.v1.ListMembersResponse
+	0,  // 117: e4kit.c2.v1.C2.SendPubKey:output_type -> e4kit.c2.v1.Empty
+	0,  // 118: e4kit.c2.v1.C2.RemovePubKey:output_type -> e4kit.c2.v1.Empty
+	0,  // 119: e4kit.c2.v1.C2.ResetPubKeys:output_type -> e4kit.c2.v1.Empty
+	0,  // 120: e4kit.c2.v1.C2.LinkClients:output_type -> e4kit.c2.v1.Empty
+	0,  // 121: e4kit.c2.v1.C2.UnlinkClients:output_type -> e4kit.c2.v1.Empty
+	29, // 122: e4kit.c2.v1.C2.ListLinks:output_type -> e4kit.c2.v1.ListLinksResponse
+	0,  // 123: e4kit.c2.v1.C2.SendC2SignerKey:output_type -> e4kit.c2.v1.Empty
+	30, // 124: e4kit.c2.v1.C2.GetC2Key:output_type -> e4kit.c2.v1.C2Key
+	18, // 125: e4kit.c2.v1.C2.RotateC2Key:output_type -> e4kit.c2.v1.RotateResponse
+	32, // 126: e4kit.c2.v1.C2.ProtectMessage:output_type -> e4kit.c2.v1.ProtectMessageResponse
+	34, // 127: e4kit.c2.v1.C2.UnprotectMessage:output_type -> e4kit.c2.v1.UnprotectMessageResponse
+	39, // 128: e4kit.c2.v1.C2.GetClientState:output_type -> e4kit.c2.v1.ClientState
+	39, // 129: e4kit.c2.v1.C2.SetClientAcknowledges:output_type -> e4kit.c2.v1.ClientState
+	43, // 130: e4kit.c2.v1.C2.GetTopicState:output_type -> e4kit.c2.v1.TopicState
+	46, // 131: e4kit.c2.v1.C2.ListTopicBehind:output_type -> e4kit.c2.v1.ListTopicBehindResponse
+	47, // 132: e4kit.c2.v1.C2.GetFleetState:output_type -> e4kit.c2.v1.FleetState
+	35, // 133: e4kit.c2.v1.C2.GetCommand:output_type -> e4kit.c2.v1.Command
+	38, // 134: e4kit.c2.v1.C2.ListCommands:output_type -> e4kit.c2.v1.ListCommandsResponse
+	49, // 135: e4kit.c2.v1.C2.GetHealth:output_type -> e4kit.c2.v1.Health
+	50, // 136: e4kit.c2.v1.C2.GetInfo:output_type -> e4kit.c2.v1.Info
+	53, // 137: e4kit.c2.v1.C2.ListEvents:output_type -> e4kit.c2.v1.ListEventsResponse
+	51, // 138: e4kit.c2.v1.C2.WatchEvents:output_type -> e4kit.c2.v1.Event
+	57, // 139: e4kit.c2.v1.C2.ListAudit:output_type -> e4kit.c2.v1.ListAuditResponse
+	60, // 140: e4kit.c2.v1.C2.CreateToken:output_type -> e4kit.c2.v1.CreateTokenResponse
+	61, // 141: e4kit.c2.v1.C2.ListTokens:output_type -> e4kit.c2.v1.ListTokensResponse
+	0,  // 142: e4kit.c2.v1.C2.RevokeToken:output_type -> e4kit.c2.v1.Empty
+	63, // 143: e4kit.c2.v1.C2.GetMonitorStats:output_type -> e4kit.c2.v1.MonitorStats
+	66, // 144: e4kit.c2.v1.C2.ListMonitorTop:output_type -> e4kit.c2.v1.ListMonitorTopResponse
+	67, // 145: e4kit.c2.v1.C2.AddPolicy:output_type -> e4kit.c2.v1.RotationPolicy
+	67, // 146: e4kit.c2.v1.C2.GetPolicy:output_type -> e4kit.c2.v1.RotationPolicy
+	71, // 147: e4kit.c2.v1.C2.ListPolicies:output_type -> e4kit.c2.v1.ListPoliciesResponse
+	0,  // 148: e4kit.c2.v1.C2.RemovePolicy:output_type -> e4kit.c2.v1.Empty
+	67, // 149: e4kit.c2.v1.C2.PausePolicy:output_type -> e4kit.c2.v1.RotationPolicy
+	67, // 150: e4kit.c2.v1.C2.ResumePolicy:output_type -> e4kit.c2.v1.RotationPolicy
+	74, // 151: e4kit.c2.v1.C2.PreviewRotations:output_type -> e4kit.c2.v1.PreviewRotationsResponse
+	77, // 152: e4kit.c2.v1.C2.ListRotations:output_type -> e4kit.c2.v1.ListRotationsResponse
+	99, // [99:153] is the sub-list for method output_type
+	45, // [45:99] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_c2_proto_init() }
@@ -4943,7 +5892,7 @@ func file_c2_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_c2_proto_rawDesc), len(file_c2_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   69,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -80,6 +80,14 @@ const (
 	C2_RevokeToken_FullMethodName           = "/e4kit.c2.v1.C2/RevokeToken"
 	C2_GetMonitorStats_FullMethodName       = "/e4kit.c2.v1.C2/GetMonitorStats"
 	C2_ListMonitorTop_FullMethodName        = "/e4kit.c2.v1.C2/ListMonitorTop"
+	C2_AddPolicy_FullMethodName             = "/e4kit.c2.v1.C2/AddPolicy"
+	C2_GetPolicy_FullMethodName             = "/e4kit.c2.v1.C2/GetPolicy"
+	C2_ListPolicies_FullMethodName          = "/e4kit.c2.v1.C2/ListPolicies"
+	C2_RemovePolicy_FullMethodName          = "/e4kit.c2.v1.C2/RemovePolicy"
+	C2_PausePolicy_FullMethodName           = "/e4kit.c2.v1.C2/PausePolicy"
+	C2_ResumePolicy_FullMethodName          = "/e4kit.c2.v1.C2/ResumePolicy"
+	C2_PreviewRotations_FullMethodName      = "/e4kit.c2.v1.C2/PreviewRotations"
+	C2_ListRotations_FullMethodName         = "/e4kit.c2.v1.C2/ListRotations"
 )
 
 // C2Client is the client API for C2 service.
@@ -207,6 +215,29 @@ type C2Client interface {
 	// symmetric-key messages name no sender) with the most messages of a
 	// result, as a bounded top-k list.
 	ListMonitorTop(ctx context.Context, in *ListMonitorTopRequest, opts ...grpc.CallOption) (*ListMonitorTopResponse, error)
+	// Automation policies
+	//
+	// AddPolicy records a rotation policy (admin). Exactly one trigger:
+	// period_seconds (a crypto period: one rotation per period at a phase
+	// proper to each target), max_age_seconds (a key older than that), or
+	// on_event (threshold events about a topic within window_seconds).
+	AddPolicy(ctx context.Context, in *RotationPolicy, opts ...grpc.CallOption) (*RotationPolicy, error)
+	// GetPolicy returns a policy by name.
+	GetPolicy(ctx context.Context, in *PolicyRequest, opts ...grpc.CallOption) (*RotationPolicy, error)
+	// ListPolicies lists policies by name, a page at a time.
+	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
+	// RemovePolicy deletes a policy (admin).
+	RemovePolicy(ctx context.Context, in *PolicyRequest, opts ...grpc.CallOption) (*Empty, error)
+	// PausePolicy stops a policy's rotations (admin).
+	PausePolicy(ctx context.Context, in *PausePolicyRequest, opts ...grpc.CallOption) (*RotationPolicy, error)
+	// ResumePolicy resumes a paused policy; its ramp starts over (admin).
+	ResumePolicy(ctx context.Context, in *PolicyRequest, opts ...grpc.CallOption) (*RotationPolicy, error)
+	// PreviewRotations lists the rotations due within the next
+	// within_seconds, earliest first, or when one target is next due.
+	PreviewRotations(ctx context.Context, in *PreviewRotationsRequest, opts ...grpc.CallOption) (*PreviewRotationsResponse, error)
+	// ListRotations lists the rotations the scheduler fired and their
+	// outcome (started, converged, stuck, superseded, failed).
+	ListRotations(ctx context.Context, in *ListRotationsRequest, opts ...grpc.CallOption) (*ListRotationsResponse, error)
 }
 
 type c2Client struct {
@@ -695,6 +726,86 @@ func (c *c2Client) ListMonitorTop(ctx context.Context, in *ListMonitorTopRequest
 	return out, nil
 }
 
+func (c *c2Client) AddPolicy(ctx context.Context, in *RotationPolicy, opts ...grpc.CallOption) (*RotationPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotationPolicy)
+	err := c.cc.Invoke(ctx, C2_AddPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) GetPolicy(ctx context.Context, in *PolicyRequest, opts ...grpc.CallOption) (*RotationPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotationPolicy)
+	err := c.cc.Invoke(ctx, C2_GetPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPoliciesResponse)
+	err := c.cc.Invoke(ctx, C2_ListPolicies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) RemovePolicy(ctx context.Context, in *PolicyRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, C2_RemovePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) PausePolicy(ctx context.Context, in *PausePolicyRequest, opts ...grpc.CallOption) (*RotationPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotationPolicy)
+	err := c.cc.Invoke(ctx, C2_PausePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) ResumePolicy(ctx context.Context, in *PolicyRequest, opts ...grpc.CallOption) (*RotationPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotationPolicy)
+	err := c.cc.Invoke(ctx, C2_ResumePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) PreviewRotations(ctx context.Context, in *PreviewRotationsRequest, opts ...grpc.CallOption) (*PreviewRotationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewRotationsResponse)
+	err := c.cc.Invoke(ctx, C2_PreviewRotations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *c2Client) ListRotations(ctx context.Context, in *ListRotationsRequest, opts ...grpc.CallOption) (*ListRotationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRotationsResponse)
+	err := c.cc.Invoke(ctx, C2_ListRotations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // C2Server is the server API for C2 service.
 // All implementations must embed UnimplementedC2Server
 // for forward compatibility.
@@ -820,6 +931,29 @@ type C2Server interface {
 	// symmetric-key messages name no sender) with the most messages of a
 	// result, as a bounded top-k list.
 	ListMonitorTop(context.Context, *ListMonitorTopRequest) (*ListMonitorTopResponse, error)
+	// Automation policies
+	//
+	// AddPolicy records a rotation policy (admin). Exactly one trigger:
+	// period_seconds (a crypto period: one rotation per period at a phase
+	// proper to each target), max_age_seconds (a key older than that), or
+	// on_event (threshold events about a topic within window_seconds).
+	AddPolicy(context.Context, *RotationPolicy) (*RotationPolicy, error)
+	// GetPolicy returns a policy by name.
+	GetPolicy(context.Context, *PolicyRequest) (*RotationPolicy, error)
+	// ListPolicies lists policies by name, a page at a time.
+	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
+	// RemovePolicy deletes a policy (admin).
+	RemovePolicy(context.Context, *PolicyRequest) (*Empty, error)
+	// PausePolicy stops a policy's rotations (admin).
+	PausePolicy(context.Context, *PausePolicyRequest) (*RotationPolicy, error)
+	// ResumePolicy resumes a paused policy; its ramp starts over (admin).
+	ResumePolicy(context.Context, *PolicyRequest) (*RotationPolicy, error)
+	// PreviewRotations lists the rotations due within the next
+	// within_seconds, earliest first, or when one target is next due.
+	PreviewRotations(context.Context, *PreviewRotationsRequest) (*PreviewRotationsResponse, error)
+	// ListRotations lists the rotations the scheduler fired and their
+	// outcome (started, converged, stuck, superseded, failed).
+	ListRotations(context.Context, *ListRotationsRequest) (*ListRotationsResponse, error)
 	mustEmbedUnimplementedC2Server()
 }
 
@@ -967,6 +1101,30 @@ func (UnimplementedC2Server) GetMonitorStats(context.Context, *Empty) (*MonitorS
 }
 func (UnimplementedC2Server) ListMonitorTop(context.Context, *ListMonitorTopRequest) (*ListMonitorTopResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMonitorTop not implemented")
+}
+func (UnimplementedC2Server) AddPolicy(context.Context, *RotationPolicy) (*RotationPolicy, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddPolicy not implemented")
+}
+func (UnimplementedC2Server) GetPolicy(context.Context, *PolicyRequest) (*RotationPolicy, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPolicy not implemented")
+}
+func (UnimplementedC2Server) ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPolicies not implemented")
+}
+func (UnimplementedC2Server) RemovePolicy(context.Context, *PolicyRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemovePolicy not implemented")
+}
+func (UnimplementedC2Server) PausePolicy(context.Context, *PausePolicyRequest) (*RotationPolicy, error) {
+	return nil, status.Error(codes.Unimplemented, "method PausePolicy not implemented")
+}
+func (UnimplementedC2Server) ResumePolicy(context.Context, *PolicyRequest) (*RotationPolicy, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumePolicy not implemented")
+}
+func (UnimplementedC2Server) PreviewRotations(context.Context, *PreviewRotationsRequest) (*PreviewRotationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PreviewRotations not implemented")
+}
+func (UnimplementedC2Server) ListRotations(context.Context, *ListRotationsRequest) (*ListRotationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRotations not implemented")
 }
 func (UnimplementedC2Server) mustEmbedUnimplementedC2Server() {}
 func (UnimplementedC2Server) testEmbeddedByValue()            {}
@@ -1803,6 +1961,150 @@ func _C2_ListMonitorTop_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _C2_AddPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotationPolicy)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).AddPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_AddPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).AddPolicy(ctx, req.(*RotationPolicy))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_GetPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).GetPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_GetPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).GetPolicy(ctx, req.(*PolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_ListPolicies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPoliciesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).ListPolicies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_ListPolicies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).ListPolicies(ctx, req.(*ListPoliciesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_RemovePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).RemovePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_RemovePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).RemovePolicy(ctx, req.(*PolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_PausePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PausePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).PausePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_PausePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).PausePolicy(ctx, req.(*PausePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_ResumePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).ResumePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_ResumePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).ResumePolicy(ctx, req.(*PolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_PreviewRotations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewRotationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).PreviewRotations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_PreviewRotations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).PreviewRotations(ctx, req.(*PreviewRotationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _C2_ListRotations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRotationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(C2Server).ListRotations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: C2_ListRotations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(C2Server).ListRotations(ctx, req.(*ListRotationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // C2_ServiceDesc is the grpc.ServiceDesc for C2 service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1985,6 +2287,38 @@ var C2_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListMonitorTop",
 			Handler:    _C2_ListMonitorTop_Handler,
+		},
+		{
+			MethodName: "AddPolicy",
+			Handler:    _C2_AddPolicy_Handler,
+		},
+		{
+			MethodName: "GetPolicy",
+			Handler:    _C2_GetPolicy_Handler,
+		},
+		{
+			MethodName: "ListPolicies",
+			Handler:    _C2_ListPolicies_Handler,
+		},
+		{
+			MethodName: "RemovePolicy",
+			Handler:    _C2_RemovePolicy_Handler,
+		},
+		{
+			MethodName: "PausePolicy",
+			Handler:    _C2_PausePolicy_Handler,
+		},
+		{
+			MethodName: "ResumePolicy",
+			Handler:    _C2_ResumePolicy_Handler,
+		},
+		{
+			MethodName: "PreviewRotations",
+			Handler:    _C2_PreviewRotations_Handler,
+		},
+		{
+			MethodName: "ListRotations",
+			Handler:    _C2_ListRotations_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -91,6 +91,13 @@ func Run(t *testing.T, open Opener) {
 		{"AuditLog", testAuditLog},
 		{"AuditOddText", testAuditOddText},
 		{"AuditRollsBack", testAuditRollsBack},
+		{"PolicyLifecycle", testPolicyLifecycle},
+		{"ScheduleRows", testScheduleRows},
+		{"MergeEvent", testMergeEvent},
+		{"ClaimDue", testClaimDue},
+		{"ConcurrentClaimDue", testConcurrentClaimDue},
+		{"RotationRecords", testRotationRecords},
+		{"ClientKeyTime", testClientKeyTime},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -120,6 +120,7 @@ func (q *sqlText) prepared() []string {
 	qs = append(qs, commandFilterQueries()...)
 	qs = append(qs, accessQueries()...)
 	qs = append(qs, deviceQueries()...)
+	qs = append(qs, policyQueries()...)
 	for _, m := range []map[int]string{q.insertClients, q.enqueue, q.markSent, q.commandsExist, q.clientsExist, q.reserveTimestamps, q.clientStatesExist} {
 		for _, query := range m {
 			qs = append(qs, query)

@@ -1,0 +1,374 @@
+package storetest
+
+import (
+	"context"
+	"encoding/hex"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/e4-iot/e4kit/c2/store"
+)
+
+// policies returns tx as a store.PolicyTx, failing the test when the
+// backend does not implement it.
+func policies(t testing.TB, tx store.Tx) store.PolicyTx {
+	t.Helper()
+	p, ok := tx.(store.PolicyTx)
+	if !ok {
+		t.Fatalf("the backend's Tx (%T) does not implement store.PolicyTx", tx)
+	}
+	return p
+}
+
+func newPolicy(name string, sel store.Selector, pattern string) store.Policy {
+	return store.Policy{
+		Name: name, Kind: store.TargetTopic, Selector: sel, Pattern: pattern,
+		Period: 7 * 24 * time.Hour, Jitter: time.Hour, Ramp: 10, PauseBehind: 50,
+		CreatedBy: "token:root", CreatedAt: base, StartedAt: base.Add(time.Minute),
+	}
+}
+
+func testPolicyLifecycle(t *testing.T, s store.Store) {
+	weekly := newPolicy("weekly", store.SelectPrefix, "fw/")
+	weekly.OnEvent, weekly.Threshold, weekly.Window = "anomaly:forged", 3, time.Minute
+	update(t, s, func(tx store.Tx) error { return policies(t, tx).PutPolicy(weekly) })
+	update(t, s, func(tx store.Tx) error {
+		return policies(t, tx).PutPolicy(newPolicy("one", store.SelectExact, "data/7"))
+	})
+	view(t, s, func(tx store.Tx) error {
+		got, err := policies(t, tx).GetPolicy("weekly")
+		ok(t, "GetPolicy", err)
+		if got.Kind != store.TargetTopic || got.Selector != store.SelectPrefix || got.Pattern != "fw/" ||
+			got.Period != weekly.Period || got.Jitter != time.Hour || got.Ramp != 10 || got.PauseBehind != 50 ||
+			got.OnEvent != "anomaly:forged" || got.Threshold != 3 || got.Window != time.Minute ||
+			!sameTime(got.CreatedAt, base) || !sameTime(got.StartedAt, base.Add(time.Minute)) {
+			t.Fatalf("GetPolicy: %+v", got)
+		}
+		_, err = policies(t, tx).GetPolicy("none")
+		wantErr(t, "unknown policy", err, store.ErrNotFound)
+		list, err := policies(t, tx).ListPolicies("", 10)
+		ok(t, "ListPolicies", err)
+		if len(list) != 2 || list[0].Name != "one" || list[1].Name != "weekly" {
+			t.Fatalf("ListPolicies: %+v", list)
+		}
+		has, err := policies(t, tx).HasPolicies(store.TargetClient)
+		ok(t, "HasPolicies", err)
+		if has {
+			t.Fatal("HasPolicies(client) with topic policies only")
+		}
+		rules, err := policies(t, tx).EventPolicies("", 10)
+		ok(t, "EventPolicies", err)
+		if len(rules) != 1 || rules[0].Name != "weekly" {
+			t.Fatalf("EventPolicies: %+v", rules)
+		}
+		for target, want := range map[string]int{"data/7": 2, "data/8": 1} {
+			got, err := policies(t, tx).PoliciesFor(store.TargetTopic, target)
+			ok(t, "PoliciesFor", err)
+			if len(got) != want {
+				t.Fatalf("PoliciesFor(%q): %d policies, want %d", target, len(got), want)
+			}
+		}
+		return nil
+	})
+	// Replacing keeps one row; pausing is a replacement.
+	weekly.PausedReason = "paused by token:root"
+	update(t, s, func(tx store.Tx) error { return policies(t, tx).PutPolicy(weekly) })
+	update(t, s, func(tx store.Tx) error { return policies(t, tx).DeletePolicy("one") })
+	view(t, s, func(tx store.Tx) error {
+		list, err := policies(t, tx).ListPolicies("", 10)
+		ok(t, "ListPolicies", err)
+		if len(list) != 1 || list[0].PausedReason != weekly.PausedReason {
+			t.Fatalf("after replace and delete: %+v", list)
+		}
+		return nil
+	})
+	err := s.Update(context.Background(), func(tx store.Tx) error { return policies(t, tx).DeletePolicy("one") })
+	wantErr(t, "deleting twice", err, store.ErrNotFound)
+	bad := newPolicy("bad", "regex", ".*")
+	err = s.Update(context.Background(), func(tx store.Tx) error { return policies(t, tx).PutPolicy(bad) })
+	wantFailure(t, "unknown selector", err)
+	bad = newPolicy("bad", store.SelectAll, "")
+	bad.Period = -time.Second
+	err = s.Update(context.Background(), func(tx store.Tx) error { return policies(t, tx).PutPolicy(bad) })
+	wantFailure(t, "negative period", err)
+}
+
+func testScheduleRows(t *testing.T, s store.Store) {
+	insertTopics(t, s, "fw/a", "fw/b", "fwx", "data/é/1")
+	r := newRand(t)
+	ids := insertClients(t, s, r, 2)
+	early, late := base, base.Add(time.Hour)
+	update(t, s, func(tx store.Tx) error {
+		n, err := policies(t, tx).ScheduleTopics("fw/", late, false)
+		if n != 2 {
+			t.Errorf("ScheduleTopics(fw/) wrote %d rows, want 2", n)
+		}
+		return err
+	})
+	update(t, s, func(tx store.Tx) error {
+		// An earlier time moves existing rows back; onlyMissing leaves them.
+		if _, err := policies(t, tx).ScheduleTopics("", early, false); err != nil {
+			return err
+		}
+		n, err := policies(t, tx).ScheduleTopics("data/é", late, true)
+		if n != 0 {
+			t.Errorf("ScheduleTopics onlyMissing wrote %d rows over existing ones", n)
+		}
+		if err != nil {
+			return err
+		}
+		n, err = policies(t, tx).ScheduleClients(late, false)
+		if n != 2 {
+			t.Errorf("ScheduleClients wrote %d rows, want 2", n)
+		}
+		return err
+	})
+	view(t, s, func(tx store.Tx) error {
+		d, err := policies(t, tx).GetDue(store.TargetTopic, "fw/a")
+		ok(t, "GetDue", err)
+		if !sameTime(d.DueAt, early) || d.Event != "" || d.LeaseOwner != "" {
+			t.Fatalf("fw/a: %+v", d)
+		}
+		d, err = policies(t, tx).GetDue(store.TargetClient, hex.EncodeToString(ids[0][:]))
+		ok(t, "GetDue client", err)
+		if !sameTime(d.DueAt, late) {
+			t.Fatalf("client row: %+v", d)
+		}
+		n, err := policies(t, tx).CountDue(late)
+		ok(t, "CountDue", err)
+		if n != 4 {
+			t.Fatalf("CountDue: %d topics due before %v, want 4", n, late)
+		}
+		var all []store.Due
+		var after store.Due
+		for {
+			page, err := policies(t, tx).ListDue(late.Add(time.Second), after, 2)
+			ok(t, "ListDue", err)
+			all = append(all, page...)
+			if len(page) < 2 {
+				break
+			}
+			after = page[len(page)-1]
+		}
+		if len(all) != 6 || all[0].Target != "data/é/1" || all[5].Kind != store.TargetClient {
+			t.Fatalf("ListDue pages: %+v", all)
+		}
+		return nil
+	})
+}
+
+func testMergeEvent(t *testing.T, s store.Store) {
+	p := func(tx store.Tx) store.PolicyTx { return policies(t, tx) }
+	// A leave at base makes the row due a second later; the 99 leaves that
+	// follow within that second do not move it.
+	for i := range 100 {
+		at := base.Add(time.Duration(i) * 10 * time.Millisecond)
+		update(t, s, func(tx store.Tx) error {
+			return p(tx).MergeEvent(store.TargetTopic, "t", "member_removed", at.Add(time.Second))
+		})
+	}
+	view(t, s, func(tx store.Tx) error {
+		d, err := p(tx).GetDue(store.TargetTopic, "t")
+		ok(t, "GetDue", err)
+		if d.Event != "member_removed" || !sameTime(d.DueAt, base.Add(time.Second)) {
+			t.Fatalf("coalesced row: %+v", d)
+		}
+		return nil
+	})
+	// A schedule row without an event takes the event's time.
+	update(t, s, func(tx store.Tx) error {
+		if err := p(tx).PutDue(store.Due{Kind: store.TargetTopic, Target: "u", DueAt: base}); err != nil {
+			return err
+		}
+		return p(tx).MergeEvent(store.TargetTopic, "u", "anomaly:forged", base.Add(time.Minute))
+	})
+	view(t, s, func(tx store.Tx) error {
+		d, err := p(tx).GetDue(store.TargetTopic, "u")
+		ok(t, "GetDue", err)
+		if d.Event != "anomaly:forged" || !sameTime(d.DueAt, base.Add(time.Minute)) {
+			t.Fatalf("merged row: %+v", d)
+		}
+		return nil
+	})
+	err := s.Update(context.Background(), func(tx store.Tx) error {
+		return p(tx).MergeEvent("device", "u", "x", base)
+	})
+	wantFailure(t, "unknown kind", err)
+}
+
+func testClaimDue(t *testing.T, s store.Store) {
+	p := func(tx store.Tx) store.PolicyTx { return policies(t, tx) }
+	update(t, s, func(tx store.Tx) error {
+		for i, name := range []string{"c", "a", "b", "later"} {
+			at := base.Add(time.Duration(i) * time.Second)
+			if name == "later" {
+				at = base.Add(time.Hour)
+			}
+			if err := p(tx).PutDue(store.Due{Kind: store.TargetTopic, Target: name, DueAt: at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	now := base.Add(time.Minute)
+	var first []store.Due
+	update(t, s, func(tx store.Tx) (err error) {
+		first, err = p(tx).ClaimDue("r1", now, time.Minute, 2)
+		return err
+	})
+	if len(first) != 2 || first[0].Target != "c" || first[1].Target != "a" || first[0].LeaseOwner != "r1" {
+		t.Fatalf("first claim: %+v", first)
+	}
+	var second []store.Due
+	update(t, s, func(tx store.Tx) (err error) {
+		second, err = p(tx).ClaimDue("r2", now, time.Minute, 10)
+		return err
+	})
+	if len(second) != 1 || second[0].Target != "b" {
+		t.Fatalf("second claim took %+v, want only b (the others are leased or not due)", second)
+	}
+	// Once r1's lease expired, its rows are claimable again.
+	var third []store.Due
+	update(t, s, func(tx store.Tx) (err error) {
+		third, err = p(tx).ClaimDue("r2", now.Add(2*time.Minute), time.Minute, 10)
+		return err
+	})
+	if len(third) != 3 {
+		t.Fatalf("after the leases expired: %+v", third)
+	}
+	update(t, s, func(tx store.Tx) error { return p(tx).DeleteDue(store.TargetTopic, "c") })
+	view(t, s, func(tx store.Tx) error {
+		_, err := p(tx).GetDue(store.TargetTopic, "c")
+		wantErr(t, "deleted row", err, store.ErrNotFound)
+		return nil
+	})
+}
+
+// testConcurrentClaimDue: replicas claiming at once never hold one row
+// together.
+func testConcurrentClaimDue(t *testing.T, s store.Store) {
+	const rows = 200
+	update(t, s, func(tx store.Tx) error {
+		for i := range rows {
+			d := store.Due{Kind: store.TargetTopic, Target: string(rune('a'+i%26)) + "/" + time.Duration(i).String(), DueAt: base}
+			if err := policies(t, tx).PutDue(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var (
+		mu    sync.Mutex
+		seen  = map[string]string{}
+		wg    sync.WaitGroup
+		fails []error
+	)
+	for r := range 4 {
+		owner := "replica" + string(rune('0'+r))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				var got []store.Due
+				err := s.Update(context.Background(), func(tx store.Tx) (err error) {
+					got, err = policies(t, tx).ClaimDue(owner, base.Add(time.Second), time.Hour, 7)
+					return err
+				})
+				mu.Lock()
+				if err != nil {
+					fails = append(fails, err)
+				}
+				for _, d := range got {
+					if prev, dup := seen[d.Target]; dup {
+						fails = append(fails, &dupClaim{d.Target, prev, owner})
+					}
+					seen[d.Target] = owner
+				}
+				mu.Unlock()
+				if err != nil || len(got) == 0 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(fails) > 0 {
+		t.Fatal(fails[0])
+	}
+	if len(seen) != rows {
+		t.Fatalf("%d rows claimed, want %d", len(seen), rows)
+	}
+}
+
+type dupClaim struct{ target, first, second string }
+
+func (d *dupClaim) Error() string {
+	return "row " + d.target + " claimed by " + d.first + " and " + d.second
+}
+
+func testRotationRecords(t *testing.T, s store.Store) {
+	p := func(tx store.Tx) store.PolicyTx { return policies(t, tx) }
+	var ids []int64
+	update(t, s, func(tx store.Tx) error {
+		for i, target := range []string{"fw", "data", "fw"} {
+			id, err := p(tx).InsertRotation(store.Rotation{
+				Kind: store.TargetTopic, Target: target, Policy: "weekly", Reason: "period",
+				DueAt: base, FiredAt: base.Add(time.Duration(i) * time.Hour), Version: uint64(i + 2),
+				Commands: 10, State: store.RotationStarted, Owner: "r1",
+			})
+			ids = append(ids, id)
+			if err != nil {
+				return err
+			}
+		}
+		return p(tx).SettleRotation(ids[0], store.RotationStuck, 4, "4 of 10 behind", base.Add(time.Hour))
+	})
+	if !(ids[0] < ids[1] && ids[1] < ids[2]) {
+		t.Fatalf("rotation ids do not grow: %v", ids)
+	}
+	view(t, s, func(tx store.Tx) error {
+		list, err := p(tx).ListRotations(store.RotationFilter{Target: "fw"}, 0, 10)
+		ok(t, "ListRotations", err)
+		if len(list) != 2 || list[0].State != store.RotationStuck || list[0].Behind != 4 ||
+			!sameTime(list[0].SettledAt, base.Add(time.Hour)) || list[1].Version != 4 || list[1].Owner != "r1" {
+			t.Fatalf("ListRotations(fw): %+v", list)
+		}
+		n, err := p(tx).CountRotations(store.RotationFilter{State: store.RotationStarted, FiredBefore: base.Add(90 * time.Minute)})
+		ok(t, "CountRotations", err)
+		if n != 1 {
+			t.Fatalf("started before +90m: %d, want 1", n)
+		}
+		sum, err := p(tx).SumBehind(store.RotationFilter{Policy: "weekly", State: store.RotationStuck})
+		ok(t, "SumBehind", err)
+		if sum != 4 {
+			t.Fatalf("SumBehind: %d", sum)
+		}
+		return nil
+	})
+	err := s.Update(context.Background(), func(tx store.Tx) error {
+		return p(tx).SettleRotation(9999, store.RotationConverged, 0, "", base)
+	})
+	wantErr(t, "unknown rotation", err, store.ErrNotFound)
+}
+
+func testClientKeyTime(t *testing.T, s store.Store) {
+	ids := insertClients(t, s, newRand(t), 1)
+	view(t, s, func(tx store.Tx) error {
+		at, err := policies(t, tx).ClientKeyCreatedAt(ids[0])
+		ok(t, "ClientKeyCreatedAt", err)
+		if !sameTime(at, base) {
+			t.Fatalf("key of a new client made at %v, want its creation %v", at, base)
+		}
+		return nil
+	})
+	update(t, s, func(tx store.Tx) error { return policies(t, tx).SetClientKeyCreatedAt(ids[0], base.Add(time.Hour)) })
+	view(t, s, func(tx store.Tx) error {
+		at, err := policies(t, tx).ClientKeyCreatedAt(ids[0])
+		ok(t, "ClientKeyCreatedAt", err)
+		if !sameTime(at, base.Add(time.Hour)) {
+			t.Fatalf("key made at %v after the change", at)
+		}
+		return nil
+	})
+}
