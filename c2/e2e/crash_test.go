@@ -265,15 +265,30 @@ func killMidRotation(t *testing.T, brokerURL string, mode e4.Mode) {
 
 	startChild(t, path, master, brokerURL, mode)
 	waitOutbox(t, st, 0, 60*time.Second)
+	// Sent is not yet delivered (a CoAP notification is on its way after
+	// the publish returned), and a lost one is repaired after AwaitAck.
+	deadline := time.Now().Add(30 * time.Second)
+	for err := deviceBehind(t, svc, f); err != nil; err = deviceBehind(t, svc, f) {
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the outbox emptied: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// deviceBehind returns why the first device of f that does not read what
+// C2 protects now on topic fails, or nil when every device does.
+func deviceBehind(t *testing.T, svc *c2.Service, f *fleet) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.clients {
-		msg, err := svc.ProtectMessage(ctx, topic, []byte("after the crash "+c.ID().String()))
+		msg, err := svc.ProtectMessage(context.Background(), topic, []byte("after the crash "+c.ID().String()))
 		mustDo(t, err)
 		if _, err := c.Unprotect(nil, msg, topic); err != nil {
-			t.Fatalf("device %s does not hold the current key: %v", c.ID(), err)
+			return fmt.Errorf("device %s does not hold the current key: %w", c.ID(), err)
 		}
 	}
+	return nil
 }
 
 // registerDevice adds a device to C2 and returns its E4 client.
