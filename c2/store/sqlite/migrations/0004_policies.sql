@@ -1,0 +1,76 @@
+-- Automatic rotation (package c2's scheduler): the policies, the schedule
+-- of the keys they cover, and the outcome of every rotation. Times are
+-- Unix microseconds in UTC; durations are microseconds.
+
+-- A policy rotates the keys of the targets it selects (topics by exact
+-- name, prefix or MQTT filter; clients; C2's key pair) on a crypto period
+-- or at a key age, or when an event occurs threshold times in a window.
+CREATE TABLE rotation_policies (
+    name          TEXT    NOT NULL PRIMARY KEY,
+    kind          TEXT    NOT NULL CHECK (kind IN ('topic', 'client', 'c2')),
+    selector      TEXT    NOT NULL CHECK (selector IN ('all', 'exact', 'prefix', 'filter')),
+    pattern       TEXT    NOT NULL,
+    period        INTEGER NOT NULL CHECK (period >= 0),
+    max_age       INTEGER NOT NULL CHECK (max_age >= 0),
+    jitter        INTEGER NOT NULL CHECK (jitter >= 0),
+    on_event      TEXT    NOT NULL,
+    threshold     INTEGER NOT NULL CHECK (threshold >= 0),
+    event_window  INTEGER NOT NULL CHECK (event_window >= 0),
+    ramp          INTEGER NOT NULL CHECK (ramp >= 0),
+    pause_behind  INTEGER NOT NULL CHECK (pause_behind >= 0),
+    paused_reason TEXT    NOT NULL,
+    created_by    TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    started_at    INTEGER NOT NULL
+) STRICT;
+
+-- Exact-name policies are found by their target, without reading the others.
+CREATE INDEX rotation_policies_by_pattern ON rotation_policies (kind, selector, pattern);
+
+-- The event rules, read by every replica without reading the other policies.
+CREATE INDEX rotation_policies_events ON rotation_policies (name) WHERE on_event <> '';
+
+-- When each target is to be looked at next. due_at is a lower bound: the
+-- scheduler computes due-ness again from the key's age when it gets there.
+-- event, when set, forces a rotation (a coalesced membership leave, an
+-- event rule). A replica claims a row with a lease before working on it.
+CREATE TABLE rotation_due (
+    kind        TEXT    NOT NULL,
+    target      TEXT    NOT NULL,
+    due_at      INTEGER NOT NULL,
+    event       TEXT    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    last_error  TEXT    NOT NULL,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    PRIMARY KEY (kind, target)
+) STRICT;
+
+CREATE INDEX rotation_due_by_time ON rotation_due (due_at);
+
+-- The outcome of every rotation the scheduler fired: started, then
+-- converged, stuck (devices behind), superseded by a newer one, or failed.
+CREATE TABLE rotations (
+    id         INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT    NOT NULL,
+    target     TEXT    NOT NULL,
+    policy     TEXT    NOT NULL,
+    reason     TEXT    NOT NULL,
+    due_at     INTEGER NOT NULL,
+    fired_at   INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    commands   INTEGER NOT NULL,
+    state      TEXT    NOT NULL CHECK (state IN ('started', 'converged', 'stuck', 'superseded', 'failed')),
+    behind     INTEGER NOT NULL,
+    detail     TEXT    NOT NULL,
+    settled_at INTEGER,
+    owner      TEXT    NOT NULL
+) STRICT;
+
+CREATE INDEX rotations_by_state ON rotations (state, fired_at);
+CREATE INDEX rotations_by_target ON rotations (kind, target, id);
+CREATE INDEX rotations_by_policy ON rotations (policy, id);
+
+-- When each client's key was made (NULL: at created_at), for key-age
+-- policies.
+ALTER TABLE clients ADD COLUMN key_created_at INTEGER;
