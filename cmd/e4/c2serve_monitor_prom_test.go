@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +33,67 @@ func waitQueryValue(t *testing.T, ctx context.Context, prom *testbroker.Promethe
 	}
 }
 
+// waitMonitorListening publishes on a topic C2 does not manage (counted
+// as ignored, no result moves) until the monitor of the server whose
+// metrics are at url counts one more: from then on it hears what is
+// published.
+func waitMonitorListening(t *testing.T, ctx context.Context, pub *mqtt.Transport, url string) {
+	t.Helper()
+	before := max(metricValue(t, url, "e4_monitor_ignored_total"), 0)
+	for {
+		if err := pub.Publish(ctx, "lab/probe", []byte("probe")); err != nil {
+			t.Fatal(err)
+		}
+		if metricValue(t, url, "e4_monitor_ignored_total") > before {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the monitor never counted a message")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// TestC2ServeMonitorPreviousKeyAfterRestart: a message protected under a
+// topic's key before "e4 c2 topic rotate", published after the server was
+// restarted, counts as previous_key (a lagging device), not auth_failed:
+// the replaced key is in the database, not only in the old process.
+func TestC2ServeMonitorPreviousKeyAfterRestart(t *testing.T) {
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t, "tcp"))
+	s := startC2ServeArgs(t, []string{"--monitor"}, "E4_C2_METRICS_ADDR="+metricsAddr)
+	metrics := "http://" + metricsAddr + "/metrics"
+	s.ok("topic", "add", "plant/line-1")
+	protected := s.c2(hex.EncodeToString([]byte("21.5")), nil, "message", "protect", "plant/line-1", "--hex")
+	if protected.code != 0 {
+		t.Fatalf("message protect: %+v", protected)
+	}
+	lagging, err := hex.DecodeString(strings.TrimSpace(protected.stdout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ok("topic", "rotate", "plant/line-1")
+	s.stop()
+	s.start()
+	waitGet(t, nil, "http://"+metricsAddr+"/readyz", http.StatusOK)
+
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	pub, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{s.brokerURL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	waitMonitorListening(t, ctx, pub, metrics)
+	if err := pub.Publish(ctx, "plant/line-1", lagging); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, metrics, `e4_monitor_messages_total{result="previous_key"}`, 1)
+	if n := metricValue(t, metrics, `e4_monitor_messages_total{result="auth_failed"}`); n != 0 {
+		t.Errorf("auth_failed = %v after the restart, want 0", n)
+	}
+}
+
 // TestC2ServeMonitorScrapedByPrometheus: "e4 c2 serve --monitor" counts a
 // plaintext message published on a topic it manages as not_e4, and a real
 // Prometheus server reads the counter going from 0 to 1 through its query
@@ -50,22 +113,9 @@ func TestC2ServeMonitorScrapedByPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	// The monitor subscribes once the server runs: probe on a topic C2
-	// does not manage (counted as ignored, no result moves) until it
-	// hears, so the one plaintext message below is not lost.
-	for {
-		if err := pub.Publish(ctx, "lab/probe", []byte("probe")); err != nil {
-			t.Fatal(err)
-		}
-		if metricValue(t, metrics, "e4_monitor_ignored_total") >= 1 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the monitor never counted a message\n%s", s.output)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	// The monitor subscribes once the server runs: the one plaintext
+	// message below must not be published before.
+	waitMonitorListening(t, ctx, pub, metrics)
 	notE4 := `e4_monitor_messages_total{result="not_e4"}`
 	waitQueryValue(t, ctx, prom, notE4, 0)
 
