@@ -74,7 +74,6 @@ type Event struct {
 type events struct {
 	list     []Event
 	commands int
-	retired  []retiredKey // topic keys replaced, for the monitor
 }
 
 func (ev *events) add(kind EventKind, client *e4.ID, topic, detail string) {

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
@@ -26,77 +25,29 @@ type MonitorKeys struct {
 	Current []byte
 	// RotatedAt is when Current replaced Previous.
 	RotatedAt time.Time
-	// Previous is the key Current replaced, when this C2 process did the
-	// rotation (it keeps the replaced key in memory only: after a restart,
-	// or when another C2 replica rotated the topic, Previous is nil).
+	// Previous is the key Current replaced, while devices may still use
+	// it: from the database, so every C2 replica and a restarted C2 see
+	// it. It is nil when there is none: no rotation yet, a rotation after
+	// a member removal (the old key was revoked: devices were told to
+	// drop it at once, and C2 does not keep it), or the transition window
+	// (Config.TopicKeyTransition) is over.
 	Previous []byte
-	// PreviousRevoked reports a previous key retired because a member was
-	// removed: devices are told to drop it at once (RemoveTopic before
-	// SetTopicKey), so there is no transition window for it.
-	PreviousRevoked bool
 }
 
-// retiredKey is a topic key replaced by a rotation, kept sealed.
-type retiredKey struct {
-	topic   string
-	version uint64 // the version of the retired key
-	sealed  []byte
-	revoked bool
-}
-
-// retiredKeys holds, per topic, the key replaced by the last rotation this
-// process made; one entry per topic, forgotten when the topic is removed.
-type retiredKeys struct {
-	mu   sync.Mutex
-	keys map[string]retiredKey
-}
-
-func (r *retiredKeys) record(list []retiredKey) {
-	if len(list) == 0 {
-		return
+// topicKeyTransition is how long after a rotation C2 keeps the replaced
+// topic key.
+func (s *Service) topicKeyTransition() time.Duration {
+	if s.cfg.TopicKeyTransition > 0 {
+		return s.cfg.TopicKeyTransition
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.keys == nil {
-		r.keys = make(map[string]retiredKey)
-	}
-	for _, k := range list {
-		r.keys[k.topic] = k
-	}
+	return e4.DefaultKeyTransition
 }
 
-func (r *retiredKeys) forget(topic string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.keys, topic)
-}
-
-func (r *retiredKeys) get(topic string) (retiredKey, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	k, ok := r.keys[topic]
-	return k, ok
-}
-
-// retire notes, in the events of a transaction, the key a rotation
-// replaces; the service records it once the transaction committed.
-func (ev *events) retire(old store.Topic, revoked bool) {
-	ev.retired = append(ev.retired, retiredKey{topic: old.Name, version: old.KeyVersion, sealed: old.SealedKey, revoked: revoked})
-}
-
-// afterCommit records what a committed transaction retired or removed.
-func (r *retiredKeys) afterCommit(ev *events) {
-	r.record(ev.retired)
-	for _, e := range ev.list {
-		if e.Kind == EventTopicRemoved {
-			r.forget(e.Topic)
-		}
-	}
-}
-
-// MonitorTopicKeys returns a topic's current key and, when this process
-// rotated it, the key the rotation replaced: for the monitor only, which
-// checks under which key each message on the topic was protected.
+// MonitorTopicKeys returns a topic's current key and, within its
+// transition window, the key the last rotation replaced: for the monitor
+// only, which checks under which key each message on the topic was
+// protected. Nothing else in C2 reads the previous key, and no API call
+// returns it.
 func (s *Service) MonitorTopicKeys(ctx context.Context, topic string) (MonitorKeys, error) {
 	if err := checkTopic(topic); err != nil {
 		return MonitorKeys{}, err
@@ -114,13 +65,48 @@ func (s *Service) MonitorTopicKeys(ctx context.Context, topic string) (MonitorKe
 		return MonitorKeys{}, err
 	}
 	out := MonitorKeys{Version: t.KeyVersion, Current: current, RotatedAt: t.RotatedAt}
-	if old, ok := s.retired.get(topic); ok && old.version+1 == t.KeyVersion {
-		// A key that no longer opens (a rekey since) is simply unknown.
-		if prev, err := s.keys.Open(old.sealed, topicKeyBinding(topic, old.version)); err == nil {
-			out.Previous, out.PreviousRevoked = prev, old.revoked
-		}
+	if t.PrevSealedKey == nil || t.KeyVersion < 2 || !s.now().Before(t.RotatedAt.Add(s.topicKeyTransition())) {
+		return out, nil
 	}
+	prev, err := s.keys.Open(t.PrevSealedKey, topicKeyBinding(topic, t.KeyVersion-1))
+	if err != nil {
+		// The current key still checks the topic's messages: a damaged
+		// previous key only makes lagging devices count as failures.
+		s.log.Warn("monitor: the previous key of a topic does not open; its messages are checked under the current key only",
+			"topic", topic, "version", t.KeyVersion-1, "err", err)
+		return out, nil
+	}
+	out.Previous = prev
 	return out, nil
+}
+
+// forgetPreviousTopicKeys clears, in the database, the previous topic keys
+// whose transition window is over (MonitorTopicKeys already ignores them).
+func (s *Service) forgetPreviousTopicKeys(ctx context.Context, now time.Time) error {
+	before := now.Add(-s.topicKeyTransition())
+	var found bool
+	err := s.view(ctx, func(tx store.Tx) (err error) {
+		found, err = tx.HasPreviousTopicKeys(before)
+		return err
+	})
+	if err != nil || !found {
+		if err != nil {
+			err = fmt.Errorf("looking for previous topic keys to forget: %w", err)
+		}
+		return err
+	}
+	var n int64
+	err = s.st.Update(ctx, func(tx store.Tx) (err error) {
+		n, err = tx.ForgetPreviousTopicKeys(before)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forgetting previous topic keys: %w", err)
+	}
+	if n > 0 {
+		s.log.Debug("previous topic keys forgotten after their transition window", "topics", n)
+	}
+	return nil
 }
 
 // MonitorSigner returns the Ed25519 public key of the sender id of a

@@ -219,14 +219,7 @@ func (r *rekeyer) topics(ctx context.Context) error {
 			more = len(page) == rekeyPage
 			for _, t := range page {
 				after = t.Name
-				sealed, err := r.reseal(t.SealedKey, topicKeyBinding(t.Name, t.KeyVersion))
-				if err != nil {
-					return err
-				}
-				if sealed == nil {
-					continue
-				}
-				if err := tx.UpdateTopicKey(t.Name, sealed, t.KeyVersion, t.RotatedAt); err != nil {
+				if err := r.resealTopic(tx, t); err != nil {
 					return err
 				}
 			}
@@ -237,6 +230,31 @@ func (r *rekeyer) topics(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// resealTopic re-seals a topic's key and the previous key it keeps, if
+// any (bound to its own version), and writes the ones it re-sealed.
+func (r *rekeyer) resealTopic(tx store.Tx, t store.Topic) error {
+	current, err := r.reseal(t.SealedKey, topicKeyBinding(t.Name, t.KeyVersion))
+	if err != nil {
+		return err
+	}
+	var prev []byte
+	if t.PrevSealedKey != nil {
+		if prev, err = r.reseal(t.PrevSealedKey, topicKeyBinding(t.Name, t.KeyVersion-1)); err != nil {
+			return err
+		}
+	}
+	if current == nil && prev == nil {
+		return nil
+	}
+	if current == nil {
+		current = t.SealedKey
+	}
+	if prev == nil {
+		prev = t.PrevSealedKey
+	}
+	return tx.UpdateTopicKey(t.Name, current, prev, t.KeyVersion, t.RotatedAt)
 }
 
 func (r *rekeyer) commands(ctx context.Context) error {

@@ -89,6 +89,12 @@ func sealedValues(t *testing.T, st store.Store, keys *seal.Keyring) (n int, err 
 			if err := open(tp.SealedKey, topicKeyBinding(tp.Name, tp.KeyVersion)); err != nil {
 				return err
 			}
+			if tp.PrevSealedKey != nil {
+				// The key a rotation replaced, kept for the monitor.
+				if err := open(tp.PrevSealedKey, topicKeyBinding(tp.Name, tp.KeyVersion-1)); err != nil {
+					return err
+				}
+			}
 		}
 		cmds, err := tx.ListCommands(store.CommandFilter{}, 0, 100000)
 		if err != nil {

@@ -13,8 +13,8 @@ import (
 
 // repairLoop scans the state of devices every RepairInterval until ctx
 // ends: it sends the current key to members still behind, ends expired
-// client-key changes, reports converged and overdue topics and forgets
-// old sent commands.
+// client-key changes and previous topic keys, reports converged and
+// overdue topics and forgets old sent commands.
 func (d *Dispatcher) repairLoop(ctx context.Context) {
 	tick := time.NewTicker(d.cfg.RepairInterval)
 	defer tick.Stop()
@@ -47,6 +47,7 @@ func (d *Dispatcher) repairOnce(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, d.s.expireKeyChanges(ctx, now, d.cfg.ClientKeyGrace))
+	errs = append(errs, d.s.forgetPreviousTopicKeys(ctx, now))
 	errs = append(errs, d.reportTopics(ctx, now))
 	d.acks.forgetBefore(now.Add(-max(10*time.Minute, 2*d.cfg.AwaitAck)))
 	return errors.Join(errs...)

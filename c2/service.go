@@ -42,6 +42,13 @@ type Config struct {
 	// RotateOnAdd rotates a topic's key before a client joins it, so the
 	// newcomer cannot read traffic recorded before it joined.
 	RotateOnAdd bool
+	// TopicKeyTransition is how long after a rotation C2 keeps the
+	// replaced topic key in the database, for the monitor to count
+	// messages under it as previous_key (a device lagging) rather than
+	// auth_failed; afterwards it is erased. Set it to the devices'
+	// key-transition period (default e4.DefaultKeyTransition, 60 minutes,
+	// as devices); the monitor's own KeyTransition should match.
+	TopicKeyTransition time.Duration
 	// AllowGeneratedKeyPairs lets NewClientKeyPair generate a device's key
 	// pair in C2 and send it the private key (PK mode), for devices that
 	// cannot make their own. Off by default: see NewClientKeyPair.
@@ -109,7 +116,6 @@ type Service struct {
 
 	generated generatedKeys // clients with a generated private key in the outbox
 
-	retired retiredKeys                   // topic keys replaced by rotations, for the monitor
 	monitor atomic.Pointer[MonitorSource] // set by SetMonitor
 }
 
@@ -385,7 +391,6 @@ func (s *Service) updateLocked(ctx context.Context, fn func(tx store.Tx, ev *eve
 	if ev.commands > 0 {
 		s.dispatcher.Wake()
 	}
-	s.retired.afterCommit(&ev)
 	now := s.now().UTC()
 	for _, e := range ev.list {
 		if e.Kind == EventTopicRotated {

@@ -146,10 +146,16 @@ func (s *Service) rotateTopic(tx store.Tx, ev *events, name string, afterRemoval
 	if err != nil {
 		return 0, err
 	}
-	if err := tx.UpdateTopicKey(name, sealed, version, s.now().UTC()); err != nil {
+	// The replaced key stays, sealed as it was, for the monitor to tell
+	// lagging devices from forgeries during the transition window; a
+	// rotation after a removal revokes it, so it is not kept at all.
+	prev := t.SealedKey
+	if afterRemoval {
+		prev = nil
+	}
+	if err := tx.UpdateTopicKey(name, sealed, prev, version, s.now().UTC()); err != nil {
 		return 0, err
 	}
-	ev.retire(t, afterRemoval)
 	cmd, err := s.Suite().CmdSetTopicKey(key, name)
 	if err != nil {
 		return 0, err

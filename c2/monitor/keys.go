@@ -58,16 +58,15 @@ func newClientPair(suite *e4.Suite) (*clientPair, error) {
 // topicState is what the monitor knows of one topic; it is replaced, never
 // changed, except for stale.
 type topicState struct {
-	name            string
-	managed         bool // false: C2 has no such topic
-	hash            e4.TopicHash
-	version         uint64
-	rotatedAt       time.Time
-	hasPrevious     bool
-	previousRevoked bool
-	loadedAt        time.Time
-	clients         *clientPair // the pair the keys were installed in
-	stale           atomic.Bool // Notify: read the keys again
+	name        string
+	managed     bool // false: C2 has no such topic
+	hash        e4.TopicHash
+	version     uint64
+	rotatedAt   time.Time
+	hasPrevious bool
+	loadedAt    time.Time
+	clients     *clientPair // the pair the keys were installed in
+	stale       atomic.Bool // Notify: read the keys again
 }
 
 // keyCache holds the state of the topics seen, bounded by MaxTopics.
@@ -191,7 +190,7 @@ func (k *keyCache) install(st *topicState, keys *c2.MonitorKeys) error {
 		}
 	}
 	st.managed, st.hash, st.version, st.rotatedAt = true, k.m.suite.HashTopic(st.name), keys.Version, keys.RotatedAt
-	st.hasPrevious, st.previousRevoked, st.clients = keys.Previous != nil, keys.PreviousRevoked, pair
+	st.hasPrevious, st.clients = keys.Previous != nil, pair
 	return nil
 }
 

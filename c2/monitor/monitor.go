@@ -494,10 +494,7 @@ func (m *Monitor) classifyAuthentic(st *topicState, used keyUsed, ts uint64, sen
 	}
 	result := Valid
 	if used == keyPrevious {
-		switch {
-		case st.previousRevoked:
-			return verdict{result: AuthFailed, sender: attributed, detail: "under the key revoked when a member was removed"}
-		case !now.Before(st.rotatedAt.Add(m.cfg.KeyTransition)):
+		if !now.Before(st.rotatedAt.Add(m.cfg.KeyTransition)) {
 			return verdict{result: AuthFailed, sender: attributed, detail: "under the previous key, after its transition window"}
 		}
 		result = PreviousKey

@@ -16,8 +16,9 @@ const (
 	// AuthFailed: it looks like an E4 message (its timestamp is plausible)
 	// but no key of the topic opens it, or its signature is wrong (PK), or
 	// it opens only under a previous key whose transition window is over
-	// or that was revoked at a member removal: a forgery, a tampered
-	// message, or a sender with a wrong or withdrawn key.
+	// (C2 does not keep a key revoked at a member removal at all, so no
+	// key opens a message under it): a forgery, a tampered message, or a
+	// sender with a wrong or withdrawn key.
 	AuthFailed
 	// Replay: an authentic message already seen within the validity window.
 	Replay

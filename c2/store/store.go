@@ -50,6 +50,13 @@ type Topic struct {
 	KeyVersion uint64
 	CreatedAt  time.Time
 	RotatedAt  time.Time
+	// PrevSealedKey is the key RotatedAt replaced (version KeyVersion-1),
+	// sealed like SealedKey, kept while devices may still use it after
+	// the rotation (their key-transition window) so that the monitor can
+	// tell a lagging device from a forgery. Nil when there is none: no
+	// rotation yet, a rotation that revoked the old key (after a member
+	// removal), or a window that is over (ForgetPreviousTopicKeys).
+	PrevSealedKey []byte
 }
 
 // CommandState is where an outbox entry is in its life.
@@ -164,8 +171,19 @@ type Tx interface {
 
 	InsertTopic(t Topic) error
 	GetTopic(name string) (Topic, error)
-	// UpdateTopicKey stores a rotated key and its new version.
-	UpdateTopicKey(name string, sealedKey []byte, version uint64, rotatedAt time.Time) error
+	// UpdateTopicKey stores a topic's key, its version, the previous key
+	// to keep (nil for none) and when the key was rotated: a rotation
+	// passes the replaced key as prevSealedKey, a re-sealing both keys
+	// re-sealed with the version and time unchanged.
+	UpdateTopicKey(name string, sealedKey, prevSealedKey []byte, version uint64, rotatedAt time.Time) error
+	// HasPreviousTopicKeys reports whether a topic rotated before
+	// rotatedBefore still keeps its previous key (a read, so that an idle
+	// C2 checks without taking a write lock).
+	HasPreviousTopicKeys(rotatedBefore time.Time) (bool, error)
+	// ForgetPreviousTopicKeys clears the previous key of the topics
+	// rotated before rotatedBefore, whose transition window is over, and
+	// returns how many it cleared.
+	ForgetPreviousTopicKeys(rotatedBefore time.Time) (int64, error)
 	// DeleteTopic removes a topic with its memberships.
 	DeleteTopic(name string) error
 	ListTopics(after string, limit int) ([]Topic, error)

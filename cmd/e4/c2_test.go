@@ -27,6 +27,7 @@ type c2Server struct {
 	grpc, http string
 	brokerURL  string
 	serveEnv   []string // extra environment of the server process
+	serveArgs  []string // extra flags of the server process
 	env        []string // what an admin command needs to reach it
 	cmd        *exec.Cmd
 	output     *bytes.Buffer
@@ -38,12 +39,18 @@ type c2Server struct {
 // flag (the rate limit), over the embedded MQTT broker.
 func startC2Serve(t *testing.T, serveEnv ...string) *c2Server {
 	t.Helper()
+	return startC2ServeArgs(t, nil, serveEnv...)
+}
+
+// startC2ServeArgs is startC2Serve with extra flags for "e4 c2 serve".
+func startC2ServeArgs(t *testing.T, serveArgs []string, serveEnv ...string) *c2Server {
+	t.Helper()
 	broker, err := mqttbroker.Start(t.Context(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { broker.Close() })
-	s := &c2Server{t: t, dir: t.TempDir(), brokerURL: broker.URL(), serveEnv: serveEnv}
+	s := &c2Server{t: t, dir: t.TempDir(), brokerURL: broker.URL(), serveEnv: serveEnv, serveArgs: serveArgs}
 	s.grpc = fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t, "tcp"))
 	s.http = fmt.Sprintf("127.0.0.1:%d", testbroker.FreePort(t, "tcp"))
 	yaml := fmt.Sprintf("mode: sk\ndata_dir: %s\ngrpc:\n  addr: %s\nhttp:\n  addr: %s\ntransport:\n  url: none\nlog:\n  format: json\n",
@@ -62,7 +69,7 @@ func startC2Serve(t *testing.T, serveEnv ...string) *c2Server {
 func (s *c2Server) start() {
 	s.t.Helper()
 	s.output, s.stopped = &bytes.Buffer{}, false
-	s.cmd = exec.Command(e4Binary, "c2", "serve", "--config", filepath.Join(s.dir, "c2.yaml"), "--rate", "1000")
+	s.cmd = exec.Command(e4Binary, append([]string{"c2", "serve", "--config", filepath.Join(s.dir, "c2.yaml"), "--rate", "1000"}, s.serveArgs...)...)
 	s.cmd.Env = append(append(cleanEnv(), "E4_C2_TRANSPORT_URL="+s.brokerURL), s.serveEnv...)
 	s.cmd.Stdout, s.cmd.Stderr = s.output, s.output
 	if err := s.cmd.Start(); err != nil {

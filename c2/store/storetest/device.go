@@ -80,7 +80,7 @@ func testTopicAcks(t *testing.T, s store.Store) {
 	addMembers(t, s, "a", ids...)
 	addMembers(t, s, "b", ids[0])
 	update(t, s, func(tx store.Tx) error {
-		if err := tx.UpdateTopicKey("a", []byte("k3"), 3, base); err != nil {
+		if err := tx.UpdateTopicKey("a", []byte("k3"), nil, 3, base); err != nil {
 			return err
 		}
 		// ids[0] and ids[1] hold version 3, ids[2] version 2; the others

@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 		{"TopicLifecycle", testTopicLifecycle},
 		{"TopicPagination", testTopicPagination},
 		{"TopicValidation", testTopicValidation},
+		{"PreviousTopicKey", testPreviousTopicKey},
 		{"Memberships", testMemberships},
 		{"MembershipPagination", testMembershipPagination},
 		{"RemoveAllMemberships", testRemoveAllMemberships},

@@ -16,7 +16,8 @@ import (
 func sameTopic(t testing.TB, got, want store.Topic) {
 	t.Helper()
 	if got.Name != want.Name || got.Hash != want.Hash || !bytes.Equal(got.SealedKey, want.SealedKey) ||
-		got.KeyVersion != want.KeyVersion ||
+		got.KeyVersion != want.KeyVersion || !bytes.Equal(got.PrevSealedKey, want.PrevSealedKey) ||
+		(got.PrevSealedKey == nil) != (want.PrevSealedKey == nil) ||
 		!got.CreatedAt.Equal(want.CreatedAt.Truncate(time.Microsecond)) ||
 		!got.RotatedAt.Equal(want.RotatedAt.Truncate(time.Microsecond)) {
 		t.Fatalf("got topic %+v, want %+v", got, want)
@@ -45,15 +46,15 @@ func testTopicLifecycle(t *testing.T, s store.Store) {
 	})
 	rotated := base.Add(48 * time.Hour)
 	update(t, s, func(tx store.Tx) error {
-		ok(t, "UpdateTopicKey", tx.UpdateTopicKey(tp.Name, []byte("rotated key"), 2, rotated))
-		wantErr(t, "UpdateTopicKey of an unknown topic", tx.UpdateTopicKey("unknown", []byte("k"), 2, rotated), store.ErrNotFound)
-		wantFailure(t, "UpdateTopicKey beyond int64", tx.UpdateTopicKey(tp.Name, []byte("k"), math.MaxInt64+1, rotated))
+		ok(t, "UpdateTopicKey", tx.UpdateTopicKey(tp.Name, []byte("rotated key"), tp.SealedKey, 2, rotated))
+		wantErr(t, "UpdateTopicKey of an unknown topic", tx.UpdateTopicKey("unknown", []byte("k"), nil, 2, rotated), store.ErrNotFound)
+		wantFailure(t, "UpdateTopicKey beyond int64", tx.UpdateTopicKey(tp.Name, []byte("k"), nil, math.MaxInt64+1, rotated))
 		return nil
 	})
 	view(t, s, func(tx store.Tx) error {
 		got, err := tx.GetTopic(tp.Name)
 		ok(t, "GetTopic", err)
-		tp.SealedKey, tp.KeyVersion, tp.RotatedAt = []byte("rotated key"), 2, rotated
+		tp.SealedKey, tp.PrevSealedKey, tp.KeyVersion, tp.RotatedAt = []byte("rotated key"), tp.SealedKey, 2, rotated
 		sameTopic(t, got, tp)
 		n, err := tx.CountTopics()
 		ok(t, "CountTopics", err)
@@ -308,4 +309,103 @@ func testDeleteTopicCascades(t *testing.T, s store.Store) {
 		wantCount(t, "CountClients", 5)(tx.CountClients())
 		return nil
 	})
+}
+
+// testPreviousTopicKey: the previous key of a topic round-trips through
+// inserts, rotations and lists, a rotation may keep none, and
+// ForgetPreviousTopicKeys clears exactly the keys of the topics rotated
+// before its time.
+func testPreviousTopicKey(t *testing.T, s store.Store) {
+	fresh := newTopic("fresh", 1)
+	kept := newTopic("kept", 4)
+	kept.PrevSealedKey = []byte("sealed previous key")
+	update(t, s, func(tx store.Tx) error {
+		ok(t, "InsertTopic without a previous key", tx.InsertTopic(fresh))
+		ok(t, "InsertTopic with a previous key", tx.InsertTopic(kept))
+		return nil
+	})
+	get := func(name string) store.Topic {
+		t.Helper()
+		var tp store.Topic
+		view(t, s, func(tx store.Tx) (err error) {
+			tp, err = tx.GetTopic(name)
+			return err
+		})
+		return tp
+	}
+	sameTopic(t, get("fresh"), fresh)
+	sameTopic(t, get("kept"), kept)
+
+	// Rotations: "fresh" keeps its replaced key, "kept" one that revokes
+	// (no previous key), "old" is rotated long before the others.
+	old := newTopic("old", 1)
+	update(t, s, func(tx store.Tx) error {
+		ok(t, "InsertTopic", tx.InsertTopic(old))
+		ok(t, "rotation keeping the key", tx.UpdateTopicKey("fresh", []byte("k2"), fresh.SealedKey, 2, base.Add(3*time.Hour)))
+		ok(t, "rotation revoking the key", tx.UpdateTopicKey("kept", []byte("k5"), nil, 5, base.Add(3*time.Hour)))
+		ok(t, "rotation of old", tx.UpdateTopicKey("old", []byte("o2"), old.SealedKey, 2, base.Add(time.Hour)))
+		return nil
+	})
+	fresh.PrevSealedKey, fresh.SealedKey, fresh.KeyVersion, fresh.RotatedAt = fresh.SealedKey, []byte("k2"), 2, base.Add(3*time.Hour)
+	kept.PrevSealedKey, kept.SealedKey, kept.KeyVersion, kept.RotatedAt = nil, []byte("k5"), 5, base.Add(3*time.Hour)
+	old.PrevSealedKey, old.SealedKey, old.KeyVersion, old.RotatedAt = old.SealedKey, []byte("o2"), 2, base.Add(time.Hour)
+	view(t, s, func(tx store.Tx) error {
+		list, err := tx.ListTopics("", 10)
+		ok(t, "ListTopics", err)
+		if len(list) != 3 {
+			t.Fatalf("ListTopics: %d topics, want 3", len(list))
+		}
+		for i, want := range []store.Topic{fresh, kept, old} {
+			sameTopic(t, list[i], want)
+		}
+		return nil
+	})
+
+	// The window ends 2 hours after base: "old" (rotated at 1 hour) loses
+	// its previous key, "fresh" (at 3 hours) keeps it; a rotation exactly
+	// at the limit is not before it.
+	has := func(before time.Time) bool {
+		t.Helper()
+		var found bool
+		view(t, s, func(tx store.Tx) (err error) {
+			found, err = tx.HasPreviousTopicKeys(before)
+			return err
+		})
+		return found
+	}
+	if has(base.Add(time.Hour)) || !has(base.Add(2*time.Hour)) {
+		t.Errorf("HasPreviousTopicKeys at 1 hour and 2 hours: %v, %v; want false, true", has(base.Add(time.Hour)), has(base.Add(2*time.Hour)))
+	}
+	var n int64
+	update(t, s, func(tx store.Tx) (err error) {
+		n, err = tx.ForgetPreviousTopicKeys(base.Add(time.Hour))
+		return err
+	})
+	if n != 0 {
+		t.Errorf("ForgetPreviousTopicKeys at the rotation time: %d cleared, want 0", n)
+	}
+	update(t, s, func(tx store.Tx) (err error) {
+		n, err = tx.ForgetPreviousTopicKeys(base.Add(2 * time.Hour))
+		return err
+	})
+	if n != 1 {
+		t.Errorf("ForgetPreviousTopicKeys: %d cleared, want 1", n)
+	}
+	old.PrevSealedKey = nil
+	sameTopic(t, get("old"), old)
+	sameTopic(t, get("fresh"), fresh)
+	sameTopic(t, get("kept"), kept)
+	update(t, s, func(tx store.Tx) (err error) {
+		n, err = tx.ForgetPreviousTopicKeys(base.Add(2 * time.Hour))
+		return err
+	})
+	if n != 0 {
+		t.Errorf("ForgetPreviousTopicKeys again: %d cleared, want 0", n)
+	}
+	if has(base.Add(2 * time.Hour)) {
+		t.Error("HasPreviousTopicKeys after the keys were forgotten: true")
+	}
+	if !has(base.Add(4 * time.Hour)) {
+		t.Error("HasPreviousTopicKeys after the newer rotation: false, want true (fresh keeps its key)")
+	}
 }

@@ -180,7 +180,7 @@ func scanTopic(r rowScanner) (store.Topic, error) {
 		version          int64
 		created, rotated dbTime
 	)
-	if err := r.Scan(&t.Name, &hash, &t.SealedKey, &version, &created, &rotated); err != nil {
+	if err := r.Scan(&t.Name, &hash, &t.SealedKey, &version, &created, &rotated, &t.PrevSealedKey); err != nil {
 		return t, err
 	}
 	if len(hash) != len(t.Hash) {
@@ -190,7 +190,7 @@ func scanTopic(r rowScanner) (store.Topic, error) {
 		return t, fmt.Errorf("%w: topics.key_version of %q is %d", errBadRow, t.Name, version)
 	}
 	t.Hash, t.KeyVersion = e4.TopicHash(hash), uint64(version)
-	t.SealedKey, t.CreatedAt, t.RotatedAt = orNil(t.SealedKey), created.t, rotated.t
+	t.SealedKey, t.PrevSealedKey, t.CreatedAt, t.RotatedAt = orNil(t.SealedKey), orNil(t.PrevSealedKey), created.t, rotated.t
 	return t, nil
 }
 

@@ -31,5 +31,7 @@ func PlannedQueries(d *Dialect) map[string]string {
 		"memberStates":      qMemberStates,
 		"setTopicAcked":     qSetTopicAcked,
 		"listKeyChanges":    qListKeyChanges,
+		"forgetPrevKeys":    qForgetPrevKeys,
+		"hasPrevKeys":       qHasPrevKeys,
 	}
 }

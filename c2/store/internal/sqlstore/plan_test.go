@@ -39,6 +39,8 @@ var wantPlans = map[string][]string{
 	"memberStates":      {"SEARCH m USING PRIMARY KEY (client_id=? AND topic>?)"},
 	"setTopicAcked":     {"SEARCH memberships USING PRIMARY KEY (client_id=? AND topic=?)"},
 	"listKeyChanges":    {"client_state_key_change"},
+	"forgetPrevKeys":    {"SEARCH topics USING INDEX topics_prev_key (rotated_at<?)"},
+	"hasPrevKeys":       {"SEARCH topics USING INDEX topics_prev_key (rotated_at<?)"},
 	"countByClient":     {"SEARCH outbox USING COVERING INDEX outbox_by_client (client_id=?)"},
 }
 

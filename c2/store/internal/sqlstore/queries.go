@@ -12,7 +12,7 @@ import (
 
 const (
 	clientColumns  = "id, name, sealed_key, public_key, created_at"
-	topicColumns   = "name, hash, sealed_key, key_version, created_at, rotated_at"
+	topicColumns   = "name, hash, sealed_key, key_version, created_at, rotated_at, prev_sealed_key"
 	commandColumns = "seq, id, client_id, kind, target, payload, state, attempts, next_attempt_at, last_error, created_at, sent_at, acked_at"
 )
 
@@ -34,12 +34,16 @@ const (
 	qCount        = "SELECT value FROM counters WHERE name = $1"
 	qAddToCount   = "UPDATE counters SET value = value + $2 WHERE name = $1"
 
-	qInsertTopic = "INSERT INTO topics (" + topicColumns + ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING"
+	qInsertTopic = "INSERT INTO topics (" + topicColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING"
 	qGetTopic    = "SELECT " + topicColumns + " FROM topics WHERE name = $1"
 	qTopicExists = "SELECT 1 FROM topics WHERE name = $1"
-	qRotateTopic = "UPDATE topics SET sealed_key = $2, key_version = $3, rotated_at = $4 WHERE name = $1"
-	qDeleteTopic = "DELETE FROM topics WHERE name = $1"
-	qListTopics  = "SELECT " + topicColumns + " FROM topics WHERE name > $1 ORDER BY name LIMIT $2"
+	qRotateTopic = "UPDATE topics SET sealed_key = $2, key_version = $3, rotated_at = $4, prev_sealed_key = $5 WHERE name = $1"
+	// qHasPrevKeys and qForgetPrevKeys find and clear the previous keys
+	// whose window is over.
+	qHasPrevKeys    = "SELECT 1 FROM topics WHERE prev_sealed_key IS NOT NULL AND rotated_at < $1 LIMIT 1"
+	qForgetPrevKeys = "UPDATE topics SET prev_sealed_key = NULL WHERE prev_sealed_key IS NOT NULL AND rotated_at < $1"
+	qDeleteTopic    = "DELETE FROM topics WHERE name = $1"
+	qListTopics     = "SELECT " + topicColumns + " FROM topics WHERE name > $1 ORDER BY name LIMIT $2"
 
 	qAddMember            = "INSERT INTO memberships (client_id, topic) VALUES ($1, $2) ON CONFLICT (client_id, topic) DO NOTHING"
 	qRemoveMember         = "DELETE FROM memberships WHERE client_id = $1 AND topic = $2"
@@ -111,7 +115,7 @@ func bySize(max int, build func(n int) string) map[int]string {
 func (q *sqlText) prepared() []string {
 	qs := []string{
 		qInsertClient, qGetClient, qClientExists, qUpdateKey, qDeleteClient, qListClients, qCount, qAddToCount,
-		qInsertTopic, qGetTopic, qTopicExists, qRotateTopic, qDeleteTopic, qListTopics,
+		qInsertTopic, qGetTopic, qTopicExists, qRotateTopic, qHasPrevKeys, qForgetPrevKeys, qDeleteTopic, qListTopics,
 		qAddMember, qRemoveMember, qIsMember, qRemoveAllMemberships, qTopicsOfClient, qCountTopicsOfClient,
 		qClientsOfTopic, qCountClientsOfTopic,
 		qAddLink, qRemoveLink, qLinkTargets, qGetSetting, qPutSetting,

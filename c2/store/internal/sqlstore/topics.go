@@ -15,7 +15,7 @@ func (t *tx) InsertTopic(tp store.Topic) error {
 		return err
 	}
 	n, err := t.exec(qInsertTopic, tp.Name, tp.Hash[:], notNil(tp.SealedKey), int64(tp.KeyVersion),
-		t.at(tp.CreatedAt), t.at(tp.RotatedAt))
+		t.at(tp.CreatedAt), t.at(tp.RotatedAt), orNil(tp.PrevSealedKey))
 	if err != nil {
 		return err
 	}
@@ -37,19 +37,32 @@ func (t *tx) GetTopic(name string) (store.Topic, error) {
 	return tp, err
 }
 
-// UpdateTopicKey stores a rotated key and its version.
-func (t *tx) UpdateTopicKey(name string, sealedKey []byte, version uint64, rotatedAt time.Time) error {
+// UpdateTopicKey stores a topic's key, its version, the previous key (NULL
+// for none) and the time of the rotation.
+func (t *tx) UpdateTopicKey(name string, sealedKey, prevSealedKey []byte, version uint64, rotatedAt time.Time) error {
 	if err := checkName("topic name", name); err != nil {
 		return err
 	}
 	if err := checkVersion(version); err != nil {
 		return err
 	}
-	n, err := t.exec(qRotateTopic, name, notNil(sealedKey), int64(version), t.at(rotatedAt))
+	n, err := t.exec(qRotateTopic, name, notNil(sealedKey), int64(version), t.at(rotatedAt), orNil(prevSealedKey))
 	if err == nil && n == 0 {
 		err = fmt.Errorf("%w: topic %q", store.ErrNotFound, name)
 	}
 	return err
+}
+
+// HasPreviousTopicKeys reports whether a topic rotated before
+// rotatedBefore keeps its previous key.
+func (t *tx) HasPreviousTopicKeys(rotatedBefore time.Time) (bool, error) {
+	return t.exists(qHasPrevKeys, t.at(rotatedBefore))
+}
+
+// ForgetPreviousTopicKeys clears the previous keys of the topics rotated
+// before rotatedBefore.
+func (t *tx) ForgetPreviousTopicKeys(rotatedBefore time.Time) (int64, error) {
+	return t.exec(qForgetPrevKeys, t.at(rotatedBefore))
 }
 
 // DeleteTopic removes a topic; a foreign key removes its memberships.
