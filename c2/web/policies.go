@@ -181,7 +181,14 @@ func (h *Handler) showPolicies(req *request, status int, form policyForm, formEr
 	h.renderStatus(req, status, "policies", "Policies", data)
 }
 
-func policyTarget(name string) string { return "policy=" + name }
+// policyTarget is a policy change's audit target, as the API writes it
+// (the request's name field, clipped).
+func policyTarget(name string) string {
+	if len(name) > 300 {
+		name = name[:300] + "..."
+	}
+	return "name=" + name
+}
 
 // addPolicy adds a policy; a refused one shows the form again with the
 // reason above it.

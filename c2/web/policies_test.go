@@ -1,0 +1,226 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/e4"
+)
+
+// weeklyForm is the add form of a weekly policy on one topic.
+func weeklyForm(name, topic string) url.Values {
+	return url.Values{"name": {name}, "kind": {"topic"}, "selector": {"exact"}, "pattern": {topic}, "trigger": {"period"},
+		"span": {"1w"}, "jitter": {"1h"}, "ramp": {"5"}, "pause_behind": {"20"}}
+}
+
+// TestPoliciesPage: an admin adds, pauses, resumes and removes a policy
+// through the pages, each change audited; a refused policy shows why with
+// the form kept; a policy named like a script is shown as text; a reader
+// sees policies but is offered no change.
+func TestPoliciesPage(t *testing.T) {
+	c := startC2(t, e4.SymKey)
+	ctx := context.Background()
+	topic := "plant/" + xss
+	if _, err := c.svc.AddTopic(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	admin, reader := c.signedIn(c.admin), c.signedIn(c.reader)
+	name := "weekly-" + xss
+
+	// Refused forms: the page says why and keeps what was typed.
+	for _, bad := range []struct {
+		edit func(url.Values)
+		want string
+	}{
+		{func(v url.Values) { v.Set("jitter", "4d") }, "the jitter at most half"},
+		{func(v url.Values) { v.Set("span", "soon") }, `period &#34;soon&#34;: want a duration`},
+		{func(v url.Values) { v.Set("ramp", "-1") }, `ramp &#34;-1&#34;: want a whole number`},
+		{func(v url.Values) { v.Set("trigger", "") }, "choose a period, a maximum key age or an event"},
+		{func(v url.Values) { v.Set("selector", "filter"); v.Set("pattern", "plant/#/x") }, "filter"},
+		{func(v url.Values) { v.Set("kind", "c2"); v.Set("selector", "all") }, "public-key mode"},
+	} {
+		form := weeklyForm(name, topic)
+		bad.edit(form)
+		st, page := admin.post("/ui/policies", form)
+		if st != http.StatusBadRequest || !strings.Contains(page, `id="policy-error"`) || !strings.Contains(page, bad.want) {
+			t.Errorf("refused policy (%v): %d, want 400 saying %q: %s", form, st, bad.want, between(page, `id="policy-error"`, "</p>"))
+		}
+		if !strings.Contains(page, `value="weekly-&lt;script&gt;`) {
+			t.Errorf("the refused form lost the name typed")
+		}
+	}
+	if list, _ := c.svc.ListPolicies(ctx, "", 10); len(list) != 0 {
+		t.Fatalf("refused forms added %d policies", len(list))
+	}
+
+	if st, page := admin.post("/ui/policies", weeklyForm(name, topic)); st != http.StatusSeeOther {
+		t.Fatalf("add policy: %d %s", st, between(page, `id="policy-error"`, "</p>"))
+	}
+	p, err := c.svc.GetPolicy(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Period.Hours() != 7*24 || p.Jitter.Hours() != 1 || p.Ramp != 5 || p.PauseBehind != 20 || p.Pattern != topic || p.CreatedBy != "token:admin" {
+		t.Fatalf("policy stored: %+v", p)
+	}
+	_, page := reader.get("/ui/policies")
+	row := between(page, `<tr class="policy"`, "</tr>")
+	for _, want := range []string{"weekly-&lt;script&gt;alert(1)&lt;/script&gt;", "every 1w", "±1h", "5 in the first minute", "20 devices", "running"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("the policy row lacks %q: %s", want, row)
+		}
+	}
+	if strings.Contains(page, "<script>alert") {
+		t.Error("the policies page shows a name unescaped")
+	}
+	if strings.Contains(page, `id="add-policy"`) || strings.Contains(page, "/ui/policy/pause") {
+		t.Error("a read session is offered policy changes")
+	}
+
+	// The preview, and the topic page, show when the topic is next due.
+	_, page = reader.get("/ui/rotations?within=1w")
+	if prev := between(page, `id="preview"`, "</table>"); !strings.Contains(prev, "plant/&lt;script&gt;") || !strings.Contains(prev, "period") {
+		t.Errorf("the week's preview lacks the topic: %s", prev)
+	}
+	plan, ok, err := c.svc.NextRotation(ctx, store.TargetTopic, topic)
+	if err != nil || !ok {
+		t.Fatalf("next rotation: %v %v", ok, err)
+	}
+	_, page = reader.get("/ui/topic?name=" + url.QueryEscape(topic))
+	if cell := between(page, `id="rotation-policy"`, "</td>"); !strings.Contains(cell, "weekly-&lt;script&gt;") ||
+		!strings.Contains(cell, plan.DueAt.UTC().Format("2006-01-02 15:04:05Z")) {
+		t.Errorf("topic page's policy row: %s, want the policy and %s", cell, plan.DueAt)
+	}
+
+	// Pause with a reason, resume, remove.
+	if st, _ := admin.post("/ui/policy/pause", url.Values{"name": {name}, "reason": {"firmware <b>freeze</b>"}}); st != http.StatusSeeOther {
+		t.Fatalf("pause: %d", st)
+	}
+	_, page = admin.get("/ui/policies")
+	if state := between(page, `<td class="state">`, "</td>"); !strings.Contains(state, "paused") || !strings.Contains(state, "firmware &lt;b&gt;freeze&lt;/b&gt;") {
+		t.Errorf("paused policy's state: %s", state)
+	}
+	if !strings.Contains(page, "/ui/policy/resume") {
+		t.Error("a paused policy offers no resume")
+	}
+	if _, ok, _ := c.svc.NextRotation(ctx, store.TargetTopic, topic); ok {
+		t.Error("a paused policy still schedules the topic")
+	}
+	if st, _ := admin.post("/ui/policy/resume", url.Values{"name": {name}}); st != http.StatusSeeOther {
+		t.Fatalf("resume: %d", st)
+	}
+	if p, _ := c.svc.GetPolicy(ctx, name); p.PausedReason != "" {
+		t.Errorf("resumed policy still paused: %q", p.PausedReason)
+	}
+	if st, _ := admin.post("/ui/policy/remove", url.Values{"name": {name}}); st != http.StatusSeeOther {
+		t.Fatalf("remove: %d", st)
+	}
+	if st, page := admin.post("/ui/policy/remove", url.Values{"name": {name}}); st != http.StatusBadRequest || !strings.Contains(page, "not found") {
+		t.Errorf("removing it again: %d %s", st, between(page, `id="error"`, "</p>"))
+	}
+	_, page = admin.get("/ui/policies")
+	if strings.Contains(page, "weekly-") {
+		t.Error("a removed policy is still listed")
+	}
+
+	// Every change is audited under the admin's token, the refusals too.
+	recs, err := c.srv.Access().AuditLog(ctx, store.AuditFilter{Target: "name=" + name}, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Action+":"+r.Outcome)
+		if r.Actor != "token:admin" {
+			t.Errorf("audit actor %q", r.Actor)
+		}
+	}
+	want := "AddPolicy:InvalidArgument AddPolicy:InvalidArgument AddPolicy:InvalidArgument AddPolicy:ok PausePolicy:ok ResumePolicy:ok RemovePolicy:ok RemovePolicy:NotFound"
+	if strings.Join(got, " ") != want {
+		t.Errorf("audit records:\n %s\nwant\n %s", strings.Join(got, " "), want)
+	}
+}
+
+var rotationIDRE = regexp.MustCompile(`<tr><td>(\d+)</td>`)
+
+// TestRotationsPage: the rotations a policy fires are listed with their
+// outcome, filtered by policy and state, by id after ?after=; the
+// dashboard counts the day's.
+func TestRotationsPage(t *testing.T) {
+	c := startC2(t, e4.SymKey)
+	ctx := context.Background()
+	for _, topic := range []string{"fast/a", "fast/b"} {
+		if _, err := c.svc.AddTopic(ctx, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := c.signedIn(c.admin)
+	form := url.Values{"name": {"fast"}, "kind": {"topic"}, "selector": {"prefix"}, "pattern": {"fast/"}, "trigger": {"period"}, "span": {"1s"}}
+	if st, page := admin.post("/ui/policies", form); st != http.StatusSeeOther {
+		t.Fatalf("add: %d %s", st, between(page, `id="policy-error"`, "</p>"))
+	}
+	var list []store.Rotation
+	for range 1500 {
+		list, _ = c.svc.ListRotations(ctx, store.RotationFilter{Policy: "fast"}, 0, 100)
+		if len(list) >= 3 {
+			break
+		}
+		waitABit()
+	}
+	if len(list) < 3 {
+		t.Fatalf("the scheduler fired %d rotations", len(list))
+	}
+	// Stop it so the record holds still.
+	if st, _ := admin.post("/ui/policy/pause", url.Values{"name": {"fast"}}); st != http.StatusSeeOther {
+		t.Fatal("pause")
+	}
+	_, page := admin.get("/ui/rotations?policy=fast")
+	table := between(page, `id="rotations"`, "</table>")
+	ids := rotationIDRE.FindAllStringSubmatch(table, -1)
+	if len(ids) < 3 || ids[0][1] != "1" {
+		t.Fatalf("rotations listed: %s", table)
+	}
+	if !strings.Contains(table, "fast/a") || !strings.Contains(table, "fast/b") || !strings.Contains(table, "converged") {
+		t.Errorf("the rotations lack their targets or outcome: %s", table)
+	}
+	// Keyset: after the first id, the first is gone and the second leads.
+	_, page = admin.get("/ui/rotations?policy=fast&after=" + ids[0][1])
+	next := rotationIDRE.FindAllStringSubmatch(between(page, `id="rotations"`, "</table>"), -1)
+	if len(next) == 0 || next[0][1] != ids[1][1] {
+		t.Errorf("after %s: %v, want %s first", ids[0][1], next, ids[1][1])
+	}
+	for _, empty := range []string{"/ui/rotations?policy=other", "/ui/rotations?policy=fast&state=stuck"} {
+		_, page = admin.get(empty)
+		if !strings.Contains(between(page, `id="rotations"`, "</table>"), "matching the filter") {
+			t.Errorf("%s lists rotations", empty)
+		}
+	}
+	if st, page := admin.get("/ui/rotations?state=lost"); st != http.StatusBadRequest || !strings.Contains(page, "want one of") {
+		t.Errorf("unknown state: %d", st)
+	}
+	if st, _ := admin.get("/ui/rotations?after=x"); st != http.StatusBadRequest {
+		t.Errorf("after=x: %d", st)
+	}
+	_, page = admin.get("/ui/")
+	if counts := between(page, `id="scheduled-counts"`, "</p>"); !strings.Contains(counts, "fired") || !strings.Contains(counts, "converged") {
+		t.Errorf("dashboard's scheduled rotations: %s", counts)
+	}
+}
+
+// between is the text of s from the first from to the next to after it.
+func between(s, from, to string) string {
+	i := strings.Index(s, from)
+	if i < 0 {
+		return ""
+	}
+	s = s[i:]
+	if j := strings.Index(s, to); j >= 0 {
+		return s[:j]
+	}
+	return s
+}
