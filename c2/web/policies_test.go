@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
@@ -128,6 +129,23 @@ func TestPoliciesPage(t *testing.T) {
 		t.Error("a removed policy is still listed")
 	}
 
+	// The other triggers and kinds the service accepts in SK mode.
+	for _, form := range []url.Values{
+		{"name": {"keys-age"}, "kind": {"client"}, "selector": {"all"}, "trigger": {"max_age"}, "span": {"90d"}},
+		{"name": {"forged"}, "kind": {"topic"}, "selector": {"filter"}, "pattern": {"plant/#"}, "trigger": {"event"},
+			"on_event": {"anomaly:forged"}, "threshold": {"3"}, "window": {"1m"}},
+	} {
+		if st, page := admin.post("/ui/policies", form); st != http.StatusSeeOther {
+			t.Errorf("add %s: %d %s", form.Get("name"), st, between(page, `id="policy-error"`, "</p>"))
+		}
+	}
+	_, page = admin.get("/ui/policies")
+	for _, want := range []string{"key older than 90d", "3× anomaly:forged within 1m", "<code>filter plant/#</code>", "<code>all</code>"} {
+		if !strings.Contains(between(page, `id="policies"`, "</table>"), want) {
+			t.Errorf("the policy list lacks %q", want)
+		}
+	}
+
 	// Every change is audited under the admin's token, the refusals too.
 	recs, err := c.srv.Access().AuditLog(ctx, store.AuditFilter{Target: "name=" + name}, 0, 100)
 	if err != nil {
@@ -209,6 +227,40 @@ func TestRotationsPage(t *testing.T) {
 	_, page = admin.get("/ui/")
 	if counts := between(page, `id="scheduled-counts"`, "</p>"); !strings.Contains(counts, "fired") || !strings.Contains(counts, "converged") {
 		t.Errorf("dashboard's scheduled rotations: %s", counts)
+	}
+
+	b := newTab(t, c.base)
+	b.signIn(c.admin)
+	b.shot("dashboard-scheduled")
+	b.open("/ui/rotations?policy=fast")
+	b.shot("rotations-recorded")
+}
+
+// TestRotationOutcomes: each state of a recorded rotation reads as what
+// it means, a stuck one with the devices behind.
+func TestRotationOutcomes(t *testing.T) {
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, c := range []struct {
+		r    store.Rotation
+		want string
+	}{
+		{store.Rotation{State: store.RotationStarted}, `<span class="warn">started</span>, converging`},
+		{store.Rotation{State: store.RotationConverged, SettledAt: settled}, `<span class="ok">converged</span> <span class="muted">at 2026-01-02 03:04:05Z</span>`},
+		{store.Rotation{State: store.RotationStuck, Behind: 7, SettledAt: settled}, `<span class="bad">stuck</span>: 7 devices behind`},
+		{store.Rotation{State: store.RotationSuperseded}, `<span class="muted">superseded</span>`},
+		{store.Rotation{State: store.RotationFailed, Detail: "<broker down>"}, `<span class="bad">failed</span> <span class="muted">&lt;broker down&gt;</span>`},
+	} {
+		var sb strings.Builder
+		if err := pages["rotations"].ExecuteTemplate(&sb, "outcome", c.r); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(sb.String(), c.want) {
+			t.Errorf("%s: %s, want %s", c.r.State, sb.String(), c.want)
+		}
 	}
 }
 
