@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -330,46 +331,52 @@ type stateCount struct {
 // Bounds of the dashboard's read of the day's rotations.
 const (
 	dashboardRotationPage  = 1000
-	dashboardRotationPages = 5
+	dashboardRotationPages = 2 // per state
 	dashboardLatest        = 10
 )
 
-// scheduledRotations reads the last day's rotations: ListRotations pages
-// by ascending id only, so it reads up to a bound and keeps the newest.
+// scheduledRotations reads the last day's rotations one state at a time:
+// the store's index by state and time finds them without reading the
+// older history (which a filter on time alone would scan, by id). Each
+// state is read up to a bound; the newest few are kept.
 func (h *Handler) scheduledRotations(ctx context.Context) (recentScheduled, error) {
 	var out recentScheduled
-	f := store.RotationFilter{FiredSince: h.cfg.Service.Now().Add(-24 * time.Hour)}
-	counts := map[store.RotationState]int{}
-	var after int64
-	for page := 0; ; page++ {
-		if page == dashboardRotationPages {
-			out.More = true
-			break
-		}
-		list, err := h.cfg.Service.ListRotations(ctx, f, after, dashboardRotationPage)
+	since := h.cfg.Service.Now().Add(-24 * time.Hour)
+	for _, state := range rotationStates {
+		n, latest, more, err := h.rotationsInState(ctx, store.RotationFilter{State: state, FiredSince: since})
 		if err != nil {
 			return out, err
 		}
-		for _, r := range list {
-			counts[r.State]++
+		if n > 0 {
+			out.Counts = append(out.Counts, stateCount{state, n})
 		}
-		out.Total += len(list)
-		out.Latest = append(out.Latest, list...)
-		if n := len(out.Latest); n > dashboardLatest {
-			out.Latest = out.Latest[n-dashboardLatest:]
+		out.Total += n
+		out.More = out.More || more
+		out.Latest = append(out.Latest, latest...)
+	}
+	slices.SortFunc(out.Latest, func(a, b store.Rotation) int { return cmp.Compare(b.ID, a.ID) })
+	out.Latest = out.Latest[:min(len(out.Latest), dashboardLatest)]
+	return out, nil
+}
+
+// rotationsInState counts the rotations f matches, up to the dashboard's
+// bound (more says it was reached), and returns the newest few.
+func (h *Handler) rotationsInState(ctx context.Context, f store.RotationFilter) (n int, latest []store.Rotation, more bool, err error) {
+	var after int64
+	for range dashboardRotationPages {
+		list, err := h.cfg.Service.ListRotations(ctx, f, after, dashboardRotationPage)
+		if err != nil {
+			return 0, nil, false, err
 		}
+		n += len(list)
+		latest = append(latest, list[max(0, len(list)-dashboardLatest):]...)
+		latest = latest[max(0, len(latest)-dashboardLatest):]
 		if len(list) < dashboardRotationPage {
-			break
+			return n, latest, false, nil
 		}
 		after = list[len(list)-1].ID
 	}
-	slices.Reverse(out.Latest)
-	for _, s := range rotationStates {
-		if counts[s] > 0 {
-			out.Counts = append(out.Counts, stateCount{s, counts[s]})
-		}
-	}
-	return out, nil
+	return n, latest, true, nil
 }
 
 // topicPolicy is the topic page's "Rotation policy" row: the policy that
