@@ -14,6 +14,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/e4"
 )
 
 // Automation: the rotation policies (list, add, pause, resume, remove),
@@ -175,11 +176,20 @@ func (h *Handler) showPolicies(req *request, status int, form policyForm, formEr
 		rows[i] = policyView(p)
 	}
 	data := map[string]any{"Policies": rows, "Form": form, "FormError": formErr, "Admin": req.caller().Scope >= admin,
-		"Kinds": []string{"topic", "client", "c2"}, "Selectors": []string{"exact", "prefix", "filter", "all"}}
+		"Kinds": h.policyKinds(), "Selectors": []string{"exact", "prefix", "filter", "all"}}
 	if len(list) == pageSize {
 		data["Next"] = Prefix + "policies?after=" + url.QueryEscape(list[len(list)-1].Name)
 	}
 	h.renderStatus(req, status, "policies", "Policies", data)
+}
+
+// policyKinds are the kinds of keys a policy may rotate in this mode:
+// client keys in symmetric-key mode, C2's key pair in public-key mode.
+func (h *Handler) policyKinds() []string {
+	if h.cfg.Service.Mode() == e4.PubKey {
+		return []string{"topic", "c2"}
+	}
+	return []string{"topic", "client"}
 }
 
 // policyTarget is a policy change's audit target, as the API writes it

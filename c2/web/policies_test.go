@@ -276,3 +276,23 @@ func between(s, from, to string) string {
 	}
 	return s
 }
+
+// TestPoliciesPublicKey: in PK mode the form offers C2's key pair, not
+// client keys, and a policy rotating it is added and listed.
+func TestPoliciesPublicKey(t *testing.T) {
+	c := startC2(t, e4.PubKey)
+	admin := c.signedIn(c.admin)
+	_, page := admin.get("/ui/policies")
+	kinds := between(page, `<select name="kind">`, "</select>")
+	if !strings.Contains(kinds, `value="c2"`) || strings.Contains(kinds, `value="client"`) {
+		t.Errorf("kinds offered in PK mode: %s", kinds)
+	}
+	form := url.Values{"name": {"c2-yearly"}, "kind": {"c2"}, "selector": {"all"}, "trigger": {"period"}, "span": {"52w"}, "jitter": {"1d"}}
+	if st, page := admin.post("/ui/policies", form); st != http.StatusSeeOther {
+		t.Fatalf("add: %d %s", st, between(page, `id="policy-error"`, "</p>"))
+	}
+	_, page = admin.get("/ui/policies")
+	if row := between(page, `<tr class="policy"`, "</tr>"); !strings.Contains(row, "<td>c2</td>") || !strings.Contains(row, "every 52w") || !strings.Contains(row, "±1d") {
+		t.Errorf("C2 key policy listed: %s", row)
+	}
+}
