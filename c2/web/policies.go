@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/store"
@@ -125,6 +127,9 @@ func (f policyForm) policy() (c2.Policy, error) {
 		p.Pattern = ""
 	}
 	var errs []error
+	for _, field := range []struct{ name, value string }{{"pattern", f.Pattern}, {"event", f.OnEvent}, {"kind", f.Kind}, {"selector", f.Selector}} {
+		errs = append(errs, checkText(field.name, field.value))
+	}
 	span := func(field, s string) time.Duration {
 		d, err := parseSpan(field, s)
 		errs = append(errs, err)
@@ -230,9 +235,32 @@ func policyErrorText(err error) string {
 	return strings.Join(lines, "; ")
 }
 
+// maxReasonLen bounds a pause's reason.
+const maxReasonLen = 500
+
+// checkText refuses a field the API would refuse too: invalid UTF-8 or a
+// control character (which would break the log and the audit lines).
+func checkText(field, s string) error {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return fmt.Errorf("%w: %s must be valid UTF-8 without control characters", c2.ErrInvalidArgument, field)
+	}
+	return nil
+}
+
 func (h *Handler) pausePolicy(req *request) {
 	name, reason := req.PostFormValue("name"), strings.TrimSpace(req.PostFormValue("reason"))
-	err := req.audited("PausePolicy", policyTarget(name), func(ctx context.Context) error {
+	if reason == "" {
+		reason = "paused by " + req.caller().Actor // as the API
+	}
+	err := checkText("reason", reason)
+	if err == nil && len(reason) > maxReasonLen {
+		err = fmt.Errorf("%w: the reason is %d bytes, the limit is %d", c2.ErrInvalidArgument, len(reason), maxReasonLen)
+	}
+	if err != nil {
+		h.failed(req, err)
+		return
+	}
+	err = req.audited("PausePolicy", policyTarget(name), func(ctx context.Context) error {
 		return h.cfg.Service.PausePolicy(ctx, name, reason)
 	})
 	if err != nil {

@@ -44,6 +44,7 @@ func TestPoliciesPage(t *testing.T) {
 		{func(v url.Values) { v.Set("trigger", "") }, "choose a period, a maximum key age or an event"},
 		{func(v url.Values) { v.Set("selector", "filter"); v.Set("pattern", "plant/#/x") }, "filter"},
 		{func(v url.Values) { v.Set("kind", "c2"); v.Set("selector", "all") }, "public-key mode"},
+		{func(v url.Values) { v.Set("selector", "prefix"); v.Set("pattern", "plant/\x00") }, "pattern must be valid UTF-8 without control characters"},
 	} {
 		form := weeklyForm(name, topic)
 		bad.edit(form)
@@ -112,6 +113,25 @@ func TestPoliciesPage(t *testing.T) {
 	if _, ok, _ := c.svc.NextRotation(ctx, store.TargetTopic, topic); ok {
 		t.Error("a paused policy still schedules the topic")
 	}
+	// A reason with a control character or too long is refused, and an
+	// empty one says who paused, as the API does.
+	for _, reason := range []string{"line\nbreak", strings.Repeat("r", 501)} {
+		if st, _ := admin.post("/ui/policy/pause", url.Values{"name": {name}, "reason": {reason}}); st != http.StatusBadRequest {
+			t.Errorf("pause reason %.20q: %d, want 400", reason, st)
+		}
+	}
+	if p, _ := c.svc.GetPolicy(ctx, name); p.PausedReason != "firmware <b>freeze</b>" {
+		t.Errorf("a refused pause changed the reason to %q", p.PausedReason)
+	}
+	if st, _ := admin.post("/ui/policy/resume", url.Values{"name": {name}}); st != http.StatusSeeOther {
+		t.Fatalf("resume: %d", st)
+	}
+	if st, _ := admin.post("/ui/policy/pause", url.Values{"name": {name}}); st != http.StatusSeeOther {
+		t.Fatalf("pause without a reason: %d", st)
+	}
+	if p, _ := c.svc.GetPolicy(ctx, name); p.PausedReason != "paused by token:admin" {
+		t.Errorf("pause without a reason: %q", p.PausedReason)
+	}
 	if st, _ := admin.post("/ui/policy/resume", url.Values{"name": {name}}); st != http.StatusSeeOther {
 		t.Fatalf("resume: %d", st)
 	}
@@ -158,7 +178,7 @@ func TestPoliciesPage(t *testing.T) {
 			t.Errorf("audit actor %q", r.Actor)
 		}
 	}
-	want := "AddPolicy:InvalidArgument AddPolicy:InvalidArgument AddPolicy:InvalidArgument AddPolicy:ok PausePolicy:ok ResumePolicy:ok RemovePolicy:ok RemovePolicy:NotFound"
+	want := "AddPolicy:InvalidArgument AddPolicy:InvalidArgument AddPolicy:InvalidArgument AddPolicy:ok PausePolicy:ok ResumePolicy:ok PausePolicy:ok ResumePolicy:ok RemovePolicy:ok RemovePolicy:NotFound"
 	if strings.Join(got, " ") != want {
 		t.Errorf("audit records:\n %s\nwant\n %s", strings.Join(got, " "), want)
 	}
