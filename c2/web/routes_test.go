@@ -41,7 +41,7 @@ func (c *testC2) stateCounts() string {
 	policies, _ := c.svc.ListPolicies(ctx, "", 100)
 	var paused []string
 	for _, p := range policies {
-		paused = append(paused, p.PausedReason)
+		paused = append(paused, p.PausedReason+" since "+p.StartedAt.String())
 	}
 	return fmt.Sprintf("clients=%d topics=%d members=%d tokens=%d revoked=%d version=%d policies=%d paused=%q",
 		clients, topics, members, len(tokens), revoked, info.KeyVersion, len(policies), paused)
