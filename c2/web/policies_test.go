@@ -99,6 +99,20 @@ func TestPoliciesPage(t *testing.T) {
 		t.Errorf("topic page's policy row: %s, want the policy and %s", cell, plan.DueAt)
 	}
 
+	// Changing policies needs admin, as the API's policy calls: an
+	// operator may not, even with the right CSRF token.
+	operator := c.signedIn(c.operator)
+	for _, path := range []string{"/ui/policies", "/ui/policy/pause", "/ui/policy/resume", "/ui/policy/remove"} {
+		form := weeklyForm("ops-"+name, topic)
+		form.Set("name", name)
+		if st, page := operator.post(path, form); st != http.StatusForbidden || !strings.Contains(page, "needs the admin role") {
+			t.Errorf("POST %s by an operator: %d, want 403 for the admin role", path, st)
+		}
+	}
+	if p, _ := c.svc.GetPolicy(ctx, name); p.PausedReason != "" {
+		t.Errorf("an operator paused the policy: %q", p.PausedReason)
+	}
+
 	// Pause with a reason, resume, remove.
 	if st, _ := admin.post("/ui/policy/pause", url.Values{"name": {name}, "reason": {"firmware <b>freeze</b>"}}); st != http.StatusSeeOther {
 		t.Fatalf("pause: %d", st)
