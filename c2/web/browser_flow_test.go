@@ -309,6 +309,7 @@ func browsePolicies(t *testing.T, b *tab, topicPath string) {
 	if got := b.text("#rotation-policy"); !strings.Contains(got, name) || !strings.Contains(got, "next due") {
 		t.Errorf("the topic's policy row: %s", got)
 	}
+	b.shot("topic-policy")
 	b.open("/ui/policies")
 	b.submit(".policy form.pause", map[string]string{"reason": "firmware freeze"})
 	b.expectFlash("paused")

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -328,5 +329,27 @@ func TestPoliciesPublicKey(t *testing.T) {
 	_, page = admin.get("/ui/policies")
 	if row := between(page, `<tr class="policy"`, "</tr>"); !strings.Contains(row, "<td>c2</td>") || !strings.Contains(row, "every 52w") || !strings.Contains(row, "±1d") {
 		t.Errorf("C2 key policy listed: %s", row)
+	}
+}
+
+// TestPoliciesPaginate: the policy list pages by name, 50 a page, with a
+// link to the next.
+func TestPoliciesPaginate(t *testing.T) {
+	c := startC2(t, e4.SymKey)
+	ctx := context.Background()
+	for i := range pageSize + 1 {
+		p := store.Policy{Name: fmt.Sprintf("p%03d", i), Kind: store.TargetTopic, Selector: store.SelectPrefix, Pattern: "x/", Period: time.Hour}
+		if _, err := c.svc.AddPolicy(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader := c.signedIn(c.reader)
+	_, page := reader.get("/ui/policies")
+	if n := strings.Count(page, `<tr class="policy"`); n != pageSize || !strings.Contains(page, `href="/ui/policies?after=p049"`) {
+		t.Fatalf("first page: %d rows, next link %q", n, between(page, `class="pager"`, "</p>"))
+	}
+	_, page = reader.get("/ui/policies?after=p049")
+	if n := strings.Count(page, `<tr class="policy"`); n != 1 || !strings.Contains(page, `data-name="p050"`) || strings.Contains(page, `class="pager"`) {
+		t.Fatalf("second page: %d rows", n)
 	}
 }
