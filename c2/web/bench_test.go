@@ -64,6 +64,12 @@ func render(tb testing.TB, h *Handler, sessionID, path string) string {
 // fleetHandler builds a database of n clients and an interface over it
 // with an admin session.
 func fleetHandler(tb testing.TB, n int) (*Handler, string) {
+	h, sid, _ := fleetHandlerStore(tb, n)
+	return h, sid
+}
+
+// fleetHandlerStore is fleetHandler, also returning the store.
+func fleetHandlerStore(tb testing.TB, n int) (*Handler, string, store.Store) {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "c2.db"))
 	if err != nil {
@@ -85,7 +91,8 @@ func fleetHandler(tb testing.TB, n int) (*Handler, string) {
 	if _, err := api.BootstrapToken(ctx, st, filepath.Join(tb.TempDir(), "admin.token")); err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := api.New(api.Config{Service: svc, Store: st, Events: hub, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Plaintext: true})
+	srv, err := api.New(api.Config{Service: svc, Store: st, Events: hub, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Plaintext: true,
+		RatePerSecond: -1}) // the benchmarks measure rendering, not the rate limit
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -102,7 +109,7 @@ func fleetHandler(tb testing.TB, n int) (*Handler, string) {
 		tb.Fatal(err)
 	}
 	s, _ := h.sessions.create(caller)
-	return h, s.id
+	return h, s.id, st
 }
 
 // bulkClients inserts n named clients, 10,000 per transaction. They share

@@ -163,6 +163,8 @@ func TestBrowserSymmetricKey(t *testing.T) {
 	}
 	b.shot("import-finished")
 
+	browsePolicies(t, b, topicPath)
+
 	// Membership removal, reset and removal of a client.
 	b.open(topicPath)
 	b.clickAndWait("#members form button")
@@ -196,11 +198,6 @@ func TestBrowserSymmetricKey(t *testing.T) {
 	b.clickAndWait("#revoke-ops")
 	b.expectFlash("revoked")
 	b.shot("tokens")
-	b.open("/ui/policies")
-	if !b.has("#policies") {
-		t.Error("policies page")
-	}
-	b.shot("policies")
 	b.open("/ui/pk")
 	if !b.has("#pk-off") {
 		t.Error("the PK page in SK mode")
@@ -281,5 +278,58 @@ func TestBrowserPublicKey(t *testing.T) {
 	}
 	if strings.Contains(html, hex.EncodeToString(pub)) || !strings.Contains(html, fingerprint(pub)) {
 		t.Error("the client page shows the public key, or not its fingerprint")
+	}
+}
+
+// browsePolicies adds a weekly policy on plant/telemetry through the
+// form (after a refused one), sees it listed, in the week's preview and
+// on the topic page, then pauses, resumes and removes it.
+func browsePolicies(t *testing.T, b *tab, topicPath string) {
+	t.Helper()
+	name := "weekly-" + xss
+	fields := map[string]string{"name": name, "pattern": "plant/telemetry", "span": "1w", "jitter": "4d"}
+	b.open("/ui/policies")
+	b.submit("#add-policy", fields)
+	if !b.has("#policy-error") || !strings.Contains(b.text("#policy-error"), "jitter at most half") {
+		t.Fatalf("a refused policy: %s", b.text("main"))
+	}
+	b.shot("policy-refused")
+	b.submit("#add-policy", map[string]string{"jitter": "1h"}) // the form kept the rest
+	b.expectFlash("added")
+	if got := b.text("#policies"); !strings.Contains(got, name) || !strings.Contains(got, "every 1w") || !strings.Contains(got, "±1h") {
+		t.Errorf("policies listed: %s", got)
+	}
+	b.shot("policies")
+	b.open("/ui/rotations?within=1w")
+	if got := b.text("#preview"); !strings.Contains(got, "plant/telemetry") || !strings.Contains(got, name) {
+		t.Errorf("the week's preview: %s", got)
+	}
+	b.shot("rotations-preview")
+	b.open(topicPath)
+	if got := b.text("#rotation-policy"); !strings.Contains(got, name) || !strings.Contains(got, "next due") {
+		t.Errorf("the topic's policy row: %s", got)
+	}
+	b.shot("topic-policy")
+	b.open("/ui/policies")
+	b.submit(".policy form.pause", map[string]string{"reason": "firmware freeze"})
+	b.expectFlash("paused")
+	if got := b.text(".policy td.state"); !strings.Contains(got, "paused") || !strings.Contains(got, "firmware freeze") {
+		t.Errorf("paused policy: %s", got)
+	}
+	b.shot("policy-paused")
+	b.open("/ui/rotations?within=1w")
+	if got := b.text("#preview"); strings.Contains(got, "plant/telemetry") {
+		t.Errorf("a paused policy in the preview: %s", got)
+	}
+	b.open("/ui/policies")
+	b.clickAndWait(".policy form.resume button")
+	b.expectFlash("resumed")
+	if got := b.text(".policy td.state"); !strings.Contains(got, "running") {
+		t.Errorf("resumed policy: %s", got)
+	}
+	b.clickAndWait(".policy form.remove button") // confirmation accepted
+	b.expectFlash("removed")
+	if got := b.text("#policies"); !strings.Contains(got, "No policy") {
+		t.Errorf("after removal: %s", got)
 	}
 }

@@ -50,6 +50,11 @@ func (h *Handler) dashboard(req *request) {
 	if health.Transport != nil {
 		data["TransportError"] = health.Transport.Error()
 	}
+	if sched, err := h.scheduledRotations(ctx); err == nil {
+		data["Scheduled"] = sched
+	} else {
+		h.log.Warn("web: reading the scheduler's rotations", "err", err)
+	}
 	if stats, err := h.cfg.Service.MonitorStats(ctx); err == nil {
 		data["Monitor"] = monitorSummary(stats)
 	}
@@ -144,12 +149,6 @@ func (h *Handler) monitorPage(req *request) {
 		}
 	}
 	h.render(req, "monitor", "Monitor", map[string]any{"Stats": monitorSummary(stats), "Tops": tops})
-}
-
-// policiesPage is the place of the automation policies; their API is
-// not part of this interface yet.
-func (h *Handler) policiesPage(req *request) {
-	h.render(req, "policies", "Policies", nil)
 }
 
 // auditPage lists audit records matching the filters, by id after

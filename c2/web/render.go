@@ -36,7 +36,8 @@ func nav(scope api.Scope, mode e4.Mode, current string) []navItem {
 	if mode == e4.PubKey {
 		items = append(items, navItem{Prefix + "pk", "Public keys", false})
 	}
-	items = append(items, navItem{Prefix + "monitor", "Monitor", false}, navItem{Prefix + "policies", "Policies", false})
+	items = append(items, navItem{Prefix + "monitor", "Monitor", false}, navItem{Prefix + "policies", "Policies", false},
+		navItem{Prefix + "rotations", "Rotations", false})
 	if scope >= api.ScopeAdmin {
 		items = append(items, navItem{Prefix + "audit", "Audit log", false}, navItem{Prefix + "tokens", "Tokens", false})
 	}
@@ -73,8 +74,9 @@ var funcs = template.FuncMap{
 		}
 		return n * 300 / m
 	},
-	"add": func(a, b int) int { return a + b },
-	"mul": func(a, b int) int { return a * b },
+	"add":      func(a, b int) int { return a + b },
+	"spanText": spanText,
+	"mul":      func(a, b int) int { return a * b },
 }
 
 // parsePages parses each page template with the layout.

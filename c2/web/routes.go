@@ -67,9 +67,14 @@ func (h *Handler) routes() []route {
 		{Method: "POST", Path: Prefix + "pk/rotate-c2", Scope: admin, handle: (*Handler).pkRotateC2},
 
 		{Method: "GET", Path: Prefix + "monitor", Scope: read, handle: (*Handler).monitorPage},
-		// Policies: the automation API lands later; the page is a place
-		// holder and changes nothing.
+		// Automation: changing a policy needs admin, as the API's
+		// AddPolicy, PausePolicy, ResumePolicy and RemovePolicy.
 		{Method: "GET", Path: Prefix + "policies", Scope: read, handle: (*Handler).policiesPage},
+		{Method: "POST", Path: Prefix + "policies", Scope: admin, handle: (*Handler).addPolicy},
+		{Method: "POST", Path: Prefix + "policy/pause", Scope: admin, handle: (*Handler).pausePolicy},
+		{Method: "POST", Path: Prefix + "policy/resume", Scope: admin, handle: (*Handler).resumePolicy},
+		{Method: "POST", Path: Prefix + "policy/remove", Scope: admin, handle: (*Handler).removePolicy},
+		{Method: "GET", Path: Prefix + "rotations", Scope: read, handle: (*Handler).rotationsPage},
 
 		{Method: "GET", Path: Prefix + "audit", Scope: admin, handle: (*Handler).auditPage},
 		{Method: "GET", Path: Prefix + "tokens", Scope: admin, handle: (*Handler).tokenList},

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/store"
@@ -37,7 +38,13 @@ func (c *testC2) stateCounts() string {
 		}
 	}
 	info, _ := c.svc.GetTopic(ctx, "plant/victim")
-	return fmt.Sprintf("clients=%d topics=%d members=%d tokens=%d revoked=%d version=%d", clients, topics, members, len(tokens), revoked, info.KeyVersion)
+	policies, _ := c.svc.ListPolicies(ctx, "", 100)
+	var paused []string
+	for _, p := range policies {
+		paused = append(paused, p.PausedReason+" since "+p.StartedAt.String())
+	}
+	return fmt.Sprintf("clients=%d topics=%d members=%d tokens=%d revoked=%d version=%d policies=%d paused=%q",
+		clients, topics, members, len(tokens), revoked, info.KeyVersion, len(policies), paused)
 }
 
 // TestRouteTableRefusesChanges: every route that changes state refuses a
@@ -57,11 +64,16 @@ func TestRouteTableRefusesChanges(t *testing.T) {
 	if err := c.svc.AddMember(ctx, victim.ID, "plant/victim"); err != nil {
 		t.Fatal(err)
 	}
+	// A policy the forms name: refused removals, pauses and adds leave it.
+	if _, err := c.svc.AddPolicy(ctx, store.Policy{Name: "viewer", Kind: store.TargetTopic, Selector: store.SelectAll, Period: 7 * 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
 	reader, admin, anonymous := c.signedIn(c.reader), c.signedIn(c.admin), c.newBrowser()
 	// Forms that would change something if they got through.
 	form := func() url.Values {
 		return url.Values{"id": {victim.ID.String()}, "name": {"viewer"}, "client": {"victim"}, "source": {"victim"},
-			"target": {"victim"}, "scope": {"admin"}, "mode": {"no"}}
+			"target": {"victim"}, "scope": {"admin"}, "mode": {"no"}, "kind": {"topic"}, "selector": {"all"}, "trigger": {"period"},
+			"span": {"1d"}, "reason": {"refused"}}
 	}
 	before := c.stateCounts()
 	changing := 0
@@ -370,7 +382,7 @@ func TestNoKeyMaterialInPages(t *testing.T) {
 	if st, _ := admin.post("/ui/imports/"+job+"/keys", nil); st == http.StatusOK {
 		t.Fatal("the generated keys could be downloaded twice")
 	}
-	pages := []string{"/ui/", "/ui/clients", "/ui/topics", "/ui/pk", "/ui/monitor", "/ui/policies", "/ui/audit", "/ui/tokens",
+	pages := []string{"/ui/", "/ui/clients", "/ui/topics", "/ui/pk", "/ui/monitor", "/ui/policies", "/ui/rotations", "/ui/rotations?within=1w", "/ui/audit", "/ui/tokens",
 		"/ui/imports/" + job, "/ui/imports/" + job + "/status", "/ui/topic?name=plant%2Fa", "/ui/topic?name=plant%2Fb", "/ui/clients?q=imp-1"}
 	for _, id := range append(clientIDs, e4.IDFromName("imp-1")) {
 		pages = append(pages, "/ui/client?id="+id.String())

@@ -99,7 +99,15 @@ func (h *Handler) topicDetail(req *request) {
 		h.failed(req, err)
 		return
 	}
+	plan, covered, err := h.topicPolicy(ctx, name)
+	if err != nil {
+		h.failed(req, err)
+		return
+	}
 	data := map[string]any{"Topic": info, "State": st, "Members": members, "Behind": behind, "Hash": hex.EncodeToString(info.Hash[:])}
+	if covered {
+		data["Plan"] = plan
+	}
 	if len(ids) == pageSize {
 		data["Next"] = topicURL(name) + "&after=" + ids[len(ids)-1].String()
 	}
