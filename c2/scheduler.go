@@ -790,12 +790,70 @@ func (s *Service) outcome(ctx context.Context, rec store.Rotation, now time.Time
 			case late:
 				state, behind, detail = store.RotationStuck, 1, "the device has not confirmed its new key"
 			}
+		case store.TargetC2:
+			var err error
+			state, behind, detail, err = s.c2Outcome(tx, rec, late)
+			return err
 		}
-		// C2 key pair rotations stay started: the devices' acknowledgements
-		// of C2's public key are not summed up yet.
 		return nil
 	})
 	return state, behind, detail, err
+}
+
+// c2Outcome says where a rotation of C2's key pair is: superseded by a
+// later one, else counted against the public key stored now (the one it
+// made) over the clients that existed when it fired, like a topic's
+// members against its key.
+func (s *Service) c2Outcome(tx store.Tx, rec store.Rotation, late bool) (store.RotationState, int64, string, error) {
+	ptx, err := policyTx(tx)
+	if err != nil {
+		return "", 0, "", err
+	}
+	newer, err := newerC2Rotation(ptx, rec.ID)
+	if err != nil || newer {
+		return store.RotationSuperseded, 0, "a newer C2 key pair replaced it", err
+	}
+	private, err := s.openSetting(tx, settingC2Key)
+	if err != nil {
+		return "", 0, "", err
+	}
+	public, err := x25519Public(private)
+	if err != nil {
+		return "", 0, "", err
+	}
+	c, err := ptx.C2KeyCounts(public, rec.FiredAt)
+	if err != nil {
+		return "", 0, "", err
+	}
+	unknown := c.Clients - c.Current - c.BehindAcknowledging
+	detail := fmt.Sprintf("%d of %d clients acknowledged C2's public key; %d behind; %d do not acknowledge", c.Current, c.Clients, c.BehindAcknowledging, unknown)
+	switch {
+	case c.BehindAcknowledging == 0:
+		return store.RotationConverged, 0, detail, nil
+	case late:
+		return store.RotationStuck, c.BehindAcknowledging, detail, nil
+	}
+	return store.RotationStarted, 0, detail, nil
+}
+
+// newerC2Rotation reports whether a rotation of C2's key pair recorded
+// after the one of id made a key (one that failed did not).
+func newerC2Rotation(ptx store.PolicyTx, id int64) (bool, error) {
+	for {
+		list, err := ptx.ListRotations(store.RotationFilter{Kind: store.TargetC2}, id, MaxLimit)
+		if err != nil {
+			return false, err
+		}
+		for _, r := range list {
+			if r.State != store.RotationFailed {
+				return true, nil
+			}
+		}
+		if len(list) < MaxLimit {
+			return false, nil
+		}
+		id = list[len(list)-1].ID
+	}
 }
 
 // pauseIfBehind pauses a policy whose stuck rotations since it started

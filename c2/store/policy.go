@@ -176,4 +176,22 @@ type PolicyTx interface {
 	ClientKeyCreatedAt(id e4.ID) (time.Time, error)
 	// SetClientKeyCreatedAt records when a client's key was made.
 	SetClientKeyCreatedAt(id e4.ID, at time.Time) error
+
+	// C2KeyCounts sums up the clients created at or before since against
+	// the C2 public key publicKey (PK mode): how many acknowledged holding
+	// it, and how many of the others acknowledge commands.
+	C2KeyCounts(publicKey []byte, since time.Time) (C2KeyCounts, error)
+}
+
+// C2KeyCounts sums up the devices against a C2 public key, like
+// TopicCounts for a topic key.
+type C2KeyCounts struct {
+	// Clients counts the clients that existed when the key was made.
+	Clients int64
+	// Current counts those whose device acknowledged holding the key.
+	Current int64
+	// BehindAcknowledging counts those behind whose devices acknowledge:
+	// a repair will reach them. The others behind (Clients - Current -
+	// BehindAcknowledging) never acknowledge; C2 cannot know their state.
+	BehindAcknowledging int64
 }

@@ -372,3 +372,52 @@ func testClientKeyTime(t *testing.T, s store.Store) {
 		return nil
 	})
 }
+
+// testC2KeyCounts: the devices of the clients that existed when a C2 key
+// was made are counted against it: acknowledged, behind and acknowledging,
+// behind and not (or not known to be) acknowledging; later clients are not.
+func testC2KeyCounts(t *testing.T, s store.Store) {
+	r := newRand(t)
+	ids := insertClients(t, s, r, 6)
+	late := newClient(r, "")
+	late.CreatedAt = base.Add(2 * time.Hour)
+	update(t, s, func(tx store.Tx) error { return tx.InsertClient(late) })
+	key, old := []byte("c2 public key, current"), []byte("c2 public key, previous")
+	states := []store.DeviceState{
+		{ClientID: ids[0], AckMode: store.AckAuto, AcksSeen: true, C2KeyAcked: key}, // current
+		{ClientID: ids[1], AckMode: store.AckAuto, AcksSeen: true, C2KeyAcked: old}, // behind, acknowledges
+		// ids[2] has no state row: behind, not known to acknowledge
+		{ClientID: ids[3], AckMode: store.AckYes},                 // behind, acknowledges
+		{ClientID: ids[4], AckMode: store.AckNo, C2KeyAcked: key}, // current
+		{ClientID: ids[5], AckMode: store.AckNo, C2KeyAcked: old}, // behind, does not acknowledge
+		{ClientID: late.ID, AckMode: store.AckYes},                // joined after the key: not counted
+	}
+	update(t, s, func(tx store.Tx) error {
+		for _, ds := range states {
+			if err := tx.PutDeviceState(ds); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		c, err := policies(t, tx).C2KeyCounts(key, base.Add(time.Hour))
+		ok(t, "C2KeyCounts", err)
+		if want := (store.C2KeyCounts{Clients: 6, Current: 2, BehindAcknowledging: 2}); c != want {
+			t.Fatalf("C2KeyCounts: %+v, want %+v", c, want)
+		}
+		c, err = policies(t, tx).C2KeyCounts(old, base.Add(3*time.Hour))
+		ok(t, "C2KeyCounts(old)", err)
+		if want := (store.C2KeyCounts{Clients: 7, Current: 2, BehindAcknowledging: 3}); c != want {
+			t.Fatalf("C2KeyCounts(previous key): %+v, want %+v", c, want)
+		}
+		c, err = policies(t, tx).C2KeyCounts(key, base.Add(-time.Second))
+		ok(t, "C2KeyCounts(before every client)", err)
+		if c != (store.C2KeyCounts{}) {
+			t.Fatalf("C2KeyCounts before any client existed: %+v", c)
+		}
+		_, err = policies(t, tx).C2KeyCounts(nil, base)
+		wantFailure(t, "C2KeyCounts without a key", err)
+		return nil
+	})
+}

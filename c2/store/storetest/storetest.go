@@ -98,6 +98,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentClaimDue", testConcurrentClaimDue},
 		{"RotationRecords", testRotationRecords},
 		{"ClientKeyTime", testClientKeyTime},
+		{"C2KeyCounts", testC2KeyCounts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
