@@ -52,8 +52,9 @@ const (
 	EventPolicyPaused EventKind = "policy_paused"
 	// EventPolicyResumed: a rotation policy was resumed (Detail: its name).
 	EventPolicyResumed EventKind = "policy_resumed"
-	// EventRotationStuck: members were still behind an automatic rotation
-	// AutomationConfig.StuckAfter after it fired (Detail: the counts).
+	// EventRotationStuck: devices were still behind a rotation (automatic
+	// or not) AutomationConfig.StuckAfter after it was made (Detail: the
+	// counts).
 	EventRotationStuck EventKind = "rotation_stuck"
 )
 

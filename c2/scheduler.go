@@ -718,9 +718,12 @@ func (s *Service) settle(ctx context.Context, now time.Time, r *TickReport) erro
 			return err
 		}
 		r.Settled++
-		if state == store.RotationStuck && rec.Policy != "" {
+		if state != store.RotationStuck {
+			continue
+		}
+		s.emit(Event{Kind: EventRotationStuck, Topic: rotationTopic(rec), Detail: detail})
+		if rec.Policy != "" {
 			stuckPolicies[rec.Policy] = true
-			s.emit(Event{Kind: EventRotationStuck, Topic: rotationTopic(rec), Detail: detail})
 		}
 	}
 	for name := range stuckPolicies {

@@ -76,7 +76,7 @@ type Due struct {
 	LeaseUntil time.Time
 }
 
-// RotationState is where a rotation the scheduler fired is.
+// RotationState is where a rotation is.
 type RotationState string
 
 // The states of a rotation.
@@ -88,7 +88,8 @@ const (
 	RotationFailed     RotationState = "failed"
 )
 
-// Rotation records one rotation the scheduler fired and its outcome.
+// Rotation records one rotation (fired by the scheduler or not: Policy
+// empty, Reason "manual" or the event) and its outcome.
 type Rotation struct {
 	ID       int64 // assigned by the store
 	Kind     TargetKind

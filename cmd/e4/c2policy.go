@@ -382,7 +382,7 @@ func newC2PolicyRotationsCommand(f *c2Flags) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:     "rotations",
-		Short:   "List the rotations the scheduler fired and their outcome",
+		Short:   "List every key rotation (by policy or not) and its outcome",
 		Example: `  e4 c2 policy rotations --policy firmware-weekly --state stuck`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -398,9 +398,9 @@ func newC2PolicyRotationsCommand(f *c2Flags) *cobra.Command {
 				rows := make([][]string, len(res.Rotations))
 				for i, r := range res.Rotations {
 					rows[i] = []string{strconv.FormatInt(r.Id, 10), r.FiredAt.AsTime().Format(time.RFC3339), r.Kind, r.Target,
-						r.Policy, r.State, strconv.FormatInt(r.Commands, 10), r.Detail}
+						r.Policy, r.Reason, r.State, strconv.FormatInt(r.Commands, 10), r.Detail}
 				}
-				return s.table([]string{"ID", "FIRED", "KIND", "TARGET", "POLICY", "STATE", "COMMANDS", "DETAIL"}, rows)
+				return s.table([]string{"ID", "FIRED", "KIND", "TARGET", "POLICY", "REASON", "STATE", "COMMANDS", "DETAIL"}, rows)
 			})
 		},
 	}
