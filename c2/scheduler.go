@@ -50,6 +50,10 @@ type AutomationConfig struct {
 	// together, so a crash loses neither. Zero rotates in the removal's
 	// own transaction.
 	CoalesceLeaves time.Duration
+	// IdleAfter, when set, makes the scheduler report EventDeviceIdle for
+	// the devices not heard from for this long (checked every Rescan; one
+	// replica reports each device once per silence). Zero reports none.
+	IdleAfter time.Duration
 }
 
 func (c AutomationConfig) withDefaults() AutomationConfig {
@@ -103,6 +107,8 @@ type scheduler struct {
 	triggers  map[string]string // topic -> event, to schedule
 	lastScan  time.Time
 	settleCur int64
+	idleScan  time.Time // last look for idle devices
+	idleMore  bool      // it found a full page: look again next tick
 }
 
 type ruleHit struct{ rule, topic string }
@@ -156,6 +162,9 @@ func (s *Service) SchedulerTick(ctx context.Context) (TickReport, error) {
 	var r TickReport
 	now := s.now().UTC()
 	if err := s.loadRules(ctx, now); err != nil {
+		return r, err
+	}
+	if err := s.scanIdle(ctx, now); err != nil {
 		return r, err
 	}
 	if err := s.flushTriggers(ctx, now, &r); err != nil {

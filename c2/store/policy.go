@@ -182,6 +182,18 @@ type PolicyTx interface {
 	// the C2 public key publicKey (PK mode): how many acknowledged holding
 	// it, and how many of the others acknowledge commands.
 	C2KeyCounts(publicKey []byte, since time.Time) (C2KeyCounts, error)
+
+	// IdleClients lists the clients whose device was last heard from
+	// before before, after the given one in the order of their last
+	// contact then id (a zero SeenClient for the first page). Devices never
+	// heard from are not listed.
+	IdleClients(after SeenClient, before time.Time, limit int) ([]SeenClient, error)
+}
+
+// SeenClient is a client and when C2 last heard from its device.
+type SeenClient struct {
+	ID       e4.ID
+	LastSeen time.Time
 }
 
 // C2KeyCounts sums up the devices against a C2 public key, like

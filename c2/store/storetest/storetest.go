@@ -99,6 +99,7 @@ func Run(t *testing.T, open Opener) {
 		{"RotationRecords", testRotationRecords},
 		{"ClientKeyTime", testClientKeyTime},
 		{"C2KeyCounts", testC2KeyCounts},
+		{"IdleClients", testIdleClients},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

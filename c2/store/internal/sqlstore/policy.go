@@ -50,6 +50,10 @@ const (
 	qC2KeyCounts = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN cs.c2_key_acked = $2 THEN 1 ELSE 0 END), 0), " +
 		"COALESCE(SUM(CASE WHEN (cs.c2_key_acked IS NULL OR cs.c2_key_acked <> $2) AND " + acknowledging + " THEN 1 ELSE 0 END), 0) " +
 		"FROM clients AS c LEFT JOIN client_state AS cs ON cs.client_id = c.id WHERE c.created_at <= $1"
+	// No index on last_seen: the scheduler pages through it rarely (every
+	// AutomationConfig.Rescan, only with IdleAfter set).
+	qIdleClients = "SELECT client_id, last_seen FROM client_state WHERE last_seen < $3 AND " +
+		"(last_seen > $1 OR (last_seen = $1 AND client_id > $2)) ORDER BY last_seen, client_id LIMIT $4"
 	scheduleUpsert   = " ON CONFLICT (kind, target) DO UPDATE SET due_at = excluded.due_at WHERE excluded.due_at < rotation_due.due_at"
 	scheduleIfAbsent = " ON CONFLICT (kind, target) DO NOTHING"
 )
@@ -58,7 +62,7 @@ const (
 func policyQueries() []string {
 	return []string{qPutPolicy, qGetPolicy, qDeletePolicy, qListPolicies, qPoliciesFor, qEventPolicies, qHasPolicies,
 		qPutDue, qMergeEvent, qGetDue, qDeleteDue, qCountDue, qListDue, qInsertRotation, qSettleRotation,
-		qClientKeyTime, qSetClientKeyAt, qC2KeyCounts}
+		qClientKeyTime, qSetClientKeyAt, qC2KeyCounts, qIdleClients}
 }
 
 // claimDueQuery leases the earliest due rows with a free or expired
@@ -454,4 +458,26 @@ func (t *tx) C2KeyCounts(publicKey []byte, since time.Time) (store.C2KeyCounts, 
 		return c, r.Scan(&c.Clients, &c.Current, &c.BehindAcknowledging)
 	}, qC2KeyCounts, t.at(since), publicKey)
 	return c, err
+}
+
+// IdleClients lists the clients last heard from before before, by last
+// contact then id after after.
+func (t *tx) IdleClients(after store.SeenClient, before time.Time, limit int) ([]store.SeenClient, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	return all(t, func(r rowScanner) (store.SeenClient, error) {
+		var (
+			c    store.SeenClient
+			id   []byte
+			seen dbTime
+		)
+		if err := r.Scan(&id, &seen); err != nil {
+			return c, err
+		}
+		var err error
+		c.ID, err = toID(id, "client_state.client_id")
+		c.LastSeen = seen.t
+		return c, err
+	}, qIdleClients, t.at(after.LastSeen), after.ID[:], t.at(before), limit)
 }
