@@ -22,11 +22,12 @@ type automationSettings struct {
 	StuckAfter     time.Duration `yaml:"stuck_after"`
 	Tick           time.Duration `yaml:"tick"`
 	Lease          time.Duration `yaml:"lease"`
+	IdleAfter      time.Duration `yaml:"idle_after"`
 }
 
 func (a automationSettings) config() c2.AutomationConfig {
 	return c2.AutomationConfig{Disabled: a.Disabled, Budget: a.Budget, CoalesceLeaves: a.CoalesceLeaves,
-		StuckAfter: a.StuckAfter, Tick: a.Tick, Lease: a.Lease}
+		StuckAfter: a.StuckAfter, Tick: a.Tick, Lease: a.Lease, IdleAfter: a.IdleAfter}
 }
 
 // policyExamples are the examples of "e4 c2 policy"; the CLI test runs
