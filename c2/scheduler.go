@@ -104,7 +104,7 @@ type scheduler struct {
 	rules     []store.Policy // event rules
 	rulesAt   time.Time      // when rules was loaded; zero: reload
 	counts    map[ruleHit][]time.Time
-	triggers  map[string]string // topic -> event, to schedule
+	triggers  map[string]trigger // topic -> rotation asked, to schedule
 	lastScan  time.Time
 	settleCur int64
 	idleScan  time.Time // last look for idle devices
@@ -113,8 +113,15 @@ type scheduler struct {
 
 type ruleHit struct{ rule, topic string }
 
+// trigger is a rotation an event rule asked for: its event ("rule:NAME")
+// and the time of the first event it counted.
+type trigger struct {
+	event string
+	since time.Time
+}
+
 func newScheduler(cfg AutomationConfig) *scheduler {
-	return &scheduler{cfg: cfg.withDefaults(), counts: map[ruleHit][]time.Time{}, triggers: map[string]string{}}
+	return &scheduler{cfg: cfg.withDefaults(), counts: map[ruleHit][]time.Time{}, triggers: map[string]trigger{}}
 }
 
 // rulesChanged makes the next tick reload the event rules.
