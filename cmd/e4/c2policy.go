@@ -36,6 +36,7 @@ const policyExamples = `  e4 c2 policy add firmware-weekly --exact fleet/firmwar
   e4 c2 policy add analytics-weekly --filter 'analytics/#' --every 1w --jitter 1h --ramp 100 --pause-behind 500
   e4 c2 policy add keys-age --kind client --all --max-age 90d
   e4 c2 policy add forged --filter 'fleet/#' --on-event anomaly:forged --threshold 3 --window 1m
+  e4 c2 policy add idle-member --all --on-event device_idle
   e4 c2 policy list
   e4 c2 policy show firmware-weekly
   e4 c2 policy preview --within 1w
