@@ -90,6 +90,7 @@ func TestC2KeyRotationOutcome(t *testing.T) {
 		t.Fatalf("with one device behind and before StuckAfter: %+v", got)
 	}
 	ackC2Key(t, svc, ids[2])
+	clock.Set(clock.Now().Add(c2SettleEvery)) // a replica counts once a minute
 	tick(t, svc)
 	first := c2Rotations()[0]
 	if first.State != store.RotationConverged || !strings.Contains(first.Detail, "3 of 3 clients") {
@@ -198,6 +199,7 @@ func TestManualC2KeyRotationRecorded(t *testing.T) {
 		t.Fatalf("RotateC2Key: %d, %v", n, err)
 	}
 	ackC2Key(t, svc, ids...)
+	clock.Set(clock.Now().Add(c2SettleEvery))
 	tick(t, svc)
 	got := c2Rotations()
 	if len(got) != 2 || got[0].State != store.RotationSuperseded || got[1].Policy != "" || got[1].Reason != "manual" ||

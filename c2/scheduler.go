@@ -109,6 +109,7 @@ type scheduler struct {
 	settleCur int64
 	idleScan  time.Time // last look for idle devices
 	idleMore  bool      // it found a full page: look again next tick
+	c2Counted time.Time // last count of the devices behind C2's key
 }
 
 type ruleHit struct{ rule, topic string }
@@ -811,7 +812,7 @@ func (s *Service) outcome(ctx context.Context, rec store.Rotation, now time.Time
 			}
 		case store.TargetC2:
 			var err error
-			state, behind, detail, err = s.c2Outcome(tx, rec, late)
+			state, behind, detail, err = s.c2Outcome(tx, rec, now, late)
 			return err
 		}
 		return nil
@@ -823,7 +824,7 @@ func (s *Service) outcome(ctx context.Context, rec store.Rotation, now time.Time
 // later one, else counted against the public key stored now (the one it
 // made) over the clients that existed when it fired, like a topic's
 // members against its key.
-func (s *Service) c2Outcome(tx store.Tx, rec store.Rotation, late bool) (store.RotationState, int64, string, error) {
+func (s *Service) c2Outcome(tx store.Tx, rec store.Rotation, now time.Time, late bool) (store.RotationState, int64, string, error) {
 	ptx, err := policyTx(tx)
 	if err != nil {
 		return "", 0, "", err
@@ -831,6 +832,18 @@ func (s *Service) c2Outcome(tx store.Tx, rec store.Rotation, late bool) (store.R
 	newer, err := newerC2Rotation(ptx, rec.ID)
 	if err != nil || newer {
 		return store.RotationSuperseded, 0, "a newer C2 key pair replaced it", err
+	}
+	// The count reads every client: at most once per c2SettleEvery, and
+	// when the rotation is late.
+	sc := s.sched
+	sc.mu.Lock()
+	recent := !late && !sc.c2Counted.IsZero() && now.Sub(sc.c2Counted) < c2SettleEvery && !now.Before(sc.c2Counted)
+	if !recent {
+		sc.c2Counted = now
+	}
+	sc.mu.Unlock()
+	if recent {
+		return store.RotationStarted, 0, "", nil
 	}
 	private, err := s.openSetting(tx, settingC2Key)
 	if err != nil {
@@ -854,6 +867,10 @@ func (s *Service) c2Outcome(tx store.Tx, rec store.Rotation, late bool) (store.R
 	}
 	return store.RotationStarted, 0, detail, nil
 }
+
+// c2SettleEvery bounds how often a replica counts the devices behind a
+// started C2 key pair rotation.
+const c2SettleEvery = time.Minute
 
 // newerC2Rotation reports whether a rotation of C2's key pair recorded
 // after the one of id made a key (one that failed did not).

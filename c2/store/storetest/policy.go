@@ -470,3 +470,22 @@ func testIdleClients(t *testing.T, s store.Store) {
 		return nil
 	})
 }
+
+// BenchC2KeyCounts measures C2KeyCounts over the clients of s (none of
+// them acknowledged the key): the settling of a C2 key pair rotation reads
+// it at most once a minute per replica.
+func BenchC2KeyCounts(b *testing.B, s store.Store, clients int64) {
+	key := []byte("c2 public key")
+	for b.Loop() {
+		err := s.View(context.Background(), func(tx store.Tx) error {
+			c, err := policies(b, tx).C2KeyCounts(key, time.Now())
+			if err == nil && c.Clients != clients {
+				b.Fatalf("C2KeyCounts counted %d clients, want %d", c.Clients, clients)
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
