@@ -731,7 +731,9 @@ func (s *Service) settle(ctx context.Context, now time.Time, r *TickReport) erro
 			}
 			return ptx.SettleRotation(rec.ID, state, behind, detail, now)
 		})
-		if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			continue // another replica settled it (and reported it)
+		} else if err != nil {
 			return err
 		}
 		r.Settled++

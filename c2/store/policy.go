@@ -163,7 +163,9 @@ type PolicyTx interface {
 
 	// InsertRotation records a rotation and returns its id.
 	InsertRotation(r Rotation) (int64, error)
-	// SettleRotation sets a rotation's state, behind count and detail.
+	// SettleRotation sets a started rotation's state, behind count and
+	// detail; ErrNotFound when no started rotation has that id (another
+	// replica settled it first).
 	SettleRotation(id int64, state RotationState, behind int64, detail string, at time.Time) error
 	// ListRotations lists matching rotations by id after afterID.
 	ListRotations(f RotationFilter, afterID int64, limit int) ([]Rotation, error)

@@ -350,6 +350,20 @@ func testRotationRecords(t *testing.T, s store.Store) {
 		return p(tx).SettleRotation(9999, store.RotationConverged, 0, "", base)
 	})
 	wantErr(t, "unknown rotation", err, store.ErrNotFound)
+	// A rotation is settled once: a second replica's settling fails and
+	// changes nothing.
+	err = s.Update(context.Background(), func(tx store.Tx) error {
+		return p(tx).SettleRotation(ids[0], store.RotationConverged, 0, "settled again", base.Add(2*time.Hour))
+	})
+	wantErr(t, "settling a settled rotation", err, store.ErrNotFound)
+	view(t, s, func(tx store.Tx) error {
+		list, err := p(tx).ListRotations(store.RotationFilter{}, ids[0]-1, 1)
+		ok(t, "ListRotations", err)
+		if len(list) != 1 || list[0].State != store.RotationStuck || list[0].Detail != "4 of 10 behind" {
+			t.Fatalf("a settled rotation was settled again: %+v", list)
+		}
+		return nil
+	})
 }
 
 func testClientKeyTime(t *testing.T, s store.Store) {

@@ -43,7 +43,7 @@ const (
 	qListDue        = "SELECT " + dueColumns + " FROM rotation_due WHERE due_at < $1 AND (due_at > $2 OR (due_at = $2 AND (kind > $3 OR (kind = $3 AND target > $4)))) ORDER BY due_at, kind, target LIMIT $5"
 	qInsertRotation = "INSERT INTO rotations (kind, target, policy, reason, due_at, fired_at, version, commands, state, behind, detail, settled_at, owner) " +
 		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id"
-	qSettleRotation = "UPDATE rotations SET state = $2, behind = $3, detail = $4, settled_at = $5 WHERE id = $1"
+	qSettleRotation = "UPDATE rotations SET state = $2, behind = $3, detail = $4, settled_at = $5 WHERE id = $1 AND state = 'started'"
 	qClientKeyTime  = "SELECT COALESCE(key_created_at, created_at) FROM clients WHERE id = $1"
 	qSetClientKeyAt = "UPDATE clients SET key_created_at = $2 WHERE id = $1"
 	// One pass over the clients that existed when the key was made.
@@ -344,7 +344,7 @@ func (t *tx) InsertRotation(r store.Rotation) (int64, error) {
 func (t *tx) SettleRotation(id int64, state store.RotationState, behind int64, detail string, at time.Time) error {
 	n, err := t.exec(qSettleRotation, id, string(state), behind, cleanReason(detail), t.at(at))
 	if err == nil && n == 0 {
-		err = fmt.Errorf("%w: rotation %d", store.ErrNotFound, id)
+		err = fmt.Errorf("%w: started rotation %d", store.ErrNotFound, id)
 	}
 	return err
 }
