@@ -407,6 +407,7 @@ func newC2PolicyRotationsCommand(f *c2Flags) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&req.Kind, "kind", "", "only this kind: topic, client or c2")
 	fl.StringVar(&req.Target, "target", "", "only this target")
 	fl.StringVar(&req.Policy, "policy", "", "only this policy's rotations")
 	fl.StringVar(&req.State, "state", "", "only this state: started, converged, stuck, superseded, failed")
