@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/e4"
 )
 
 // policies returns tx as a store.PolicyTx, failing the test when the
@@ -495,6 +496,43 @@ func BenchC2KeyCounts(b *testing.B, s store.Store, clients int64) {
 			c, err := policies(b, tx).C2KeyCounts(key, base.Add(time.Hour))
 			if err == nil && c.Clients != clients {
 				b.Fatalf("C2KeyCounts counted %d clients, want %d", c.Clients, clients)
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchIdleClients gives every client of ids a last contact (a second
+// apart) and measures one page of 1,000 idle devices, from the start of a
+// backlog of half of them: the scheduler's look for idle devices reads
+// such a page every AutomationConfig.Rescan, or every tick while it
+// catches up.
+func BenchIdleClients(b *testing.B, s store.Store, ids []e4.ID) {
+	const chunk = 10_000
+	for i := 0; i < len(ids); i += chunk {
+		err := s.Update(context.Background(), func(tx store.Tx) error {
+			for j := i; j < min(len(ids), i+chunk); j++ {
+				ds := store.DeviceState{ClientID: ids[j], AckMode: store.AckAuto, AcksSeen: true, LastSeen: base.Add(time.Duration(j) * time.Second)}
+				if err := tx.PutDeviceState(ds); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	before := base.Add(time.Duration(len(ids)/2) * time.Second)
+	b.ResetTimer()
+	for b.Loop() {
+		err := s.View(context.Background(), func(tx store.Tx) error {
+			page, err := policies(b, tx).IdleClients(store.SeenClient{}, before, 1000)
+			if err == nil && len(page) != min(1000, len(ids)/2) {
+				b.Fatalf("IdleClients: %d devices, want %d", len(page), min(1000, len(ids)/2))
 			}
 			return err
 		})
