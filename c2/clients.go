@@ -252,7 +252,11 @@ func (s *Service) resetMemberships(tx store.Tx, ev *events, id e4.ID) (store.Cli
 			}
 			continue
 		}
-		if _, err := s.rotateTopic(tx, ev, topic, true); err != nil {
+		n, err := s.rotateTopic(tx, ev, topic, true)
+		if err != nil {
+			return c, err
+		}
+		if err := s.recordTopicRotation(tx, topic, eventLeave, n); err != nil {
 			return c, err
 		}
 	}
@@ -285,7 +289,10 @@ func (s *Service) NewClientKey(ctx context.Context, id e4.ID, key []byte) ([]byt
 		return nil, err
 	}
 	err = s.update(ctx, func(tx store.Tx, ev *events) error {
-		return s.newClientKeyTx(tx, ev, id, key, cmd)
+		if err := s.newClientKeyTx(tx, ev, id, key, cmd); err != nil {
+			return err
+		}
+		return s.recordRotationTx(tx, store.TargetClient, id.String(), reasonManual, 0, 1)
 	})
 	if err != nil || !generated {
 		return nil, err

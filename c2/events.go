@@ -52,9 +52,16 @@ const (
 	EventPolicyPaused EventKind = "policy_paused"
 	// EventPolicyResumed: a rotation policy was resumed (Detail: its name).
 	EventPolicyResumed EventKind = "policy_resumed"
-	// EventRotationStuck: members were still behind an automatic rotation
-	// AutomationConfig.StuckAfter after it fired (Detail: the counts).
+	// EventRotationStuck: devices were still behind a rotation (automatic
+	// or not) AutomationConfig.StuckAfter after it was made (Detail: the
+	// counts).
 	EventRotationStuck EventKind = "rotation_stuck"
+	// EventDeviceIdle: a device C2 had heard from was not heard from for
+	// AutomationConfig.IdleAfter; one event per topic it is a member of
+	// (Detail: when it was last heard from), once per silence. Event rules
+	// may act on it, for example rotate the topics of a device idle for
+	// 30 days.
+	EventDeviceIdle EventKind = "device_idle"
 )
 
 // Event reports a committed change or a settled command. It never carries

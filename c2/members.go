@@ -33,9 +33,12 @@ func (s *Service) addMember(tx store.Tx, ev *events, id e4.ID, topic string) err
 	}
 	if s.cfg.RotateOnAdd {
 		// The rotation reaches the new member too, as it is a member now.
-		_, err := s.rotateTopic(tx, ev, topic, false)
+		n, err := s.rotateTopic(tx, ev, topic, false)
+		if err != nil {
+			return err
+		}
 		ev.add(EventMemberAdded, &c.ID, topic, "")
-		return err
+		return s.recordTopicRotation(tx, topic, reasonMemberAdded, n)
 	}
 	t, err := getTopic(tx, topic)
 	if err != nil {
@@ -85,8 +88,11 @@ func (s *Service) AddMembers(ctx context.Context, topic string, clients []e4.ID)
 			ev.add(EventMemberAdded, &id, topic, "")
 		}
 		if s.cfg.RotateOnAdd {
-			_, err := s.rotateTopic(tx, ev, topic, false)
-			return err
+			n, err := s.rotateTopic(tx, ev, topic, false)
+			if err != nil {
+				return err
+			}
+			return s.recordTopicRotation(tx, topic, reasonMemberAdded, n)
 		}
 		cmd, err := s.setTopicKeyCommand(t)
 		if err != nil {
@@ -133,8 +139,11 @@ func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) erro
 		if s.cfg.Automation.CoalesceLeaves > 0 {
 			return s.deferLeaveRotation(tx, topic)
 		}
-		_, err = s.rotateTopic(tx, ev, topic, true)
-		return err
+		n, err := s.rotateTopic(tx, ev, topic, true)
+		if err != nil {
+			return err
+		}
+		return s.recordTopicRotation(tx, topic, eventLeave, n)
 	})
 }
 

@@ -173,7 +173,13 @@ func (s *Service) forEachLinkTarget(tx store.Tx, source e4.ID, fn func(store.Cli
 // shows it holds the new key, commands reach it under both (see
 // c2keychange.go).
 func (s *Service) RotateC2Key(ctx context.Context) (int, error) {
-	return s.rotateC2Key(ctx, nil)
+	return s.rotateC2Key(ctx, func(tx store.Tx) error {
+		n, err := tx.CountClients()
+		if err != nil {
+			return err
+		}
+		return s.recordRotationTx(tx, store.TargetC2, c2ScheduleTarget, reasonManual, 0, n)
+	})
 }
 
 // rotateC2Key is RotateC2Key; guard, when set, runs first in its

@@ -470,8 +470,9 @@ func parseHexID(s string) (e4.ID, error) {
 	return e4.ID(b), nil
 }
 
-// ListRotations lists the rotations the scheduler fired, with their
-// outcome, by id after afterID.
+// ListRotations lists the rotations, those the scheduler fired and the
+// others (Policy empty, Reason "manual", "member_removed" or
+// "member_added"), with their outcome, by id after afterID.
 func (s *Service) ListRotations(ctx context.Context, f store.RotationFilter, afterID int64, limit int) ([]store.Rotation, error) {
 	limit, err := checkLimit(limit)
 	if err != nil {

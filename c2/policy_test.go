@@ -592,12 +592,12 @@ func TestTopicAddedLater(t *testing.T) {
 	}
 	clock.Set(first.DueAt.Add(time.Minute))
 	tick(t, svc)
-	if got := rotations(t, svc, store.RotationFilter{}); len(got) != 0 {
+	if got := rotations(t, svc, store.RotationFilter{Policy: "daily"}); len(got) != 0 {
 		t.Fatalf("rotated again right after the operator did: %+v", got)
 	}
 	clock.Set(first.DueAt.Add(24*time.Hour + time.Minute))
 	tick(t, svc)
-	if got := rotations(t, svc, store.RotationFilter{}); len(got) != 1 || !got[0].DueAt.Equal(first.DueAt.Add(24*time.Hour)) {
+	if got := rotations(t, svc, store.RotationFilter{Policy: "daily"}); len(got) != 1 || !got[0].DueAt.Equal(first.DueAt.Add(24*time.Hour)) {
 		t.Fatalf("rotations a period later: %+v", got)
 	}
 }
@@ -690,7 +690,7 @@ func TestFailedRotationRetried(t *testing.T) {
 	// (The device does not confirm the new change either, so later tries
 	// fail again: count those that went through.)
 	through := 0
-	for _, r := range rotations(t, svc, store.RotationFilter{Kind: store.TargetClient}) {
+	for _, r := range rotations(t, svc, store.RotationFilter{Kind: store.TargetClient, Policy: "fast"}) {
 		if r.State != store.RotationFailed && r.Commands == 1 {
 			through++
 		}

@@ -2,6 +2,7 @@ package c2
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -89,7 +90,7 @@ func (s *Service) observe(e Event, now time.Time) {
 		}
 		delete(sc.counts, key)
 		if _, pending := sc.triggers[e.Topic]; !pending {
-			sc.triggers[e.Topic] = "rule:" + p.Name
+			sc.triggers[e.Topic] = trigger{event: "rule:" + p.Name, since: hits[0]}
 		}
 	}
 }
@@ -109,7 +110,7 @@ func (s *Service) flushTriggers(ctx context.Context, now time.Time, r *TickRepor
 	sc := s.sched
 	sc.mu.Lock()
 	triggers := sc.triggers
-	sc.triggers = map[string]string{}
+	sc.triggers = map[string]trigger{}
 	windows := make(map[string]time.Duration, len(sc.rules))
 	for _, p := range sc.rules {
 		windows[p.Name] = p.Window
@@ -130,8 +131,8 @@ func (s *Service) flushTriggers(ctx context.Context, now time.Time, r *TickRepor
 		if err != nil {
 			return err
 		}
-		for topic, event := range triggers {
-			if err := ptx.MergeEvent(store.TargetTopic, topic, event, now); err != nil {
+		for topic, tr := range triggers {
+			if err := mergeTrigger(tx, ptx, topic, tr, now); err != nil {
 				return err
 			}
 		}
@@ -140,9 +141,9 @@ func (s *Service) flushTriggers(ctx context.Context, now time.Time, r *TickRepor
 	if err != nil {
 		// Keep them for the next tick.
 		sc.mu.Lock()
-		for topic, event := range triggers {
+		for topic, tr := range triggers {
 			if _, ok := sc.triggers[topic]; !ok {
-				sc.triggers[topic] = event
+				sc.triggers[topic] = tr
 			}
 		}
 		sc.mu.Unlock()
@@ -150,4 +151,21 @@ func (s *Service) flushTriggers(ctx context.Context, now time.Time, r *TickRepor
 	}
 	r.Triggered += len(triggers)
 	return nil
+}
+
+// mergeTrigger schedules the rotation a rule asked for, unless the topic
+// is gone or its key was made since the first event the rule counted:
+// another replica, whose monitor saw the same events, or an operator
+// already rotated it, and the events are about the key it replaced.
+func mergeTrigger(tx store.Tx, ptx store.PolicyTx, topic string, tr trigger, now time.Time) error {
+	t, err := tx.GetTopic(topic)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if t.RotatedAt.After(tr.since) {
+		return nil
+	}
+	return ptx.MergeEvent(store.TargetTopic, topic, tr.event, now)
 }

@@ -50,6 +50,10 @@ type AutomationConfig struct {
 	// together, so a crash loses neither. Zero rotates in the removal's
 	// own transaction.
 	CoalesceLeaves time.Duration
+	// IdleAfter, when set, makes the scheduler report EventDeviceIdle for
+	// the devices not heard from for this long (checked every Rescan; one
+	// replica reports each device once per silence). Zero reports none.
+	IdleAfter time.Duration
 }
 
 func (c AutomationConfig) withDefaults() AutomationConfig {
@@ -100,15 +104,25 @@ type scheduler struct {
 	rules     []store.Policy // event rules
 	rulesAt   time.Time      // when rules was loaded; zero: reload
 	counts    map[ruleHit][]time.Time
-	triggers  map[string]string // topic -> event, to schedule
+	triggers  map[string]trigger // topic -> rotation asked, to schedule
 	lastScan  time.Time
 	settleCur int64
+	idleScan  time.Time // last look for idle devices
+	idleMore  bool      // it found a full page: look again next tick
+	c2Counted time.Time // last count of the devices behind C2's key
 }
 
 type ruleHit struct{ rule, topic string }
 
+// trigger is a rotation an event rule asked for: its event ("rule:NAME")
+// and the time of the first event it counted.
+type trigger struct {
+	event string
+	since time.Time
+}
+
 func newScheduler(cfg AutomationConfig) *scheduler {
-	return &scheduler{cfg: cfg.withDefaults(), counts: map[ruleHit][]time.Time{}, triggers: map[string]string{}}
+	return &scheduler{cfg: cfg.withDefaults(), counts: map[ruleHit][]time.Time{}, triggers: map[string]trigger{}}
 }
 
 // rulesChanged makes the next tick reload the event rules.
@@ -156,6 +170,9 @@ func (s *Service) SchedulerTick(ctx context.Context) (TickReport, error) {
 	var r TickReport
 	now := s.now().UTC()
 	if err := s.loadRules(ctx, now); err != nil {
+		return r, err
+	}
+	if err := s.scanIdle(ctx, now); err != nil {
 		return r, err
 	}
 	if err := s.flushTriggers(ctx, now, &r); err != nil {
@@ -714,13 +731,18 @@ func (s *Service) settle(ctx context.Context, now time.Time, r *TickReport) erro
 			}
 			return ptx.SettleRotation(rec.ID, state, behind, detail, now)
 		})
-		if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			continue // another replica settled it (and reported it)
+		} else if err != nil {
 			return err
 		}
 		r.Settled++
-		if state == store.RotationStuck && rec.Policy != "" {
+		if state != store.RotationStuck {
+			continue
+		}
+		s.emit(Event{Kind: EventRotationStuck, Topic: rotationTopic(rec), Detail: detail})
+		if rec.Policy != "" {
 			stuckPolicies[rec.Policy] = true
-			s.emit(Event{Kind: EventRotationStuck, Topic: rotationTopic(rec), Detail: detail})
 		}
 	}
 	for name := range stuckPolicies {
@@ -790,12 +812,86 @@ func (s *Service) outcome(ctx context.Context, rec store.Rotation, now time.Time
 			case late:
 				state, behind, detail = store.RotationStuck, 1, "the device has not confirmed its new key"
 			}
+		case store.TargetC2:
+			var err error
+			state, behind, detail, err = s.c2Outcome(tx, rec, now, late)
+			return err
 		}
-		// C2 key pair rotations stay started: the devices' acknowledgements
-		// of C2's public key are not summed up yet.
 		return nil
 	})
 	return state, behind, detail, err
+}
+
+// c2Outcome says where a rotation of C2's key pair is: superseded by a
+// later one, else counted against the public key stored now (the one it
+// made) over the clients that existed when it fired, like a topic's
+// members against its key.
+func (s *Service) c2Outcome(tx store.Tx, rec store.Rotation, now time.Time, late bool) (store.RotationState, int64, string, error) {
+	ptx, err := policyTx(tx)
+	if err != nil {
+		return "", 0, "", err
+	}
+	newer, err := newerC2Rotation(ptx, rec.ID)
+	if err != nil || newer {
+		return store.RotationSuperseded, 0, "a newer C2 key pair replaced it", err
+	}
+	// The count reads every client: at most once per c2SettleEvery, and
+	// when the rotation is late.
+	sc := s.sched
+	sc.mu.Lock()
+	recent := !late && !sc.c2Counted.IsZero() && now.Sub(sc.c2Counted) < c2SettleEvery && !now.Before(sc.c2Counted)
+	if !recent {
+		sc.c2Counted = now
+	}
+	sc.mu.Unlock()
+	if recent {
+		return store.RotationStarted, 0, "", nil
+	}
+	private, err := s.openSetting(tx, settingC2Key)
+	if err != nil {
+		return "", 0, "", err
+	}
+	public, err := x25519Public(private)
+	if err != nil {
+		return "", 0, "", err
+	}
+	c, err := ptx.C2KeyCounts(public, rec.FiredAt)
+	if err != nil {
+		return "", 0, "", err
+	}
+	unknown := c.Clients - c.Current - c.BehindAcknowledging
+	detail := fmt.Sprintf("%d of %d clients acknowledged C2's public key; %d behind; %d do not acknowledge", c.Current, c.Clients, c.BehindAcknowledging, unknown)
+	switch {
+	case c.BehindAcknowledging == 0:
+		return store.RotationConverged, 0, detail, nil
+	case late:
+		return store.RotationStuck, c.BehindAcknowledging, detail, nil
+	}
+	return store.RotationStarted, 0, detail, nil
+}
+
+// c2SettleEvery bounds how often a replica counts the devices behind a
+// started C2 key pair rotation.
+const c2SettleEvery = time.Minute
+
+// newerC2Rotation reports whether a rotation of C2's key pair recorded
+// after the one of id made a key (one that failed did not).
+func newerC2Rotation(ptx store.PolicyTx, id int64) (bool, error) {
+	for {
+		list, err := ptx.ListRotations(store.RotationFilter{Kind: store.TargetC2}, id, MaxLimit)
+		if err != nil {
+			return false, err
+		}
+		for _, r := range list {
+			if r.State != store.RotationFailed {
+				return true, nil
+			}
+		}
+		if len(list) < MaxLimit {
+			return false, nil
+		}
+		id = list[len(list)-1].ID
+	}
 }
 
 // pauseIfBehind pauses a policy whose stuck rotations since it started

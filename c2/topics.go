@@ -120,8 +120,10 @@ func (s *Service) CountTopics(ctx context.Context) (n int64, err error) {
 func (s *Service) RotateTopic(ctx context.Context, name string) (int, error) {
 	var n int
 	err := s.update(ctx, func(tx store.Tx, ev *events) (err error) {
-		n, err = s.rotateTopic(tx, ev, name, false)
-		return err
+		if n, err = s.rotateTopic(tx, ev, name, false); err != nil {
+			return err
+		}
+		return s.recordTopicRotation(tx, name, reasonManual, n)
 	})
 	return n, err
 }

@@ -76,7 +76,7 @@ type Due struct {
 	LeaseUntil time.Time
 }
 
-// RotationState is where a rotation the scheduler fired is.
+// RotationState is where a rotation is.
 type RotationState string
 
 // The states of a rotation.
@@ -88,7 +88,8 @@ const (
 	RotationFailed     RotationState = "failed"
 )
 
-// Rotation records one rotation the scheduler fired and its outcome.
+// Rotation records one rotation (fired by the scheduler or not: Policy
+// empty, Reason "manual" or the event) and its outcome.
 type Rotation struct {
 	ID       int64 // assigned by the store
 	Kind     TargetKind
@@ -162,7 +163,9 @@ type PolicyTx interface {
 
 	// InsertRotation records a rotation and returns its id.
 	InsertRotation(r Rotation) (int64, error)
-	// SettleRotation sets a rotation's state, behind count and detail.
+	// SettleRotation sets a started rotation's state, behind count and
+	// detail; ErrNotFound when no started rotation has that id (another
+	// replica settled it first).
 	SettleRotation(id int64, state RotationState, behind int64, detail string, at time.Time) error
 	// ListRotations lists matching rotations by id after afterID.
 	ListRotations(f RotationFilter, afterID int64, limit int) ([]Rotation, error)
@@ -176,4 +179,34 @@ type PolicyTx interface {
 	ClientKeyCreatedAt(id e4.ID) (time.Time, error)
 	// SetClientKeyCreatedAt records when a client's key was made.
 	SetClientKeyCreatedAt(id e4.ID, at time.Time) error
+
+	// C2KeyCounts sums up the clients created at or before since against
+	// the C2 public key publicKey (PK mode): how many acknowledged holding
+	// it, and how many of the others acknowledge commands.
+	C2KeyCounts(publicKey []byte, since time.Time) (C2KeyCounts, error)
+
+	// IdleClients lists the clients whose device was last heard from
+	// before before, after the given one in the order of their last
+	// contact then id (a zero SeenClient for the first page). Devices never
+	// heard from are not listed.
+	IdleClients(after SeenClient, before time.Time, limit int) ([]SeenClient, error)
+}
+
+// SeenClient is a client and when C2 last heard from its device.
+type SeenClient struct {
+	ID       e4.ID
+	LastSeen time.Time
+}
+
+// C2KeyCounts sums up the devices against a C2 public key, like
+// TopicCounts for a topic key.
+type C2KeyCounts struct {
+	// Clients counts the clients that existed when the key was made.
+	Clients int64
+	// Current counts those whose device acknowledged holding the key.
+	Current int64
+	// BehindAcknowledging counts those behind whose devices acknowledge:
+	// a repair will reach them. The others behind (Clients - Current -
+	// BehindAcknowledging) never acknowledge; C2 cannot know their state.
+	BehindAcknowledging int64
 }

@@ -403,6 +403,12 @@ func TestC2PolicyExamples(t *testing.T) {
 	if strings.Contains(list, "forged") {
 		t.Fatalf("the removed policy is still listed:\n%s", list)
 	}
+	// An operator's rotation is listed too, with its reason.
+	s.ok("topic", "rotate", "fleet/firmware")
+	rotations := s.ok("policy", "rotations", "--kind", "topic", "--target", "fleet/firmware")
+	if !strings.Contains(rotations, "REASON") || !strings.Contains(rotations, "manual") {
+		t.Fatalf("policy rotations lacks the manual rotation:\n%s", rotations)
+	}
 	next := s.ok("policy", "preview", "--topic", "fleet/firmware")
 	if !strings.Contains(next, "firmware-weekly") {
 		t.Fatalf("preview --topic:\n%s", next)

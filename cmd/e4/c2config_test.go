@@ -94,6 +94,7 @@ var configDocs = map[string]keyDoc{
 	"c2.automation.stuck_after":      {doc: "members still behind this long after an automatic rotation make it stuck", def: "1h"},
 	"c2.automation.tick":             {doc: "how often the scheduler looks for due keys", def: "1s"},
 	"c2.automation.lease":            {doc: "how long a replica holds a schedule row it claimed", def: "1m"},
+	"c2.automation.idle_after":       {doc: "report a device_idle event for each topic of a device not heard from this long, for event rules (0: never)"},
 	"metrics.addr":                   {doc: "plain HTTP listener of /metrics, /healthz and /readyz without credentials (bind it to loopback or a private network); the API's listener serves them too, /metrics with a token", flag: "--metrics-addr"},
 	"metrics.ready_interval":         {doc: "how often the database and the broker are checked for /readyz and the gRPC health status", def: "5s"},
 	"metrics.ready_timeout":          {doc: "the bound of each readiness check", def: "2s"},

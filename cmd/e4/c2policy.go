@@ -22,11 +22,12 @@ type automationSettings struct {
 	StuckAfter     time.Duration `yaml:"stuck_after"`
 	Tick           time.Duration `yaml:"tick"`
 	Lease          time.Duration `yaml:"lease"`
+	IdleAfter      time.Duration `yaml:"idle_after"`
 }
 
 func (a automationSettings) config() c2.AutomationConfig {
 	return c2.AutomationConfig{Disabled: a.Disabled, Budget: a.Budget, CoalesceLeaves: a.CoalesceLeaves,
-		StuckAfter: a.StuckAfter, Tick: a.Tick, Lease: a.Lease}
+		StuckAfter: a.StuckAfter, Tick: a.Tick, Lease: a.Lease, IdleAfter: a.IdleAfter}
 }
 
 // policyExamples are the examples of "e4 c2 policy"; the CLI test runs
@@ -35,6 +36,7 @@ const policyExamples = `  e4 c2 policy add firmware-weekly --exact fleet/firmwar
   e4 c2 policy add analytics-weekly --filter 'analytics/#' --every 1w --jitter 1h --ramp 100 --pause-behind 500
   e4 c2 policy add keys-age --kind client --all --max-age 90d
   e4 c2 policy add forged --filter 'fleet/#' --on-event anomaly:forged --threshold 3 --window 1m
+  e4 c2 policy add idle-member --all --on-event device_idle
   e4 c2 policy list
   e4 c2 policy show firmware-weekly
   e4 c2 policy preview --within 1w
@@ -382,7 +384,7 @@ func newC2PolicyRotationsCommand(f *c2Flags) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:     "rotations",
-		Short:   "List the rotations the scheduler fired and their outcome",
+		Short:   "List every key rotation (by policy or not) and its outcome",
 		Example: `  e4 c2 policy rotations --policy firmware-weekly --state stuck`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -398,13 +400,14 @@ func newC2PolicyRotationsCommand(f *c2Flags) *cobra.Command {
 				rows := make([][]string, len(res.Rotations))
 				for i, r := range res.Rotations {
 					rows[i] = []string{strconv.FormatInt(r.Id, 10), r.FiredAt.AsTime().Format(time.RFC3339), r.Kind, r.Target,
-						r.Policy, r.State, strconv.FormatInt(r.Commands, 10), r.Detail}
+						r.Policy, r.Reason, r.State, strconv.FormatInt(r.Commands, 10), r.Detail}
 				}
-				return s.table([]string{"ID", "FIRED", "KIND", "TARGET", "POLICY", "STATE", "COMMANDS", "DETAIL"}, rows)
+				return s.table([]string{"ID", "FIRED", "KIND", "TARGET", "POLICY", "REASON", "STATE", "COMMANDS", "DETAIL"}, rows)
 			})
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&req.Kind, "kind", "", "only this kind: topic, client or c2")
 	fl.StringVar(&req.Target, "target", "", "only this target")
 	fl.StringVar(&req.Policy, "policy", "", "only this policy's rotations")
 	fl.StringVar(&req.State, "state", "", "only this state: started, converged, stuck, superseded, failed")

@@ -68,6 +68,9 @@ Automatic rotation (c2.automation; see e4 c2 policy --help):
     automatic rotation make it stuck (and may pause its policy).
   c2.automation.tick (1s), lease (1m): how often the scheduler looks, and
     how long it holds the schedule rows it claimed.
+  c2.automation.idle_after (0: never): report a device_idle event for each
+    topic of a device not heard from this long (checked hourly), which
+    event rules (--on-event device_idle) can rotate on.
 Environment variables follow the YAML paths: E4_C2_C2_RESEND_EVERY=6h,
 E4_C2_C2_CATCH_UP_SYNC_RATE=20, E4_C2_C2_AUTOMATION_BUDGET=200.`
 

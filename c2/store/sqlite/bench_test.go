@@ -39,6 +39,8 @@ func BenchmarkClients(b *testing.B) {
 	b.Run("GetClient", func(b *testing.B) { storetest.BenchGetClient(b, s, ids) })
 	b.Run("ListClients100", func(b *testing.B) { storetest.BenchListClients(b, s, ids, 100) })
 	b.Run("CountClients", func(b *testing.B) { storetest.BenchCountClients(b, s, int64(len(ids))) })
+	b.Run("C2KeyCounts", func(b *testing.B) { storetest.BenchC2KeyCounts(b, s, int64(len(ids))) })
+	b.Run("IdleClients", func(b *testing.B) { storetest.BenchIdleClients(b, s, ids) })
 }
 
 // BenchmarkEnqueue appends commands 10,000 per Update.

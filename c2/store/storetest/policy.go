@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
+	"github.com/e4-iot/e4kit/e4"
 )
 
 // policies returns tx as a store.PolicyTx, failing the test when the
@@ -350,6 +351,20 @@ func testRotationRecords(t *testing.T, s store.Store) {
 		return p(tx).SettleRotation(9999, store.RotationConverged, 0, "", base)
 	})
 	wantErr(t, "unknown rotation", err, store.ErrNotFound)
+	// A rotation is settled once: a second replica's settling fails and
+	// changes nothing.
+	err = s.Update(context.Background(), func(tx store.Tx) error {
+		return p(tx).SettleRotation(ids[0], store.RotationConverged, 0, "settled again", base.Add(2*time.Hour))
+	})
+	wantErr(t, "settling a settled rotation", err, store.ErrNotFound)
+	view(t, s, func(tx store.Tx) error {
+		list, err := p(tx).ListRotations(store.RotationFilter{}, ids[0]-1, 1)
+		ok(t, "ListRotations", err)
+		if len(list) != 1 || list[0].State != store.RotationStuck || list[0].Detail != "4 of 10 behind" {
+			t.Fatalf("a settled rotation was settled again: %+v", list)
+		}
+		return nil
+	})
 }
 
 func testClientKeyTime(t *testing.T, s store.Store) {
@@ -371,4 +386,158 @@ func testClientKeyTime(t *testing.T, s store.Store) {
 		}
 		return nil
 	})
+}
+
+// testC2KeyCounts: the devices of the clients that existed when a C2 key
+// was made are counted against it: acknowledged, behind and acknowledging,
+// behind and not (or not known to be) acknowledging; later clients are not.
+func testC2KeyCounts(t *testing.T, s store.Store) {
+	r := newRand(t)
+	ids := insertClients(t, s, r, 6)
+	late := newClient(r, "")
+	late.CreatedAt = base.Add(2 * time.Hour)
+	update(t, s, func(tx store.Tx) error { return tx.InsertClient(late) })
+	key, old := []byte("c2 public key, current"), []byte("c2 public key, previous")
+	states := []store.DeviceState{
+		{ClientID: ids[0], AckMode: store.AckAuto, AcksSeen: true, C2KeyAcked: key}, // current
+		{ClientID: ids[1], AckMode: store.AckAuto, AcksSeen: true, C2KeyAcked: old}, // behind, acknowledges
+		// ids[2] has no state row: behind, not known to acknowledge
+		{ClientID: ids[3], AckMode: store.AckYes},                 // behind, acknowledges
+		{ClientID: ids[4], AckMode: store.AckNo, C2KeyAcked: key}, // current
+		{ClientID: ids[5], AckMode: store.AckNo, C2KeyAcked: old}, // behind, does not acknowledge
+		{ClientID: late.ID, AckMode: store.AckYes},                // joined after the key: not counted
+	}
+	update(t, s, func(tx store.Tx) error {
+		for _, ds := range states {
+			if err := tx.PutDeviceState(ds); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, s, func(tx store.Tx) error {
+		c, err := policies(t, tx).C2KeyCounts(key, base.Add(time.Hour))
+		ok(t, "C2KeyCounts", err)
+		if want := (store.C2KeyCounts{Clients: 6, Current: 2, BehindAcknowledging: 2}); c != want {
+			t.Fatalf("C2KeyCounts: %+v, want %+v", c, want)
+		}
+		c, err = policies(t, tx).C2KeyCounts(old, base.Add(3*time.Hour))
+		ok(t, "C2KeyCounts(old)", err)
+		if want := (store.C2KeyCounts{Clients: 7, Current: 2, BehindAcknowledging: 3}); c != want {
+			t.Fatalf("C2KeyCounts(previous key): %+v, want %+v", c, want)
+		}
+		c, err = policies(t, tx).C2KeyCounts(key, base.Add(-time.Second))
+		ok(t, "C2KeyCounts(before every client)", err)
+		if c != (store.C2KeyCounts{}) {
+			t.Fatalf("C2KeyCounts before any client existed: %+v", c)
+		}
+		_, err = policies(t, tx).C2KeyCounts(nil, base)
+		wantFailure(t, "C2KeyCounts without a key", err)
+		return nil
+	})
+}
+
+// testIdleClients: the devices last heard from before a time, paged by
+// last contact then id (ties included once), never-heard devices left out.
+func testIdleClients(t *testing.T, s store.Store) {
+	ids := insertClients(t, s, newRand(t), 5)
+	seen := []time.Time{base.Add(time.Hour), base, base.Add(time.Hour), {}, base.Add(3 * time.Hour)}
+	update(t, s, func(tx store.Tx) error {
+		for i, id := range ids {
+			if err := tx.PutDeviceState(store.DeviceState{ClientID: id, AckMode: store.AckAuto, LastSeen: seen[i]}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// ids[1] at base, then ids[0] and ids[2] at base+1h (by id); ids[3]
+	// never heard from; ids[4] too recent.
+	want := []store.SeenClient{{ID: ids[1], LastSeen: base}, {ID: ids[0], LastSeen: base.Add(time.Hour)}, {ID: ids[2], LastSeen: base.Add(time.Hour)}}
+	var got []store.SeenClient
+	view(t, s, func(tx store.Tx) error {
+		var after store.SeenClient
+		for {
+			page, err := policies(t, tx).IdleClients(after, base.Add(2*time.Hour), 2)
+			ok(t, "IdleClients", err)
+			got = append(got, page...)
+			if len(page) < 2 {
+				return nil
+			}
+			after = page[len(page)-1]
+		}
+	})
+	if len(got) != len(want) {
+		t.Fatalf("IdleClients: %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID || !sameTime(got[i].LastSeen, want[i].LastSeen) {
+			t.Fatalf("IdleClients: %+v, want %+v", got, want)
+		}
+	}
+	view(t, s, func(tx store.Tx) error {
+		page, err := policies(t, tx).IdleClients(store.SeenClient{LastSeen: base.Add(time.Hour), ID: ids[0]}, base.Add(2*time.Hour), 10)
+		ok(t, "IdleClients after a tie", err)
+		if len(page) != 1 || page[0].ID != ids[2] {
+			t.Fatalf("after the first of a tie: %+v", page)
+		}
+		_, err = policies(t, tx).IdleClients(store.SeenClient{}, base, 0)
+		wantFailure(t, "IdleClients with limit 0", err)
+		return nil
+	})
+}
+
+// BenchC2KeyCounts measures C2KeyCounts over the clients of s (none of
+// them acknowledged the key): the settling of a C2 key pair rotation reads
+// it at most once a minute per replica.
+func BenchC2KeyCounts(b *testing.B, s store.Store, clients int64) {
+	key := []byte("c2 public key")
+	for b.Loop() {
+		err := s.View(context.Background(), func(tx store.Tx) error {
+			c, err := policies(b, tx).C2KeyCounts(key, base.Add(time.Hour))
+			if err == nil && c.Clients != clients {
+				b.Fatalf("C2KeyCounts counted %d clients, want %d", c.Clients, clients)
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchIdleClients gives every client of ids a last contact (a second
+// apart) and measures one page of 1,000 idle devices, from the start of a
+// backlog of half of them: the scheduler's look for idle devices reads
+// such a page every AutomationConfig.Rescan, or every tick while it
+// catches up.
+func BenchIdleClients(b *testing.B, s store.Store, ids []e4.ID) {
+	const chunk = 10_000
+	for i := 0; i < len(ids); i += chunk {
+		err := s.Update(context.Background(), func(tx store.Tx) error {
+			for j := i; j < min(len(ids), i+chunk); j++ {
+				ds := store.DeviceState{ClientID: ids[j], AckMode: store.AckAuto, AcksSeen: true, LastSeen: base.Add(time.Duration(j) * time.Second)}
+				if err := tx.PutDeviceState(ds); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	before := base.Add(time.Duration(len(ids)/2) * time.Second)
+	b.ResetTimer()
+	for b.Loop() {
+		err := s.View(context.Background(), func(tx store.Tx) error {
+			page, err := policies(b, tx).IdleClients(store.SeenClient{}, before, 1000)
+			if err == nil && len(page) != min(1000, len(ids)/2) {
+				b.Fatalf("IdleClients: %d devices, want %d", len(page), min(1000, len(ids)/2))
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
 }

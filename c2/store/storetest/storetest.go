@@ -99,6 +99,8 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentClaimDue", testConcurrentClaimDue},
 		{"RotationRecords", testRotationRecords},
 		{"ClientKeyTime", testClientKeyTime},
+		{"C2KeyCounts", testC2KeyCounts},
+		{"IdleClients", testIdleClients},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

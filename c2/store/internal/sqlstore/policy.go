@@ -43,9 +43,17 @@ const (
 	qListDue        = "SELECT " + dueColumns + " FROM rotation_due WHERE due_at < $1 AND (due_at > $2 OR (due_at = $2 AND (kind > $3 OR (kind = $3 AND target > $4)))) ORDER BY due_at, kind, target LIMIT $5"
 	qInsertRotation = "INSERT INTO rotations (kind, target, policy, reason, due_at, fired_at, version, commands, state, behind, detail, settled_at, owner) " +
 		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id"
-	qSettleRotation  = "UPDATE rotations SET state = $2, behind = $3, detail = $4, settled_at = $5 WHERE id = $1"
-	qClientKeyTime   = "SELECT COALESCE(key_created_at, created_at) FROM clients WHERE id = $1"
-	qSetClientKeyAt  = "UPDATE clients SET key_created_at = $2 WHERE id = $1"
+	qSettleRotation = "UPDATE rotations SET state = $2, behind = $3, detail = $4, settled_at = $5 WHERE id = $1 AND state = 'started'"
+	qClientKeyTime  = "SELECT COALESCE(key_created_at, created_at) FROM clients WHERE id = $1"
+	qSetClientKeyAt = "UPDATE clients SET key_created_at = $2 WHERE id = $1"
+	// One pass over the clients that existed when the key was made.
+	qC2KeyCounts = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN cs.c2_key_acked = $2 THEN 1 ELSE 0 END), 0), " +
+		"COALESCE(SUM(CASE WHEN (cs.c2_key_acked IS NULL OR cs.c2_key_acked <> $2) AND " + acknowledging + " THEN 1 ELSE 0 END), 0) " +
+		"FROM clients AS c LEFT JOIN client_state AS cs ON cs.client_id = c.id WHERE c.created_at <= $1"
+	// No index on last_seen: the scheduler pages through it rarely (every
+	// AutomationConfig.Rescan, only with IdleAfter set).
+	qIdleClients = "SELECT client_id, last_seen FROM client_state WHERE last_seen < $3 AND " +
+		"(last_seen > $1 OR (last_seen = $1 AND client_id > $2)) ORDER BY last_seen, client_id LIMIT $4"
 	scheduleUpsert   = " ON CONFLICT (kind, target) DO UPDATE SET due_at = excluded.due_at WHERE excluded.due_at < rotation_due.due_at"
 	scheduleIfAbsent = " ON CONFLICT (kind, target) DO NOTHING"
 )
@@ -54,7 +62,7 @@ const (
 func policyQueries() []string {
 	return []string{qPutPolicy, qGetPolicy, qDeletePolicy, qListPolicies, qPoliciesFor, qEventPolicies, qHasPolicies,
 		qPutDue, qMergeEvent, qGetDue, qDeleteDue, qCountDue, qListDue, qInsertRotation, qSettleRotation,
-		qClientKeyTime, qSetClientKeyAt}
+		qClientKeyTime, qSetClientKeyAt, qC2KeyCounts, qIdleClients}
 }
 
 // claimDueQuery leases the earliest due rows with a free or expired
@@ -336,7 +344,7 @@ func (t *tx) InsertRotation(r store.Rotation) (int64, error) {
 func (t *tx) SettleRotation(id int64, state store.RotationState, behind int64, detail string, at time.Time) error {
 	n, err := t.exec(qSettleRotation, id, string(state), behind, cleanReason(detail), t.at(at))
 	if err == nil && n == 0 {
-		err = fmt.Errorf("%w: rotation %d", store.ErrNotFound, id)
+		err = fmt.Errorf("%w: started rotation %d", store.ErrNotFound, id)
 	}
 	return err
 }
@@ -437,4 +445,39 @@ func (t *tx) SetClientKeyCreatedAt(id e4.ID, at time.Time) error {
 		err = fmt.Errorf("%w: client %s", store.ErrNotFound, id)
 	}
 	return err
+}
+
+// C2KeyCounts sums up the clients created at or before since against a
+// C2 public key.
+func (t *tx) C2KeyCounts(publicKey []byte, since time.Time) (store.C2KeyCounts, error) {
+	if len(publicKey) == 0 {
+		return store.C2KeyCounts{}, fmt.Errorf("store: C2 key counts: empty public key")
+	}
+	c, _, err := one(t, func(r rowScanner) (store.C2KeyCounts, error) {
+		var c store.C2KeyCounts
+		return c, r.Scan(&c.Clients, &c.Current, &c.BehindAcknowledging)
+	}, qC2KeyCounts, t.at(since), publicKey)
+	return c, err
+}
+
+// IdleClients lists the clients last heard from before before, by last
+// contact then id after after.
+func (t *tx) IdleClients(after store.SeenClient, before time.Time, limit int) ([]store.SeenClient, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	return all(t, func(r rowScanner) (store.SeenClient, error) {
+		var (
+			c    store.SeenClient
+			id   []byte
+			seen dbTime
+		)
+		if err := r.Scan(&id, &seen); err != nil {
+			return c, err
+		}
+		var err error
+		c.ID, err = toID(id, "client_state.client_id")
+		c.LastSeen = seen.t
+		return c, err
+	}, qIdleClients, t.at(after.LastSeen), after.ID[:], t.at(before), limit)
 }
