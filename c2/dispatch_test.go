@@ -22,11 +22,11 @@ func TestCommandsWaitForTheTransportAndKeepTheirOrder(t *testing.T) {
 	for i := range topics {
 		name := "topic/" + string(rune('a'+i))
 		must[TopicInfo](t)(env.svc.AddTopic(ctx, name))
-		if err := env.svc.AddMember(ctx, dev.ID, name); err != nil {
+		if err := env.svc.AddMember(ctx, name, dev.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := env.svc.RemoveMember(ctx, dev.ID, "topic/c"); err != nil {
+	if err := env.svc.RemoveMember(ctx, "topic/c", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	// The SetTopicKey of topic/c, not sent yet, is superseded by the
@@ -69,7 +69,7 @@ func TestRetriesUntilTheBrokerTakesIt(t *testing.T) {
 	dev := must[AddedClient](t)(env.svc.AddClient(ctx, NewClient{Name: "dev"}))
 	d := newSKDevice(t, broker.Connect(), "dev", dev.Key)
 	must[TopicInfo](t)(env.svc.AddTopic(ctx, "t"))
-	if err := env.svc.AddMember(ctx, dev.ID, "t"); err != nil {
+	if err := env.svc.AddMember(ctx, "t", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	d.waitCommands(1)
@@ -109,7 +109,7 @@ func TestCommandFailsAfterMaxAttempts(t *testing.T) {
 	})
 	dev := must[AddedClient](t)(env.svc.AddClient(ctx, NewClient{Name: "dev"}))
 	must[TopicInfo](t)(env.svc.AddTopic(ctx, "t"))
-	if err := env.svc.AddMember(ctx, dev.ID, "t"); err != nil {
+	if err := env.svc.AddMember(ctx, "t", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t)
@@ -134,7 +134,7 @@ func TestNewClientKeySwitchesTheCommandKey(t *testing.T) {
 		t.Fatal("NewClientKey did not return a new key")
 	}
 	must[TopicInfo](t)(env.svc.AddTopic(ctx, "t"))
-	if err := env.svc.AddMember(ctx, dev.ID, "t"); err != nil {
+	if err := env.svc.AddMember(ctx, "t", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	// SetIDKey went under the old key, SetTopicKey under the new one: the

@@ -40,14 +40,14 @@ func TestGroupTopicsLinkMembers(t *testing.T) {
 		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
 	}
 	for _, name := range []string{"a", "b"} {
-		if err := svc.AddMember(ctx, id(name), "group/one"); err != nil {
+		if err := svc.AddMember(ctx, "group/one", id(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := svc.AddMembers(ctx, "group/two", []e4.ID{id("a"), id("c")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.AddMember(ctx, id("c"), "group/one"); err != nil {
+	if err := svc.AddMember(ctx, "group/one", id("c")); err != nil {
 		t.Fatal(err)
 	}
 	// a: SetTopicKey x2 + keys of b and c; b: SetTopicKey + keys of a and c.
@@ -67,7 +67,7 @@ func TestGroupTopicsLinkMembers(t *testing.T) {
 
 	env.waitIdle(t)
 	before := must[int64](t)(svc.CountCommands(ctx, store.CommandFilter{Target: id("c").String()}))
-	if err := svc.RemoveMember(ctx, id("c"), "group/one"); err != nil {
+	if err := svc.RemoveMember(ctx, "group/one", id("c")); err != nil {
 		t.Fatal(err)
 	}
 	if links("b")[id("c")] || links("c")[id("b")] {

@@ -60,7 +60,7 @@ func twoKeyExample(t *testing.T, svc *Service, devices int) {
 	for i := range devices {
 		added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("device-%d", i)}))
 		for _, topic := range []string{"fleet/firmware", "analytics/data"} {
-			if err := svc.AddMember(ctx, added.ID, topic); err != nil {
+			if err := svc.AddMember(ctx, topic, added.ID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -252,7 +252,7 @@ func TestLeavesCoalesce(t *testing.T) {
 	}
 	for i, id := range ids[:100] {
 		clock.Set(start.Add(time.Duration(i) * 9 * time.Millisecond))
-		if err := svc.RemoveMember(ctx, id, "plant/line1"); err != nil {
+		if err := svc.RemoveMember(ctx, "plant/line1", id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -624,7 +624,7 @@ func TestLeaveAndPeriodTogether(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 	clock.Set(next.DueAt.Add(-10 * time.Minute))
-	if err := svc.RemoveMember(ctx, ids[0], "door/lock"); err != nil {
+	if err := svc.RemoveMember(ctx, "door/lock", ids[0]); err != nil {
 		t.Fatal(err)
 	}
 	clock.Set(next.DueAt.Add(time.Minute)) // the period is due, the leave's window still open

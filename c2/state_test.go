@@ -181,7 +181,7 @@ func onlineMember(t *testing.T, svc *Service, broker *loopback.Broker) *stateDev
 	dev := newStateDevice(t, broker, "dev", added.Key, true)
 	dev.online(false)
 	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+	if err := svc.AddMember(ctx, "t", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, "first key acknowledged", func() bool {
@@ -201,7 +201,7 @@ func TestREADMEOrderDeviceStartsLast(t *testing.T) {
 	svc := env.svc
 	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "sensors/temp"))
-	if err := svc.AddMember(ctx, added.ID, "sensors/temp"); err != nil {
+	if err := svc.AddMember(ctx, "sensors/temp", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t) // sent: the broker dropped it, nobody listened
@@ -298,7 +298,7 @@ func TestNonAcknowledgingDeviceStallsNothing(t *testing.T) {
 	for _, topic := range []string{"t1", "t2"} {
 		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
 		for _, d := range devs {
-			if err := svc.AddMember(ctx, d.client.ID(), topic); err != nil {
+			if err := svc.AddMember(ctx, topic, d.client.ID()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -432,7 +432,7 @@ func TestCommandTimestampsGrowPerClient(t *testing.T) {
 	for i := range n {
 		topic := string(rune('a' + i))
 		must[TopicInfo](t)(env.svc.AddTopic(ctx, topic))
-		if err := env.svc.AddMember(ctx, added.ID, topic); err != nil {
+		if err := env.svc.AddMember(ctx, topic, added.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -468,7 +468,7 @@ func TestPermanentFailureStallsAndMovesOn(t *testing.T) {
 	svc := env.svc
 	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+	if err := svc.AddMember(ctx, "t", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t)
@@ -481,7 +481,7 @@ func TestPermanentFailureStallsAndMovesOn(t *testing.T) {
 		t.Fatalf("failed commands %+v: want one, never retried", failed)
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "u"))
-	if err := svc.AddMember(ctx, added.ID, "u"); err != nil {
+	if err := svc.AddMember(ctx, "u", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t)
@@ -542,7 +542,7 @@ func TestResendOnScheduleAndBehindEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+	if err := svc.AddMember(ctx, "t", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.RotateTopic(ctx, "t"); err != nil {
@@ -576,10 +576,10 @@ func TestPKModeCatchUp(t *testing.T) {
 	a := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "a", PublicKey: pubA}))
 	b := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "b", PublicKey: pubB}))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "pk/t"))
-	if err := svc.AddMember(ctx, b.ID, "pk/t"); err != nil {
+	if err := svc.AddMember(ctx, "pk/t", b.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.LinkClients(ctx, a.ID, b.ID); err != nil {
+	if err := svc.LinkClients(ctx, Link{Source: a.ID, Target: b.ID}); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t) // sent to nobody
@@ -630,7 +630,7 @@ func TestPKC2KeyRotationWhileOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "pk/t"))
-	if err := svc.AddMember(ctx, added.ID, "pk/t"); err != nil {
+	if err := svc.AddMember(ctx, "pk/t", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, "the first key acknowledged", func() bool { return must[TopicState](t)(svc.TopicState(ctx, "pk/t")).Converged })
