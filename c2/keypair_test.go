@@ -25,7 +25,7 @@ func TestNewClientKeyPairIsOffByDefault(t *testing.T) {
 	if got := must[ClientInfo](t)(env.svc.GetClient(ctx, dev.ID)); !bytes.Equal(got.PublicKey, pub) {
 		t.Fatal("the refused call changed the client's key")
 	}
-	if n := must[int64](t)(env.svc.CountCommands(ctx, store.CommandFilter{})); n != 0 {
+	if n := must[int64](t)(env.svc.CountCommands(ctx, CommandFilter{})); n != 0 {
 		t.Fatalf("%d commands queued by a refused call", n)
 	}
 	sk := newTestService(t, e4.SymKey, nil, func(c *Config) { c.AllowGeneratedKeyPairs = true })

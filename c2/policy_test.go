@@ -378,7 +378,7 @@ func TestRotationOutcomes(t *testing.T) {
 	var ids []e4.ID
 	for i := range 3 {
 		id := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("d%d", i)})).ID
-		if err := svc.SetAcknowledges(ctx, id, store.AckYes); err != nil {
+		if err := svc.SetAcknowledges(ctx, id, AckYes); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
@@ -496,7 +496,7 @@ func TestClientKeyAgePolicy(t *testing.T) {
 	if len(got) != 1 || got[0].Target != fmt.Sprintf("%x", id[:]) || got[0].Reason != "age" {
 		t.Fatalf("client rotations in 45 days: %+v", got)
 	}
-	n, err := svc.CountCommands(ctx, store.CommandFilter{ClientID: &id})
+	n, err := svc.CountCommands(ctx, CommandFilter{Client: &id})
 	if err != nil || n != 1 {
 		t.Fatalf("%d commands to the client (%v), want its SetIDKey", n, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
@@ -332,7 +331,7 @@ func TestNonAcknowledgingDeviceStallsNothing(t *testing.T) {
 	if got := devs[0].commands(); len(got) != 4 {
 		t.Fatalf("silent device applied %v, want 4 commands", got)
 	}
-	if err := svc.SetAcknowledges(ctx, silent, store.AckNo); err != nil {
+	if err := svc.SetAcknowledges(ctx, silent, AckNo); err != nil {
 		t.Fatal(err)
 	}
 	f := must[FleetState](t)(svc.FleetState(ctx))
@@ -476,7 +475,7 @@ func TestPermanentFailureStallsAndMovesOn(t *testing.T) {
 	if st := must[ClientState](t)(svc.ClientState(ctx, added.ID)); st.StalledReason != "a permanent failure: not authorized" {
 		t.Fatalf("state after a permanent failure: %+v", st)
 	}
-	failed := must[[]CommandStatus](t)(svc.Commands(ctx, store.CommandFilter{State: store.CommandFailed}, 0, 10))
+	failed := must[[]CommandStatus](t)(svc.Commands(ctx, CommandFilter{State: CommandFailed}, 0, 10))
 	if len(failed) != 1 || failed[0].Attempts != 0 {
 		t.Fatalf("failed commands %+v: want one, never retried", failed)
 	}
@@ -538,7 +537,7 @@ func TestResendOnScheduleAndBehindEvent(t *testing.T) {
 	})
 	svc := env.svc
 	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "v1"}))
-	if err := svc.SetAcknowledges(ctx, added.ID, store.AckNo); err != nil {
+	if err := svc.SetAcknowledges(ctx, added.ID, AckNo); err != nil {
 		t.Fatal(err)
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
