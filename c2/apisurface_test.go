@@ -109,3 +109,16 @@ func TestStoreTypeInFindsNestedStoreTypes(t *testing.T) {
 		t.Errorf("storeTypeIn(c2.CommandFilter) = %q, want none", got)
 	}
 }
+
+// TestCommandIDStringRoundTrips checks that CommandID.String gives the form
+// ParseCommandID reads and the API shows (CommandStatus.ID).
+func TestCommandIDStringRoundTrips(t *testing.T) {
+	const hexID = "00112233445566778899aabbccddeeff"
+	id, err := c2.ParseCommandID(hexID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.String() != hexID {
+		t.Errorf("String() = %q, want %q", id.String(), hexID)
+	}
+}
