@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
@@ -22,11 +21,11 @@ func TestCommandsWaitForTheTransportAndKeepTheirOrder(t *testing.T) {
 	for i := range topics {
 		name := "topic/" + string(rune('a'+i))
 		must[TopicInfo](t)(env.svc.AddTopic(ctx, name))
-		if err := env.svc.AddMember(ctx, dev.ID, name); err != nil {
+		if err := env.svc.AddMember(ctx, name, dev.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := env.svc.RemoveMember(ctx, dev.ID, "topic/c"); err != nil {
+	if err := env.svc.RemoveMember(ctx, "topic/c", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	// The SetTopicKey of topic/c, not sent yet, is superseded by the
@@ -35,11 +34,11 @@ func TestCommandsWaitForTheTransportAndKeepTheirOrder(t *testing.T) {
 	if pending != topics {
 		t.Fatalf("%d pending, want %d", pending, topics)
 	}
-	listed := must[[]CommandStatus](t)(env.svc.Commands(ctx, store.CommandFilter{ClientID: &dev.ID}, 0, 100))
+	listed := must[[]CommandStatus](t)(env.svc.Commands(ctx, CommandFilter{Client: &dev.ID}, 0, 100))
 	if len(listed) != topics+1 || listed[0].Kind != "SetTopicKey" || listed[topics].Kind != "RemoveTopic" || listed[topics].Target != "topic/c" {
 		t.Fatalf("listed %+v", listed)
 	}
-	if listed[2].Target != "topic/c" || listed[2].State != store.CommandSuperseded {
+	if listed[2].Target != "topic/c" || listed[2].State != CommandSuperseded {
 		t.Fatalf("the SetTopicKey of the topic left is %+v, want superseded", listed[2])
 	}
 
@@ -56,7 +55,7 @@ func TestCommandsWaitForTheTransportAndKeepTheirOrder(t *testing.T) {
 	}
 	env.waitIdle(t)
 	st := must[CommandStatus](t)(env.svc.Command(ctx, mustCommandID(t, listed[0].ID)))
-	if st.State != store.CommandSent || st.SentAt == 0 {
+	if st.State != CommandSent || st.SentAt == 0 {
 		t.Fatalf("first command status %+v", st)
 	}
 }
@@ -69,13 +68,13 @@ func TestRetriesUntilTheBrokerTakesIt(t *testing.T) {
 	dev := must[AddedClient](t)(env.svc.AddClient(ctx, NewClient{Name: "dev"}))
 	d := newSKDevice(t, broker.Connect(), "dev", dev.Key)
 	must[TopicInfo](t)(env.svc.AddTopic(ctx, "t"))
-	if err := env.svc.AddMember(ctx, dev.ID, "t"); err != nil {
+	if err := env.svc.AddMember(ctx, "t", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	d.waitCommands(1)
 	env.waitIdle(t)
-	list := must[[]CommandStatus](t)(env.svc.Commands(ctx, store.CommandFilter{}, 0, 10))
-	if len(list) != 1 || list[0].Attempts != 3 || !strings.Contains(list[0].LastError, "broker unreachable") || list[0].State != store.CommandSent {
+	list := must[[]CommandStatus](t)(env.svc.Commands(ctx, CommandFilter{}, 0, 10))
+	if len(list) != 1 || list[0].Attempts != 3 || !strings.Contains(list[0].LastError, "broker unreachable") || list[0].State != CommandSent {
 		t.Fatalf("status %+v, want sent after 3 failed attempts", list[0])
 	}
 	// The counters move just after the store is updated, and the device's
@@ -109,11 +108,11 @@ func TestCommandFailsAfterMaxAttempts(t *testing.T) {
 	})
 	dev := must[AddedClient](t)(env.svc.AddClient(ctx, NewClient{Name: "dev"}))
 	must[TopicInfo](t)(env.svc.AddTopic(ctx, "t"))
-	if err := env.svc.AddMember(ctx, dev.ID, "t"); err != nil {
+	if err := env.svc.AddMember(ctx, "t", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t)
-	list := must[[]CommandStatus](t)(env.svc.Commands(ctx, store.CommandFilter{State: store.CommandFailed}, 0, 10))
+	list := must[[]CommandStatus](t)(env.svc.Commands(ctx, CommandFilter{State: CommandFailed}, 0, 10))
 	if len(list) != 1 || list[0].LastError != "refused" {
 		t.Fatalf("failed commands %+v", list)
 	}
@@ -134,7 +133,7 @@ func TestNewClientKeySwitchesTheCommandKey(t *testing.T) {
 		t.Fatal("NewClientKey did not return a new key")
 	}
 	must[TopicInfo](t)(env.svc.AddTopic(ctx, "t"))
-	if err := env.svc.AddMember(ctx, dev.ID, "t"); err != nil {
+	if err := env.svc.AddMember(ctx, "t", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	// SetIDKey went under the old key, SetTopicKey under the new one: the
@@ -178,7 +177,7 @@ func TestImportClients(t *testing.T) {
 	}
 }
 
-func mustCommandID(t *testing.T, s string) store.CommandID {
+func mustCommandID(t *testing.T, s string) CommandID {
 	t.Helper()
 	id, err := ParseCommandID(s)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
@@ -40,14 +39,14 @@ func TestGroupTopicsLinkMembers(t *testing.T) {
 		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
 	}
 	for _, name := range []string{"a", "b"} {
-		if err := svc.AddMember(ctx, id(name), "group/one"); err != nil {
+		if err := svc.AddMember(ctx, "group/one", id(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := svc.AddMembers(ctx, "group/two", []e4.ID{id("a"), id("c")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.AddMember(ctx, id("c"), "group/one"); err != nil {
+	if err := svc.AddMember(ctx, "group/one", id("c")); err != nil {
 		t.Fatal(err)
 	}
 	// a: SetTopicKey x2 + keys of b and c; b: SetTopicKey + keys of a and c.
@@ -66,8 +65,8 @@ func TestGroupTopicsLinkMembers(t *testing.T) {
 	}
 
 	env.waitIdle(t)
-	before := must[int64](t)(svc.CountCommands(ctx, store.CommandFilter{Target: id("c").String()}))
-	if err := svc.RemoveMember(ctx, id("c"), "group/one"); err != nil {
+	before := must[int64](t)(svc.CountCommands(ctx, CommandFilter{Target: id("c").String()}))
+	if err := svc.RemoveMember(ctx, "group/one", id("c")); err != nil {
 		t.Fatal(err)
 	}
 	if links("b")[id("c")] || links("c")[id("b")] {
@@ -76,7 +75,7 @@ func TestGroupTopicsLinkMembers(t *testing.T) {
 	if !links("a")[id("c")] || !links("c")[id("a")] {
 		t.Fatal("a and c still share group/two but were unlinked")
 	}
-	after := must[int64](t)(svc.CountCommands(ctx, store.CommandFilter{Target: id("c").String()}))
+	after := must[int64](t)(svc.CountCommands(ctx, CommandFilter{Target: id("c").String()}))
 	if after-before != 1 { // RemovePubKey(c) to b only
 		t.Fatalf("%d commands about c queued by the removal, want 1", after-before)
 	}

@@ -6,15 +6,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/e4-iot/e4kit/c2/store"
-
 	"github.com/e4-iot/e4kit/transport"
 )
 
 // HealthTopic is where Health publishes its probe. It carries no data.
 const HealthTopic = "e4kit/c2/health"
 
-var pendingFilter = store.CommandFilter{State: store.CommandPending}
+var pendingFilter = CommandFilter{State: CommandPending}
 
 // Health reports the state of the database and the transport.
 type Health struct {

@@ -25,7 +25,7 @@ func TestNewClientKeyPairIsOffByDefault(t *testing.T) {
 	if got := must[ClientInfo](t)(env.svc.GetClient(ctx, dev.ID)); !bytes.Equal(got.PublicKey, pub) {
 		t.Fatal("the refused call changed the client's key")
 	}
-	if n := must[int64](t)(env.svc.CountCommands(ctx, store.CommandFilter{})); n != 0 {
+	if n := must[int64](t)(env.svc.CountCommands(ctx, CommandFilter{})); n != 0 {
 		t.Fatalf("%d commands queued by a refused call", n)
 	}
 	sk := newTestService(t, e4.SymKey, nil, func(c *Config) { c.AllowGeneratedKeyPairs = true })
@@ -51,7 +51,7 @@ func TestNewClientKeyPairRekeysTheDevice(t *testing.T) {
 	b := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "b", PublicKey: pubB}))
 	devA := newPKDevice(t, broker.Connect(), "a", privA, c2Pub)
 	devB := newPKDevice(t, broker.Connect(), "b", privB, c2Pub)
-	if err := svc.LinkClients(ctx, a.ID, b.ID); err != nil {
+	if err := svc.LinkClients(ctx, Link{Source: a.ID, Target: b.ID}); err != nil {
 		t.Fatal(err)
 	}
 	devB.waitCommands(1)
@@ -70,7 +70,7 @@ func TestNewClientKeyPairRekeysTheDevice(t *testing.T) {
 		t.Fatal("C2 did not record the new public key")
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "after/rekey"))
-	if err := svc.AddMember(ctx, a.ID, "after/rekey"); err != nil {
+	if err := svc.AddMember(ctx, "after/rekey", a.ID); err != nil {
 		t.Fatal(err)
 	}
 	if cmds := devA.waitCommands(2); cmds[1] != e4.SetTopicKey || !devA.client.HasTopicKey("after/rekey") {

@@ -8,10 +8,10 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 )
 
-// AddMember adds a client to a topic and sends it the topic key
+// AddMember adds client to topic and sends it the topic key
 // (SetTopicKey). With RotateOnAdd the topic is rotated first, so the new
 // member never holds a key that protected earlier traffic.
-func (s *Service) AddMember(ctx context.Context, client e4.ID, topic string) error {
+func (s *Service) AddMember(ctx context.Context, topic string, client e4.ID) error {
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
 		return s.addMember(tx, ev, client, topic)
 	})
@@ -110,11 +110,11 @@ func (s *Service) AddMembers(ctx context.Context, topic string, clients []e4.ID)
 	})
 }
 
-// RemoveMember removes a client from a topic, sends it RemoveTopic and,
+// RemoveMember removes client from topic, sends it RemoveTopic and,
 // unless KeepTopicKeyOnRemove, rotates the topic for the remaining members,
 // who are sent RemoveTopic then SetTopicKey so that they refuse the old key
 // at once (messages in flight under it are lost; see rotateTopic).
-func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) error {
+func (s *Service) RemoveMember(ctx context.Context, topic string, id e4.ID) error {
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
 		c, err := getClient(tx, id)
 		if err != nil {
@@ -147,8 +147,8 @@ func (s *Service) RemoveMember(ctx context.Context, id e4.ID, topic string) erro
 	})
 }
 
-// IsMember reports whether a client is in a topic.
-func (s *Service) IsMember(ctx context.Context, id e4.ID, topic string) (ok bool, err error) {
+// IsMember reports whether client id is in topic.
+func (s *Service) IsMember(ctx context.Context, topic string, id e4.ID) (ok bool, err error) {
 	err = s.view(ctx, func(tx store.Tx) error {
 		ok, err = tx.IsMember(id, topic)
 		return err

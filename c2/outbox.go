@@ -100,7 +100,7 @@ type CommandStatus struct {
 	Client    e4.ID
 	Kind      string
 	Target    string
-	State     store.CommandState
+	State     CommandState
 	Attempts  int
 	LastError string
 	CreatedAt int64 // Unix milliseconds
@@ -113,7 +113,7 @@ type CommandStatus struct {
 func commandStatus(c store.Command) CommandStatus {
 	st := CommandStatus{
 		ID: hex.EncodeToString(c.ID[:]), Seq: c.Seq, Client: c.ClientID, Kind: c.Kind,
-		Target: c.Target, State: c.State, Attempts: c.Attempts, LastError: c.LastError,
+		Target: c.Target, State: CommandState(c.State), Attempts: c.Attempts, LastError: c.LastError,
 		CreatedAt: c.CreatedAt.UnixMilli(),
 	}
 	if !c.SentAt.IsZero() {
@@ -126,8 +126,8 @@ func commandStatus(c store.Command) CommandStatus {
 }
 
 // ParseCommandID parses the hex form of a command id.
-func ParseCommandID(s string) (store.CommandID, error) {
-	var id store.CommandID
+func ParseCommandID(s string) (CommandID, error) {
+	var id CommandID
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != len(id) {
 		return id, fmt.Errorf("%w: command id must be %d hex digits", ErrInvalidArgument, 2*len(id))
@@ -137,24 +137,24 @@ func ParseCommandID(s string) (store.CommandID, error) {
 }
 
 // Command returns the status of one command.
-func (s *Service) Command(ctx context.Context, id store.CommandID) (CommandStatus, error) {
+func (s *Service) Command(ctx context.Context, id CommandID) (CommandStatus, error) {
 	var c store.Command
 	err := s.view(ctx, func(tx store.Tx) (err error) {
-		c, err = tx.GetCommand(id)
+		c, err = tx.GetCommand(store.CommandID(id))
 		return err
 	})
 	return commandStatus(c), err
 }
 
 // Commands lists commands matching f after the given sequence number.
-func (s *Service) Commands(ctx context.Context, f store.CommandFilter, afterSeq int64, limit int) ([]CommandStatus, error) {
+func (s *Service) Commands(ctx context.Context, f CommandFilter, afterSeq int64, limit int) ([]CommandStatus, error) {
 	limit, err := checkLimit(limit)
 	if err != nil {
 		return nil, err
 	}
 	var list []store.Command
 	err = s.view(ctx, func(tx store.Tx) (err error) {
-		list, err = tx.ListCommands(f, afterSeq, limit)
+		list, err = tx.ListCommands(f.storeFilter(), afterSeq, limit)
 		return err
 	})
 	out := make([]CommandStatus, len(list))
@@ -165,9 +165,9 @@ func (s *Service) Commands(ctx context.Context, f store.CommandFilter, afterSeq 
 }
 
 // CountCommands counts commands matching f.
-func (s *Service) CountCommands(ctx context.Context, f store.CommandFilter) (n int64, err error) {
+func (s *Service) CountCommands(ctx context.Context, f CommandFilter) (n int64, err error) {
 	err = s.view(ctx, func(tx store.Tx) error {
-		n, err = tx.CountCommands(f)
+		n, err = tx.CountCommands(f.storeFilter())
 		return err
 	})
 	return n, err

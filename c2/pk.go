@@ -18,14 +18,27 @@ func (s *Service) requirePK() error {
 	return nil
 }
 
-// SendPubKey sends source's public key to target (SetPubKey), so target
-// accepts messages signed by source.
-func (s *Service) SendPubKey(ctx context.Context, target, source e4.ID) error {
+// Link names a directed public-key relation between two clients: Target
+// holds Source's public key, so Target accepts messages signed by Source.
+// The public-key methods take a Link rather than two e4.ID arguments so that
+// a swapped source and target cannot be written by accident: the field
+// names are at every call site.
+type Link struct {
+	Source e4.ID // the client whose public key is sent
+	Target e4.ID // the client that receives and keeps Source's key
+}
+
+// String gives "source -> target".
+func (l Link) String() string { return l.Source.String() + " -> " + l.Target.String() }
+
+// SendPubKey sends l.Source's public key to l.Target (SetPubKey), so the
+// target accepts messages signed by the source.
+func (s *Service) SendPubKey(ctx context.Context, l Link) error {
 	if err := s.requirePK(); err != nil {
 		return err
 	}
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
-		return s.sendPubKey(tx, ev, target, source)
+		return s.sendPubKey(tx, ev, l.Target, l.Source)
 	})
 }
 
@@ -46,10 +59,10 @@ func (s *Service) sendPubKey(tx store.Tx, ev *events, targetID, sourceID e4.ID) 
 	return s.enqueue(tx, ev, outgoing{client: target, cmd: cmd, target: source.ID.String()})
 }
 
-// RemovePubKey makes target forget source's public key (RemovePubKey) and
-// removes a link from source to target if there is one.
-func (s *Service) RemovePubKey(ctx context.Context, target, source e4.ID) error {
-	return s.removePubKey(ctx, target, source, false)
+// RemovePubKey makes l.Target forget l.Source's public key (RemovePubKey)
+// and removes the link from source to target if there is one.
+func (s *Service) RemovePubKey(ctx context.Context, l Link) error {
+	return s.removePubKey(ctx, l.Target, l.Source, false)
 }
 
 // removePubKey sends RemovePubKey and drops the link from source to
@@ -87,9 +100,10 @@ func (s *Service) ResetPubKeys(ctx context.Context, target e4.ID) error {
 	})
 }
 
-// LinkClients sends source's public key to target now and again whenever
-// source's key changes (NewClientKey).
-func (s *Service) LinkClients(ctx context.Context, source, target e4.ID) error {
+// LinkClients sends l.Source's public key to l.Target now and again
+// whenever the source's key changes (NewClientKey).
+func (s *Service) LinkClients(ctx context.Context, l Link) error {
+	source, target := l.Source, l.Target
 	if err := s.requirePK(); err != nil {
 		return err
 	}
@@ -104,9 +118,9 @@ func (s *Service) LinkClients(ctx context.Context, source, target e4.ID) error {
 	})
 }
 
-// UnlinkClients removes the link and makes target forget source's key.
-func (s *Service) UnlinkClients(ctx context.Context, source, target e4.ID) error {
-	return s.removePubKey(ctx, target, source, true)
+// UnlinkClients removes the link and makes l.Target forget l.Source's key.
+func (s *Service) UnlinkClients(ctx context.Context, l Link) error {
+	return s.removePubKey(ctx, l.Target, l.Source, true)
 }
 
 // LinkTargets lists the clients linked from source.

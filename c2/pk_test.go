@@ -39,11 +39,11 @@ func TestPKModeEndToEnd(t *testing.T) {
 
 	must[TopicInfo](t)(svc.AddTopic(ctx, "pk/topic"))
 	for _, c := range []AddedClient{a, b} {
-		if err := svc.AddMember(ctx, c.ID, "pk/topic"); err != nil {
+		if err := svc.AddMember(ctx, "pk/topic", c.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := svc.LinkClients(ctx, a.ID, b.ID); err != nil {
+	if err := svc.LinkClients(ctx, Link{Source: a.ID, Target: b.ID}); err != nil {
 		t.Fatal(err)
 	}
 	devA.waitCommands(1)
@@ -61,7 +61,7 @@ func TestPKModeEndToEnd(t *testing.T) {
 	if n := must[int](t)(svc.RotateC2Key(ctx)); n != 2 {
 		t.Fatalf("RotateC2Key queued %d, want 2", n)
 	}
-	if err := svc.RemoveMember(ctx, b.ID, "pk/topic"); err != nil {
+	if err := svc.RemoveMember(ctx, "pk/topic", b.ID); err != nil {
 		t.Fatal(err)
 	}
 	cmds := devB.waitCommands(4)

@@ -60,7 +60,7 @@ func twoKeyExample(t *testing.T, svc *Service, devices int) {
 	for i := range devices {
 		added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("device-%d", i)}))
 		for _, topic := range []string{"fleet/firmware", "analytics/data"} {
-			if err := svc.AddMember(ctx, added.ID, topic); err != nil {
+			if err := svc.AddMember(ctx, topic, added.ID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -252,7 +252,7 @@ func TestLeavesCoalesce(t *testing.T) {
 	}
 	for i, id := range ids[:100] {
 		clock.Set(start.Add(time.Duration(i) * 9 * time.Millisecond))
-		if err := svc.RemoveMember(ctx, id, "plant/line1"); err != nil {
+		if err := svc.RemoveMember(ctx, "plant/line1", id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -378,7 +378,7 @@ func TestRotationOutcomes(t *testing.T) {
 	var ids []e4.ID
 	for i := range 3 {
 		id := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("d%d", i)})).ID
-		if err := svc.SetAcknowledges(ctx, id, store.AckYes); err != nil {
+		if err := svc.SetAcknowledges(ctx, id, AckYes); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
@@ -496,7 +496,7 @@ func TestClientKeyAgePolicy(t *testing.T) {
 	if len(got) != 1 || got[0].Target != fmt.Sprintf("%x", id[:]) || got[0].Reason != "age" {
 		t.Fatalf("client rotations in 45 days: %+v", got)
 	}
-	n, err := svc.CountCommands(ctx, store.CommandFilter{ClientID: &id})
+	n, err := svc.CountCommands(ctx, CommandFilter{Client: &id})
 	if err != nil || n != 1 {
 		t.Fatalf("%d commands to the client (%v), want its SetIDKey", n, err)
 	}
@@ -624,7 +624,7 @@ func TestLeaveAndPeriodTogether(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 	clock.Set(next.DueAt.Add(-10 * time.Minute))
-	if err := svc.RemoveMember(ctx, ids[0], "door/lock"); err != nil {
+	if err := svc.RemoveMember(ctx, "door/lock", ids[0]); err != nil {
 		t.Fatal(err)
 	}
 	clock.Set(next.DueAt.Add(time.Minute)) // the period is due, the leave's window still open

@@ -143,7 +143,7 @@ func TestRotationAfterRemovalKeepsNoPreviousKey(t *testing.T) {
 	must[TopicInfo](t)(svc.AddTopic(ctx, "plant/a"))
 	for _, name := range []string{"dev1", "dev2"} {
 		must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: name}))
-		if err := svc.AddMember(ctx, e4.IDFromName(name), "plant/a"); err != nil {
+		if err := svc.AddMember(ctx, "plant/a", e4.IDFromName(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -151,7 +151,7 @@ func TestRotationAfterRemovalKeepsNoPreviousKey(t *testing.T) {
 	if storedTopic(t, env, "plant/a").PrevSealedKey == nil {
 		t.Fatal("a plain rotation kept no previous key")
 	}
-	if err := svc.RemoveMember(ctx, e4.IDFromName("dev2"), "plant/a"); err != nil {
+	if err := svc.RemoveMember(ctx, "plant/a", e4.IDFromName("dev2")); err != nil {
 		t.Fatal(err)
 	}
 	tp := storedTopic(t, env, "plant/a")

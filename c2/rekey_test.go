@@ -44,7 +44,7 @@ func fillDeployment(t *testing.T, svc *Service, clients int) {
 	for _, topic := range []string{"plant/a", "plant/b"} {
 		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
 		for i := range 5 {
-			if err := svc.AddMember(ctx, e4.IDFromName(fmt.Sprintf("dev-%d", i)), topic); err != nil {
+			if err := svc.AddMember(ctx, topic, e4.IDFromName(fmt.Sprintf("dev-%d", i))); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -31,7 +31,7 @@ func TestSKDevicesGetKeysAndTalk(t *testing.T) {
 
 	must[TopicInfo](t)(svc.AddTopic(ctx, "sensors/temp"))
 	for _, c := range []AddedClient{alice, bob} {
-		if err := svc.AddMember(ctx, c.ID, "sensors/temp"); err != nil {
+		if err := svc.AddMember(ctx, "sensors/temp", c.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -76,7 +76,7 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
 	for _, d := range devs {
-		if err := svc.AddMember(ctx, d.client.ID(), "t"); err != nil {
+		if err := svc.AddMember(ctx, "t", d.client.ID()); err != nil {
 			t.Fatal(err)
 		}
 		d.waitCommands(1) // else the rotation supersedes it
@@ -99,7 +99,7 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 	underOldKey := must[[]byte](t)(svc.ProtectMessage(ctx, "t", []byte("from the removed device")))
 
 	// Removing c sends it RemoveTopic and rotates for a and b.
-	if err := svc.RemoveMember(ctx, devs[2].client.ID(), "t"); err != nil {
+	if err := svc.RemoveMember(ctx, "t", devs[2].client.ID()); err != nil {
 		t.Fatal(err)
 	}
 	if cmds := devs[2].waitCommands(3); cmds[2] != e4.RemoveTopic {
@@ -139,7 +139,7 @@ func TestKeysAreSealedInTheDatabase(t *testing.T) {
 	known := bytes.Repeat([]byte{0x5A, 0xC3, 0x17, 0x88}, 8)
 	must[AddedClient](t)(env.svc.AddClient(ctx, NewClient{Name: "dev", Key: known}))
 	must[TopicInfo](t)(env.svc.AddTopic(ctx, "x"))
-	if err := env.svc.AddMember(ctx, e4.IDFromName("dev"), "x"); err != nil {
+	if err := env.svc.AddMember(ctx, "x", e4.IDFromName("dev")); err != nil {
 		t.Fatal(err)
 	}
 	env.stop()
@@ -212,13 +212,13 @@ func TestInvalidArguments(t *testing.T) {
 	if _, err := svc.AddClient(ctx, NewClient{Name: "x", PublicKey: make([]byte, 32)}); !errors.Is(err, ErrWrongMode) {
 		t.Errorf("public key in SK mode: %v", err)
 	}
-	if err := svc.SendPubKey(ctx, e4.ID{}, e4.ID{}); !errors.Is(err, ErrWrongMode) {
+	if err := svc.SendPubKey(ctx, Link{Source: e4.ID{}, Target: e4.ID{}}); !errors.Is(err, ErrWrongMode) {
 		t.Errorf("SendPubKey in SK mode: %v", err)
 	}
 	if _, err := svc.RotateC2Key(ctx); !errors.Is(err, ErrWrongMode) {
 		t.Errorf("RotateC2Key in SK mode: %v", err)
 	}
-	if err := svc.AddMember(ctx, e4.IDFromName("nobody"), "t"); !errors.Is(err, ErrNotFound) {
+	if err := svc.AddMember(ctx, "t", e4.IDFromName("nobody")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown client: %v", err)
 	}
 	must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dup"}))

@@ -38,7 +38,7 @@ type ClientState struct {
 	// AckMode is the operator's setting (SetAcknowledges); Acknowledges
 	// whether the device is expected to acknowledge (declared, or learned
 	// from its first acknowledgement or sync request).
-	AckMode      store.AckMode
+	AckMode      AckMode
 	Acknowledges bool
 	// LastSeen is when C2 last heard from the device (an acknowledgement
 	// or a sync request), LastSync its last sync request; zero: never.
@@ -166,7 +166,7 @@ func (s *Service) ClientState(ctx context.Context, id e4.ID) (ClientState, error
 }
 
 func fillClientState(st *ClientState, ds store.DeviceState) {
-	st.AckMode, st.Acknowledges = ds.AckMode, ds.Acknowledges()
+	st.AckMode, st.Acknowledges = AckMode(ds.AckMode), ds.Acknowledges()
 	st.LastSeen, st.LastSync = ds.LastSeen, ds.LastSync
 	st.KeyInUse = KeyCurrent
 	if ds.PrevSealedKey != nil {
@@ -260,9 +260,9 @@ func (s *Service) FleetState(ctx context.Context) (FleetState, error) {
 }
 
 // ParseAckMode parses "auto", "yes" or "no".
-func ParseAckMode(s string) (store.AckMode, error) {
-	switch m := store.AckMode(s); m {
-	case store.AckAuto, store.AckYes, store.AckNo:
+func ParseAckMode(s string) (AckMode, error) {
+	switch m := AckMode(s); m {
+	case AckAuto, AckYes, AckNo:
 		return m, nil
 	}
 	return "", fmt.Errorf("%w: acknowledgement mode %q is not auto, yes or no", ErrInvalidArgument, s)
@@ -272,7 +272,7 @@ func ParseAckMode(s string) (store.AckMode, error) {
 // commands: AckNo for devices that cannot (E4 v1 reference devices), so
 // C2 neither waits for nor repairs on their acknowledgements; AckYes to
 // count on them before the first one; AckAuto to learn it.
-func (s *Service) SetAcknowledges(ctx context.Context, id e4.ID, mode store.AckMode) error {
+func (s *Service) SetAcknowledges(ctx context.Context, id e4.ID, mode AckMode) error {
 	if _, err := ParseAckMode(string(mode)); err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func (s *Service) SetAcknowledges(ctx context.Context, id e4.ID, mode store.AckM
 		if err != nil {
 			return fmt.Errorf("client %s: %w", id, err)
 		}
-		ds.AckMode = mode
+		ds.AckMode = store.AckMode(mode)
 		ev.add(EventAckModeSet, &id, "", string(mode))
 		return tx.PutDeviceState(ds)
 	})

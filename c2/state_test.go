@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
@@ -181,7 +180,7 @@ func onlineMember(t *testing.T, svc *Service, broker *loopback.Broker) *stateDev
 	dev := newStateDevice(t, broker, "dev", added.Key, true)
 	dev.online(false)
 	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+	if err := svc.AddMember(ctx, "t", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, "first key acknowledged", func() bool {
@@ -201,7 +200,7 @@ func TestREADMEOrderDeviceStartsLast(t *testing.T) {
 	svc := env.svc
 	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "sensors/temp"))
-	if err := svc.AddMember(ctx, added.ID, "sensors/temp"); err != nil {
+	if err := svc.AddMember(ctx, "sensors/temp", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t) // sent: the broker dropped it, nobody listened
@@ -298,7 +297,7 @@ func TestNonAcknowledgingDeviceStallsNothing(t *testing.T) {
 	for _, topic := range []string{"t1", "t2"} {
 		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
 		for _, d := range devs {
-			if err := svc.AddMember(ctx, d.client.ID(), topic); err != nil {
+			if err := svc.AddMember(ctx, topic, d.client.ID()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -332,7 +331,7 @@ func TestNonAcknowledgingDeviceStallsNothing(t *testing.T) {
 	if got := devs[0].commands(); len(got) != 4 {
 		t.Fatalf("silent device applied %v, want 4 commands", got)
 	}
-	if err := svc.SetAcknowledges(ctx, silent, store.AckNo); err != nil {
+	if err := svc.SetAcknowledges(ctx, silent, AckNo); err != nil {
 		t.Fatal(err)
 	}
 	f := must[FleetState](t)(svc.FleetState(ctx))
@@ -432,7 +431,7 @@ func TestCommandTimestampsGrowPerClient(t *testing.T) {
 	for i := range n {
 		topic := string(rune('a' + i))
 		must[TopicInfo](t)(env.svc.AddTopic(ctx, topic))
-		if err := env.svc.AddMember(ctx, added.ID, topic); err != nil {
+		if err := env.svc.AddMember(ctx, topic, added.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -468,7 +467,7 @@ func TestPermanentFailureStallsAndMovesOn(t *testing.T) {
 	svc := env.svc
 	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+	if err := svc.AddMember(ctx, "t", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t)
@@ -476,12 +475,12 @@ func TestPermanentFailureStallsAndMovesOn(t *testing.T) {
 	if st := must[ClientState](t)(svc.ClientState(ctx, added.ID)); st.StalledReason != "a permanent failure: not authorized" {
 		t.Fatalf("state after a permanent failure: %+v", st)
 	}
-	failed := must[[]CommandStatus](t)(svc.Commands(ctx, store.CommandFilter{State: store.CommandFailed}, 0, 10))
+	failed := must[[]CommandStatus](t)(svc.Commands(ctx, CommandFilter{State: CommandFailed}, 0, 10))
 	if len(failed) != 1 || failed[0].Attempts != 0 {
 		t.Fatalf("failed commands %+v: want one, never retried", failed)
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "u"))
-	if err := svc.AddMember(ctx, added.ID, "u"); err != nil {
+	if err := svc.AddMember(ctx, "u", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t)
@@ -538,11 +537,11 @@ func TestResendOnScheduleAndBehindEvent(t *testing.T) {
 	})
 	svc := env.svc
 	added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "v1"}))
-	if err := svc.SetAcknowledges(ctx, added.ID, store.AckNo); err != nil {
+	if err := svc.SetAcknowledges(ctx, added.ID, AckNo); err != nil {
 		t.Fatal(err)
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-	if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+	if err := svc.AddMember(ctx, "t", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.RotateTopic(ctx, "t"); err != nil {
@@ -576,10 +575,10 @@ func TestPKModeCatchUp(t *testing.T) {
 	a := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "a", PublicKey: pubA}))
 	b := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "b", PublicKey: pubB}))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "pk/t"))
-	if err := svc.AddMember(ctx, b.ID, "pk/t"); err != nil {
+	if err := svc.AddMember(ctx, "pk/t", b.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.LinkClients(ctx, a.ID, b.ID); err != nil {
+	if err := svc.LinkClients(ctx, Link{Source: a.ID, Target: b.ID}); err != nil {
 		t.Fatal(err)
 	}
 	env.waitIdle(t) // sent to nobody
@@ -630,7 +629,7 @@ func TestPKC2KeyRotationWhileOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	must[TopicInfo](t)(svc.AddTopic(ctx, "pk/t"))
-	if err := svc.AddMember(ctx, added.ID, "pk/t"); err != nil {
+	if err := svc.AddMember(ctx, "pk/t", added.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, "the first key acknowledged", func() bool { return must[TopicState](t)(svc.TopicState(ctx, "pk/t")).Converged })

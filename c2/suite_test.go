@@ -49,7 +49,7 @@ func TestFastC2AndDevicesTalk(t *testing.T) {
 	devA := suiteDevice(t, broker.Connect(), alice.ID, alice.Key, cfg)
 	devB := suiteDevice(t, broker.Connect(), bob.ID, bob.Key, cfg)
 	for _, c := range []AddedClient{alice, bob} {
-		if err := svc.AddMember(ctx, c.ID, "sensors/temp"); err != nil {
+		if err := svc.AddMember(ctx, "sensors/temp", c.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestFastC2PKMode(t *testing.T) {
 	}
 	dev := attachDevice(t, broker.Connect(), c)
 	must[TopicInfo](t)(svc.AddTopic(ctx, "pk/topic"))
-	if err := svc.AddMember(ctx, a.ID, "pk/topic"); err != nil {
+	if err := svc.AddMember(ctx, "pk/topic", a.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := svc.SendC2SignerKey(ctx, a.ID); err != nil {
@@ -119,7 +119,7 @@ func TestSuiteMismatchC2AndDevice(t *testing.T) {
 			added := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "dev"}))
 			dev := suiteDevice(t, broker.Connect(), added.ID, added.Key, &e4.Config{Suite: tc.device, DiagnoseSuite: tc.diagnose})
 			must[TopicInfo](t)(svc.AddTopic(ctx, "t"))
-			if err := svc.AddMember(ctx, added.ID, "t"); err != nil {
+			if err := svc.AddMember(ctx, "t", added.ID); err != nil {
 				t.Fatal(err)
 			}
 			err := dev.waitCommandError()

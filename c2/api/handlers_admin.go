@@ -26,16 +26,16 @@ func (h *handlers) GetCommand(ctx context.Context, req *c2pb.GetCommandRequest) 
 }
 
 func (h *handlers) ListCommands(ctx context.Context, req *c2pb.ListCommandsRequest) (*c2pb.ListCommandsResponse, error) {
-	var f store.CommandFilter
+	var f c2.CommandFilter
 	if req.Client != "" {
 		id, err := h.parseClient("client", req.Client)
 		if err != nil {
 			return nil, err
 		}
-		f.ClientID = &id
+		f.Client = &id
 	}
-	switch st := store.CommandState(req.State); st {
-	case "", store.CommandPending, store.CommandSent, store.CommandFailed, store.CommandSuperseded:
+	switch st := c2.CommandState(req.State); st {
+	case "", c2.CommandPending, c2.CommandSent, c2.CommandFailed, c2.CommandSuperseded:
 		f.State = st
 	default:
 		return nil, invalid("state must be pending, sent, failed or superseded, not %q", clip(req.State, 40))

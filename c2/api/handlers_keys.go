@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 	"github.com/e4-iot/e4kit/e4"
 )
@@ -23,7 +24,7 @@ func (h *handlers) SendPubKey(ctx context.Context, req *c2pb.PubKeyRequest) (*c2
 	if err != nil {
 		return nil, err
 	}
-	return &c2pb.Empty{}, h.svc.SendPubKey(ctx, target, source)
+	return &c2pb.Empty{}, h.svc.SendPubKey(ctx, c2.Link{Source: source, Target: target})
 }
 
 func (h *handlers) RemovePubKey(ctx context.Context, req *c2pb.PubKeyRequest) (*c2pb.Empty, error) {
@@ -31,7 +32,7 @@ func (h *handlers) RemovePubKey(ctx context.Context, req *c2pb.PubKeyRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	return &c2pb.Empty{}, h.svc.RemovePubKey(ctx, target, source)
+	return &c2pb.Empty{}, h.svc.RemovePubKey(ctx, c2.Link{Source: source, Target: target})
 }
 
 func (h *handlers) ResetPubKeys(ctx context.Context, req *c2pb.ClientRequest) (*c2pb.Empty, error) {
@@ -50,7 +51,7 @@ func (h *handlers) LinkClients(ctx context.Context, req *c2pb.LinkRequest) (*c2p
 	if source == target {
 		return nil, invalid("a client cannot be linked to itself")
 	}
-	return &c2pb.Empty{}, h.svc.LinkClients(ctx, source, target)
+	return &c2pb.Empty{}, h.svc.LinkClients(ctx, c2.Link{Source: source, Target: target})
 }
 
 func (h *handlers) UnlinkClients(ctx context.Context, req *c2pb.LinkRequest) (*c2pb.Empty, error) {
@@ -58,7 +59,7 @@ func (h *handlers) UnlinkClients(ctx context.Context, req *c2pb.LinkRequest) (*c
 	if err != nil {
 		return nil, err
 	}
-	return &c2pb.Empty{}, h.svc.UnlinkClients(ctx, source, target)
+	return &c2pb.Empty{}, h.svc.UnlinkClients(ctx, c2.Link{Source: source, Target: target})
 }
 
 func (h *handlers) ListLinks(ctx context.Context, req *c2pb.ListLinksRequest) (*c2pb.ListLinksResponse, error) {

@@ -98,7 +98,7 @@ func (h *handlers) AddMember(ctx context.Context, req *c2pb.MemberRequest) (*c2p
 	if err != nil {
 		return nil, err
 	}
-	return &c2pb.Empty{}, h.svc.AddMember(ctx, id, req.Topic)
+	return &c2pb.Empty{}, h.svc.AddMember(ctx, req.Topic, id)
 }
 
 // maxBatchMembers bounds AddMembers; larger sets go in several calls.
@@ -127,7 +127,7 @@ func (h *handlers) RemoveMember(ctx context.Context, req *c2pb.MemberRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	return &c2pb.Empty{}, h.svc.RemoveMember(ctx, id, req.Topic)
+	return &c2pb.Empty{}, h.svc.RemoveMember(ctx, req.Topic, id)
 }
 
 func (h *handlers) IsMember(ctx context.Context, req *c2pb.MemberRequest) (*c2pb.IsMemberResponse, error) {
@@ -135,7 +135,7 @@ func (h *handlers) IsMember(ctx context.Context, req *c2pb.MemberRequest) (*c2pb
 	if err != nil {
 		return nil, err
 	}
-	ok, err := h.svc.IsMember(ctx, id, req.Topic)
+	ok, err := h.svc.IsMember(ctx, req.Topic, id)
 	if err != nil {
 		return nil, err
 	}

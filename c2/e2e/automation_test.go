@@ -70,7 +70,7 @@ func TestWeeklyRotationOverMosquitto(t *testing.T) {
 		mustDo(t, err)
 		d := connectDevice(t, net, name, client)
 		for _, topic := range topics {
-			mustDo(t, svc.AddMember(ctx, client.ID(), topic))
+			mustDo(t, svc.AddMember(ctx, topic, client.ID()))
 		}
 		for _, topic := range topics {
 			eventually(t, 20*time.Second, name+" receives the key of "+topic, func() bool { return holdsCurrentKey(svc, d, topic) })

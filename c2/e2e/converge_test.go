@@ -329,7 +329,7 @@ func firstStartAfterSetup(t *testing.T, net *network, mode e4.Mode) {
 	const readme = "plant/late/telemetry"
 	_, err := svc.AddTopic(ctx, readme)
 	mustDo(t, err)
-	mustDo(t, svc.AddMember(ctx, client.ID(), readme))
+	mustDo(t, svc.AddMember(ctx, readme, client.ID()))
 	_, err = svc.RotateTopic(ctx, readme)
 	mustDo(t, err)
 	eventually(t, 30*time.Second, "C2 has sent every command to nobody", func() bool {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 )
@@ -46,11 +47,11 @@ func runScenario(t *testing.T, net *network, mode e4.Mode) {
 	_, err := svc.AddTopic(ctx, topic)
 	mustDo(t, err)
 	for _, d := range devs {
-		mustDo(t, svc.AddMember(ctx, d.client().ID(), topic))
+		mustDo(t, svc.AddMember(ctx, topic, d.client().ID()))
 		if mode == e4.PubKey {
 			for _, other := range devs {
 				if other != d {
-					mustDo(t, svc.LinkClients(ctx, other.client().ID(), d.client().ID()))
+					mustDo(t, svc.LinkClients(ctx, c2.Link{Source: other.client().ID(), Target: d.client().ID()}))
 				}
 			}
 			mustDo(t, svc.SendC2SignerKey(ctx, d.client().ID()))
@@ -85,7 +86,7 @@ func runScenario(t *testing.T, net *network, mode e4.Mode) {
 
 	// dev2 leaves: it cannot read what dev0 sends next, dev1 can.
 	removed := devs[2]
-	mustDo(t, svc.RemoveMember(ctx, removed.client().ID(), topic))
+	mustDo(t, svc.RemoveMember(ctx, topic, removed.client().ID()))
 	eventually(t, 20*time.Second, "the removed device drops its key", func() bool { return !removed.client().HasTopicKey(topic) })
 	eventually(t, 20*time.Second, "members get the key rotated at the removal", func() bool {
 		return holdsCurrentKey(svc, devs[0], topic) && holdsCurrentKey(svc, devs[1], topic)

@@ -27,7 +27,7 @@ func TestGroupTopicsOverMosquitto(t *testing.T) {
 	_, err := svc.AddTopic(ctx, room)
 	mustDo(t, err)
 	for _, d := range []*device{a, b} {
-		mustDo(t, svc.AddMember(ctx, d.client().ID(), room))
+		mustDo(t, svc.AddMember(ctx, room, d.client().ID()))
 	}
 	// AwaitAck: a command is settled only once its device applied it.
 	eventually(t, 30*time.Second, "the devices apply their keys", func() bool {
@@ -58,7 +58,7 @@ func TestGroupTopicsOverMosquitto(t *testing.T) {
 
 	// b leaves with the key kept (no rotation), so only the removed
 	// public key keeps a from reading b.
-	mustDo(t, svc.RemoveMember(ctx, b.client().ID(), room))
+	mustDo(t, svc.RemoveMember(ctx, room, b.client().ID()))
 	eventually(t, 30*time.Second, "the removal reaches the devices", func() bool {
 		n, err := svc.CountCommands(ctx, pendingCommands)
 		return err == nil && n == 0

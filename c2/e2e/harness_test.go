@@ -13,7 +13,6 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/seal"
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
@@ -253,6 +252,6 @@ func newMaster(t *testing.T) []byte {
 func dbPath(t *testing.T) string { return filepath.Join(t.TempDir(), "c2.db") }
 
 // pendingCommands selects the commands still waiting in the outbox.
-var pendingCommands = store.CommandFilter{State: store.CommandPending}
+var pendingCommands = c2.CommandFilter{State: c2.CommandPending}
 
 var probes atomic.Int64

@@ -152,7 +152,7 @@ func TestSchedulerReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mustDo(t, admin.AddMember(ctx, added.ID, name))
+		mustDo(t, admin.AddMember(ctx, name, added.ID))
 	}
 	policy, err := admin.AddPolicy(ctx, c2.Policy{Name: "six-hourly", Kind: store.TargetTopic, Selector: store.SelectPrefix,
 		Pattern: "site/", Period: period, Jitter: jitter})

@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/e4-iot/e4kit/c2"
-	"github.com/e4-iot/e4kit/c2/store"
 )
 
 // ServiceCollector reads, at each scrape, what a C2 service already
@@ -125,8 +124,8 @@ func (c *ServiceCollector) collectState(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
 	fleet := r.fleet
-	gauge(c.outbox, fleet.PendingCommands, string(store.CommandPending))
-	gauge(c.outbox, r.failed, string(store.CommandFailed))
+	gauge(c.outbox, fleet.PendingCommands, string(c2.CommandPending))
+	gauge(c.outbox, r.failed, string(c2.CommandFailed))
 	gauge(c.clients, fleet.Clients)
 	gauge(c.acknowledging, fleet.Acknowledging, "yes")
 	gauge(c.acknowledging, fleet.NotAcknowledging, "no")
@@ -150,7 +149,7 @@ func (c *ServiceCollector) reading() stateReading {
 	r := stateReading{}
 	r.fleet, r.err = c.svc.FleetState(ctx)
 	if r.err == nil {
-		r.failed, r.err = c.svc.CountCommands(ctx, store.CommandFilter{State: store.CommandFailed})
+		r.failed, r.err = c.svc.CountCommands(ctx, c2.CommandFilter{State: c2.CommandFailed})
 	}
 	r.duration = time.Since(start)
 	r.at = time.Now()

@@ -40,7 +40,7 @@ func TestCommandMovesCounters(t *testing.T) {
 	if _, err := h.svc.AddTopic(ctx, "plant/temp"); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.svc.AddMember(ctx, dev.ID, "plant/temp"); err != nil {
+	if err := h.svc.AddMember(ctx, "plant/temp", dev.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitValue(t, reg, "e4_c2_dispatch_commands_total", sent, func(v float64) bool { return v >= 1 })

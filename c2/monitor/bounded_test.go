@@ -184,14 +184,14 @@ func TestRotationAfterRemovalRevokes(t *testing.T) {
 		if _, err := e.svc.AddClient(ctx, c2.NewClient{Name: name}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.svc.AddMember(ctx, e4.IDFromName(name), "sensors/a"); err != nil {
+		if err := e.svc.AddMember(ctx, "sensors/a", e4.IDFromName(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	m := newCheckMonitor(t, e, nil)
 	old := e.topicKeys("sensors/a").Current
 	check(t, m, "sensors/a", protectSK(t, old, "a", e.clock.Now()), monitor.Valid)
-	if err := e.svc.RemoveMember(ctx, e4.IDFromName("dev2"), "sensors/a"); err != nil {
+	if err := e.svc.RemoveMember(ctx, "sensors/a", e4.IDFromName("dev2")); err != nil {
 		t.Fatal(err)
 	}
 	if k := e.topicKeys("sensors/a"); k.Version != 2 || k.Previous != nil {

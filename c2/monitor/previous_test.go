@@ -76,7 +76,7 @@ func TestPreviousKeyAfterRestart(t *testing.T) {
 		if _, err := svc.AddClient(ctx, c2.NewClient{Name: name}); err != nil {
 			t.Fatal(err)
 		}
-		if err := svc.AddMember(ctx, e4.IDFromName(name), "sensors/removed"); err != nil {
+		if err := svc.AddMember(ctx, "sensors/removed", e4.IDFromName(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +84,7 @@ func TestPreviousKeyAfterRestart(t *testing.T) {
 	if _, err := svc.RotateTopic(ctx, "sensors/rotated"); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.RemoveMember(ctx, e4.IDFromName("dev2"), "sensors/removed"); err != nil {
+	if err := svc.RemoveMember(ctx, "sensors/removed", e4.IDFromName("dev2")); err != nil {
 		t.Fatal(err) // rotates sensors/removed, revoking its key
 	}
 	if err := st.Close(); err != nil {

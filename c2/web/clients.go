@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/e4-iot/e4kit/c2"
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 )
 
@@ -251,7 +250,7 @@ func (h *Handler) clientDetail(req *request) {
 	}
 	var cmdAfter int64
 	fmt.Sscan(req.URL.Query().Get("cmd_after"), &cmdAfter)
-	cmds, err := h.cfg.Service.Commands(ctx, store.CommandFilter{ClientID: &id}, cmdAfter, pageSize)
+	cmds, err := h.cfg.Service.Commands(ctx, c2.CommandFilter{Client: &id}, cmdAfter, pageSize)
 	if err != nil {
 		h.failed(req, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 
+	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/e4"
 )
 
@@ -51,8 +52,8 @@ func (h *Handler) pkPage(req *request) {
 	h.render(req, "pk", "Public keys", data)
 }
 
-// pkPair runs a change on the (source, target) pair a form names.
-func (h *Handler) pkPair(req *request, action, okMsg string, change func(ctx context.Context, source, target e4.ID) error) {
+// pkPair runs a change on the (source, target) link a form names.
+func (h *Handler) pkPair(req *request, action, okMsg string, change func(ctx context.Context, l c2.Link) error) {
 	source, err := h.clientRef(req.PostFormValue("source"))
 	if err != nil {
 		h.failed(req, err)
@@ -64,7 +65,7 @@ func (h *Handler) pkPair(req *request, action, okMsg string, change func(ctx con
 		return
 	}
 	err = req.audited(action, fmt.Sprintf("source=%s target=%s", source, target), func(ctx context.Context) error {
-		return change(ctx, source, target)
+		return change(ctx, c2.Link{Source: source, Target: target})
 	})
 	if err != nil {
 		h.failed(req, err)
@@ -82,15 +83,11 @@ func (h *Handler) pkUnlink(req *request) {
 }
 
 func (h *Handler) pkSend(req *request) {
-	h.pkPair(req, "SendPubKey", "public key sent", func(ctx context.Context, source, target e4.ID) error {
-		return h.cfg.Service.SendPubKey(ctx, target, source)
-	})
+	h.pkPair(req, "SendPubKey", "public key sent", h.cfg.Service.SendPubKey)
 }
 
 func (h *Handler) pkRemove(req *request) {
-	h.pkPair(req, "RemovePubKey", "public key removal sent", func(ctx context.Context, source, target e4.ID) error {
-		return h.cfg.Service.RemovePubKey(ctx, target, source)
-	})
+	h.pkPair(req, "RemovePubKey", "public key removal sent", h.cfg.Service.RemovePubKey)
 }
 
 // pkTarget runs a change on the one client a form names as target.

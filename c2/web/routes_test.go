@@ -61,7 +61,7 @@ func TestRouteTableRefusesChanges(t *testing.T) {
 	if _, err := c.svc.AddTopic(ctx, "plant/victim"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.svc.AddMember(ctx, victim.ID, "plant/victim"); err != nil {
+	if err := c.svc.AddMember(ctx, "plant/victim", victim.ID); err != nil {
 		t.Fatal(err)
 	}
 	// A policy the forms name: refused removals, pauses and adds leave it.

@@ -145,7 +145,7 @@ func (h *Handler) addMember(req *request) {
 	id, err := h.clientRef(req.PostFormValue("client"))
 	if err == nil {
 		err = req.audited("AddMember", "client="+id.String()+" topic="+name, func(ctx context.Context) error {
-			return h.cfg.Service.AddMember(ctx, id, name)
+			return h.cfg.Service.AddMember(ctx, name, id)
 		})
 	}
 	if err != nil {
@@ -162,7 +162,7 @@ func (h *Handler) removeMember(req *request) {
 		return
 	}
 	err := req.audited("RemoveMember", "client="+id.String()+" topic="+name, func(ctx context.Context) error {
-		return h.cfg.Service.RemoveMember(ctx, id, name)
+		return h.cfg.Service.RemoveMember(ctx, name, id)
 	})
 	if err != nil {
 		h.failed(req, err)

@@ -138,12 +138,12 @@ func (e *env) ensureMembership(ctx context.Context, devices []*simDevice) error 
 		return err
 	}
 	for _, d := range devices {
-		ok, err := e.svc.IsMember(ctx, d.client.ID(), Topic)
+		ok, err := e.svc.IsMember(ctx, Topic, d.client.ID())
 		if err != nil {
 			return err
 		}
 		if !ok {
-			if err := e.svc.AddMember(ctx, d.client.ID(), Topic); err != nil {
+			if err := e.svc.AddMember(ctx, Topic, d.client.ID()); err != nil {
 				return err
 			}
 			e.out.line("C2        added %s to %s: SetTopicKey queued for it", d.name, Topic)

@@ -75,7 +75,7 @@ func (e *env) rotateLoop(ctx context.Context, devices []*simDevice, sum *Summary
 
 func (e *env) remove(ctx context.Context, d *simDevice, sum *Summary) {
 	d.member.Store(false)
-	if err := e.svc.RemoveMember(ctx, d.client.ID(), Topic); err != nil {
+	if err := e.svc.RemoveMember(ctx, Topic, d.client.ID()); err != nil {
 		e.out.line("C2        removing %s failed: %v", d.name, err)
 		return
 	}
