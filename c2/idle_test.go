@@ -43,7 +43,7 @@ func TestIdleDeviceRule(t *testing.T) {
 	if err := svc.AddMembers(ctx, "plant/a", ids); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.AddMember(ctx, ids[1], "plant/b"); err != nil {
+	if err := svc.AddMember(ctx, "plant/b", ids[1]); err != nil {
 		t.Fatal(err)
 	}
 	// ids[0] was last heard from at the start, ids[1] 20 days later;

@@ -42,7 +42,7 @@ func addPKClients(t *testing.T, svc *Service, prefix string, n int) []e4.ID {
 	for i := range n {
 		pub, _ := newEd25519(t)
 		id := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("%s-%d", prefix, i), PublicKey: pub})).ID
-		if err := svc.SetAcknowledges(ctx, id, store.AckYes); err != nil {
+		if err := svc.SetAcknowledges(ctx, id, AckYes); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
@@ -121,7 +121,7 @@ func TestManualRotationsRecorded(t *testing.T) {
 	var ids []e4.ID
 	for i := range 3 {
 		id := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("m%d", i)})).ID
-		if err := svc.SetAcknowledges(ctx, id, store.AckYes); err != nil {
+		if err := svc.SetAcknowledges(ctx, id, AckYes); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
@@ -148,7 +148,7 @@ func TestManualRotationsRecorded(t *testing.T) {
 	if _, err := svc.NewClientKey(ctx, ids[0], nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.RemoveMember(ctx, ids[2], "plant/a"); err != nil {
+	if err := svc.RemoveMember(ctx, "plant/a", ids[2]); err != nil {
 		t.Fatal(err)
 	}
 	got = rotations(t, svc, store.RotationFilter{})

@@ -57,7 +57,7 @@ func TestEventRulesAcrossReplicas(t *testing.T) {
 	a, b := replica("a", master), replica("b", master)
 	must[TopicInfo](t)(a.svc.AddTopic(ctx, "fleet/x"))
 	id := must[AddedClient](t)(a.svc.AddClient(ctx, NewClient{Name: "sensor"})).ID
-	if err := a.svc.AddMember(ctx, id, "fleet/x"); err != nil {
+	if err := a.svc.AddMember(ctx, "fleet/x", id); err != nil {
 		t.Fatal(err)
 	}
 	must[Policy](t)(a.svc.AddPolicy(ctx, Policy{Name: "forged", Kind: store.TargetTopic, Selector: store.SelectFilter,
