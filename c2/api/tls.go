@@ -16,7 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
-	e4store "github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 // selfSignedValidity is how long a development certificate is valid.
@@ -43,10 +43,10 @@ func EnsureSelfSigned(dir string, hosts []string) (certFile, keyFile string, err
 	if err != nil {
 		return "", "", err
 	}
-	if err := e4store.WriteFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return "", "", err
 	}
-	if err := e4store.WriteFileAtomic(certFile, certPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return "", "", err
 	}
 	return certFile, keyFile, nil

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
-	e4store "github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 // TokenPrefix starts every API token, so a leaked one is easy to spot
@@ -111,7 +111,7 @@ func BootstrapToken(ctx context.Context, st store.Store, path string) (bool, err
 	if err != nil || secret == "" {
 		return false, err
 	}
-	if err := e4store.WriteFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 		return true, fmt.Errorf("api: writing the bootstrap token: %w (it was created: revoke it with the database or start over)", err)
 	}
 	return true, nil

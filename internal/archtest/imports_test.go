@@ -24,12 +24,14 @@ type pkg struct {
 
 // layers orders the module's packages: a package may import only packages
 // of its own layer or a lower one. cmd -> c2 -> transport -> e4, as
-// ARCHITECTURE.md draws it; internal/version is a leaf anyone may use.
+// ARCHITECTURE.md draws it; internal/version and internal/atomicfile are
+// leaves anyone may use.
 var layers = []struct {
 	prefix string
 	layer  int
 }{
 	{"internal/version", 0},
+	{"internal/atomicfile", 0}, // the atomic file writer of key, token and state files
 	{"e4", 1},
 	{"transport", 2},
 	{"internal/testdevice", 3}, // a test device: e4 over transport/mqtt
