@@ -28,6 +28,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store/postgres"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 	"github.com/e4-iot/e4kit/transport/mqtt/mqttbroker"
@@ -133,7 +134,7 @@ func newTestC2(t testing.TB, o options) *testC2 {
 	if c.svc, err = c2.New(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile, err := api.EnsureSelfSigned(filepath.Join(c.dir, "tls"), nil)
+	certFile, keyFile, err := bootstrap.EnsureSelfSigned(filepath.Join(c.dir, "tls"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,10 +149,10 @@ func newTestC2(t testing.TB, o options) *testC2 {
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(c.dir, "admin.token")
-	if created, err := api.BootstrapToken(ctx, st, tokenFile); err != nil || !created {
-		t.Fatalf("BootstrapToken: created %v, %v", created, err)
+	if created, err := bootstrap.AdminToken(ctx, st, tokenFile); err != nil || !created {
+		t.Fatalf("bootstrap.AdminToken: created %v, %v", created, err)
 	}
-	if c.admin, err = api.ReadTokenFile(tokenFile); err != nil {
+	if c.admin, err = bootstrap.ReadTokenFile(tokenFile); err != nil {
 		t.Fatal(err)
 	}
 	acfg := api.Config{

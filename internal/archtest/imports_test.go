@@ -32,6 +32,8 @@ var layers = []struct {
 }{
 	{"internal/version", 0},
 	{"internal/atomicfile", 0}, // the atomic file writer of key, token and state files
+	{"internal/apitoken", 3},   // C2 API tokens, minted by c2/api and internal/bootstrap
+	{"internal/bootstrap", 4},  // a new C2 deployment's self-signed certificate and first token
 	{"e4", 1},
 	{"transport", 2},
 	{"internal/testdevice", 3}, // a test device: e4 over transport/mqtt
