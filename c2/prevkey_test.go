@@ -13,6 +13,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
 // testClock is a settable clock.
@@ -31,24 +32,6 @@ func (c *testClock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-}
-
-// lockedBuffer collects logs written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func storedTopic(t *testing.T, env *testEnv, name string) store.Topic {
@@ -76,7 +59,7 @@ func monitorKeys(t *testing.T, svc *Service, topic string) MonitorKeys {
 func TestPreviousTopicKeyWindow(t *testing.T) {
 	ctx := context.Background()
 	clk := &testClock{now: time.Now()}
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	env := newTestService(t, e4.SymKey, nil, func(cfg *Config) {
 		cfg.Now, cfg.TopicKeyTransition = clk.Now, 5*time.Minute
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

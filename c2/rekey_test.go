@@ -231,8 +231,14 @@ func TestRekeyRefusals(t *testing.T) {
 	env.stop()
 	st := must[store.Store](t)(sqlite.Open(ctx, env.dbPath))
 	defer st.Close()
-	other, _ := seal.GenerateKey()
-	third, _ := seal.GenerateKey()
+	other, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := Rekey(ctx, st, env.master, env.master, nil); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("same key: %v", err)
 	}
@@ -274,7 +280,10 @@ func TestRekeyResumesAfterSIGKILL(t *testing.T) {
 	env := newTestService(t, e4.SymKey, nil)
 	fillDeployment(t, env.svc, 3*rekeyPage)
 	env.stop()
-	newKey, _ := seal.GenerateKey()
+	newKey, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	values := func() int {
 		st := must[store.Store](t)(sqlite.Open(ctx, env.dbPath))
 		defer st.Close()
@@ -337,8 +346,14 @@ func TestRekeyCrashChild(t *testing.T) {
 	if path == "" {
 		return
 	}
-	oldKey, _ := hex.DecodeString(os.Getenv(rekeyChildOld))
-	newKey, _ := hex.DecodeString(os.Getenv(rekeyChildNew))
+	oldKey, err := hex.DecodeString(os.Getenv(rekeyChildOld))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, err := hex.DecodeString(os.Getenv(rekeyChildNew))
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)

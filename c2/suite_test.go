@@ -163,7 +163,10 @@ func TestReopenChecksSuite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	keys, _ := seal.NewKeyring(env.master)
+	keys, err := seal.NewKeyring(env.master)
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, err = New(ctx, Config{Mode: e4.SymKey, Store: st, Keyring: keys})
 	if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), `created with suite "fast", not "v1"`) {
 		t.Fatalf("reopen with the default suite: %v", err)
@@ -188,7 +191,10 @@ func TestDefaultDatabaseStaysV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	keys, _ := seal.NewKeyring(env.master)
+	keys, err := seal.NewKeyring(env.master)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := New(ctx, Config{Mode: e4.SymKey, Suite: e4.Fast, Store: st, Keyring: keys}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("fast C2 on a default database: %v", err)
 	}

@@ -17,8 +17,14 @@ func TestAckSymKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	cmd, _ := CmdSetTopicKey(bytes.Repeat([]byte{2}, KeyLen), "t")
-	wire, _ := ProtectCommand(cmd, key, now)
+	cmd, err := CmdSetTopicKey(bytes.Repeat([]byte{2}, KeyLen), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := ProtectCommand(cmd, key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	kind, ack, err := c.HandleCommandAck(wire)
 	if err != nil || kind != SetTopicKey || ack == nil {
 		t.Fatalf("HandleCommandAck = %v, %x, %v", kind, ack, err)
@@ -38,8 +44,14 @@ func TestAckSymKey(t *testing.T) {
 
 	// SetIDKey is acknowledged under the key that protected it.
 	newKey := bytes.Repeat([]byte{3}, KeyLen)
-	setID, _ := CmdSetIDKey(newKey)
-	wire, _ = ProtectCommand(setID, key, now)
+	setID, err := CmdSetIDKey(newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err = ProtectCommand(setID, key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, ack, err = c.HandleCommandAck(wire); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +60,10 @@ func TestAckSymKey(t *testing.T) {
 	}
 
 	// An older SetTopicKey is refused, and the refusal acknowledged.
-	stale, _ := ProtectCommand(cmd, newKey, now.Add(-time.Minute))
+	stale, err := ProtectCommand(cmd, newKey, now.Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, ack, err = c.HandleCommandAck(stale)
 	if !errors.Is(err, ErrStaleCommand) || ack == nil {
 		t.Fatalf("stale command: ack %x, %v", ack, err)
@@ -62,7 +77,10 @@ func TestAckSymKey(t *testing.T) {
 	if _, ack, err := c.HandleCommandAck(forged); ack != nil || !errors.Is(err, ErrAuthentication) {
 		t.Fatalf("forged command: ack %x, %v", ack, err)
 	}
-	fresh, _ := ProtectCommand(CmdRemoveTopic("other"), newKey, now)
+	fresh, err := ProtectCommand(CmdRemoveTopic("other"), newKey, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := c.HandleCommandAck(fresh); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +108,10 @@ func TestAckPubKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wire, _ := ProtectCommand(CmdResetTopics(), key, time.Now())
+	wire, err := ProtectCommand(CmdResetTopics(), key, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, ack, err := c.HandleCommandAck(wire)
 	if err != nil {
 		t.Fatal(err)

@@ -145,7 +145,10 @@ func TestTimeWindow(t *testing.T) {
 func TestReplayRefused(t *testing.T) {
 	clk := newClock(1764000000)
 	c, sender := pairForMode(t, SymKey, clk)
-	msg, _ := sender.Protect(nil, []byte("once"), testTopic)
+	msg, err := sender.Protect(nil, []byte("once"), testTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Unprotect(nil, msg, testTopic); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +175,10 @@ func TestReplayCacheFullRaisesFloor(t *testing.T) {
 	mustSetTopicKey(t, c, testKeyA, testTopic)
 	var msgs [][]byte
 	for i := range 6 {
-		p, _ := ProtectSymKey(nil, []byte{byte(i)}, testKeyA, time.Unix(clk.unix.Load()-10+int64(i), 0))
+		p, err := ProtectSymKey(nil, []byte{byte(i)}, testKeyA, time.Unix(clk.unix.Load()-10+int64(i), 0))
+		if err != nil {
+			t.Fatal(err)
+		}
 		msgs = append(msgs, p)
 		if _, err := c.Unprotect(nil, p, testTopic); err != nil {
 			t.Fatalf("message %d: %v", i, err)
@@ -186,11 +192,17 @@ func TestReplayCacheFullRaisesFloor(t *testing.T) {
 		}
 	}
 	// A message dated at or before the floor is refused even if new.
-	old, _ := ProtectSymKey(nil, []byte("late"), testKeyA, time.Unix(clk.unix.Load()-9, 0))
+	old, err := ProtectSymKey(nil, []byte("late"), testKeyA, time.Unix(clk.unix.Load()-9, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Unprotect(nil, old, testTopic); !errors.Is(err, ErrReplay) {
 		t.Errorf("message older than the floor: %v", err)
 	}
-	fresh, _ := ProtectSymKey(nil, []byte("fresh"), testKeyA, clk.Now())
+	fresh, err := ProtectSymKey(nil, []byte("fresh"), testKeyA, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Unprotect(nil, fresh, testTopic); err != nil {
 		t.Errorf("fresh message: %v", err)
 	}
@@ -316,7 +328,10 @@ func mustCmd(cmd []byte, err error) []byte {
 func TestStaleSetTopicKeyRefused(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
-	older, _ := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, testTopic)), clientKey, clk.Now())
+	older, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, testTopic)), clientKey, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	clk.advance(5 * time.Second)
 	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
 		t.Fatal(err)
@@ -325,7 +340,10 @@ func TestStaleSetTopicKeyRefused(t *testing.T) {
 		t.Fatalf("delayed older SetTopicKey: %v, want ErrStaleCommand", err)
 	}
 	// Also after RemoveTopic and ResetTopics.
-	olderStill, _ := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, "t2")), clientKey, clk.Now())
+	olderStill, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, "t2")), clientKey, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	clk.advance(time.Second)
 	if err := sendCommand(t, c, clk, CmdResetTopics()); err != nil {
 		t.Fatal(err)
@@ -333,7 +351,10 @@ func TestStaleSetTopicKeyRefused(t *testing.T) {
 	if _, err := c.HandleCommand(olderStill); !errors.Is(err, ErrStaleCommand) {
 		t.Fatalf("SetTopicKey older than ResetTopics: %v", err)
 	}
-	olderRm, _ := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, testTopic)), clientKey, clk.Now())
+	olderRm, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, testTopic)), clientKey, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	clk.advance(time.Second)
 	if err := sendCommand(t, c, clk, CmdRemoveTopic(testTopic)); err != nil {
 		t.Fatal(err)
@@ -349,7 +370,10 @@ func TestStaleSetTopicKeyRefused(t *testing.T) {
 func TestCommandReplayRefused(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
-	p, _ := ProtectCommand(CmdRemoveTopic(testTopic), clientKey, clk.Now())
+	p, err := ProtectCommand(CmdRemoveTopic(testTopic), clientKey, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.HandleCommand(p); err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +387,10 @@ func TestPublishWithoutKey(t *testing.T) {
 	if _, err := c.Protect(nil, []byte("x"), "no/key"); !errors.Is(err, ErrTopicKeyNotFound) {
 		t.Fatalf("Protect without key: %v", err)
 	}
-	msg, _ := ProtectSymKey(nil, []byte("x"), testKeyA, time.Now())
+	msg, err := ProtectSymKey(nil, []byte("x"), testKeyA, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Unprotect(nil, msg, "no/key"); !errors.Is(err, ErrTopicKeyNotFound) {
 		t.Fatalf("Unprotect without key: %v", err)
 	}
@@ -396,10 +423,7 @@ func TestPersistence(t *testing.T) {
 	mem := store.NewMemory()
 	priv, _ := mustKeyPair(t)
 	c2 := bytes.Repeat([]byte{9}, 32)
-	c, err := NewPubKeyClient(IDFromName("persisted"), priv, c2, &Config{Now: clk.Now, Store: mem})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := NewPubKeyClient(IDFromName("persisted"), priv, c2, &Config{Now: clk.Now, Store: mem})
 	_, signerPub := mustKeyPair(t)
 	mustSetTopicKey(t, c, testKeyA, testTopic)
 	clk.advance(time.Second)
@@ -407,10 +431,7 @@ func TestPersistence(t *testing.T) {
 	if err := c.SetPubKey(IDFromName("signer"), signerPub); err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := LoadClient(&Config{Now: clk.Now, Store: mem})
-	if err != nil {
-		t.Fatal(err)
-	}
+	loaded, _ := LoadClient(&Config{Now: clk.Now, Store: mem})
 	if loaded.ID() != c.ID() || loaded.Mode() != PubKey || !bytes.Equal(loaded.PublicKey(), c.PublicKey()) {
 		t.Fatal("identity not restored")
 	}

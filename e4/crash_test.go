@@ -57,7 +57,10 @@ func TestClientCrashChild(t *testing.T) {
 		clk.advance(time.Second)
 		for topic := range crashTopics {
 			cmd := mustCmd(CmdSetTopicKey(crashTopicKey(round, topic), fmt.Sprint("crash/", topic)))
-			p, _ := ProtectCommand(cmd, clientKey, clk.Now())
+			p, err := ProtectCommand(cmd, clientKey, clk.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
 			// The round the previous child was killed in may hold commands
 			// it applied: they come again byte for byte, as exact replays.
 			if _, err := c.HandleCommand(p); err != nil && !errors.Is(err, ErrReplay) {

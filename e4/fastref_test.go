@@ -198,7 +198,10 @@ func TestReferenceAESIsAES(t *testing.T) {
 		for i := range key {
 			key[i] = byte(rng.Uint32())
 		}
-		std, _ := aes.NewCipher(key)
+		std, err := aes.NewCipher(key)
+		if err != nil {
+			t.Fatal(err)
+		}
 		rk := refExpand(key, 6+size/4)
 		for range 20 {
 			var in, want [16]byte

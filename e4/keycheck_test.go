@@ -21,7 +21,10 @@ const order8Point = "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792a
 // small order, computed as the multiples of a point of order 8.
 func smallOrderKeys(t *testing.T) [][]byte {
 	t.Helper()
-	raw, _ := hex.DecodeString(order8Point)
+	raw, err := hex.DecodeString(order8Point)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := new(edwards25519.Point).SetBytes(raw)
 	if err != nil {
 		t.Fatal(err)

@@ -200,7 +200,10 @@ func TestSingletonMarksSurviveRestart(t *testing.T) {
 	r.clk.advance(time.Second)
 
 	c2Private := bytes.Repeat([]byte{7}, 32)
-	c2Public, _ := commandKeyPublic(c2Private)
+	c2Public, err := commandKeyPublic(c2Private)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.send(mustCmd(CmdSetC2Key(c2Public)))
 	r.c2Public = c2Public
 	r.commandKey, _ = C2CommandKey(c2Private, ed25519.NewKeyFromSeed(r.pkSeed).Public().(ed25519.PublicKey))
@@ -249,7 +252,10 @@ func TestRemoveThenSetLeavesNoPreviousKey(t *testing.T) {
 		if tk == nil || !bytes.Equal(tk.key[:], testKeyB) || tk.previous != nil || tk.hasPrevKey {
 			t.Fatal("after RemoveTopic and SetTopicKey the device holds another key than the new one")
 		}
-		old, _ := ProtectSymKey(nil, []byte("x"), testKeyA, r.clk.Now())
+		old, err := ProtectSymKey(nil, []byte("x"), testKeyA, r.clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := r.c.Unprotect(nil, old, testTopic); !errors.Is(err, ErrAuthentication) {
 			t.Fatalf("a message under the removed key: %v", err)
 		}
@@ -333,7 +339,10 @@ func TestLoadsVersion1State(t *testing.T) {
 	if !c.HasTopicKey(testTopic) || c.resetTopics.at != 1764000005 {
 		t.Fatal("version-1 state not restored")
 	}
-	stale, _ := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyB, "removed")), clientKey, time.Unix(1764000011, 0))
+	stale, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyB, "removed")), clientKey, time.Unix(1764000011, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.HandleCommand(stale); !errors.Is(err, ErrStaleCommand) {
 		t.Fatalf("command not newer than a version-1 tombstone: %v", err)
 	}
@@ -341,7 +350,10 @@ func TestLoadsVersion1State(t *testing.T) {
 		t.Fatal(err)
 	}
 	var saved savedState
-	raw, _ := st.Load()
+	raw, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := json.Unmarshal(raw, &saved); err != nil || saved.Version != stateVersion || saved.Marks == nil {
 		t.Fatalf("saved again as version %d (%v)", saved.Version, err)
 	}

@@ -93,7 +93,10 @@ func TestNewClientLoadsSavedState(t *testing.T) {
 	if again.Fresh() || !again.HasTopicKey(testTopic) {
 		t.Fatalf("reloaded client: fresh %v, has topic key %v", again.Fresh(), again.HasTopicKey(testTopic))
 	}
-	cmd, _ := ProtectCommand(CmdRemoveTopic(testTopic), testKeyB, clk.Now())
+	cmd, err := ProtectCommand(CmdRemoveTopic(testTopic), testKeyB, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := again.HandleCommand(cmd); err != nil {
 		t.Fatalf("command under the key SetIDKey installed: %v", err)
 	}
@@ -103,7 +106,10 @@ func TestNewPubKeyClientLoadsSavedState(t *testing.T) {
 	clk := newClock(1764000000)
 	st := store.NewMemory()
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, ed25519.SeedSize))
-	c2Public, _ := commandKeyPublic(bytes.Repeat([]byte{6}, 32))
+	c2Public, err := commandKeyPublic(bytes.Repeat([]byte{6}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
 	peer := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
 	first, err := NewPubKeyClient(IDFromName("pk"), priv, c2Public, &Config{Now: clk.Now, Store: st})
 	if err != nil {
@@ -134,7 +140,10 @@ func TestNewClientRefusesAnotherState(t *testing.T) {
 		t.Fatalf("another id: %v", err)
 	}
 	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, ed25519.SeedSize))
-	c2Public, _ := commandKeyPublic(bytes.Repeat([]byte{6}, 32))
+	c2Public, err := commandKeyPublic(bytes.Repeat([]byte{6}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, err = NewPubKeyClient(IDFromName("device"), priv, c2Public, &Config{Store: st})
 	if !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "sk mode") || !strings.Contains(err.Error(), "pk mode") {
 		t.Fatalf("another mode: %v", err)

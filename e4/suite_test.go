@@ -46,9 +46,18 @@ func TestV1IsThePackage(t *testing.T) {
 	}
 	key := pattern(KeyLen, 9)
 	now := time.Unix(fastVectorTime, 0)
-	a, _ := V1.ProtectSymKey(nil, []byte("x"), key, now)
-	b, _ := ProtectSymKey(nil, []byte("x"), key, now)
-	std, _ := siv.New(append(append([]byte(nil), key...), key...))
+	a, err := V1.ProtectSymKey(nil, []byte("x"), key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ProtectSymKey(nil, []byte("x"), key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	std, err := siv.New(append(append([]byte(nil), key...), key...))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := std.Seal(append([]byte(nil), a[:TimestampLen]...), []byte("x"), a[:TimestampLen])
 	if !bytes.Equal(a, b) || !bytes.Equal(a, c) {
 		t.Error("V1.ProtectSymKey is not the package's AES-256-SIV")
@@ -64,20 +73,44 @@ func TestFastPrimitives(t *testing.T) {
 	}
 	key := pattern(KeyLen, 9)
 	now := time.Unix(fastVectorTime, 0)
-	out, _ := Fast.ProtectSymKey(nil, []byte("x"), key, now)
-	ten, _ := siv.NewRounds(append(append([]byte(nil), key...), key...), 10)
+	out, err := Fast.ProtectSymKey(nil, []byte("x"), key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten, err := siv.NewRounds(append(append([]byte(nil), key...), key...), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := ten.Seal(append([]byte(nil), out[:TimestampLen]...), []byte("x"), out[:TimestampLen])
 	if !bytes.Equal(out, want) {
 		t.Error("Fast.ProtectSymKey is not 10-round AES-256-SIV")
 	}
 	priv := ed25519.NewKeyFromSeed(pattern(32, 1))
 	c2Priv := pattern(32, 2)
-	fk, _ := Fast.ClientCommandKey(priv, x25519Public(t, c2Priv))
-	vk, _ := ClientCommandKey(priv, x25519Public(t, c2Priv))
-	xPriv, _ := X25519PrivateFromEd25519(priv)
-	k, _ := ecdh.X25519().NewPrivateKey(c2Priv)
-	pub, _ := ecdh.X25519().NewPublicKey(x25519Public(t, xPriv))
-	shared, _ := k.ECDH(pub)
+	fk, err := Fast.ClientCommandKey(priv, x25519Public(t, c2Priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vk, err := ClientCommandKey(priv, x25519Public(t, c2Priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xPriv, err := X25519PrivateFromEd25519(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ecdh.X25519().NewPrivateKey(c2Priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ecdh.X25519().NewPublicKey(x25519Public(t, xPriv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := k.ECDH(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if want := keccak.Sum256(shared, 10); !bytes.Equal(fk, want[:]) || bytes.Equal(fk, vk) {
 		t.Error("Fast's PK command key is not the 10-round SHA3-256 of the X25519 secret")
 	}
@@ -113,8 +146,14 @@ func TestSuiteMismatchRefused(t *testing.T) {
 			_, err := c.Unprotect(nil, msg, "t")
 			checkMismatch(t, "message", err, mine, theirs, diagnose)
 
-			cmd, _ := theirs.CmdSetTopicKey(pattern(KeyLen, 7), "u")
-			protected, _ := theirs.ProtectCommand(cmd, pattern(KeyLen, 5), now)
+			cmd, err := theirs.CmdSetTopicKey(pattern(KeyLen, 7), "u")
+			if err != nil {
+				t.Fatal(err)
+			}
+			protected, err := theirs.ProtectCommand(cmd, pattern(KeyLen, 5), now)
+			if err != nil {
+				t.Fatal(err)
+			}
 			_, err = c.Unprotect(nil, protected, c.ControlTopic())
 			checkMismatch(t, "command", err, mine, theirs, diagnose)
 			if c.HasTopicKey("u") {
@@ -122,12 +161,18 @@ func TestSuiteMismatchRefused(t *testing.T) {
 			}
 
 			// The same suite still works, and a wrong key is not a mismatch.
-			own, _ := mine.ProtectSymKey(nil, []byte("hello"), topicKey, now.Add(time.Second))
+			own, err := mine.ProtectSymKey(nil, []byte("hello"), topicKey, now.Add(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
 			c.cfg.Now = fixedNow(fastVectorTime + 1)
 			if got, err := c.Unprotect(nil, own, "t"); err != nil || string(got) != "hello" {
 				t.Errorf("%v client, own message: %q, %v", mine, got, err)
 			}
-			forged, _ := theirs.ProtectSymKey(nil, []byte("hello"), pattern(KeyLen, 8), now)
+			forged, err := theirs.ProtectSymKey(nil, []byte("hello"), pattern(KeyLen, 8), now)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if _, err := c.Unprotect(nil, forged, "t"); errors.Is(err, ErrSuiteMismatch) || !errors.Is(err, ErrAuthentication) {
 				t.Errorf("wrong key reported as %v", err)
 			}
@@ -161,8 +206,14 @@ func TestSuiteMismatchPK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := V1.C2CommandKey(c2Priv, priv.Public().(ed25519.PublicKey))
-	protected, _ := V1.ProtectCommand(CmdResetTopics(), key, now)
+	key, err := V1.C2CommandKey(c2Priv, priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	protected, err := V1.ProtectCommand(CmdResetTopics(), key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.HandleCommand(protected); !errors.Is(err, ErrSuiteMismatch) {
 		t.Errorf("V1 command to a fast PK client: %v", err)
 	}
@@ -173,7 +224,10 @@ func TestSuiteMismatchPK(t *testing.T) {
 	if err := c.SetTopicKey(pattern(KeyLen, 4), "t"); err != nil {
 		t.Fatal(err)
 	}
-	msg, _ := V1.ProtectPubKey(nil, []byte("x"), pattern(KeyLen, 4), ID{1}, sender, now)
+	msg, err := V1.ProtectPubKey(nil, []byte("x"), pattern(KeyLen, 4), ID{1}, sender, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Unprotect(nil, msg, "t"); !errors.Is(err, ErrSuiteMismatch) {
 		t.Errorf("V1 PK message to a fast client: %v", err)
 	}
@@ -206,7 +260,10 @@ func TestStateKeepsSuite(t *testing.T) {
 
 	v1Store := store.NewMemory()
 	skClient(t, nil, false, v1Store)
-	blob, _ := v1Store.Load()
+	blob, err := v1Store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if bytes.Contains(blob, []byte(`"suite"`)) || !bytes.Contains(blob, []byte(`"version":2`)) {
 		t.Errorf("V1 state changed form: %s", blob)
 	}

@@ -77,7 +77,10 @@ func TestSyncRequestPubKey(t *testing.T) {
 	clk := newClock(1764000000)
 	seed := bytes.Repeat([]byte{5}, ed25519.SeedSize)
 	c2Private := bytes.Repeat([]byte{6}, 32)
-	c2Public, _ := commandKeyPublic(c2Private)
+	c2Public, err := commandKeyPublic(c2Private)
+	if err != nil {
+		t.Fatal(err)
+	}
 	priv := ed25519.NewKeyFromSeed(seed)
 	c, err := NewPubKeyClient(IDFromName("pk"), priv, c2Public, &Config{Now: clk.Now})
 	if err != nil {
@@ -92,7 +95,10 @@ func TestSyncRequestPubKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commandKey, _ := C2CommandKey(c2Private, priv.Public().(ed25519.PublicKey))
+	commandKey, err := C2CommandKey(c2Private, priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
 	r, err := OpenSyncRequest(msg, commandKey, &Config{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +220,10 @@ func TestSyncRequestTruncationAndBitFlips(t *testing.T) {
 	// Every strict prefix and every extension of the plaintext is refused
 	// as content, even though it authenticates.
 	for n := range len(plain) {
-		msg, _ := ProtectSymKey(nil, plain[:n], clientKey, now)
+		msg, err := ProtectSymKey(nil, plain[:n], clientKey, now)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := OpenSyncRequest(msg, clientKey, cfg); !errors.Is(err, ErrInvalidCommand) {
 			t.Fatalf("plaintext cut to %d bytes: %v", n, err)
 		}
@@ -315,7 +324,10 @@ func TestSyncVectors(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		out, _ := json.MarshalIndent(vs, "", "  ")
+		out, err := json.MarshalIndent(vs, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(syncVectorsPath, append(out, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -34,12 +34,21 @@ func TestVerifierWycheproof(t *testing.T) {
 	}
 	ran := 0
 	for _, g := range file.TestGroups {
-		pub, _ := hex.DecodeString(g.PublicKey.PK)
+		pub, err := hex.DecodeString(g.PublicKey.PK)
+		if err != nil {
+			t.Fatal(err)
+		}
 		v, err := newVerifier(pub)
 		for _, tc := range g.Tests {
 			ran++
-			msg, _ := hex.DecodeString(tc.Msg)
-			sig, _ := hex.DecodeString(tc.Sig)
+			msg, err := hex.DecodeString(tc.Msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig, err := hex.DecodeString(tc.Sig)
+			if err != nil {
+				t.Fatal(err)
+			}
 			got := err == nil && v.verify(msg, sig)
 			if want := tc.Result == "valid"; got != want {
 				t.Errorf("tcId %d: verify = %v, want %v (%s)", tc.TcID, got, want, tc.Result)

@@ -100,9 +100,15 @@ func TestAwaitKeyHoldsBounded(t *testing.T) {
 		})
 		sender := newDevice(t, "sender")
 		_ = sender.SetTopicKey(topicKey, "t")
-		sub, _ := reader.Subscribe(ctx, "t")
+		sub, err := reader.Subscribe(ctx, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, text := range []string{"one", "two", "three"} {
-			wire, _ := sender.Protect(nil, []byte(text), "t")
+			wire, err := sender.Protect(nil, []byte(text), "t")
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := raw.Publish(ctx, "t", wire); err != nil {
 				t.Fatal(err)
 			}

@@ -248,7 +248,10 @@ func TestBatchReceiveUnsubscribeForgetsReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		wire, _ := sender.Protect(nil, fmt.Appendf(nil, "m%d", i), "t")
+		wire, err := sender.Protect(nil, fmt.Appendf(nil, "m%d", i), "t")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := raw.Publish(ctx, "t", wire); err != nil {
 			t.Fatal(err)
 		}

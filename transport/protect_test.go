@@ -116,7 +116,10 @@ func TestProtectedStrictByDefault(t *testing.T) {
 	if err := bare.Publish(ctx, "other/topic", []byte("plaintext")); err != nil {
 		t.Fatal(err)
 	}
-	good, _ := pub.Client().Protect(nil, []byte("21.5"), "room/temp")
+	good, err := pub.Client().Protect(nil, []byte("21.5"), "room/temp")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tampered := bytes.Clone(good)
 	tampered[len(tampered)-1] ^= 1
 	for _, m := range [][]byte{tampered, good, good} {
@@ -291,8 +294,14 @@ func TestAwaitKeyCancelledReceiveLosesNothing(t *testing.T) {
 	reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{AwaitKey: time.Minute})
 	sender := newDevice(t, "sender")
 	_ = sender.SetTopicKey(topicKey, "t")
-	sub, _ := reader.Subscribe(ctx, "t")
-	wire, _ := sender.Protect(nil, []byte("kept"), "t")
+	sub, err := reader.Subscribe(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := sender.Protect(nil, []byte("kept"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
 	raw := b.Connect()
 	defer raw.Close()
 	if err := raw.Publish(ctx, "t", wire); err != nil {
@@ -319,8 +328,14 @@ func TestDeviceAcknowledgesCommandsByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, _ := e4.CmdSetTopicKey(topicKey, "t")
-	wire, _ := e4.ProtectCommand(cmd, deviceKey, time.Now())
+	cmd, err := e4.CmdSetTopicKey(topicKey, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, err := e4.ProtectCommand(cmd, deviceKey, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c2.Publish(ctx, dev.Client().ControlTopic(), wire); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +348,10 @@ func TestDeviceAcknowledgesCommandsByDefault(t *testing.T) {
 		t.Fatalf("OpenAck = %x, %v, %v", digest, status, err)
 	}
 	// A forged command gets no acknowledgement.
-	forged, _ := e4.ProtectCommand(cmd, topicKey, time.Now())
+	forged, err := e4.ProtectCommand(cmd, topicKey, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c2.Publish(ctx, dev.Client().ControlTopic(), forged); err != nil {
 		t.Fatal(err)
 	}

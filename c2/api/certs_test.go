@@ -2,14 +2,9 @@ package api_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"math/big"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,27 +16,14 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
-// issueSubject returns a client certificate of ca with the given subject.
-func (ca *testCA) issueSubject(t *testing.T, subject pkix.Name) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: subject,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // mtlsC2 is a C2 requiring client certificates of ca, with scopes.
-func mtlsC2(t *testing.T, ca *testCA, scopes map[string]api.Scope) *testC2 {
+func mtlsC2(t *testing.T, ca *testutil.PKI, scopes map[string]api.Scope) *testC2 {
 	return newTestC2(t, options{
 		serverTLS: func(certFile, keyFile string) *tls.Config {
-			cfg, err := api.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.file}.Config()
+			cfg, err := api.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.CAFile}.Config()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,9 +78,9 @@ func (cc certCaller) post(path, token, body string) int {
 // Before, the HTTP path split the subject string on commas and found
 // CN=admin: the POST /v1/tokens minted an admin token.
 func TestCertificateSubjectCrafted(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testutil.NewTestPKI(t)
 	c := mtlsC2(t, ca, map[string]api.Scope{"reader": api.ScopeRead, "admin": api.ScopeAdmin})
-	crafted := c.withCertificate(t, ca.issueSubject(t, pkix.Name{CommonName: "reader", SerialNumber: "1,CN=admin"}))
+	crafted := c.withCertificate(t, ca.IssueClient(t, pkix.Name{CommonName: "reader", SerialNumber: "1,CN=admin"}))
 	ctx := context.Background()
 	if _, err := crafted.grpc.ListTopics(ctx, &c2pb.ListTopicsRequest{}); err != nil {
 		t.Fatalf("reader certificate, gRPC list: %v", err)
@@ -111,7 +93,7 @@ func TestCertificateSubjectCrafted(t *testing.T) {
 	if got := crafted.post("/v1/topics", "", `{"topic":"by/reader"}`); got != http.StatusForbidden {
 		t.Fatalf("reader certificate adding a topic over HTTP: HTTP %d, want 403", got)
 	}
-	admin := c.withCertificate(t, ca.issueSubject(t, pkix.Name{CommonName: "admin"}))
+	admin := c.withCertificate(t, ca.IssueClient(t, pkix.Name{CommonName: "admin"}))
 	if got := admin.post("/v1/tokens", "", `{"name":"by-admin-cert","scope":"read"}`); got != http.StatusOK {
 		t.Fatalf("admin certificate creating a token over HTTP: HTTP %d", got)
 	}
@@ -127,12 +109,12 @@ func TestCertificateSubjectCrafted(t *testing.T) {
 // without a token: which CN names the caller would depend on who reads
 // the subject.
 func TestCertificateSeveralCommonNames(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testutil.NewTestPKI(t)
 	c := mtlsC2(t, ca, map[string]api.Scope{"reader": api.ScopeRead, "admin": api.ScopeAdmin})
 	oidCN := asn1.ObjectIdentifier{2, 5, 4, 3}
 	for _, order := range [][]string{{"admin", "reader"}, {"reader", "admin"}} {
 		subject := pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: oidCN, Value: order[0]}, {Type: oidCN, Value: order[1]}}}
-		two := c.withCertificate(t, ca.issueSubject(t, subject))
+		two := c.withCertificate(t, ca.IssueClient(t, subject))
 		_, err := two.grpc.ListTopics(context.Background(), &c2pb.ListTopicsRequest{})
 		wantCode(t, "two CNs over gRPC", err, codes.Unauthenticated)
 		_, err = two.grpc.ListTopics(as(c.admin), &c2pb.ListTopicsRequest{})

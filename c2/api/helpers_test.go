@@ -28,7 +28,9 @@ import (
 	"github.com/e4-iot/e4kit/c2/store/postgres"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 	"github.com/e4-iot/e4kit/internal/testbroker"
+	"github.com/e4-iot/e4kit/internal/testutil"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 	"github.com/e4-iot/e4kit/transport/mqtt/mqttbroker"
 )
@@ -46,7 +48,7 @@ type testC2 struct {
 	admin    string // the bootstrap admin token
 	caFile   string
 	clientTL *tls.Config
-	logs     *syncBuffer
+	logs     *testutil.Buffer
 	stop     func() error
 	// brokerURL is the embedded MQTT broker's, for test devices.
 	brokerURL string
@@ -65,31 +67,13 @@ type options struct {
 	service func(*c2.Config)
 }
 
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func newTestC2(t testing.TB, o options) *testC2 {
 	t.Helper()
 	if o.mode == 0 {
 		o.mode = e4.SymKey
 	}
 	ctx := context.Background()
-	c := &testC2{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	c := &testC2{t: t, dir: t.TempDir(), logs: &testutil.Buffer{}}
 	c.dbPath = filepath.Join(c.dir, "c2.db")
 	var (
 		st  store.Store
@@ -133,7 +117,7 @@ func newTestC2(t testing.TB, o options) *testC2 {
 	if c.svc, err = c2.New(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile, err := api.EnsureSelfSigned(filepath.Join(c.dir, "tls"), nil)
+	certFile, keyFile, err := bootstrap.EnsureSelfSigned(filepath.Join(c.dir, "tls"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,10 +132,10 @@ func newTestC2(t testing.TB, o options) *testC2 {
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(c.dir, "admin.token")
-	if created, err := api.BootstrapToken(ctx, st, tokenFile); err != nil || !created {
-		t.Fatalf("BootstrapToken: created %v, %v", created, err)
+	if created, err := bootstrap.AdminToken(ctx, st, tokenFile); err != nil || !created {
+		t.Fatalf("bootstrap.AdminToken: created %v, %v", created, err)
 	}
-	if c.admin, err = api.ReadTokenFile(tokenFile); err != nil {
+	if c.admin, err = bootstrap.ReadTokenFile(tokenFile); err != nil {
 		t.Fatal(err)
 	}
 	acfg := api.Config{

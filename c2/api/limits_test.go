@@ -2,17 +2,9 @@ package api_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +15,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
 // TestRateLimit: each token has its own budget; past it calls get
@@ -56,52 +49,15 @@ func TestGRPCMessageLimit(t *testing.T) {
 	wantCode(t, "oversized message", err, codes.ResourceExhausted)
 }
 
-// testCA is a certificate authority for client certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string
-}
-
-func newTestCA(t *testing.T) *testCA {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test client CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	file := filepath.Join(t.TempDir(), "client-ca.pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, file: file}
-}
-
-// issue returns a client certificate for cn.
-func (ca *testCA) issue(t *testing.T, cn string) tls.Certificate {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"ops"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // TestMutualTLS: with a client CA, a connection without a certificate is
 // refused; a certificate mapped to a scope authenticates without a token
 // (over gRPC and HTTP) and is named in the audit log; an unmapped one
 // still needs a token.
 func TestMutualTLS(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testutil.NewTestPKI(t)
 	c := newTestC2(t, options{
 		serverTLS: func(certFile, keyFile string) *tls.Config {
-			cfg, err := api.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.file}.Config()
+			cfg, err := api.ServerTLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.CAFile}.Config()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,7 +68,7 @@ func TestMutualTLS(t *testing.T) {
 	withCert := func(cn string) *tls.Config {
 		cfg := c.clientTL.Clone()
 		if cn != "" {
-			cfg.Certificates = []tls.Certificate{ca.issue(t, cn)}
+			cfg.Certificates = []tls.Certificate{ca.IssueClient(t, pkix.Name{CommonName: cn, Organization: []string{"ops"}})}
 		}
 		return cfg
 	}

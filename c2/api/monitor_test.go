@@ -37,7 +37,10 @@ func TestMonitorCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, _ := e4.ProtectSymKey(nil, []byte("21.5"), keys.Current, time.Now())
+	msg, err := e4.ProtectSymKey(nil, []byte("21.5"), keys.Current, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	m.Check("plant/a", msg)
 	m.Check("plant/a", msg)
 	m.Check("plant/a", []byte("plaintext"))

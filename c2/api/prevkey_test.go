@@ -46,7 +46,10 @@ func TestPreviousTopicKeyNotExposed(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.svc.SetMonitor(m)
-	msg, _ := e4.ProtectSymKey(nil, []byte("21.5"), keys.Previous, time.Now())
+	msg, err := e4.ProtectSymKey(nil, []byte("21.5"), keys.Previous, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if r, _ := m.Check("plant/a", msg); r != monitor.PreviousKey {
 		t.Fatalf("message under the previous key: %v, want previous_key", r)
 	}

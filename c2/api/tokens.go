@@ -2,45 +2,22 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
-	e4store "github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/apitoken"
 )
 
 // TokenPrefix starts every API token, so a leaked one is easy to spot
 // (and to search for in a repository).
-const TokenPrefix = "e4c2_"
-
-// tokenSecretSize is the randomness of a token: 256 bits, so a plain
-// SHA-256 is a safe way to store it (no password hashing needed).
-const tokenSecretSize = 32
+const TokenPrefix = apitoken.Prefix
 
 // maxTokenNameLen bounds token names.
 const maxTokenNameLen = 64
-
-// newTokenSecret returns a fresh token.
-func newTokenSecret() (string, error) {
-	b := make([]byte, tokenSecretSize)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-// hashToken is what the store keeps of a token.
-func hashToken(secret string) []byte {
-	h := sha256.Sum256([]byte(secret))
-	return h[:]
-}
 
 // checkTokenName accepts 1 to 64 letters, digits, '.', '_', '-' and '@'.
 func checkTokenName(name string) error {
@@ -70,60 +47,8 @@ func createToken(tx store.Tx, n NewToken, now time.Time) (string, store.Token, e
 	if !ok {
 		return "", store.Token{}, fmt.Errorf("api: the store (%T) keeps no tokens", tx)
 	}
-	secret, err := newTokenSecret()
-	if err != nil {
-		return "", store.Token{}, err
-	}
-	tok := store.Token{Name: n.Name, Hash: hashToken(secret), Scope: n.Scope.String(), CreatedBy: n.CreatedBy, CreatedAt: now.UTC()}
-	if n.TTL > 0 {
-		tok.ExpiresAt = tok.CreatedAt.Add(n.TTL)
-	}
-	return secret, tok, a.InsertToken(tok)
-}
-
-// BootstrapToken gives a new deployment its first admin token: when the
-// store holds no token at all, it creates one named "admin" and writes it
-// to path (mode 0600, atomically). It reports whether it did. Without a
-// token nobody could call the API, and without this file nobody could
-// create one.
-func BootstrapToken(ctx context.Context, st store.Store, path string) (bool, error) {
-	var secret string
-	err := st.Update(ctx, func(tx store.Tx) error {
-		a, ok := tx.(store.AccessTx)
-		if !ok {
-			return fmt.Errorf("api: the store (%T) keeps no tokens", tx)
-		}
-		n, err := a.CountTokens()
-		if err != nil || n > 0 {
-			return err
-		}
-		var tok store.Token
-		secret, tok, err = createToken(tx, NewToken{Name: "admin", Scope: ScopeAdmin, CreatedBy: "system:bootstrap"}, time.Now())
-		if err != nil {
-			return err
-		}
-		_, err = a.InsertAudit(store.AuditRecord{
-			Time: tok.CreatedAt, Actor: "system:bootstrap", Action: "CreateToken", Target: "name=admin", Outcome: "ok",
-			Detail: "first admin token, written to " + path,
-		})
-		return err
-	})
-	if err != nil || secret == "" {
-		return false, err
-	}
-	if err := e4store.WriteFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
-		return true, fmt.Errorf("api: writing the bootstrap token: %w (it was created: revoke it with the database or start over)", err)
-	}
-	return true, nil
-}
-
-// ReadTokenFile reads a token written by BootstrapToken or by hand.
-func ReadTokenFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
+	tok := store.Token{Name: n.Name, Scope: n.Scope.String(), CreatedBy: n.CreatedBy, CreatedAt: now}
+	return apitoken.Insert(a, tok, n.TTL)
 }
 
 // identity is who made a call and what they may do.
@@ -182,7 +107,7 @@ func (a *authenticator) check(ctx context.Context, secret string, cacheOnly bool
 	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 256 {
 		return identity{}, errUnknownToken
 	}
-	return a.checkHash(ctx, string(hashToken(secret)), cacheOnly)
+	return a.checkHash(ctx, string(apitoken.Hash(secret)), cacheOnly)
 }
 
 // checkHash is check for the hash of a token.

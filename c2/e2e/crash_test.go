@@ -232,7 +232,10 @@ func killMidRotation(t *testing.T, brokerURL string, mode e4.Mode) {
 	st, err := sqlite.Open(ctx, path)
 	mustDo(t, err)
 	defer st.Close()
-	keys, _ := seal.NewKeyring(master)
+	keys, err := seal.NewKeyring(master)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := c2.New(ctx, c2.Config{Mode: mode, Store: st, Keyring: keys})
 	mustDo(t, err)
 	f := newFleet(t, brokerURL)

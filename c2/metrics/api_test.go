@@ -19,6 +19,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
 	"github.com/e4-iot/e4kit/c2/metrics"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 )
 
 // apiUnderTest is a C2 API server instrumented as "e4 c2 serve" does it.
@@ -32,7 +33,7 @@ func startAPI(t *testing.T, h *harness) *apiUnderTest {
 	t.Helper()
 	ctx := context.Background()
 	tokenFile := filepath.Join(t.TempDir(), "admin.token")
-	if _, err := api.BootstrapToken(ctx, h.st, tokenFile); err != nil {
+	if _, err := bootstrap.AdminToken(ctx, h.st, tokenFile); err != nil {
 		t.Fatal(err)
 	}
 	token, err := os.ReadFile(tokenFile)

@@ -244,7 +244,10 @@ func BenchmarkCheck(b *testing.B) {
 				msgs[i] = protectSK(b, key, string(payload), time.Now())
 			}
 			var id e4.ID
-			c, _ := e4.NewSymKeyClient(id, randomKey(b), &e4.Config{ReplayCacheSize: -1})
+			c, err := e4.NewSymKeyClient(id, randomKey(b), &e4.Config{ReplayCacheSize: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
 			_ = c.SetTopicKey(key, "bench/a")
 			b.Run("e4-unprotect", func(b *testing.B) {
 				buf := make([]byte, 0, size)

@@ -59,7 +59,10 @@ func currentKey(t *testing.T, svc *c2.Service, topic string) []byte {
 func TestPreviousKeyAfterRestart(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "c2.db")
-	master, _ := seal.GenerateKey()
+	master, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	clk := newClock()
 
 	st, err := sqlite.Open(ctx, path)
@@ -116,7 +119,10 @@ func TestPreviousKeyAfterRestart(t *testing.T) {
 func TestPreviousKeyAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	dsn := testbroker.StartPostgres(t, nil).NewDatabase(t)
-	master, _ := seal.GenerateKey()
+	master, err := seal.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	clk := newClock()
 	open := func() *c2.Service {
 		st, err := postgres.Open(ctx, dsn)

@@ -21,7 +21,10 @@ func mustKeyring(t *testing.T, active []byte, older ...[]byte) *Keyring {
 }
 
 func TestSealOpenRoundTrip(t *testing.T) {
-	key, _ := GenerateKey()
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	k := mustKeyring(t, key)
 	for _, size := range []int{0, 1, 32, 1000} {
 		value := bytes.Repeat([]byte{0xA5}, size)
@@ -43,19 +46,34 @@ func TestSealOpenRoundTrip(t *testing.T) {
 }
 
 func TestSealIsRandomized(t *testing.T) {
-	key, _ := GenerateKey()
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	k := mustKeyring(t, key)
-	a, _ := k.Seal([]byte("same"), "b")
-	b, _ := k.Seal([]byte("same"), "b")
+	a, err := k.Seal([]byte("same"), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k.Seal([]byte("same"), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if bytes.Equal(a, b) {
 		t.Fatal("two seals of the same value are identical: nonce not random")
 	}
 }
 
 func TestOpenRejectsOtherRowTamperingAndTruncation(t *testing.T) {
-	key, _ := GenerateKey()
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	k := mustKeyring(t, key)
-	sealed, _ := k.Seal([]byte("topic key bytes!"), "topic-key/a")
+	sealed, err := k.Seal([]byte("topic key bytes!"), "topic-key/a")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := k.Open(sealed, "topic-key/b"); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("open under another row's binding: %v, want ErrCorrupt", err)
 	}
@@ -84,14 +102,26 @@ func TestWrongMasterKeyIsNamed(t *testing.T) {
 }
 
 func TestKeyringRotation(t *testing.T) {
-	old, _ := GenerateKey()
-	cur, _ := GenerateKey()
-	sealedOld, _ := mustKeyring(t, old).Seal([]byte("v"), "r")
+	old, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedOld, err := mustKeyring(t, old).Seal([]byte("v"), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
 	k := mustKeyring(t, cur, old)
 	if got, err := k.Open(sealedOld, "r"); err != nil || string(got) != "v" {
 		t.Fatalf("old value: %q, %v", got, err)
 	}
-	sealedNew, _ := k.Seal([]byte("v"), "r")
+	sealedNew, err := k.Seal([]byte("v"), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if id, _ := KeyIDOf(sealedNew); id != IDOf(cur) || id != k.ActiveID() {
 		t.Fatalf("new value sealed under %v, want active key %v", id, IDOf(cur))
 	}
@@ -104,7 +134,10 @@ func TestNewKeyringRejectsBadKeys(t *testing.T) {
 	if _, err := NewKeyring(make([]byte, 31)); err == nil {
 		t.Fatal("31-byte key accepted")
 	}
-	good, _ := GenerateKey()
+	good, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := NewKeyring(good, make([]byte, 5)); err == nil {
 		t.Fatal("5-byte older key accepted")
 	}
@@ -138,7 +171,10 @@ func TestKeyFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, _ := os.Stat(path)
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if info.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode %v, want 0600", info.Mode().Perm())
 	}
@@ -166,7 +202,10 @@ func TestKeyFiles(t *testing.T) {
 }
 
 func TestKeyFromEnv(t *testing.T) {
-	key, _ := GenerateKey()
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("E4_TEST_MASTER", hex.EncodeToString(key))
 	if got, err := KeyFromEnv("E4_TEST_MASTER"); err != nil || !bytes.Equal(got, key) {
 		t.Fatalf("KeyFromEnv = %x, %v", got, err)
@@ -182,10 +221,19 @@ func TestKeyFromPassphrase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := KeyFromPassphrase("correct horse battery staple", salt)
-	c, _ := KeyFromPassphrase("correct horse battery staplf", salt)
+	b, err := KeyFromPassphrase("correct horse battery staple", salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := KeyFromPassphrase("correct horse battery staplf", salt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	otherSalt := bytes.Repeat([]byte{8}, SaltSize)
-	d, _ := KeyFromPassphrase("correct horse battery staple", otherSalt)
+	d, err := KeyFromPassphrase("correct horse battery staple", otherSalt)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !bytes.Equal(a, b) || bytes.Equal(a, c) || bytes.Equal(a, d) || len(a) != KeySize {
 		t.Fatal("passphrase derivation is not a deterministic function of passphrase and salt")
 	}

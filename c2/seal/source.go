@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 // Argon2id parameters for passphrase-derived master keys. They cost about
@@ -101,7 +101,7 @@ func WriteKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := store.WriteFileAtomic(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("seal: writing master key: %w", err)
 	}
 	return key, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 )
 
 var benchFleet = flag.Int("bench.fleet", 1_000_000, "clients in the database of BenchmarkClientListPage")
@@ -88,7 +89,7 @@ func fleetHandlerStore(tb testing.TB, n int) (*Handler, string, store.Store) {
 	}
 	tb.Logf("built a database of %d clients in %v", n, time.Since(start).Round(time.Millisecond))
 	hub := api.NewEventHub(0)
-	if _, err := api.BootstrapToken(ctx, st, filepath.Join(tb.TempDir(), "admin.token")); err != nil {
+	if _, err := bootstrap.AdminToken(ctx, st, filepath.Join(tb.TempDir(), "admin.token")); err != nil {
 		tb.Fatal(err)
 	}
 	srv, err := api.New(api.Config{Service: svc, Store: st, Events: hub, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Plaintext: true,

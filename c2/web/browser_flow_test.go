@@ -47,7 +47,10 @@ func TestBrowserSymmetricKey(t *testing.T) {
 		t.Fatalf("one-time key %q", key)
 	}
 	b.shot("client-key-shown-once")
-	keyBytes, _ := hex.DecodeString(key)
+	keyBytes, err := hex.DecodeString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	testdevice.StartAcking(t, c.brokerURL, "sensor-1", keyBytes)
 
 	// A client named like a script is shown as text, and runs nothing.

@@ -18,7 +18,10 @@ func TestEventStreamEndsWithToken(t *testing.T) {
 	c.gui.recheck = 20 * time.Millisecond
 	b := c.signedIn(c.operator)
 	b.http.Timeout = 0
-	req, _ := http.NewRequest(http.MethodGet, c.base+"/ui/events/stream", nil)
+	req, err := http.NewRequest(http.MethodGet, c.base+"/ui/events/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	resp, err := b.http.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
@@ -83,7 +84,7 @@ func startC2(t testing.TB, mode e4.Mode, edits ...func(*api.Config)) *testC2 {
 		t.Fatal(err)
 	}
 	c.svc.SetMonitor(mon)
-	certFile, keyFile, err := api.EnsureSelfSigned(filepath.Join(dir, "tls"), []string{"127.0.0.1"})
+	certFile, keyFile, err := bootstrap.EnsureSelfSigned(filepath.Join(dir, "tls"), []string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +93,10 @@ func startC2(t testing.TB, mode e4.Mode, edits ...func(*api.Config)) *testC2 {
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "admin.token")
-	if _, err := api.BootstrapToken(ctx, st, tokenFile); err != nil {
+	if _, err := bootstrap.AdminToken(ctx, st, tokenFile); err != nil {
 		t.Fatal(err)
 	}
-	if c.admin, err = api.ReadTokenFile(tokenFile); err != nil {
+	if c.admin, err = bootstrap.ReadTokenFile(tokenFile); err != nil {
 		t.Fatal(err)
 	}
 	acfg := api.Config{Service: c.svc, Store: st, Events: c.hub, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",

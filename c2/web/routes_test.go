@@ -161,7 +161,10 @@ func TestSecurityHeaders(t *testing.T) {
 		t.Error("CSP allows unsafe-*")
 	}
 	s := c.signedIn(c.reader)
-	u, _ := url.Parse(c.base + "/")
+	u, err := url.Parse(c.base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, ck := range s.http.Jar.Cookies(u) {
 		if ck.Name == cookieName && len(ck.Value) < 40 {
 			t.Errorf("session id %q is short", ck.Value)
@@ -175,7 +178,10 @@ func TestSecurityHeaders(t *testing.T) {
 	// The cookie's attributes, as set at sign-in.
 	b2 := c.newBrowser()
 	b2.get("/ui/signin")
-	req, _ := http.NewRequest(http.MethodPost, c.base+"/ui/signin", strings.NewReader(url.Values{"token": {c.reader}, "pre": {b2.preValue()}}.Encode()))
+	req, err := http.NewRequest(http.MethodPost, c.base+"/ui/signin", strings.NewReader(url.Values{"token": {c.reader}, "pre": {b2.preValue()}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err = b2.http.Do(req)
 	if err != nil {
@@ -342,7 +348,10 @@ func TestNoKeyMaterialInPages(t *testing.T) {
 		if st != http.StatusOK || m == nil {
 			t.Fatalf("add %s: %d", name, st)
 		}
-		k, _ := hex.DecodeString(m[1])
+		k, err := hex.DecodeString(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
 		secrets = append(secrets, k)
 		clientIDs = append(clientIDs, e4.IDFromName(name))
 	}
@@ -352,7 +361,10 @@ func TestNoKeyMaterialInPages(t *testing.T) {
 	if st != http.StatusOK || m == nil {
 		t.Fatalf("rekey: %d", st)
 	}
-	k, _ := hex.DecodeString(m[1])
+	k, err := hex.DecodeString(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
 	secrets = append(secrets, k)
 	for _, topic := range []string{"plant/a", "plant/b"} {
 		admin.post("/ui/topics", url.Values{"name": {topic}})
@@ -376,7 +388,10 @@ func TestNoKeyMaterialInPages(t *testing.T) {
 	}
 	for _, line := range strings.Split(strings.TrimSpace(download), "\n")[1:] {
 		_, keyHex, _ := strings.Cut(line, ",")
-		k, _ := hex.DecodeString(keyHex)
+		k, err := hex.DecodeString(keyHex)
+		if err != nil {
+			t.Fatal(err)
+		}
 		secrets = append(secrets, k)
 	}
 	if st, _ := admin.post("/ui/imports/"+job+"/keys", nil); st == http.StatusOK {
@@ -414,7 +429,10 @@ func importCSV(t *testing.T, b *browser, data string) string {
 	w.field("format", "csv")
 	w.file("file", "clients.csv", data)
 	ct := w.close()
-	req, _ := http.NewRequest(http.MethodPost, b.c.base+"/ui/clients/import", &body)
+	req, err := http.NewRequest(http.MethodPost, b.c.base+"/ui/clients/import", &body)
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Content-Type", ct)
 	resp, err := b.http.Do(req)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 )
 
 // Defaults of the C2 API addresses, for "e4 c2 serve" and the admin
@@ -141,7 +142,7 @@ func (f *c2Flags) readToken() (string, error) {
 	case os.Getenv("E4_C2_TOKEN") != "":
 		return strings.TrimSpace(os.Getenv("E4_C2_TOKEN")), nil
 	case f.tokenFile != "":
-		tok, err := api.ReadTokenFile(f.tokenFile)
+		tok, err := bootstrap.ReadTokenFile(f.tokenFile)
 		if err != nil {
 			return "", fmt.Errorf("reading the token: %w", err)
 		}

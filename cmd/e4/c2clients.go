@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
-	"github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 func newC2ClientCommand(f *c2Flags) *cobra.Command {
@@ -80,7 +80,7 @@ func (s *c2Session) deliverKey(key []byte, keyOut, what string) (string, error) 
 		return "", nil
 	}
 	if keyOut != "" {
-		if err := store.WriteFileAtomic(keyOut, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		if err := atomicfile.WriteFile(keyOut, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
 			return "", err
 		}
 		return "written to " + keyOut, nil
@@ -462,7 +462,7 @@ func writeGeneratedKeys(path string, generated []*c2pb.GeneratedKey) error {
 	for _, g := range generated {
 		b.WriteString(g.ClientId + "," + hex.EncodeToString(g.Key) + "\n")
 	}
-	return store.WriteFileAtomic(path, []byte(b.String()), 0o600)
+	return atomicfile.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 // importFailed saves the generated keys of the clients an interrupted

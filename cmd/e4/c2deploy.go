@@ -10,7 +10,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/store"
-	e4store "github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 // deploymentMarker is the file of the data folder that records that a
@@ -58,5 +58,5 @@ func (c *serveConfig) markDeployment() error {
 	}
 	text := fmt.Sprintf("An E4kit C2 deployment was initialized with this data folder on %s.\nC2 refuses to start on an empty database while this file exists.\n",
 		time.Now().UTC().Format(time.RFC3339))
-	return e4store.WriteFileAtomic(c.markerPath(), []byte(text), 0o600)
+	return atomicfile.WriteFile(c.markerPath(), []byte(text), 0o600)
 }

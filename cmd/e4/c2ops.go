@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
-	"github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 // formatTime prints a timestamp, "-" when unset.
@@ -130,7 +130,7 @@ audit log, C2's own key). C2 stores only a hash: the token is shown once.`,
 				}
 				secret := res.Secret
 				if out != "" {
-					if err := store.WriteFileAtomic(out, []byte(secret+"\n"), 0o600); err != nil {
+					if err := atomicfile.WriteFile(out, []byte(secret+"\n"), 0o600); err != nil {
 						return err
 					}
 					res.Secret, secret = "", "written to "+out

@@ -28,6 +28,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store/postgres"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 	"github.com/e4-iot/e4kit/internal/version"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/dial"
@@ -508,7 +509,7 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		return err
 	}
 	log.Info("C2 database open", "mode", mode.String(), "suite", svc.Suite().Name())
-	if created, err := api.BootstrapToken(ctx, st, cfg.BootstrapTokenFile); err != nil {
+	if created, err := bootstrap.AdminToken(ctx, st, cfg.BootstrapTokenFile); err != nil {
 		return err
 	} else if created {
 		log.Warn("created the first admin API token", "file", cfg.BootstrapTokenFile)
@@ -653,7 +654,7 @@ func (c *serveConfig) serverTLS(log *slog.Logger) (*tls.Config, map[string]api.S
 	if st.CertFile == "" && st.KeyFile == "" {
 		var err error
 		dir := filepath.Join(c.DataDir, "tls")
-		if st.CertFile, st.KeyFile, err = api.EnsureSelfSigned(dir, c.TLS.Hosts); err != nil {
+		if st.CertFile, st.KeyFile, err = bootstrap.EnsureSelfSigned(dir, c.TLS.Hosts); err != nil {
 			return nil, nil, err
 		}
 		log.Warn("serving with a self-signed certificate (development); clients need --ca-file", "cert", st.CertFile)

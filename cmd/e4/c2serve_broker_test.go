@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/internal/testbroker"
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
 // TestC2ServeStartsWhileBrokerDown: "e4 c2 serve" starts with its broker
@@ -29,7 +30,7 @@ func TestC2ServeStartsWhileBrokerDown(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "c2.yaml"), []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testutil.Buffer
 	cmd := exec.Command(e4Binary, "c2", "serve", "--config", filepath.Join(dir, "c2.yaml"))
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = &out, &out

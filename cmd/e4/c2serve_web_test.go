@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/e4-iot/e4kit/c2/api"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 )
 
 // TestServeMountsWebInterface: "e4 c2 serve" serves the web interface
@@ -40,7 +41,7 @@ func TestServeMountsWebInterface(t *testing.T) {
 			pre = c.Value
 		}
 	}
-	token, err := api.ReadTokenFile(filepath.Join(data, "admin.token"))
+	token, err := bootstrap.ReadTokenFile(filepath.Join(data, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,13 +17,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
+	"github.com/e4-iot/e4kit/internal/testutil"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/broker"
 	"github.com/e4-iot/e4kit/transport/dial"
@@ -32,32 +32,14 @@ import (
 // clientTimeout bounds each wait for a client process to say something.
 const clientTimeout = 60 * time.Second
 
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // clientProcess is an "e4 client" running in the background.
 type clientProcess struct {
 	t      *testing.T
 	name   string
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout testutil.Buffer
+	stderr testutil.Buffer
 	done   chan struct{}
 	code   int
 }
@@ -114,7 +96,7 @@ func (p *clientProcess) exited() bool {
 
 // waitFor waits until out contains want, failing the test with both
 // outputs if the process exits or clientTimeout passes first.
-func (p *clientProcess) waitFor(out *syncBuffer, stream, want string) {
+func (p *clientProcess) waitFor(out *testutil.Buffer, stream, want string) {
 	p.t.Helper()
 	deadline := time.Now().Add(clientTimeout)
 	for !strings.Contains(out.String(), want) {

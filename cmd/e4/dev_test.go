@@ -7,13 +7,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
 func TestDevStopsCleanlyOnCtrlC(t *testing.T) {
 	cmd := exec.Command(e4Binary, "dev", "--dir", t.TempDir(), "--broker-addr", "127.0.0.1:0",
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--publish-every", "100ms", "--rotate-every", "700ms")
-	var out syncBuffer
+	var out testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

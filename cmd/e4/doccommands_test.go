@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/e4-iot/e4kit/internal/testbroker"
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
 // This file runs every shell command that the README (its fenced sh
@@ -433,7 +434,7 @@ type workspace struct {
 type bgProcess struct {
 	text    string
 	cmd     *exec.Cmd
-	output  *syncBuffer
+	output  *testutil.Buffer
 	done    chan error
 	started time.Time
 }
@@ -578,7 +579,7 @@ func (w *docWorld) startBackground(t *testing.T, ws *workspace, l docLine, text,
 			testbroker.FreePort(t, "tcp"), testbroker.FreePort(t, "tcp"), testbroker.FreePort(t, "tcp"))
 	}
 	w.counts["background"]++
-	p := &bgProcess{text: text, output: &syncBuffer{}, done: make(chan error, 1), started: time.Now()}
+	p := &bgProcess{text: text, output: &testutil.Buffer{}, done: make(chan error, 1), started: time.Now()}
 	p.cmd = exec.Command("bash", "-c", "exec "+text)
 	p.cmd.Dir, p.cmd.Env = ws.dir, env
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output

@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 	"github.com/spf13/cobra"
 )
 
@@ -144,5 +144,5 @@ func writeKeyFile(path string, key []byte, perm fs.FileMode, force bool) error {
 			return fmt.Errorf("%s exists; use --force to overwrite it", path)
 		}
 	}
-	return store.WriteFileAtomic(path, []byte(hex.EncodeToString(key)+"\n"), perm)
+	return atomicfile.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), perm)
 }

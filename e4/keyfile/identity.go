@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 // Identity is what a device needs to build its E4 client: who it is and
@@ -157,7 +157,7 @@ func WriteIdentity(path string, id *Identity) error {
 	if id.Mode == e4.PubKey {
 		fmt.Fprintf(&b, "c2_public_key: %s\n", hex.EncodeToString(id.C2PublicKey))
 	}
-	if err := store.WriteFileAtomic(path, b.Bytes(), fileMode); err != nil {
+	if err := atomicfile.WriteFile(path, b.Bytes(), fileMode); err != nil {
 		return fmt.Errorf("keyfile: %w", err)
 	}
 	return nil

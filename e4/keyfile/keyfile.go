@@ -11,7 +11,7 @@
 //
 // with optionally "id" (32 hex characters, instead of or beside name),
 // "mode: pk" and "c2_public_key" (pk mode). Files are written atomically
-// with mode 0600 (e4/store's WriteFileAtomic), and errors name the file
+// with mode 0600 (internal/atomicfile), and errors name the file
 // and what is wrong with it, never its content.
 package keyfile
 
@@ -25,7 +25,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/e4-iot/e4kit/e4/store"
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 // maxFileSize bounds what is read from a key or identity file: both are a
@@ -72,7 +72,7 @@ func ReplaceKey(path string, key []byte) error {
 	defer clear(line)
 	hex.Encode(line, key)
 	line[len(line)-1] = '\n'
-	if err := store.WriteFileAtomic(path, line, fileMode); err != nil {
+	if err := atomicfile.WriteFile(path, line, fileMode); err != nil {
 		return fmt.Errorf("keyfile: %w", err)
 	}
 	return nil

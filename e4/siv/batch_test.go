@@ -98,7 +98,10 @@ func testBatchMatchesSingle(t *testing.T) {
 		}
 		ciphers = append(ciphers, c)
 	}
-	fast, _ := NewRounds(e4Key, 10)
+	fast, err := NewRounds(e4Key, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ciphers = append(ciphers, fast)
 	lengths := []int{0, 1, 15, 16, 17, 31, 32, 33, 64, 100, 1000, 1024, 1040, 4096}
 	ads := [][]byte{nil, {}, []byte("12345678"), pattern(15), pattern(16), pattern(17), pattern(40)}

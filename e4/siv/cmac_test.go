@@ -172,8 +172,14 @@ func TestCMACStreaming(t *testing.T) { forEachImpl(t, testCMACStreaming) }
 func testCMACStreaming(t *testing.T) {
 	for _, ks := range []int{16, 24, 32} {
 		key := bytes.Repeat([]byte{byte(ks)}, ks)
-		c, _ := NewCMAC(key)
-		block, _ := aes.NewCipher(key)
+		c, err := NewCMAC(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			t.Fatal(err)
+		}
 		msg := make([]byte, 5000)
 		for i := range msg {
 			msg[i] = byte(i * 7)
@@ -194,7 +200,10 @@ func testCMACStreaming(t *testing.T) {
 func TestCMACWriteSplits(t *testing.T) { forEachImpl(t, testCMACWriteSplits) }
 
 func testCMACWriteSplits(t *testing.T) {
-	c, _ := NewCMAC(make([]byte, 32))
+	c, err := NewCMAC(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
 	msg := make([]byte, 700)
 	for i := range msg {
 		msg[i] = byte(i)
@@ -228,7 +237,10 @@ func TestNewCMACKeySizes(t *testing.T) {
 
 // TestCMACAllocs runs under -race too: Sum keeps its state on the stack.
 func TestCMACAllocs(t *testing.T) {
-	c, _ := NewCMAC(make([]byte, 32))
+	c, err := NewCMAC(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []int{0, 64, 1024, 16384} {
 		msg := make([]byte, n)
 		var tag [16]byte
@@ -254,7 +266,10 @@ func TestDbl(t *testing.T) {
 }
 
 func BenchmarkCMAC(b *testing.B) {
-	c, _ := NewCMAC(make([]byte, 32))
+	c, err := NewCMAC(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, n := range []int{16, 64, 256, 1024, 16384} {
 		msg := make([]byte, n)
 		b.Run(fmt.Sprint(n), func(b *testing.B) {

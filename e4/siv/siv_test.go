@@ -103,12 +103,21 @@ func testNewRounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	std, _ := New(key)
+	std, err := New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if same, _ := NewRounds(key, 14); !bytes.Equal(same.Seal(nil, pattern(50)), std.Seal(nil, pattern(50))) {
 		t.Fatal("NewRounds with 14 rounds differs from New")
 	}
-	mac, _ := aesblock.New(key[:32], 10)
-	ctr, _ := aesblock.New(key[32:], 10)
+	mac, err := aesblock.New(key[:32], 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := aesblock.New(key[32:], 10)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ad := []byte("12345678")
 	for _, n := range []int{0, 1, 16, 17, 64, 1024, 1031} {
 		pt := pattern(n)
@@ -267,7 +276,10 @@ func checkWycheproofSIV(t *testing.T, keySize, id int, key, aad, msg, ct, result
 func TestEmptyVector(t *testing.T) { forEachImpl(t, testEmptyVector) }
 
 func testEmptyVector(t *testing.T) {
-	c, _ := New(unhex(t, "fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"))
+	c, err := New(unhex(t, "fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := c.Seal(nil, nil)
 	if want := "f2007a5beb2b8900c588a7adf599f172"; hex.EncodeToString(got) != want {
 		t.Errorf("Seal() = %x, want %s", got, want)
@@ -648,7 +660,10 @@ func serialChain(block cipher.Block, x *[16]byte, msg []byte) {
 }
 
 func BenchmarkSerialChain16K(b *testing.B) {
-	block, _ := aes.NewCipher(bytes.Repeat([]byte{0x42}, 32))
+	block, err := aes.NewCipher(bytes.Repeat([]byte{0x42}, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
 	msg := pattern(16384)
 	var x [16]byte
 	b.SetBytes(int64(len(msg)))
@@ -663,7 +678,10 @@ func BenchmarkSerialChain16K(b *testing.B) {
 // a 512-byte scratch buffer. It documents why CMAC does not use that path:
 // it is not faster than the plain Encrypt loop.
 func BenchmarkChainCBC16K(b *testing.B) {
-	block, _ := aes.NewCipher(bytes.Repeat([]byte{0x42}, 32))
+	block, err := aes.NewCipher(bytes.Repeat([]byte{0x42}, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
 	msg := pattern(16384)
 	var zero [16]byte
 	mode := cipher.NewCBCEncrypter(block, zero[:])
@@ -687,7 +705,10 @@ func BenchmarkChainCBC16K(b *testing.B) {
 // reports the ratio of their total times.
 func BenchmarkSealVsChain16K(b *testing.B) {
 	c := benchCipher(b)
-	block, _ := aes.NewCipher(bytes.Repeat([]byte{0x42}, 32))
+	block, err := aes.NewCipher(bytes.Repeat([]byte{0x42}, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
 	pt := pattern(16384)
 	dst := make([]byte, 0, len(pt)+TagSize)
 	var x [16]byte

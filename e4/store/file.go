@@ -7,11 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/e4-iot/e4kit/internal/atomicfile"
 )
 
 // fileMode is the permission of the state file: it holds secret keys, so
@@ -78,7 +77,7 @@ func (f *File) Save(state []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := writeAtomic(f.path, data); err != nil {
-		return fmt.Errorf("store: save %s: %w", f.path, err)
+		return fmt.Errorf("store: save: %w", err)
 	}
 	f.sweepOnce()
 	return nil
@@ -100,85 +99,24 @@ func readFile(path string) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-// writeAtomic replaces path with data so that, at every instant, path holds
-// either its old content or data, complete, even across a crash or power
-// loss. The temp file lives in the same directory because rename is only
-// atomic within one file system.
+// writeAtomic replaces path with data, mode 0600, so that at every instant
+// path holds either its old content or data, complete, even across a crash
+// or power loss.
 func writeAtomic(path string, data []byte) error {
-	return writeAtomicMode(path, data, fileMode)
+	return atomicfile.WriteFile(path, data, fileMode)
 }
 
 // WriteFileAtomic replaces the file at path with data the same way Save
 // does (temp file in the same directory, fsync, rename, fsync of the
 // directory), with the given permissions. Use it for key files: a crash
 // never leaves a half-written key, and the file never exists with a wider
-// mode than perm.
+// mode than perm. It is kept for code outside this module; the module's
+// own packages call internal/atomicfile directly.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	if err := writeAtomicMode(path, data, perm); err != nil {
-		return fmt.Errorf("store: write %s: %w", path, err)
+	if err := atomicfile.WriteFile(path, data, perm); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	return nil
-}
-
-func writeAtomicMode(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, tempPrefix(filepath.Base(path))+"*")
-	if err != nil {
-		return err
-	}
-	if err := writeTemp(tmp, data, perm); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	// Without this, a power loss could forget the rename and bring back
-	// the old file (or, for the first save, no file) after Save returned.
-	return syncDir(dir)
-}
-
-// writeTemp sets the file's mode, writes data, flushes it to stable storage
-// and closes the file. It always closes tmp. The Sync must precede the
-// rename: otherwise a power loss could leave the new name on empty blocks.
-func writeTemp(tmp *os.File, data []byte, perm os.FileMode) error {
-	// CreateTemp already uses 0600, but say so explicitly: the mode is a
-	// security property of this package, not an accident of the stdlib.
-	err := tmp.Chmod(perm)
-	if err == nil {
-		_, err = tmp.Write(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// syncDir flushes a directory's entries, making a rename in it durable.
-func syncDir(dir string) error {
-	// Windows cannot fsync a directory and its renames need no such step.
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// tempPrefix is the name prefix of temp files for the state file base. The
-// leading dot hides them from casual listings.
-func tempPrefix(base string) string {
-	return "." + base + ".tmp-"
 }
 
 // sweepOnce removes temp files left by crashed Saves, once per File. They
@@ -189,39 +127,5 @@ func (f *File) sweepOnce() {
 		return
 	}
 	f.swept = true
-	removeStaleTemps(filepath.Dir(f.path), filepath.Base(f.path), time.Now())
-}
-
-// removeStaleTemps deletes this file's temp files older than staleTempAge.
-// It is best effort: failing to clean up must not fail a successful Save.
-func removeStaleTemps(dir, base string, now time.Time) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !isTempName(e.Name(), base) || !e.Type().IsRegular() {
-			continue
-		}
-		info, err := e.Info()
-		if err == nil && now.Sub(info.ModTime()) > staleTempAge {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
-}
-
-// isTempName reports whether name was made by os.CreateTemp for base. The
-// random part CreateTemp appends is all digits; requiring that keeps the
-// sweep away from unrelated files that merely share the prefix.
-func isTempName(name, base string) bool {
-	suffix, ok := strings.CutPrefix(name, tempPrefix(base))
-	if !ok || suffix == "" {
-		return false
-	}
-	for _, c := range suffix {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
+	atomicfile.RemoveStaleTemps(f.path, staleTempAge, time.Now())
 }

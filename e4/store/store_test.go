@@ -140,9 +140,15 @@ func TestMemoryCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	in[0] = 'X'
-	out, _ := m.Load()
+	out, err := m.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
 	out[1] = 'Y'
-	again, _ := m.Load()
+	again, err := m.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(again) != "key material" {
 		t.Fatalf("stored state was changed through a caller's slice: %q", again)
 	}

@@ -24,12 +24,17 @@ type pkg struct {
 
 // layers orders the module's packages: a package may import only packages
 // of its own layer or a lower one. cmd -> c2 -> transport -> e4, as
-// ARCHITECTURE.md draws it; internal/version is a leaf anyone may use.
+// ARCHITECTURE.md draws it; internal/version and internal/atomicfile are
+// leaves anyone may use.
 var layers = []struct {
 	prefix string
 	layer  int
 }{
 	{"internal/version", 0},
+	{"internal/atomicfile", 0}, // the atomic file writer of key, token and state files
+	{"internal/testutil", 0},   // helpers for tests: a locked buffer, a test PKI
+	{"internal/apitoken", 3},   // C2 API tokens, minted by c2/api and internal/bootstrap
+	{"internal/bootstrap", 4},  // a new C2 deployment's self-signed certificate and first token
 	{"e4", 1},
 	{"transport", 2},
 	{"internal/testdevice", 3}, // a test device: e4 over transport/mqtt
@@ -43,7 +48,7 @@ var layers = []struct {
 }
 
 // testHelpers are imported by tests only, never by the code they test.
-var testHelpers = []string{"internal/testbroker", "internal/testdevice", "transport/transporttest", "c2/store/storetest"}
+var testHelpers = []string{"internal/testutil", "internal/testbroker", "internal/testdevice", "transport/transporttest", "c2/store/storetest"}
 
 // rule is a constraint on what one part of the module depends on.
 type rule struct {

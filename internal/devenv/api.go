@@ -13,6 +13,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/c2/web"
+	"github.com/e4-iot/e4kit/internal/bootstrap"
 )
 
 // startAPI serves C2's gRPC and HTTPS/JSON API with a self-signed
@@ -20,7 +21,7 @@ import (
 // admin commands work against the dev environment.
 func (e *env) startAPI(ctx context.Context, st store.Store, hub *api.EventHub) error {
 	tlsDir := filepath.Join(e.opts.Dir, "tls")
-	certFile, keyFile, err := api.EnsureSelfSigned(tlsDir, []string{"127.0.0.1", "localhost"})
+	certFile, keyFile, err := bootstrap.EnsureSelfSigned(tlsDir, []string{"127.0.0.1", "localhost"})
 	if err != nil {
 		return err
 	}
@@ -29,7 +30,7 @@ func (e *env) startAPI(ctx context.Context, st store.Store, hub *api.EventHub) e
 		return err
 	}
 	tokenFile := filepath.Join(e.opts.Dir, "admin.token")
-	if _, err := api.BootstrapToken(ctx, st, tokenFile); err != nil {
+	if _, err := bootstrap.AdminToken(ctx, st, tokenFile); err != nil {
 		return err
 	}
 	srv, err := api.New(api.Config{
@@ -64,7 +65,7 @@ func (e *env) startAPI(ctx context.Context, st store.Store, hub *api.EventHub) e
 // sign-in link for the admin token (the certificate is self-signed: the
 // browser asks to accept it first).
 func (e *env) printSignInLink(ctx context.Context, gui *web.Handler, base, tokenFile string) error {
-	token, err := api.ReadTokenFile(tokenFile)
+	token, err := bootstrap.ReadTokenFile(tokenFile)
 	if err != nil {
 		return err
 	}

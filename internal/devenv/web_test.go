@@ -1,7 +1,6 @@
 package devenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"net/http"
@@ -9,35 +8,18 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
-
-// lockedBuffer is the output of a Run read while it runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 var signInLink = regexp.MustCompile(`https://[0-9.:]+/ui/signin\?code=[A-Za-z0-9_-]+`)
 
 // TestDevPrintsSignInLink: "e4 dev" prints the web interface's address
 // with a one-time link that signs a browser in as admin, once.
 func TestDevPrintsSignInLink(t *testing.T) {
-	out := &lockedBuffer{}
+	out := &testutil.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		_, err := Run(context.Background(), Options{Duration: 2 * time.Second, Dir: t.TempDir(), BrokerAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",

@@ -2,16 +2,9 @@ package testbroker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
 // Mosquitto binaries (Debian paths).
@@ -61,7 +56,7 @@ type Mosquitto struct {
 	port int
 	conf string
 	opts MosquittoOptions
-	pki  *testPKI
+	pki  *testutil.PKI
 
 	mu   sync.Mutex
 	proc *Process
@@ -143,15 +138,15 @@ func (m *Mosquitto) writeConfig() error {
 		lines = append(lines, "allow_anonymous true")
 	}
 	if m.opts.TLS {
-		pki, err := newTestPKI(m.dir)
+		pki, err := testutil.NewPKI(m.dir)
 		if err != nil {
 			return err
 		}
 		m.pki = pki
 		lines = append(lines,
-			"cafile "+pki.caFile,
-			"certfile "+pki.serverCertFile,
-			"keyfile "+pki.serverKeyFile,
+			"cafile "+pki.CAFile,
+			"certfile "+pki.ServerCertFile,
+			"keyfile "+pki.ServerKeyFile,
 			"require_certificate true",
 		)
 	}
@@ -280,129 +275,17 @@ func (m *Mosquitto) Stop() {
 // ClientTLS returns a client configuration for the TLS listener that trusts
 // the test CA and presents a client certificate signed by it; nil without
 // TLS.
-func (m *Mosquitto) ClientTLS() *tls.Config { return m.pki.clientTLS(true) }
+func (m *Mosquitto) ClientTLS() *tls.Config { return clientTLS(m.pki, true) }
 
 // ClientTLSWithoutCert is ClientTLS without the client certificate: the
 // broker must refuse it.
-func (m *Mosquitto) ClientTLSWithoutCert() *tls.Config { return m.pki.clientTLS(false) }
+func (m *Mosquitto) ClientTLSWithoutCert() *tls.Config { return clientTLS(m.pki, false) }
 
-// clientTLS returns a new client configuration that trusts the CA and,
-// with withCert, presents the client certificate; nil for a nil p (a
-// broker without TLS). A new one each time, since some clients fill in
-// the ServerName of the configuration they are given.
-func (p *testPKI) clientTLS(withCert bool) *tls.Config {
+// clientTLS returns p's client configuration (see testutil.PKI.ClientTLS);
+// nil for a nil p, a broker without TLS.
+func clientTLS(p *testutil.PKI, withCert bool) *tls.Config {
 	if p == nil {
 		return nil
 	}
-	config := &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12}
-	if withCert {
-		config.Certificates = []tls.Certificate{p.client}
-	}
-	return config
-}
-
-// testPKI is a throwaway CA with a server certificate for
-// localhost/127.0.0.1 and a client certificate.
-type testPKI struct {
-	caFile, serverCertFile, serverKeyFile string
-	pool                                  *x509.CertPool
-	client                                tls.Certificate
-}
-
-func newTestPKI(dir string) (*testPKI, error) {
-	caKey, caCert, err := newCA()
-	if err != nil {
-		return nil, err
-	}
-	p := &testPKI{
-		caFile:         filepath.Join(dir, "ca.crt"),
-		serverCertFile: filepath.Join(dir, "server.crt"),
-		serverKeyFile:  filepath.Join(dir, "server.key"),
-		pool:           x509.NewCertPool(),
-	}
-	p.pool.AddCert(caCert)
-	if err := writePEM(p.caFile, "CERTIFICATE", caCert.Raw); err != nil {
-		return nil, err
-	}
-	serverTemplate := leafTemplate("localhost", x509.ExtKeyUsageServerAuth)
-	serverTemplate.DNSNames = []string{"localhost"}
-	serverTemplate.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	serverDER, serverKey, err := issue(serverTemplate, caCert, caKey)
-	if err != nil {
-		return nil, err
-	}
-	if err := writePEM(p.serverCertFile, "CERTIFICATE", serverDER); err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(serverKey)
-	if err != nil {
-		return nil, fmt.Errorf("testbroker: encoding the server key: %w", err)
-	}
-	if err := writePEM(p.serverKeyFile, "PRIVATE KEY", keyDER); err != nil {
-		return nil, err
-	}
-	clientDER, clientKey, err := issue(leafTemplate("e4kit-test-client", x509.ExtKeyUsageClientAuth), caCert, caKey)
-	if err != nil {
-		return nil, err
-	}
-	p.client = tls.Certificate{Certificate: [][]byte{clientDER}, PrivateKey: clientKey}
-	return p, nil
-}
-
-func newCA() (*ecdsa.PrivateKey, *x509.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("testbroker: CA key: %w", err)
-	}
-	template := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "e4kit test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("testbroker: CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("testbroker: CA certificate: %w", err)
-	}
-	return key, cert, nil
-}
-
-func leafTemplate(name string, usage x509.ExtKeyUsage) *x509.Certificate {
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62)) // crypto/rand does not fail
-	return &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-	}
-}
-
-// issue makes a key and a certificate for template signed by the CA.
-func issue(template, ca *x509.Certificate, caKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("testbroker: key for %s: %w", template.Subject.CommonName, err)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("testbroker: certificate for %s: %w", template.Subject.CommonName, err)
-	}
-	return der, key, nil
-}
-
-func writePEM(path, blockType string, der []byte) error {
-	data := pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: der})
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return fmt.Errorf("testbroker: %w", err)
-	}
-	return nil
+	return p.ClientTLS(withCert)
 }

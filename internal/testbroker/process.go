@@ -5,7 +5,6 @@
 package testbroker
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
 // InstallHint is printed when a broker binary is missing.
@@ -94,27 +95,8 @@ type Process struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	output *lockedBuffer
+	output *testutil.Buffer
 	done   chan struct{}
-}
-
-// lockedBuffer collects output written by exec's copying goroutine while a
-// test may read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // NewProcess describes a process; Start runs it.
@@ -129,7 +111,7 @@ func (p *Process) Start() error {
 	cmd := exec.Command(p.name, p.args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Dir = p.dir
-	out := &lockedBuffer{}
+	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -3,7 +3,6 @@ package testbroker
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/internal/testutil"
 )
 
 // RabbitMQBinDir holds the RabbitMQ scripts run directly as root: the
@@ -51,7 +52,7 @@ type RabbitMQ struct {
 	tlsPort  int
 	env      []string
 	// pki and the client's PEM files exist only with TLS.
-	pki                           *testPKI
+	pki                           *testutil.PKI
 	clientCertFile, clientKeyFile string
 
 	mu     sync.Mutex
@@ -212,34 +213,19 @@ func (r *RabbitMQ) prepareTLS() (string, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", fmt.Errorf("testbroker: rabbitmq tls dir: %w", err)
 	}
-	pki, err := newTestPKI(dir)
+	pki, err := testutil.NewPKI(dir)
 	if err != nil {
 		return "", err
 	}
 	r.pki = pki
-	r.clientCertFile, r.clientKeyFile = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	if err := writeCertificate(r.clientCertFile, r.clientKeyFile, pki.client); err != nil {
-		return "", err
-	}
+	r.clientCertFile, r.clientKeyFile = pki.ClientCertFile, pki.ClientKeyFile
 	return fmt.Sprintf(`listeners.ssl.default = 127.0.0.1:%d
 ssl_options.cacertfile = %s
 ssl_options.certfile = %s
 ssl_options.keyfile = %s
 ssl_options.verify = verify_peer
 ssl_options.fail_if_no_peer_cert = true
-`, r.tlsPort, pki.caFile, pki.serverCertFile, pki.serverKeyFile), nil
-}
-
-// writeCertificate writes cert's leaf and private key as PEM files.
-func writeCertificate(certFile, keyFile string, cert tls.Certificate) error {
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		return fmt.Errorf("testbroker: encoding the client key: %w", err)
-	}
-	if err := writePEM(certFile, "CERTIFICATE", cert.Certificate[0]); err != nil {
-		return err
-	}
-	return writePEM(keyFile, "PRIVATE KEY", keyDER)
+`, r.tlsPort, pki.CAFile, pki.ServerCertFile, pki.ServerKeyFile), nil
 }
 
 // startEPMD runs a port mapper of our own in the foreground, so it can be
@@ -351,11 +337,11 @@ func (r *RabbitMQ) TLSAddr() string {
 // trusts the test CA and presents a client certificate signed by it; nil
 // without TLS. Each call returns a new configuration, since amqp091 fills
 // in the ServerName of the one it is given.
-func (r *RabbitMQ) ClientTLS() *tls.Config { return r.pki.clientTLS(true) }
+func (r *RabbitMQ) ClientTLS() *tls.Config { return clientTLS(r.pki, true) }
 
 // ClientTLSWithoutCert is ClientTLS without the client certificate: the
 // node must refuse it.
-func (r *RabbitMQ) ClientTLSWithoutCert() *tls.Config { return r.pki.clientTLS(false) }
+func (r *RabbitMQ) ClientTLSWithoutCert() *tls.Config { return clientTLS(r.pki, false) }
 
 // CAFile is the PEM file of the test CA that signs the node's and the
 // client's certificates, or "" without TLS.
@@ -363,7 +349,7 @@ func (r *RabbitMQ) CAFile() string {
 	if r.pki == nil {
 		return ""
 	}
-	return r.pki.caFile
+	return r.pki.CAFile
 }
 
 // ClientCertFile is the PEM file of the client certificate ClientTLS

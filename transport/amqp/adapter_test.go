@@ -55,7 +55,10 @@ func bareQueue(t testing.TB, ch *amqp091.Channel, key string, args amqp091.Table
 func TestPublishReturnsAfterConfirm(t *testing.T) {
 	r := broker(t)
 	topic := uniqueTopic(t, "confirmed")
-	key, _ := amqp.RoutingKey(topic)
+	key, err := amqp.RoutingKey(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ch := rawChannel(t, r)
 	queue := bareQueue(t, ch, key, nil)
 	tr := dial(t, testConfig(r))
@@ -118,7 +121,10 @@ func TestPublishUnroutable(t *testing.T) {
 func TestAtMostOnce(t *testing.T) {
 	r := broker(t)
 	topic := uniqueTopic(t, "qos0")
-	key, _ := amqp.RoutingKey(topic)
+	key, err := amqp.RoutingKey(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ch := rawChannel(t, r)
 	queue := bareQueue(t, ch, key, nil)
 	deliveries, err := ch.Consume(queue, "", true, true, false, false, nil)
@@ -164,7 +170,10 @@ func TestForeignRoutingKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootKey, _ := amqp.RoutingKey(root)
+	rootKey, err := amqp.RoutingKey(root)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ch := rawChannel(t, r)
 	// "a/b" is one word to the broker, so it matches "*", but it maps to
 	// two canonical levels, which "+" does not match: dropped.
@@ -201,7 +210,10 @@ func TestCustomExchange(t *testing.T) {
 		t.Fatalf("the exchange was not declared: %v", err)
 	}
 	topic := uniqueTopic(t, "custom")
-	key, _ := amqp.RoutingKey(topic)
+	key, err := amqp.RoutingKey(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	onDefault := bareQueue(t, ch, key, nil)
 	sub, err := tr.Subscribe(testContext(t), topic)
 	if err != nil {
@@ -347,7 +359,10 @@ func TestFromChannelProtect(t *testing.T) {
 	topicKey := e4Key(t)
 	devCh, appCh, wireCh := rawChannel(t, r), rawChannel(t, r), rawChannel(t, r)
 
-	key, _ := amqp.RoutingKey(topic)
+	key, err := amqp.RoutingKey(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wire, err := wireCh.Consume(bareQueue(t, wireCh, key, nil), "", true, true, false, false, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -466,7 +481,10 @@ func TestQueueDeletedByOperator(t *testing.T) {
 	r := broker(t)
 	tr := dial(t, testConfig(r))
 	topic := uniqueTopic(t, "deleted")
-	key, _ := amqp.RoutingKey(topic)
+	key, err := amqp.RoutingKey(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sub, err := tr.Subscribe(testContext(t), topic)
 	if err != nil {
 		t.Fatal(err)

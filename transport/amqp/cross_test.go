@@ -35,7 +35,10 @@ func TestCrossProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	wireCh := rawChannel(t, r)
-	upKey, _ := amqp.RoutingKey(up)
+	upKey, err := amqp.RoutingKey(up)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wire, err := wireCh.Consume(bareQueue(t, wireCh, upKey, nil), "", true, true, false, false, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -3,18 +3,13 @@ package coap_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/internal/testutil"
 	"github.com/e4-iot/e4kit/transport/coap"
 	"github.com/e4-iot/e4kit/transport/coap/broker"
 )
@@ -88,88 +83,25 @@ func TestDTLSRefusesPlainCoAP(t *testing.T) {
 	}
 }
 
-// testPKI is a CA with a server and a client certificate, made for one test.
-type testPKI struct {
-	roots  *x509.CertPool
-	server tls.Certificate
-	client tls.Certificate
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	caKey := newKey(t)
-	caTemplate := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "e4kit test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pki := &testPKI{roots: x509.NewCertPool()}
-	pki.roots.AddCert(ca)
-	pki.server = issue(t, ca, caKey, 2, "broker", x509.ExtKeyUsageServerAuth)
-	pki.client = issue(t, ca, caKey, 3, "device-1", x509.ExtKeyUsageClientAuth)
-	return pki
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, serial int64, name string, usage x509.ExtKeyUsage) tls.Certificate {
-	t.Helper()
-	key := newKey(t)
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 func TestDTLSCertificates(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testutil.NewTestPKI(t)
 	b := startBroker(t, &broker.Options{DTLS: &broker.DTLSConfig{
-		Certificates: []tls.Certificate{pki.server},
-		ClientCAs:    pki.roots,
+		Certificates: []tls.Certificate{pki.Server},
+		ClientCAs:    pki.Pool,
 	}})
 	cfg := testConfig(b.addr)
-	cfg.DTLS = &coap.DTLSConfig{RootCAs: pki.roots, Certificates: []tls.Certificate{pki.client}}
+	cfg.DTLS = &coap.DTLSConfig{RootCAs: pki.Pool, Certificates: []tls.Certificate{pki.Client}}
 	roundTrip(t, dial(t, cfg), "dtls/certificates")
 
 	t.Run("no client certificate", func(t *testing.T) {
 		cfg := testConfig(b.addr)
-		cfg.DTLS = &coap.DTLSConfig{RootCAs: pki.roots}
+		cfg.DTLS = &coap.DTLSConfig{RootCAs: pki.Pool}
 		expectDialFails(t, cfg)
 	})
 	t.Run("unknown broker CA", func(t *testing.T) {
-		other := newTestPKI(t)
+		other := testutil.NewTestPKI(t)
 		cfg := testConfig(b.addr)
-		cfg.DTLS = &coap.DTLSConfig{RootCAs: other.roots, Certificates: []tls.Certificate{pki.client}}
+		cfg.DTLS = &coap.DTLSConfig{RootCAs: other.Pool, Certificates: []tls.Certificate{pki.Client}}
 		expectDialFails(t, cfg)
 	})
 }

@@ -10,6 +10,7 @@ import (
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/e4-iot/e4kit/internal/testutil"
 	"github.com/e4-iot/e4kit/transport/dial"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
@@ -18,7 +19,7 @@ import (
 const secret = "s3cr@t-pw"
 
 func TestParseMQTT(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testutil.NewTestPKI(t)
 	tests := []struct {
 		url      string
 		opts     dial.Options
@@ -57,7 +58,7 @@ func TestParseMQTT(t *testing.T) {
 		},
 		{
 			url:  "mqtts://localhost:65535",
-			opts: dial.Options{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile, ServerName: "broker.example"},
+			opts: dial.Options{CAFile: pki.CAFile, CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile, ServerName: "broker.example"},
 			want: mqtt.Config{Brokers: []string{"ssl://localhost:65535"}},
 			tls:  true,
 		},
@@ -176,7 +177,7 @@ func TestParseAMQP(t *testing.T) {
 }
 
 func TestParseCoAP(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testutil.NewTestPKI(t)
 	psk := []byte("0123456789abcdef")
 	tests := []struct {
 		url, addr, prefix string
@@ -189,7 +190,7 @@ func TestParseCoAP(t *testing.T) {
 		{url: "coap://[::1]/ps/site", addr: "[::1]:5683", prefix: "/ps/site"},
 		{url: "coap://coap.example/ps", opts: dial.Options{PathPrefix: "/other", NoWildcards: true}, addr: "coap.example:5683", prefix: "/other"},
 		{url: "coaps://coap.example", opts: dial.Options{PSKIdentity: "dev-1", PSK: psk}, addr: "coap.example:5684", psk: true},
-		{url: "coaps://localhost:7000", opts: dial.Options{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}, addr: "localhost:7000", certs: true},
+		{url: "coaps://localhost:7000", opts: dial.Options{CAFile: pki.CAFile, CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile}, addr: "localhost:7000", certs: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
@@ -219,7 +220,7 @@ func TestParseCoAP(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testutil.NewTestPKI(t)
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
@@ -243,14 +244,14 @@ func TestParseErrors(t *testing.T) {
 		{"mqtt://broker.example?qos=1", dial.Options{}, "query strings and fragments are not supported"},
 		{"mqtt://broker.example#x", dial.Options{}, "query strings and fragments are not supported"},
 		{"mqtt://broker.example/topic", dial.Options{}, "MQTT over TCP takes no path"},
-		{"mqtt://broker.example", dial.Options{CAFile: pki.caFile}, "TLS options need a secure scheme"},
+		{"mqtt://broker.example", dial.Options{CAFile: pki.CAFile}, "TLS options need a secure scheme"},
 		{"coap://broker.example", dial.Options{InsecureSkipVerify: true}, "TLS options need a secure scheme"},
 		{"mqtt://broker.example", dial.Options{Password: secret}, "a password needs a username"},
 		{"mqtts://broker.example", dial.Options{CAFile: missing}, "reading the CA file: open " + missing + ": no such file or directory"},
 		{"mqtts://broker.example", dial.Options{CAFile: notPEM}, "CA file " + notPEM + " holds no PEM certificate"},
-		{"amqps://broker.example", dial.Options{CertFile: pki.certFile}, "needs both the certificate file and the key file"},
-		{"wss://broker.example", dial.Options{CertFile: missing, KeyFile: pki.keyFile}, "client certificate: stat " + missing + ": no such file or directory"},
-		{"mqtts://broker.example", dial.Options{CertFile: pki.certFile, KeyFile: notPEM}, "loading the client certificate"},
+		{"amqps://broker.example", dial.Options{CertFile: pki.ClientCertFile}, "needs both the certificate file and the key file"},
+		{"wss://broker.example", dial.Options{CertFile: missing, KeyFile: pki.ClientKeyFile}, "client certificate: stat " + missing + ": no such file or directory"},
+		{"mqtts://broker.example", dial.Options{CertFile: pki.ClientCertFile, KeyFile: notPEM}, "loading the client certificate"},
 		{"amqp://broker.example", dial.Options{ClientID: "x"}, "a client id is for MQTT only"},
 		{"coap://broker.example", dial.Options{PersistentSession: true}, "persistent sessions are for MQTT only"},
 		{"mqtt://broker.example", dial.Options{Exchange: "x"}, "an exchange is for AMQP only"},
@@ -260,7 +261,7 @@ func TestParseErrors(t *testing.T) {
 		{"mqtts://broker.example", dial.Options{PSK: []byte("k")}, "a pre-shared key is for coaps only"},
 		{"coaps://broker.example", dial.Options{PSKIdentity: "dev"}, "a PSK identity needs a PSK"},
 		{"coaps://broker.example", dial.Options{InsecureSkipVerify: true}, "coaps cannot skip certificate verification"},
-		{"coaps://broker.example", dial.Options{PSK: []byte("k"), CAFile: pki.caFile}, "a pre-shared key or certificates, not both"},
+		{"coaps://broker.example", dial.Options{PSK: []byte("k"), CAFile: pki.CAFile}, "a pre-shared key or certificates, not both"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {

@@ -3,7 +3,6 @@ package dial_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/e4-iot/e4kit/internal/testbroker"
+	"github.com/e4-iot/e4kit/internal/testutil"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/broker"
 	"github.com/e4-iot/e4kit/transport/dial"
@@ -146,12 +146,11 @@ func TestMosquittoTLS(t *testing.T) {
 // writeClientCert writes a certificate and its key as PEM files.
 func writeClientCert(t *testing.T, cert tls.Certificate) (certFile, keyFile string) {
 	t.Helper()
-	dir := t.TempDir()
-	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	certFile, keyFile, err := testutil.WriteCertificate(t.TempDir(), "client", cert)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writePEM(t, dir, "client.crt", "CERTIFICATE", cert.Certificate[0]), writePEM(t, dir, "client.key", "PRIVATE KEY", keyDER)
+	return certFile, keyFile
 }
 
 // allowAll is a mochi hook that lets every client connect and use every
@@ -200,10 +199,10 @@ func TestWebSocket(t *testing.T) {
 	addr := startWebSocketBroker(t, nil)
 	roundTrip(t, "ws://"+addr+"/mqtt", dial.Options{})
 
-	pki := newTestPKI(t)
-	secureAddr := startWebSocketBroker(t, &tls.Config{Certificates: []tls.Certificate{pki.serverCert}, MinVersion: tls.VersionTLS12})
+	pki := testutil.NewTestPKI(t)
+	secureAddr := startWebSocketBroker(t, &tls.Config{Certificates: []tls.Certificate{pki.Server}, MinVersion: tls.VersionTLS12})
 	port := strings.TrimPrefix(secureAddr, "127.0.0.1:")
-	roundTrip(t, "wss://localhost:"+port+"/mqtt", dial.Options{CAFile: pki.caFile})
+	roundTrip(t, "wss://localhost:"+port+"/mqtt", dial.Options{CAFile: pki.CAFile})
 	openFails(t, "wss://localhost:"+port+"/mqtt", dial.Options{}, "certificate signed by unknown authority")
 }
 
@@ -243,11 +242,11 @@ func TestCoAPDTLS(t *testing.T) {
 	roundTrip(t, "coaps://"+pskAddr+"/ps", dial.Options{PSKIdentity: "device-1", PSK: psk})
 	openFailsWithin(t, 3*time.Second, "coaps://"+pskAddr, dial.Options{PSKIdentity: "device-1", PSK: []byte("wrong key")}, "coap: dialling")
 
-	pki := newTestPKI(t)
-	certAddr := startCoAPBroker(t, &broker.DTLSConfig{Certificates: []tls.Certificate{pki.serverCert}, ClientCAs: pki.pool})
+	pki := testutil.NewTestPKI(t)
+	certAddr := startCoAPBroker(t, &broker.DTLSConfig{Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.Pool})
 	port := strings.TrimPrefix(certAddr, "127.0.0.1:")
-	roundTrip(t, "coaps://localhost:"+port, dial.Options{CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile})
-	openFailsWithin(t, 3*time.Second, "coaps://localhost:"+port, dial.Options{CertFile: pki.certFile, KeyFile: pki.keyFile}, "coap: dialling")
+	roundTrip(t, "coaps://localhost:"+port, dial.Options{CAFile: pki.CAFile, CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile})
+	openFailsWithin(t, 3*time.Second, "coaps://localhost:"+port, dial.Options{CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile}, "coap: dialling")
 }
 
 // TestOpenUnreadableFiles checks that Open reports certificate files it

@@ -231,7 +231,10 @@ func TestMAC(t *testing.T) {
 		for _, cfg := range roundConfigs {
 			key := randBytes(r, cfg.keyLen)
 			ref := reference(key, cfg.nr)
-			b, _ := New(key, cfg.nr)
+			b, err := New(key, cfg.nr)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, n := range []int{0, 1, 2, 3, 7, 64, 200} {
 				p := randBytes(r, 16*n)
 				x := [16]byte(randBytes(r, 16))
@@ -251,7 +254,10 @@ func TestMACLanes(t *testing.T) {
 		for _, cfg := range roundConfigs {
 			key := randBytes(r, cfg.keyLen)
 			ref := reference(key, cfg.nr)
-			b, _ := New(key, cfg.nr)
+			b, err := New(key, cfg.nr)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for lanes := 1; lanes <= MaxLanes; lanes++ {
 				for _, n := range []int{0, 1, 5, 64} {
 					var x [MaxLanes][16]byte
@@ -304,7 +310,10 @@ func TestCTR(t *testing.T) {
 		for _, cfg := range roundConfigs {
 			key := randBytes(r, cfg.keyLen)
 			ref := reference(key, cfg.nr)
-			b, _ := New(key, cfg.nr)
+			b, err := New(key, cfg.nr)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, iv := range append(ivs, [16]byte(randBytes(r, 16))) {
 				for _, n := range []int{0, 1, 15, 16, 17, 100, 127, 128, 129, 255, 1024, 1031} {
 					src := randBytes(r, n)
@@ -337,7 +346,10 @@ func TestNewRejects(t *testing.T) {
 
 func TestRoundKeysAligned(t *testing.T) {
 	for range 100 {
-		b, _ := New(make([]byte, 32), 14)
+		b, err := New(make([]byte, 32), 14)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if addr := uintptr(unsafe.Pointer(&b.xk[0])); addr%16 != 0 {
 			t.Fatalf("round keys at %#x, not 16-byte aligned", addr)
 		}
@@ -345,7 +357,10 @@ func TestRoundKeysAligned(t *testing.T) {
 }
 
 func TestAllocs(t *testing.T) {
-	b, _ := New(make([]byte, 32), 14)
+	b, err := New(make([]byte, 32), 14)
+	if err != nil {
+		t.Fatal(err)
+	}
 	src := make([]byte, 1031)
 	dst := make([]byte, len(src))
 	p := [MaxLanes][]byte{src[:1024], src[:1024], src[:1024]}
