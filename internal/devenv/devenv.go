@@ -41,7 +41,8 @@ type Options struct {
 	// RemoveAfter is how many rotations happen before a device is removed
 	// from the topic (2).
 	RemoveAfter int
-	// Duration stops the run after that long; zero runs until ctx ends.
+	// Duration stops the run that long after the devices start; zero runs
+	// until ctx ends.
 	Duration time.Duration
 	// GRPCAddr and HTTPAddr are where C2's API listens
 	// ("127.0.0.1:9443" and "127.0.0.1:8443", or free ports if taken).
@@ -119,16 +120,11 @@ type DeviceSummary struct {
 	Unreadable int64
 }
 
-// Run runs the development environment until ctx ends or opts.Duration
-// passes, printing what happens to w. It stops everything it started before
-// returning.
+// Run runs the development environment until ctx ends or, once the
+// devices run, opts.Duration passes, printing what happens to w. It stops
+// everything it started before returning.
 func Run(ctx context.Context, opts Options, w io.Writer) (sum Summary, err error) {
 	opts.setDefaults()
-	if opts.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.Duration)
-		defer cancel()
-	}
 	e := &env{opts: opts, out: &printer{w: w}}
 	defer func() { err = errors.Join(err, e.close()) }()
 	if err := e.start(ctx); err != nil {

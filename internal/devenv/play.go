@@ -25,6 +25,13 @@ func (e *env) play(ctx context.Context) (Summary, error) {
 	e.out.line("          C2 rotates the key every %v and removes %s after %d rotations; Ctrl-C stops", e.opts.RotateEvery, DeviceNames[len(DeviceNames)-1], e.opts.RemoveAfter)
 	e.out.line("")
 
+	if e.opts.Duration > 0 {
+		// Counted from here: a slow start (a loaded machine) must not eat
+		// the time the devices run.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.opts.Duration)
+		defer cancel()
+	}
 	var wg sync.WaitGroup
 	for i, d := range devices {
 		wg.Add(2)
