@@ -44,8 +44,9 @@ const (
 	// EventAckModeSet: the operator declared whether a device acknowledges.
 	EventAckModeSet EventKind = "ack_mode_set"
 	// EventAnomaly: the monitor saw something wrong on a topic (Detail
-	// starts with the anomaly's kind, such as "forged" or "replay"). Event
-	// rules may act on it, for example rotate the topic.
+	// starts with the anomaly's kind: one of the monitor's results, such
+	// as "auth_failed" or "replay"). Event rules may act on it, for
+	// example rotate the topic.
 	EventAnomaly EventKind = "anomaly"
 	// EventPolicyPaused: a rotation policy was paused, by the operator or
 	// by the scheduler for too many devices behind (Detail: policy: why).

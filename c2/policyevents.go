@@ -63,7 +63,7 @@ func (s *Service) loadRules(ctx context.Context, now time.Time) error {
 
 // ruleMatches reports whether an event is what a rule counts: OnEvent is
 // an event kind, optionally followed by ":" and the start of its detail
-// (such as "anomaly:forged").
+// (such as "anomaly:auth_failed").
 func ruleMatches(p store.Policy, e Event) bool {
 	if e.Topic == "" {
 		return false

@@ -10,6 +10,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/monitor"
+	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
@@ -265,5 +266,42 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestForgeriesTriggerTheREADMERule: the README's event rule, on the
+// monitor's auth_failed results, rotates a topic after three forged
+// messages the monitor saw, and not before.
+func TestForgeriesTriggerTheREADMERule(t *testing.T) {
+	e := newEnv(t, e4.SymKey)
+	ctx := context.Background()
+	e.addTopic("fleet/a")
+	if _, err := e.svc.AddPolicy(ctx, c2.Policy{Name: "forged", Kind: store.TargetTopic, Selector: store.SelectFilter,
+		Pattern: "fleet/#", OnEvent: "anomaly:auth_failed", Threshold: 3, Window: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	tick := func() {
+		t.Helper()
+		if _, err := e.svc.SchedulerTick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick() // loads the rules
+	m := newCheckMonitor(t, e, func(cfg *monitor.Config) { cfg.EventInterval = time.Nanosecond })
+	forge := func() {
+		t.Helper()
+		e.clock.advance(time.Second) // a new timestamp: not a replay
+		check(t, m, "fleet/a", protectSK(t, randomKey(t), "forged", e.clock.Now()), monitor.AuthFailed)
+	}
+	forge()
+	forge()
+	tick()
+	if v := e.topicKeys("fleet/a").Version; v != 1 {
+		t.Fatalf("version %d after two forgeries, want 1", v)
+	}
+	forge()
+	tick()
+	if v := e.topicKeys("fleet/a").Version; v != 2 {
+		t.Fatalf("version %d after three forgeries within a minute, want 2", v)
 	}
 }

@@ -35,7 +35,7 @@ func (a automationSettings) config() c2.AutomationConfig {
 const policyExamples = `  e4 c2 policy add firmware-weekly --exact fleet/firmware --every 1w --jitter 1h
   e4 c2 policy add analytics-weekly --filter 'analytics/#' --every 1w --jitter 1h --ramp 100 --pause-behind 500
   e4 c2 policy add keys-age --kind client --all --max-age 90d
-  e4 c2 policy add forged --filter 'fleet/#' --on-event anomaly:forged --threshold 3 --window 1m
+  e4 c2 policy add forged --filter 'fleet/#' --on-event anomaly:auth_failed --threshold 3 --window 1m
   e4 c2 policy add idle-member --all --on-event device_idle
   e4 c2 policy list
   e4 c2 policy show firmware-weekly
@@ -151,7 +151,7 @@ func newC2PolicyAddCommand(f *c2Flags) *cobra.Command {
 	fl.Var(&every, "every", "crypto period: rotate each target once per period (such as 1w)")
 	fl.Var(&maxAge, "max-age", "rotate a key older than this (such as 90d)")
 	fl.Var(&jitter, "jitter", "bound of the deterministic delay added to each due time (at most half the period)")
-	fl.StringVar(&onEvent, "on-event", "", "rotate a topic on events: a kind, optionally :detail (such as anomaly:forged)")
+	fl.StringVar(&onEvent, "on-event", "", "rotate a topic on events: a kind, optionally :detail (such as anomaly:auth_failed, which the monitor reports for forged messages)")
 	fl.Int64Var(&threshold, "threshold", 0, "events within --window that trigger a rotation (default 1)")
 	fl.Var(&window, "window", "the window of --threshold (such as 1m)")
 	fl.Int64Var(&ramp, "ramp", 0, "rotations in the policy's first minute, doubling each minute (0: no ramp)")

@@ -100,7 +100,7 @@ var preambles = map[string]string{
 	"e4 c2 topic add plant/telemetry":                                                "e4 c2 topic remove plant/telemetry",
 	"e4 c2 policy add firmware-weekly --exact fleet/firmware --every 1w --jitter 1h": "e4 c2 policy remove firmware-weekly",
 	"e4 c2 policy add keys-age --kind client --all --max-age 90d":                    "e4 c2 policy remove keys-age",
-	"e4 c2 policy remove forged":                                                     "e4 c2 policy add forged --filter 'fleet/#' --on-event anomaly:forged --threshold 3 --window 1m",
+	"e4 c2 policy remove forged":                                                     "e4 c2 policy add forged --filter 'fleet/#' --on-event anomaly:auth_failed --threshold 3 --window 1m",
 }
 
 // fixtures are the files some examples read without making them. Each is

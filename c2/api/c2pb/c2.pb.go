@@ -4351,7 +4351,7 @@ type RotationPolicy struct {
 	// time; at most half the period or age.
 	JitterSeconds int64 `protobuf:"varint,7,opt,name=jitter_seconds,json=jitterSeconds,proto3" json:"jitter_seconds,omitempty"`
 	// on_event is an event kind, optionally ":" and the start of its
-	// detail, such as "anomaly:forged".
+	// detail, such as "anomaly:auth_failed".
 	OnEvent       string `protobuf:"bytes,8,opt,name=on_event,json=onEvent,proto3" json:"on_event,omitempty"`
 	Threshold     int64  `protobuf:"varint,9,opt,name=threshold,proto3" json:"threshold,omitempty"`
 	WindowSeconds int64  `protobuf:"varint,10,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
