@@ -17,6 +17,7 @@ import (
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/span"
 )
 
 // Automation: the rotation policies (list, add, pause, resume, remove),
@@ -37,57 +38,27 @@ func policyView(p c2.Policy) policyRow {
 	var trigger string
 	switch {
 	case p.Period > 0:
-		trigger = "every " + spanText(p.Period)
+		trigger = "every " + span.Format(p.Period)
 	case p.MaxAge > 0:
-		trigger = "key older than " + spanText(p.MaxAge)
+		trigger = "key older than " + span.Format(p.MaxAge)
 	default:
 		trigger = fmt.Sprintf("%d× %s", p.Threshold, p.OnEvent)
 		if p.Window > 0 {
-			trigger += " within " + spanText(p.Window)
+			trigger += " within " + span.Format(p.Window)
 		}
 	}
 	return policyRow{Policy: p, Selects: selects, Trigger: trigger}
 }
 
-// spanText writes a duration in its largest whole unit (1w, 36h, 90s).
-func spanText(d time.Duration) string {
-	if d == 0 {
-		return ""
-	}
-	for _, u := range []struct {
-		name string
-		d    time.Duration
-	}{{"w", 7 * 24 * time.Hour}, {"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}} {
-		if d >= u.d && d%u.d == 0 {
-			return fmt.Sprintf("%d%s", d/u.d, u.name)
-		}
-	}
-	return d.String()
-}
-
-// maxSpan bounds the durations of a policy form (100 years, as the API).
-const maxSpan = 100 * 365 * 24 * time.Hour
-
-// parseSpan reads a duration field: Go units (90m, 36h) or whole days
-// and weeks (7d, 1w); empty is zero.
+// parseSpan reads a duration field (see package span); empty is zero.
 func parseSpan(field, s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, nil
 	}
-	bad := fmt.Errorf("%w: %s %q: want a duration such as 90m, 36h, 7d or 1w", c2.ErrInvalidArgument, field, s)
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			v, err := strconv.ParseInt(n, 10, 64)
-			if err != nil || v < 0 || time.Duration(v) > maxSpan/unit {
-				return 0, bad
-			}
-			return time.Duration(v) * unit, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 || d > maxSpan {
-		return 0, bad
+	d, err := span.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s %q: want a duration such as 90m, 36h, 7d or 1w", c2.ErrInvalidArgument, field, s)
 	}
 	return d, nil
 }
@@ -130,7 +101,7 @@ func (f policyForm) policy() (c2.Policy, error) {
 	for _, field := range []struct{ name, value string }{{"pattern", f.Pattern}, {"event", f.OnEvent}, {"kind", f.Kind}, {"selector", f.Selector}} {
 		errs = append(errs, checkText(field.name, field.value))
 	}
-	span := func(field, s string) time.Duration {
+	duration := func(field, s string) time.Duration {
 		d, err := parseSpan(field, s)
 		errs = append(errs, err)
 		return d
@@ -142,20 +113,20 @@ func (f policyForm) policy() (c2.Policy, error) {
 	}
 	switch f.Trigger {
 	case "period":
-		p.Period = span("period", f.Span)
+		p.Period = duration("period", f.Span)
 	case "max_age":
-		p.MaxAge = span("maximum age", f.Span)
+		p.MaxAge = duration("maximum age", f.Span)
 	case "event":
 		p.OnEvent = f.OnEvent
 		p.Threshold = count("threshold", f.Threshold)
-		p.Window = span("window", f.Window)
+		p.Window = duration("window", f.Window)
 		if p.Threshold == 0 {
 			p.Threshold = 1
 		}
 	default:
 		errs = append(errs, fmt.Errorf("%w: trigger %q: choose a period, a maximum key age or an event", c2.ErrInvalidArgument, f.Trigger))
 	}
-	p.Jitter = span("jitter", f.Jitter)
+	p.Jitter = duration("jitter", f.Jitter)
 	p.Ramp = count("ramp", f.Ramp)
 	p.PauseBehind = count("pause behind", f.PauseBehind)
 	return p, errors.Join(errs...)
@@ -314,9 +285,9 @@ func (h *Handler) rotationsPage(req *request) {
 	if within != "1w" {
 		within = "1d"
 	}
-	span, _ := parseSpan("within", within)
+	ahead, _ := parseSpan("within", within)
 	now := h.cfg.Service.Now()
-	preview, err := h.cfg.Service.PreviewRotations(ctx, now.Add(span), previewLimit)
+	preview, err := h.cfg.Service.PreviewRotations(ctx, now.Add(ahead), previewLimit)
 	if err != nil {
 		h.failed(req, err)
 		return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/internal/span"
 )
 
 // page is what every template gets.
@@ -75,7 +76,7 @@ var funcs = template.FuncMap{
 		return n * 300 / m
 	},
 	"add":      func(a, b int) int { return a + b },
-	"spanText": spanText,
+	"spanText": span.Format,
 	"mul":      func(a, b int) int { return a * b },
 }
 

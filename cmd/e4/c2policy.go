@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
+	"github.com/e4-iot/e4kit/internal/span"
 )
 
 // automationSettings is c2.automation of the configuration of "e4 c2
@@ -67,20 +67,10 @@ Changing policies needs an admin token; reading them, read.`,
 	return cmd
 }
 
-// parseSpan parses a Go duration, or a whole number of days ("7d") or
-// weeks ("1w").
+// parseSpan parses a policy duration (see package span).
 func parseSpan(s string) (time.Duration, error) {
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			v, err := strconv.ParseInt(n, 10, 64)
-			if err != nil || v < 0 || v > 100*365 {
-				return 0, fmt.Errorf("duration %q: want a whole number of days or weeks", s)
-			}
-			return time.Duration(v) * unit, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	d, err := span.Parse(s)
+	if err != nil {
 		return 0, fmt.Errorf("duration %q: want such as 90m, 36h, 7d or 1w", s)
 	}
 	return d, nil
@@ -191,17 +181,17 @@ func policyRow(p *c2pb.RotationPolicy) []string {
 	var trigger string
 	switch {
 	case p.PeriodSeconds > 0:
-		trigger = "every " + span(p.PeriodSeconds)
+		trigger = "every " + spanOf(p.PeriodSeconds)
 	case p.MaxAgeSeconds > 0:
-		trigger = "max age " + span(p.MaxAgeSeconds)
+		trigger = "max age " + spanOf(p.MaxAgeSeconds)
 	default:
 		trigger = fmt.Sprintf("%d× %s", p.Threshold, p.OnEvent)
 		if p.WindowSeconds > 0 {
-			trigger += " in " + span(p.WindowSeconds)
+			trigger += " in " + spanOf(p.WindowSeconds)
 		}
 	}
 	if p.JitterSeconds > 0 {
-		trigger += " ±" + span(p.JitterSeconds)
+		trigger += " ±" + spanOf(p.JitterSeconds)
 	}
 	state := "running"
 	if p.PausedReason != "" {
@@ -210,18 +200,8 @@ func policyRow(p *c2pb.RotationPolicy) []string {
 	return []string{p.Name, p.Kind, selects, trigger, state}
 }
 
-// span renders seconds in the largest whole unit.
-func span(sec int64) string {
-	for _, u := range []struct {
-		name string
-		n    int64
-	}{{"w", 7 * 86400}, {"d", 86400}, {"h", 3600}, {"m", 60}} {
-		if sec >= u.n && sec%u.n == 0 {
-			return fmt.Sprintf("%d%s", sec/u.n, u.name)
-		}
-	}
-	return fmt.Sprintf("%ds", sec)
-}
+// spanOf renders seconds in the largest whole unit.
+func spanOf(sec int64) string { return span.Format(time.Duration(sec) * time.Second) }
 
 func newC2PolicyListCommand(f *c2Flags) *cobra.Command {
 	var after string

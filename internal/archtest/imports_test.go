@@ -33,6 +33,7 @@ var layers = []struct {
 	{"internal/version", 0},
 	{"internal/atomicfile", 0}, // the atomic file writer of key, token and state files
 	{"internal/testutil", 0},   // helpers for tests: a locked buffer, a test PKI
+	{"internal/span", 0},       // the durations of rotation policies, for the CLI and the web interface
 	{"internal/apitoken", 3},   // C2 API tokens, minted by c2/api and internal/bootstrap
 	{"internal/bootstrap", 4},  // a new C2 deployment's self-signed certificate and first token
 	{"e4", 1},
