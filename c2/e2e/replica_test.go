@@ -119,8 +119,9 @@ func replicaService(ctx context.Context, st store.Store, master []byte, now func
 // every period boundary of every topic is rotated exactly once (0
 // duplicates, 0 missed), and every key version has its record. The test
 // moves the shared clock 10 simulated minutes at a time, and only once no
-// schedule row is overdue by 90 minutes: a loaded machine slows the
-// simulation down instead of making the replicas look late.
+// schedule row is overdue by 10 minutes (see waitNotOverdue): a loaded
+// machine slows the simulation down instead of making the replicas look
+// late.
 func TestSchedulerReplicas(t *testing.T) {
 	const (
 		topics   = 30
@@ -187,8 +188,10 @@ func TestSchedulerReplicas(t *testing.T) {
 	stopSim := sim
 	replicas.stopAll()
 	var total, duplicates, missed int
+	var latest time.Duration // the longest a rotation fired after its due time
 	for i := range topics {
 		name := fmt.Sprintf("site/%02d/data", i)
+		missedBefore, duplicatesBefore := missed, duplicates
 		recs := listRotations(t, admin, name)
 		total += len(recs)
 		info, err := admin.GetTopic(ctx, name)
@@ -201,6 +204,7 @@ func TestSchedulerReplicas(t *testing.T) {
 		due := make([]time.Time, len(recs))
 		for j, r := range recs {
 			due[j] = r.DueAt
+			latest = max(latest, r.FiredAt.Sub(r.DueAt))
 			if r.FiredAt.Before(r.DueAt) {
 				t.Errorf("%s: rotation due at %v fired early at %v", name, r.DueAt, r.FiredAt)
 			}
@@ -226,9 +230,12 @@ func TestSchedulerReplicas(t *testing.T) {
 			missed += int(checkUntil.Sub(prev) / period)
 			t.Logf("%s: no rotation due after %v (checked until %v)", name, prev, checkUntil)
 		}
+		if missed > missedBefore || duplicates > duplicatesBefore {
+			logSchedule(t, st, name, info, recs)
+		}
 	}
-	t.Logf("3 replicas, %d SIGKILLs over a simulated %v: %d rotations of %d topics, %d duplicates, %d missed",
-		kills, stopSim.Sub(simStart).Round(time.Hour), total, topics, duplicates, missed)
+	t.Logf("3 replicas, %d SIGKILLs over a simulated %v: %d rotations of %d topics, %d duplicates, %d missed; fired at most %v after due",
+		kills, stopSim.Sub(simStart).Round(time.Hour), total, topics, duplicates, missed, latest.Round(time.Minute))
 	if duplicates != 0 || missed != 0 {
 		t.Fatalf("%d duplicate and %d missed rotations\n%s", duplicates, missed, replicas.output())
 	}
@@ -240,12 +247,19 @@ func TestSchedulerReplicas(t *testing.T) {
 	}
 }
 
-// waitNotOverdue waits until every schedule row due before until is held
-// by a replica (whose lease, if it was killed, runs out as the clock
-// moves) or was rescheduled.
+// waitNotOverdue waits until no schedule row due before until waits for a
+// replica: each is rescheduled, or held by a replica that was killed (its
+// lease runs out as the clock moves). A row held by a running replica is
+// waited for too, for up to heldWait: simulated time passes only as fast
+// as the replicas work, as real time would. Without that wait, a replica
+// slowed by a loaded machine lost its lease to another while the clock
+// raced on, and the rotation fired after the next boundary, which it then
+// absorbed (a missed rotation).
 func waitNotOverdue(t *testing.T, st store.Store, until, now time.Time, replicas *replicaSet) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	const heldWait = 5 * time.Second
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
 	for {
 		var rows []store.Due
 		err := st.View(context.Background(), func(tx store.Tx) (err error) {
@@ -255,13 +269,16 @@ func waitNotOverdue(t *testing.T, st store.Store, until, now time.Time, replicas
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 0
+		n, held := 0, 0
 		for _, row := range rows {
-			if !row.LeaseUntil.After(now) {
+			switch {
+			case !row.LeaseUntil.After(now):
 				n++
+			case replicas.running(row.LeaseOwner):
+				held++
 			}
 		}
-		if n == 0 {
+		if n == 0 && (held == 0 || time.Since(start) > heldWait) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -294,17 +311,23 @@ func listRotations(t *testing.T, svc *c2.Service, target string) []store.Rotatio
 }
 
 // replicaSet runs the replicas as child processes of the test binary.
+// Each start of a replica is a new lease owner ("r1.3", its third start),
+// so that the test tells the rows a running replica holds from those a
+// killed one left.
 type replicaSet struct {
 	t      *testing.T
 	env    []string
 	mu     sync.Mutex
 	procs  map[string]*exec.Cmd
+	owners map[string]string // replica -> lease owner of its running process
+	starts map[string]int
 	logs   bytes.Buffer
 	waited map[*exec.Cmd]chan struct{}
 }
 
 func newReplicaSet(t *testing.T, dsn string, master []byte, clockPath string) *replicaSet {
 	r := &replicaSet{t: t, procs: map[string]*exec.Cmd{}, waited: map[*exec.Cmd]chan struct{}{},
+		owners: map[string]string{}, starts: map[string]int{},
 		env: append(os.Environ(), envReplicaDSN+"="+dsn, envMaster+"="+hex.EncodeToString(master),
 			envReplicaClock+"="+clockPath)}
 	t.Cleanup(r.stopAll)
@@ -312,8 +335,12 @@ func newReplicaSet(t *testing.T, dsn string, master []byte, clockPath string) *r
 }
 
 func (r *replicaSet) start(name string) {
+	r.mu.Lock()
+	r.starts[name]++
+	owner := fmt.Sprintf("%s.%d", name, r.starts[name])
+	r.mu.Unlock()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSchedulerReplicaChild$", "-test.count=1")
-	cmd.Env = append(r.env, envReplica+"="+name)
+	cmd.Env = append(r.env, envReplica+"="+owner)
 	cmd.Stdout, cmd.Stderr = &lockedWriter{r}, &lockedWriter{r}
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
@@ -321,8 +348,21 @@ func (r *replicaSet) start(name string) {
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	r.mu.Lock()
-	r.procs[name], r.waited[cmd] = cmd, done
+	r.procs[name], r.waited[cmd], r.owners[name] = cmd, done, owner
 	r.mu.Unlock()
+}
+
+// running reports whether owner is the lease owner of a replica's running
+// process.
+func (r *replicaSet) running(owner string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range r.owners {
+		if o == owner {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *replicaSet) kill(name string) {
@@ -330,6 +370,7 @@ func (r *replicaSet) kill(name string) {
 	cmd := r.procs[name]
 	done := r.waited[cmd]
 	delete(r.procs, name)
+	delete(r.owners, name)
 	r.mu.Unlock()
 	if cmd == nil {
 		return
@@ -360,7 +401,7 @@ func (r *replicaSet) killAtRandom(done <-chan struct{}) int {
 func (r *replicaSet) stopAll() {
 	r.mu.Lock()
 	procs := r.procs
-	r.procs = map[string]*exec.Cmd{}
+	r.procs, r.owners = map[string]*exec.Cmd{}, map[string]string{}
 	r.mu.Unlock()
 	for _, cmd := range procs {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -388,4 +429,23 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	w.r.mu.Lock()
 	defer w.r.mu.Unlock()
 	return w.r.logs.Write(p)
+}
+
+// logSchedule logs what the store holds about a topic the check found a
+// rotation missing or repeated for: its key, its schedule row and every
+// rotation record.
+func logSchedule(t *testing.T, st store.Store, topic string, info c2.TopicInfo, recs []store.Rotation) {
+	t.Helper()
+	t.Logf("%s: key version %d made %v", topic, info.KeyVersion, info.RotatedAt)
+	err := st.View(context.Background(), func(tx store.Tx) error {
+		row, err := tx.(store.PolicyTx).GetDue(store.TargetTopic, topic)
+		t.Logf("%s: schedule row %+v (%v)", topic, row, err)
+		return nil
+	})
+	if err != nil {
+		t.Log(err)
+	}
+	for _, r := range recs {
+		t.Logf("%s: rotation %d to version %d due %v fired %v by %s: %s", topic, r.ID, r.Version, r.DueAt, r.FiredAt, r.Owner, r.State)
+	}
 }
