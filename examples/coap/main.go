@@ -33,6 +33,7 @@ import (
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap"
 	"github.com/e4-iot/e4kit/transport/coap/broker"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // topic is where the sensor publishes.
@@ -125,7 +126,7 @@ func protectedDevice(ctx context.Context, addr, name string, topicKey []byte) (t
 // closingConn closes the application's connection with the transport
 // (coap.Protect leaves it open: it belongs to the application).
 type closingConn struct {
-	*transport.Protected
+	*e4transport.Protected
 	conn *udpclient.Conn
 }
 

@@ -23,7 +23,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 	"github.com/e4-iot/e4kit/transport/mqtt/mqttbroker"
 )
@@ -84,7 +84,7 @@ func run(ctx context.Context, brokerURL string, out io.Writer) error {
 
 // protected is a paho client with E4 added.
 type protected struct {
-	*transport.Protected
+	*e4transport.Protected
 	client paho.Client
 }
 

@@ -48,7 +48,7 @@ type Options struct {
 	// ("127.0.0.1:9443" and "127.0.0.1:8443", or free ports if taken).
 	GRPCAddr, HTTPAddr string
 	// AwaitKey is how long a device holds a message it cannot read yet,
-	// waiting for C2's next command (1 s); see transport.ProtectOptions.
+	// waiting for C2's next command (1 s); see e4transport.Options.
 	AwaitKey time.Duration
 	// Suite is the suite of C2 and the devices (nil: e4.V1). C2 records it
 	// in the folder's database, so a folder keeps the suite it started

@@ -16,6 +16,7 @@ import (
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/amqp"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // rawChannel opens an application's own connection and channel, as code
@@ -400,7 +401,7 @@ func TestFromChannelProtect(t *testing.T) {
 		t.Fatal("the bare consumer got nothing")
 	}
 
-	for _, p := range []*transport.Protected{device, app} {
+	for _, p := range []*e4transport.Protected{device, app} {
 		if err := p.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}

@@ -6,21 +6,21 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // Protect adds E4 to a channel the application opened, in one call: it
-// wraps ch with FromChannel and the result with transport.Protect, so
+// wraps ch with FromChannel and the result with e4transport.Protect, so
 // what is published through the returned transport is protected with c's
 // topic keys and what is received is unprotected. popts may be nil. The
 // limits of FromChannel apply (no reconnection; the channel stays the
 // application's and is left open by Close).
-func Protect(ctx context.Context, ch *amqp091.Channel, c *e4.Client, popts *transport.ProtectOptions, opts ...Option) (*transport.Protected, error) {
+func Protect(ctx context.Context, ch *amqp091.Channel, c *e4.Client, popts *e4transport.Options, opts ...Option) (*e4transport.Protected, error) {
 	t, err := FromChannel(ch, opts...)
 	if err != nil {
 		return nil, err
 	}
-	p, err := transport.Protect(ctx, t, c, popts)
+	p, err := e4transport.Protect(ctx, t, c, popts)
 	if err != nil {
 		t.Close()
 		return nil, err

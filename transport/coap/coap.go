@@ -96,6 +96,7 @@ import (
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/internal/notify"
 )
 
@@ -301,14 +302,14 @@ type ProtectOptions struct {
 	// Config holds the adapter's settings (path prefix, ...); may be nil.
 	Config *Config
 	// E4 holds the E4 decorator's policies; may be nil.
-	E4 *transport.ProtectOptions
+	E4 *e4transport.Options
 }
 
 // Protect adds E4 to an application's go-coap connection in one call: it
-// wraps conn with FromConn and the result with transport.Protect, which
+// wraps conn with FromConn and the result with e4transport.Protect, which
 // subscribes to the client's control topic. Closing the result ends the
 // adapter but leaves conn open.
-func Protect(ctx context.Context, conn *udpclient.Conn, c *e4.Client, opts *ProtectOptions) (*transport.Protected, error) {
+func Protect(ctx context.Context, conn *udpclient.Conn, c *e4.Client, opts *ProtectOptions) (*e4transport.Protected, error) {
 	if opts == nil {
 		opts = &ProtectOptions{}
 	}
@@ -316,7 +317,7 @@ func Protect(ctx context.Context, conn *udpclient.Conn, c *e4.Client, opts *Prot
 	if err != nil {
 		return nil, err
 	}
-	p, err := transport.Protect(ctx, t, c, opts.E4)
+	p, err := e4transport.Protect(ctx, t, c, opts.E4)
 	if err != nil {
 		_ = t.Close()
 		return nil, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // wrapped maps each paho client given to FromClient to its live Transport,
@@ -170,15 +171,15 @@ func ResubscribeOnConnect(next paho.OnConnectHandler) paho.OnConnectHandler {
 }
 
 // Protect adds E4 to an application's connected paho client in one call:
-// it wraps c with FromClient and the result with transport.Protect, which
+// it wraps c with FromClient and the result with e4transport.Protect, which
 // subscribes to e4c's control topic. Closing the Protected transport
 // releases the wrapper, not the client. opts may be nil (strict policies).
-func Protect(ctx context.Context, c paho.Client, e4c *e4.Client, opts *transport.ProtectOptions) (*transport.Protected, error) {
+func Protect(ctx context.Context, c paho.Client, e4c *e4.Client, opts *e4transport.Options) (*e4transport.Protected, error) {
 	t, err := FromClient(c)
 	if err != nil {
 		return nil, err
 	}
-	p, err := transport.Protect(ctx, t, e4c, opts)
+	p, err := e4transport.Protect(ctx, t, e4c, opts)
 	if err != nil {
 		_ = t.Close()
 		return nil, fmt.Errorf("mqtt: protecting the client: %w", err)

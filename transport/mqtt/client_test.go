@@ -15,6 +15,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
@@ -79,7 +80,7 @@ func TestProtectAppClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Protect: %v", err)
 	}
-	peer, err := transport.Protect(opContext(t), dial(t, dialConfig(m.URL())), newE4Client(t, "peer", key, topic), nil)
+	peer, err := e4transport.Protect(opContext(t), dial(t, dialConfig(m.URL())), newE4Client(t, "peer", key, topic), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
