@@ -115,7 +115,7 @@ func protectedDevice(ctx context.Context, addr, name string, topicKey []byte) (t
 	if err := client.SetTopicKey(topicKey, topic); err != nil {
 		return nil, err
 	}
-	p, err := coap.Protect(ctx, conn, client, nil)
+	p, err := coap.Protect(ctx, conn, client, nil, nil)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err

@@ -44,7 +44,7 @@ func main() {
 
 func run(ctx context.Context, brokerURL string, out io.Writer) error {
 	if brokerURL == "" {
-		b, err := mqttbroker.Start(ctx, "127.0.0.1:0")
+		b, err := mqttbroker.Start("127.0.0.1:0", nil)
 		if err != nil {
 			return err
 		}
@@ -120,7 +120,7 @@ func protectedClient(ctx context.Context, brokerURL, name string, topicKey []byt
 
 	// The one call: from here on, everything published through p is
 	// encrypted and authenticated, everything received is checked.
-	p, err := mqtt.Protect(ctx, client, e4Client, nil)
+	p, err := mqtt.Protect(ctx, client, e4Client, nil, nil)
 	if err != nil {
 		client.Disconnect(0)
 		return nil, err

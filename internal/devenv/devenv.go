@@ -156,7 +156,7 @@ func (e *env) start(ctx context.Context) error {
 		return err
 	}
 	e.closes = append(e.closes, st.Close)
-	if e.broker, err = startBroker(ctx, e.opts.BrokerAddr); err != nil {
+	if e.broker, err = startBroker(e.opts.BrokerAddr); err != nil {
 		return err
 	}
 	e.closes = append(e.closes, e.broker.Close)
@@ -200,8 +200,8 @@ func masterKey(path string) (*seal.Keyring, error) {
 
 // startBroker listens on addr, or on a free port of the same host when
 // addr is taken (another broker on 1883 is common).
-func startBroker(ctx context.Context, addr string) (*mqttbroker.Broker, error) {
-	b, err := mqttbroker.Start(ctx, addr)
+func startBroker(addr string) (*mqttbroker.Broker, error) {
+	b, err := mqttbroker.Start(addr, nil)
 	if err == nil {
 		return b, nil
 	}
@@ -209,7 +209,7 @@ func startBroker(ctx context.Context, addr string) (*mqttbroker.Broker, error) {
 	if splitErr != nil {
 		return nil, err
 	}
-	return mqttbroker.Start(ctx, net.JoinHostPort(host, "0"))
+	return mqttbroker.Start(net.JoinHostPort(host, "0"), nil)
 }
 
 // printer serializes output lines from several goroutines.

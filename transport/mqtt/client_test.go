@@ -76,7 +76,7 @@ func TestProtectAppClient(t *testing.T) {
 	key := newKey(t)
 
 	app := appClient(t, m.URL(), nil)
-	dev, err := mqtt.Protect(opContext(t), app, newE4Client(t, "device", key, topic), nil)
+	dev, err := mqtt.Protect(opContext(t), app, newE4Client(t, "device", key, topic), nil, nil)
 	if err != nil {
 		t.Fatalf("Protect: %v", err)
 	}
@@ -119,24 +119,24 @@ func TestProtectAppClient(t *testing.T) {
 func TestFromClientOnePerClient(t *testing.T) {
 	m := testbroker.StartMosquitto(t, nil)
 	app := appClient(t, m.URL(), nil)
-	first, err := mqtt.FromClient(app)
+	first, err := mqtt.FromClient(app, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mqtt.FromClient(app); err == nil {
+	if _, err := mqtt.FromClient(app, nil); err == nil {
 		t.Fatal("a second FromClient on a wrapped client succeeded, want an error")
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	second, err := mqtt.FromClient(app)
+	second, err := mqtt.FromClient(app, nil)
 	if err != nil {
 		t.Fatalf("FromClient after Close: %v", err)
 	}
 	_ = second.Close()
 
 	unconnected := paho.NewClient(paho.NewClientOptions().AddBroker(m.URL()))
-	if _, err := mqtt.FromClient(unconnected); err == nil {
+	if _, err := mqtt.FromClient(unconnected, nil); err == nil {
 		t.Fatal("FromClient on a client never connected succeeded, want an error")
 	}
 }
@@ -149,7 +149,7 @@ func TestFromClientResubscribes(t *testing.T) {
 	m := testbroker.StartMosquitto(t, nil)
 	var connects atomic.Int32
 	app := appClient(t, m.URL(), func(paho.Client) { connects.Add(1) })
-	tr, err := mqtt.FromClient(app)
+	tr, err := mqtt.FromClient(app, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
