@@ -141,6 +141,33 @@ func TestFromClientOnePerClient(t *testing.T) {
 	}
 }
 
+// TestFromClientTakesConfig: FromClient applies the Config fields that are
+// the Transport's own (here MaxMessageSize and DefaultQoS) to the
+// application's client: an invalid default QoS is refused, and a message
+// over the size bound is dropped and counted while the next one arrives.
+func TestFromClientTakesConfig(t *testing.T) {
+	m := testbroker.StartMosquitto(t, nil)
+	app := appClient(t, m.URL(), nil)
+	badQoS := transport.QoS(3)
+	if _, err := mqtt.FromClient(app, &mqtt.Config{DefaultQoS: &badQoS}); err == nil {
+		t.Fatal("FromClient with default QoS 3 succeeded, want an error")
+	}
+	tr, err := mqtt.FromClient(app, &mqtt.Config{MaxMessageSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	topic := uniqueTopic(t, "fromclient-config")
+	sub := subscribe(t, tr, topic)
+	pub := dial(t, dialConfig(m.URL()))
+	publish(t, pub, topic, make([]byte, 17))
+	publish(t, pub, topic, []byte("small enough"))
+	expect(t, sub, "the subscription of a FromClient transport", topic, "small enough")
+	if n := tr.Oversized(); n != 1 {
+		t.Errorf("Oversized() = %d, want 1 (the 17-byte message)", n)
+	}
+}
+
 // TestFromClientResubscribes: with ResubscribeOnConnect composed into the
 // application's options, a FromClient subscription resumes after a
 // Mosquitto restart (clean session, broker without persistence), and the
