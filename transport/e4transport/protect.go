@@ -53,9 +53,9 @@ type Options struct {
 	// sync request (e4.Client.SyncRequest: what keys it holds) on
 	// e4.SyncTopic once it has subscribed to its control topic, and again
 	// after every reconnection of the wrapped transport (when it
-	// implements transport.ConnectionNotifier), once its control topic is subscribed
-	// again, so that C2 sends what the device missed and the answer cannot
-	// be missed.
+	// implements transport.ConnectionNotifier), once its control topic is
+	// subscribed again, so that C2 sends what the device missed and the
+	// answer cannot be missed.
 	NoSync bool
 
 	// OnSync is called after each attempt to publish a sync request, with
@@ -94,10 +94,10 @@ var ErrAwaitKeyFull = errors.New("e4transport: too many messages await a key")
 // makes C2 send the command again.
 const ackTimeout = 10 * time.Second
 
-// Protected is a transport.Transport that protects everything it publishes and
-// unprotects everything it receives with an E4 client, and applies the
-// commands C2 sends to the client's control topic. Create it with Protect.
-// It is safe for concurrent use.
+// Protected is a transport.Transport that protects everything it
+// publishes and unprotects everything it receives with an E4 client, and
+// applies the commands C2 sends to the client's control topic. Create it
+// with Protect. It is safe for concurrent use.
 type Protected struct {
 	inner  transport.Transport
 	client *e4.Client
@@ -237,9 +237,9 @@ func (p *Protected) publishSyncRequest(ctx context.Context) error {
 // SyncRequests returns how many sync requests were published.
 func (p *Protected) SyncRequests() uint64 { return p.syncs.Load() }
 
-// NotifyConnection implements transport.ConnectionNotifier by passing on the events
-// of the wrapped transport; it reports nothing when that one does not
-// implement transport.ConnectionNotifier.
+// NotifyConnection implements transport.ConnectionNotifier by passing on
+// the events of the wrapped transport; it reports nothing when that one
+// does not implement transport.ConnectionNotifier.
 func (p *Protected) NotifyConnection(f func(transport.ConnectionEvent)) (stop func()) {
 	if n, ok := p.inner.(transport.ConnectionNotifier); ok {
 		return n.NotifyConnection(f)
@@ -285,7 +285,7 @@ func (p *Protected) Publish(ctx context.Context, topic string, payload []byte, o
 	if err := transport.ValidateTopic(topic); err != nil {
 		return err
 	}
-	// The transport.Transport contract lets Publish's caller reuse the payload once
+	// The Transport contract lets Publish's caller reuse the payload once
 	// it returns, so the protected copy comes from a pool.
 	buf := getBuffer()
 	defer putBuffer(buf)
