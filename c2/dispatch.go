@@ -60,8 +60,8 @@ type DispatchConfig struct {
 	// QoS is the delivery level of commands (transport.ExactlyOnce).
 	QoS *transport.QoS
 	// AwaitAck is how long C2 waits for a device that acknowledges
-	// (e4.HandleCommandAck; transport.Protect devices do unless
-	// ProtectOptions.NoAck) to acknowledge a topic key: a membership still
+	// (e4.HandleCommandAck; e4transport.Protect devices do unless
+	// e4transport.Options.NoAck) to acknowledge a topic key: a membership still
 	// behind that long after its last command was sent gets one fresh
 	// SetTopicKey with the current key. It never holds a queue: commands
 	// are settled on the broker's acknowledgement. Devices that do not

@@ -15,6 +15,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // testEnv is a service on a fresh SQLite database.
@@ -105,7 +106,7 @@ func (env *testEnv) waitIdle(t testing.TB) {
 type device struct {
 	t      *testing.T
 	client *e4.Client
-	tr     *transport.Protected
+	tr     *e4transport.Protected
 
 	mu              sync.Mutex
 	commands        []e4.Command
@@ -143,7 +144,7 @@ func deviceConfig() *e4.Config {
 func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 	t.Helper()
 	d := &device{t: t, client: c}
-	p, err := transport.Protect(context.Background(), tr, c, &transport.ProtectOptions{
+	p, err := e4transport.Protect(context.Background(), tr, c, &e4transport.Options{
 		// These devices count the commands they apply. A sync request
 		// made before a command arrived says the device lacks its key, and
 		// C2 sends that key again (state_test.go covers sync), which would

@@ -1,10 +1,11 @@
 // Package transport abstracts publish/subscribe messaging so that E4
 // devices and C2 run unchanged over MQTT, CoAP observe or AMQP.
 //
-// A Transport moves opaque bytes between topics; it does no cryptography.
-// Protect wraps any Transport with an E4 client: publishing protects,
-// receiving unprotects, and C2 commands on the client's control topic are
-// applied.
+// A Transport moves opaque bytes between topics; it does no cryptography,
+// and this package does not import the E4 core. Package
+// transport/e4transport wraps any Transport with an E4 client: publishing
+// protects, receiving unprotects, and C2 commands on the client's control
+// topic are applied.
 //
 // Topic names are canonical: levels separated by "/", as in MQTT. In a
 // subscription filter "+" matches exactly one level and "#", as the last
@@ -211,7 +212,7 @@ type ConnectionEvent struct {
 
 // ConnectionNotifier is implemented by the adapters that report the
 // changes of their connection: the MQTT, AMQP and CoAP adapters made by
-// their Dial, and Protected when the transport it wraps does.
+// their Dial, and e4transport.Protected when the transport it wraps does.
 //
 // NotifyConnection registers f, to be called once for every change of the
 // connection: a Connected event for the first connection and for every

@@ -96,7 +96,7 @@ func newTestC2(t testing.TB, o options) *testC2 {
 	}
 	cfg := c2.Config{Mode: o.mode, Store: st, Keyring: keys}
 	if !o.noBroker {
-		broker, err := mqttbroker.Start(ctx, "127.0.0.1:0")
+		broker, err := mqttbroker.Start("127.0.0.1:0", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

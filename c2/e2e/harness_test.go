@@ -20,6 +20,7 @@ import (
 	"github.com/e4-iot/e4kit/transport/amqp"
 	"github.com/e4-iot/e4kit/transport/coap"
 	coapbroker "github.com/e4-iot/e4kit/transport/coap/broker"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
@@ -162,7 +163,7 @@ func (n *c2Node) stop() {
 // device is an E4 device on its own connection.
 type device struct {
 	name string
-	tr   *transport.Protected
+	tr   *e4transport.Protected
 	sub  transport.Subscription
 
 	mu      sync.Mutex
@@ -199,7 +200,7 @@ func connectDevice(t *testing.T, net *network, name string, client *e4.Client) *
 	t.Helper()
 	d := &device{name: name}
 	var err error
-	d.tr, err = transport.Protect(context.Background(), net.dial(t), client, &transport.ProtectOptions{
+	d.tr, err = e4transport.Protect(context.Background(), net.dial(t), client, &e4transport.Options{
 		AwaitKey: 3 * time.Second,
 		OnDrop: func(_ string, err error) {
 			d.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
@@ -121,7 +122,7 @@ func attachDevice(t *testing.T, brokerURL string, id e4.ID, key []byte) transpor
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := transport.Protect(ctx, tr, client, nil)
+	p, err := e4transport.Protect(ctx, tr, client, nil)
 	if err != nil {
 		tr.Close()
 		t.Fatal(err)

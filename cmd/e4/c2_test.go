@@ -45,7 +45,7 @@ func startC2Serve(t *testing.T, serveEnv ...string) *c2Server {
 // startC2ServeArgs is startC2Serve with extra flags for "e4 c2 serve".
 func startC2ServeArgs(t *testing.T, serveArgs []string, serveEnv ...string) *c2Server {
 	t.Helper()
-	broker, err := mqttbroker.Start(t.Context(), "127.0.0.1:0")
+	broker, err := mqttbroker.Start("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/e4-iot/e4kit/e4/store"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/dial"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // maxLine bounds one stdin line published by "e4 client --publish".
@@ -235,7 +236,7 @@ func runClient(cmd *cobra.Command, f *clientFlags) error {
 }
 
 // connectProtected dials the broker and wraps the connection with E4.
-func connectProtected(ctx context.Context, target *dial.Target, client *e4.Client, out *eventPrinter, f *clientFlags) (*transport.Protected, error) {
+func connectProtected(ctx context.Context, target *dial.Target, client *e4.Client, out *eventPrinter, f *clientFlags) (*e4transport.Protected, error) {
 	t, err := target.Dial(ctx)
 	if err != nil {
 		return nil, err
@@ -243,7 +244,7 @@ func connectProtected(ctx context.Context, target *dial.Target, client *e4.Clien
 	if n, ok := t.(transport.ConnectionNotifier); ok {
 		n.NotifyConnection(out.connection(target.Redacted))
 	}
-	p, err := transport.Protect(ctx, t, client, &transport.ProtectOptions{
+	p, err := e4transport.Protect(ctx, t, client, &e4transport.Options{
 		OnDrop:    out.dropped,
 		OnCommand: out.command,
 		OnSync:    out.synced,
@@ -260,7 +261,7 @@ func connectProtected(ctx context.Context, target *dial.Target, client *e4.Clien
 
 // serve subscribes, reports readiness, publishes stdin and waits for the
 // reason to stop.
-func serve(ctx context.Context, stdin io.Reader, p *transport.Protected, target *dial.Target, f *clientFlags, out *eventPrinter) error {
+func serve(ctx context.Context, stdin io.Reader, p *e4transport.Protected, target *dial.Target, f *clientFlags, out *eventPrinter) error {
 	failures := make(chan error, len(f.subscribe))
 	for _, filter := range f.subscribe {
 		sub, err := p.Subscribe(ctx, filter)
@@ -318,7 +319,7 @@ func printMessages(ctx context.Context, filter string, sub transport.Subscriptio
 // publishLines publishes each stdin line on topic (or only reads stdin to
 // its end when topic is empty). It returns an error when some lines were
 // not published, or stdin failed.
-func publishLines(ctx context.Context, stdin io.Reader, p *transport.Protected, topic string, qos transport.QoS, out *eventPrinter) error {
+func publishLines(ctx context.Context, stdin io.Reader, p *e4transport.Protected, topic string, qos transport.QoS, out *eventPrinter) error {
 	r := bufio.NewReaderSize(stdin, 64<<10)
 	total, failed := 0, 0
 	for {

@@ -12,6 +12,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/metrics"
 	"github.com/e4-iot/e4kit/internal/version"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // clientMetricsHelp ends the help of "e4 client".
@@ -27,7 +28,7 @@ e4_client_broker_connection_losses_total.`
 // clientCollectors are the metrics of a running "e4 client": counters the
 // Protected transport and the printer keep, read at scrape, and the
 // broker connection state.
-func clientCollectors(p *transport.Protected, out *eventPrinter) []prometheus.Collector {
+func clientCollectors(p *e4transport.Protected, out *eventPrinter) []prometheus.Collector {
 	counter := func(name, help string, f func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "e4", Subsystem: "client", Name: name, Help: help},
 			func() float64 { return float64(f()) })
@@ -57,7 +58,7 @@ func clientCollectors(p *transport.Protected, out *eventPrinter) []prometheus.Co
 
 // serveClientMetrics serves the client's metrics on addr until ctx ends;
 // the returned function stops the listener.
-func serveClientMetrics(ctx context.Context, addr string, p *transport.Protected, out *eventPrinter) (stop func(), err error) {
+func serveClientMetrics(ctx context.Context, addr string, p *e4transport.Protected, out *eventPrinter) (stop func(), err error) {
 	reg := metrics.NewRegistry(version.String())
 	if err := reg.Register(clientCollectors(p, out)...); err != nil {
 		return nil, err

@@ -559,7 +559,7 @@ func TestClientStdinEnd(t *testing.T) {
 
 	// No key for lamp/other: both lines are reported, status 1.
 	r := e4Run(t, "on\noff\n", "client", "--state", d.state, "--broker", brokerURL, "--publish", "lamp/other")
-	if r.code != 1 || !strings.Contains(r.stderr, "e4 client: line 2 not published on lamp/other: transport: protecting for lamp/other: e4: topic key not found") ||
+	if r.code != 1 || !strings.Contains(r.stderr, "e4 client: line 2 not published on lamp/other: e4transport: protecting for lamp/other: e4: topic key not found") ||
 		!strings.HasSuffix(r.stderr, "e4: 2 of 2 lines were not published on lamp/other\n") {
 		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}

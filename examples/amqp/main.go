@@ -73,12 +73,12 @@ func run(ctx context.Context, url, topic string, out io.Writer) error {
 	}
 
 	// The one call that adds E4 to an existing channel.
-	sensor, err := amqp.Protect(ctx, sensorCh, sensorE4, nil)
+	sensor, err := amqp.Protect(ctx, sensorCh, sensorE4, nil, nil)
 	if err != nil {
 		return fmt.Errorf("adding E4 to the sensor's channel: %w", err)
 	}
 	defer sensor.Close()
-	dashboard, err := amqp.Protect(ctx, dashboardCh, dashboardE4, nil)
+	dashboard, err := amqp.Protect(ctx, dashboardCh, dashboardE4, nil, nil)
 	if err != nil {
 		return fmt.Errorf("adding E4 to the dashboard's channel: %w", err)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap"
 	"github.com/e4-iot/e4kit/transport/coap/broker"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // topic is where the sensor publishes.
@@ -114,7 +115,7 @@ func protectedDevice(ctx context.Context, addr, name string, topicKey []byte) (t
 	if err := client.SetTopicKey(topicKey, topic); err != nil {
 		return nil, err
 	}
-	p, err := coap.Protect(ctx, conn, client, nil)
+	p, err := coap.Protect(ctx, conn, client, nil, nil)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -125,7 +126,7 @@ func protectedDevice(ctx context.Context, addr, name string, topicKey []byte) (t
 // closingConn closes the application's connection with the transport
 // (coap.Protect leaves it open: it belongs to the application).
 type closingConn struct {
-	*transport.Protected
+	*e4transport.Protected
 	conn *udpclient.Conn
 }
 

@@ -23,7 +23,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 	"github.com/e4-iot/e4kit/transport/mqtt/mqttbroker"
 )
@@ -44,7 +44,7 @@ func main() {
 
 func run(ctx context.Context, brokerURL string, out io.Writer) error {
 	if brokerURL == "" {
-		b, err := mqttbroker.Start(ctx, "127.0.0.1:0")
+		b, err := mqttbroker.Start("127.0.0.1:0", nil)
 		if err != nil {
 			return err
 		}
@@ -84,7 +84,7 @@ func run(ctx context.Context, brokerURL string, out io.Writer) error {
 
 // protected is a paho client with E4 added.
 type protected struct {
-	*transport.Protected
+	*e4transport.Protected
 	client paho.Client
 }
 
@@ -120,7 +120,7 @@ func protectedClient(ctx context.Context, brokerURL, name string, topicKey []byt
 
 	// The one call: from here on, everything published through p is
 	// encrypted and authenticated, everything received is checked.
-	p, err := mqtt.Protect(ctx, client, e4Client, nil)
+	p, err := mqtt.Protect(ctx, client, e4Client, nil, nil)
 	if err != nil {
 		client.Disconnect(0)
 		return nil, err

@@ -38,7 +38,8 @@ var layers = []struct {
 	{"internal/bootstrap", 4},  // a new C2 deployment's self-signed certificate and first token
 	{"e4", 1},
 	{"transport", 2},
-	{"internal/testdevice", 3}, // a test device: e4 over transport/mqtt
+	{"transport/e4transport", 2}, // the E4 decorator over any Transport
+	{"internal/testdevice", 3},   // a test device: e4 over transport/mqtt
 	{"c2", 3},
 	{"internal/devenv", 4}, // e4 dev: C2, broker and devices in one process
 	{"internal/testbroker", 4},
@@ -92,7 +93,24 @@ var rules = []rule{
 		what:   "the transport package",
 		match:  func(rel string) bool { return rel == "transport" },
 		forbid: func(dep string) bool { return dep == "net" || strings.HasPrefix(dep, module+"/transport/") },
-		why:    "the interface and the E4 decorator depend on no adapter and no network package",
+		why:    "the interface depends on no adapter and no network package",
+	},
+	{
+		what: "the transport interface and the loopback adapter",
+		match: func(rel string) bool {
+			return rel == "transport" || under(rel, "transport/loopback") || under(rel, "transport/internal")
+		},
+		forbid: func(dep string) bool { return under(dep, module+"/e4") || under(dep, module+"/transport/e4transport") },
+		why: "an application that moves bytes without E4 links no E4 core: the decorator is " +
+			"transport/e4transport's, and the interface and loopback do not depend on it",
+	},
+	{
+		what:  "the E4 decorator",
+		match: func(rel string) bool { return rel == "transport/e4transport" },
+		forbid: func(dep string) bool {
+			return dep == "net" || (strings.HasPrefix(dep, module+"/transport/") && !under(dep, module+"/transport/internal"))
+		},
+		why: "the decorator wraps any transport.Transport: it depends on no adapter and no network package",
 	},
 	{
 		what: "the adapters and brokers",
@@ -104,7 +122,7 @@ var rules = []rule{
 				under(dep, module+"/e4/internal") || under(dep, "golang.org/x/crypto")
 		},
 		direct: true,
-		why:    "adapters move opaque bytes: the cryptography is the decorator's (transport.Protect), not theirs",
+		why:    "adapters move opaque bytes: the cryptography is the decorator's (e4transport.Protect), not theirs",
 	},
 }
 
@@ -224,6 +242,9 @@ func TestViolationsFound(t *testing.T) {
 		{pkg{ImportPath: module + "/c2/api", Imports: []string{module + "/internal/testbroker"}}, "imports the test helper internal/testbroker outside its tests"},
 		{pkg{ImportPath: module + "/newpart"}, "newpart is in no layer"},
 		{pkg{ImportPath: module + "/transport/coap", Imports: []string{"crypto/cipher"}}, "adapters move opaque bytes"},
+		{pkg{ImportPath: module + "/transport", Deps: []string{module + "/e4"}}, "transport depends on " + module + "/e4"},
+		{pkg{ImportPath: module + "/transport/loopback", Deps: []string{module + "/e4/siv"}}, "links no E4 core"},
+		{pkg{ImportPath: module + "/transport/e4transport", Deps: []string{module + "/transport/mqtt"}}, "the decorator wraps any transport.Transport"},
 	}
 	for _, c := range cases {
 		got := violations([]pkg{c.p})
@@ -234,6 +255,8 @@ func TestViolationsFound(t *testing.T) {
 	fine := []pkg{
 		{ImportPath: module + "/c2", Imports: []string{module + "/transport", module + "/e4"}, Deps: []string{"net/url", module + "/transport", module + "/transport/internal/notify"}},
 		{ImportPath: module + "/transport/mqtt", Imports: []string{module + "/e4", "crypto/tls"}, Deps: []string{"crypto/cipher", module + "/e4/siv"}},
+		{ImportPath: module + "/transport/e4transport", Imports: []string{module + "/e4", module + "/transport"}, Deps: []string{module + "/e4/siv", module + "/transport/internal/inbox"}},
+		{ImportPath: module + "/transport/loopback", Imports: []string{module + "/transport"}, Deps: []string{module + "/transport", module + "/transport/internal/inbox"}},
 		{ImportPath: module + "/cmd/e4", Imports: []string{module + "/c2/api", module + "/internal/version"}, Deps: []string{"net/http", "google.golang.org/grpc"}},
 	}
 	if got := violations(fine); len(got) != 0 {

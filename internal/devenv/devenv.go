@@ -48,7 +48,7 @@ type Options struct {
 	// ("127.0.0.1:9443" and "127.0.0.1:8443", or free ports if taken).
 	GRPCAddr, HTTPAddr string
 	// AwaitKey is how long a device holds a message it cannot read yet,
-	// waiting for C2's next command (1 s); see transport.ProtectOptions.
+	// waiting for C2's next command (1 s); see e4transport.Options.
 	AwaitKey time.Duration
 	// Suite is the suite of C2 and the devices (nil: e4.V1). C2 records it
 	// in the folder's database, so a folder keeps the suite it started
@@ -156,7 +156,7 @@ func (e *env) start(ctx context.Context) error {
 		return err
 	}
 	e.closes = append(e.closes, st.Close)
-	if e.broker, err = startBroker(ctx, e.opts.BrokerAddr); err != nil {
+	if e.broker, err = startBroker(e.opts.BrokerAddr); err != nil {
 		return err
 	}
 	e.closes = append(e.closes, e.broker.Close)
@@ -200,8 +200,8 @@ func masterKey(path string) (*seal.Keyring, error) {
 
 // startBroker listens on addr, or on a free port of the same host when
 // addr is taken (another broker on 1883 is common).
-func startBroker(ctx context.Context, addr string) (*mqttbroker.Broker, error) {
-	b, err := mqttbroker.Start(ctx, addr)
+func startBroker(addr string) (*mqttbroker.Broker, error) {
+	b, err := mqttbroker.Start(addr, nil)
 	if err == nil {
 		return b, nil
 	}
@@ -209,7 +209,7 @@ func startBroker(ctx context.Context, addr string) (*mqttbroker.Broker, error) {
 	if splitErr != nil {
 		return nil, err
 	}
-	return mqttbroker.Start(ctx, net.JoinHostPort(host, "0"))
+	return mqttbroker.Start(net.JoinHostPort(host, "0"), nil)
 }
 
 // printer serializes output lines from several goroutines.

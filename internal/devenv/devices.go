@@ -17,6 +17,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/e4/store"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
@@ -31,7 +32,7 @@ type telemetry struct {
 type simDevice struct {
 	name   string
 	client *e4.Client
-	tr     *transport.Protected
+	tr     *e4transport.Protected
 	tap    *tap
 	sub    transport.Subscription
 
@@ -114,7 +115,7 @@ func (e *env) connect(ctx context.Context, name string) (*simDevice, error) {
 		return nil, err
 	}
 	d := &simDevice{name: name, client: client, tap: &tap{Transport: inner}, lastSeq: make(map[string]int)}
-	d.tr, err = transport.Protect(ctx, d.tap, client, &transport.ProtectOptions{
+	d.tr, err = e4transport.Protect(ctx, d.tap, client, &e4transport.Options{
 		AwaitKey: e.opts.AwaitKey,
 		OnDrop: func(topic string, err error) {
 			d.readFail.Add(1)

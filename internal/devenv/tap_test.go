@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -31,7 +31,7 @@ func TestTapShowsTheWireBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp := &tap{Transport: broker.Connect()}
-	device, err := transport.Protect(ctx, tp, client, nil)
+	device, err := e4transport.Protect(ctx, tp, client, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package testdevice runs, inside a test, a minimal E4 device over a real
 // MQTT broker: it applies the commands C2 sends to its control topic and
 // acknowledges each, as e4kit devices do by default. Tests of C2's API and
-// CLI use it to stand for a device without going through transport.Protect.
+// CLI use it to stand for a device without going through e4transport.Protect.
 package testdevice
 
 import (

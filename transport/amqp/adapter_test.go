@@ -16,6 +16,7 @@ import (
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/amqp"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // rawChannel opens an application's own connection and channel, as code
@@ -367,11 +368,11 @@ func TestFromChannelProtect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	device, err := amqp.Protect(testContext(t), devCh, e4Client(t, "device", topic, topicKey), nil)
+	device, err := amqp.Protect(testContext(t), devCh, e4Client(t, "device", topic, topicKey), nil, nil)
 	if err != nil {
 		t.Fatalf("Protect: %v", err)
 	}
-	app, err := amqp.Protect(testContext(t), appCh, e4Client(t, "app", topic, topicKey), nil, amqp.WithPrefetch(16))
+	app, err := amqp.Protect(testContext(t), appCh, e4Client(t, "app", topic, topicKey), &amqp.Config{Prefetch: 16}, nil)
 	if err != nil {
 		t.Fatalf("Protect: %v", err)
 	}
@@ -400,7 +401,7 @@ func TestFromChannelProtect(t *testing.T) {
 		t.Fatal("the bare consumer got nothing")
 	}
 
-	for _, p := range []*transport.Protected{device, app} {
+	for _, p := range []*e4transport.Protected{device, app} {
 		if err := p.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
@@ -420,7 +421,7 @@ func TestFromChannelProtect(t *testing.T) {
 func TestFromChannelLost(t *testing.T) {
 	r := broker(t)
 	ch := rawChannel(t, r)
-	tr, err := amqp.FromChannel(ch)
+	tr, err := amqp.FromChannel(ch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +442,7 @@ func TestFromChannelLost(t *testing.T) {
 	if _, err := tr.Subscribe(testContext(t), uniqueTopic(t, "y")); !errors.Is(err, amqp.ErrChannelClosed) {
 		t.Errorf("Subscribe after the channel closed = %v, want ErrChannelClosed", err)
 	}
-	if _, err := amqp.FromChannel(ch); !errors.Is(err, amqp.ErrChannelClosed) {
+	if _, err := amqp.FromChannel(ch, nil); !errors.Is(err, amqp.ErrChannelClosed) {
 		t.Errorf("FromChannel on a closed channel = %v, want ErrChannelClosed", err)
 	}
 }

@@ -196,8 +196,10 @@ func firstSession(ctx context.Context, connect func() (*session, error)) (*sessi
 	}
 }
 
-// FromChannel wraps a channel the application opened. It puts the channel
-// in confirm mode, declares the exchange, and creates each subscription's
+// FromChannel wraps a channel the application opened, with the settings
+// of cfg that Config says FromChannel takes (cfg may be nil: the
+// defaults, and the channel's QoS left as it is). It puts the channel in
+// confirm mode, declares the exchange, and creates each subscription's
 // queue and consumer on it.
 //
 // Such a transport cannot reconnect: once the channel closes (connection
@@ -211,15 +213,17 @@ func firstSession(ctx context.Context, connect func() (*session, error)) (*sessi
 // registered on the channel (NotifyPublish, NotifyConfirm) also receive
 // the confirmations of the transport's publications, and must keep
 // reading them, as amqp091 requires.
-func FromChannel(ch *amqp091.Channel, opts ...Option) (*Transport, error) {
+func FromChannel(ch *amqp091.Channel, cfg *Config) (*Transport, error) {
 	if ch == nil || ch.IsClosed() {
 		return nil, ErrChannelClosed
 	}
-	set := settings{setPrefetch: false}
-	for _, opt := range opts {
-		opt(&set)
+	var c Config
+	if cfg != nil {
+		c = *cfg
 	}
-	set.fillDefaults()
+	set := c.resolve()
+	set.setPrefetch = c.Prefetch > 0
+	set.onReconnect = nil // a FromChannel transport never reconnects
 	t := newTransport(set)
 	t.appChannel = ch
 	sess, err := t.prepareSession(nil, ch)

@@ -29,7 +29,10 @@ const (
 	defaultMaxBackoff  = 5 * time.Second
 )
 
-// Config configures Dial. Only URL is required.
+// Config configures Dial and FromChannel. Only URL is required, by Dial.
+// FromChannel takes Exchange, Prefetch, QueueArgs, MaxPayload,
+// MaxMessageSize, QueueBytes and OnConnectionLost from it and ignores the
+// rest, which is about the connection the application made.
 type Config struct {
 	// URL is "amqp://user:pass@host:port/vhost", or "amqps://..." for
 	// TLS.
@@ -47,6 +50,11 @@ type Config struct {
 	// Prefetch is the number of unacknowledged deliveries the broker sends
 	// to one subscription ahead of Receive (default DefaultPrefetch); the
 	// subscription also buffers up to Prefetch received messages.
+	// FromChannel sets it (basic.qos, per consumer) on the application's
+	// channel only when it is above zero, and it then also applies to the
+	// consumers the application creates on that channel afterwards; zero
+	// leaves the channel's QoS as the application set it (unlimited by
+	// default).
 	Prefetch int
 
 	// QueueArgs are the x-arguments of each subscription's queue, e.g.
@@ -92,7 +100,8 @@ type Config struct {
 	ConnectRetry bool
 
 	// OnConnectionLost, if set, is called when the connection is lost,
-	// before reconnecting. It must not block.
+	// before reconnecting (for FromChannel: when the channel closes). It
+	// must not block.
 	OnConnectionLost func(err error)
 	// OnReconnected, if set, is called once a new connection is up and
 	// every live subscription has been restored. It must not block.
@@ -172,25 +181,3 @@ func (s *settings) fillDefaults() {
 		s.maxBackoff = max(defaultMaxBackoff, s.minBackoff)
 	}
 }
-
-// Option configures FromChannel.
-type Option func(*settings)
-
-// WithExchange sets the topic exchange (default DefaultExchange), declared
-// as Config.Exchange describes.
-func WithExchange(name string) Option { return func(s *settings) { s.exchange = name } }
-
-// WithPrefetch sets basic.qos (per consumer) on the application's channel
-// before FromChannel creates consumers, bounding the deliveries in flight
-// to each subscription. It also applies to consumers the application
-// creates on that channel afterwards. Without it the channel's QoS is left
-// as the application set it (unlimited by default).
-func WithPrefetch(n int) Option {
-	return func(s *settings) { s.prefetch, s.setPrefetch = n, n > 0 }
-}
-
-// WithQueueArgs sets the x-arguments of each subscription's queue.
-func WithQueueArgs(args amqp091.Table) Option { return func(s *settings) { s.queueArgs = args } }
-
-// WithMaxPayload sets the largest payload Publish accepts.
-func WithMaxPayload(n int) Option { return func(s *settings) { s.maxPayload = n } }

@@ -7,6 +7,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/amqp"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
@@ -86,9 +87,9 @@ func uniqueTopicParent(topic string) string {
 }
 
 // protect wraps tr with c, closed when the test ends.
-func protect(t testing.TB, tr transport.Transport, c *e4.Client) *transport.Protected {
+func protect(t testing.TB, tr transport.Transport, c *e4.Client) *e4transport.Protected {
 	t.Helper()
-	p, err := transport.Protect(testContext(t), tr, c, nil)
+	p, err := e4transport.Protect(testContext(t), tr, c, nil)
 	if err != nil {
 		tr.Close()
 		t.Fatalf("Protect: %v", err)

@@ -8,22 +8,21 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/e4-iot/e4kit/transport"
-	"github.com/e4-iot/e4kit/transport/internal/budget"
+	"github.com/e4-iot/e4kit/transport/internal/inbox"
 )
 
 // subscription is one Subscribe call. Its consumer goroutine moves
-// deliveries into buf and acknowledges them there.
+// deliveries into in and acknowledges each once it is there.
 type subscription struct {
 	t      *Transport
 	filter string
 	key    string
 
-	buf     chan *transport.Message
+	// in holds up to Prefetch messages and QueueBytes of payload; a
+	// delivery that does not fit waits, unacknowledged.
+	in      *inbox.Inbox
 	done    chan struct{} // closed when the subscription ends
 	endOnce sync.Once
-
-	// bytes bounds the payload bytes in buf.
-	bytes *budget.Bytes
 
 	// Owned by the supervisor goroutine.
 	att     *attachment // current queue and consumer; nil while detached
@@ -35,9 +34,8 @@ func newSubscription(t *Transport, filter, key string) *subscription {
 		t:      t,
 		filter: filter,
 		key:    key,
-		buf:    make(chan *transport.Message, t.set.prefetch),
+		in:     inbox.NewBounded(t.set.prefetch, t.set.queueBytes),
 		done:   make(chan struct{}),
-		bytes:  budget.New(t.set.queueBytes),
 	}
 }
 
@@ -46,6 +44,7 @@ func (s *subscription) end() bool {
 	first := false
 	s.endOnce.Do(func() {
 		close(s.done)
+		s.in.End()
 		first = true
 	})
 	return first
@@ -62,23 +61,7 @@ func (s *subscription) isEnded() bool {
 
 // Receive returns the next message, in the order the queue delivered them.
 func (s *subscription) Receive(ctx context.Context) (*transport.Message, error) {
-	if s.isEnded() {
-		return nil, transport.ErrClosed
-	}
-	select {
-	case m := <-s.buf:
-		s.bytes.Release(len(m.Payload))
-		// Both cases may have been ready: buffered messages are dropped
-		// once the subscription has ended.
-		if s.isEnded() {
-			return nil, transport.ErrClosed
-		}
-		return m, nil
-	case <-s.done:
-		return nil, transport.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return s.in.Receive(ctx)
 }
 
 // Unsubscribe ends the subscription at once for Receive, then removes its
@@ -145,16 +128,11 @@ func (s *subscription) deliver(d amqp091.Delivery) bool {
 		_ = d.Reject(false)
 		return true
 	}
-	if !s.bytes.Reserve(len(d.Body), s.done) {
+	// Ends only with the subscription, which ends the inbox too.
+	if !s.in.PushWait(context.Background(), &transport.Message{Topic: topic, Payload: d.Body}) {
 		_ = d.Reject(false)
 		return false
 	}
-	select {
-	case s.buf <- &transport.Message{Topic: topic, Payload: d.Body}:
-		_ = d.Ack(false)
-		return true
-	case <-s.done:
-		_ = d.Reject(false)
-		return false
-	}
+	_ = d.Ack(false)
+	return true
 }

@@ -96,6 +96,7 @@ import (
 	"github.com/e4-iot/e4kit/transport/coap/internal/datagram"
 	"github.com/e4-iot/e4kit/transport/coap/internal/msgid"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/internal/notify"
 )
 
@@ -114,7 +115,9 @@ const (
 	DefaultReceiveBytes    = 16 << 20
 )
 
-// Config configures a CoAP transport. Only Addr is required by Dial.
+// Config configures Dial and FromConn. Only Addr is required, by Dial;
+// FromConn ignores Addr, DTLS, MaxDatagramSize and ConnectRetry, which are
+// about the connection the application made.
 type Config struct {
 	// Addr is the broker's "host:port".
 	Addr string
@@ -296,30 +299,20 @@ func FromConn(conn *udpclient.Conn, cfg *Config) (*Transport, error) {
 	return t, nil
 }
 
-// ProtectOptions configures Protect.
-type ProtectOptions struct {
-	// Config holds the adapter's settings (path prefix, ...); may be nil.
-	Config *Config
-	// E4 holds the E4 decorator's policies; may be nil.
-	E4 *transport.ProtectOptions
-}
-
 // Protect adds E4 to an application's go-coap connection in one call: it
-// wraps conn with FromConn and the result with transport.Protect, which
-// subscribes to the client's control topic. Closing the result ends the
-// adapter but leaves conn open.
-func Protect(ctx context.Context, conn *udpclient.Conn, c *e4.Client, opts *ProtectOptions) (*transport.Protected, error) {
-	if opts == nil {
-		opts = &ProtectOptions{}
-	}
-	t, err := FromConn(conn, opts.Config)
+// wraps conn with FromConn(conn, cfg) and the result with
+// e4transport.Protect(ctx, t, c, opts), which subscribes to the client's
+// control topic. cfg and opts may be nil (the adapter's defaults, strict
+// E4 policies). Closing the result ends the adapter but leaves conn open.
+func Protect(ctx context.Context, conn *udpclient.Conn, c *e4.Client, cfg *Config, opts *e4transport.Options) (*e4transport.Protected, error) {
+	t, err := FromConn(conn, cfg)
 	if err != nil {
 		return nil, err
 	}
-	p, err := transport.Protect(ctx, t, c, opts.E4)
+	p, err := e4transport.Protect(ctx, t, c, opts)
 	if err != nil {
 		_ = t.Close()
-		return nil, err
+		return nil, fmt.Errorf("coap: protecting the connection: %w", err)
 	}
 	return p, nil
 }

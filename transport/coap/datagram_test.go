@@ -17,6 +17,7 @@ import (
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap"
 	"github.com/e4-iot/e4kit/transport/coap/broker"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // datagram is one CoAP message a datagramProxy relayed.
@@ -310,9 +311,9 @@ func TestSingleDatagramE4(t *testing.T) {
 
 // protect adds E4 to tr; the result closes with the test. It sends no
 // sync request, whose datagram the tests would count with the message's.
-func protect(t *testing.T, tr transport.Transport, c *e4.Client) *transport.Protected {
+func protect(t *testing.T, tr transport.Transport, c *e4.Client) *e4transport.Protected {
 	t.Helper()
-	p, err := transport.Protect(opContext(t), tr, c, &transport.ProtectOptions{NoSync: true})
+	p, err := e4transport.Protect(opContext(t), tr, c, &e4transport.Options{NoSync: true})
 	if err != nil {
 		t.Fatalf("protecting: %v", err)
 	}

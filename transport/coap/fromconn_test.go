@@ -59,13 +59,11 @@ func TestProtectAppConn(t *testing.T) {
 	_, _ = rand.Read(key)
 
 	pubConn, subConn := dialApp(t, b.addr), dialApp(t, b.addr)
-	pub, err := coap.Protect(opContext(t), pubConn, newE4Client(t, topic, key), nil)
+	pub, err := coap.Protect(opContext(t), pubConn, newE4Client(t, topic, key), nil, nil)
 	if err != nil {
 		t.Fatalf("Protect: %v", err)
 	}
-	sub, err := coap.Protect(opContext(t), subConn, newE4Client(t, topic, key), &coap.ProtectOptions{
-		Config: &coap.Config{KeepAlive: -1},
-	})
+	sub, err := coap.Protect(opContext(t), subConn, newE4Client(t, topic, key), &coap.Config{KeepAlive: -1}, nil)
 	if err != nil {
 		t.Fatalf("Protect: %v", err)
 	}

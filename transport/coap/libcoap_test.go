@@ -17,6 +17,7 @@ import (
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // The conformance suite does not run against libcoap's coap-server: it is
@@ -116,7 +117,7 @@ func TestLibcoapInteropE4(t *testing.T) {
 // protectedCoAP dials libcoap and protects the transport with a new E4
 // client holding key for topic. Its control topic is created first with a
 // bare PUT, since libcoap cannot observe a path before it exists.
-func protectedCoAP(t *testing.T, bare transport.Transport, cfg coap.Config, topic string, key []byte) *transport.Protected {
+func protectedCoAP(t *testing.T, bare transport.Transport, cfg coap.Config, topic string, key []byte) *e4transport.Protected {
 	t.Helper()
 	var id e4.ID
 	_, _ = rand.Read(id[:])
@@ -130,7 +131,7 @@ func protectedCoAP(t *testing.T, bare transport.Transport, cfg coap.Config, topi
 		t.Fatal(err)
 	}
 	publish(t, bare, client.ControlTopic(), []byte("created"))
-	p, err := transport.Protect(opContext(t), dial(t, cfg), client, nil)
+	p, err := e4transport.Protect(opContext(t), dial(t, cfg), client, nil)
 	if err != nil {
 		t.Fatalf("protecting: %v", err)
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/coap/internal/topicpath"
-	"github.com/e4-iot/e4kit/transport/internal/budget"
+	"github.com/e4-iot/e4kit/transport/internal/inbox"
 )
 
 // recentETags is how many ETags a subscription remembers to drop the
@@ -33,8 +33,9 @@ type subscription struct {
 	wildcard bool
 	path     []message.Option
 
-	msgs    chan *transport.Message
-	bytes   *budget.Bytes // bounds the payload bytes in msgs
+	// in holds up to ReceiveBuffer messages and ReceiveBytes of payload;
+	// a notification that does not fit waits, unacknowledged.
+	in      *inbox.Inbox
 	done    chan struct{} // closed by Unsubscribe or Close
 	lostSig chan struct{} // the observation ended, observe again
 	endOnce sync.Once
@@ -54,8 +55,7 @@ type subscription struct {
 func newSubscription(t *Transport, filter string, wildcard bool, path []message.Option) *subscription {
 	return &subscription{
 		t: t, filter: filter, wildcard: wildcard, path: path,
-		msgs:    make(chan *transport.Message, t.cfg.ReceiveBuffer),
-		bytes:   budget.New(t.cfg.ReceiveBytes),
+		in:      inbox.NewBounded(t.cfg.ReceiveBuffer, t.cfg.ReceiveBytes),
 		done:    make(chan struct{}),
 		lostSig: make(chan struct{}, 1),
 		seen:    make(map[string]uint64),
@@ -64,25 +64,7 @@ func newSubscription(t *Transport, filter string, wildcard bool, path []message.
 
 // Receive implements transport.Subscription.
 func (s *subscription) Receive(ctx context.Context) (*transport.Message, error) {
-	select {
-	case <-s.done:
-		return nil, transport.ErrClosed
-	default:
-	}
-	select {
-	case m := <-s.msgs:
-		s.bytes.Release(len(m.Payload))
-		select {
-		case <-s.done:
-			return nil, transport.ErrClosed
-		default:
-			return m, nil
-		}
-	case <-s.done:
-		return nil, transport.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return s.in.Receive(ctx)
 }
 
 // Unsubscribe implements transport.Subscription: it deregisters the
@@ -100,6 +82,7 @@ func (s *subscription) end(ctx context.Context) error {
 	s.endOnce.Do(func() {
 		s.mu.Lock()
 		close(s.done)
+		s.in.End()
 		obs, old = s.obs, s.old
 		s.obs, s.old = nil, nil
 		s.mu.Unlock()
@@ -284,17 +267,11 @@ func (s *subscription) firstSeen(etag []byte, gen uint64) bool {
 }
 
 // deliver hands msg to Receive. It blocks while the buffer is full (by
-// count or by bytes), which
-// delays the acknowledgement of the notification: the broker then keeps
-// the next messages in its queue.
+// count or by bytes), which delays the acknowledgement of the
+// notification: the broker then keeps the next messages in its queue. It
+// gives up when the subscription ends, which ends the inbox.
 func (s *subscription) deliver(msg *transport.Message) {
-	if !s.bytes.Reserve(len(msg.Payload), s.done) {
-		return
-	}
-	select {
-	case s.msgs <- msg:
-	case <-s.done:
-	}
+	s.in.PushWait(context.Background(), msg)
 }
 
 // lost asks maintain to observe again, if gen is the current observation

@@ -10,6 +10,7 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/transporttest"
 )
 
@@ -51,7 +52,7 @@ func protectBench(b *testing.B, tr transport.Transport, topic string, key []byte
 	if err := c.SetTopicKey(key, topic); err != nil {
 		b.Fatal(err)
 	}
-	p, err := transport.Protect(context.Background(), tr, c, nil)
+	p, err := e4transport.Protect(context.Background(), tr, c, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // a command line takes one "--broker URL" whatever the protocol:
 //
 //	t, err := dial.Open(ctx, "mqtts://broker.example:8883", dial.Options{CAFile: "ca.pem"})
-//	p, err := transport.Protect(ctx, t, e4Client, nil)
+//	p, err := e4transport.Protect(ctx, t, e4Client, nil)
 //
 // # URL forms
 //

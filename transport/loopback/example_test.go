@@ -8,6 +8,7 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -61,7 +62,7 @@ func Example_protected() {
 }
 
 // mustProtect wraps t with a new E4 client that holds the key of topic.
-func mustProtect(ctx context.Context, t transport.Transport, topicKey []byte, topic string) *transport.Protected {
+func mustProtect(ctx context.Context, t transport.Transport, topicKey []byte, topic string) *e4transport.Protected {
 	clientKey := make([]byte, e4.KeyLen)
 	_, _ = rand.Read(clientKey)
 	client, err := e4.NewSymKeyClient(e4.IDFromName("device-"+rand.Text()), clientKey, nil)
@@ -71,7 +72,7 @@ func mustProtect(ctx context.Context, t transport.Transport, topicKey []byte, to
 	if err := client.SetTopicKey(topicKey, topic); err != nil {
 		log.Fatal(err)
 	}
-	p, err := transport.Protect(ctx, t, client, nil)
+	p, err := e4transport.Protect(ctx, t, client, nil)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,7 +4,7 @@
 // ending pending receives with transport.ErrClosed).
 //
 // It needs no server, so it suits unit tests and examples of code written
-// against transport.Transport, including code wrapped by transport.Protect:
+// against transport.Transport, including code wrapped by e4transport.Protect:
 //
 //	b := loopback.NewBroker()
 //	dev, c2 := b.Connect(), b.Connect()

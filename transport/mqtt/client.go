@@ -11,6 +11,7 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // wrapped maps each paho client given to FromClient to its live Transport,
@@ -38,10 +39,12 @@ const hookWait = 2 * time.Second
 
 // FromClient wraps an application's paho client, configured and connected
 // by the application (its broker, TLS, credentials, session and reconnect
-// options stay as they are). Publish uses QoS 1 unless told otherwise,
-// and keeps at most DefaultMaxInflight of its QoS 1 and 2 messages in
-// flight (messages the application publishes on c directly are not
-// counted; see Config.MaxInflight for why the bound matters).
+// options stay as they are). cfg may be nil; FromClient takes DefaultQoS,
+// QueueSize, QueueBytes, MaxMessageSize and MaxInflight from it and
+// ignores the rest. Publish uses QoS 1 unless told otherwise, and keeps
+// at most MaxInflight (default DefaultMaxInflight) of its QoS 1 and 2
+// messages in flight (messages the application publishes on c directly
+// are not counted; see Config.MaxInflight for why the bound matters).
 //
 // Resubscription: paho's options cannot be changed once the client exists,
 // so the Transport cannot install its own OnConnect handler. A client that
@@ -64,7 +67,7 @@ const hookWait = 2 * time.Second
 // overlap them on brokers that send one copy per subscription (Mosquitto),
 // or it will receive duplicates. Close unsubscribes what the Transport
 // subscribed and leaves the client connected. One Transport per client.
-func FromClient(c paho.Client) (*Transport, error) {
+func FromClient(c paho.Client, cfg *Config) (*Transport, error) {
 	if c == nil {
 		return nil, errors.New("mqtt: FromClient: nil client")
 	}
@@ -74,7 +77,14 @@ func FromClient(c paho.Client) (*Transport, error) {
 	if autoReconnects(c) && !hooks.await(c, hookWait) {
 		return nil, ErrNoResubscribe
 	}
-	t := newTransport(transport.AtLeastOnce, 0, 0)
+	var conf Config
+	if cfg != nil {
+		conf = *cfg
+	}
+	t, err := newConfiguredTransport(&conf)
+	if err != nil {
+		return nil, err
+	}
 	t.client = c
 	wrapped.Lock()
 	defer wrapped.Unlock()
@@ -170,15 +180,17 @@ func ResubscribeOnConnect(next paho.OnConnectHandler) paho.OnConnectHandler {
 }
 
 // Protect adds E4 to an application's connected paho client in one call:
-// it wraps c with FromClient and the result with transport.Protect, which
-// subscribes to e4c's control topic. Closing the Protected transport
-// releases the wrapper, not the client. opts may be nil (strict policies).
-func Protect(ctx context.Context, c paho.Client, e4c *e4.Client, opts *transport.ProtectOptions) (*transport.Protected, error) {
-	t, err := FromClient(c)
+// it wraps c with FromClient(c, cfg) and the result with
+// e4transport.Protect(ctx, t, e4c, opts), which subscribes to e4c's
+// control topic. Closing the Protected transport releases the wrapper,
+// not the client. cfg and opts may be nil (the adapter's defaults, strict
+// E4 policies).
+func Protect(ctx context.Context, c paho.Client, e4c *e4.Client, cfg *Config, opts *e4transport.Options) (*e4transport.Protected, error) {
+	t, err := FromClient(c, cfg)
 	if err != nil {
 		return nil, err
 	}
-	p, err := transport.Protect(ctx, t, e4c, opts)
+	p, err := e4transport.Protect(ctx, t, e4c, opts)
 	if err != nil {
 		_ = t.Close()
 		return nil, fmt.Errorf("mqtt: protecting the client: %w", err)

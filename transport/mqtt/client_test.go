@@ -15,6 +15,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
@@ -75,11 +76,11 @@ func TestProtectAppClient(t *testing.T) {
 	key := newKey(t)
 
 	app := appClient(t, m.URL(), nil)
-	dev, err := mqtt.Protect(opContext(t), app, newE4Client(t, "device", key, topic), nil)
+	dev, err := mqtt.Protect(opContext(t), app, newE4Client(t, "device", key, topic), nil, nil)
 	if err != nil {
 		t.Fatalf("Protect: %v", err)
 	}
-	peer, err := transport.Protect(opContext(t), dial(t, dialConfig(m.URL())), newE4Client(t, "peer", key, topic), nil)
+	peer, err := e4transport.Protect(opContext(t), dial(t, dialConfig(m.URL())), newE4Client(t, "peer", key, topic), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,25 +119,52 @@ func TestProtectAppClient(t *testing.T) {
 func TestFromClientOnePerClient(t *testing.T) {
 	m := testbroker.StartMosquitto(t, nil)
 	app := appClient(t, m.URL(), nil)
-	first, err := mqtt.FromClient(app)
+	first, err := mqtt.FromClient(app, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := mqtt.FromClient(app); err == nil {
+	if _, err := mqtt.FromClient(app, nil); err == nil {
 		t.Fatal("a second FromClient on a wrapped client succeeded, want an error")
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	second, err := mqtt.FromClient(app)
+	second, err := mqtt.FromClient(app, nil)
 	if err != nil {
 		t.Fatalf("FromClient after Close: %v", err)
 	}
 	_ = second.Close()
 
 	unconnected := paho.NewClient(paho.NewClientOptions().AddBroker(m.URL()))
-	if _, err := mqtt.FromClient(unconnected); err == nil {
+	if _, err := mqtt.FromClient(unconnected, nil); err == nil {
 		t.Fatal("FromClient on a client never connected succeeded, want an error")
+	}
+}
+
+// TestFromClientTakesConfig: FromClient applies the Config fields that are
+// the Transport's own (here MaxMessageSize and DefaultQoS) to the
+// application's client: an invalid default QoS is refused, and a message
+// over the size bound is dropped and counted while the next one arrives.
+func TestFromClientTakesConfig(t *testing.T) {
+	m := testbroker.StartMosquitto(t, nil)
+	app := appClient(t, m.URL(), nil)
+	badQoS := transport.QoS(3)
+	if _, err := mqtt.FromClient(app, &mqtt.Config{DefaultQoS: &badQoS}); err == nil {
+		t.Fatal("FromClient with default QoS 3 succeeded, want an error")
+	}
+	tr, err := mqtt.FromClient(app, &mqtt.Config{MaxMessageSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	topic := uniqueTopic(t, "fromclient-config")
+	sub := subscribe(t, tr, topic)
+	pub := dial(t, dialConfig(m.URL()))
+	publish(t, pub, topic, make([]byte, 17))
+	publish(t, pub, topic, []byte("small enough"))
+	expect(t, sub, "the subscription of a FromClient transport", topic, "small enough")
+	if n := tr.Oversized(); n != 1 {
+		t.Errorf("Oversized() = %d, want 1 (the 17-byte message)", n)
 	}
 }
 
@@ -148,7 +176,7 @@ func TestFromClientResubscribes(t *testing.T) {
 	m := testbroker.StartMosquitto(t, nil)
 	var connects atomic.Int32
 	app := appClient(t, m.URL(), func(paho.Client) { connects.Add(1) })
-	tr, err := mqtt.FromClient(app)
+	tr, err := mqtt.FromClient(app, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestConformanceMosquitto(t *testing.T) {
 type embeddedHarness struct{ b *mqttbroker.Broker }
 
 func newEmbeddedHarness(ctx context.Context, t *testing.T) (transporttest.Harness, error) {
-	b, err := mqttbroker.Start(ctx, "127.0.0.1:0")
+	b, err := mqttbroker.Start("127.0.0.1:0", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func (h *embeddedHarness) RestartBroker(ctx context.Context) error {
 	if err := h.b.Close(); err != nil {
 		return err
 	}
-	b, err := mqttbroker.Start(ctx, addr)
+	b, err := mqttbroker.Start(addr, nil)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // Handler wraps an application's paho message handler so that it receives
@@ -26,14 +26,14 @@ import (
 //
 // The handler runs on paho's delivery goroutine, like h; it unprotects
 // one message at a time. Unlike a Subscribe on the Protected transport, it
-// does not hold a message for a key (ProtectOptions.AwaitKey): a message
+// does not hold a message for a key (e4transport.Options.AwaitKey): a message
 // under a key whose command has not arrived yet goes to onError.
 func Handler(c *e4.Client, h paho.MessageHandler, onError func(topic string, err error)) paho.MessageHandler {
 	if c == nil || h == nil {
 		panic("mqtt: Handler needs an E4 client and a handler")
 	}
 	return func(pc paho.Client, m paho.Message) {
-		if transport.IsProtocolTopic(c, m.Topic()) {
+		if e4transport.IsProtocolTopic(c, m.Topic()) {
 			return
 		}
 		plain, err := c.Unprotect(nil, m.Payload(), m.Topic())

@@ -41,15 +41,15 @@ func TestFromClientRefusesWithoutResubscribe(t *testing.T) {
 		return c
 	}
 	reconnecting := connect(true)
-	if _, err := mqtt.FromClient(reconnecting); !errors.Is(err, mqtt.ErrNoResubscribe) {
+	if _, err := mqtt.FromClient(reconnecting, nil); !errors.Is(err, mqtt.ErrNoResubscribe) {
 		t.Fatalf("FromClient without ResubscribeOnConnect: %v, want ErrNoResubscribe", err)
 	}
 	e4c := newE4Client(t, "device", newKey(t), "a/b")
-	_, err := mqtt.Protect(opContext(t), reconnecting, e4c, nil)
+	_, err := mqtt.Protect(opContext(t), reconnecting, e4c, nil, nil)
 	if !errors.Is(err, mqtt.ErrNoResubscribe) || !strings.Contains(err.Error(), "mqtt.ResubscribeOnConnect(yourHandler)") {
 		t.Fatalf("Protect without ResubscribeOnConnect: %v, want ErrNoResubscribe saying what to add", err)
 	}
-	tr, err := mqtt.FromClient(connect(false))
+	tr, err := mqtt.FromClient(connect(false), nil)
 	if err != nil {
 		t.Fatalf("FromClient on a client without AutoReconnect: %v", err)
 	}
@@ -84,7 +84,7 @@ func TestHandlerExistingApp(t *testing.T) {
 	app := appClient(t, m.URL(), func(c paho.Client) {
 		c.Subscribe(base+"/+/temp", 1, mqtt.Handler(device, onReading, onUnreadable))
 	})
-	p, err := mqtt.Protect(opContext(t), app, device, nil)
+	p, err := mqtt.Protect(opContext(t), app, device, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func (connectedDouble) OptionsReader() paho.ClientOptionsReader { return paho.Cl
 // TestFromClientDouble: FromClient does not panic on a client whose
 // options cannot be read; it takes it as one that does not reconnect.
 func TestFromClientDouble(t *testing.T) {
-	tr, err := mqtt.FromClient(connectedDouble{})
+	tr, err := mqtt.FromClient(connectedDouble{}, nil)
 	if err != nil {
 		t.Fatalf("FromClient on a test double: %v", err)
 	}

@@ -5,7 +5,7 @@
 // client the application has already configured and connected, and Protect
 // adds E4 to such a client in one call:
 //
-//	p, err := mqtt.Protect(ctx, pahoClient, e4Client, nil)
+//	p, err := mqtt.Protect(ctx, pahoClient, e4Client, nil, nil)
 //	err = p.Publish(ctx, "sensors/room1/temp", []byte("21.5"))
 //
 // An application that subscribes with paho callbacks keeps them and wraps
@@ -110,7 +110,10 @@ var (
 	ErrSubscriptionRefused = errors.New("mqtt: broker refused the subscription")
 )
 
-// Config configures Dial. Only Brokers is required.
+// Config configures Dial and FromClient. Only Brokers is required, by
+// Dial; FromClient takes DefaultQoS, QueueSize, QueueBytes, MaxMessageSize
+// and MaxInflight from it and ignores the rest, which is about the
+// connection the application made.
 type Config struct {
 	// Brokers are the broker URLs, tried in order on every (re)connect:
 	// "tcp://host:1883" (or "mqtt://"), "ssl://host:8883" (or "tls://",
@@ -230,13 +233,10 @@ func newTransport(defaultQoS transport.QoS, queueSize, maxInflight int) *Transpo
 	}
 }
 
-// Dial connects to the first broker of cfg.Brokers that accepts, within
-// ctx. Credentials refused by the broker give an error wrapping
-// ErrNotAuthorized.
-func Dial(ctx context.Context, cfg Config) (*Transport, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("mqtt: connecting to %v: %w", cfg.Brokers, err)
-	}
+// newConfiguredTransport makes a Transport with the settings of cfg that
+// Dial and FromClient share: DefaultQoS, QueueSize, QueueBytes,
+// MaxMessageSize and MaxInflight.
+func newConfiguredTransport(cfg *Config) (*Transport, error) {
 	qos := transport.AtLeastOnce
 	if cfg.DefaultQoS != nil {
 		qos = *cfg.DefaultQoS
@@ -244,13 +244,27 @@ func Dial(ctx context.Context, cfg Config) (*Transport, error) {
 	if qos > transport.ExactlyOnce {
 		return nil, fmt.Errorf("mqtt: default QoS %d is not 0, 1 or 2", qos)
 	}
+	t := newTransport(qos, cfg.QueueSize, cfg.MaxInflight)
+	t.setLimits(cfg.MaxMessageSize, cfg.QueueBytes)
+	return t, nil
+}
+
+// Dial connects to the first broker of cfg.Brokers that accepts, within
+// ctx. Credentials refused by the broker give an error wrapping
+// ErrNotAuthorized.
+func Dial(ctx context.Context, cfg Config) (*Transport, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("mqtt: connecting to %v: %w", cfg.Brokers, err)
+	}
+	t, err := newConfiguredTransport(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	opts, err := clientOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
-	t := newTransport(qos, cfg.QueueSize, cfg.MaxInflight)
 	t.owned, t.keepBacklog = true, cfg.PersistentSession
-	t.setLimits(cfg.MaxMessageSize, cfg.QueueBytes)
 	if t.maxMessage > 0 {
 		opts.SetCustomOpenConnectionFn(t.openLimitedConnection)
 	}

@@ -79,7 +79,7 @@ func TestOverlappingFilters(t *testing.T) {
 		testOverlappingFilters(t, m.URL())
 	})
 	t.Run("Embedded", func(t *testing.T) {
-		b, err := mqttbroker.Start(opContext(t), "127.0.0.1:0")
+		b, err := mqttbroker.Start("127.0.0.1:0", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

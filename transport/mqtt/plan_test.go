@@ -16,7 +16,7 @@ import (
 func TestBrokerSubscriptions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	b, err := mqttbroker.Start(ctx, "127.0.0.1:0")
+	b, err := mqttbroker.Start("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/transporttest"
 )
 
@@ -58,7 +59,7 @@ func (p benchPair) throughput() transporttest.ThroughputPair {
 func protectBench(b *testing.B, t transport.Transport, key []byte, topic string) transport.Transport {
 	b.Helper()
 	c := newE4ClientTB(b, key, topic)
-	p, err := transport.Protect(opContext(b), t, c, nil)
+	p, err := e4transport.Protect(opContext(b), t, c, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func (c *ThroughputConfig) defaults() {
 
 // CompareThroughput sends b.N messages through bare and b.N through
 // protected (normally the same kind of connection wrapped by
-// transport.Protect), and reports messages per second of each and their
+// e4transport.Protect), and reports messages per second of each and their
 // ratio as the metrics "bare-msg/s", "e4-msg/s" and "e4/bare". It also
 // reports "e4/bare-median", the median over turns of the ratio between the
 // two rounds of a turn: one stalled round moves the ratio of totals but

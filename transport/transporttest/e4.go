@@ -10,10 +10,11 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // WithE4 wraps a harness so that every transport it makes is protected by
-// E4: MakeTransport returns transport.Protect(ctx, inner, client, nil) with
+// E4: MakeTransport returns e4transport.Protect(ctx, inner, client, nil) with
 // a client of its own per transport (a client's replay cache would refuse
 // the second copy of a message delivered to two subscriptions of one
 // client, as it should).
@@ -132,8 +133,8 @@ func prepareInner(h Harness, topic string) error {
 }
 
 // protect wraps inner, closing it if that fails.
-func protect(ctx context.Context, inner transport.Transport, client *e4.Client, opts *transport.ProtectOptions) (*transport.Protected, error) {
-	p, err := transport.Protect(ctx, inner, client, opts)
+func protect(ctx context.Context, inner transport.Transport, client *e4.Client, opts *e4transport.Options) (*e4transport.Protected, error) {
+	p, err := e4transport.Protect(ctx, inner, client, opts)
 	if err != nil {
 		return nil, errors.Join(err, inner.Close())
 	}

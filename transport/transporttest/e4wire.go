@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
 // RunE4WireTests checks, with a bare (not WithE4) harness, what the
@@ -33,7 +33,7 @@ func RunE4WireTests(t *testing.T, newHarness HarnessMaker) {
 
 // protected opens a transport protected by a new client with the given
 // topic keys; it returns the client key too.
-func (e *env) protected(keys map[string][]byte, opts *transport.ProtectOptions) (*transport.Protected, []byte) {
+func (e *env) protected(keys map[string][]byte, opts *e4transport.Options) (*e4transport.Protected, []byte) {
 	e.t.Helper()
 	client, clientKey, err := newE4Client()
 	if err != nil {
@@ -87,7 +87,7 @@ func testForgeriesDropped(e *env) {
 	key := randomKey()
 	drops := make(chan error, 8)
 	onDrop := func(_ string, err error) { report(drops, err) }
-	device, _ := e.protected(map[string][]byte{topic: key}, &transport.ProtectOptions{OnDrop: onDrop})
+	device, _ := e.protected(map[string][]byte{topic: key}, &e4transport.Options{OnDrop: onDrop})
 	sub := e.subscribe(device, topic)
 	bare := e.transport()
 	pub, _ := e.protected(map[string][]byte{topic: key}, nil)
@@ -131,7 +131,7 @@ func testControlCommand(e *env) {
 			report(commands, err)
 		}
 	}
-	device, clientKey := e.protected(nil, &transport.ProtectOptions{OnCommand: onCommand})
+	device, clientKey := e.protected(nil, &e4transport.Options{OnCommand: onCommand})
 	sub := e.subscribe(device, topic)
 	c2 := e.transport()
 

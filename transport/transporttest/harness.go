@@ -6,7 +6,7 @@
 // see each other's messages on a shared broker.
 //
 // WithE4 wraps a harness so that every transport it makes is protected by
-// an E4 client (transport.Protect): the same suite then checks that E4
+// an E4 client (e4transport.Protect): the same suite then checks that E4
 // changes nothing an application can observe but the bytes on the wire.
 // RunE4WireTests, given the bare harness, checks those bytes: ciphertext on
 // the wire, forgeries dropped, C2 commands applied through the adapter.

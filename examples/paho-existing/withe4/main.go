@@ -56,7 +56,7 @@ func main() {
 	}
 	defer client.Disconnect(250)
 	ctx := context.Background()
-	p, err := mqtt.Protect(ctx, client, device, nil) // applies C2's commands
+	p, err := mqtt.Protect(ctx, client, device, nil, nil) // applies C2's commands
 	if err != nil {
 		log.Fatal(err)
 	}

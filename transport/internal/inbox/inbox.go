@@ -1,6 +1,9 @@
 // Package inbox is the per-subscription message buffer shared by the
-// transport adapters: the delivering side never waits, receivers wait with
-// a context, and ending the subscription wakes them all.
+// transport adapters: the delivering side either never waits (Push: a
+// message that finds the inbox full is dropped and counted) or waits for
+// room (PushWait: the adapter holds its acknowledgement back, so the
+// broker keeps the rest), receivers wait with a context, and ending the
+// subscription wakes them all.
 package inbox
 
 import (
@@ -23,11 +26,16 @@ type Inbox struct {
 	wake chan struct{}
 	// done is closed when the inbox ends.
 	done chan struct{}
+	// room holds one token when a receiver made room while a PushWait
+	// waited for it; a PushWait that fills a slot and leaves room behind
+	// passes it on to the next one.
+	room chan struct{}
 
-	mu      sync.Mutex // guards queue, bytes and ended
+	mu      sync.Mutex // guards queue, bytes, ended and pushers
 	queue   []*transport.Message
 	bytes   int // payload bytes in queue
 	ended   bool
+	pushers int // PushWait calls waiting for room
 	ending  sync.Once
 	dropped atomic.Uint64
 }
@@ -39,7 +47,10 @@ func New(limit int) *Inbox { return NewBounded(limit, 0) }
 // bytes of payload (0: no limit). A message larger than maxBytes never
 // fits.
 func NewBounded(limit, maxBytes int) *Inbox {
-	return &Inbox{limit: limit, maxBytes: maxBytes, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &Inbox{
+		limit: limit, maxBytes: maxBytes,
+		wake: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{}),
+	}
 }
 
 // Push appends a message without ever waiting and wakes one receiver. A
@@ -63,6 +74,61 @@ func (in *Inbox) Push(m *transport.Message) {
 	in.signal()
 }
 
+// PushWait appends m and wakes one receiver, waiting while the inbox is
+// full: by count, or by bytes, where a message larger than the byte bound
+// still goes in alone, once no payload bytes are buffered (unlike Push,
+// which drops it). It reports whether m was appended: false when the
+// inbox ended or ctx ended first. Adapters whose protocol lets them hold a
+// delivery back (an AMQP acknowledgement, a CoAP notification's) use it
+// so that a slow receiver makes the broker keep the next messages instead
+// of losing them.
+func (in *Inbox) PushWait(ctx context.Context, m *transport.Message) bool {
+	in.mu.Lock()
+	for !in.ended && !in.fitsLocked(len(m.Payload)) {
+		in.pushers++
+		in.mu.Unlock()
+		stopped := false
+		select {
+		case <-in.room:
+		case <-in.done:
+		case <-ctx.Done():
+			stopped = true
+		}
+		in.mu.Lock()
+		in.pushers--
+		if stopped {
+			in.mu.Unlock()
+			return false
+		}
+	}
+	if in.ended {
+		in.mu.Unlock()
+		return false
+	}
+	in.queue = append(in.queue, m)
+	in.bytes += len(m.Payload)
+	passOn := in.pushers > 0 && in.roomLocked()
+	in.mu.Unlock()
+	in.signal()
+	if passOn {
+		notify(in.room)
+	}
+	return true
+}
+
+// fitsLocked reports whether a payload of n bytes fits now, for PushWait.
+func (in *Inbox) fitsLocked(n int) bool {
+	if in.limit > 0 && len(in.queue) >= in.limit {
+		return false
+	}
+	return in.maxBytes <= 0 || in.bytes == 0 || in.bytes+n <= in.maxBytes
+}
+
+// roomLocked reports whether some message might fit now.
+func (in *Inbox) roomLocked() bool {
+	return (in.limit <= 0 || len(in.queue) < in.limit) && (in.maxBytes <= 0 || in.bytes < in.maxBytes)
+}
+
 // CountDrop counts a message for this inbox that its adapter discarded
 // before it could be pushed (one too large, say).
 func (in *Inbox) CountDrop() { in.dropped.Add(1) }
@@ -78,9 +144,12 @@ func (in *Inbox) Bytes() int {
 	return in.bytes
 }
 
-func (in *Inbox) signal() {
+func (in *Inbox) signal() { notify(in.wake) }
+
+// notify leaves a token in ch, which holds one at most.
+func notify(ch chan struct{}) {
 	select {
-	case in.wake <- struct{}{}:
+	case ch <- struct{}{}:
 	default: // a token is already waiting
 	}
 }
@@ -102,6 +171,9 @@ func (in *Inbox) pop() (*transport.Message, error) {
 	in.bytes -= len(m.Payload)
 	if len(in.queue) > 0 {
 		in.signal()
+	}
+	if in.pushers > 0 {
+		notify(in.room)
 	}
 	return m, nil
 }

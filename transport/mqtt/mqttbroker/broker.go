@@ -3,7 +3,7 @@
 // MQTT 3.1.1 and 5 over TCP, accepts every client by default, and can
 // require one username and password instead.
 //
-//	b, err := mqttbroker.Start(ctx, "127.0.0.1:0")
+//	b, err := mqttbroker.Start("127.0.0.1:0", nil)
 //	defer b.Close()
 //	t, err := mqtt.Dial(ctx, mqtt.Config{Brokers: []string{b.URL()}})
 //
@@ -12,7 +12,6 @@ package mqttbroker
 
 import (
 	"bytes"
-	"context"
 	"crypto/subtle"
 	"fmt"
 	"io"
@@ -27,23 +26,16 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Option changes how Start configures the broker.
-type Option func(*options)
+// Options configures a Broker. The zero value is usable: every client
+// is accepted and the log is discarded.
+type Options struct {
+	// Username and Password, when Username is set, make the broker accept
+	// only clients that present them; the comparison is exact (no
+	// patterns).
+	Username, Password string
 
-type options struct {
-	username, password string
-	logger             *slog.Logger
-}
-
-// WithCredentials makes the broker accept only clients that present this
-// username and password; the comparison is exact (no patterns).
-func WithCredentials(username, password string) Option {
-	return func(o *options) { o.username, o.password = username, password }
-}
-
-// WithLogger sends the broker's log to l; by default it is discarded.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) { o.logger = l }
+	// Logger receives the broker's log; nil discards it.
+	Logger *slog.Logger
 }
 
 // Broker is a running embedded broker.
@@ -55,22 +47,21 @@ type Broker struct {
 }
 
 // Start listens on addr ("127.0.0.1:0" picks a free port) and serves MQTT
-// until Close. ctx bounds the start only.
-func Start(ctx context.Context, addr string, opts ...Option) (*Broker, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
+// until Close. opts may be nil.
+func Start(addr string, opts *Options) (*Broker, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
 	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("mqttbroker: %w", err)
 	}
-	server := mochi.New(&mochi.Options{Logger: o.logger, InlineClient: false})
-	if err := server.AddHook(&authHook{username: o.username, password: o.password}, nil); err != nil {
+	server := mochi.New(&mochi.Options{Logger: o.Logger, InlineClient: false})
+	if err := server.AddHook(&authHook{username: o.Username, password: o.Password}, nil); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("mqttbroker: adding the auth hook: %w", err)
 	}

@@ -17,9 +17,9 @@ func opContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func start(t *testing.T, addr string, opts ...mqttbroker.Option) *mqttbroker.Broker {
+func start(t *testing.T, addr string, opts *mqttbroker.Options) *mqttbroker.Broker {
 	t.Helper()
-	b, err := mqttbroker.Start(opContext(t), addr, opts...)
+	b, err := mqttbroker.Start(addr, opts)
 	if err != nil {
 		t.Fatalf("Start(%q): %v", addr, err)
 	}
@@ -54,7 +54,7 @@ func roundTrip(t *testing.T, tr *mqtt.Transport) {
 // TestStartAnyPort: "127.0.0.1:0" picks a port, reported by Addr and URL,
 // where anonymous clients are served.
 func TestStartAnyPort(t *testing.T) {
-	b := start(t, "127.0.0.1:0")
+	b := start(t, "127.0.0.1:0", nil)
 	if strings.HasSuffix(b.Addr(), ":0") || b.URL() != "tcp://"+b.Addr() {
 		t.Fatalf("Addr() = %q, URL() = %q", b.Addr(), b.URL())
 	}
@@ -68,7 +68,7 @@ func TestStartAnyPort(t *testing.T) {
 // TestCredentials: with WithCredentials only the exact username and
 // password connect; a "*" in the password is no pattern.
 func TestCredentials(t *testing.T) {
-	b := start(t, "127.0.0.1:0", mqttbroker.WithCredentials("device", "pa*"))
+	b := start(t, "127.0.0.1:0", &mqttbroker.Options{Username: "device", Password: "pa*"})
 	tr, err := dial(t, b.URL(), "device", "pa*")
 	if err != nil {
 		t.Fatalf("right credentials: %v", err)
@@ -93,7 +93,7 @@ func TestCredentials(t *testing.T) {
 // TestCloseAndRestart: Close is idempotent and stops serving; a broker
 // started again on the same address serves again.
 func TestCloseAndRestart(t *testing.T) {
-	b := start(t, "127.0.0.1:0")
+	b := start(t, "127.0.0.1:0", nil)
 	addr := b.Addr()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func TestCloseAndRestart(t *testing.T) {
 	if _, err := dial(t, b.URL(), "", ""); err == nil {
 		t.Fatal("Dial to a closed broker succeeded")
 	}
-	again := start(t, addr)
+	again := start(t, addr, nil)
 	tr, err := dial(t, again.URL(), "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -114,8 +114,8 @@ func TestCloseAndRestart(t *testing.T) {
 
 // TestStartBusyAddress: an address in use is an error, not a hang.
 func TestStartBusyAddress(t *testing.T) {
-	b := start(t, "127.0.0.1:0")
-	if other, err := mqttbroker.Start(opContext(t), b.Addr()); err == nil {
+	b := start(t, "127.0.0.1:0", nil)
+	if other, err := mqttbroker.Start(b.Addr(), nil); err == nil {
 		_ = other.Close()
 		t.Fatal("Start on a busy address succeeded")
 	}

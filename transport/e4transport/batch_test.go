@@ -1,4 +1,4 @@
-package transport_test
+package e4transport_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -66,11 +67,11 @@ func runBurst(t *testing.T, s burstSetup, name string, batching bool) burstOutco
 	ctx := context.Background()
 	var dropped drops
 	applied := make(chan error, 1)
-	reader := protectOver(t, s.reader, newDevice(t, name), &transport.ProtectOptions{
+	reader := protectOver(t, s.reader, newDevice(t, name), &e4transport.Options{
 		AwaitKey: burstAwaitKey, OnDrop: dropped.record,
 		OnCommand: func(_ e4.Command, err error) { applied <- err },
 	})
-	transport.SetBatching(reader, batching)
+	e4transport.SetBatching(reader, batching)
 	if err := reader.Client().SetTopicKey(topicKey, "burst/t"); err != nil {
 		t.Fatal(err)
 	}
@@ -146,14 +147,14 @@ func runBurst(t *testing.T, s burstSetup, name string, batching bool) burstOutco
 	}
 	slices.Sort(out.delivered)
 	slices.Sort(out.drops)
-	out.batched = transport.BatchedMessages(reader)
+	out.batched = e4transport.BatchedMessages(reader)
 	return out
 }
 
 // dropReason names the E4 error err wraps: the errors carry details that
 // differ from one message to the next.
 func dropReason(err error) string {
-	for _, known := range []error{e4.ErrReplay, e4.ErrAuthentication, e4.ErrTopicKeyNotFound, e4.ErrInvalidLength, transport.ErrAwaitKeyFull} {
+	for _, known := range []error{e4.ErrReplay, e4.ErrAuthentication, e4.ErrTopicKeyNotFound, e4.ErrInvalidLength, e4transport.ErrAwaitKeyFull} {
 		if errors.Is(err, known) {
 			return known.Error()
 		}
@@ -259,7 +260,7 @@ func TestBatchReceiveUnsubscribeForgetsReady(t *testing.T) {
 	if m := receive(t, sub); string(m.Payload) != "m0" {
 		t.Fatalf("got %q", m.Payload)
 	}
-	if n := transport.BatchedMessages(reader); n != 5 {
+	if n := e4transport.BatchedMessages(reader); n != 5 {
 		t.Fatalf("%d messages batched, want the 5 buffered", n)
 	}
 	if err := sub.Unsubscribe(ctx); err != nil {

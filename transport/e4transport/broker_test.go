@@ -1,4 +1,4 @@
-package transport_test
+package e4transport_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
 )
 
@@ -40,11 +41,11 @@ func receiveWithin(t *testing.T, sub transport.Subscription) *transport.Message 
 }
 
 // protectOver wraps inner for a device, closing it at the end of the test.
-func protectOver(t *testing.T, inner transport.Transport, c *e4.Client, opts *transport.ProtectOptions) *transport.Protected {
+func protectOver(t *testing.T, inner transport.Transport, c *e4.Client, opts *e4transport.Options) *e4transport.Protected {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
-	p, err := transport.Protect(ctx, inner, c, opts)
+	p, err := e4transport.Protect(ctx, inner, c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestDeviceAcknowledgesOverMosquitto(t *testing.T) {
 			name = "silent"
 		}
 		applied := make(chan error, 1)
-		dev := protectOver(t, dialMosquitto(t, m), newDevice(t, name), &transport.ProtectOptions{
+		dev := protectOver(t, dialMosquitto(t, m), newDevice(t, name), &e4transport.Options{
 			NoAck:     noAck,
 			OnCommand: func(_ e4.Command, err error) { applied <- err },
 		})

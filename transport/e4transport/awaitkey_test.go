@@ -1,4 +1,4 @@
-package transport_test
+package e4transport_test
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
-	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -30,7 +30,7 @@ func TestAwaitKeyForgeryDoesNotDelayTheNextMessage(t *testing.T) {
 		raw := b.Connect()
 		defer raw.Close()
 		var dropped drops
-		reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{AwaitKey: awaitKey, OnDrop: dropped.record})
+		reader := protect(t, b, newDevice(t, "reader"), &e4transport.Options{AwaitKey: awaitKey, OnDrop: dropped.record})
 		sender := newDevice(t, "sender")
 		forger := newDevice(t, "forger")
 		_ = sender.SetTopicKey(topicKey, "room/temp")
@@ -95,7 +95,7 @@ func TestAwaitKeyHoldsBounded(t *testing.T) {
 		raw := b.Connect()
 		defer raw.Close()
 		var dropped drops
-		reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{
+		reader := protect(t, b, newDevice(t, "reader"), &e4transport.Options{
 			AwaitKey: time.Minute, AwaitKeyMaxHeld: 2, OnDrop: dropped.record,
 		})
 		sender := newDevice(t, "sender")
@@ -118,7 +118,7 @@ func TestAwaitKeyHoldsBounded(t *testing.T) {
 		if _, err := sub.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Receive without the key: %v", err)
 		}
-		if errs := dropped.snapshot(); len(errs) != 1 || !errors.Is(errs[0], transport.ErrAwaitKeyFull) || !errors.Is(errs[0], e4.ErrTopicKeyNotFound) {
+		if errs := dropped.snapshot(); len(errs) != 1 || !errors.Is(errs[0], e4transport.ErrAwaitKeyFull) || !errors.Is(errs[0], e4.ErrTopicKeyNotFound) {
 			t.Fatalf("drops %v, want the third message for want of room", errs)
 		}
 		sendSetTopicKey(t, c2, reader.Client(), topicKey, "t")

@@ -1,4 +1,4 @@
-package transport_test
+package e4transport_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -61,7 +62,7 @@ func TestNoSyncSendsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	called := make(chan error, 1)
-	p := protect(t, b, newDevice(t, "quiet"), &transport.ProtectOptions{NoSync: true, OnSync: func(err error) { called <- err }})
+	p := protect(t, b, newDevice(t, "quiet"), &e4transport.Options{NoSync: true, OnSync: func(err error) { called <- err }})
 	// Close waits for any publication in progress: after it, a marker
 	// published now is the first thing syncs receives, unless a sync
 	// request went out.
@@ -127,7 +128,7 @@ func TestDeviceSendsSyncRequestAfterReconnection(t *testing.T) {
 	defer stop()
 	synced := make(chan error, 8)
 	applied := make(chan error, 1)
-	dev := protectOver(t, &journaled{Transport: inner, ConnectionNotifier: inner, j: &j}, newDevice(t, "restarted"), &transport.ProtectOptions{
+	dev := protectOver(t, &journaled{Transport: inner, ConnectionNotifier: inner, j: &j}, newDevice(t, "restarted"), &e4transport.Options{
 		OnSync:    func(err error) { synced <- err },
 		OnCommand: func(_ e4.Command, err error) { applied <- err },
 	})

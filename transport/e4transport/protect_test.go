@@ -1,4 +1,4 @@
-package transport_test
+package e4transport_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
+	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -63,11 +64,11 @@ func (d *drops) snapshot() []error {
 	return append([]error(nil), d.errs...)
 }
 
-func protect(t *testing.T, b *loopback.Broker, c *e4.Client, opts *transport.ProtectOptions) *transport.Protected {
+func protect(t *testing.T, b *loopback.Broker, c *e4.Client, opts *e4transport.Options) *e4transport.Protected {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	p, err := transport.Protect(ctx, b.Connect(), c, opts)
+	p, err := e4transport.Protect(ctx, b.Connect(), c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,11 +91,11 @@ func TestProtectedStrictByDefault(t *testing.T) {
 	ctx := context.Background()
 	b := loopback.NewBroker()
 	var d drops
-	sub := protect(t, b, newDevice(t, "subscriber"), &transport.ProtectOptions{OnDrop: d.record})
+	sub := protect(t, b, newDevice(t, "subscriber"), &e4transport.Options{OnDrop: d.record})
 	// The publisher sends no sync request: published at any time after
 	// Protect returns, it would reach the subscriber's "#" as one more
 	// message without a key.
-	pub := protect(t, b, newDevice(t, "publisher"), &transport.ProtectOptions{NoSync: true})
+	pub := protect(t, b, newDevice(t, "publisher"), &e4transport.Options{NoSync: true})
 	bare := b.Connect()
 	defer bare.Close()
 
@@ -150,7 +151,7 @@ func TestProtectedStrictByDefault(t *testing.T) {
 func TestProtectedPermissivePolicies(t *testing.T) {
 	ctx := context.Background()
 	b := loopback.NewBroker()
-	opts := &transport.ProtectOptions{DeliverUnkeyed: true, PublishUnkeyed: true}
+	opts := &e4transport.Options{DeliverUnkeyed: true, PublishUnkeyed: true}
 	sub := protect(t, b, newDevice(t, "subscriber"), opts)
 	pub := protect(t, b, newDevice(t, "publisher"), opts)
 	s, err := sub.Subscribe(ctx, "public/#")
@@ -169,7 +170,7 @@ func TestProtectedAppliesCommands(t *testing.T) {
 	ctx := context.Background()
 	b := loopback.NewBroker()
 	applied := make(chan error, 4)
-	dev := protect(t, b, newDevice(t, "device"), &transport.ProtectOptions{
+	dev := protect(t, b, newDevice(t, "device"), &e4transport.Options{
 		OnCommand: func(_ e4.Command, err error) { applied <- err },
 	})
 	c2 := b.Connect()
@@ -250,7 +251,7 @@ func TestAwaitKeyKeepsMessagesThatArriveBeforeTheirKey(t *testing.T) {
 	var dropped drops
 	// One wait of awaitKey must fit well within receive's 5 s, two must not.
 	const awaitKey = 2 * time.Second
-	reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{AwaitKey: awaitKey, OnDrop: dropped.record})
+	reader := protect(t, b, newDevice(t, "reader"), &e4transport.Options{AwaitKey: awaitKey, OnDrop: dropped.record})
 	sender := newDevice(t, "sender")
 	if err := sender.SetTopicKey(topicKey, "room/temp"); err != nil {
 		t.Fatal(err)
@@ -291,7 +292,7 @@ func TestAwaitKeyCancelledReceiveLosesNothing(t *testing.T) {
 	b := loopback.NewBroker()
 	c2 := b.Connect()
 	defer c2.Close()
-	reader := protect(t, b, newDevice(t, "reader"), &transport.ProtectOptions{AwaitKey: time.Minute})
+	reader := protect(t, b, newDevice(t, "reader"), &e4transport.Options{AwaitKey: time.Minute})
 	sender := newDevice(t, "sender")
 	_ = sender.SetTopicKey(topicKey, "t")
 	sub, err := reader.Subscribe(ctx, "t")
@@ -368,7 +369,7 @@ func TestNoAckPublishesNoAcknowledgement(t *testing.T) {
 	c2 := b.Connect()
 	defer c2.Close()
 	applied := make(chan error, 1)
-	dev := protect(t, b, newDevice(t, "silent"), &transport.ProtectOptions{
+	dev := protect(t, b, newDevice(t, "silent"), &e4transport.Options{
 		NoAck:     true,
 		OnCommand: func(_ e4.Command, err error) { applied <- err },
 	})

@@ -1,4 +1,4 @@
-package transport
+package e4transport
 
 import (
 	"context"
@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/transport"
 )
 
-// ProtectOptions sets the policies of a Protected transport. The zero value
+// Options sets the policies of a Protected transport. The zero value
 // is strict: nothing unprotected is ever published or delivered.
-type ProtectOptions struct {
+type Options struct {
 	// OnDrop is called for every received message that is not delivered:
 	// one on a topic the client holds no key for, or one that fails to
 	// unprotect (tampered, replayed, too old...). It runs on the receiving
@@ -52,9 +53,9 @@ type ProtectOptions struct {
 	// sync request (e4.Client.SyncRequest: what keys it holds) on
 	// e4.SyncTopic once it has subscribed to its control topic, and again
 	// after every reconnection of the wrapped transport (when it
-	// implements ConnectionNotifier), once its control topic is subscribed
-	// again, so that C2 sends what the device missed and the answer cannot
-	// be missed.
+	// implements transport.ConnectionNotifier), once its control topic is
+	// subscribed again, so that C2 sends what the device missed and the
+	// answer cannot be missed.
 	NoSync bool
 
 	// OnSync is called after each attempt to publish a sync request, with
@@ -78,7 +79,7 @@ type ProtectOptions struct {
 	NoAck bool
 }
 
-// Defaults of ProtectOptions.
+// Defaults of Options.
 const (
 	DefaultAwaitKeyMaxHeld  = 256
 	DefaultAwaitKeyMaxBytes = 4 << 20
@@ -86,23 +87,23 @@ const (
 
 // ErrAwaitKeyFull reports a message dropped at once because its
 // subscription already holds as many messages awaiting a key as
-// ProtectOptions allows.
-var ErrAwaitKeyFull = errors.New("transport: too many messages await a key")
+// Options allows.
+var ErrAwaitKeyFull = errors.New("e4transport: too many messages await a key")
 
 // ackTimeout bounds the publish of one acknowledgement; a lost one only
 // makes C2 send the command again.
 const ackTimeout = 10 * time.Second
 
-// Protected is a Transport that protects everything it publishes and
-// unprotects everything it receives with an E4 client, and applies the
-// commands C2 sends to the client's control topic. Create it with Protect.
-// It is safe for concurrent use.
+// Protected is a transport.Transport that protects everything it
+// publishes and unprotects everything it receives with an E4 client, and
+// applies the commands C2 sends to the client's control topic. Create it
+// with Protect. It is safe for concurrent use.
 type Protected struct {
-	inner  Transport
+	inner  transport.Transport
 	client *e4.Client
-	opts   ProtectOptions
+	opts   Options
 
-	control  Subscription
+	control  transport.Subscription
 	stop     context.CancelFunc
 	done     chan struct{}
 	closed   atomic.Bool
@@ -133,9 +134,9 @@ type Protected struct {
 // Protect wraps t with the E4 client c. It subscribes to the client's
 // control topic before returning, so commands sent afterwards are applied.
 // The Protected transport owns t: closing it closes t. opts may be nil.
-func Protect(ctx context.Context, t Transport, c *e4.Client, opts *ProtectOptions) (*Protected, error) {
+func Protect(ctx context.Context, t transport.Transport, c *e4.Client, opts *Options) (*Protected, error) {
 	if t == nil || c == nil {
-		return nil, errors.New("transport: Protect needs a transport and an E4 client")
+		return nil, errors.New("e4transport: Protect needs a transport and an E4 client")
 	}
 	p := &Protected{inner: t, client: c, done: make(chan struct{})}
 	p.keysChanged, p.keysSignal = context.WithCancel(context.Background())
@@ -150,7 +151,7 @@ func Protect(ctx context.Context, t Transport, c *e4.Client, opts *ProtectOption
 	}
 	p.syncWanted, p.syncDone = make(chan struct{}, 1), make(chan struct{})
 	p.stopEvents = func() {}
-	if n, ok := t.(ConnectionNotifier); ok && !p.opts.NoSync {
+	if n, ok := t.(transport.ConnectionNotifier); ok && !p.opts.NoSync {
 		// Registered before subscribing, so that no reconnection after
 		// the subscription is missed; an event before it only asks for a
 		// sync request that is sent anyway.
@@ -159,7 +160,7 @@ func Protect(ctx context.Context, t Transport, c *e4.Client, opts *ProtectOption
 	control, err := t.Subscribe(ctx, c.ControlTopic())
 	if err != nil {
 		p.stopEvents()
-		return nil, fmt.Errorf("transport: subscribing to the control topic %s: %w", c.ControlTopic(), err)
+		return nil, fmt.Errorf("e4transport: subscribing to the control topic %s: %w", c.ControlTopic(), err)
 	}
 	p.control = control
 	var runCtx context.Context
@@ -181,8 +182,8 @@ const syncTimeout = 30 * time.Second
 // connectionChanged asks for a sync request after each (re)connection of
 // the inner transport, whose subscriptions, the control topic's included,
 // are live again by then.
-func (p *Protected) connectionChanged(ev ConnectionEvent) {
-	if ev.State == Connected {
+func (p *Protected) connectionChanged(ev transport.ConnectionEvent) {
+	if ev.State == transport.Connected {
 		p.requestSync()
 	}
 }
@@ -222,13 +223,13 @@ func (p *Protected) sendSyncRequests(ctx context.Context) {
 func (p *Protected) publishSyncRequest(ctx context.Context) error {
 	req, err := p.client.SyncRequest()
 	if err != nil {
-		return fmt.Errorf("transport: building the sync request: %w", err)
+		return fmt.Errorf("e4transport: building the sync request: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	topic := e4.SyncTopic(p.client.ID())
-	if err := p.inner.Publish(ctx, topic, req, WithQoS(AtLeastOnce)); err != nil {
-		return fmt.Errorf("transport: publishing the sync request on %s: %w", topic, err)
+	if err := p.inner.Publish(ctx, topic, req, transport.WithQoS(transport.AtLeastOnce)); err != nil {
+		return fmt.Errorf("e4transport: publishing the sync request on %s: %w", topic, err)
 	}
 	return nil
 }
@@ -236,11 +237,11 @@ func (p *Protected) publishSyncRequest(ctx context.Context) error {
 // SyncRequests returns how many sync requests were published.
 func (p *Protected) SyncRequests() uint64 { return p.syncs.Load() }
 
-// NotifyConnection implements ConnectionNotifier by passing on the events
-// of the wrapped transport; it reports nothing when that one does not
-// implement ConnectionNotifier.
-func (p *Protected) NotifyConnection(f func(ConnectionEvent)) (stop func()) {
-	if n, ok := p.inner.(ConnectionNotifier); ok {
+// NotifyConnection implements transport.ConnectionNotifier by passing on
+// the events of the wrapped transport; it reports nothing when that one
+// does not implement transport.ConnectionNotifier.
+func (p *Protected) NotifyConnection(f func(transport.ConnectionEvent)) (stop func()) {
+	if n, ok := p.inner.(transport.ConnectionNotifier); ok {
 		return n.NotifyConnection(f)
 	}
 	return func() {}
@@ -277,11 +278,11 @@ func (p *Protected) applyCommands(ctx context.Context) {
 // Publish protects payload for topic and publishes it. It fails with an
 // error wrapping e4.ErrTopicKeyNotFound when the client has no key for the
 // topic (unless PublishUnkeyed is set).
-func (p *Protected) Publish(ctx context.Context, topic string, payload []byte, opts ...PublishOption) error {
+func (p *Protected) Publish(ctx context.Context, topic string, payload []byte, opts ...transport.PublishOption) error {
 	if p.closed.Load() {
-		return ErrClosed
+		return transport.ErrClosed
 	}
-	if err := ValidateTopic(topic); err != nil {
+	if err := transport.ValidateTopic(topic); err != nil {
 		return err
 	}
 	// The Transport contract lets Publish's caller reuse the payload once
@@ -294,7 +295,7 @@ func (p *Protected) Publish(ctx context.Context, topic string, payload []byte, o
 		wire, err = payload, nil
 	}
 	if err != nil {
-		return fmt.Errorf("transport: protecting for %s: %w", topic, err)
+		return fmt.Errorf("e4transport: protecting for %s: %w", topic, err)
 	}
 	return p.inner.Publish(ctx, topic, wire, opts...)
 }
@@ -318,9 +319,9 @@ func putBuffer(b *[]byte) {
 }
 
 // Subscribe subscribes to filter; Receive on the result returns plaintext.
-func (p *Protected) Subscribe(ctx context.Context, filter string) (Subscription, error) {
+func (p *Protected) Subscribe(ctx context.Context, filter string) (transport.Subscription, error) {
 	if p.closed.Load() {
-		return nil, ErrClosed
+		return nil, transport.ErrClosed
 	}
 	sub, err := p.inner.Subscribe(ctx, filter)
 	if err != nil {
@@ -353,7 +354,7 @@ func (p *Protected) handleCommand(ctx context.Context, protected []byte) (e4.Com
 		defer cancel()
 		// Best effort: without the acknowledgement C2 sends the command
 		// again later, and it is applied again harmlessly.
-		_ = p.inner.Publish(ctx, e4.AckTopic(p.client.ID()), ack, WithQoS(AtLeastOnce))
+		_ = p.inner.Publish(ctx, e4.AckTopic(p.client.ID()), ack, transport.WithQoS(transport.AtLeastOnce))
 	}
 	return cmd, err
 }

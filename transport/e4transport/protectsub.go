@@ -1,4 +1,4 @@
-package transport
+package e4transport
 
 import (
 	"context"
@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/transport"
 )
 
 // protectedSubscription unprotects what the inner subscription receives.
-// Messages that await a key (see ProtectOptions.AwaitKey) are held aside
+// Messages that await a key (see Options.AwaitKey) are held aside
 // while the next ones keep flowing.
 type protectedSubscription struct {
-	inner Subscription
+	inner transport.Subscription
 	p     *Protected
 
 	// noBatch unprotects one message at a time (Protected.noBatch).
@@ -26,7 +27,7 @@ type protectedSubscription struct {
 	heldBytes int
 	// ready[readyNext:] are the readable messages of a batch not yet
 	// returned; the slice is reused once they all are.
-	ready     []*Message
+	ready     []*transport.Message
 	readyNext int
 	ended     bool
 	// readyQueued is cancelled, and set to nil, when a batch queues
@@ -39,7 +40,7 @@ type protectedSubscription struct {
 
 // heldMessage is a message set aside until a command brings its key.
 type heldMessage struct {
-	msg      *Message
+	msg      *transport.Message
 	err      error     // why it could not be read the last time
 	triedGen uint64    // the key generation it was last tried under
 	deadline time.Time // when it is dropped
@@ -53,7 +54,7 @@ type heldMessage struct {
 // already buffered, up to maxBatch of them are unprotected together
 // (e4.Client.UnprotectBatch) and the readable ones queued for the next
 // calls, in order.
-func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
+func (s *protectedSubscription) Receive(ctx context.Context) (*transport.Message, error) {
 	s.receivers.Add(1)
 	defer s.receivers.Add(-1)
 	for {
@@ -72,7 +73,7 @@ func (s *protectedSubscription) Receive(ctx context.Context) (*Message, error) {
 		if msg == nil {
 			continue // woken to look at the held messages
 		}
-		var room [maxBatch]*Message
+		var room [maxBatch]*transport.Message
 		batch := s.gatherBuffered(room[:0], msg)
 		if len(batch) > 1 {
 			s.unprotectBatch(batch)
@@ -104,7 +105,7 @@ var noWait = func() context.Context {
 // traffic, followed by the data messages the inner subscription already
 // buffers, up to maxBatch in all, without waiting. Without batching it
 // appends first alone.
-func (s *protectedSubscription) gatherBuffered(batch []*Message, first *Message) []*Message {
+func (s *protectedSubscription) gatherBuffered(batch []*transport.Message, first *transport.Message) []*transport.Message {
 	if !s.ownProtocolTopic(first.Topic) {
 		batch = append(batch, first)
 	}
@@ -130,7 +131,7 @@ func (s *protectedSubscription) gatherBuffered(batch []*Message, first *Message)
 // unprotectBatch unprotects msgs together, each into its own pooled
 // buffer, settles each result as Receive does one message, and queues the
 // readable ones for delivery in order.
-func (s *protectedSubscription) unprotectBatch(msgs []*Message) {
+func (s *protectedSubscription) unprotectBatch(msgs []*transport.Message) {
 	var bufs [maxBatch]*[]byte
 	var batch [maxBatch]e4.BatchMessage
 	for i, msg := range msgs {
@@ -142,7 +143,7 @@ func (s *protectedSubscription) unprotectBatch(msgs []*Message) {
 	gen, _ := s.p.keyGeneration()
 	s.p.client.UnprotectBatch(batch[:len(msgs)])
 	s.p.batched.Add(uint64(len(msgs)))
-	var room [maxBatch]*Message
+	var room [maxBatch]*transport.Message
 	ready := room[:0]
 	for i, msg := range msgs {
 		m := &batch[i]
@@ -174,7 +175,7 @@ func (s *protectedSubscription) unprotectBatch(msgs []*Message) {
 // settle finishes one received message after its unprotection, tried
 // under key generation gen: it reports whether msg is to be delivered (its
 // payload set to plain), and otherwise drops it or holds it for a key.
-func (s *protectedSubscription) settle(msg *Message, plain []byte, err error, gen uint64) bool {
+func (s *protectedSubscription) settle(msg *transport.Message, plain []byte, err error, gen uint64) bool {
 	switch {
 	case err == nil:
 		msg.Payload = plain
@@ -192,7 +193,7 @@ func (s *protectedSubscription) settle(msg *Message, plain []byte, err error, ge
 // nextReady takes the oldest message an earlier batch left to deliver.
 // When there is none, it returns a context cancelled when a batch queues
 // some while other receivers are in Receive.
-func (s *protectedSubscription) nextReady() (*Message, context.Context) {
+func (s *protectedSubscription) nextReady() (*transport.Message, context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.readyNext == len(s.ready) {
@@ -222,7 +223,7 @@ func (s *protectedSubscription) ownProtocolTopic(topic string) bool {
 // ends (a command was applied since releaseHeld tried them) or the first
 // held message's time is up; while other receivers are in Receive, also
 // when readyQueued ends (one of them queued a batch's messages).
-func (s *protectedSubscription) receiveInner(ctx, readyQueued, keysChanged context.Context) (*Message, error) {
+func (s *protectedSubscription) receiveInner(ctx, readyQueued, keysChanged context.Context) (*transport.Message, error) {
 	deadline, holding := s.nextDeadline()
 	shared := s.receivers.Load() > 1
 	if !holding && !shared {
@@ -266,7 +267,7 @@ func (s *protectedSubscription) nextDeadline() (time.Time, bool) {
 
 // hold sets msg aside for a key, or drops it when the subscription holds
 // as much as it may.
-func (s *protectedSubscription) hold(msg *Message, err error, gen uint64) {
+func (s *protectedSubscription) hold(msg *transport.Message, err error, gen uint64) {
 	opts := &s.p.opts
 	s.mu.Lock()
 	full := len(s.held) >= opts.AwaitKeyMaxHeld || s.heldBytes+len(msg.Payload) > opts.AwaitKeyMaxBytes
@@ -284,7 +285,7 @@ func (s *protectedSubscription) hold(msg *Message, err error, gen uint64) {
 // they were last tried, oldest first, and returns the first that
 // unprotects, with a context that ends once a command is applied after
 // this try. Held messages whose time is up are dropped and reported.
-func (s *protectedSubscription) releaseHeld() (*Message, context.Context) {
+func (s *protectedSubscription) releaseHeld() (*transport.Message, context.Context) {
 	// The context of the generation tried here is what receiveInner waits
 	// on: a command applied after this point must wake it.
 	gen, keysChanged := s.p.keyGeneration()
@@ -336,7 +337,7 @@ func (s *protectedSubscription) removeHeldLocked(i int) {
 // copies the plaintext over the front of msg.Payload, which the receiver
 // owns: no allocation per message. On failure msg.Payload is untouched, so
 // it can be tried again once a key arrives.
-func (s *protectedSubscription) unprotectInPlace(msg *Message) ([]byte, error) {
+func (s *protectedSubscription) unprotectInPlace(msg *transport.Message) ([]byte, error) {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	plain, err := s.p.client.Unprotect((*buf)[:0], msg.Payload, msg.Topic)

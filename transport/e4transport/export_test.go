@@ -1,4 +1,4 @@
-package transport
+package e4transport
 
 // SetBatching turns the batch path of the subscriptions p makes afterwards
 // on (the default) or off, so tests can compare it with one at a time.
