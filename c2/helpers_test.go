@@ -14,6 +14,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
 )
 
@@ -108,7 +109,7 @@ type device struct {
 	tr     *transport.Protected
 
 	mu              sync.Mutex
-	commands        []e4.Command
+	commands        []command.Code
 	cmdErrs         []error
 	unauthentic     int
 	lastUnauthentic error // why the last one was refused
@@ -149,7 +150,7 @@ func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 		// C2 sends that key again (state_test.go covers sync), which would
 		// shift the counts.
 		NoSync: true,
-		OnCommand: func(cmd e4.Command, err error) {
+		OnCommand: func(cmd command.Code, err error) {
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			if errors.Is(err, e4.ErrAuthentication) {
@@ -174,12 +175,12 @@ func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 
 // waitCommands waits until the device applied n commands and fails the
 // test if any was refused.
-func (d *device) waitCommands(n int) []e4.Command {
+func (d *device) waitCommands(n int) []command.Code {
 	d.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		d.mu.Lock()
-		got := append([]e4.Command(nil), d.commands...)
+		got := append([]command.Code(nil), d.commands...)
 		errs := errors.Join(d.cmdErrs...)
 		d.mu.Unlock()
 		if errs != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/seal"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -87,7 +88,7 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 	}
 	for _, d := range devs {
 		cmds := d.waitCommands(2)
-		if cmds[0] != e4.SetTopicKey || cmds[1] != e4.SetTopicKey {
+		if cmds[0] != command.SetTopicKey || cmds[1] != command.SetTopicKey {
 			t.Fatalf("commands %v", cmds)
 		}
 	}
@@ -102,12 +103,12 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 	if err := svc.RemoveMember(ctx, "t", devs[2].client.ID()); err != nil {
 		t.Fatal(err)
 	}
-	if cmds := devs[2].waitCommands(3); cmds[2] != e4.RemoveTopic {
+	if cmds := devs[2].waitCommands(3); cmds[2] != command.RemoveTopic {
 		t.Fatalf("removed device got %v", cmds)
 	}
 	// The others get RemoveTopic then the new key.
 	for _, d := range devs[:2] {
-		if cmds := d.waitCommands(4); cmds[2] != e4.RemoveTopic || cmds[3] != e4.SetTopicKey {
+		if cmds := d.waitCommands(4); cmds[2] != command.RemoveTopic || cmds[3] != command.SetTopicKey {
 			t.Fatalf("remaining member got %v", cmds)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/store"
 )
 
@@ -286,7 +287,7 @@ func TestReplayCacheManyEntries(t *testing.T) {
 func TestKeyTransition(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyA, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	oldMsg := func() []byte {
@@ -294,7 +295,7 @@ func TestKeyTransition(t *testing.T) {
 		return p
 	}
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Unprotect(nil, oldMsg(), testTopic); err != nil {
@@ -302,7 +303,7 @@ func TestKeyTransition(t *testing.T) {
 	}
 	// The same key again must not reset the transition (the old key stays).
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Unprotect(nil, oldMsg(), testTopic); err != nil {
@@ -328,35 +329,35 @@ func mustCmd(cmd []byte, err error) []byte {
 func TestStaleSetTopicKeyRefused(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
-	older, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, testTopic)), clientKey, clk.Now())
+	older, err := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(5 * time.Second)
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.HandleCommand(older); !errors.Is(err, ErrStaleCommand) {
 		t.Fatalf("delayed older SetTopicKey: %v, want ErrStaleCommand", err)
 	}
 	// Also after RemoveTopic and ResetTopics.
-	olderStill, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, "t2")), clientKey, clk.Now())
+	olderStill, err := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic("t2"))), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, CmdResetTopics()); err != nil {
+	if err := sendCommand(t, c, clk, command.NewResetTopics()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.HandleCommand(olderStill); !errors.Is(err, ErrStaleCommand) {
 		t.Fatalf("SetTopicKey older than ResetTopics: %v", err)
 	}
-	olderRm, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, testTopic)), clientKey, clk.Now())
+	olderRm, err := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, CmdRemoveTopic(testTopic)); err != nil {
+	if err := sendCommand(t, c, clk, command.NewRemoveTopic(HashTopic(testTopic))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.HandleCommand(olderRm); !errors.Is(err, ErrStaleCommand) {
@@ -370,7 +371,7 @@ func TestStaleSetTopicKeyRefused(t *testing.T) {
 func TestCommandReplayRefused(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
-	p, err := ProtectCommand(CmdRemoveTopic(testTopic), clientKey, clk.Now())
+	p, err := ProtectCommand(command.NewRemoveTopic(HashTopic(testTopic)), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +484,7 @@ func TestConcurrentUse(t *testing.T) {
 				defer wg.Done()
 				for i := range 50 {
 					if mode == SymKey {
-						cmd := mustCmd(CmdSetTopicKey(testKeyA, fmt.Sprintf("c/%d/%d", g, i)))
+						cmd := mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(fmt.Sprintf("c/%d/%d", g, i))))
 						p, _ := ProtectCommand(cmd, clientKey, clk.Now())
 						if _, err := c.HandleCommand(p); err != nil {
 							t.Error(err)
@@ -557,12 +558,12 @@ func TestNameCacheFollowsKeyChanges(t *testing.T) {
 	mustSetTopicKey(t, c, testKeyA, testTopic)
 	protectOK(nil) // now cached by name
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, CmdRemoveTopic(testTopic)); err != nil {
+	if err := sendCommand(t, c, clk, command.NewRemoveTopic(HashTopic(testTopic))); err != nil {
 		t.Fatal(err)
 	}
 	protectOK(ErrTopicKeyNotFound)
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	protectOK(nil)
@@ -571,7 +572,7 @@ func TestNameCacheFollowsKeyChanges(t *testing.T) {
 		t.Fatalf("cached entry does not use the new key: %v", err)
 	}
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, CmdResetTopics()); err != nil {
+	if err := sendCommand(t, c, clk, command.NewResetTopics()); err != nil {
 		t.Fatal(err)
 	}
 	protectOK(ErrTopicKeyNotFound)

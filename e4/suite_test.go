@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/internal/keccak"
 	"github.com/e4-iot/e4kit/e4/siv"
 	"github.com/e4-iot/e4kit/e4/store"
@@ -146,7 +147,7 @@ func TestSuiteMismatchRefused(t *testing.T) {
 			_, err := c.Unprotect(nil, msg, "t")
 			checkMismatch(t, "message", err, mine, theirs, diagnose)
 
-			cmd, err := theirs.CmdSetTopicKey(pattern(KeyLen, 7), "u")
+			cmd, err := command.NewSetTopicKey(pattern(KeyLen, 7), theirs.HashTopic("u"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +211,7 @@ func TestSuiteMismatchPK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	protected, err := V1.ProtectCommand(CmdResetTopics(), key, now)
+	protected, err := V1.ProtectCommand(command.NewResetTopics(), key, now)
 	if err != nil {
 		t.Fatal(err)
 	}

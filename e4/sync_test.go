@@ -14,6 +14,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 var writeSyncVectors = flag.Bool("write-sync-vectors", false, "regenerate testdata/sync-vectors.json (only when the format changes on purpose)")
@@ -50,7 +52,7 @@ func TestSyncRequestSymKey(t *testing.T) {
 	mustSetTopicKey(t, c, testKeyA, "a")
 	mustSetTopicKey(t, c, testKeyB, "b")
 	mustSetTopicKey(t, c, testKeyB, "gone")
-	if err := sendCommand(t, c, clk, CmdRemoveTopic("gone")); err != nil {
+	if err := sendCommand(t, c, clk, command.NewRemoveTopic(HashTopic("gone"))); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := c.SyncRequest()
