@@ -172,12 +172,11 @@ func TestReopenChecksModeAndMasterKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	keys, _ := seal.NewKeyring(env.master)
+	keys := must[*seal.Keyring](t)(seal.NewKeyring(env.master))
 	if _, err := New(ctx, Config{Mode: e4.PubKey, Store: st, Keyring: keys}); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "mode") {
 		t.Fatalf("reopen in the other mode: %v", err)
 	}
-	other, _ := seal.GenerateKey()
-	wrong, _ := seal.NewKeyring(other)
+	wrong := must[*seal.Keyring](t)(seal.NewKeyring(must[[]byte](t)(seal.GenerateKey())))
 	if _, err := New(ctx, Config{Mode: e4.SymKey, Store: st, Keyring: wrong}); !errors.Is(err, seal.ErrUnknownKey) {
 		t.Fatalf("reopen with another master key: %v", err)
 	}

@@ -584,7 +584,7 @@ func TestPKModeCatchUp(t *testing.T) {
 	}
 	env.waitIdle(t) // sent to nobody
 
-	client, _ := e4.NewPubKeyClient(b.ID, privB, c2Pub, deviceConfig())
+	client := must[*e4.Client](t)(e4.NewPubKeyClient(b.ID, privB, c2Pub, deviceConfig()))
 	dev := newStateDeviceOf(t, broker, client, true)
 	dev.online(true)
 	dev.waitFor("the topic key and a's public key", func() bool {

@@ -75,7 +75,7 @@ func TestAckSymKey(t *testing.T) {
 	}
 
 	// Nothing is acknowledged to a forger; a replay is acknowledged again.
-	forged, _ := ProtectCommand(cmd, key, now) // the old key no longer opens commands
+	forged := must[[]byte](t)(ProtectCommand(cmd, key, now)) // the old key no longer opens commands
 	if _, ack, err := c.HandleCommandAck(forged); ack != nil || !errors.Is(err, ErrAuthentication) {
 		t.Fatalf("forged command: ack %x, %v", ack, err)
 	}

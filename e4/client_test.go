@@ -291,8 +291,7 @@ func TestKeyTransition(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldMsg := func() []byte {
-		p, _ := ProtectSymKey(nil, []byte("old key"), testKeyA, clk.Now())
-		return p
+		return must[[]byte](t)(ProtectSymKey(nil, []byte("old key"), testKeyA, clk.Now()))
 	}
 	clk.advance(time.Second)
 	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
@@ -313,9 +312,22 @@ func TestKeyTransition(t *testing.T) {
 	if _, err := c.Unprotect(nil, oldMsg(), testTopic); !errors.Is(err, ErrAuthentication) {
 		t.Fatalf("previous key after the transition: %v, want ErrAuthentication", err)
 	}
-	newMsg, _ := c.Protect(nil, []byte("new"), testTopic)
+	newMsg := must[[]byte](t)(c.Protect(nil, []byte("new"), testTopic))
 	if pt, err := UnprotectSymKey(nil, newMsg, testKeyB, &Config{Now: clk.Now}); err != nil || string(pt) != "new" {
 		t.Fatalf("Protect does not use the new key: %q, %v", pt, err)
+	}
+}
+
+// must returns a function that returns v and fails the test on err, for
+// building the inputs of a test in one expression: an input that failed to
+// build must not pass for the refusal a negative test expects.
+func must[T any](t testing.TB) func(v T, err error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
 }
 
@@ -413,7 +425,7 @@ func TestBadKeysRefused(t *testing.T) {
 	if _, err := NewPubKeyClient(ID{}, tampered, bytes.Repeat([]byte{9}, 32), nil); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("private key with a wrong public half: %v", err)
 	}
-	c, _ := NewPubKeyClient(ID{}, priv, bytes.Repeat([]byte{9}, 32), nil)
+	c := must[*Client](t)(NewPubKeyClient(ID{}, priv, bytes.Repeat([]byte{9}, 32), nil))
 	if err := c.SetPubKey(ID{1}, make([]byte, 32)); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("SetPubKey with a zero key: %v", err)
 	}
@@ -424,7 +436,7 @@ func TestPersistence(t *testing.T) {
 	mem := store.NewMemory()
 	priv, _ := mustKeyPair(t)
 	c2 := bytes.Repeat([]byte{9}, 32)
-	c, _ := NewPubKeyClient(IDFromName("persisted"), priv, c2, &Config{Now: clk.Now, Store: mem})
+	c := must[*Client](t)(NewPubKeyClient(IDFromName("persisted"), priv, c2, &Config{Now: clk.Now, Store: mem}))
 	_, signerPub := mustKeyPair(t)
 	mustSetTopicKey(t, c, testKeyA, testTopic)
 	clk.advance(time.Second)
@@ -432,7 +444,7 @@ func TestPersistence(t *testing.T) {
 	if err := c.SetPubKey(IDFromName("signer"), signerPub); err != nil {
 		t.Fatal(err)
 	}
-	loaded, _ := LoadClient(&Config{Now: clk.Now, Store: mem})
+	loaded := must[*Client](t)(LoadClient(&Config{Now: clk.Now, Store: mem}))
 	if loaded.ID() != c.ID() || loaded.Mode() != PubKey || !bytes.Equal(loaded.PublicKey(), c.PublicKey()) {
 		t.Fatal("identity not restored")
 	}
@@ -567,7 +579,7 @@ func TestNameCacheFollowsKeyChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	protectOK(nil)
-	msg, _ := c.Protect(nil, []byte("x"), testTopic)
+	msg := must[[]byte](t)(c.Protect(nil, []byte("x"), testTopic))
 	if _, err := UnprotectSymKey(nil, msg, testKeyB, &Config{Now: clk.Now}); err != nil {
 		t.Fatalf("cached entry does not use the new key: %v", err)
 	}

@@ -269,8 +269,7 @@ func TestCommandFutureSkew(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
 	ahead := func(d time.Duration, cmd []byte) error {
-		p, _ := ProtectCommand(cmd, clientKey, clk.Now().Add(d))
-		_, err := c.HandleCommand(p)
+		_, err := c.HandleCommand(must[[]byte](t)(ProtectCommand(cmd, clientKey, clk.Now().Add(d))))
 		return err
 	}
 	if err := ahead(DefaultCommandFutureSkew, mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic)))); err != nil {
@@ -279,12 +278,12 @@ func TestCommandFutureSkew(t *testing.T) {
 	if err := ahead(DefaultCommandFutureSkew+time.Second, command.NewRemoveTopic(HashTopic("x"))); !errors.Is(err, ErrTimestampInFuture) {
 		t.Fatalf("command 2 minutes and 1 s ahead: %v", err)
 	}
-	msg, _ := ProtectSymKey(nil, []byte("x"), testKeyA, clk.Now().Add(time.Second))
+	msg := must[[]byte](t)(ProtectSymKey(nil, []byte("x"), testKeyA, clk.Now().Add(time.Second)))
 	if _, err := c.Unprotect(nil, msg, testTopic); !errors.Is(err, ErrTimestampInFuture) {
 		t.Fatalf("message 1 s ahead: %v", err)
 	}
 	strict := newSK(t, &Config{Now: clk.Now, CommandFutureSkew: -1})
-	p, _ := ProtectCommand(command.NewRemoveTopic(HashTopic("x")), clientKey, clk.Now().Add(time.Second))
+	p := must[[]byte](t)(ProtectCommand(command.NewRemoveTopic(HashTopic("x")), clientKey, clk.Now().Add(time.Second)))
 	if _, err := strict.HandleCommand(p); !errors.Is(err, ErrTimestampInFuture) {
 		t.Fatalf("negative CommandFutureSkew: %v", err)
 	}

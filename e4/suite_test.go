@@ -143,7 +143,7 @@ func TestSuiteMismatchRefused(t *testing.T) {
 			if err := c.SetTopicKey(topicKey, "t"); err != nil {
 				t.Fatal(err)
 			}
-			msg, _ := theirs.ProtectSymKey(nil, []byte("hello"), topicKey, now)
+			msg := must[[]byte](t)(theirs.ProtectSymKey(nil, []byte("hello"), topicKey, now))
 			_, err := c.Unprotect(nil, msg, "t")
 			checkMismatch(t, "message", err, mine, theirs, diagnose)
 
@@ -291,7 +291,7 @@ func TestFastBatchMatchesSingle(t *testing.T) {
 		if i == 3 {
 			s = V1
 		}
-		m, _ := s.ProtectSymKey(nil, pattern(100*i, byte(i)), key, now.Add(-time.Duration(i)*time.Second))
+		m := must[[]byte](t)(s.ProtectSymKey(nil, pattern(100*i, byte(i)), key, now.Add(-time.Duration(i)*time.Second)))
 		msgs = append(msgs, BatchMessage{Topic: "t", In: m})
 	}
 	got := batchVsSingle(t, newClient, msgs)

@@ -377,7 +377,7 @@ func FuzzOpenSyncRequest(f *testing.F) {
 			f.Add([]byte(v.Protected))
 		}
 	}
-	full, _ := ProtectSyncReport(&SyncReport{Topics: heldList(40), PubKeys: heldList(3), C2Key: KeyTag{9}}, clientKey, time.Unix(fuzzNow, 0))
+	full := must[[]byte](f)(ProtectSyncReport(&SyncReport{Topics: heldList(40), PubKeys: heldList(3), C2Key: KeyTag{9}}, clientKey, time.Unix(fuzzNow, 0)))
 	f.Add(full)
 	cfg := fuzzConfig()
 	f.Fuzz(func(t *testing.T, msg []byte) {

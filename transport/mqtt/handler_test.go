@@ -214,7 +214,10 @@ func TestHandlerSkipsProtocolTopics(t *testing.T) {
 		m.Ack()
 	}, func(topic string, err error) { calls = append(calls, "error "+topic) })
 
-	cmd, _ := command.NewSetTopicKey(key, e4.HashTopic("a/b"))
+	cmd, err := command.NewSetTopicKey(key, e4.HashTopic("a/b"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	protected, err := e4.ProtectCommand(cmd, clientKey, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +234,10 @@ func TestHandlerSkipsProtocolTopics(t *testing.T) {
 	if err := device.SetTopicKey(key, "a/b"); err != nil {
 		t.Fatal(err)
 	}
-	wire, _ := device.Protect(nil, []byte("x"), "a/b")
+	wire, err := device.Protect(nil, []byte("x"), "a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	msg := &fakeMessage{topic: "a/b", payload: wire}
 	h(nil, msg)
 	h(nil, &fakeMessage{topic: device.ControlTopic() + "x", payload: wire}) // not below the control topic
