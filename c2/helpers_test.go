@@ -113,6 +113,9 @@ type device struct {
 	cmdErrs         []error
 	unauthentic     int
 	lastUnauthentic error // why the last one was refused
+	// changed receives a value (buffered, never blocking the sender)
+	// after each command the device handled, for the waits below.
+	changed chan struct{}
 }
 
 func newSKDevice(t *testing.T, tr transport.Transport, name string, key []byte) *device {
@@ -143,7 +146,7 @@ func deviceConfig() *e4.Config {
 
 func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 	t.Helper()
-	d := &device{t: t, client: c}
+	d := &device{t: t, client: c, changed: make(chan struct{}, 1)}
 	p, err := transport.Protect(context.Background(), tr, c, &transport.ProtectOptions{
 		// These devices count the commands they apply. A sync request
 		// made before a command arrived says the device lacks its key, and
@@ -153,6 +156,7 @@ func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 		OnCommand: func(cmd command.Code, err error) {
 			d.mu.Lock()
 			defer d.mu.Unlock()
+			defer d.signal()
 			if errors.Is(err, e4.ErrAuthentication) {
 				// During a client-key change C2 sends each command under
 				// both keys: the copy under the key the device does not
@@ -173,6 +177,27 @@ func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 	return d
 }
 
+// signal tells a waiting test that the device handled a command.
+func (d *device) signal() {
+	select {
+	case d.changed <- struct{}{}:
+	default: // a signal is pending already: the waiter looks at everything
+	}
+}
+
+// awaitChange waits until the device handles another command, and reports
+// false once deadline passed.
+func (d *device) awaitChange(deadline time.Time) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-d.changed:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
 // waitCommands waits until the device applied n commands and fails the
 // test if any was refused.
 func (d *device) waitCommands(n int) []command.Code {
@@ -189,10 +214,9 @@ func (d *device) waitCommands(n int) []command.Code {
 		if len(got) >= n {
 			return got
 		}
-		if time.Now().After(deadline) {
+		if !d.awaitChange(deadline) {
 			d.t.Fatalf("device %s applied %d commands (%v), want %d", d.client.ID(), len(got), got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

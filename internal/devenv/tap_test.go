@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
@@ -155,4 +157,33 @@ func TestTapIsBounded(t *testing.T) {
 	if !ok || size != 100 || len(head) != wireHead || head[0] != byte(len(msgs)-1) {
 		t.Errorf("newest: head %x, size %d, ok %v", head, size, ok)
 	}
+}
+
+// A device that keeps failing to read (the removed one) prints its first
+// failure at once, then one line per unreadableEvery with the count since,
+// not a line per message. synctest's clock makes the ten seconds instant.
+func TestUnreadableReportedOncePerInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		out := &printer{w: &buf}
+		d := &simDevice{name: "old-gateway"}
+		fail := func(n int) {
+			for range n {
+				d.reportUnreadable(out, Topic, e4.ErrTopicKeyNotFound)
+			}
+		}
+		fail(5)
+		time.Sleep(unreadableEvery - time.Second)
+		fail(3)
+		if lines := strings.Count(buf.String(), "\n"); lines != 1 {
+			t.Fatalf("%d lines within the interval, want 1:\n%s", lines, buf.String())
+		}
+		time.Sleep(time.Second)
+		fail(1)
+		want := "old-gateway      cannot read a message on " + Topic + ": " + e4.ErrTopicKeyNotFound.Error() + "\n" +
+			"old-gateway      cannot read 8 more messages on " + Topic + ": " + e4.ErrTopicKeyNotFound.Error() + "\n"
+		if buf.String() != want {
+			t.Fatalf("output:\n%s\nwant:\n%s", buf.String(), want)
+		}
+	})
 }
