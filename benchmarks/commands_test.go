@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // commandPoolSize keeps every pool of commands within the replay cache's
@@ -34,7 +35,7 @@ func distinctCommands(b *testing.B, n int, commandKey []byte, build func(i int) 
 // benchHandleCommand measures HandleCommand, replay check included, cycling
 // through distinct commands and replacing the client (untimed) when all were
 // applied.
-func benchHandleCommand(b *testing.B, cmds [][]byte, want e4.Command, newClient func() *e4.Client) {
+func benchHandleCommand(b *testing.B, cmds [][]byte, want command.Code, newClient func() *e4.Client) {
 	c := newClient()
 	next := 0
 	b.ReportAllocs()
@@ -73,7 +74,7 @@ func BenchmarkCommandSetTopicKey(b *testing.B) {
 	for i := range cmds {
 		key := repeat(0x77, e4.KeyLen)
 		binary.LittleEndian.PutUint64(key, uint64(i))
-		cmd, err := e4.CmdSetTopicKey(key, commandedTopic)
+		cmd, err := command.NewSetTopicKey(key, e4.HashTopic(commandedTopic))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -81,7 +82,7 @@ func BenchmarkCommandSetTopicKey(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	benchHandleCommand(b, cmds, e4.SetTopicKey, func() *e4.Client {
+	benchHandleCommand(b, cmds, command.SetTopicKey, func() *e4.Client {
 		c, err := e4.NewSymKeyClient(e4.IDFromName("bench"), clientKey, &e4.Config{NoClock: true})
 		if err != nil {
 			b.Fatal(err)
@@ -107,9 +108,9 @@ func BenchmarkCommandSetPubKey(b *testing.B) {
 	cmds := distinctCommands(b, commandPoolSize, commandKey, func(i int) ([]byte, error) {
 		var sender e4.ID
 		binary.LittleEndian.PutUint64(sender[:], uint64(i))
-		return e4.CmdSetPubKey(senderPub, sender)
+		return command.NewSetPubKey(senderPub, sender)
 	})
-	benchHandleCommand(b, cmds, e4.SetPubKey, func() *e4.Client {
+	benchHandleCommand(b, cmds, command.SetPubKey, func() *e4.Client {
 		c, err := e4.NewPubKeyClient(e4.IDFromName("bench"), priv, c2.PublicKey().Bytes(), clockConfig())
 		if err != nil {
 			b.Fatal(err)

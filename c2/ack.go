@@ -12,6 +12,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
 )
 
@@ -48,7 +49,7 @@ type awaitedCommand struct {
 	// underPrev, underCurrent: protected under the key the device held
 	// before a key change, or under the key after it, during the change.
 	underPrev, underCurrent bool
-	kind                    e4.Command
+	kind                    command.Code
 	target                  string
 	// topicKey is the tag of the key a SetTopicKey carries.
 	topicKey e4.KeyTag
@@ -60,15 +61,15 @@ type awaitedCommand struct {
 func newAwaited(c store.Command, cmd []byte, k sendKey, protected []byte, now time.Time) awaitedCommand {
 	a := awaitedCommand{
 		id: c.ID, key: k.key, digest: e4.CommandDigest(protected), sentAt: now,
-		underPrev: k.prev, underCurrent: k.current, kind: e4.Command(cmd[0]), target: c.Target,
+		underPrev: k.prev, underCurrent: k.current, kind: command.Code(cmd[0]), target: c.Target,
 	}
 	switch {
-	case a.kind == e4.SetTopicKey && len(cmd) > e4.KeyLen:
+	case a.kind == command.SetTopicKey && len(cmd) > e4.KeyLen:
 		a.topicKey = e4.TagOfKey(cmd[1 : 1+e4.KeyLen])
-	case a.kind == e4.SetPubKey && len(cmd) == 1+ed25519.PublicKeySize+len(a.source):
+	case a.kind == command.SetPubKey && len(cmd) == 1+ed25519.PublicKeySize+len(a.source):
 		a.publicKey = slices.Clone(cmd[1 : 1+ed25519.PublicKeySize])
 		a.source = e4.ID(cmd[1+ed25519.PublicKeySize:])
-	case a.kind == e4.SetC2Key && len(cmd) == 1+e4.KeyLen:
+	case a.kind == command.SetC2Key && len(cmd) == 1+e4.KeyLen:
 		a.publicKey = slices.Clone(cmd[1:])
 	}
 	return a
@@ -221,7 +222,7 @@ func (d *Dispatcher) settleAcks(ctx context.Context, batch []matchedAck) {
 			continue
 		}
 		d.acked.Add(1)
-		if a.cmd.kind == e4.SetTopicKey {
+		if a.cmd.kind == command.SetTopicKey {
 			d.watch.touch(a.cmd.target)
 		}
 		events = append(events, Event{Kind: EventCommandAcked, Client: &client, Topic: topicOfKind(a.cmd.kind, a.cmd.target), Detail: a.cmd.kind.String()})
@@ -265,7 +266,7 @@ func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, topics top
 			return err
 		}
 	}
-	if s.prevPK != nil && a.cmd.kind != e4.SetC2Key && (a.cmd.underCurrent || (a.cmd.underPrev && !a.cmd.sentAt.Before(s.prevPK.rotatedAt))) {
+	if s.prevPK != nil && a.cmd.kind != command.SetC2Key && (a.cmd.underCurrent || (a.cmd.underPrev && !a.cmd.sentAt.Before(s.prevPK.rotatedAt))) {
 		c, err := getClient(tx, a.client)
 		if err != nil {
 			return err
@@ -286,15 +287,15 @@ func (s *Service) learnFromAck(tx store.Tx, ev *events, a matchedAck, topics top
 // topic key version, a linked client's public key, the C2 key.
 func (s *Service) recordItemAck(tx store.Tx, ds *store.DeviceState, a matchedAck, topics topicTags, now time.Time) error {
 	switch a.cmd.kind {
-	case e4.SetTopicKey:
+	case command.SetTopicKey:
 		return s.recordTopicAck(tx, a.client, a.cmd.target, a.cmd.topicKey, topics, now)
-	case e4.SetPubKey:
+	case command.SetPubKey:
 		err := tx.SetLinkAcked(a.cmd.source, a.client, a.cmd.publicKey, now)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // sent outside a link
 		}
 		return err
-	case e4.SetC2Key:
+	case command.SetC2Key:
 		ds.C2KeyAcked = a.cmd.publicKey
 	}
 	return nil
@@ -316,11 +317,11 @@ func (s *Service) learnKeyFromAck(tx store.Tx, ev *events, ds *store.DeviceState
 		return err
 	}
 	switch {
-	case cmd.kind == e4.SetIDKey && status == e4.AckApplied && bytes.Equal(cmd.key, k.prev):
+	case cmd.kind == command.SetIDKey && status == e4.AckApplied && bytes.Equal(cmd.key, k.prev):
 		return s.learnKeyInUse(tx, ev, ds, false)
 	case bytes.Equal(cmd.key, k.current):
 		return s.learnKeyInUse(tx, ev, ds, false)
-	case bytes.Equal(cmd.key, k.prev) && cmd.kind != e4.SetIDKey && !cmd.sentAt.Before(ds.KeyChangedAt):
+	case bytes.Equal(cmd.key, k.prev) && cmd.kind != command.SetIDKey && !cmd.sentAt.Before(ds.KeyChangedAt):
 		return s.learnKeyInUse(tx, ev, ds, true)
 	}
 	return nil
@@ -388,8 +389,8 @@ func clientOfTopic(topic, suffix string) (e4.ID, bool) {
 }
 
 // topicOfKind returns target when a command of kind is about a topic.
-func topicOfKind(kind e4.Command, target string) string {
-	if kind == e4.SetTopicKey || kind == e4.RemoveTopic {
+func topicOfKind(kind command.Code, target string) string {
+	if kind == command.SetTopicKey || kind == command.RemoveTopic {
 		return target
 	}
 	return ""

@@ -1,6 +1,10 @@
 package c2_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -121,4 +125,89 @@ func TestCommandIDStringRoundTrips(t *testing.T) {
 	if id.String() != hexID {
 		t.Errorf("String() = %q, want %q", id.String(), hexID)
 	}
+}
+
+// TestPackageAPIHasNoStoreTransactions fails when an exported declaration
+// of package c2 (a function, a type, or a method of an exported type)
+// mentions a store transaction (store.Tx, store.AccessTx, ...): a caller of
+// the service never holds one. Reflection cannot list a package's
+// functions and types, so this reads the source. The transaction hook of
+// the API layer is c2/internal/txhook for that reason.
+func TestPackageAPIHasNoStoreTransactions(t *testing.T) {
+	fset := token.NewFileSet()
+	names, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*ast.File
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	if len(files) < 10 {
+		t.Fatalf("found %d source files of package c2, want all of them", len(files))
+	}
+	var leaks []string
+	for _, decl := range declarations(files) {
+		ast.Inspect(decl.node, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok {
+				if pkg, ok := sel.X.(*ast.Ident); ok && pkg.Name == "store" && strings.HasSuffix(sel.Sel.Name, "Tx") {
+					leaks = append(leaks, fset.Position(sel.Pos()).String()+": "+decl.name+" mentions store."+sel.Sel.Name)
+				}
+			}
+			return true
+		})
+	}
+	if len(leaks) > 0 {
+		t.Errorf("exported declarations of package c2 with store transactions:\n%s", strings.Join(leaks, "\n"))
+	}
+}
+
+// exported is one exported declaration of a package and its syntax: a
+// function's signature (not its body), a type's definition.
+type exported struct {
+	name string
+	node ast.Node
+}
+
+// declarations returns the exported functions, types and methods of
+// exported types in files.
+func declarations(files []*ast.File) []exported {
+	var out []exported
+	for _, f := range files {
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.FuncDecl:
+				if d.Name.IsExported() && (d.Recv == nil || receiverExported(d.Recv)) {
+					out = append(out, exported{d.Name.Name, d.Type})
+				}
+			case *ast.GenDecl:
+				for _, spec := range d.Specs {
+					if ts, ok := spec.(*ast.TypeSpec); ok && ts.Name.IsExported() {
+						out = append(out, exported{ts.Name.Name, ts.Type})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// receiverExported reports whether a method's receiver type is exported.
+func receiverExported(recv *ast.FieldList) bool {
+	typ := recv.List[0].Type
+	if star, ok := typ.(*ast.StarExpr); ok {
+		typ = star.X
+	}
+	if idx, ok := typ.(*ast.IndexExpr); ok {
+		typ = idx.X
+	}
+	id, ok := typ.(*ast.Ident)
+	return ok && id.IsExported()
 }

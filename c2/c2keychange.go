@@ -9,6 +9,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // In public-key mode a device's command key is made from C2's key pair, so
@@ -122,11 +123,11 @@ func (s *Service) learnC2Key(tx store.Tx, ev *events, ds *store.DeviceState, c s
 		ds.C2KeyAcked = s.pk.public
 		return nil
 	}
-	pending, err := tx.HasPendingCommand(c.ID, c2Target, e4.SetC2Key.String())
+	pending, err := tx.HasPendingCommand(c.ID, c2Target, command.SetC2Key.String())
 	if err != nil || pending {
 		return err
 	}
-	cmd, err := e4.CmdSetC2Key(s.pk.public)
+	cmd, err := command.NewSetC2Key(s.pk.public)
 	if err != nil {
 		return err
 	}

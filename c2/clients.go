@@ -8,6 +8,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // NewClient describes a client to add. Name or ID identifies it (the id of
@@ -235,7 +236,7 @@ func (s *Service) resetMemberships(tx store.Tx, ev *events, id e4.ID) (store.Cli
 	if err := s.supersede(tx, &id, ""); err != nil {
 		return c, err
 	}
-	if err := s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdResetTopics(), target: id.String()}); err != nil {
+	if err := s.enqueue(tx, ev, outgoing{client: c, cmd: command.NewResetTopics(), target: id.String()}); err != nil {
 		return c, err
 	}
 	for _, topic := range topics {
@@ -284,7 +285,7 @@ func (s *Service) NewClientKey(ctx context.Context, id e4.ID, key []byte) ([]byt
 	} else if err := checkSymmetricKey(key); err != nil {
 		return nil, err
 	}
-	cmd, err := e4.CmdSetIDKey(key)
+	cmd, err := command.NewSetIDKey(key)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +342,7 @@ func (s *Service) setClientPublicKey(ctx context.Context, id e4.ID, pub []byte) 
 	if err := checkPublicKey(pub); err != nil {
 		return err
 	}
-	cmd, err := e4.CmdSetPubKey(pub, id)
+	cmd, err := command.NewSetPubKey(pub, id)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
 )
 
@@ -590,7 +591,7 @@ func (d *Dispatcher) drain(sendCtx context.Context, cancel context.CancelFunc, i
 // topicOf returns the topic a command is about, when it is about one.
 func topicOf(c store.Command) string {
 	switch c.Kind {
-	case e4.SetTopicKey.String(), e4.RemoveTopic.String():
+	case command.SetTopicKey.String(), command.RemoveTopic.String():
 		return c.Target
 	}
 	return ""

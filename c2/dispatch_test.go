@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -47,7 +48,7 @@ func TestCommandsWaitForTheTransportAndKeepTheirOrder(t *testing.T) {
 	d := newSKDevice(t, broker.Connect(), "dev", dev.Key)
 	env.start(t, e4.SymKey, broker.Connect())
 	cmds := d.waitCommands(topics)
-	if cmds[topics-1] != e4.RemoveTopic {
+	if cmds[topics-1] != command.RemoveTopic {
 		t.Fatalf("last command %v, want RemoveTopic (order lost)", cmds[topics-1])
 	}
 	if d.client.HasTopicKey("topic/c") || !d.client.HasTopicKey("topic/d") {
@@ -138,7 +139,7 @@ func TestNewClientKeySwitchesTheCommandKey(t *testing.T) {
 	}
 	// SetIDKey went under the old key, SetTopicKey under the new one: the
 	// device applies both only if C2 switched keys at the right point.
-	if cmds := d.waitCommands(2); cmds[0] != e4.SetIDKey || cmds[1] != e4.SetTopicKey {
+	if cmds := d.waitCommands(2); cmds[0] != command.SetIDKey || cmds[1] != command.SetTopicKey {
 		t.Fatalf("commands %v", cmds)
 	}
 }

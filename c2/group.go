@@ -6,6 +6,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // Group topics (Config.GroupTopics, PK mode): the members of a topic
@@ -61,7 +62,7 @@ func (s *Service) linkOnce(tx store.Tx, ev *events, source, target store.Client)
 	if err != nil {
 		return fmt.Errorf("link %s -> %s: %w", source.ID, target.ID, err)
 	}
-	cmd, err := e4.CmdSetPubKey(source.PublicKey, source.ID)
+	cmd, err := command.NewSetPubKey(source.PublicKey, source.ID)
 	if err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func (s *Service) unlinkIfLinked(tx store.Tx, ev *events, source, target store.C
 		return fmt.Errorf("link %s -> %s: %w", source.ID, target.ID, err)
 	}
 	ev.add(EventPubKeyChanged, &target.ID, "", "removed "+source.ID.String()+" (group topic)")
-	return s.enqueue(tx, ev, outgoing{client: target, cmd: e4.CmdRemovePubKey(source.ID), target: source.ID.String()})
+	return s.enqueue(tx, ev, outgoing{client: target, cmd: command.NewRemovePubKey(source.ID), target: source.ID.String()})
 }
 
 // forEachOtherMember calls fn with every member of topic but one.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -80,7 +81,7 @@ func TestGroupTopicsLinkMembers(t *testing.T) {
 		t.Fatalf("%d commands about c queued by the removal, want 1", after-before)
 	}
 	cmds := devs["b"].waitCommands(4)
-	if cmds[3] != e4.RemovePubKey {
+	if cmds[3] != command.RemovePubKey {
 		t.Fatalf("b applied %v", cmds)
 	}
 

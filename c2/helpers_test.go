@@ -14,6 +14,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/e4transport"
 )
@@ -109,10 +110,13 @@ type device struct {
 	tr     *e4transport.Protected
 
 	mu              sync.Mutex
-	commands        []e4.Command
+	commands        []command.Code
 	cmdErrs         []error
 	unauthentic     int
 	lastUnauthentic error // why the last one was refused
+	// changed receives a value (buffered, never blocking the sender)
+	// after each command the device handled, for the waits below.
+	changed chan struct{}
 }
 
 func newSKDevice(t *testing.T, tr transport.Transport, name string, key []byte) *device {
@@ -143,16 +147,17 @@ func deviceConfig() *e4.Config {
 
 func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 	t.Helper()
-	d := &device{t: t, client: c}
+	d := &device{t: t, client: c, changed: make(chan struct{}, 1)}
 	p, err := e4transport.Protect(context.Background(), tr, c, &e4transport.Options{
 		// These devices count the commands they apply. A sync request
 		// made before a command arrived says the device lacks its key, and
 		// C2 sends that key again (state_test.go covers sync), which would
 		// shift the counts.
 		NoSync: true,
-		OnCommand: func(cmd e4.Command, err error) {
+		OnCommand: func(cmd command.Code, err error) {
 			d.mu.Lock()
 			defer d.mu.Unlock()
+			defer d.signal()
 			if errors.Is(err, e4.ErrAuthentication) {
 				// During a client-key change C2 sends each command under
 				// both keys: the copy under the key the device does not
@@ -173,14 +178,35 @@ func attachDevice(t *testing.T, tr transport.Transport, c *e4.Client) *device {
 	return d
 }
 
+// signal tells a waiting test that the device handled a command.
+func (d *device) signal() {
+	select {
+	case d.changed <- struct{}{}:
+	default: // a signal is pending already: the waiter looks at everything
+	}
+}
+
+// awaitChange waits until the device handles another command, and reports
+// false once deadline passed.
+func (d *device) awaitChange(deadline time.Time) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-d.changed:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
 // waitCommands waits until the device applied n commands and fails the
 // test if any was refused.
-func (d *device) waitCommands(n int) []e4.Command {
+func (d *device) waitCommands(n int) []command.Code {
 	d.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		d.mu.Lock()
-		got := append([]e4.Command(nil), d.commands...)
+		got := append([]command.Code(nil), d.commands...)
 		errs := errors.Join(d.cmdErrs...)
 		d.mu.Unlock()
 		if errs != nil {
@@ -189,10 +215,9 @@ func (d *device) waitCommands(n int) []e4.Command {
 		if len(got) >= n {
 			return got
 		}
-		if time.Now().After(deadline) {
+		if !d.awaitChange(deadline) {
 			d.t.Fatalf("device %s applied %d commands (%v), want %d", d.client.ID(), len(got), got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

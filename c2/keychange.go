@@ -9,6 +9,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // A client-key change (SetIDKey, SK mode) must not lock a device out: a
@@ -43,10 +44,10 @@ type sendKey struct {
 // with the command) without a change, or for the SetIDKey itself, which
 // only the previous key opens; both keys during a change.
 func (k *keyChange) keysFor(cmd, stored []byte, now time.Time) []sendKey {
-	switch code := e4.Command(cmd[0]); {
+	switch code := command.Code(cmd[0]); {
 	case k == nil:
 		return []sendKey{{key: stored}}
-	case code == e4.SetIDKey || code == e4.SetC2Key:
+	case code == command.SetIDKey || code == command.SetC2Key:
 		return []sendKey{{key: stored, prev: bytes.Equal(stored, k.prev)}}
 	case k.expired:
 		return []sendKey{{key: k.current, current: true}}
@@ -136,7 +137,7 @@ func (s *Service) learnKeyInUse(tx store.Tx, ev *events, ds *store.DeviceState, 
 		return nil
 	}
 	ds.KeyState = store.KeyOld
-	pending, err := tx.HasPendingCommand(ds.ClientID, ds.ClientID.String(), e4.SetIDKey.String())
+	pending, err := tx.HasPendingCommand(ds.ClientID, ds.ClientID.String(), command.SetIDKey.String())
 	if err != nil || pending {
 		return err
 	}
@@ -148,7 +149,7 @@ func (s *Service) learnKeyInUse(tx store.Tx, ev *events, ds *store.DeviceState, 
 	if err != nil {
 		return err
 	}
-	cmd, err := e4.CmdSetIDKey(k.current)
+	cmd, err := command.NewSetIDKey(k.current)
 	if err != nil {
 		return err
 	}

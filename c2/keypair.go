@@ -9,6 +9,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // targetGeneratedKeyPair is the Target of the SetIDKey commands that carry
@@ -45,12 +46,12 @@ func (s *Service) NewClientKeyPair(ctx context.Context, id e4.ID) (ed25519.Publi
 		return nil, err
 	}
 	defer clear(priv)
-	setIDKey, err := e4.CmdSetIDKey(priv)
+	setIDKey, err := command.NewSetIDKey(priv)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(setIDKey)
-	setPubKey, err := e4.CmdSetPubKey(pub, id)
+	setPubKey, err := command.NewSetPubKey(pub, id)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -60,7 +61,7 @@ func TestNewClientKeyPairRekeysTheDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cmds := devA.waitCommands(1); cmds[0] != e4.SetIDKey {
+	if cmds := devA.waitCommands(1); cmds[0] != command.SetIDKey {
 		t.Fatalf("device a applied %v", cmds)
 	}
 	if !bytes.Equal(devA.client.PublicKey(), newPub) || bytes.Equal(newPub, pubA) {
@@ -73,10 +74,10 @@ func TestNewClientKeyPairRekeysTheDevice(t *testing.T) {
 	if err := svc.AddMember(ctx, "after/rekey", a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if cmds := devA.waitCommands(2); cmds[1] != e4.SetTopicKey || !devA.client.HasTopicKey("after/rekey") {
+	if cmds := devA.waitCommands(2); cmds[1] != command.SetTopicKey || !devA.client.HasTopicKey("after/rekey") {
 		t.Fatalf("device a after the rekey applied %v", cmds)
 	}
-	if cmds := devB.waitCommands(2); cmds[1] != e4.SetPubKey {
+	if cmds := devB.waitCommands(2); cmds[1] != command.SetPubKey {
 		t.Fatalf("linked device b applied %v", cmds)
 	}
 	env.waitIdle(t)

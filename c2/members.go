@@ -6,6 +6,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // AddMember adds client to topic and sends it the topic key
@@ -49,7 +50,7 @@ func (s *Service) addMember(tx store.Tx, ev *events, id e4.ID, topic string) err
 		return err
 	}
 	ev.add(EventMemberAdded, &c.ID, topic, "")
-	if err := s.supersede(tx, &c.ID, topic, e4.SetTopicKey); err != nil {
+	if err := s.supersede(tx, &c.ID, topic, command.SetTopicKey); err != nil {
 		return err
 	}
 	return s.enqueue(tx, ev, outgoing{client: c, cmd: cmd, target: topic})
@@ -62,7 +63,7 @@ func (s *Service) setTopicKeyCommand(t store.Topic) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Suite().CmdSetTopicKey(key, t.Name)
+	return command.NewSetTopicKey(key, s.Suite().HashTopic(t.Name))
 }
 
 // AddMembers adds many clients to a topic in one transaction; it fails
@@ -123,13 +124,13 @@ func (s *Service) RemoveMember(ctx context.Context, topic string, id e4.ID) erro
 		if err := tx.RemoveMember(id, topic); err != nil {
 			return fmt.Errorf("client %s in topic %q: %w", id, topic, err)
 		}
-		if err := s.supersede(tx, &c.ID, topic, e4.SetTopicKey); err != nil {
+		if err := s.supersede(tx, &c.ID, topic, command.SetTopicKey); err != nil {
 			return err
 		}
 		if err := s.leaveGroup(tx, ev, c, topic); err != nil {
 			return err
 		}
-		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: s.Suite().CmdRemoveTopic(topic), target: topic}); err != nil {
+		if err := s.enqueue(tx, ev, outgoing{client: c, cmd: command.NewRemoveTopic(s.Suite().HashTopic(topic)), target: topic}); err != nil {
 			return err
 		}
 		ev.add(EventMemberRemoved, &c.ID, topic, "")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // outgoing is a command about to be written to the outbox.
@@ -41,7 +42,7 @@ func (s *Service) enqueue(tx store.Tx, ev *events, out ...outgoing) error {
 
 // supersede marks the pending commands of kinds to client (every client
 // when nil) about target superseded: a newer command makes them pointless.
-func (s *Service) supersede(tx store.Tx, client *e4.ID, target string, kinds ...e4.Command) error {
+func (s *Service) supersede(tx store.Tx, client *e4.ID, target string, kinds ...command.Code) error {
 	names := make([]string, len(kinds))
 	for i, k := range kinds {
 		names[i] = k.String()
@@ -71,7 +72,7 @@ func (s *Service) sealCommand(o outgoing) (store.Command, error) {
 	return store.Command{
 		ID:            id,
 		ClientID:      o.client.ID,
-		Kind:          e4.Command(o.cmd[0]).String(),
+		Kind:          command.Code(o.cmd[0]).String(),
 		Target:        o.target,
 		SealedPayload: sealed,
 		CreatedAt:     s.now().UTC(),

@@ -8,6 +8,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // requirePK fails in symmetric-key deployments.
@@ -51,7 +52,7 @@ func (s *Service) sendPubKey(tx store.Tx, ev *events, targetID, sourceID e4.ID) 
 	if err != nil {
 		return err
 	}
-	cmd, err := e4.CmdSetPubKey(source.PublicKey, source.ID)
+	cmd, err := command.NewSetPubKey(source.PublicKey, source.ID)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func (s *Service) removePubKey(ctx context.Context, target, source e4.ID, linked
 			return fmt.Errorf("link %s -> %s: %w", source, target, err)
 		}
 		ev.add(EventPubKeyChanged, &c.ID, "", "removed "+source.String())
-		return s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdRemovePubKey(source), target: source.String()})
+		return s.enqueue(tx, ev, outgoing{client: c, cmd: command.NewRemovePubKey(source), target: source.String()})
 	})
 }
 
@@ -96,7 +97,7 @@ func (s *Service) ResetPubKeys(ctx context.Context, target e4.ID) error {
 			return err
 		}
 		ev.add(EventPubKeyChanged, &c.ID, "", "reset")
-		return s.enqueue(tx, ev, outgoing{client: c, cmd: e4.CmdResetPubKeys(), target: target.String()})
+		return s.enqueue(tx, ev, outgoing{client: c, cmd: command.NewResetPubKeys(), target: target.String()})
 	})
 }
 
@@ -144,7 +145,7 @@ func (s *Service) SendC2SignerKey(ctx context.Context, target e4.ID) error {
 	if err != nil {
 		return err
 	}
-	cmd, err := e4.CmdSetPubKey(pair.signer.Public().(ed25519.PublicKey), pair.signerID)
+	cmd, err := command.NewSetPubKey(pair.signer.Public().(ed25519.PublicKey), pair.signerID)
 	if err != nil {
 		return err
 	}
@@ -212,7 +213,7 @@ func (s *Service) rotateC2Key(ctx context.Context, guard func(tx store.Tx) error
 	if next.public, err = x25519Public(private); err != nil {
 		return 0, err
 	}
-	cmd, err := e4.CmdSetC2Key(next.public)
+	cmd, err := command.NewSetC2Key(next.public)
 	if err != nil {
 		return 0, err
 	}

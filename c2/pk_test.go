@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -65,7 +66,7 @@ func TestPKModeEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmds := devB.waitCommands(4)
-	if cmds[2] != e4.SetC2Key || cmds[3] != e4.RemoveTopic {
+	if cmds[2] != command.SetC2Key || cmds[3] != command.RemoveTopic {
 		t.Fatalf("b got %v", cmds)
 	}
 	if devB.client.HasTopicKey("pk/topic") {
@@ -95,7 +96,7 @@ func TestPKModeEndToEnd(t *testing.T) {
 	if _, err := svc.NewClientKey(ctx, a.ID, pubA2); err != nil {
 		t.Fatal(err)
 	}
-	if cmds := devB.waitCommands(5); cmds[4] != e4.SetPubKey {
+	if cmds := devB.waitCommands(5); cmds[4] != command.SetPubKey {
 		t.Fatalf("b got %v", cmds)
 	}
 	if _, err := svc.AddClient(ctx, NewClient{Name: "bad", PublicKey: make([]byte, 32)}); !errors.Is(err, ErrInvalidArgument) {

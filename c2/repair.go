@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
-	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // repairLoop scans the state of devices every RepairInterval until ctx
@@ -104,7 +104,7 @@ func (s *Service) repairItem(tx store.Tx, it store.RepairItem) (outgoing, bool, 
 	if err != nil || !member {
 		return outgoing{}, false, err
 	}
-	pending, err := tx.HasPendingCommand(it.ClientID, it.Topic, e4.SetTopicKey.String())
+	pending, err := tx.HasPendingCommand(it.ClientID, it.Topic, command.SetTopicKey.String())
 	if err != nil || pending {
 		return outgoing{}, false, err
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/c2/store"
-	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // AutomationConfig tunes the rotation scheduler that Run starts next to
@@ -615,7 +615,7 @@ func (s *Service) rotateClientKey(tx store.Tx, ev *events, target string) error 
 	if err != nil {
 		return err
 	}
-	cmd, err := e4.CmdSetIDKey(key)
+	cmd, err := command.NewSetIDKey(key)
 	if err != nil {
 		return err
 	}

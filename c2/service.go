@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/e4-iot/e4kit/c2/internal/txhook"
 	"github.com/e4-iot/e4kit/c2/seal"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
@@ -383,7 +384,7 @@ func (s *Service) updateLocked(ctx context.Context, fn func(tx store.Tx, ev *eve
 		if err := fn(tx, &ev); err != nil {
 			return err
 		}
-		return runTxHook(ctx, tx)
+		return txhook.Run(ctx, tx)
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/seal"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
 
@@ -87,7 +88,7 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 	}
 	for _, d := range devs {
 		cmds := d.waitCommands(2)
-		if cmds[0] != e4.SetTopicKey || cmds[1] != e4.SetTopicKey {
+		if cmds[0] != command.SetTopicKey || cmds[1] != command.SetTopicKey {
 			t.Fatalf("commands %v", cmds)
 		}
 	}
@@ -102,12 +103,12 @@ func TestRotationAndRemovalSecrecy(t *testing.T) {
 	if err := svc.RemoveMember(ctx, "t", devs[2].client.ID()); err != nil {
 		t.Fatal(err)
 	}
-	if cmds := devs[2].waitCommands(3); cmds[2] != e4.RemoveTopic {
+	if cmds := devs[2].waitCommands(3); cmds[2] != command.RemoveTopic {
 		t.Fatalf("removed device got %v", cmds)
 	}
 	// The others get RemoveTopic then the new key.
 	for _, d := range devs[:2] {
-		if cmds := d.waitCommands(4); cmds[2] != e4.RemoveTopic || cmds[3] != e4.SetTopicKey {
+		if cmds := d.waitCommands(4); cmds[2] != command.RemoveTopic || cmds[3] != command.SetTopicKey {
 			t.Fatalf("remaining member got %v", cmds)
 		}
 	}
@@ -171,12 +172,11 @@ func TestReopenChecksModeAndMasterKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	keys, _ := seal.NewKeyring(env.master)
+	keys := must[*seal.Keyring](t)(seal.NewKeyring(env.master))
 	if _, err := New(ctx, Config{Mode: e4.PubKey, Store: st, Keyring: keys}); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "mode") {
 		t.Fatalf("reopen in the other mode: %v", err)
 	}
-	other, _ := seal.GenerateKey()
-	wrong, _ := seal.NewKeyring(other)
+	wrong := must[*seal.Keyring](t)(seal.NewKeyring(must[[]byte](t)(seal.GenerateKey())))
 	if _, err := New(ctx, Config{Mode: e4.SymKey, Store: st, Keyring: wrong}); !errors.Is(err, seal.ErrUnknownKey) {
 		t.Fatalf("reopen with another master key: %v", err)
 	}

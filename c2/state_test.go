@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
@@ -22,7 +23,7 @@ type stateDevice struct {
 	acks   bool
 
 	mu      sync.Mutex
-	applied []e4.Command
+	applied []command.Code
 	changed chan struct{} // closed and replaced after each applied command
 	conn    transport.Transport
 	cancel  context.CancelFunc
@@ -106,7 +107,7 @@ func (d *stateDevice) offline() {
 	d.cancel = nil
 }
 
-func (d *stateDevice) commands() []e4.Command {
+func (d *stateDevice) commands() []command.Code {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.applied)
@@ -156,7 +157,7 @@ func waitState(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func count(cmds []e4.Command, kind e4.Command) int {
+func count(cmds []command.Code, kind command.Code) int {
 	n := 0
 	for _, c := range cmds {
 		if c == kind {
@@ -218,7 +219,7 @@ func TestREADMEOrderDeviceStartsLast(t *testing.T) {
 	}
 	dev.online(true)
 	dev.waitFor("the current key", func() bool { return dev.holdsCurrentKey(svc, "sensors/temp") })
-	if got := dev.commands(); len(got) != 1 || got[0] != e4.SetTopicKey {
+	if got := dev.commands(); len(got) != 1 || got[0] != command.SetTopicKey {
 		t.Fatalf("device applied %v, want one SetTopicKey", got)
 	}
 	waitState(t, "the device's acknowledgement recorded", func() bool {
@@ -272,7 +273,7 @@ func TestOfflineThroughThreeRotations(t *testing.T) {
 		defer mu.Unlock()
 		return len(converged) > 0 && converged[len(converged)-1].Detail == "version 4, 1 members"
 	})
-	if got := count(dev.commands(), e4.SetTopicKey); got != 2 {
+	if got := count(dev.commands(), command.SetTopicKey); got != 2 {
 		t.Fatalf("device applied %d SetTopicKey (%v), want 2: one before, one after its outage", got, dev.commands())
 	}
 }
@@ -369,7 +370,7 @@ func TestRepairAfterAwaitAck(t *testing.T) {
 	dev.online(false) // back, without a sync request
 	dev.waitFor("the current key", func() bool { return dev.holdsCurrentKey(svc, "t") })
 	waitState(t, "convergence", func() bool { return must[TopicState](t)(svc.TopicState(ctx, "t")).Converged })
-	if got := count(dev.commands(), e4.SetTopicKey); got != 2 {
+	if got := count(dev.commands(), command.SetTopicKey); got != 2 {
 		t.Fatalf("device applied %v, want 2 SetTopicKey", dev.commands())
 	}
 	if s := svc.Dispatcher().Stats(); s.Repaired == 0 {
@@ -406,7 +407,7 @@ func TestClientKeyChangeWhileOffline(t *testing.T) {
 
 	dev.online(true) // its sync request is under the old key
 	dev.waitFor("the SetIDKey and the current key", func() bool {
-		return count(dev.commands(), e4.SetIDKey) == 1 && dev.holdsCurrentKey(svc, "t")
+		return count(dev.commands(), command.SetIDKey) == 1 && dev.holdsCurrentKey(svc, "t")
 	})
 	waitState(t, "the new key confirmed", func() bool {
 		return must[ClientState](t)(svc.ClientState(ctx, id)).KeyInUse == KeyCurrent
@@ -583,12 +584,12 @@ func TestPKModeCatchUp(t *testing.T) {
 	}
 	env.waitIdle(t) // sent to nobody
 
-	client, _ := e4.NewPubKeyClient(b.ID, privB, c2Pub, deviceConfig())
+	client := must[*e4.Client](t)(e4.NewPubKeyClient(b.ID, privB, c2Pub, deviceConfig()))
 	dev := newStateDeviceOf(t, broker, client, true)
 	dev.online(true)
 	dev.waitFor("the topic key and a's public key", func() bool {
 		cmds := dev.commands()
-		return count(cmds, e4.SetTopicKey) == 1 && count(cmds, e4.SetPubKey) == 1
+		return count(cmds, command.SetTopicKey) == 1 && count(cmds, command.SetPubKey) == 1
 	})
 	waitState(t, "the topic acknowledged", func() bool { return must[TopicState](t)(svc.TopicState(ctx, "pk/t")).Converged })
 	waitState(t, "the public key acknowledged", func() bool {
@@ -645,7 +646,7 @@ func TestPKC2KeyRotationWhileOffline(t *testing.T) {
 
 	dev.online(true)
 	dev.waitFor("the SetC2Key and the current topic key", func() bool {
-		return count(dev.commands(), e4.SetC2Key) == 1 && dev.holdsCurrentKey(svc, "pk/t")
+		return count(dev.commands(), command.SetC2Key) == 1 && dev.holdsCurrentKey(svc, "pk/t")
 	})
 	waitState(t, "C2's new key confirmed", func() bool {
 		st := must[ClientState](t)(svc.ClientState(ctx, added.ID))

@@ -137,7 +137,7 @@ func TestSuiteMismatchC2AndDevice(t *testing.T) {
 func (d *device) waitCommandError() error {
 	d.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	for {
 		d.mu.Lock()
 		for _, err := range append(d.cmdErrs, d.lastUnauthentic) {
 			if err != nil {
@@ -146,7 +146,9 @@ func (d *device) waitCommandError() error {
 			}
 		}
 		d.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
+		if !d.awaitChange(deadline) {
+			break
+		}
 	}
 	d.t.Fatal("the device refused no command")
 	return nil

@@ -8,11 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
+	"golang.org/x/time/rate"
 )
 
 // SyncFilter is the subscription on which C2 hears sync requests: devices
@@ -358,13 +358,12 @@ func (s *Service) syncTopics(tx store.Tx, ev *events, c store.Client, held []e4.
 	}
 	for hash := range tags {
 		target := "topic-hash:" + hex.EncodeToString(hash[:])
-		pending, err := tx.HasPendingCommand(c.ID, target, e4.RemoveTopic.String())
+		pending, err := tx.HasPendingCommand(c.ID, target, command.RemoveTopic.String())
 		if err != nil {
 			return err
 		}
 		if !pending {
-			cmd := append([]byte{byte(e4.RemoveTopic)}, hash[:]...)
-			out = append(out, outgoing{client: c, cmd: cmd, target: target})
+			out = append(out, outgoing{client: c, cmd: command.NewRemoveTopic(hash), target: target})
 		}
 	}
 	return s.enqueue(tx, ev, out...)
@@ -399,11 +398,11 @@ func (s *Service) syncTopic(tx store.Tx, c store.Client, m store.MemberState, ta
 	// the report came may have been lost too, or not; the repair sends it
 	// again after AwaitAck if it was (the dispatcher dates it sent from
 	// before this report, so the device counts as heard from since).
-	pending, err := tx.HasPendingCommand(c.ID, t.Name, e4.SetTopicKey.String())
+	pending, err := tx.HasPendingCommand(c.ID, t.Name, command.SetTopicKey.String())
 	if err != nil || pending {
 		return nil, err
 	}
-	cmd, err := s.Suite().CmdSetTopicKey(key, t.Name)
+	cmd, err := command.NewSetTopicKey(key, s.Suite().HashTopic(t.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -436,14 +435,14 @@ func (s *Service) syncPubKeys(tx store.Tx, ev *events, c store.Client, held []e4
 				}
 				continue
 			}
-			pending, err := tx.HasPendingCommand(c.ID, id.String(), e4.SetPubKey.String())
+			pending, err := tx.HasPendingCommand(c.ID, id.String(), command.SetPubKey.String())
 			if err != nil {
 				return err
 			}
 			if pending {
 				continue
 			}
-			cmd, err := e4.CmdSetPubKey(src.PublicKey, src.ID)
+			cmd, err := command.NewSetPubKey(src.PublicKey, src.ID)
 			if err != nil {
 				return err
 			}

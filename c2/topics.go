@@ -7,6 +7,7 @@ import (
 
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // TopicInfo describes a topic without its key.
@@ -65,12 +66,12 @@ func (s *Service) GetTopic(ctx context.Context, name string) (TopicInfo, error) 
 
 // RemoveTopic deletes a topic and sends RemoveTopic to its members.
 func (s *Service) RemoveTopic(ctx context.Context, name string) error {
-	cmd := s.Suite().CmdRemoveTopic(name)
+	cmd := command.NewRemoveTopic(s.Suite().HashTopic(name))
 	return s.update(ctx, func(tx store.Tx, ev *events) error {
 		if _, err := getTopic(tx, name); err != nil {
 			return err
 		}
-		if err := s.supersede(tx, nil, name, e4.SetTopicKey); err != nil {
+		if err := s.supersede(tx, nil, name, command.SetTopicKey); err != nil {
 			return err
 		}
 		err := s.forEachMember(tx, name, func(c store.Client) error {
@@ -158,14 +159,14 @@ func (s *Service) rotateTopic(tx store.Tx, ev *events, name string, afterRemoval
 	if err := tx.UpdateTopicKey(name, sealed, prev, version, s.now().UTC()); err != nil {
 		return 0, err
 	}
-	cmd, err := s.Suite().CmdSetTopicKey(key, name)
+	cmd, err := command.NewSetTopicKey(key, s.Suite().HashTopic(name))
 	if err != nil {
 		return 0, err
 	}
-	if err := s.supersede(tx, nil, name, e4.SetTopicKey); err != nil {
+	if err := s.supersede(tx, nil, name, command.SetTopicKey); err != nil {
 		return 0, err
 	}
-	remove := s.Suite().CmdRemoveTopic(name)
+	remove := command.NewRemoveTopic(s.Suite().HashTopic(name))
 	var n int
 	err = s.forEachMemberPage(tx, name, func(page []store.Client) error {
 		out := make([]outgoing, 0, 2*len(page))

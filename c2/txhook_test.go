@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/e4-iot/e4kit/c2/internal/txhook"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 )
@@ -21,22 +22,22 @@ func TestTxHook(t *testing.T) {
 		_, err := tx.GetTopic("hooked/topic")
 		return err
 	}
-	if _, err := env.svc.AddTopic(WithTxHook(ctx, seen), "hooked/topic"); err != nil {
+	if _, err := env.svc.AddTopic(txhook.With(ctx, seen), "hooked/topic"); err != nil {
 		t.Fatal(err)
 	}
 	if calls != 1 {
 		t.Fatalf("hook called %d times for one change, want 1", calls)
 	}
-	if _, err := env.svc.GetTopic(WithTxHook(ctx, seen), "hooked/topic"); err != nil || calls != 1 {
+	if _, err := env.svc.GetTopic(txhook.With(ctx, seen), "hooked/topic"); err != nil || calls != 1 {
 		t.Fatalf("a read called the hook (calls %d, err %v)", calls, err)
 	}
-	if _, err := env.svc.AddTopic(WithTxHook(ctx, seen), "bad/+"); !errors.Is(err, ErrInvalidArgument) || calls != 1 {
+	if _, err := env.svc.AddTopic(txhook.With(ctx, seen), "bad/+"); !errors.Is(err, ErrInvalidArgument) || calls != 1 {
 		t.Fatalf("a refused change called the hook (calls %d, err %v)", calls, err)
 	}
 
 	refused := errors.New("audit unavailable")
 	failing := func(context.Context, store.Tx) error { return refused }
-	if _, err := env.svc.AddTopic(WithTxHook(ctx, failing), "rolled/back"); !errors.Is(err, refused) {
+	if _, err := env.svc.AddTopic(txhook.With(ctx, failing), "rolled/back"); !errors.Is(err, refused) {
 		t.Fatalf("AddTopic with a failing hook: %v, want the hook's error", err)
 	}
 	if _, err := env.svc.GetTopic(ctx, "rolled/back"); !errors.Is(err, ErrNotFound) {

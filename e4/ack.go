@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // Command acknowledgements are this project's extension to E4 v1 (the
@@ -59,7 +61,7 @@ func CommandDigest(protected []byte) [AckDigestLen]byte {
 // again because an acknowledgement was lost) is reported with ErrReplay and
 // acknowledged as applied again, which it is; a refused command sent again
 // is refused again.
-func (c *Client) HandleCommandAck(protected []byte) (cmd Command, ack []byte, err error) {
+func (c *Client) HandleCommandAck(protected []byte) (cmd command.Code, ack []byte, err error) {
 	c.mu.RLock()
 	cipher := c.commandCipher
 	c.mu.RUnlock()

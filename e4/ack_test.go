@@ -8,6 +8,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 func TestAckSymKey(t *testing.T) {
@@ -17,7 +19,7 @@ func TestAckSymKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	cmd, err := CmdSetTopicKey(bytes.Repeat([]byte{2}, KeyLen), "t")
+	cmd, err := command.NewSetTopicKey(bytes.Repeat([]byte{2}, KeyLen), HashTopic("t"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +28,7 @@ func TestAckSymKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	kind, ack, err := c.HandleCommandAck(wire)
-	if err != nil || kind != SetTopicKey || ack == nil {
+	if err != nil || kind != command.SetTopicKey || ack == nil {
 		t.Fatalf("HandleCommandAck = %v, %x, %v", kind, ack, err)
 	}
 	digest, status, err := OpenAck(ack, key, nil)
@@ -44,7 +46,7 @@ func TestAckSymKey(t *testing.T) {
 
 	// SetIDKey is acknowledged under the key that protected it.
 	newKey := bytes.Repeat([]byte{3}, KeyLen)
-	setID, err := CmdSetIDKey(newKey)
+	setID, err := command.NewSetIDKey(newKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +75,11 @@ func TestAckSymKey(t *testing.T) {
 	}
 
 	// Nothing is acknowledged to a forger; a replay is acknowledged again.
-	forged, _ := ProtectCommand(cmd, key, now) // the old key no longer opens commands
+	forged := must[[]byte](t)(ProtectCommand(cmd, key, now)) // the old key no longer opens commands
 	if _, ack, err := c.HandleCommandAck(forged); ack != nil || !errors.Is(err, ErrAuthentication) {
 		t.Fatalf("forged command: ack %x, %v", ack, err)
 	}
-	fresh, err := ProtectCommand(CmdRemoveTopic("other"), newKey, now)
+	fresh, err := ProtectCommand(command.NewRemoveTopic(HashTopic("other")), newKey, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +110,7 @@ func TestAckPubKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wire, err := ProtectCommand(CmdResetTopics(), key, time.Now())
+	wire, err := ProtectCommand(command.NewResetTopics(), key, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

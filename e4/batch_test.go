@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // batchVsSingle runs msgs through UnprotectBatch on one client and through
@@ -139,7 +141,7 @@ func testUnprotectBatchFollowsCommands(t *testing.T) {
 		}
 		return p
 	}
-	rotate, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyB, testTopic)), clientKey, clk.Now())
+	rotate, err := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic))), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/internal/check"
 	"github.com/e4-iot/e4kit/e4/siv"
 	"github.com/e4-iot/e4kit/e4/store"
 )
@@ -267,15 +268,7 @@ func (c *Client) refreshPKCommandKey() error {
 }
 
 // checkSymKey refuses keys of the wrong size and the all-zero key.
-func checkSymKey(key []byte) error {
-	if len(key) != KeyLen {
-		return fmt.Errorf("%w: symmetric key must be %d bytes, got %d", ErrInvalidKey, KeyLen, len(key))
-	}
-	if subtle.ConstantTimeCompare(key, make([]byte, KeyLen)) == 1 {
-		return fmt.Errorf("%w: symmetric key is all zeros", ErrInvalidKey)
-	}
-	return nil
-}
+func checkSymKey(key []byte) error { return check.SymKey(key) }
 
 // topicCiphers is a consistent copy of a topic's ciphers, taken under the
 // read lock, so the caller can use it after releasing the lock.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/store"
 )
 
@@ -286,15 +287,14 @@ func TestReplayCacheManyEntries(t *testing.T) {
 func TestKeyTransition(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyA, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	oldMsg := func() []byte {
-		p, _ := ProtectSymKey(nil, []byte("old key"), testKeyA, clk.Now())
-		return p
+		return must[[]byte](t)(ProtectSymKey(nil, []byte("old key"), testKeyA, clk.Now()))
 	}
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Unprotect(nil, oldMsg(), testTopic); err != nil {
@@ -302,7 +302,7 @@ func TestKeyTransition(t *testing.T) {
 	}
 	// The same key again must not reset the transition (the old key stays).
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Unprotect(nil, oldMsg(), testTopic); err != nil {
@@ -312,9 +312,22 @@ func TestKeyTransition(t *testing.T) {
 	if _, err := c.Unprotect(nil, oldMsg(), testTopic); !errors.Is(err, ErrAuthentication) {
 		t.Fatalf("previous key after the transition: %v, want ErrAuthentication", err)
 	}
-	newMsg, _ := c.Protect(nil, []byte("new"), testTopic)
+	newMsg := must[[]byte](t)(c.Protect(nil, []byte("new"), testTopic))
 	if pt, err := UnprotectSymKey(nil, newMsg, testKeyB, &Config{Now: clk.Now}); err != nil || string(pt) != "new" {
 		t.Fatalf("Protect does not use the new key: %q, %v", pt, err)
+	}
+}
+
+// must returns a function that returns v and fails the test on err, for
+// building the inputs of a test in one expression: an input that failed to
+// build must not pass for the refusal a negative test expects.
+func must[T any](t testing.TB) func(v T, err error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
 }
 
@@ -328,35 +341,35 @@ func mustCmd(cmd []byte, err error) []byte {
 func TestStaleSetTopicKeyRefused(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
-	older, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, testTopic)), clientKey, clk.Now())
+	older, err := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(5 * time.Second)
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.HandleCommand(older); !errors.Is(err, ErrStaleCommand) {
 		t.Fatalf("delayed older SetTopicKey: %v, want ErrStaleCommand", err)
 	}
 	// Also after RemoveTopic and ResetTopics.
-	olderStill, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, "t2")), clientKey, clk.Now())
+	olderStill, err := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic("t2"))), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, CmdResetTopics()); err != nil {
+	if err := sendCommand(t, c, clk, command.NewResetTopics()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.HandleCommand(olderStill); !errors.Is(err, ErrStaleCommand) {
 		t.Fatalf("SetTopicKey older than ResetTopics: %v", err)
 	}
-	olderRm, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyA, testTopic)), clientKey, clk.Now())
+	olderRm, err := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, CmdRemoveTopic(testTopic)); err != nil {
+	if err := sendCommand(t, c, clk, command.NewRemoveTopic(HashTopic(testTopic))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.HandleCommand(olderRm); !errors.Is(err, ErrStaleCommand) {
@@ -370,7 +383,7 @@ func TestStaleSetTopicKeyRefused(t *testing.T) {
 func TestCommandReplayRefused(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
-	p, err := ProtectCommand(CmdRemoveTopic(testTopic), clientKey, clk.Now())
+	p, err := ProtectCommand(command.NewRemoveTopic(HashTopic(testTopic)), clientKey, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +425,7 @@ func TestBadKeysRefused(t *testing.T) {
 	if _, err := NewPubKeyClient(ID{}, tampered, bytes.Repeat([]byte{9}, 32), nil); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("private key with a wrong public half: %v", err)
 	}
-	c, _ := NewPubKeyClient(ID{}, priv, bytes.Repeat([]byte{9}, 32), nil)
+	c := must[*Client](t)(NewPubKeyClient(ID{}, priv, bytes.Repeat([]byte{9}, 32), nil))
 	if err := c.SetPubKey(ID{1}, make([]byte, 32)); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("SetPubKey with a zero key: %v", err)
 	}
@@ -423,7 +436,7 @@ func TestPersistence(t *testing.T) {
 	mem := store.NewMemory()
 	priv, _ := mustKeyPair(t)
 	c2 := bytes.Repeat([]byte{9}, 32)
-	c, _ := NewPubKeyClient(IDFromName("persisted"), priv, c2, &Config{Now: clk.Now, Store: mem})
+	c := must[*Client](t)(NewPubKeyClient(IDFromName("persisted"), priv, c2, &Config{Now: clk.Now, Store: mem}))
 	_, signerPub := mustKeyPair(t)
 	mustSetTopicKey(t, c, testKeyA, testTopic)
 	clk.advance(time.Second)
@@ -431,7 +444,7 @@ func TestPersistence(t *testing.T) {
 	if err := c.SetPubKey(IDFromName("signer"), signerPub); err != nil {
 		t.Fatal(err)
 	}
-	loaded, _ := LoadClient(&Config{Now: clk.Now, Store: mem})
+	loaded := must[*Client](t)(LoadClient(&Config{Now: clk.Now, Store: mem}))
 	if loaded.ID() != c.ID() || loaded.Mode() != PubKey || !bytes.Equal(loaded.PublicKey(), c.PublicKey()) {
 		t.Fatal("identity not restored")
 	}
@@ -483,7 +496,7 @@ func TestConcurrentUse(t *testing.T) {
 				defer wg.Done()
 				for i := range 50 {
 					if mode == SymKey {
-						cmd := mustCmd(CmdSetTopicKey(testKeyA, fmt.Sprintf("c/%d/%d", g, i)))
+						cmd := mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(fmt.Sprintf("c/%d/%d", g, i))))
 						p, _ := ProtectCommand(cmd, clientKey, clk.Now())
 						if _, err := c.HandleCommand(p); err != nil {
 							t.Error(err)
@@ -557,21 +570,21 @@ func TestNameCacheFollowsKeyChanges(t *testing.T) {
 	mustSetTopicKey(t, c, testKeyA, testTopic)
 	protectOK(nil) // now cached by name
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, CmdRemoveTopic(testTopic)); err != nil {
+	if err := sendCommand(t, c, clk, command.NewRemoveTopic(HashTopic(testTopic))); err != nil {
 		t.Fatal(err)
 	}
 	protectOK(ErrTopicKeyNotFound)
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, testTopic))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic)))); err != nil {
 		t.Fatal(err)
 	}
 	protectOK(nil)
-	msg, _ := c.Protect(nil, []byte("x"), testTopic)
+	msg := must[[]byte](t)(c.Protect(nil, []byte("x"), testTopic))
 	if _, err := UnprotectSymKey(nil, msg, testKeyB, &Config{Now: clk.Now}); err != nil {
 		t.Fatalf("cached entry does not use the new key: %v", err)
 	}
 	clk.advance(time.Second)
-	if err := sendCommand(t, c, clk, CmdResetTopics()); err != nil {
+	if err := sendCommand(t, c, clk, command.NewResetTopics()); err != nil {
 		t.Fatal(err)
 	}
 	protectOK(ErrTopicKeyNotFound)

@@ -4,101 +4,9 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"time"
+
+	"github.com/e4-iot/e4kit/e4/command"
 )
-
-// Command is the first byte of a C2 command.
-type Command byte
-
-// The eight commands of E4 v1.
-const (
-	RemoveTopic  Command = 0x00 // topic hash (16)
-	ResetTopics  Command = 0x01 // no argument
-	SetIDKey     Command = 0x02 // key: 32 bytes (SK) or Ed25519 seed||public (64, PK)
-	SetTopicKey  Command = 0x03 // topic key (32) || topic hash (16)
-	RemovePubKey Command = 0x04 // client id (16); PK only
-	ResetPubKeys Command = 0x05 // no argument; PK only
-	SetPubKey    Command = 0x06 // Ed25519 public key (32) || client id (16); PK only
-	SetC2Key     Command = 0x07 // C2 X25519 public key (32); PK only
-)
-
-var commandNames = [...]string{"RemoveTopic", "ResetTopics", "SetIDKey", "SetTopicKey", "RemovePubKey", "ResetPubKeys", "SetPubKey", "SetC2Key"}
-
-// String returns the command's name as in the E4 documentation.
-func (cmd Command) String() string {
-	if int(cmd) < len(commandNames) {
-		return commandNames[cmd]
-	}
-	return fmt.Sprintf("Command(%#02x)", byte(cmd))
-}
-
-// pubKeyOnly reports whether the command only makes sense in PK mode.
-func (cmd Command) pubKeyOnly() bool { return cmd >= RemovePubKey && cmd <= SetC2Key }
-
-// commandLen is the exact length of each command (code byte included);
-// SetIDKey has two valid lengths, handled where it is parsed.
-var commandLen = [...]int{
-	RemoveTopic:  1 + TopicHashLen,
-	ResetTopics:  1,
-	SetIDKey:     1 + KeyLen,
-	SetTopicKey:  1 + KeyLen + TopicHashLen,
-	RemovePubKey: 1 + IDLen,
-	ResetPubKeys: 1,
-	SetPubKey:    1 + ed25519.PublicKeySize + IDLen,
-	SetC2Key:     1 + KeyLen,
-}
-
-// CmdRemoveTopic builds the command that makes a client forget a topic key.
-func CmdRemoveTopic(topic string) []byte {
-	return V1.CmdRemoveTopic(topic)
-}
-
-// CmdResetTopics builds the command that makes a client forget all topic keys.
-func CmdResetTopics() []byte { return []byte{byte(ResetTopics)} }
-
-// CmdSetIDKey builds the command that replaces a client's own key: a 32-byte
-// symmetric key for an SK client, a 64-byte Ed25519 private key for a PK one.
-func CmdSetIDKey(key []byte) ([]byte, error) {
-	switch len(key) {
-	case KeyLen:
-		if err := checkSymKey(key); err != nil {
-			return nil, err
-		}
-	case ed25519.PrivateKeySize:
-	default:
-		return nil, fmt.Errorf("%w: id key must be %d or %d bytes, got %d", ErrInvalidKey, KeyLen, ed25519.PrivateKeySize, len(key))
-	}
-	return append([]byte{byte(SetIDKey)}, key...), nil
-}
-
-// CmdSetTopicKey builds the command that gives a client the key of a topic.
-func CmdSetTopicKey(key []byte, topic string) ([]byte, error) {
-	return V1.CmdSetTopicKey(key, topic)
-}
-
-// CmdRemovePubKey builds the command that makes a PK client forget a sender.
-func CmdRemovePubKey(id ID) []byte { return append([]byte{byte(RemovePubKey)}, id[:]...) }
-
-// CmdResetPubKeys builds the command that makes a PK client forget all senders.
-func CmdResetPubKeys() []byte { return []byte{byte(ResetPubKeys)} }
-
-// CmdSetPubKey builds the command that tells a PK client the Ed25519 public
-// key of a sender. Note the order on the wire: key first, then id.
-func CmdSetPubKey(pub ed25519.PublicKey, id ID) ([]byte, error) {
-	if _, err := newVerifier(pub); err != nil {
-		return nil, err
-	}
-	cmd := append([]byte{byte(SetPubKey)}, pub...)
-	return append(cmd, id[:]...), nil
-}
-
-// CmdSetC2Key builds the command that gives a PK client a new C2 X25519
-// public key (and so a new command key).
-func CmdSetC2Key(c2Public []byte) ([]byte, error) {
-	if len(c2Public) != KeyLen {
-		return nil, fmt.Errorf("%w: C2 public key must be %d bytes", ErrInvalidKey, KeyLen)
-	}
-	return append([]byte{byte(SetC2Key)}, c2Public...), nil
-}
 
 // ProtectCommand protects a command for one client under its command key
 // (the client key in SK mode, see C2CommandKey in PK mode), at time now, for
@@ -111,7 +19,7 @@ func ProtectCommand(cmd, commandKey []byte, now time.Time) ([]byte, error) {
 // returns the command's code. With a Store, the new state is saved before
 // HandleCommand returns; if saving fails the change stays in memory and the
 // error wraps ErrStore.
-func (c *Client) HandleCommand(protected []byte) (Command, error) {
+func (c *Client) HandleCommand(protected []byte) (command.Code, error) {
 	if len(protected) < SKOverhead {
 		return 0, ErrInvalidLength
 	}
@@ -138,51 +46,50 @@ func (c *Client) HandleCommand(protected []byte) (Command, error) {
 	// A refused command sent again is refused again (and acknowledged so),
 	// never mistaken for one applied.
 	if err := c.apply(cmd, mark{at: ts, digest: CommandDigest(protected)}, now); err != nil {
-		return Command(cmd[0]), err
+		return command.Code(cmd[0]), err
 	}
-	return Command(cmd[0]), c.persist()
+	return command.Code(cmd[0]), c.persist()
 }
 
 // apply validates and applies one decrypted command, ordered by order (its
 // timestamp and digest), under the write lock.
 func (c *Client) apply(cmd []byte, order mark, now time.Time) error {
-	code := Command(cmd[0])
-	if int(code) >= len(commandLen) {
-		return fmt.Errorf("%w: unknown command code %#02x", ErrInvalidCommand, cmd[0])
-	}
-	if code.pubKeyOnly() && c.mode != PubKey {
+	code, err := command.Check(cmd)
+	// A public-key-only command sent to an SK client is refused for the
+	// mode (ErrUnsupportedOperation) whatever its length.
+	if code.PubKeyOnly() && c.mode != PubKey {
 		return fmt.Errorf("%w: %v", ErrUnsupportedOperation, code)
 	}
-	if len(cmd) != commandLen[code] && !(code == SetIDKey && len(cmd) == 1+ed25519.PrivateKeySize) {
-		return fmt.Errorf("%w: %v must be %d bytes, got %d", ErrInvalidCommand, code, commandLen[code], len(cmd))
+	if err != nil {
+		return err
 	}
 	args := cmd[1:]
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.changed()
 	switch code {
-	case RemoveTopic:
+	case command.RemoveTopic:
 		return c.removeTopic(TopicHash(args), order, now)
-	case ResetTopics:
+	case command.ResetTopics:
 		return c.resetTopicKeys(order, now)
-	case SetIDKey:
+	case command.SetIDKey:
 		return c.setIDKey(args, order)
-	case SetTopicKey:
+	case command.SetTopicKey:
 		return c.setTopicKey(args[:KeyLen], TopicHash(args[KeyLen:]), order, now)
-	case RemovePubKey:
+	case command.RemovePubKey:
 		return c.removePubKey(ID(args), order, now)
-	case ResetPubKeys:
+	case command.ResetPubKeys:
 		return c.resetSigners(order, now)
-	case SetPubKey:
+	case command.SetPubKey:
 		return c.orderedSetPubKey(args[:ed25519.PublicKeySize], ID(args[ed25519.PublicKeySize:]), order)
-	case SetC2Key:
+	case command.SetC2Key:
 		return c.setC2KeyOrdered(args, order)
 	}
 	return nil
 }
 
 func (c *Client) setIDKey(key []byte, order mark) error {
-	if err := checkOrder(SetIDKey, order, c.idKeyOrder, 0); err != nil {
+	if err := checkOrder(command.SetIDKey, order, c.idKeyOrder, 0); err != nil {
 		return err
 	}
 	var err error
@@ -198,7 +105,7 @@ func (c *Client) setIDKey(key []byte, order mark) error {
 }
 
 func (c *Client) setC2KeyOrdered(key []byte, order mark) error {
-	if err := checkOrder(SetC2Key, order, c.c2KeyOrder, 0); err != nil {
+	if err := checkOrder(command.SetC2Key, order, c.c2KeyOrder, 0); err != nil {
 		return err
 	}
 	if err := c.setC2Key(key); err != nil {
@@ -224,7 +131,7 @@ func (c *Client) setTopicKey(key []byte, h TopicHash, order mark, now time.Time)
 	if err := checkSymKey(key); err != nil {
 		return err
 	}
-	if err := checkOrder(SetTopicKey, order, c.topicOrder(h), c.resetTopics.at); err != nil {
+	if err := checkOrder(command.SetTopicKey, order, c.topicOrder(h), c.resetTopics.at); err != nil {
 		return err
 	}
 	t := c.topics[h]
@@ -252,7 +159,7 @@ func (c *Client) setTopicKey(key []byte, h TopicHash, order mark, now time.Time)
 // with the command's mark so that an older SetTopicKey cannot bring the key
 // back; a later SetTopicKey installs its key with no previous key.
 func (c *Client) removeTopic(h TopicHash, order mark, now time.Time) error {
-	if err := checkOrder(RemoveTopic, order, c.topicOrder(h), c.resetTopics.at); err != nil {
+	if err := checkOrder(command.RemoveTopic, order, c.topicOrder(h), c.resetTopics.at); err != nil {
 		return err
 	}
 	t := c.topics[h]
@@ -269,7 +176,7 @@ func (c *Client) removeTopic(h TopicHash, order mark, now time.Time) error {
 // resetTopicKeys forgets every topic changed at or before the reset; a topic
 // changed by a newer command keeps its key.
 func (c *Client) resetTopicKeys(order mark, now time.Time) error {
-	if err := checkOrder(ResetTopics, order, c.resetTopics, 0); err != nil {
+	if err := checkOrder(command.ResetTopics, order, c.resetTopics, 0); err != nil {
 		return err
 	}
 	for h, t := range c.topics {
@@ -287,7 +194,7 @@ func (c *Client) resetTopicKeys(order mark, now time.Time) error {
 // SetPubKey cannot make it trusted again. Removing an unknown sender is not
 // an error: the tombstone still orders what follows.
 func (c *Client) removePubKey(id ID, order mark, now time.Time) error {
-	if err := checkOrder(RemovePubKey, order, c.signerOrder[id], c.resetPubKeys.at); err != nil {
+	if err := checkOrder(command.RemovePubKey, order, c.signerOrder[id], c.resetPubKeys.at); err != nil {
 		return err
 	}
 	m := c.signerOrder[id]
@@ -300,7 +207,7 @@ func (c *Client) removePubKey(id ID, order mark, now time.Time) error {
 
 // resetSigners forgets every sender changed at or before the reset.
 func (c *Client) resetSigners(order mark, now time.Time) error {
-	if err := checkOrder(ResetPubKeys, order, c.resetPubKeys, 0); err != nil {
+	if err := checkOrder(command.ResetPubKeys, order, c.resetPubKeys, 0); err != nil {
 		return err
 	}
 	for id := range c.signers {
@@ -321,7 +228,7 @@ func (c *Client) resetSigners(order mark, now time.Time) error {
 // orderedSetPubKey records a sender's key if the command is newer than the
 // last change of that sender and the last ResetPubKeys.
 func (c *Client) orderedSetPubKey(pub []byte, id ID, order mark) error {
-	if err := checkOrder(SetPubKey, order, c.signerOrder[id], c.resetPubKeys.at); err != nil {
+	if err := checkOrder(command.SetPubKey, order, c.signerOrder[id], c.resetPubKeys.at); err != nil {
 		return err
 	}
 	if err := c.setPubKey(pub, id); err != nil {

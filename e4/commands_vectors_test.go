@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // buildCommand rebuilds a vector's command with this package's builders, so
@@ -16,21 +18,21 @@ func buildCommand(t *testing.T, v vec) []byte {
 	var err error
 	switch v.Name {
 	case "RemoveTopic":
-		cmd = CmdRemoveTopic(v.Args.Topic)
+		cmd = command.NewRemoveTopic(HashTopic(v.Args.Topic))
 	case "ResetTopics":
-		cmd = CmdResetTopics()
+		cmd = command.NewResetTopics()
 	case "SetIDKey":
-		cmd, err = CmdSetIDKey(v.Args.Key)
+		cmd, err = command.NewSetIDKey(v.Args.Key)
 	case "SetTopicKey":
-		cmd, err = CmdSetTopicKey(v.Args.Key, v.Args.Topic)
+		cmd, err = command.NewSetTopicKey(v.Args.Key, HashTopic(v.Args.Topic))
 	case "RemovePubKey":
-		cmd = CmdRemovePubKey(IDFromName(v.Args.Name))
+		cmd = command.NewRemovePubKey(IDFromName(v.Args.Name))
 	case "ResetPubKeys":
-		cmd = CmdResetPubKeys()
+		cmd = command.NewResetPubKeys()
 	case "SetPubKey":
-		cmd, err = CmdSetPubKey(ed25519.PublicKey(v.Args.PublicKey), IDFromName(v.Args.Name))
+		cmd, err = command.NewSetPubKey(ed25519.PublicKey(v.Args.PublicKey), IDFromName(v.Args.Name))
 	case "SetC2Key":
-		cmd, err = CmdSetC2Key(v.Args.C2PublicKey)
+		cmd, err = command.NewSetC2Key(v.Args.C2PublicKey)
 	default:
 		t.Fatalf("unknown command %q", v.Name)
 	}
@@ -172,7 +174,7 @@ func checkCommandEffect(t *testing.T, c *Client, v vec, cmdKey []byte, cmdKeyAft
 	c.mu.RUnlock()
 	defer c.mu.RLock()
 	later := time.Unix(int64(v.Timestamp)+1, 0) // C2 dates each command later than the last
-	probe, err := ProtectCommand(CmdRemoveTopic("probe"), cmdKey, later)
+	probe, err := ProtectCommand(command.NewRemoveTopic(HashTopic("probe")), cmdKey, later)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/store"
 )
 
@@ -56,7 +57,7 @@ func TestClientCrashChild(t *testing.T) {
 	for round := uint64(first); ; round++ {
 		clk.advance(time.Second)
 		for topic := range crashTopics {
-			cmd := mustCmd(CmdSetTopicKey(crashTopicKey(round, topic), fmt.Sprint("crash/", topic)))
+			cmd := mustCmd(command.NewSetTopicKey(crashTopicKey(round, topic), HashTopic(fmt.Sprint("crash/", topic))))
 			p, err := ProtectCommand(cmd, clientKey, clk.Now())
 			if err != nil {
 				t.Fatal(err)

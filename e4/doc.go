@@ -23,9 +23,12 @@
 //
 // Commands from C2 are protected like SK messages under the command key:
 // the client key in SK mode, SHA3-256 of an X25519 shared secret between the
-// client's Ed25519 key and C2's X25519 key in PK mode. The C2 side lives here
-// too ([ProtectCommand], [CmdSetTopicKey] and the other builders,
-// [C2CommandKey]) so that C2 and devices share one implementation.
+// client's Ed25519 key and C2's X25519 key in PK mode. The commands
+// themselves (their codes, byte layouts and builders) are package
+// [github.com/e4-iot/e4kit/e4/command], which C2 uses to build them and
+// [Client.HandleCommand] to check them. C2 protects them with
+// [Suite.ProtectCommand] under the key [Suite.C2CommandKey] gives in PK
+// mode, so that C2 and devices share one implementation.
 //
 // Beyond the reference implementation, and without changing the wire
 // format, a Client refuses replayed messages and commands, refuses a

@@ -1,6 +1,10 @@
 package e4
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/e4-iot/e4kit/e4/internal/check"
+)
 
 // Sentinel errors. Callers branch on them with errors.Is; the messages of the
 // returned errors may carry more detail.
@@ -36,7 +40,7 @@ var (
 
 	// ErrInvalidCommand reports a command with an unknown code, a wrong
 	// length, or no content at all.
-	ErrInvalidCommand = errors.New("e4: invalid command")
+	ErrInvalidCommand = check.ErrInvalidCommand
 
 	// ErrUnsupportedOperation reports a public-key-only command sent to a
 	// symmetric-key client.
@@ -44,7 +48,7 @@ var (
 
 	// ErrInvalidKey reports key material that cannot be used: wrong length,
 	// all zeros, or not a valid curve point.
-	ErrInvalidKey = errors.New("e4: invalid key")
+	ErrInvalidKey = check.ErrInvalidKey
 
 	// ErrStaleCommand reports a command not newer (by command timestamp)
 	// than the last command applied to the same item (topic, sender, or the

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // Fuzz targets: no input from the network may panic, and whatever is
@@ -105,7 +107,7 @@ func FuzzHandleCommand(f *testing.F) {
 			if err != nil && !isSentinel(err) {
 				t.Fatalf("%v: unexpected error %v", mode, err)
 			}
-			if err == nil && (len(cmd) == 0 || code != Command(cmd[0])) {
+			if err == nil && (len(cmd) == 0 || code != command.Code(cmd[0])) {
 				t.Fatalf("%v: accepted %x as %v", mode, cmd, code)
 			}
 			// An authentic command is acknowledged under the key that

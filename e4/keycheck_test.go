@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"filippo.io/edwards25519"
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 // order8Point is a point of order 8 (from libsodium's blocklist of
@@ -131,10 +132,10 @@ func TestSmallOrderSenderRefused(t *testing.T) {
 			t.Errorf("SetPubKey with small-order point %d: %v", i, err)
 		}
 		// The command builder refuses it too; build the bytes by hand.
-		if _, err := CmdSetPubKey(k, id); !errors.Is(err, ErrInvalidKey) {
-			t.Errorf("CmdSetPubKey with small-order point %d: %v", i, err)
+		if _, err := command.NewSetPubKey(k, id); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("command.NewSetPubKey with small-order point %d: %v", i, err)
 		}
-		cmd := append(append([]byte{byte(SetPubKey)}, k...), id[:]...)
+		cmd := append(append([]byte{byte(command.SetPubKey)}, k...), id[:]...)
 		if _, err := r.c.HandleCommand(r.protect(cmd)); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("SetPubKey command with small-order point %d: %v", i, err)
 		}

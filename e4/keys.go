@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"filippo.io/edwards25519"
+	"github.com/e4-iot/e4kit/e4/internal/check"
 )
 
 // Ed25519KeyFromPassword derives an Ed25519 private key from a password as
@@ -96,36 +97,16 @@ type verifier struct {
 // for, so anyone holding the topic key could send as that client. Errors
 // wrap ErrInvalidKey. C2 and devices use this one check.
 func CheckPublicKey(pub []byte) error {
-	_, err := decodePublicKey(pub)
+	_, err := check.PublicKey(pub)
 	return err
-}
-
-// decodePublicKey is CheckPublicKey returning the decoded point.
-func decodePublicKey(pub []byte) (*edwards25519.Point, error) {
-	if len(pub) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%w: Ed25519 public key must be %d bytes, got %d", ErrInvalidKey, ed25519.PublicKeySize, len(pub))
-	}
-	A, err := new(edwards25519.Point).SetBytes(pub)
-	if err != nil {
-		return nil, fmt.Errorf("%w: Ed25519 public key is not a valid point", ErrInvalidKey)
-	}
-	// SetBytes accepts non-canonical encodings (y >= p, or x = 0 with the
-	// sign bit set); one point, one encoding.
-	if subtle.ConstantTimeCompare(A.Bytes(), pub) != 1 {
-		return nil, fmt.Errorf("%w: Ed25519 public key is not canonically encoded", ErrInvalidKey)
-	}
-	if new(edwards25519.Point).MultByCofactor(A).Equal(edwards25519.NewIdentityPoint()) == 1 {
-		return nil, fmt.Errorf("%w: Ed25519 public key is a point of small order", ErrInvalidKey)
-	}
-	return A, nil
 }
 
 // CheckSymKey reports whether key can be used as an E4 symmetric key (topic
 // or client key): 32 bytes, not all zero. Errors wrap ErrInvalidKey.
-func CheckSymKey(key []byte) error { return checkSymKey(key) }
+func CheckSymKey(key []byte) error { return check.SymKey(key) }
 
 func newVerifier(pub []byte) (*verifier, error) {
-	A, err := decodePublicKey(pub)
+	A, err := check.PublicKey(pub)
 	if err != nil {
 		return nil, err
 	}

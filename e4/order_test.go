@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/store"
 )
 
@@ -71,7 +72,7 @@ func (r *orderRig) send(cmd []byte) []byte {
 	r.t.Helper()
 	p := r.protect(cmd)
 	if _, err := r.c.HandleCommand(p); err != nil {
-		r.t.Fatalf("%v: %v", Command(cmd[0]), err)
+		r.t.Fatalf("%v: %v", command.Code(cmd[0]), err)
 	}
 	r.clk.advance(time.Second)
 	return p
@@ -104,9 +105,9 @@ func (r *orderRig) replayRefused(old []byte, want error) {
 // installed since.
 func TestReplayedRemoveTopicAfterRestart(t *testing.T) {
 	r := newOrderRig(t, SymKey)
-	r.send(mustCmd(CmdSetTopicKey(testKeyA, testTopic)))
-	remove := r.send(CmdRemoveTopic(testTopic))
-	r.send(mustCmd(CmdSetTopicKey(testKeyB, testTopic)))
+	r.send(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))))
+	remove := r.send(command.NewRemoveTopic(HashTopic(testTopic)))
+	r.send(mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic))))
 	r.boot()
 	r.replayRefused(remove, ErrStaleCommand)
 	if !bytes.Equal(r.topicKey(testTopic), testKeyB) {
@@ -119,8 +120,8 @@ func TestReplayedRemoveTopicAfterRestart(t *testing.T) {
 // a replay (and acknowledged as applied).
 func TestReplayedResetTopicsAfterRestart(t *testing.T) {
 	r := newOrderRig(t, SymKey)
-	reset := r.send(CmdResetTopics())
-	r.send(mustCmd(CmdSetTopicKey(testKeyA, testTopic)))
+	reset := r.send(command.NewResetTopics())
+	r.send(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))))
 	r.boot()
 	r.replayRefused(reset, ErrReplay)
 	if !bytes.Equal(r.topicKey(testTopic), testKeyA) {
@@ -141,8 +142,8 @@ func TestReplayedResetTopicsAfterRestart(t *testing.T) {
 // brought the superseded key back).
 func TestSameSecondSetTopicKeysAfterRestart(t *testing.T) {
 	r := newOrderRig(t, SymKey)
-	first := r.protect(mustCmd(CmdSetTopicKey(testKeyA, testTopic)))
-	second := r.protect(mustCmd(CmdSetTopicKey(testKeyB, testTopic)))
+	first := r.protect(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))))
+	second := r.protect(mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic))))
 	if _, err := r.c.HandleCommand(first); err != nil {
 		t.Fatal(err)
 	}
@@ -162,8 +163,8 @@ func TestSameSecondSetTopicKeysAfterRestart(t *testing.T) {
 	// C2 dates its commands strictly increasingly: then the second wins,
 	// and the first is stale for good.
 	r.clk.advance(time.Second)
-	r.send(mustCmd(CmdSetTopicKey(testKeyA, "other")))
-	newer := r.send(mustCmd(CmdSetTopicKey(testKeyB, "other")))
+	r.send(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic("other"))))
+	newer := r.send(mustCmd(command.NewSetTopicKey(testKeyB, HashTopic("other"))))
 	r.boot()
 	r.replayRefused(newer, ErrReplay)
 	if !bytes.Equal(r.topicKey("other"), testKeyB) {
@@ -176,8 +177,8 @@ func TestSameSecondSetTopicKeysAfterRestart(t *testing.T) {
 func TestReplayedSetPubKeyAfterRestart(t *testing.T) {
 	r := newOrderRig(t, PubKey)
 	peer := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
-	set := r.send(mustCmd(CmdSetPubKey(peer, IDFromName("peer"))))
-	r.send(CmdRemovePubKey(IDFromName("peer")))
+	set := r.send(mustCmd(command.NewSetPubKey(peer, IDFromName("peer"))))
+	r.send(command.NewRemovePubKey(IDFromName("peer")))
 	r.boot()
 	r.replayRefused(set, ErrStaleCommand)
 	if r.c.signer(IDFromName("peer")) != nil {
@@ -189,14 +190,14 @@ func TestReplayedSetPubKeyAfterRestart(t *testing.T) {
 func TestSingletonMarksSurviveRestart(t *testing.T) {
 	r := newOrderRig(t, PubKey)
 	peer := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
-	resetPub := r.send(CmdResetPubKeys())
-	r.send(mustCmd(CmdSetPubKey(peer, IDFromName("peer"))))
+	resetPub := r.send(command.NewResetPubKeys())
+	r.send(mustCmd(command.NewSetPubKey(peer, IDFromName("peer"))))
 	r.boot()
 	r.replayRefused(resetPub, ErrReplay)
 	if r.c.signer(IDFromName("peer")) == nil {
 		t.Fatal("a replayed ResetPubKeys removed a sender set since")
 	}
-	olderReset := r.protect(CmdResetPubKeys())
+	olderReset := r.protect(command.NewResetPubKeys())
 	r.clk.advance(time.Second)
 
 	c2Private := bytes.Repeat([]byte{7}, 32)
@@ -204,32 +205,32 @@ func TestSingletonMarksSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.send(mustCmd(CmdSetC2Key(c2Public)))
+	r.send(mustCmd(command.NewSetC2Key(c2Public)))
 	r.c2Public = c2Public
 	r.commandKey, _ = C2CommandKey(c2Private, ed25519.NewKeyFromSeed(r.pkSeed).Public().(ed25519.PublicKey))
 	r.boot()
 	r.replayRefused(olderReset, ErrAuthentication) // under the old command key
 	// Under the current command key, older commands are stale.
 	r.clk.advance(-4 * time.Second) // the time of the last ResetPubKeys
-	r.replayRefused(r.protect(CmdResetPubKeys()), ErrStaleCommand)
-	r.replayRefused(r.protect(mustCmd(CmdSetC2Key(c2Public))), ErrStaleCommand)
+	r.replayRefused(r.protect(command.NewResetPubKeys()), ErrStaleCommand)
+	r.replayRefused(r.protect(mustCmd(command.NewSetC2Key(c2Public))), ErrStaleCommand)
 
 	s := newOrderRig(t, SymKey)
 	newKey := bytes.Repeat([]byte{0x5e}, KeyLen)
-	s.send(mustCmd(CmdSetIDKey(newKey)))
+	s.send(mustCmd(command.NewSetIDKey(newKey)))
 	s.commandKey = newKey
 	s.boot()
 	s.clk.advance(-2 * time.Second)
-	s.replayRefused(s.protect(mustCmd(CmdSetIDKey(clientKey))), ErrStaleCommand)
+	s.replayRefused(s.protect(mustCmd(command.NewSetIDKey(clientKey))), ErrStaleCommand)
 }
 
 // A ResetTopics older than a topic's last change keeps that topic: the
 // reset happened before the key was installed.
 func TestDelayedResetKeepsNewerTopics(t *testing.T) {
 	r := newOrderRig(t, SymKey)
-	reset := r.protect(CmdResetTopics())
+	reset := r.protect(command.NewResetTopics())
 	r.clk.advance(time.Second)
-	r.send(mustCmd(CmdSetTopicKey(testKeyA, testTopic)))
+	r.send(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))))
 	if _, err := r.c.HandleCommand(reset); err != nil {
 		t.Fatal(err)
 	}
@@ -242,9 +243,9 @@ func TestDelayedResetKeepsNewerTopics(t *testing.T) {
 // key (C2's removal rotation relies on it).
 func TestRemoveThenSetLeavesNoPreviousKey(t *testing.T) {
 	r := newOrderRig(t, SymKey)
-	r.send(mustCmd(CmdSetTopicKey(testKeyA, testTopic)))
-	r.send(CmdRemoveTopic(testTopic))
-	r.send(mustCmd(CmdSetTopicKey(testKeyB, testTopic)))
+	r.send(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))))
+	r.send(command.NewRemoveTopic(HashTopic(testTopic)))
+	r.send(mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(testTopic))))
 	for range 2 {
 		r.c.mu.RLock()
 		tk := r.c.topics[HashTopic(testTopic)]
@@ -268,22 +269,21 @@ func TestCommandFutureSkew(t *testing.T) {
 	clk := newClock(1764000000)
 	c := newSK(t, &Config{Now: clk.Now})
 	ahead := func(d time.Duration, cmd []byte) error {
-		p, _ := ProtectCommand(cmd, clientKey, clk.Now().Add(d))
-		_, err := c.HandleCommand(p)
+		_, err := c.HandleCommand(must[[]byte](t)(ProtectCommand(cmd, clientKey, clk.Now().Add(d))))
 		return err
 	}
-	if err := ahead(DefaultCommandFutureSkew, mustCmd(CmdSetTopicKey(testKeyA, testTopic))); err != nil {
+	if err := ahead(DefaultCommandFutureSkew, mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic)))); err != nil {
 		t.Fatalf("command 2 minutes ahead: %v", err)
 	}
-	if err := ahead(DefaultCommandFutureSkew+time.Second, CmdRemoveTopic("x")); !errors.Is(err, ErrTimestampInFuture) {
+	if err := ahead(DefaultCommandFutureSkew+time.Second, command.NewRemoveTopic(HashTopic("x"))); !errors.Is(err, ErrTimestampInFuture) {
 		t.Fatalf("command 2 minutes and 1 s ahead: %v", err)
 	}
-	msg, _ := ProtectSymKey(nil, []byte("x"), testKeyA, clk.Now().Add(time.Second))
+	msg := must[[]byte](t)(ProtectSymKey(nil, []byte("x"), testKeyA, clk.Now().Add(time.Second)))
 	if _, err := c.Unprotect(nil, msg, testTopic); !errors.Is(err, ErrTimestampInFuture) {
 		t.Fatalf("message 1 s ahead: %v", err)
 	}
 	strict := newSK(t, &Config{Now: clk.Now, CommandFutureSkew: -1})
-	p, _ := ProtectCommand(CmdRemoveTopic("x"), clientKey, clk.Now().Add(time.Second))
+	p := must[[]byte](t)(ProtectCommand(command.NewRemoveTopic(HashTopic("x")), clientKey, clk.Now().Add(time.Second)))
 	if _, err := strict.HandleCommand(p); !errors.Is(err, ErrTimestampInFuture) {
 		t.Fatalf("negative CommandFutureSkew: %v", err)
 	}
@@ -295,11 +295,11 @@ func TestTombstonesAreBounded(t *testing.T) {
 	for _, noClock := range []bool{false, true} {
 		clk := newClock(1764000000)
 		c := newSK(t, &Config{Now: clk.Now, NoClock: noClock})
-		if err := sendCommand(t, c, clk, CmdRemoveTopic("old")); err != nil {
+		if err := sendCommand(t, c, clk, command.NewRemoveTopic(HashTopic("old"))); err != nil {
 			t.Fatal(err)
 		}
 		clk.advance(DefaultMaxAge + 2*time.Second)
-		if err := sendCommand(t, c, clk, CmdRemoveTopic("new")); err != nil {
+		if err := sendCommand(t, c, clk, command.NewRemoveTopic(HashTopic("new"))); err != nil {
 			t.Fatal(err)
 		}
 		_, kept := c.topics[HashTopic("old")]
@@ -339,14 +339,14 @@ func TestLoadsVersion1State(t *testing.T) {
 	if !c.HasTopicKey(testTopic) || c.resetTopics.at != 1764000005 {
 		t.Fatal("version-1 state not restored")
 	}
-	stale, err := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyB, "removed")), clientKey, time.Unix(1764000011, 0))
+	stale, err := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyB, HashTopic("removed"))), clientKey, time.Unix(1764000011, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.HandleCommand(stale); !errors.Is(err, ErrStaleCommand) {
 		t.Fatalf("command not newer than a version-1 tombstone: %v", err)
 	}
-	if err := sendCommand(t, c, clk, mustCmd(CmdSetTopicKey(testKeyB, "new"))); err != nil {
+	if err := sendCommand(t, c, clk, mustCmd(command.NewSetTopicKey(testKeyB, HashTopic("new")))); err != nil {
 		t.Fatal(err)
 	}
 	var saved savedState
@@ -366,9 +366,9 @@ func idBytes(name string) []byte    { id := IDFromName(name); return id[:] }
 // applied: C2 matches acknowledgements to commands by digest.
 func TestRefusedCommandSentAgainIsRefusedAgain(t *testing.T) {
 	r := newOrderRig(t, SymKey)
-	stale := r.protect(mustCmd(CmdSetTopicKey(testKeyA, testTopic)))
+	stale := r.protect(mustCmd(command.NewSetTopicKey(testKeyA, HashTopic(testTopic))))
 	r.clk.advance(time.Second)
-	r.send(CmdRemoveTopic(testTopic))
+	r.send(command.NewRemoveTopic(HashTopic(testTopic)))
 	for range 2 {
 		_, ack, err := r.c.HandleCommandAck(stale)
 		if !errors.Is(err, ErrStaleCommand) {

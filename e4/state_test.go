@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/store"
 )
 
@@ -55,7 +56,7 @@ func TestPersistNeverLosesAChange(t *testing.T) {
 						}
 						continue
 					}
-					p, _ := ProtectCommand(mustCmd(CmdSetTopicKey(testKeyB, topic)), clientKey, clk.Now())
+					p, _ := ProtectCommand(mustCmd(command.NewSetTopicKey(testKeyB, HashTopic(topic))), clientKey, clk.Now())
 					if _, err := c.HandleCommand(p); err != nil {
 						t.Error(err)
 					}
@@ -84,7 +85,7 @@ func TestNewClientLoadsSavedState(t *testing.T) {
 		t.Fatal("client created on an empty store is not fresh")
 	}
 	mustSetTopicKey(t, first, testKeyA, testTopic)
-	if err := sendCommand(t, first, clk, mustCmd(CmdSetIDKey(testKeyB))); err != nil {
+	if err := sendCommand(t, first, clk, mustCmd(command.NewSetIDKey(testKeyB))); err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(time.Second)
@@ -93,7 +94,7 @@ func TestNewClientLoadsSavedState(t *testing.T) {
 	if again.Fresh() || !again.HasTopicKey(testTopic) {
 		t.Fatalf("reloaded client: fresh %v, has topic key %v", again.Fresh(), again.HasTopicKey(testTopic))
 	}
-	cmd, err := ProtectCommand(CmdRemoveTopic(testTopic), testKeyB, clk.Now())
+	cmd, err := ProtectCommand(command.NewRemoveTopic(HashTopic(testTopic)), testKeyB, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,21 +142,6 @@ func (s *Suite) newTopicCipher(key []byte) (*siv.Cipher, error) {
 // one preallocated value, so the failure path allocates nothing.
 func (s *Suite) authError() error { return s.orV1().authErr }
 
-// CmdRemoveTopic is the package's CmdRemoveTopic with the suite's topic hash.
-func (s *Suite) CmdRemoveTopic(topic string) []byte {
-	h := s.HashTopic(topic)
-	return append([]byte{byte(RemoveTopic)}, h[:]...)
-}
-
-// CmdSetTopicKey is the package's CmdSetTopicKey with the suite's topic hash.
-func (s *Suite) CmdSetTopicKey(key []byte, topic string) ([]byte, error) {
-	if err := checkSymKey(key); err != nil {
-		return nil, err
-	}
-	h := s.HashTopic(topic)
-	return append(append([]byte{byte(SetTopicKey)}, key...), h[:]...), nil
-}
-
 // ProtectCommand is the package's ProtectCommand under the suite's cipher.
 func (s *Suite) ProtectCommand(cmd, commandKey []byte, now time.Time) ([]byte, error) {
 	if len(cmd) == 0 {

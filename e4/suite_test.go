@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/internal/keccak"
 	"github.com/e4-iot/e4kit/e4/siv"
 	"github.com/e4-iot/e4kit/e4/store"
@@ -142,11 +143,11 @@ func TestSuiteMismatchRefused(t *testing.T) {
 			if err := c.SetTopicKey(topicKey, "t"); err != nil {
 				t.Fatal(err)
 			}
-			msg, _ := theirs.ProtectSymKey(nil, []byte("hello"), topicKey, now)
+			msg := must[[]byte](t)(theirs.ProtectSymKey(nil, []byte("hello"), topicKey, now))
 			_, err := c.Unprotect(nil, msg, "t")
 			checkMismatch(t, "message", err, mine, theirs, diagnose)
 
-			cmd, err := theirs.CmdSetTopicKey(pattern(KeyLen, 7), "u")
+			cmd, err := command.NewSetTopicKey(pattern(KeyLen, 7), theirs.HashTopic("u"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -210,7 +211,7 @@ func TestSuiteMismatchPK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	protected, err := V1.ProtectCommand(CmdResetTopics(), key, now)
+	protected, err := V1.ProtectCommand(command.NewResetTopics(), key, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func TestFastBatchMatchesSingle(t *testing.T) {
 		if i == 3 {
 			s = V1
 		}
-		m, _ := s.ProtectSymKey(nil, pattern(100*i, byte(i)), key, now.Add(-time.Duration(i)*time.Second))
+		m := must[[]byte](t)(s.ProtectSymKey(nil, pattern(100*i, byte(i)), key, now.Add(-time.Duration(i)*time.Second)))
 		msgs = append(msgs, BatchMessage{Topic: "t", In: m})
 	}
 	got := batchVsSingle(t, newClient, msgs)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/internal/keccak"
 )
 
@@ -185,14 +186,14 @@ type topicCommand struct {
 // fastCommands are the commands of the vectors: those that carry a topic
 // hash, which the suite changes, and one without.
 func fastCommands(t *testing.T) []topicCommand {
-	set, err := Fast.CmdSetTopicKey(pattern(KeyLen, 0x11), "home/kitchen")
+	set, err := command.NewSetTopicKey(pattern(KeyLen, 0x11), Fast.HashTopic("home/kitchen"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return []topicCommand{
 		{"home/kitchen", set},
-		{"home/kitchen", Fast.CmdRemoveTopic("home/kitchen")},
-		{"", CmdResetTopics()},
+		{"home/kitchen", command.NewRemoveTopic(Fast.HashTopic("home/kitchen"))},
+		{"", command.NewResetTopics()},
 	}
 }
 
@@ -296,10 +297,10 @@ func TestFastVectorsOpen(t *testing.T) {
 func checkFastCommand(t *testing.T, c *Client, protected, want []byte, topic string) {
 	t.Helper()
 	code, err := c.HandleCommand(protected)
-	if err != nil || code != Command(want[0]) {
-		t.Errorf("%v client: command %v, %v; want %v", c.Suite(), code, err, Command(want[0]))
+	if err != nil || code != command.Code(want[0]) {
+		t.Errorf("%v client: command %v, %v; want %v", c.Suite(), code, err, command.Code(want[0]))
 	}
-	if code == SetTopicKey && !c.HasTopicKey(topic) {
+	if code == command.SetTopicKey && !c.HasTopicKey(topic) {
 		t.Errorf("SetTopicKey applied but the client has no key for %q", topic)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/e4-iot/e4kit/e4/command"
 )
 
 var writeSyncVectors = flag.Bool("write-sync-vectors", false, "regenerate testdata/sync-vectors.json (only when the format changes on purpose)")
@@ -50,7 +52,7 @@ func TestSyncRequestSymKey(t *testing.T) {
 	mustSetTopicKey(t, c, testKeyA, "a")
 	mustSetTopicKey(t, c, testKeyB, "b")
 	mustSetTopicKey(t, c, testKeyB, "gone")
-	if err := sendCommand(t, c, clk, CmdRemoveTopic("gone")); err != nil {
+	if err := sendCommand(t, c, clk, command.NewRemoveTopic(HashTopic("gone"))); err != nil {
 		t.Fatal(err)
 	}
 	msg, err := c.SyncRequest()
@@ -375,7 +377,7 @@ func FuzzOpenSyncRequest(f *testing.F) {
 			f.Add([]byte(v.Protected))
 		}
 	}
-	full, _ := ProtectSyncReport(&SyncReport{Topics: heldList(40), PubKeys: heldList(3), C2Key: KeyTag{9}}, clientKey, time.Unix(fuzzNow, 0))
+	full := must[[]byte](f)(ProtectSyncReport(&SyncReport{Topics: heldList(40), PubKeys: heldList(3), C2Key: KeyTag{9}}, clientKey, time.Unix(fuzzNow, 0)))
 	f.Add(full)
 	cfg := fuzzConfig()
 	f.Fuzz(func(t *testing.T, msg []byte) {

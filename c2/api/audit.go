@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/e4-iot/e4kit/c2"
+	"github.com/e4-iot/e4kit/c2/internal/txhook"
 	"github.com/e4-iot/e4kit/c2/store"
 )
 
@@ -35,13 +36,13 @@ type auditCall struct {
 type auditCallKey struct{}
 
 // begin prepares the record of a call and returns a context whose
-// service transactions write it (c2.WithTxHook).
+// service transactions write it (txhook.With).
 func (a *auditor) begin(ctx context.Context, id identity, method, target, remote string) (context.Context, *auditCall) {
 	call := &auditCall{a: a, rec: store.AuditRecord{
 		Actor: id.actor, Action: shortMethod(method), Target: target, Remote: remote,
 	}}
 	ctx = context.WithValue(ctx, auditCallKey{}, call)
-	return c2.WithTxHook(ctx, call.inTx), call
+	return txhook.With(ctx, call.inTx), call
 }
 
 // auditInTx writes the record of the call ctx carries in tx. Handlers that
@@ -55,7 +56,7 @@ func auditInTx(ctx context.Context, tx store.Tx) error {
 	return call.inTx(ctx, tx)
 }
 
-// inTx is the c2.TxHook: it writes the success record in the transaction
+// inTx is the transaction hook (txhook.Func): it writes the success record in the transaction
 // of the change. If it cannot, the change is rolled back (fail-closed).
 func (c *auditCall) inTx(_ context.Context, tx store.Tx) error {
 	rec := c.record("ok", "")

@@ -15,7 +15,7 @@
 // mapped to a scope; a scope (read, operate, admin) is checked on every
 // call, and each token is rate limited. Every state-changing call is
 // audited before it returns: the record is written in the transaction
-// that makes the change (c2.WithTxHook), so a change without its record,
+// that makes the change (c2/internal/txhook), so a change without its record,
 // or a record of a change that did not happen, cannot exist; a failure is
 // recorded in a transaction of its own. If the record cannot be written
 // the call fails. Each record is also logged as one JSON line. Neither

@@ -14,6 +14,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/seal"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	coapbroker "github.com/e4-iot/e4kit/transport/coap/broker"
 )
@@ -226,7 +227,7 @@ func fleetCatchesUp(t *testing.T, url string, mode e4.Mode, n int) {
 	})
 	for _, d := range stayed {
 		for cmd, got := range d.counts() {
-			if cmd != e4.SetTopicKey || got > 3*len(fleetTopics) {
+			if cmd != command.SetTopicKey || got > 3*len(fleetTopics) {
 				t.Fatalf("device %s stayed online and got %d %v during three rotations of %d topics", d.client.ID(), got, cmd, len(fleetTopics))
 			}
 		}
@@ -261,7 +262,7 @@ func fleetCatchesUp(t *testing.T, url string, mode e4.Mode, n int) {
 		for cmd, got := range d.counts() {
 			commands += got
 			limit := 1
-			if cmd == e4.SetTopicKey {
+			if cmd == command.SetTopicKey {
 				limit = len(fleetTopics)
 			}
 			if got > limit {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/dial"
 )
@@ -27,20 +28,20 @@ type simDevice struct {
 	online atomic.Bool
 
 	mu       sync.Mutex
-	received map[e4.Command]int // commands applied since the last resetCounts
+	received map[command.Code]int // commands applied since the last resetCounts
 }
 
-func (d *simDevice) count(cmd e4.Command) {
+func (d *simDevice) count(cmd command.Code) {
 	d.mu.Lock()
 	d.received[cmd]++
 	d.mu.Unlock()
 }
 
 // counts returns the commands applied since the last resetCounts.
-func (d *simDevice) counts() map[e4.Command]int {
+func (d *simDevice) counts() map[command.Code]int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[e4.Command]int, len(d.received))
+	out := make(map[command.Code]int, len(d.received))
 	for k, v := range d.received {
 		out[k] = v
 	}
@@ -79,7 +80,7 @@ func newSimFleet(t *testing.T, brokerURL string) *simFleet {
 }
 
 func (f *simFleet) add(c *e4.Client, noAck bool) *simDevice {
-	d := &simDevice{client: c, noAck: noAck, received: make(map[e4.Command]int)}
+	d := &simDevice{client: c, noAck: noAck, received: make(map[command.Code]int)}
 	d.online.Store(true)
 	f.devices[c.ControlTopic()] = d
 	return d

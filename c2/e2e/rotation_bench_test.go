@@ -15,6 +15,7 @@ import (
 	"github.com/e4-iot/e4kit/c2/seal"
 	"github.com/e4-iot/e4kit/c2/store/sqlite"
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/mqtt"
@@ -253,7 +254,7 @@ func protectedSetTopicKey(b *testing.B) []byte {
 	topicKey, clientKey := make([]byte, e4.KeyLen), make([]byte, e4.KeyLen)
 	rand.Read(topicKey)
 	rand.Read(clientKey)
-	cmd, err := e4.CmdSetTopicKey(topicKey, benchTopic)
+	cmd, err := command.NewSetTopicKey(topicKey, e4.HashTopic(benchTopic))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -139,10 +139,16 @@ func TestMemoryBounded(t *testing.T) {
 	check(t, m, "sensors/9", first, monitor.Replay) // the latest are still remembered
 
 	// Unknown senders and unmanaged topics, many of each.
-	_, ghostPriv, _ := ed25519.GenerateKey(nil)
+	_, ghostPriv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 500 {
 		ghost := e4.IDFromName(fmt.Sprint("ghost", i))
-		msg, _ := e4.ProtectPubKey(nil, []byte("x"), keys[0], ghost, ghostPriv, e.clock.Now())
+		msg, err := e4.ProtectPubKey(nil, []byte("x"), keys[0], ghost, ghostPriv, e.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
 		check(t, m, "sensors/0", msg, monitor.UnknownSigner)
 		if _, ignored := m.Check(fmt.Sprintf("elsewhere/%d", i), msg); !ignored {
 			t.Fatal("message on an unmanaged topic was not ignored")

@@ -92,10 +92,16 @@ func TestOpenRejectsOtherRowTamperingAndTruncation(t *testing.T) {
 }
 
 func TestWrongMasterKeyIsNamed(t *testing.T) {
-	k1, _ := GenerateKey()
-	k2, _ := GenerateKey()
-	sealed, _ := mustKeyring(t, k1).Seal([]byte("x"), "r")
-	_, err := mustKeyring(t, k2).Open(sealed, "r")
+	k1, err1 := GenerateKey()
+	k2, err2 := GenerateKey()
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := mustKeyring(t, k1).Seal([]byte("x"), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = mustKeyring(t, k2).Open(sealed, "r")
 	if !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("got %v, want ErrUnknownKey", err)
 	}

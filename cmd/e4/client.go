@@ -22,13 +22,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/spf13/cobra"
-
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/store"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/dial"
 	"github.com/e4-iot/e4kit/transport/e4transport"
+	"github.com/spf13/cobra"
 )
 
 // maxLine bounds one stdin line published by "e4 client --publish".
@@ -650,7 +650,7 @@ func printable(payload []byte) string {
 
 // command reports a command from C2, applied or refused; the E4 client
 // has already saved the state when it was applied.
-func (p *eventPrinter) command(cmd e4.Command, err error) {
+func (p *eventPrinter) command(cmd command.Code, err error) {
 	switch {
 	case err == nil:
 		p.notice("applied command %v", cmd)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/internal/testutil"
 	"github.com/e4-iot/e4kit/transport"
@@ -256,7 +257,7 @@ func publishRaw(t *testing.T, tr transport.Transport, topic string, payload []by
 // protected under commandKey, on the client's control topic.
 func sendSetTopicKey(t *testing.T, tr transport.Transport, clientName string, topicKey []byte, topic string, commandKey []byte) {
 	t.Helper()
-	cmd, err := e4.CmdSetTopicKey(topicKey, topic)
+	cmd, err := command.NewSetTopicKey(topicKey, e4.HashTopic(topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,7 +696,7 @@ func sendCommand(t *testing.T, c2 transport.Transport, d *device, topic string) 
 	key := readKey(t, d.keyFile)
 	topicKey := make([]byte, e4.KeyLen)
 	_, _ = rand.Read(topicKey)
-	cmd, err := e4.CmdSetTopicKey(topicKey, topic)
+	cmd, err := command.NewSetTopicKey(topicKey, e4.HashTopic(topic))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -20,13 +21,11 @@ func TestDevStopsCleanlyOnCtrlC(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), "rotated the key") {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no rotation within 30 s:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelWait()
+	if _, err := out.WaitFor(waitCtx, func(s string) bool { return strings.Contains(s, "rotated the key") }); err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("no rotation within 30 s:\n%s", out.String())
 	}
 	// The admin command it suggests works as printed against its C2: the
 	// program it names is this very binary (not an "e4" that may not exist).

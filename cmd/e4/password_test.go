@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/e4/store"
 )
 
@@ -44,7 +45,7 @@ func TestPasswordFileRawBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, err := e4.ProtectCommand(e4.CmdResetTopics(), want, time.Now())
+	cmd, err := e4.ProtectCommand(command.NewResetTopics(), want, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,15 @@ var rules = []rule{
 			"its only modules are golang.org/x/crypto, golang.org/x/sys and filippo.io/edwards25519",
 	},
 	{
+		what:  "the command layouts",
+		match: func(rel string) bool { return rel == "e4/command" },
+		forbid: func(dep string) bool {
+			return under(dep, module) && !under(dep, module+"/e4/internal/check")
+		},
+		why: "package e4 imports e4/command (HandleCommand checks commands with it), so e4/command " +
+			"is a leaf: it shares only e4/internal/check (key checks and error sentinels) with e4",
+	},
+	{
 		what:  "the c2 service",
 		match: func(rel string) bool { return rel == "c2" },
 		forbid: func(dep string) bool {
@@ -241,6 +250,7 @@ func TestViolationsFound(t *testing.T) {
 		{pkg{ImportPath: module + "/transport", Deps: []string{module + "/transport/loopback"}}, "transport depends on " + module + "/transport/loopback"},
 		{pkg{ImportPath: module + "/c2/api", Imports: []string{module + "/internal/testbroker"}}, "imports the test helper internal/testbroker outside its tests"},
 		{pkg{ImportPath: module + "/newpart"}, "newpart is in no layer"},
+		{pkg{ImportPath: module + "/e4/command", Deps: []string{module + "/e4"}}, "e4/command depends on " + module + "/e4:"},
 		{pkg{ImportPath: module + "/transport/coap", Imports: []string{"crypto/cipher"}}, "adapters move opaque bytes"},
 		{pkg{ImportPath: module + "/transport", Deps: []string{module + "/e4"}}, "transport depends on " + module + "/e4"},
 		{pkg{ImportPath: module + "/transport/loopback", Deps: []string{module + "/e4/siv"}}, "links no E4 core"},
@@ -257,6 +267,7 @@ func TestViolationsFound(t *testing.T) {
 		{ImportPath: module + "/transport/mqtt", Imports: []string{module + "/e4", "crypto/tls"}, Deps: []string{"crypto/cipher", module + "/e4/siv"}},
 		{ImportPath: module + "/transport/e4transport", Imports: []string{module + "/e4", module + "/transport"}, Deps: []string{module + "/e4/siv", module + "/transport/internal/inbox"}},
 		{ImportPath: module + "/transport/loopback", Imports: []string{module + "/transport"}, Deps: []string{module + "/transport", module + "/transport/internal/inbox"}},
+		{ImportPath: module + "/e4/command", Imports: []string{module + "/e4/internal/check"}, Deps: []string{module + "/e4/internal/check", "filippo.io/edwards25519"}},
 		{ImportPath: module + "/cmd/e4", Imports: []string{module + "/c2/api", module + "/internal/version"}, Deps: []string{"net/http", "google.golang.org/grpc"}},
 	}
 	if got := violations(fine); len(got) != 0 {

@@ -46,7 +46,7 @@ func TestDevRunRotatesWithoutLossAndRemoves(t *testing.T) {
 		}
 		lines++
 		broker, device, ok := strings.Cut(line, "|")
-		if !ok || strings.Contains(broker, plainHex) || strings.Contains(broker, "from") || !strings.Contains(device, `"from"`) {
+		if !ok || strings.Contains(broker, plainHex) || strings.Contains(broker, "from") || strings.Contains(broker, "not captured") || !strings.Contains(device, `"from"`) {
 			t.Fatalf("side-by-side line is wrong: %q", line)
 		}
 	}

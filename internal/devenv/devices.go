@@ -196,6 +196,7 @@ func (d *simDevice) readLoop(ctx context.Context, show bool, out *printer) {
 		if err != nil {
 			return
 		}
+		head, size, captured := d.tap.take(msg)
 		var t telemetry
 		if err := json.Unmarshal(msg.Payload, &t); err != nil {
 			out.line("%-16s read a message that is not telemetry: %v", d.name, err)
@@ -206,8 +207,11 @@ func (d *simDevice) readLoop(ctx context.Context, show bool, out *printer) {
 		}
 		d.account(t)
 		if show {
-			raw := d.tap.last()
-			out.line("broker sees %-44s | %s reads %s", shortHex(raw), d.name, msg.Payload)
+			wire := "(not captured)"
+			if captured {
+				wire = shortHex(head, size)
+			}
+			out.line("broker sees %-44s | %s reads %s", wire, d.name, msg.Payload)
 		}
 	}
 }
@@ -223,22 +227,50 @@ func (d *simDevice) account(t telemetry) {
 	d.lastSeq[t.From] = max(d.lastSeq[t.From], t.Seq)
 }
 
-// shortHex shows a protected message past its 8-byte timestamp, which
-// changes little from one message to the next: the SIV and the start of
-// the ciphertext.
-func shortHex(b []byte) string {
-	const skip, shown = e4.TimestampLen, 12
-	if len(b) < skip+shown {
-		return hex.EncodeToString(b)
+// wireHead is how much of a raw message the dashboard shows: the 8-byte
+// timestamp, which changes little from one message to the next, is
+// skipped, then the SIV and the start of the ciphertext.
+const (
+	wireSkip  = e4.TimestampLen
+	wireShown = 12
+	wireHead  = wireSkip + wireShown
+)
+
+// shortHex shows a protected message of size bytes from its first bytes
+// (head, at most wireHead): past its timestamp, the SIV and the start of
+// the ciphertext, and the size.
+func shortHex(head []byte, size int) string {
+	if size < wireHead || len(head) < wireHead {
+		return hex.EncodeToString(head)
 	}
-	return fmt.Sprintf("%s… (%d B)", hex.EncodeToString(b[skip:skip+shown]), len(b))
+	return fmt.Sprintf("%s… (%d B)", hex.EncodeToString(head[wireSkip:wireHead]), size)
 }
 
-// tap is a transport that remembers the last raw payload it received, so
-// the demo can show the ciphertext beside the plaintext.
+// tapDepth bounds how many raw messages the tap remembers per topic: those
+// the device never reads (dropped, its own echo taken late) leave once
+// tapDepth newer ones arrived.
+const tapDepth = 64
+
+// tap is a transport that keeps, per topic and in arrival order, a copy of
+// the start of each raw payload it receives, so that the dashboard shows
+// beside each message the bytes the broker carried for that very message.
+// The E4 decorator reads ahead (it unprotects up to sixteen buffered
+// messages at once), so "the last payload received" belongs to a later
+// message than the one being shown.
 type tap struct {
 	transport.Transport
-	raw atomic.Pointer[[]byte]
+	mu   sync.Mutex
+	seen map[string][]wireCopy // per topic, oldest first, at most tapDepth
+}
+
+// wireCopy is what the tap keeps of one received message.
+type wireCopy struct {
+	// msg is the message the inner subscription returned. The E4
+	// decorator returns that same message, unprotected in place over its
+	// payload, which is how take finds the copy of a message read.
+	msg  *transport.Message
+	head []byte // a copy of the first wireHead bytes
+	size int    // the whole payload's length
 }
 
 func (t *tap) Subscribe(ctx context.Context, filter string) (transport.Subscription, error) {
@@ -249,11 +281,39 @@ func (t *tap) Subscribe(ctx context.Context, filter string) (transport.Subscript
 	return &tapSubscription{Subscription: sub, t: t}, nil
 }
 
-func (t *tap) last() []byte {
-	if p := t.raw.Load(); p != nil {
-		return *p
+// record keeps a copy of the start of a received message: the decorator
+// unprotects in place over the received buffer, so a reference to it would
+// show the plaintext once the message is read.
+func (t *tap) record(m *transport.Message) {
+	c := wireCopy{msg: m, head: bytes.Clone(m.Payload[:min(len(m.Payload), wireHead)]), size: len(m.Payload)}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil {
+		t.seen = make(map[string][]wireCopy)
 	}
-	return nil
+	fifo := append(t.seen[m.Topic], c)
+	if len(fifo) > tapDepth {
+		fifo[0] = wireCopy{}
+		fifo = fifo[1:]
+	}
+	t.seen[m.Topic] = fifo
+}
+
+// take returns, and forgets, the wire bytes kept for msg as the decorator
+// delivered it: the first wireHead bytes and the size. ok is false when
+// the tap holds nothing for it (it left the bounded history).
+func (t *tap) take(msg *transport.Message) (head []byte, size int, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fifo := t.seen[msg.Topic]
+	for i, c := range fifo {
+		if c.msg == msg {
+			t.seen[msg.Topic] = append(fifo[:i], fifo[i+1:]...)
+			fifo[len(fifo)-1] = wireCopy{}
+			return c.head, c.size, true
+		}
+	}
+	return nil, 0, false
 }
 
 type tapSubscription struct {
@@ -261,14 +321,11 @@ type tapSubscription struct {
 	t *tap
 }
 
-// Receive keeps a copy of what the broker carried: the E4 decorator
-// unprotects in place over the received buffer, so a reference to it would
-// show the plaintext once the message is read.
+// Receive records what the broker carried on the demo topic.
 func (s *tapSubscription) Receive(ctx context.Context) (*transport.Message, error) {
 	m, err := s.Subscription.Receive(ctx)
 	if err == nil && m.Topic == Topic {
-		wire := bytes.Clone(m.Payload)
-		s.t.raw.Store(&wire)
+		s.t.record(m)
 	}
 	return m, err
 }

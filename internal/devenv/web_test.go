@@ -31,14 +31,11 @@ func TestDevPrintsSignInLink(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	var link string
-	for range 1000 {
-		if link = signInLink.FindString(out.String()); link != "" {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if link == "" || !strings.Contains(out.String(), "C2 web    https://") {
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelWait()
+	written, _ := out.WaitFor(waitCtx, signInLink.MatchString) // a timeout leaves no link: reported below
+	link := signInLink.FindString(written)
+	if link == "" || !strings.Contains(written, "C2 web    https://") {
 		t.Fatalf("no sign-in link in the output:\n%s", out.String())
 	}
 	jar, _ := cookiejar.New(nil)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/e4transport"
@@ -69,7 +70,7 @@ func runBurst(t *testing.T, s burstSetup, name string, batching bool) burstOutco
 	applied := make(chan error, 1)
 	reader := protectOver(t, s.reader, newDevice(t, name), &e4transport.Options{
 		AwaitKey: burstAwaitKey, OnDrop: dropped.record,
-		OnCommand: func(_ e4.Command, err error) { applied <- err },
+		OnCommand: func(_ command.Code, err error) { applied <- err },
 	})
 	e4transport.SetBatching(reader, batching)
 	if err := reader.Client().SetTopicKey(topicKey, "burst/t"); err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/e4transport"
@@ -72,7 +73,7 @@ func TestDeviceAcknowledgesOverMosquitto(t *testing.T) {
 		applied := make(chan error, 1)
 		dev := protectOver(t, dialMosquitto(t, m), newDevice(t, name), &e4transport.Options{
 			NoAck:     noAck,
-			OnCommand: func(_ e4.Command, err error) { applied <- err },
+			OnCommand: func(_ command.Code, err error) { applied <- err },
 		})
 		sendSetTopicKey(t, c2, dev.Client(), topicKey, "room/"+name)
 		if err := <-applied; err != nil {

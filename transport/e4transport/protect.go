@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
 )
 
@@ -24,7 +25,7 @@ type Options struct {
 
 	// OnCommand is called after each command received on the client's
 	// control topic, with the error if it was refused.
-	OnCommand func(cmd e4.Command, err error)
+	OnCommand func(cmd command.Code, err error)
 
 	// DeliverUnkeyed delivers messages on topics the client holds no key
 	// for unchanged, as plaintext, for deployments where some topics are
@@ -344,7 +345,7 @@ func (p *Protected) Close() error {
 }
 
 // handleCommand applies one command and acknowledges it when asked to.
-func (p *Protected) handleCommand(ctx context.Context, protected []byte) (e4.Command, error) {
+func (p *Protected) handleCommand(ctx context.Context, protected []byte) (command.Code, error) {
 	if p.opts.NoAck {
 		return p.client.HandleCommand(protected)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/e4transport"
 	"github.com/e4-iot/e4kit/transport/loopback"
@@ -171,11 +172,11 @@ func TestProtectedAppliesCommands(t *testing.T) {
 	b := loopback.NewBroker()
 	applied := make(chan error, 4)
 	dev := protect(t, b, newDevice(t, "device"), &e4transport.Options{
-		OnCommand: func(_ e4.Command, err error) { applied <- err },
+		OnCommand: func(_ command.Code, err error) { applied <- err },
 	})
 	c2 := b.Connect()
 	defer c2.Close()
-	cmd, err := e4.CmdSetTopicKey(topicKey, "room/temp")
+	cmd, err := command.NewSetTopicKey(topicKey, e4.HashTopic("room/temp"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +199,7 @@ func TestProtectedAppliesCommands(t *testing.T) {
 		t.Fatalf("key not installed by the command (commands=%d)", dev.Commands())
 	}
 	// A forged command is refused and changes nothing.
-	forged, _ := e4.ProtectCommand(e4.CmdResetTopics(), topicKey, time.Now())
+	forged, _ := e4.ProtectCommand(command.NewResetTopics(), topicKey, time.Now())
 	if err := c2.Publish(ctx, dev.Client().ControlTopic(), forged); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestProtectedClose(t *testing.T) {
 // sendSetTopicKey plays C2: it sends dev a SetTopicKey command.
 func sendSetTopicKey(t *testing.T, c2 transport.Transport, dev *e4.Client, key []byte, topic string) {
 	t.Helper()
-	cmd, err := e4.CmdSetTopicKey(key, topic)
+	cmd, err := command.NewSetTopicKey(key, e4.HashTopic(topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +330,7 @@ func TestDeviceAcknowledgesCommandsByDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, err := e4.CmdSetTopicKey(topicKey, "t")
+	cmd, err := command.NewSetTopicKey(topicKey, e4.HashTopic("t"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +372,7 @@ func TestNoAckPublishesNoAcknowledgement(t *testing.T) {
 	applied := make(chan error, 1)
 	dev := protect(t, b, newDevice(t, "silent"), &e4transport.Options{
 		NoAck:     true,
-		OnCommand: func(_ e4.Command, err error) { applied <- err },
+		OnCommand: func(_ command.Code, err error) { applied <- err },
 	})
 	acks, err := c2.Subscribe(ctx, "e4/+/ack")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport"
 	"github.com/e4-iot/e4kit/transport/e4transport"
@@ -130,7 +131,7 @@ func TestDeviceSendsSyncRequestAfterReconnection(t *testing.T) {
 	applied := make(chan error, 1)
 	dev := protectOver(t, &journaled{Transport: inner, ConnectionNotifier: inner, j: &j}, newDevice(t, "restarted"), &e4transport.Options{
 		OnSync:    func(err error) { synced <- err },
-		OnCommand: func(_ e4.Command, err error) { applied <- err },
+		OnCommand: func(_ command.Code, err error) { applied <- err },
 	})
 	if err := <-synced; err != nil {
 		t.Fatalf("first sync request: %v", err)

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/internal/testbroker"
 	"github.com/e4-iot/e4kit/transport/mqtt"
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // received is what a wrapped handler or its error callback saw.
@@ -114,7 +114,7 @@ func TestHandlerExistingApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	newKeyForLater := newKey(t)
-	cmd, err := e4.CmdSetTopicKey(newKeyForLater, later)
+	cmd, err := command.NewSetTopicKey(newKeyForLater, e4.HashTopic(later))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,10 @@ func TestHandlerSkipsProtocolTopics(t *testing.T) {
 		m.Ack()
 	}, func(topic string, err error) { calls = append(calls, "error "+topic) })
 
-	cmd, _ := e4.CmdSetTopicKey(key, "a/b")
+	cmd, err := command.NewSetTopicKey(key, e4.HashTopic("a/b"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	protected, err := e4.ProtectCommand(cmd, clientKey, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +234,10 @@ func TestHandlerSkipsProtocolTopics(t *testing.T) {
 	if err := device.SetTopicKey(key, "a/b"); err != nil {
 		t.Fatal(err)
 	}
-	wire, _ := device.Protect(nil, []byte("x"), "a/b")
+	wire, err := device.Protect(nil, []byte("x"), "a/b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	msg := &fakeMessage{topic: "a/b", payload: wire}
 	h(nil, msg)
 	h(nil, &fakeMessage{topic: device.ControlTopic() + "x", payload: wire}) // not below the control topic

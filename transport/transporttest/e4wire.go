@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/e4"
+	"github.com/e4-iot/e4kit/e4/command"
 	"github.com/e4-iot/e4kit/transport/e4transport"
 )
 
@@ -126,8 +127,8 @@ func testControlCommand(e *env) {
 	topic := e.topic("commanded")
 	e.prepare(topic)
 	commands := make(chan error, 1)
-	onCommand := func(cmd e4.Command, err error) {
-		if cmd == e4.SetTopicKey {
+	onCommand := func(cmd command.Code, err error) {
+		if cmd == command.SetTopicKey {
 			report(commands, err)
 		}
 	}
@@ -136,7 +137,7 @@ func testControlCommand(e *env) {
 	c2 := e.transport()
 
 	key := randomKey()
-	cmd, err := e4.CmdSetTopicKey(key, topic)
+	cmd, err := command.NewSetTopicKey(key, e4.HashTopic(topic))
 	if err != nil {
 		e.t.Fatal(err)
 	}
