@@ -7,28 +7,47 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
-// copyingStore is paho's in-memory store, except that Get returns a copy
-// of the stored packet. After a reconnect paho's resume sets the DUP flag
-// on the packets it loads from the store and sends them again, while the
-// old connection's writer may still be encoding the very same packet: a
-// data race in paho v1.5.1 (client.go resume vs net.go startOutgoingComms)
-// when the store hands out the stored pointer. With a copy, resume marks and
-// sends its own packet.
+// copyingStore is paho's in-memory store, except that it keeps its own
+// copy of each packet put in it and hands out a fresh copy from Get. paho
+// v1.5.1 otherwise shares one packet between the store and the writer of
+// the connection that sends it: after a reconnect, resume sets the DUP flag
+// on the packets it loads and sends them again, while the old connection's
+// writer may still be encoding the very same packet, and encoding writes
+// the packet's length field (client.go resume vs net.go
+// startOutgoingComms). Copying only in Get still encoded the shared packet
+// to copy it, which raced with that writer; paho puts a packet in the
+// store before any writer has it, so a copy made there is never shared.
 type copyingStore struct {
 	*paho.MemoryStore
 }
 
 func newCopyingStore() *copyingStore { return &copyingStore{MemoryStore: paho.NewMemoryStore()} }
 
+// Put stores a copy of packet under key; a packet that cannot be copied is
+// stored as it is.
+func (s *copyingStore) Put(key string, packet packets.ControlPacket) {
+	if dup := copyPacket(packet); dup != nil {
+		packet = dup
+	}
+	s.MemoryStore.Put(key, packet)
+}
+
 // Get returns a copy of the packet stored under key, or nil.
 func (s *copyingStore) Get(key string) packets.ControlPacket {
-	p := s.MemoryStore.Get(key)
+	return copyPacket(s.MemoryStore.Get(key))
+}
+
+// copyPacket returns a copy of p made by encoding and decoding it, or nil
+// for nil or a packet that does not decode (paho treats nil as "nothing
+// stored" and skips it). Encoding writes p's length field, so p must not
+// be in a writer's hands.
+func copyPacket(p packets.ControlPacket) packets.ControlPacket {
 	if p == nil {
 		return nil
 	}
 	var buf bytes.Buffer
 	if err := p.Write(&buf); err != nil {
-		return nil // paho treats nil as "nothing stored" and skips it
+		return nil
 	}
 	dup, err := packets.ReadPacket(&buf)
 	if err != nil {
