@@ -135,6 +135,12 @@ func (s *Service) AddPolicy(ctx context.Context, p Policy) (Policy, error) {
 	})
 	if err == nil {
 		s.sched.rulesChanged()
+		if p.MaxMessages > 0 {
+			if _, err := s.monitorSource(); err != nil {
+				s.log.Warn("a message-budget policy was added but this C2 runs no monitor (e4 c2 serve --monitor): it counts no message",
+					"policy", p.Name)
+			}
+		}
 	}
 	return p, err
 }
@@ -384,6 +390,10 @@ func (s *Service) planFor(tx store.Tx, ptx store.PolicyTx, row store.Due) (Plann
 	}
 	due, policy, reason, ok := nextDue(st.policies, row.Target, st.name, st.keyTime)
 	plan.DueAt, plan.Policy, plan.Reason = due, policy, reason
+	if !ok && plan.MaxMessages > 0 {
+		// No due time yet: the budget policy, the count says how far.
+		plan.Policy, plan.Reason = budgetPolicy, reasonMessages
+	}
 	return plan, ok, nil
 }
 
