@@ -113,7 +113,7 @@ func newC2PolicyAddCommand(f *c2Flags) *cobra.Command {
 		Short: "Add a rotation policy (admin)",
 		Example: `  e4 c2 policy add firmware-weekly --exact fleet/firmware --every 1w --jitter 1h
   e4 c2 policy add keys-age --kind client --all --max-age 90d
-  e4 c2 policy add gcm-budget --filter 'meters/#' --max-messages 1000000000`,
+  e4 c2 policy add meters-budget --prefix meters/ --max-messages 1000000000`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			selector, pattern, err := policySelector(exact, prefix, filter, all)
