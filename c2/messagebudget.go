@@ -38,12 +38,13 @@ const reasonMessages = "messages"
 // "messages:POLICY".
 const eventBudget = "messages:"
 
-// CountMessages adds the monitor's counts to the topics' message counts,
-// each under the key version it was counted for: a count for a version the
-// topic no longer has (it rotated since) is dropped, as is one for a topic
-// gone. A topic whose count reaches the budget of a running policy
-// selecting it gets its rotation scheduled in the same transaction; the
-// scheduler fires it like any other (once across replicas, within the
+// CountMessages adds the monitor's counts to the message counts of the
+// topics a budget policy selects (the others are not counted: no write for
+// them), each under the key version it was counted for: a count for a
+// version the topic no longer has (it rotated since) is dropped, as is one
+// for a topic gone. A topic whose count reaches the budget of a running
+// policy selecting it gets its rotation scheduled in the same transaction;
+// the scheduler fires it like any other (once across replicas, within the
 // rotation budget, recorded with reason "messages").
 func (s *Service) CountMessages(ctx context.Context, counts []MessageCount) error {
 	if len(counts) > MaxMessageCounts {
@@ -56,6 +57,11 @@ func (s *Service) CountMessages(ctx context.Context, counts []MessageCount) erro
 		if c.Messages < 0 || c.Version == 0 {
 			return fmt.Errorf("%w: %d messages under key version %d of topic %q", ErrInvalidArgument, c.Messages, c.Version, c.Topic)
 		}
+	}
+	// Without a budget policy there is nothing to count, and no write lock
+	// to take.
+	if has, err := s.HasMessageBudgets(ctx); err != nil || !has {
+		return err
 	}
 	for len(counts) > 0 {
 		n := min(len(counts), messageCountsPerTx)
@@ -74,24 +80,23 @@ func (s *Service) countMessages(ctx context.Context, counts []MessageCount) erro
 		if err != nil {
 			return err
 		}
-		budgets, err := ptx.HasBudgetPolicies()
-		if err != nil {
-			return err
-		}
 		for _, c := range counts {
 			if c.Messages == 0 {
+				continue
+			}
+			list, err := ptx.PoliciesFor(store.TargetTopic, c.Topic)
+			if err != nil {
+				return err
+			}
+			if !budgetSelects(list, c.Topic) {
 				continue
 			}
 			total, counted, err := ptx.AddTopicMessages(c.Topic, c.Version, c.Messages)
 			if err != nil {
 				return err
 			}
-			if !counted || !budgets {
+			if !counted {
 				continue
-			}
-			list, err := ptx.PoliciesFor(store.TargetTopic, c.Topic)
-			if err != nil {
-				return err
 			}
 			if name, spent := budgetSpent(list, c.Topic, total); spent {
 				// A pending event keeps its own; any one rotation resets the
@@ -124,6 +129,17 @@ func smallestBudget(list []store.Policy, topic string) (name string, budget int6
 		}
 	}
 	return name, budget, ok
+}
+
+// budgetSelects reports whether a budget policy, running or paused (so
+// that a resumed one finds the count), selects topic.
+func budgetSelects(list []store.Policy, topic string) bool {
+	for _, p := range list {
+		if p.MaxMessages > 0 && p.Kind == store.TargetTopic && selects(p, topic, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasBudget reports whether a list of policies has a message budget.

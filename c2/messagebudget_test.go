@@ -29,6 +29,24 @@ func countMessages(t *testing.T, svc *Service, topic string, version uint64, n i
 	}
 }
 
+// storedCount reads a topic's message count from the database.
+func storedCount(t *testing.T, svc *Service, topic string) int64 {
+	t.Helper()
+	var n int64
+	err := svc.view(context.Background(), func(tx store.Tx) error {
+		ptx, err := policyTx(tx)
+		if err != nil {
+			return err
+		}
+		_, n, err = ptx.TopicMessages(topic)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // budgetPlan returns a topic's count and budget as the preview gives them.
 func budgetPlan(t *testing.T, svc *Service, topic string) PlannedRotation {
 	t.Helper()
@@ -39,8 +57,9 @@ func budgetPlan(t *testing.T, svc *Service, topic string) PlannedRotation {
 	return plan
 }
 
-// TestMessageBudgetRotates: a topic under a budget of 100 messages does
-// not rotate at 99, rotates exactly once (reason messages) when the count
+// TestMessageBudgetRotates: messages are counted only for topics a budget
+// policy selects, from when it exists; a topic under a budget of 100
+// messages does not rotate at 99, rotates exactly once (reason messages) when the count
 // reaches 100, and counts again from 0 under its new key; a count for the
 // replaced key is dropped, and the preview shows the count and budget.
 func TestMessageBudgetRotates(t *testing.T) {
@@ -51,8 +70,12 @@ func TestMessageBudgetRotates(t *testing.T) {
 	const topic = "meters/1"
 	must[TopicInfo](t)(svc.AddTopic(ctx, topic))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "other/1"))
+	countMessages(t, svc, topic, 1, 50) // before any budget policy: not counted
 	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "gcm", Kind: store.TargetTopic, Selector: store.SelectFilter,
 		Pattern: "meters/#", MaxMessages: 100}))
+	if n := storedCount(t, svc, topic); n != 0 {
+		t.Fatalf("messages counted before any budget policy: %d", n)
+	}
 	byBudget := func() []store.Rotation { return rotations(t, svc, store.RotationFilter{Policy: "gcm"}) }
 
 	countMessages(t, svc, topic, 1, 60)
@@ -67,6 +90,9 @@ func TestMessageBudgetRotates(t *testing.T) {
 	}
 	if plan := budgetPlan(t, svc, topic); plan.Messages != 99 || plan.MaxMessages != 100 {
 		t.Fatalf("preview at 99 messages: %+v", plan)
+	}
+	if n := storedCount(t, svc, "other/1"); n != 0 {
+		t.Fatalf("a topic no budget selects has a count of %d, want none kept", n)
 	}
 
 	countMessages(t, svc, topic, 1, 1)
