@@ -131,8 +131,9 @@ func TestMessageBudgetRotates(t *testing.T) {
 }
 
 // TestMessageBudgetEventDropped: a spent budget whose topic an operator
-// rotated before the scheduler got to it, or whose policy was paused,
-// fires no rotation: due-ness is the count under the current key.
+// rotated before the scheduler got to it, or whose policy was paused
+// after the budget was spent, fires no rotation: due-ness is the count
+// under the current key of a running policy.
 func TestMessageBudgetEventDropped(t *testing.T) {
 	start := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
 	env, clock := newClockedService(t, e4.SymKey, start)
@@ -148,17 +149,17 @@ func TestMessageBudgetEventDropped(t *testing.T) {
 	}
 	clock.Set(start.Add(time.Second))
 	tick(t, svc)
-	got := rotations(t, svc, store.RotationFilter{Policy: "gcm"})
-	if len(got) != 1 || got[0].Target != "b" {
-		t.Fatalf("rotations: %+v; want b only (a was rotated by hand)", got)
+	got := rotations(t, svc, store.RotationFilter{})
+	if len(got) != 2 || got[0].Target != "a" || got[0].Reason != "manual" || got[1].Target != "b" || got[1].Reason != reasonMessages {
+		t.Fatalf("rotations: %+v; want a by hand, then b by its budget (not a again)", got)
 	}
+	countMessages(t, svc, "b", 2, 10) // spent again: its rotation is scheduled
 	if err := svc.PausePolicy(ctx, "gcm", "test"); err != nil {
 		t.Fatal(err)
 	}
-	countMessages(t, svc, "b", 2, 10)
 	clock.Set(start.Add(2 * time.Second))
 	tick(t, svc)
-	if got := rotations(t, svc, store.RotationFilter{Policy: "gcm"}); len(got) != 1 {
+	if got := rotations(t, svc, store.RotationFilter{}); len(got) != 2 {
 		t.Fatalf("rotations under a paused budget policy: %+v", got)
 	}
 }
