@@ -12,6 +12,11 @@
 // buffer during the check, cleared after it. Anomalies go to the service's
 // event stream (c2.Service.ReportAnomaly), coalesced so that a flood gives
 // a bounded number of events.
+//
+// For the policies that rotate a topic after a message budget, the valid
+// messages of each topic are counted per key version and reported to the
+// service every second (c2.Service.CountMessages), which keeps the counts
+// in the database.
 package monitor
 
 import (

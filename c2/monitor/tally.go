@@ -43,8 +43,34 @@ func (t *tally) add(st *topicState) {
 	if st.valid.Add(1) == 1 {
 		t.mu.Lock()
 		t.dirty = append(t.dirty, st)
+		if len(t.dirty) >= 2*t.max {
+			t.compactLocked()
+		}
 		t.mu.Unlock()
 	}
+}
+
+// compactLocked folds the marked states into carry, when no report took
+// them for long (a monitor used through Check without Run): the states a
+// reload replaced are not kept. The caller holds mu.
+func (t *tally) compactLocked() {
+	for _, st := range t.dirty {
+		if n := st.valid.Swap(0); n > 0 {
+			t.carryLocked(c2.MessageCount{Topic: st.name, Version: st.version, Messages: n})
+		}
+	}
+	t.dirty = t.dirty[:0]
+}
+
+// carryLocked adds a count to carry unless carry is full (it returns
+// false then). The caller holds mu.
+func (t *tally) carryLocked(c c2.MessageCount) bool {
+	k := countKey{c.Topic, c.Version}
+	if _, ok := t.carry[k]; !ok && len(t.carry) >= t.max {
+		return false
+	}
+	t.carry[k] += c.Messages
+	return true
 }
 
 // take returns the counts to report and resets them.
@@ -73,12 +99,9 @@ func (t *tally) keep(counts []c2.MessageCount) (dropped int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range counts {
-		k := countKey{c.Topic, c.Version}
-		if _, ok := t.carry[k]; !ok && len(t.carry) >= t.max {
+		if !t.carryLocked(c) {
 			dropped += c.Messages
-			continue
 		}
-		t.carry[k] += c.Messages
 	}
 	return dropped
 }

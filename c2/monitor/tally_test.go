@@ -134,3 +134,26 @@ func TestMonitorCountsConcurrently(t *testing.T) {
 		t.Fatalf("count: %d, want %d", n, workers*each)
 	}
 }
+
+// TestMonitorCountsBounded: a monitor used through Check alone (no Run,
+// so no report) over a topic rotated again and again holds at most
+// 3*MaxTopics states and counts.
+func TestMonitorCountsBounded(t *testing.T) {
+	e := newEnv(t, e4.SymKey)
+	const topic = "sensors/rotating"
+	e.addTopic(topic)
+	m := newCheckMonitor(t, e, func(c *monitor.Config) { c.MaxTopics = 4 })
+	for i := range 50 {
+		check(t, m, topic, protectSK(t, e.topicKeys(topic).Current, fmt.Sprint("m", i), e.clock.Now()), monitor.Valid)
+		if _, err := e.svc.RotateTopic(context.Background(), topic); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.TallyHeld(); n > 3*4 {
+			t.Fatalf("after %d rotations the counting holds %d entries, want at most 12", i+1, n)
+		}
+	}
+	reportCounts(t, m)
+	if n := m.TallyHeld(); n != 0 {
+		t.Fatalf("after a report the counting holds %d entries", n)
+	}
+}
