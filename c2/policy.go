@@ -43,16 +43,19 @@ func (s *Service) checkPolicy(p Policy) error {
 		return err
 	}
 	triggers := 0
-	for _, set := range []bool{p.Period > 0, p.MaxAge > 0, p.OnEvent != ""} {
+	for _, set := range []bool{p.Period > 0, p.MaxAge > 0, p.OnEvent != "", p.MaxMessages > 0} {
 		if set {
 			triggers++
 		}
 	}
-	if triggers != 1 {
-		return bad("give exactly one of a period, a maximum key age or an event")
-	}
-	if p.Period < 0 || p.MaxAge < 0 || p.Jitter < 0 || p.Window < 0 || p.Threshold < 0 || p.Ramp < 0 || p.PauseBehind < 0 {
+	if p.Period < 0 || p.MaxAge < 0 || p.Jitter < 0 || p.Window < 0 || p.Threshold < 0 || p.Ramp < 0 || p.PauseBehind < 0 || p.MaxMessages < 0 {
 		return bad("durations and counts cannot be negative")
+	}
+	if triggers != 1 {
+		return bad("give exactly one of a period, a maximum key age, an event or a message budget")
+	}
+	if p.MaxMessages > 0 && (p.Kind != store.TargetTopic || p.Jitter != 0) {
+		return bad("a message budget rotates topic keys (the monitor counts the messages on topics) and takes no jitter")
 	}
 	if span := max(p.Period, p.MaxAge); span > 0 && (span < time.Second || p.Jitter*2 > span) {
 		return bad("the period or age must be at least 1s and the jitter at most half of it")
@@ -132,6 +135,12 @@ func (s *Service) AddPolicy(ctx context.Context, p Policy) (Policy, error) {
 	})
 	if err == nil {
 		s.sched.rulesChanged()
+		if p.MaxMessages > 0 {
+			if _, err := s.monitorSource(); err != nil {
+				s.log.Warn("a message-budget policy was added but this C2 runs no monitor (e4 c2 serve --monitor): it counts no message",
+					"policy", p.Name)
+			}
+		}
 	}
 	return p, err
 }
@@ -139,8 +148,8 @@ func (s *Service) AddPolicy(ctx context.Context, p Policy) (Policy, error) {
 // schedulePolicy makes every target p may select due for a check at now
 // (the check computes its real due time).
 func schedulePolicy(tx store.Tx, ptx store.PolicyTx, p Policy, now time.Time) error {
-	if p.OnEvent != "" {
-		return nil
+	if p.OnEvent != "" || p.MaxMessages > 0 {
+		return nil // the events, or the monitor's counts, schedule its rotations
 	}
 	switch p.Kind {
 	case store.TargetTopic:
@@ -287,7 +296,12 @@ type PlannedRotation struct {
 	Target string
 	DueAt  time.Time
 	Policy string
-	Reason string // "period", "age", or the event
+	Reason string // "period", "age", "messages", or the event
+	// MaxMessages, for a topic under a message budget (the smallest of
+	// its running budget policies), is the budget and Messages the
+	// messages counted under its current key so far.
+	MaxMessages int64
+	Messages    int64
 }
 
 // PreviewRotations lists up to limit rotations due before until, earliest
@@ -333,7 +347,10 @@ func (s *Service) PreviewRotations(ctx context.Context, until time.Time, limit i
 }
 
 // NextRotation returns when a target (a topic name, a client's hex id or
-// "c2") is next due; ok is false when no running policy covers it.
+// "c2") is next due; ok is false when no running policy covers it. A
+// topic under a message budget not spent yet has no due time: ok is true
+// when another policy gives it one, and plan has the budget and the count
+// either way.
 func (s *Service) NextRotation(ctx context.Context, kind store.TargetKind, target string) (plan PlannedRotation, ok bool, err error) {
 	err = s.view(ctx, func(tx store.Tx) error {
 		ptx, err := policyTx(tx)
@@ -358,13 +375,25 @@ func (s *Service) planFor(tx store.Tx, ptx store.PolicyTx, row store.Due) (Plann
 	if err != nil || !st.exists {
 		return PlannedRotation{}, false, err
 	}
-	plan := PlannedRotation{Kind: row.Kind, Target: row.Target}
-	if row.Event != "" {
+	plan := PlannedRotation{Kind: row.Kind, Target: row.Target, Messages: st.messages}
+	budgetPolicy, budget, budgeted := smallestBudget(st.policies, row.Target)
+	if budgeted && row.Kind == store.TargetTopic {
+		plan.MaxMessages = budget
+		if st.messages >= budget && (row.Event == "" || isBudgetEvent(row.Event)) {
+			plan.DueAt, plan.Policy, plan.Reason = row.DueAt, budgetPolicy, reasonMessages
+			return plan, true, nil
+		}
+	}
+	if row.Event != "" && !isBudgetEvent(row.Event) {
 		plan.DueAt, plan.Reason = row.DueAt, row.Event
 		return plan, true, nil
 	}
 	due, policy, reason, ok := nextDue(st.policies, row.Target, st.name, st.keyTime)
 	plan.DueAt, plan.Policy, plan.Reason = due, policy, reason
+	if !ok && plan.MaxMessages > 0 {
+		// No due time yet: the budget policy, the count says how far.
+		plan.Policy, plan.Reason = budgetPolicy, reasonMessages
+	}
 	return plan, ok, nil
 }
 
@@ -375,6 +404,7 @@ type targetState struct {
 	keyTime  time.Time
 	version  uint64
 	policies []store.Policy
+	messages int64 // counted under the topic's key version (budget policies only)
 }
 
 // targetState reads a target's key time and the policies that may select
@@ -429,6 +459,9 @@ func (s *Service) targetState(tx store.Tx, ptx store.PolicyTx, kind store.Target
 		list = mergePolicies(list, more)
 	}
 	st.policies = list
+	if kind == store.TargetTopic {
+		return st, topicMessages(ptx, &st, target)
+	}
 	return st, nil
 }
 

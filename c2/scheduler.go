@@ -286,6 +286,16 @@ func (s *Service) dueNow(tx store.Tx, ptx store.PolicyTx, row store.Due, now tim
 	if !st.exists {
 		return firing{}, dropRow(ptx, cur)
 	}
+	if cur.Kind == store.TargetTopic && (cur.Event == "" || isBudgetEvent(cur.Event)) {
+		if name, spent := budgetSpent(st.policies, cur.Target, st.messages); spent {
+			return firing{row: cur, dueAt: cur.DueAt, policy: name, reason: reasonMessages}, nil
+		}
+	}
+	if isBudgetEvent(cur.Event) {
+		// Not spent any more: the topic rotated since (its count started
+		// again), or the policy was removed or paused.
+		cur.Event = ""
+	}
 	at, policy, reason, ok := nextDue(st.policies, cur.Target, st.name, st.keyTime)
 	if cur.Event != "" {
 		// A pending event (a leave) and a due period are served by one

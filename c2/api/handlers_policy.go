@@ -29,6 +29,7 @@ func policyFromPB(req *c2pb.RotationPolicy) (c2.Policy, error) {
 	p := c2.Policy{
 		Name: req.Name, Kind: store.TargetKind(req.Kind), Selector: store.Selector(req.Selector), Pattern: req.Pattern,
 		OnEvent: req.OnEvent, Threshold: req.Threshold, Ramp: req.Ramp, PauseBehind: req.PauseBehind,
+		MaxMessages: req.MaxMessages,
 	}
 	if err := checkName(req.Name); err != nil {
 		return p, invalid("name: %v", err)
@@ -51,8 +52,8 @@ func policyFromPB(req *c2pb.RotationPolicy) (c2.Policy, error) {
 			return p, err
 		}
 	}
-	if p.Threshold < 0 || p.Ramp < 0 || p.PauseBehind < 0 {
-		return p, invalid("threshold, ramp and pause_behind cannot be negative")
+	if p.Threshold < 0 || p.Ramp < 0 || p.PauseBehind < 0 || p.MaxMessages < 0 {
+		return p, invalid("threshold, ramp, pause_behind and max_messages cannot be negative")
 	}
 	return p, nil
 }
@@ -64,7 +65,7 @@ func policyPB(p c2.Policy) *c2pb.RotationPolicy {
 		JitterSeconds: int64(p.Jitter / time.Second), OnEvent: p.OnEvent, Threshold: p.Threshold,
 		WindowSeconds: int64(p.Window / time.Second), Ramp: p.Ramp, PauseBehind: p.PauseBehind,
 		PausedReason: p.PausedReason, CreatedBy: p.CreatedBy,
-		CreatedAt: timestamp(p.CreatedAt), StartedAt: timestamp(p.StartedAt),
+		CreatedAt: timestamp(p.CreatedAt), StartedAt: timestamp(p.StartedAt), MaxMessages: p.MaxMessages,
 	}
 }
 
@@ -149,7 +150,8 @@ func (h *handlers) ResumePolicy(ctx context.Context, req *c2pb.PolicyRequest) (*
 }
 
 func plannedPB(p c2.PlannedRotation) *c2pb.PlannedRotation {
-	return &c2pb.PlannedRotation{Kind: string(p.Kind), Target: p.Target, DueAt: timestamp(p.DueAt), Policy: p.Policy, Reason: p.Reason}
+	return &c2pb.PlannedRotation{Kind: string(p.Kind), Target: p.Target, DueAt: timestamp(p.DueAt), Policy: p.Policy, Reason: p.Reason,
+		Messages: p.Messages, MaxMessages: p.MaxMessages}
 }
 
 func (h *handlers) PreviewRotations(ctx context.Context, req *c2pb.PreviewRotationsRequest) (*c2pb.PreviewRotationsResponse, error) {
@@ -168,6 +170,9 @@ func (h *handlers) PreviewRotations(ctx context.Context, req *c2pb.PreviewRotati
 		}
 		out := &c2pb.PreviewRotationsResponse{}
 		if ok {
+			out.Rotations = append(out.Rotations, plannedPB(plan))
+		} else if plan.MaxMessages > 0 {
+			// A message budget not spent yet: no due time, the count so far.
 			out.Rotations = append(out.Rotations, plannedPB(plan))
 		}
 		return out, nil

@@ -85,3 +85,32 @@ func TestPolicyAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestMessageBudgetAPI: a message-budget policy over HTTP/JSON and gRPC:
+// max_messages round trips, a negative one is refused, and the preview of
+// a topic under it gives the count and the budget, with no due time.
+func TestMessageBudgetAPI(t *testing.T) {
+	c := newTestC2(t, options{})
+	cl := c.client()
+	admin := as(c.admin)
+	if _, err := cl.AddTopic(admin, &c2pb.AddTopicRequest{Topic: "meters/1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cl.AddPolicy(admin, &c2pb.RotationPolicy{Name: "neg", Kind: "topic", Selector: "all", MaxMessages: -1})
+	wantCode(t, "negative message budget", err, codes.InvalidArgument)
+	r := c.do(http.MethodPost, "/v1/policies", c.admin, map[string]any{
+		"name": "gcm", "kind": "topic", "selector": "filter", "pattern": "meters/#", "max_messages": 1000,
+	})
+	wantStatus(t, "POST /v1/policies", r, http.StatusOK)
+	got, err := cl.GetPolicy(admin, &c2pb.PolicyRequest{Name: "gcm"})
+	if err != nil || got.MaxMessages != 1000 {
+		t.Fatalf("GetPolicy: %+v, %v", got, err)
+	}
+	preview, err := cl.PreviewRotations(admin, &c2pb.PreviewRotationsRequest{Kind: "topic", Target: "meters/1"})
+	if err != nil || len(preview.Rotations) != 1 {
+		t.Fatalf("preview of a topic under a message budget: %v, %v", preview, err)
+	}
+	if p := preview.Rotations[0]; p.MaxMessages != 1000 || p.Messages != 0 || p.Policy != "gcm" || p.Reason != "messages" || p.DueAt != nil {
+		t.Fatalf("preview of a topic under a message budget: %+v", p)
+	}
+}

@@ -17,3 +17,11 @@ func (m *Monitor) EventKeys() int {
 
 // FlushEvents runs one flush of the coalesced events at the monitor's now.
 func (m *Monitor) FlushEvents() { m.events.flush(m.cfg.Now()) }
+
+// TallyHeld returns how many topic states and carried counts the message
+// counting holds.
+func (m *Monitor) TallyHeld() int {
+	m.tally.mu.Lock()
+	defer m.tally.mu.Unlock()
+	return len(m.tally.dirty) + len(m.tally.carry)
+}

@@ -65,8 +65,9 @@ type topicState struct {
 	rotatedAt   time.Time
 	hasPrevious bool
 	loadedAt    time.Time
-	clients     *clientPair // the pair the keys were installed in
-	stale       atomic.Bool // Notify: read the keys again
+	clients     *clientPair  // the pair the keys were installed in
+	stale       atomic.Bool  // Notify: read the keys again
+	valid       atomic.Int64 // valid messages not reported yet (tally)
 }
 
 // keyCache holds the state of the topics seen, bounded by MaxTopics.

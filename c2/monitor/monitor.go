@@ -12,6 +12,11 @@
 // buffer during the check, cleared after it. Anomalies go to the service's
 // event stream (c2.Service.ReportAnomaly), coalesced so that a flood gives
 // a bounded number of events.
+//
+// For the policies that rotate a topic after a message budget, the valid
+// messages of each topic are counted per key version and reported to the
+// service every second (c2.Service.CountMessages), which keeps the counts
+// in the database.
 package monitor
 
 import (
@@ -41,6 +46,9 @@ type Service interface {
 	MonitorTopicKeys(ctx context.Context, topic string) (c2.MonitorKeys, error)
 	MonitorSigner(ctx context.Context, sender e4.ID) (ed25519.PublicKey, error)
 	ReportAnomaly(client *e4.ID, topic, kind, detail string)
+	// CountMessages adds the valid messages counted per topic and key
+	// version (rotation by message budget).
+	CountMessages(ctx context.Context, counts []c2.MessageCount) error
 }
 
 // Defaults of Config.
@@ -52,6 +60,7 @@ const (
 	DefaultEventInterval  = 10 * time.Second
 	DefaultMaxEventKeys   = 256
 	DefaultMaxTopics      = 1 << 16
+	DefaultCountEvery     = time.Second
 )
 
 // Config configures a Monitor. Service and Transport are required.
@@ -96,6 +105,10 @@ type Config struct {
 	// MaxTopics bounds the topics (managed or not) whose state is cached
 	// (default 65536).
 	MaxTopics int
+	// CountEvery is how often Run reports the valid messages counted per
+	// topic and key version to the service (default 1 s), for the
+	// policies that rotate a topic after a message budget.
+	CountEvery time.Duration
 	// Workers is the number of goroutines receiving from each subscription
 	// (default GOMAXPROCS).
 	Workers int
@@ -121,6 +134,7 @@ func (cfg *Config) setDefaults() {
 	def(&cfg.PlausibleSkew, DefaultPlausibleSkew)
 	def(&cfg.RefreshEvery, DefaultRefreshEvery)
 	def(&cfg.EventInterval, DefaultEventInterval)
+	def(&cfg.CountEvery, DefaultCountEvery)
 	defInt := func(n *int, v int) {
 		if *n <= 0 {
 			*n = v
@@ -150,6 +164,7 @@ type Monitor struct {
 	replay  *replaySet
 	top     *topLists
 	events  *reporter
+	tally   *tally
 	skew    prometheus.Histogram
 
 	counts  [numResults]atomic.Uint64
@@ -181,6 +196,7 @@ func New(cfg Config) (*Monitor, error) {
 		replay: newReplaySet(cfg.ReplayCapacity),
 		top:    newTopLists(cfg.TopK),
 		events: newReporter(cfg.Service.ReportAnomaly, cfg.EventInterval, cfg.MaxEventKeys),
+		tally:  newTally(cfg.MaxTopics),
 		skew: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "e4_monitor_clock_skew_seconds",
 			Help:    "Timestamp of each authentic message minus the monitor's clock, in seconds (positive: the sender's clock runs ahead; includes the transit time).",
@@ -228,6 +244,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 	}
 	wg.Go(func() { m.flushEvents(ctx) })
+	wg.Go(func() { m.reportCounts(ctx) })
 	var first error
 	select {
 	case <-ctx.Done():
@@ -236,6 +253,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	cancel()
 	wg.Wait()
 	unsubscribe(subs)
+	m.finalCounts()
 	if first != nil && ctx.Err() != nil && errors.Is(first, context.Canceled) {
 		first = nil
 	}
@@ -324,6 +342,7 @@ type verdict struct {
 	result Result
 	sender *e4.ID // the sender id the message names (PK), if any
 	detail string
+	under  *topicState // a valid message: the keys it was counted under
 }
 
 func (m *Monitor) check(sc *scratch, topic string, payload []byte) (Result, bool) {
@@ -356,6 +375,9 @@ func (m *Monitor) count(topic string, v verdict, now time.Time) {
 	}
 	m.top.add(topic, sender, v.result)
 	if v.result == Valid {
+		if v.under != nil {
+			m.tally.add(v.under)
+		}
 		return
 	}
 	key := reportKey{result: v.result, topic: topic}
@@ -506,6 +528,9 @@ func (m *Monitor) classifyAuthentic(st *topicState, used keyUsed, ts uint64, sen
 	detail := ""
 	if result == PreviousKey {
 		detail = fmt.Sprintf("under key version %d, replaced at %s", st.version-1, st.rotatedAt.UTC().Format(time.RFC3339))
+	}
+	if result == Valid {
+		return verdict{result: result, sender: attributed, under: st}
 	}
 	return verdict{result: result, sender: attributed, detail: detail}
 }

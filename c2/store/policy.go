@@ -33,8 +33,10 @@ const (
 
 // Policy is a rotation policy. A target is due when any of its policies
 // says so: Period (a crypto period: one rotation per period, at a phase
-// proper to the target), MaxAge (the key is older than that) or, for an
-// event rule (OnEvent set), Threshold events within Window.
+// proper to the target), MaxAge (the key is older than that), MaxMessages
+// (a message budget: the monitor counted that many messages under the
+// topic's current key) or, for an event rule (OnEvent set), Threshold
+// events within Window.
 type Policy struct {
 	Name     string
 	Kind     TargetKind
@@ -48,6 +50,9 @@ type Policy struct {
 	OnEvent   string
 	Threshold int64
 	Window    time.Duration
+	// MaxMessages, when set, rotates a topic once the messages counted
+	// under its current key reach it (see PolicyTx.AddTopicMessages).
+	MaxMessages int64
 	// Ramp, when set, is how many rotations the policy may fire in the
 	// first minute after StartedAt; the allowance doubles every minute.
 	Ramp int64
@@ -95,7 +100,7 @@ type Rotation struct {
 	Kind     TargetKind
 	Target   string
 	Policy   string
-	Reason   string // "period", "age", or the event
+	Reason   string // "period", "age", "messages", or the event
 	DueAt    time.Time
 	FiredAt  time.Time
 	Version  uint64 // the key version it made (topics)
@@ -135,6 +140,18 @@ type PolicyTx interface {
 	EventPolicies(after string, limit int) ([]Policy, error)
 	// HasPolicies reports whether any policy of kind exists.
 	HasPolicies(kind TargetKind) (bool, error)
+	// HasBudgetPolicies reports whether any policy has MaxMessages set.
+	HasBudgetPolicies() (bool, error)
+
+	// AddTopicMessages adds n (at least 0) to the messages counted under
+	// a topic's key version, atomically (several replicas add to it), and
+	// returns the new count; counted is false, and nothing changes, when
+	// the topic is gone or its key is no longer of that version. A new key
+	// version starts at 0 (UpdateTopicKey).
+	AddTopicMessages(topic string, version uint64, n int64) (count int64, counted bool, err error)
+	// TopicMessages returns a topic's key version and the messages counted
+	// under it; ErrNotFound for an unknown topic.
+	TopicMessages(topic string) (version uint64, count int64, err error)
 
 	// ScheduleTopics gives every topic whose name starts with prefix a
 	// schedule row due at at, or moves an existing row's due time back to

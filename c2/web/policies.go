@@ -41,6 +41,8 @@ func policyView(p c2.Policy) policyRow {
 		trigger = "every " + span.Format(p.Period)
 	case p.MaxAge > 0:
 		trigger = "key older than " + span.Format(p.MaxAge)
+	case p.MaxMessages > 0:
+		trigger = fmt.Sprintf("after %d messages under the key", p.MaxMessages)
 	default:
 		trigger = fmt.Sprintf("%d× %s", p.Threshold, p.OnEvent)
 		if p.Window > 0 {
@@ -81,13 +83,14 @@ func parseCount(field, s string) (int64, error) {
 type policyForm struct {
 	Name, Kind, Selector, Pattern, Trigger, Span, Jitter string
 	OnEvent, Threshold, Window, Ramp, PauseBehind        string
+	MaxMessages                                          string
 }
 
 func readPolicyForm(req *request) policyForm {
 	v := func(k string) string { return strings.TrimSpace(req.PostFormValue(k)) }
 	return policyForm{Name: v("name"), Kind: v("kind"), Selector: v("selector"), Pattern: v("pattern"), Trigger: v("trigger"),
 		Span: v("span"), Jitter: v("jitter"), OnEvent: v("on_event"), Threshold: v("threshold"), Window: v("window"),
-		Ramp: v("ramp"), PauseBehind: v("pause_behind")}
+		Ramp: v("ramp"), PauseBehind: v("pause_behind"), MaxMessages: v("max_messages")}
 }
 
 // policy turns the form into a policy; the service checks the rest
@@ -116,6 +119,8 @@ func (f policyForm) policy() (c2.Policy, error) {
 		p.Period = duration("period", f.Span)
 	case "max_age":
 		p.MaxAge = duration("maximum age", f.Span)
+	case "messages":
+		p.MaxMessages = count("message budget", f.MaxMessages)
 	case "event":
 		p.OnEvent = f.OnEvent
 		p.Threshold = count("threshold", f.Threshold)
@@ -124,7 +129,7 @@ func (f policyForm) policy() (c2.Policy, error) {
 			p.Threshold = 1
 		}
 	default:
-		errs = append(errs, fmt.Errorf("%w: trigger %q: choose a period, a maximum key age or an event", c2.ErrInvalidArgument, f.Trigger))
+		errs = append(errs, fmt.Errorf("%w: trigger %q: choose a period, a maximum key age, an event or a message budget", c2.ErrInvalidArgument, f.Trigger))
 	}
 	p.Jitter = duration("jitter", f.Jitter)
 	p.Ramp = count("ramp", f.Ramp)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 )
@@ -42,7 +43,7 @@ func TestPoliciesPage(t *testing.T) {
 		{func(v url.Values) { v.Set("jitter", "4d") }, "the jitter at most half"},
 		{func(v url.Values) { v.Set("span", "soon") }, `period &#34;soon&#34;: want a duration`},
 		{func(v url.Values) { v.Set("ramp", "-1") }, `ramp &#34;-1&#34;: want a whole number`},
-		{func(v url.Values) { v.Set("trigger", "") }, "choose a period, a maximum key age or an event"},
+		{func(v url.Values) { v.Set("trigger", "") }, "choose a period, a maximum key age, an event or a message budget"},
 		{func(v url.Values) { v.Set("selector", "filter"); v.Set("pattern", "plant/#/x") }, "filter"},
 		{func(v url.Values) { v.Set("kind", "c2"); v.Set("selector", "all") }, "public-key mode"},
 		{func(v url.Values) { v.Set("selector", "prefix"); v.Set("pattern", "plant/\x00") }, "pattern must be valid UTF-8 without control characters"},
@@ -351,5 +352,42 @@ func TestPoliciesPaginate(t *testing.T) {
 	_, page = reader.get("/ui/policies?after=p049")
 	if n := strings.Count(page, `<tr class="policy"`); n != 1 || !strings.Contains(page, `data-name="p050"`) || strings.Contains(page, `class="pager"`) {
 		t.Fatalf("second page: %d rows", n)
+	}
+}
+
+// TestMessageBudgetPolicyPage: an admin adds a message-budget policy
+// through the form; the list shows its budget, and the topic page the
+// messages counted under the current key against it.
+func TestMessageBudgetPolicyPage(t *testing.T) {
+	c := startC2(t, e4.SymKey)
+	ctx := context.Background()
+	const topic = "meters/7"
+	info, err := c.svc.AddTopic(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := c.signedIn(c.admin)
+	form := url.Values{"name": {"gcm"}, "kind": {"topic"}, "selector": {"filter"}, "pattern": {"meters/#"},
+		"trigger": {"messages"}, "max_messages": {"-3"}}
+	if st, page := admin.post("/ui/policies", form); st != http.StatusBadRequest || !strings.Contains(page, "message budget &#34;-3&#34;") {
+		t.Fatalf("negative budget: %d %s", st, between(page, `id="policy-error"`, "</p>"))
+	}
+	form.Set("max_messages", "1000")
+	if st, page := admin.post("/ui/policies", form); st != http.StatusSeeOther {
+		t.Fatalf("add policy: %d %s", st, between(page, `id="policy-error"`, "</p>"))
+	}
+	if p, err := c.svc.GetPolicy(ctx, "gcm"); err != nil || p.MaxMessages != 1000 {
+		t.Fatalf("policy stored: %+v, %v", p, err)
+	}
+	if err := c.svc.CountMessages(ctx, []c2.MessageCount{{Topic: topic, Version: info.KeyVersion, Messages: 37}}); err != nil {
+		t.Fatal(err)
+	}
+	_, page := admin.get("/ui/policies")
+	if row := between(page, `<tr class="policy"`, "</tr>"); !strings.Contains(row, "after 1000 messages under the key") {
+		t.Errorf("the policy row lacks its budget: %s", row)
+	}
+	_, page = admin.get("/ui/topic?name=" + url.QueryEscape(topic))
+	if got := between(page, `id="rotation-policy"`, "</td>"); !strings.Contains(got, "37 of 1000 messages") || !strings.Contains(got, "gcm") {
+		t.Errorf("the topic page's rotation policy: %s", got)
 	}
 }

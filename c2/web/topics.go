@@ -105,8 +105,9 @@ func (h *Handler) topicDetail(req *request) {
 		return
 	}
 	data := map[string]any{"Topic": info, "State": st, "Members": members, "Behind": behind, "Hash": hex.EncodeToString(info.Hash[:])}
-	if covered {
-		data["Plan"] = plan
+	if covered || plan.MaxMessages > 0 {
+		// A message budget not spent yet has no due time: its count shows.
+		data["Plan"], data["Covered"] = plan, covered
 	}
 	if len(ids) == pageSize {
 		data["Next"] = topicURL(name) + "&after=" + ids[len(ids)-1].String()

@@ -415,6 +415,27 @@ func TestC2PolicyExamples(t *testing.T) {
 	}
 	s.fails(nil, "give one of --exact, --prefix, --filter or --all", "policy", "add", "x", "--every", "1w")
 	s.fails(nil, "want such as 90m, 36h, 7d or 1w", "policy", "add", "x", "--all", "--every", "soon")
+
+	// The message budget: listed, previewed with its count, refused
+	// negative; and a C2 started without the monitor warns that it counts
+	// nothing.
+	if !strings.Contains(list, "after 1000000000 messages") {
+		t.Fatalf("policy list lacks the message budget:\n%s", list)
+	}
+	s.ok("topic", "add", "meters/1")
+	budget := s.ok("policy", "preview", "--topic", "meters/1")
+	for _, want := range []string{"at the budget", "gcm-budget", "messages (0 of 1000000000 messages)"} {
+		if !strings.Contains(budget, want) {
+			t.Fatalf("preview --topic of a topic under a message budget lacks %q:\n%s", want, budget)
+		}
+	}
+	s.fails(nil, "cannot be negative", "policy", "add", "y", "--all", "--max-messages", "-1")
+	s.stop()
+	s.start()
+	s.stop()
+	if out := s.output.String(); !strings.Contains(out, "message budget") || !strings.Contains(out, "the monitor is off") {
+		t.Fatalf("e4 c2 serve without --monitor does not warn about the message budget:\n%s", out)
+	}
 }
 
 // splitShellWords splits a command line on spaces, keeping quoted words

@@ -37,6 +37,7 @@ const policyExamples = `  e4 c2 policy add firmware-weekly --exact fleet/firmwar
   e4 c2 policy add keys-age --kind client --all --max-age 90d
   e4 c2 policy add forged --filter 'fleet/#' --on-event anomaly:auth_failed --threshold 3 --window 1m
   e4 c2 policy add idle-member --all --on-event device_idle
+  e4 c2 policy add gcm-budget --filter 'meters/#' --max-messages 1000000000
   e4 c2 policy list
   e4 c2 policy show firmware-weekly
   e4 c2 policy preview --within 1w
@@ -55,8 +56,10 @@ func newC2PolicyCommand(f *c2Flags) *cobra.Command {
 --prefix, MQTT --filter or --all; client keys with --kind client; C2's key
 pair with --kind c2) and has one trigger: --every (a crypto period: one
 rotation per period, at a phase proper to each target), --max-age (a key
-older than that), or --on-event (that many events about a topic within
---window). Durations take Go units (90m, 36h) or days and weeks (7d, 1w).
+older than that), --on-event (that many events about a topic within
+--window), or --max-messages (a message budget: the monitor of "e4 c2 serve
+--monitor" counted that many valid messages under the topic's current key).
+Durations take Go units (90m, 36h) or days and weeks (7d, 1w).
 Changing policies needs an admin token; reading them, read.`,
 		Example: policyExamples,
 		Args:    cobra.NoArgs,
@@ -103,12 +106,14 @@ func newC2PolicyAddCommand(f *c2Flags) *cobra.Command {
 		every, maxAge, jitter, window spanFlag
 		onEvent                       string
 		threshold, ramp, pauseBehind  int64
+		maxMessages                   int64
 	)
 	cmd := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Add a rotation policy (admin)",
 		Example: `  e4 c2 policy add firmware-weekly --exact fleet/firmware --every 1w --jitter 1h
-  e4 c2 policy add keys-age --kind client --all --max-age 90d`,
+  e4 c2 policy add keys-age --kind client --all --max-age 90d
+  e4 c2 policy add meters-budget --prefix meters/ --max-messages 1000000000`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			selector, pattern, err := policySelector(exact, prefix, filter, all)
@@ -122,6 +127,7 @@ func newC2PolicyAddCommand(f *c2Flags) *cobra.Command {
 				Name: args[0], Kind: kind, Selector: selector, Pattern: pattern,
 				PeriodSeconds: wholeSeconds(every.d), MaxAgeSeconds: wholeSeconds(maxAge.d), JitterSeconds: wholeSeconds(jitter.d),
 				OnEvent: onEvent, Threshold: threshold, WindowSeconds: wholeSeconds(window.d), Ramp: ramp, PauseBehind: pauseBehind,
+				MaxMessages: maxMessages,
 			}
 			return f.withSession(cmd, func(ctx context.Context, s *c2Session) error {
 				got, err := s.client.AddPolicy(ctx, p)
@@ -144,6 +150,7 @@ func newC2PolicyAddCommand(f *c2Flags) *cobra.Command {
 	fl.StringVar(&onEvent, "on-event", "", "rotate a topic on events: a kind, optionally :detail (such as anomaly:auth_failed, which the monitor reports for forged messages)")
 	fl.Int64Var(&threshold, "threshold", 0, "events within --window that trigger a rotation (default 1)")
 	fl.Var(&window, "window", "the window of --threshold (such as 1m)")
+	fl.Int64Var(&maxMessages, "max-messages", 0, "message budget: rotate a topic once the monitor (serve --monitor) counted this many valid messages under its key")
 	fl.Int64Var(&ramp, "ramp", 0, "rotations in the policy's first minute, doubling each minute (0: no ramp)")
 	fl.Int64Var(&pauseBehind, "pause-behind", 0, "pause the policy when its stuck rotations leave this many devices behind (0: never)")
 	return cmd
@@ -184,6 +191,8 @@ func policyRow(p *c2pb.RotationPolicy) []string {
 		trigger = "every " + spanOf(p.PeriodSeconds)
 	case p.MaxAgeSeconds > 0:
 		trigger = "max age " + spanOf(p.MaxAgeSeconds)
+	case p.MaxMessages > 0:
+		trigger = fmt.Sprintf("after %d messages", p.MaxMessages)
 	default:
 		trigger = fmt.Sprintf("%d× %s", p.Threshold, p.OnEvent)
 		if p.WindowSeconds > 0 {
@@ -339,7 +348,7 @@ func newC2PolicyPreviewCommand(f *c2Flags) *cobra.Command {
 				}
 				rows := make([][]string, len(res.Rotations))
 				for i, r := range res.Rotations {
-					rows[i] = []string{r.DueAt.AsTime().Format(time.RFC3339), r.Kind, r.Target, r.Policy, r.Reason}
+					rows[i] = []string{plannedDue(r), r.Kind, r.Target, r.Policy, plannedReason(r)}
 				}
 				if err := s.table([]string{"DUE", "KIND", "TARGET", "POLICY", "REASON"}, rows); err != nil {
 					return err
@@ -355,6 +364,24 @@ func newC2PolicyPreviewCommand(f *c2Flags) *cobra.Command {
 	cmd.Flags().StringVar(&topic, "topic", "", "show when this topic is next due")
 	cmd.Flags().Int32Var(&limit, "limit", 100, "at most this many rotations, 1 to 10000")
 	return cmd
+}
+
+// plannedDue renders a planned rotation's due time; a message budget not
+// spent yet has none.
+func plannedDue(r *c2pb.PlannedRotation) string {
+	if r.DueAt == nil {
+		return "at the budget"
+	}
+	return r.DueAt.AsTime().Format(time.RFC3339)
+}
+
+// plannedReason renders a planned rotation's reason, with the count of a
+// topic under a message budget.
+func plannedReason(r *c2pb.PlannedRotation) string {
+	if r.MaxMessages == 0 {
+		return r.Reason
+	}
+	return fmt.Sprintf("%s (%d of %d messages)", r.Reason, r.Messages, r.MaxMessages)
 }
 
 func newC2PolicyRotationsCommand(f *c2Flags) *cobra.Command {

@@ -534,6 +534,9 @@ func runServe(ctx context.Context, cfg *serveConfig, logOut io.Writer) error {
 		return err
 	}
 	defer mon.stop()
+	if err := mon.warnBudgetsUncounted(ctx, svc, log); err != nil {
+		return err
+	}
 	for _, c := range mon.collectors() {
 		if err := obs.Register(c); err != nil {
 			return err

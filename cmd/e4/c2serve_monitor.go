@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -113,6 +114,24 @@ func (w *monitorWiring) start(ctx context.Context, svc *c2.Service, tr transport
 			log.Error("monitor stopped", "err", err)
 		}
 	}()
+	return nil
+}
+
+// warnBudgetsUncounted warns when a policy has a message budget and the
+// monitor, which counts the messages, is off: this C2 adds nothing to the
+// counts (another replica started with --monitor may).
+func (w *monitorWiring) warnBudgetsUncounted(ctx context.Context, svc *c2.Service, log *slog.Logger) error {
+	if w.settings.Enabled {
+		return nil
+	}
+	has, err := svc.HasMessageBudgets(ctx)
+	if err != nil {
+		return fmt.Errorf("looking for message-budget policies: %w", err)
+	}
+	if has {
+		log.Warn("a rotation policy has a message budget (--max-messages) but the monitor is off: " +
+			"this C2 counts no message, so those topics rotate by their budget only if another replica runs with --monitor")
+	}
 	return nil
 }
 

@@ -4362,10 +4362,14 @@ type RotationPolicy struct {
 	// many devices behind. 0: never.
 	PauseBehind int64 `protobuf:"varint,12,opt,name=pause_behind,json=pauseBehind,proto3" json:"pause_behind,omitempty"`
 	// paused_reason is empty while the policy runs.
-	PausedReason  string                 `protobuf:"bytes,13,opt,name=paused_reason,json=pausedReason,proto3" json:"paused_reason,omitempty"`
-	CreatedBy     string                 `protobuf:"bytes,14,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	PausedReason string                 `protobuf:"bytes,13,opt,name=paused_reason,json=pausedReason,proto3" json:"paused_reason,omitempty"`
+	CreatedBy    string                 `protobuf:"bytes,14,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// max_messages, for topics, rotates a topic once the monitor (e4 c2
+	// serve --monitor) counted this many valid messages under its current
+	// key: a message budget. 0: none.
+	MaxMessages   int64 `protobuf:"varint,17,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4510,6 +4514,13 @@ func (x *RotationPolicy) GetStartedAt() *timestamppb.Timestamp {
 		return x.StartedAt
 	}
 	return nil
+}
+
+func (x *RotationPolicy) GetMaxMessages() int64 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
 }
 
 type PolicyRequest struct {
@@ -4780,8 +4791,12 @@ type PlannedRotation struct {
 	Target string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
 	DueAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
 	Policy string                 `protobuf:"bytes,4,opt,name=policy,proto3" json:"policy,omitempty"`
-	// reason is period, age, or the event that asked for it.
-	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// reason is period, age, messages, or the event that asked for it.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// max_messages, for a topic under a message budget, is the budget, and
+	// messages the messages counted under its current key so far.
+	Messages      int64 `protobuf:"varint,6,opt,name=messages,proto3" json:"messages,omitempty"`
+	MaxMessages   int64 `protobuf:"varint,7,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4849,6 +4864,20 @@ func (x *PlannedRotation) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *PlannedRotation) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+func (x *PlannedRotation) GetMaxMessages() int64 {
+	if x != nil {
+		return x.MaxMessages
+	}
+	return 0
 }
 
 type PreviewRotationsResponse struct {
@@ -5491,7 +5520,7 @@ const file_c2_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"P\n" +
 	"\x16ListMonitorTopResponse\x126\n" +
-	"\aentries\x18\x01 \x03(\v2\x1c.e4kit.c2.v1.MonitorTopEntryR\aentries\"\xb5\x04\n" +
+	"\aentries\x18\x01 \x03(\v2\x1c.e4kit.c2.v1.MonitorTopEntryR\aentries\"\xd8\x04\n" +
 	"\x0eRotationPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1a\n" +
@@ -5512,7 +5541,8 @@ const file_c2_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"started_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"#\n" +
+	"started_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12!\n" +
+	"\fmax_messages\x18\x11 \x01(\x03R\vmaxMessages\"#\n" +
 	"\rPolicyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"@\n" +
 	"\x12PausePolicyRequest\x12\x12\n" +
@@ -5527,13 +5557,15 @@ const file_c2_proto_rawDesc = "" +
 	"\x0ewithin_seconds\x18\x01 \x01(\x03R\rwithinSeconds\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x16\n" +
-	"\x06target\x18\x04 \x01(\tR\x06target\"\xa0\x01\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\"\xdf\x01\n" +
 	"\x0fPlannedRotation\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x121\n" +
 	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x16\n" +
 	"\x06policy\x18\x04 \x01(\tR\x06policy\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"V\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bmessages\x18\x06 \x01(\x03R\bmessages\x12!\n" +
+	"\fmax_messages\x18\a \x01(\x03R\vmaxMessages\"V\n" +
 	"\x18PreviewRotationsResponse\x12:\n" +
 	"\trotations\x18\x01 \x03(\v2\x1c.e4kit.c2.v1.PlannedRotationR\trotations\"\x9c\x01\n" +
 	"\x14ListRotationsRequest\x12\x12\n" +

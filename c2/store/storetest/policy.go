@@ -541,3 +541,114 @@ func BenchIdleClients(b *testing.B, s store.Store, ids []e4.ID) {
 		}
 	}
 }
+
+func testTopicMessages(t *testing.T, s store.Store) {
+	insertTopics(t, s, "m/a")
+	view(t, s, func(tx store.Tx) error {
+		has, err := policies(t, tx).HasBudgetPolicies()
+		ok(t, "HasBudgetPolicies", err)
+		if has {
+			t.Fatal("HasBudgetPolicies without policies")
+		}
+		return nil
+	})
+	budget := newPolicy("budget", store.SelectPrefix, "m/")
+	budget.Period, budget.Jitter, budget.MaxMessages = 0, 0, 1<<40
+	update(t, s, func(tx store.Tx) error { return policies(t, tx).PutPolicy(budget) })
+	view(t, s, func(tx store.Tx) error {
+		got, err := policies(t, tx).GetPolicy("budget")
+		ok(t, "GetPolicy", err)
+		if got.MaxMessages != 1<<40 {
+			t.Fatalf("MaxMessages round trip: %d", got.MaxMessages)
+		}
+		has, err := policies(t, tx).HasBudgetPolicies()
+		ok(t, "HasBudgetPolicies", err)
+		if !has {
+			t.Fatal("HasBudgetPolicies with a budget policy: false")
+		}
+		return nil
+	})
+	add := func(topic string, version uint64, n int64) (int64, bool) {
+		t.Helper()
+		var count int64
+		var counted bool
+		update(t, s, func(tx store.Tx) (err error) {
+			count, counted, err = policies(t, tx).AddTopicMessages(topic, version, n)
+			return err
+		})
+		return count, counted
+	}
+	messages := func(want uint64, wantN int64) {
+		t.Helper()
+		view(t, s, func(tx store.Tx) error {
+			v, n, err := policies(t, tx).TopicMessages("m/a")
+			ok(t, "TopicMessages", err)
+			if v != want || n != wantN {
+				t.Fatalf("TopicMessages: version %d, %d messages; want version %d, %d", v, n, want, wantN)
+			}
+			return nil
+		})
+	}
+	messages(1, 0)
+	if n, counted := add("m/a", 1, 5); !counted || n != 5 {
+		t.Fatalf("adding 5: count %d, counted %v", n, counted)
+	}
+	if n, counted := add("m/a", 1, 0); !counted || n != 5 {
+		t.Fatalf("adding 0: count %d, counted %v", n, counted)
+	}
+	if _, counted := add("m/a", 2, 3); counted {
+		t.Fatal("messages counted under a version the topic does not have")
+	}
+	if _, counted := add("m/none", 1, 3); counted {
+		t.Fatal("messages counted for an unknown topic")
+	}
+	messages(1, 5)
+	err := s.Update(context.Background(), func(tx store.Tx) error {
+		_, _, err := policies(t, tx).AddTopicMessages("m/a", 1, -1)
+		return err
+	})
+	wantFailure(t, "adding a negative count", err)
+	err = s.View(context.Background(), func(tx store.Tx) error {
+		_, _, err := policies(t, tx).TopicMessages("m/none")
+		return err
+	})
+	wantErr(t, "TopicMessages of an unknown topic", err, store.ErrNotFound)
+	bad := budget
+	bad.MaxMessages = -1
+	err = s.Update(context.Background(), func(tx store.Tx) error { return policies(t, tx).PutPolicy(bad) })
+	wantFailure(t, "negative message budget", err)
+
+	// A re-seal keeps the version and the count; a new version starts at 0.
+	update(t, s, func(tx store.Tx) error { return tx.UpdateTopicKey("m/a", []byte("resealed"), nil, 1, base) })
+	messages(1, 5)
+	update(t, s, func(tx store.Tx) error { return tx.UpdateTopicKey("m/a", []byte("k2"), nil, 2, base) })
+	messages(2, 0)
+	if _, counted := add("m/a", 1, 7); counted {
+		t.Fatal("messages under the replaced version counted after the rotation")
+	}
+	messages(2, 0)
+
+	// Replicas adding at once: no increment is lost.
+	const writers, adds = 4, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*adds)
+	for range writers {
+		wg.Go(func() {
+			for range adds {
+				errs <- s.Update(context.Background(), func(tx store.Tx) error {
+					_, counted, err := policies(t, tx).AddTopicMessages("m/a", 2, 2)
+					if err == nil && !counted {
+						t.Error("concurrent add not counted")
+					}
+					return err
+				})
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		ok(t, "concurrent AddTopicMessages", err)
+	}
+	messages(2, writers*adds*2)
+}

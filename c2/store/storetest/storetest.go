@@ -101,6 +101,7 @@ func Run(t *testing.T, open Opener) {
 		{"ClientKeyTime", testClientKeyTime},
 		{"C2KeyCounts", testC2KeyCounts},
 		{"IdleClients", testIdleClients},
+		{"TopicMessages", testTopicMessages},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,24 +17,29 @@ var _ store.PolicyTx = (*tx)(nil)
 
 const (
 	policyColumns = "name, kind, selector, pattern, period, max_age, jitter, on_event, threshold, event_window, " +
-		"ramp, pause_behind, paused_reason, created_by, created_at, started_at"
+		"ramp, pause_behind, paused_reason, created_by, created_at, started_at, max_messages"
 	dueColumns      = "kind, target, due_at, event, attempts, last_error, lease_owner, lease_until"
 	rotationColumns = "id, kind, target, policy, reason, due_at, fired_at, version, commands, state, behind, detail, settled_at, owner"
 
-	qPutPolicy = "INSERT INTO rotation_policies (" + policyColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) " +
+	qPutPolicy = "INSERT INTO rotation_policies (" + policyColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) " +
 		"ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, selector = excluded.selector, pattern = excluded.pattern, " +
 		"period = excluded.period, max_age = excluded.max_age, jitter = excluded.jitter, on_event = excluded.on_event, " +
 		"threshold = excluded.threshold, event_window = excluded.event_window, ramp = excluded.ramp, " +
 		"pause_behind = excluded.pause_behind, paused_reason = excluded.paused_reason, created_by = excluded.created_by, " +
-		"created_at = excluded.created_at, started_at = excluded.started_at"
+		"created_at = excluded.created_at, started_at = excluded.started_at, max_messages = excluded.max_messages"
 	qGetPolicy    = "SELECT " + policyColumns + " FROM rotation_policies WHERE name = $1"
 	qDeletePolicy = "DELETE FROM rotation_policies WHERE name = $1"
 	qListPolicies = "SELECT " + policyColumns + " FROM rotation_policies WHERE name > $1 ORDER BY name LIMIT $2"
 	// Two index lookups, so that a million exact policies cost one row.
 	qPoliciesFor = "SELECT " + policyColumns + " FROM rotation_policies WHERE kind = $1 AND selector = 'exact' AND pattern = $2 " +
 		"UNION ALL SELECT " + policyColumns + " FROM rotation_policies WHERE kind = $1 AND selector IN ('all', 'prefix', 'filter') ORDER BY 1"
-	qEventPolicies  = "SELECT " + policyColumns + " FROM rotation_policies WHERE on_event <> '' AND name > $1 ORDER BY name LIMIT $2"
-	qHasPolicies    = "SELECT 1 FROM rotation_policies WHERE kind = $1 LIMIT 1"
+	qEventPolicies = "SELECT " + policyColumns + " FROM rotation_policies WHERE on_event <> '' AND name > $1 ORDER BY name LIMIT $2"
+	qHasPolicies   = "SELECT 1 FROM rotation_policies WHERE kind = $1 LIMIT 1"
+	qHasBudget     = "SELECT 1 FROM rotation_policies WHERE max_messages > 0 LIMIT 1"
+	// One statement, so that concurrent replicas add up (the row lock
+	// orders them).
+	qAddMessages    = "UPDATE topics SET messages = messages + $3 WHERE name = $1 AND key_version = $2 RETURNING messages"
+	qTopicMessages  = "SELECT key_version, messages FROM topics WHERE name = $1"
 	qPutDue         = "INSERT INTO rotation_due (" + dueColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (kind, target) DO UPDATE SET due_at = excluded.due_at, event = excluded.event, attempts = excluded.attempts, last_error = excluded.last_error, lease_owner = excluded.lease_owner, lease_until = excluded.lease_until"
 	qMergeEvent     = "INSERT INTO rotation_due (" + dueColumns + ") VALUES ($1, $2, $3, $4, 0, '', NULL, NULL) ON CONFLICT (kind, target) DO UPDATE SET due_at = CASE WHEN rotation_due.event <> '' THEN rotation_due.due_at ELSE excluded.due_at END, event = CASE WHEN rotation_due.event <> '' THEN rotation_due.event ELSE excluded.event END"
 	qGetDue         = "SELECT " + dueColumns + " FROM rotation_due WHERE kind = $1 AND target = $2"
@@ -61,6 +66,7 @@ const (
 // policyQueries lists the fixed queries of this file, for preparing.
 func policyQueries() []string {
 	return []string{qPutPolicy, qGetPolicy, qDeletePolicy, qListPolicies, qPoliciesFor, qEventPolicies, qHasPolicies,
+		qHasBudget, qAddMessages, qTopicMessages,
 		qPutDue, qMergeEvent, qGetDue, qDeleteDue, qCountDue, qListDue, qInsertRotation, qSettleRotation,
 		qClientKeyTime, qSetClientKeyAt, qC2KeyCounts, qIdleClients}
 }
@@ -96,7 +102,7 @@ func checkPolicy(p store.Policy) error {
 			return err
 		}
 	}
-	if p.Period < 0 || p.MaxAge < 0 || p.Jitter < 0 || p.Window < 0 || p.Threshold < 0 || p.Ramp < 0 || p.PauseBehind < 0 {
+	if p.Period < 0 || p.MaxAge < 0 || p.Jitter < 0 || p.Window < 0 || p.Threshold < 0 || p.Ramp < 0 || p.PauseBehind < 0 || p.MaxMessages < 0 {
 		return fmt.Errorf("store: policy %q has a negative setting", p.Name)
 	}
 	return nil
@@ -110,7 +116,7 @@ func (t *tx) PutPolicy(p store.Policy) error {
 	_, err := t.exec(qPutPolicy, p.Name, string(p.Kind), string(p.Selector), p.Pattern,
 		p.Period.Microseconds(), p.MaxAge.Microseconds(), p.Jitter.Microseconds(), p.OnEvent,
 		p.Threshold, p.Window.Microseconds(), p.Ramp, p.PauseBehind, p.PausedReason, p.CreatedBy,
-		t.at(p.CreatedAt), t.at(p.StartedAt))
+		t.at(p.CreatedAt), t.at(p.StartedAt), p.MaxMessages)
 	return err
 }
 
@@ -174,6 +180,46 @@ func (t *tx) HasPolicies(kind store.TargetKind) (bool, error) {
 	return t.exists(qHasPolicies, string(kind))
 }
 
+// HasBudgetPolicies reports whether a policy has a message budget.
+func (t *tx) HasBudgetPolicies() (bool, error) { return t.exists(qHasBudget) }
+
+// AddTopicMessages adds n to the messages counted under a topic's key
+// version.
+func (t *tx) AddTopicMessages(topic string, version uint64, n int64) (int64, bool, error) {
+	if err := checkName("topic name", topic); err != nil {
+		return 0, false, err
+	}
+	if err := checkVersion(version); err != nil {
+		return 0, false, err
+	}
+	if n < 0 {
+		return 0, false, fmt.Errorf("store: adding %d messages to topic %q: negative", n, topic)
+	}
+	return one(t, scanInt, qAddMessages, topic, int64(version), n)
+}
+
+// TopicMessages returns a topic's key version and its message count.
+func (t *tx) TopicMessages(topic string) (uint64, int64, error) {
+	if err := checkName("topic name", topic); err != nil {
+		return 0, 0, err
+	}
+	type counted struct {
+		version uint64
+		n       int64
+	}
+	c, found, err := one(t, func(r rowScanner) (counted, error) {
+		var c counted
+		var v int64
+		err := r.Scan(&v, &c.n)
+		c.version = uint64(v)
+		return c, err
+	}, qTopicMessages, topic)
+	if err == nil && !found {
+		err = fmt.Errorf("%w: topic %q", store.ErrNotFound, topic)
+	}
+	return c.version, c.n, err
+}
+
 func scanPolicy(r rowScanner) (store.Policy, error) {
 	var (
 		p                              store.Policy
@@ -182,7 +228,7 @@ func scanPolicy(r rowScanner) (store.Policy, error) {
 		created, started               dbTime
 	)
 	err := r.Scan(&p.Name, &kind, &selector, &p.Pattern, &period, &maxAge, &jitter, &p.OnEvent,
-		&p.Threshold, &window, &p.Ramp, &p.PauseBehind, &p.PausedReason, &p.CreatedBy, &created, &started)
+		&p.Threshold, &window, &p.Ramp, &p.PauseBehind, &p.PausedReason, &p.CreatedBy, &created, &started, &p.MaxMessages)
 	p.Kind, p.Selector = store.TargetKind(kind), store.Selector(selector)
 	p.Period, p.MaxAge = time.Duration(period)*time.Microsecond, time.Duration(maxAge)*time.Microsecond
 	p.Jitter, p.Window = time.Duration(jitter)*time.Microsecond, time.Duration(window)*time.Microsecond

@@ -37,7 +37,10 @@ const (
 	qInsertTopic = "INSERT INTO topics (" + topicColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING"
 	qGetTopic    = "SELECT " + topicColumns + " FROM topics WHERE name = $1"
 	qTopicExists = "SELECT 1 FROM topics WHERE name = $1"
-	qRotateTopic = "UPDATE topics SET sealed_key = $2, key_version = $3, rotated_at = $4, prev_sealed_key = $5 WHERE name = $1"
+	// A new key version starts its message count at 0 (a re-seal under a
+	// new master key keeps the version and the count).
+	qRotateTopic = "UPDATE topics SET sealed_key = $2, key_version = $3, rotated_at = $4, prev_sealed_key = $5, " +
+		"messages = CASE WHEN key_version = $3 THEN messages ELSE 0 END WHERE name = $1"
 	// qHasPrevKeys and qForgetPrevKeys find and clear the previous keys
 	// whose window is over.
 	qHasPrevKeys    = "SELECT 1 FROM topics WHERE prev_sealed_key IS NOT NULL AND rotated_at < $1 LIMIT 1"
