@@ -293,14 +293,19 @@ func (m *Monitor) receive(ctx context.Context, sub transport.Subscription) error
 
 // flushEvents reports the coalesced anomalies every interval.
 func (m *Monitor) flushEvents(ctx context.Context) {
-	tick := time.NewTicker(m.cfg.EventInterval)
+	every(ctx, m.cfg.EventInterval, func() { m.events.flush(m.cfg.Now()) })
+}
+
+// every calls fn every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			m.events.flush(m.cfg.Now())
+			fn()
 		}
 	}
 }

@@ -108,16 +108,7 @@ func (t *tally) keep(counts []c2.MessageCount) (dropped int64) {
 
 // reportCounts reports the counts every CountEvery until ctx ends.
 func (m *Monitor) reportCounts(ctx context.Context) {
-	tick := time.NewTicker(m.cfg.CountEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			_ = m.ReportCounts(ctx)
-		}
-	}
+	every(ctx, m.cfg.CountEvery, func() { _ = m.ReportCounts(ctx) })
 }
 
 // finalCounts reports what is left when Run ends.
