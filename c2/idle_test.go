@@ -63,7 +63,7 @@ func TestIdleDeviceRule(t *testing.T) {
 	}
 	heard(ids[0], start)
 	heard(ids[1], start.Add(20*24*time.Hour))
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "idle-member", Kind: store.TargetTopic, Selector: store.SelectAll,
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "idle-member", Kind: TargetTopic, Selector: SelectAll,
 		OnEvent: string(EventDeviceIdle), Threshold: 1}))
 	byRule := func() map[string]int {
 		n := map[string]int{}

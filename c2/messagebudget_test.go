@@ -50,7 +50,7 @@ func storedCount(t *testing.T, svc *Service, topic string) int64 {
 // budgetPlan returns a topic's count and budget as the preview gives them.
 func budgetPlan(t *testing.T, svc *Service, topic string) PlannedRotation {
 	t.Helper()
-	plan, _, err := svc.NextRotation(context.Background(), store.TargetTopic, topic)
+	plan, _, err := svc.NextRotation(context.Background(), TargetTopic, topic)
 	if err != nil {
 		t.Fatalf("NextRotation: %v", err)
 	}
@@ -71,7 +71,7 @@ func TestMessageBudgetRotates(t *testing.T) {
 	must[TopicInfo](t)(svc.AddTopic(ctx, topic))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "other/1"))
 	countMessages(t, svc, topic, 1, 50) // before any budget policy: not counted
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "gcm", Kind: store.TargetTopic, Selector: store.SelectFilter,
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "gcm", Kind: TargetTopic, Selector: SelectFilter,
 		Pattern: "meters/#", MaxMessages: 100}))
 	if n := storedCount(t, svc, topic); n != 0 {
 		t.Fatalf("messages counted before any budget policy: %d", n)
@@ -141,7 +141,7 @@ func TestMessageBudgetEventDropped(t *testing.T) {
 	ctx := context.Background()
 	must[TopicInfo](t)(svc.AddTopic(ctx, "a"))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "b"))
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "gcm", Kind: store.TargetTopic, Selector: store.SelectAll, MaxMessages: 10}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "gcm", Kind: TargetTopic, Selector: SelectAll, MaxMessages: 10}))
 	countMessages(t, svc, "a", 1, 10)
 	countMessages(t, svc, "b", 1, 10)
 	if _, err := svc.RotateTopic(ctx, "a"); err != nil {
@@ -170,11 +170,11 @@ func TestMessageBudgetValidation(t *testing.T) {
 	env, _ := newClockedService(t, e4.SymKey, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
 	ctx := context.Background()
 	for _, p := range []Policy{
-		{Name: "negative", Kind: store.TargetTopic, Selector: store.SelectAll, MaxMessages: -1},
-		{Name: "negative-with-period", Kind: store.TargetTopic, Selector: store.SelectAll, Period: week, MaxMessages: -5},
-		{Name: "two", Kind: store.TargetTopic, Selector: store.SelectAll, Period: week, MaxMessages: 100},
-		{Name: "client", Kind: store.TargetClient, Selector: store.SelectAll, MaxMessages: 100},
-		{Name: "jitter", Kind: store.TargetTopic, Selector: store.SelectAll, MaxMessages: 100, Jitter: time.Second},
+		{Name: "negative", Kind: TargetTopic, Selector: SelectAll, MaxMessages: -1},
+		{Name: "negative-with-period", Kind: TargetTopic, Selector: SelectAll, Period: week, MaxMessages: -5},
+		{Name: "two", Kind: TargetTopic, Selector: SelectAll, Period: week, MaxMessages: 100},
+		{Name: "client", Kind: TargetClient, Selector: SelectAll, MaxMessages: 100},
+		{Name: "jitter", Kind: TargetTopic, Selector: SelectAll, MaxMessages: 100, Jitter: time.Second},
 	} {
 		if _, err := env.svc.AddPolicy(ctx, p); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("policy %q: got %v, want ErrInvalidArgument", p.Name, err)
@@ -184,7 +184,7 @@ func TestMessageBudgetValidation(t *testing.T) {
 	if err != nil || has {
 		t.Fatalf("HasMessageBudgets without one: %v, %v", has, err)
 	}
-	must[Policy](t)(env.svc.AddPolicy(ctx, Policy{Name: "ok", Kind: store.TargetTopic, Selector: store.SelectAll, MaxMessages: 1 << 32}))
+	must[Policy](t)(env.svc.AddPolicy(ctx, Policy{Name: "ok", Kind: TargetTopic, Selector: SelectAll, MaxMessages: 1 << 32}))
 	if has, err := env.svc.HasMessageBudgets(ctx); err != nil || !has {
 		t.Fatalf("HasMessageBudgets with one: %v, %v", has, err)
 	}
@@ -233,7 +233,7 @@ func TestMessageBudgetAcrossReplicas(t *testing.T) {
 	if err := a.svc.AddMember(ctx, topic, id); err != nil {
 		t.Fatal(err)
 	}
-	must[Policy](t)(b.svc.AddPolicy(ctx, Policy{Name: "gcm", Kind: store.TargetTopic, Selector: store.SelectExact,
+	must[Policy](t)(b.svc.AddPolicy(ctx, Policy{Name: "gcm", Kind: TargetTopic, Selector: SelectExact,
 		Pattern: topic, MaxMessages: 100}))
 	byBudget := func() []store.Rotation { return rotations(t, a.svc, store.RotationFilter{Policy: "gcm"}) }
 

@@ -14,10 +14,6 @@ import (
 	"github.com/e4-iot/e4kit/transport"
 )
 
-// Policy is a rotation policy (see store.Policy and the README's
-// "Automatic rotation").
-type Policy = store.Policy
-
 // c2Target is the schedule key of C2's key pair.
 const c2ScheduleTarget = "c2"
 
@@ -54,7 +50,7 @@ func (s *Service) checkPolicy(p Policy) error {
 	if triggers != 1 {
 		return bad("give exactly one of a period, a maximum key age, an event or a message budget")
 	}
-	if p.MaxMessages > 0 && (p.Kind != store.TargetTopic || p.Jitter != 0) {
+	if p.MaxMessages > 0 && (p.Kind != TargetTopic || p.Jitter != 0) {
 		return bad("a message budget rotates topic keys (the monitor counts the messages on topics) and takes no jitter")
 	}
 	if span := max(p.Period, p.MaxAge); span > 0 && (span < time.Second || p.Jitter*2 > span) {
@@ -64,20 +60,20 @@ func (s *Service) checkPolicy(p Policy) error {
 		return bad("an event rule needs a threshold of at least 1 and, above 1, a window")
 	}
 	switch p.Kind {
-	case store.TargetTopic:
+	case TargetTopic:
 		return checkTopicSelector(p, bad)
-	case store.TargetClient:
+	case TargetClient:
 		if s.cfg.Mode != e4.SymKey {
 			return bad("client keys rotate by policy in symmetric-key mode only (in public-key mode the device makes its key pair)")
 		}
-		if p.OnEvent != "" || p.Selector == store.SelectFilter {
+		if p.OnEvent != "" || p.Selector == SelectFilter {
 			return bad("client policies select by all, exact name or id, or name prefix, and run on time")
 		}
-	case store.TargetC2:
+	case TargetC2:
 		if s.cfg.Mode != e4.PubKey {
 			return bad("C2 has a key pair only in public-key mode")
 		}
-		if p.OnEvent != "" || p.Selector != store.SelectAll {
+		if p.OnEvent != "" || p.Selector != SelectAll {
 			return bad("the C2 key pair policy selects all and runs on time")
 		}
 	default:
@@ -88,17 +84,17 @@ func (s *Service) checkPolicy(p Policy) error {
 
 func checkTopicSelector(p Policy, bad func(string, ...any) error) error {
 	switch p.Selector {
-	case store.SelectAll:
+	case SelectAll:
 		return nil
-	case store.SelectExact:
+	case SelectExact:
 		if err := checkTopic(p.Pattern); err != nil {
 			return err
 		}
-	case store.SelectPrefix:
+	case SelectPrefix:
 		if p.Pattern == "" {
 			return bad("an empty prefix: use the selector all")
 		}
-	case store.SelectFilter:
+	case SelectFilter:
 		if err := transport.ValidateFilter(p.Pattern); err != nil {
 			return bad("%v", err)
 		}
@@ -118,6 +114,7 @@ func (s *Service) AddPolicy(ctx context.Context, p Policy) (Policy, error) {
 	}
 	now := s.now().UTC()
 	p.CreatedAt, p.StartedAt, p.PausedReason = now, now, ""
+	sp := p.toStore()
 	err := s.update(ctx, func(tx store.Tx, _ *events) error {
 		ptx, err := policyTx(tx)
 		if err != nil {
@@ -128,10 +125,10 @@ func (s *Service) AddPolicy(ctx context.Context, p Policy) (Policy, error) {
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if err := ptx.PutPolicy(p); err != nil {
+		if err := ptx.PutPolicy(sp); err != nil {
 			return err
 		}
-		return schedulePolicy(tx, ptx, p, now)
+		return schedulePolicy(tx, ptx, sp, now)
 	})
 	if err == nil {
 		s.sched.rulesChanged()
@@ -147,7 +144,7 @@ func (s *Service) AddPolicy(ctx context.Context, p Policy) (Policy, error) {
 
 // schedulePolicy makes every target p may select due for a check at now
 // (the check computes its real due time).
-func schedulePolicy(tx store.Tx, ptx store.PolicyTx, p Policy, now time.Time) error {
+func schedulePolicy(tx store.Tx, ptx store.PolicyTx, p store.Policy, now time.Time) error {
 	if p.OnEvent != "" || p.MaxMessages > 0 {
 		return nil // the events, or the monitor's counts, schedule its rotations
 	}
@@ -202,7 +199,8 @@ func (s *Service) GetPolicy(ctx context.Context, name string) (p Policy, err err
 		if err != nil {
 			return err
 		}
-		p, err = ptx.GetPolicy(name)
+		sp, err := ptx.GetPolicy(name)
+		p = policyFromStore(sp)
 		return err
 	})
 	return p, err
@@ -220,7 +218,8 @@ func (s *Service) ListPolicies(ctx context.Context, after string, limit int) ([]
 		if err != nil {
 			return err
 		}
-		list, err = ptx.ListPolicies(after, limit)
+		page, err := ptx.ListPolicies(after, limit)
+		list = convertAll(page, policyFromStore)
 		return err
 	})
 	return list, err
@@ -292,7 +291,7 @@ func (s *Service) setPaused(ctx context.Context, name, reason string) error {
 // PlannedRotation is a rotation the scheduler will fire if nothing
 // changes: the target, when, and which policy or event wants it.
 type PlannedRotation struct {
-	Kind   store.TargetKind
+	Kind   TargetKind
 	Target string
 	DueAt  time.Time
 	Policy string
@@ -351,15 +350,15 @@ func (s *Service) PreviewRotations(ctx context.Context, until time.Time, limit i
 // topic under a message budget not spent yet has no due time: ok is true
 // when another policy gives it one, and plan has the budget and the count
 // either way.
-func (s *Service) NextRotation(ctx context.Context, kind store.TargetKind, target string) (plan PlannedRotation, ok bool, err error) {
+func (s *Service) NextRotation(ctx context.Context, kind TargetKind, target string) (plan PlannedRotation, ok bool, err error) {
 	err = s.view(ctx, func(tx store.Tx) error {
 		ptx, err := policyTx(tx)
 		if err != nil {
 			return err
 		}
-		row, err := ptx.GetDue(kind, target)
+		row, err := ptx.GetDue(store.TargetKind(kind), target)
 		if errors.Is(err, store.ErrNotFound) {
-			row = store.Due{Kind: kind, Target: target}
+			row = store.Due{Kind: store.TargetKind(kind), Target: target}
 		} else if err != nil {
 			return err
 		}
@@ -375,7 +374,7 @@ func (s *Service) planFor(tx store.Tx, ptx store.PolicyTx, row store.Due) (Plann
 	if err != nil || !st.exists {
 		return PlannedRotation{}, false, err
 	}
-	plan := PlannedRotation{Kind: row.Kind, Target: row.Target, Messages: st.messages}
+	plan := PlannedRotation{Kind: TargetKind(row.Kind), Target: row.Target, Messages: st.messages}
 	budgetPolicy, budget, budgeted := smallestBudget(st.policies, row.Target)
 	if budgeted && row.Kind == store.TargetTopic {
 		plan.MaxMessages = budget
@@ -506,18 +505,19 @@ func parseHexID(s string) (e4.ID, error) {
 // ListRotations lists the rotations, those the scheduler fired and the
 // others (Policy empty, Reason "manual", "member_removed" or
 // "member_added"), with their outcome, by id after afterID.
-func (s *Service) ListRotations(ctx context.Context, f store.RotationFilter, afterID int64, limit int) ([]store.Rotation, error) {
+func (s *Service) ListRotations(ctx context.Context, f RotationFilter, afterID int64, limit int) ([]Rotation, error) {
 	limit, err := checkLimit(limit)
 	if err != nil {
 		return nil, err
 	}
-	var list []store.Rotation
+	var list []Rotation
 	err = s.view(ctx, func(tx store.Tx) error {
 		ptx, err := policyTx(tx)
 		if err != nil {
 			return err
 		}
-		list, err = ptx.ListRotations(f, afterID, limit)
+		page, err := ptx.ListRotations(f.toStore(), afterID, limit)
+		list = convertAll(page, rotationFromStore)
 		return err
 	})
 	return list, err

@@ -66,8 +66,8 @@ func twoKeyExample(t *testing.T, svc *Service, devices int) {
 		}
 	}
 	for _, p := range []Policy{
-		{Name: "firmware-weekly", Kind: store.TargetTopic, Selector: store.SelectExact, Pattern: "fleet/firmware", Period: week, Jitter: time.Hour},
-		{Name: "analytics-weekly", Kind: store.TargetTopic, Selector: store.SelectFilter, Pattern: "analytics/#", Period: week, Jitter: time.Hour},
+		{Name: "firmware-weekly", Kind: TargetTopic, Selector: SelectExact, Pattern: "fleet/firmware", Period: week, Jitter: time.Hour},
+		{Name: "analytics-weekly", Kind: TargetTopic, Selector: SelectFilter, Pattern: "analytics/#", Period: week, Jitter: time.Hour},
 	} {
 		must[Policy](t)(svc.AddPolicy(ctx, p))
 	}
@@ -148,7 +148,7 @@ func TestYearOfWeeklyRotations(t *testing.T) {
 		served := map[time.Time]bool{}
 		var want, missed int
 		for k := int64(0); ; k++ {
-			b := boundary(p, topic, floorDiv(start.UnixNano(), int64(week))+k)
+			b := boundary(p.toStore(), topic, floorDiv(start.UnixNano(), int64(week))+k)
 			if !b.After(start) {
 				continue
 			}
@@ -211,7 +211,7 @@ func TestNewPolicySpreadsFirstRotations(t *testing.T) {
 		must[TopicInfo](t)(svc.AddTopic(ctx, fmt.Sprintf("site/%03d/telemetry", i)))
 	}
 	clock.Set(start)
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "weekly", Kind: store.TargetTopic, Selector: store.SelectPrefix, Pattern: "site/", Period: week}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "weekly", Kind: TargetTopic, Selector: SelectPrefix, Pattern: "site/", Period: week}))
 	busiest := 0
 	for at := start; !at.After(start.Add(week)); at = at.Add(2 * time.Hour) {
 		clock.Set(at)
@@ -280,7 +280,7 @@ func TestAnomalyRuleRotates(t *testing.T) {
 	for _, topic := range []string{"cams/1", "cams/2"} {
 		must[TopicInfo](t)(svc.AddTopic(ctx, topic))
 	}
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "forgery", Kind: store.TargetTopic, Selector: store.SelectFilter,
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "forgery", Kind: TargetTopic, Selector: SelectFilter,
 		Pattern: "cams/+", OnEvent: "anomaly:forged", Threshold: 3, Window: time.Minute}))
 	tick(t, svc) // loads the rules
 	report := func(topic, kind string, after time.Duration) {
@@ -331,7 +331,7 @@ func TestBudgetBoundsCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "minutely", Kind: store.TargetTopic, Selector: store.SelectAll, Period: time.Minute}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "minutely", Kind: TargetTopic, Selector: SelectAll, Period: time.Minute}))
 	// Every key is due at its phase within the first minute; tick every
 	// 200 ms and check every one-second window.
 	perTick := map[time.Time]int64{}
@@ -388,7 +388,7 @@ func TestRotationOutcomes(t *testing.T) {
 		if err := svc.AddMembers(ctx, topic, ids); err != nil {
 			t.Fatal(err)
 		}
-		must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "p" + topic, Kind: store.TargetTopic, Selector: store.SelectExact,
+		must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "p" + topic, Kind: TargetTopic, Selector: SelectExact,
 			Pattern: topic, Period: 24 * time.Hour, PauseBehind: 3}))
 	}
 	ackA := func() {
@@ -459,20 +459,20 @@ func TestPolicyValidation(t *testing.T) {
 	env, _ := newClockedService(t, e4.SymKey, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
 	ctx := context.Background()
 	for _, p := range []Policy{
-		{Name: "none", Kind: store.TargetTopic, Selector: store.SelectAll},
-		{Name: "two", Kind: store.TargetTopic, Selector: store.SelectAll, Period: week, MaxAge: week},
-		{Name: "jitter", Kind: store.TargetTopic, Selector: store.SelectAll, Period: time.Hour, Jitter: time.Hour},
-		{Name: "filter", Kind: store.TargetTopic, Selector: store.SelectFilter, Pattern: "a/#/b", Period: week},
-		{Name: "exact", Kind: store.TargetTopic, Selector: store.SelectExact, Pattern: "a/+", Period: week},
-		{Name: "c2-in-sk", Kind: store.TargetC2, Selector: store.SelectAll, Period: week},
-		{Name: "rule", Kind: store.TargetTopic, Selector: store.SelectAll, OnEvent: "anomaly", Threshold: 2},
-		{Name: "kind", Kind: "device", Selector: store.SelectAll, Period: week},
+		{Name: "none", Kind: TargetTopic, Selector: SelectAll},
+		{Name: "two", Kind: TargetTopic, Selector: SelectAll, Period: week, MaxAge: week},
+		{Name: "jitter", Kind: TargetTopic, Selector: SelectAll, Period: time.Hour, Jitter: time.Hour},
+		{Name: "filter", Kind: TargetTopic, Selector: SelectFilter, Pattern: "a/#/b", Period: week},
+		{Name: "exact", Kind: TargetTopic, Selector: SelectExact, Pattern: "a/+", Period: week},
+		{Name: "c2-in-sk", Kind: TargetC2, Selector: SelectAll, Period: week},
+		{Name: "rule", Kind: TargetTopic, Selector: SelectAll, OnEvent: "anomaly", Threshold: 2},
+		{Name: "kind", Kind: "device", Selector: SelectAll, Period: week},
 	} {
 		if _, err := env.svc.AddPolicy(ctx, p); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("policy %q: got %v, want ErrInvalidArgument", p.Name, err)
 		}
 	}
-	ok := Policy{Name: "ok", Kind: store.TargetClient, Selector: store.SelectAll, MaxAge: 30 * 24 * time.Hour}
+	ok := Policy{Name: "ok", Kind: TargetClient, Selector: SelectAll, MaxAge: 30 * 24 * time.Hour}
 	must[Policy](t)(env.svc.AddPolicy(ctx, ok))
 	if _, err := env.svc.AddPolicy(ctx, ok); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate: %v", err)
@@ -487,7 +487,7 @@ func TestClientKeyAgePolicy(t *testing.T) {
 	svc := env.svc
 	ctx := context.Background()
 	id := must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: "gateway"})).ID
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "monthly", Kind: store.TargetClient, Selector: store.SelectExact, Pattern: "gateway", MaxAge: 30 * 24 * time.Hour}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "monthly", Kind: TargetClient, Selector: SelectExact, Pattern: "gateway", MaxAge: 30 * 24 * time.Hour}))
 	for day := 0; day <= 45; day++ {
 		clock.Set(start.Add(time.Duration(day) * 24 * time.Hour))
 		tick(t, svc)
@@ -517,7 +517,7 @@ func TestPreview(t *testing.T) {
 		t.Fatalf("preview of 8 days: %+v", week)
 	}
 	for _, p := range week {
-		next, ok, err := svc.NextRotation(ctx, store.TargetTopic, p.Target)
+		next, ok, err := svc.NextRotation(ctx, TargetTopic, p.Target)
 		if err != nil || !ok || !next.DueAt.Equal(p.DueAt) || next.Policy != p.Policy {
 			t.Fatalf("NextRotation(%s) = %+v, %v, %v; preview %+v", p.Target, next, ok, err, p)
 		}
@@ -543,7 +543,7 @@ func TestC2KeyPolicy(t *testing.T) {
 		}
 		must[AddedClient](t)(svc.AddClient(ctx, NewClient{Name: fmt.Sprintf("pk-%d", i), PublicKey: pub}))
 	}
-	p := must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "c2-weekly", Kind: store.TargetC2, Selector: store.SelectAll, Period: week}))
+	p := must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "c2-weekly", Kind: TargetC2, Selector: SelectAll, Period: week}))
 	before := must[[]byte](t)(svc.C2PublicKey())
 	end := start.Add(15 * 24 * time.Hour)
 	for at := start; !at.After(end); at = at.Add(4 * time.Hour) {
@@ -552,7 +552,7 @@ func TestC2KeyPolicy(t *testing.T) {
 	}
 	want := 0
 	for k := floorDiv(start.UnixNano(), int64(week)); ; k++ {
-		b := boundary(p, c2ScheduleTarget, k)
+		b := boundary(p.toStore(), c2ScheduleTarget, k)
 		if b.After(end) {
 			break
 		}
@@ -577,10 +577,10 @@ func TestTopicAddedLater(t *testing.T) {
 	env, clock := newClockedService(t, e4.SymKey, start)
 	svc := env.svc
 	ctx := context.Background()
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "daily", Kind: store.TargetTopic, Selector: store.SelectPrefix, Pattern: "new/", Period: 24 * time.Hour}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "daily", Kind: TargetTopic, Selector: SelectPrefix, Pattern: "new/", Period: 24 * time.Hour}))
 	clock.Set(start.Add(time.Hour))
 	must[TopicInfo](t)(svc.AddTopic(ctx, "new/topic"))
-	first, ok, err := svc.NextRotation(ctx, store.TargetTopic, "new/topic")
+	first, ok, err := svc.NextRotation(ctx, TargetTopic, "new/topic")
 	if err != nil || !ok || first.DueAt.After(start.Add(49*time.Hour)) {
 		t.Fatalf("NextRotation of a new topic: %+v %v %v", first, ok, err)
 	}
@@ -618,8 +618,8 @@ func TestLeaveAndPeriodTogether(t *testing.T) {
 	if err := svc.AddMembers(ctx, "door/lock", ids); err != nil {
 		t.Fatal(err)
 	}
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "daily", Kind: store.TargetTopic, Selector: store.SelectAll, Period: 24 * time.Hour}))
-	next, ok, err := svc.NextRotation(ctx, store.TargetTopic, "door/lock")
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "daily", Kind: TargetTopic, Selector: SelectAll, Period: 24 * time.Hour}))
+	next, ok, err := svc.NextRotation(ctx, TargetTopic, "door/lock")
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -650,7 +650,7 @@ func TestFailedRotationRetried(t *testing.T) {
 	if _, err := svc.NewClientKey(ctx, id, nil); err != nil {
 		t.Fatal(err)
 	}
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "fast", Kind: store.TargetClient, Selector: store.SelectAll, MaxAge: time.Hour}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "fast", Kind: TargetClient, Selector: SelectAll, MaxAge: time.Hour}))
 	// The key reaches its age within the hour; from then on each try fails.
 	var tries []time.Time
 	for at := start; at.Before(start.Add(2 * time.Hour)); at = at.Add(30 * time.Second) {
@@ -712,7 +712,7 @@ func TestRampAfterResume(t *testing.T) {
 	for i := range topics {
 		must[TopicInfo](t)(svc.AddTopic(ctx, fmt.Sprintf("ramp/%02d", i)))
 	}
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "hourly", Kind: store.TargetTopic, Selector: store.SelectAll, Period: time.Hour, Ramp: 5}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "hourly", Kind: TargetTopic, Selector: SelectAll, Period: time.Hour, Ramp: 5}))
 	if err := svc.PausePolicy(ctx, "hourly", "maintenance"); err != nil {
 		t.Fatal(err)
 	}
@@ -750,7 +750,7 @@ func TestRampAfterResume(t *testing.T) {
 	p := must[Policy](t)(svc.GetPolicy(ctx, "hourly"))
 	want := topics
 	for topic, at := range firstFire {
-		if !periodDue(p, topic, at).After(last) {
+		if !periodDue(p.toStore(), topic, at).After(last) {
 			want++
 		}
 	}

@@ -74,7 +74,7 @@ func TestC2KeyRotationOutcome(t *testing.T) {
 	svc := env.svc
 	ctx := context.Background()
 	ids := addPKClients(t, svc, "pk", 3)
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "c2-daily", Kind: store.TargetC2, Selector: store.SelectAll, Period: 24 * time.Hour}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "c2-daily", Kind: TargetC2, Selector: SelectAll, Period: 24 * time.Hour}))
 	c2Rotations := func() []store.Rotation { return rotations(t, svc, store.RotationFilter{Kind: store.TargetC2}) }
 	tickUntil(t, svc, clock, func() bool { return len(c2Rotations()) == 1 })
 	if got := c2Rotations()[0]; got.State != store.RotationStarted {
@@ -192,7 +192,7 @@ func TestManualC2KeyRotationRecorded(t *testing.T) {
 	svc := env.svc
 	ctx := context.Background()
 	ids := addPKClients(t, svc, "pk", 2)
-	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "c2-daily", Kind: store.TargetC2, Selector: store.SelectAll, Period: 24 * time.Hour}))
+	must[Policy](t)(svc.AddPolicy(ctx, Policy{Name: "c2-daily", Kind: TargetC2, Selector: SelectAll, Period: 24 * time.Hour}))
 	c2Rotations := func() []store.Rotation { return rotations(t, svc, store.RotationFilter{Kind: store.TargetC2}) }
 	tickUntil(t, svc, clock, func() bool { return len(c2Rotations()) == 1 })
 	if n, err := svc.RotateC2Key(ctx); err != nil || n != 2 {

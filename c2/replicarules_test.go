@@ -60,7 +60,7 @@ func TestEventRulesAcrossReplicas(t *testing.T) {
 	if err := a.svc.AddMember(ctx, "fleet/x", id); err != nil {
 		t.Fatal(err)
 	}
-	must[Policy](t)(a.svc.AddPolicy(ctx, Policy{Name: "forged", Kind: store.TargetTopic, Selector: store.SelectFilter,
+	must[Policy](t)(a.svc.AddPolicy(ctx, Policy{Name: "forged", Kind: TargetTopic, Selector: SelectFilter,
 		Pattern: "fleet/#", OnEvent: "anomaly:forged", Threshold: 3, Window: time.Minute}))
 	for _, r := range []*testEnv{a, b} {
 		tick(t, r.svc) // loads the rule

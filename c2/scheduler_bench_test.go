@@ -74,7 +74,7 @@ func benchmarkScheduler(b *testing.B, topics int, exact bool) {
 	setup := time.Now()
 	fillTopics(b, st, topics, member, start, exact)
 	if !exact {
-		if _, err := svc.AddPolicy(ctx, Policy{Name: "weekly", Kind: store.TargetTopic, Selector: store.SelectPrefix, Pattern: "t/", Period: week, Jitter: time.Hour}); err != nil {
+		if _, err := svc.AddPolicy(ctx, Policy{Name: "weekly", Kind: TargetTopic, Selector: SelectPrefix, Pattern: "t/", Period: week, Jitter: time.Hour}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -184,7 +184,7 @@ func worstDelay(b *testing.B, svc *Service, since time.Time) (time.Duration, int
 	var n int
 	var after int64
 	for {
-		page, err := svc.ListRotations(context.Background(), store.RotationFilter{FiredSince: since}, after, MaxLimit)
+		page, err := svc.ListRotations(context.Background(), RotationFilter{FiredSince: since}, after, MaxLimit)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api/c2pb"
-	"github.com/e4-iot/e4kit/c2/store"
 )
 
 // Automation policies: the rotation policies, the preview of what rotates
@@ -27,7 +26,7 @@ func seconds(field string, v int64) (time.Duration, error) {
 // policyFromPB converts a policy request; the service checks the rest.
 func policyFromPB(req *c2pb.RotationPolicy) (c2.Policy, error) {
 	p := c2.Policy{
-		Name: req.Name, Kind: store.TargetKind(req.Kind), Selector: store.Selector(req.Selector), Pattern: req.Pattern,
+		Name: req.Name, Kind: c2.TargetKind(req.Kind), Selector: c2.Selector(req.Selector), Pattern: req.Pattern,
 		OnEvent: req.OnEvent, Threshold: req.Threshold, Ramp: req.Ramp, PauseBehind: req.PauseBehind,
 		MaxMessages: req.MaxMessages,
 	}
@@ -159,12 +158,12 @@ func (h *handlers) PreviewRotations(ctx context.Context, req *c2pb.PreviewRotati
 		if err := checkText("target", req.Target); err != nil {
 			return nil, err
 		}
-		switch store.TargetKind(req.Kind) {
-		case store.TargetTopic, store.TargetClient, store.TargetC2:
+		switch c2.TargetKind(req.Kind) {
+		case c2.TargetTopic, c2.TargetClient, c2.TargetC2:
 		default:
 			return nil, invalid("kind %q: want topic, client or c2", req.Kind)
 		}
-		plan, ok, err := h.svc.NextRotation(ctx, store.TargetKind(req.Kind), req.Target)
+		plan, ok, err := h.svc.NextRotation(ctx, c2.TargetKind(req.Kind), req.Target)
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +204,7 @@ func (h *handlers) ListRotations(ctx context.Context, req *c2pb.ListRotationsReq
 	if req.After < 0 || req.After == math.MaxInt64 {
 		return nil, invalid("after %d is out of range", req.After)
 	}
-	f := store.RotationFilter{Kind: store.TargetKind(req.Kind), Target: req.Target, Policy: req.Policy, State: store.RotationState(req.State)}
+	f := c2.RotationFilter{Kind: c2.TargetKind(req.Kind), Target: req.Target, Policy: req.Policy, State: c2.RotationState(req.State)}
 	list, err := h.svc.ListRotations(ctx, f, req.After, limit(req.Limit))
 	if err != nil {
 		return nil, err

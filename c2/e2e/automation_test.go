@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/e4-iot/e4kit/c2"
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 )
@@ -84,8 +83,8 @@ func TestWeeklyRotationOverMosquitto(t *testing.T) {
 		fleet = append(fleet, deviceOf(fmt.Sprintf("sensor-%d", i), firmware, data))
 	}
 	for _, p := range []c2.Policy{
-		{Name: "firmware-weekly", Kind: store.TargetTopic, Selector: store.SelectExact, Pattern: firmware, Period: 7 * 24 * time.Hour, Jitter: time.Hour},
-		{Name: "analytics-weekly", Kind: store.TargetTopic, Selector: store.SelectExact, Pattern: data, Period: 7 * 24 * time.Hour, Jitter: time.Hour},
+		{Name: "firmware-weekly", Kind: c2.TargetTopic, Selector: c2.SelectExact, Pattern: firmware, Period: 7 * 24 * time.Hour, Jitter: time.Hour},
+		{Name: "analytics-weekly", Kind: c2.TargetTopic, Selector: c2.SelectExact, Pattern: data, Period: 7 * 24 * time.Hour, Jitter: time.Hour},
 	} {
 		_, err := svc.AddPolicy(ctx, p)
 		mustDo(t, err)
@@ -110,7 +109,7 @@ func TestWeeklyRotationOverMosquitto(t *testing.T) {
 		// Jump to just past both topics' next due time.
 		var next time.Time
 		for _, topic := range []string{firmware, data} {
-			plan, ok, err := svc.NextRotation(ctx, store.TargetTopic, topic)
+			plan, ok, err := svc.NextRotation(ctx, c2.TargetTopic, topic)
 			mustDo(t, err)
 			if !ok {
 				t.Fatalf("week %d: %s is not scheduled", week, topic)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/monitor"
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport"
 )
@@ -54,7 +53,7 @@ func TestMessageBudgetOverMosquitto(t *testing.T) {
 	for _, d := range []*device{meter, collector} {
 		eventually(t, 20*time.Second, d.name+" receives the key", func() bool { return holdsCurrentKey(svc, d, topic) })
 	}
-	_, err = svc.AddPolicy(ctx, c2.Policy{Name: "gcm", Kind: store.TargetTopic, Selector: store.SelectFilter,
+	_, err = svc.AddPolicy(ctx, c2.Policy{Name: "gcm", Kind: c2.TargetTopic, Selector: c2.SelectFilter,
 		Pattern: "meters/#", MaxMessages: budget})
 	mustDo(t, err)
 
@@ -89,7 +88,7 @@ func TestMessageBudgetOverMosquitto(t *testing.T) {
 		}
 	}
 	plan := func() c2.PlannedRotation {
-		p, _, err := svc.NextRotation(ctx, store.TargetTopic, topic)
+		p, _, err := svc.NextRotation(ctx, c2.TargetTopic, topic)
 		mustDo(t, err)
 		return p
 	}
@@ -98,8 +97,8 @@ func TestMessageBudgetOverMosquitto(t *testing.T) {
 		mustDo(t, err)
 		return info.KeyVersion
 	}
-	rotationsOf := func() []store.Rotation {
-		list, err := svc.ListRotations(ctx, store.RotationFilter{Policy: "gcm"}, 0, 100)
+	rotationsOf := func() []c2.Rotation {
+		list, err := svc.ListRotations(ctx, c2.RotationFilter{Policy: "gcm"}, 0, 100)
 		mustDo(t, err)
 		return list
 	}

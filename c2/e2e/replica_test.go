@@ -155,7 +155,7 @@ func TestSchedulerReplicas(t *testing.T) {
 		}
 		mustDo(t, admin.AddMember(ctx, name, added.ID))
 	}
-	policy, err := admin.AddPolicy(ctx, c2.Policy{Name: "six-hourly", Kind: store.TargetTopic, Selector: store.SelectPrefix,
+	policy, err := admin.AddPolicy(ctx, c2.Policy{Name: "six-hourly", Kind: c2.TargetTopic, Selector: c2.SelectPrefix,
 		Pattern: "site/", Period: period, Jitter: jitter})
 	if err != nil {
 		t.Fatal(err)
@@ -293,12 +293,12 @@ func waitNotOverdue(t *testing.T, st store.Store, until, now time.Time, replicas
 	}
 }
 
-func listRotations(t *testing.T, svc *c2.Service, target string) []store.Rotation {
+func listRotations(t *testing.T, svc *c2.Service, target string) []c2.Rotation {
 	t.Helper()
-	var all []store.Rotation
+	var all []c2.Rotation
 	var after int64
 	for {
-		page, err := svc.ListRotations(context.Background(), store.RotationFilter{Target: target}, after, 1000)
+		page, err := svc.ListRotations(context.Background(), c2.RotationFilter{Target: target}, after, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -434,7 +434,7 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 // logSchedule logs what the store holds about a topic the check found a
 // rotation missing or repeated for: its key, its schedule row and every
 // rotation record.
-func logSchedule(t *testing.T, st store.Store, topic string, info c2.TopicInfo, recs []store.Rotation) {
+func logSchedule(t *testing.T, st store.Store, topic string, info c2.TopicInfo, recs []c2.Rotation) {
 	t.Helper()
 	t.Logf("%s: key version %d made %v", topic, info.KeyVersion, info.RotatedAt)
 	err := st.View(context.Background(), func(tx store.Tx) error {

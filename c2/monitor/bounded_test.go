@@ -10,7 +10,6 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/monitor"
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/transport/loopback"
 )
@@ -284,7 +283,7 @@ func TestForgeriesTriggerTheREADMERule(t *testing.T) {
 	e := newEnv(t, e4.SymKey)
 	ctx := context.Background()
 	e.addTopic("fleet/a")
-	if _, err := e.svc.AddPolicy(ctx, c2.Policy{Name: "forged", Kind: store.TargetTopic, Selector: store.SelectFilter,
+	if _, err := e.svc.AddPolicy(ctx, c2.Policy{Name: "forged", Kind: c2.TargetTopic, Selector: c2.SelectFilter,
 		Pattern: "fleet/#", OnEvent: "anomaly:auth_failed", Threshold: 3, Window: time.Minute}); err != nil {
 		t.Fatal(err)
 	}

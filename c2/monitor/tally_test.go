@@ -9,7 +9,6 @@ import (
 
 	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/monitor"
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 )
 
@@ -17,7 +16,7 @@ import (
 // current key (read through the preview of a budget policy).
 func budgetCount(t *testing.T, e *env, topic string) int64 {
 	t.Helper()
-	plan, _, err := e.svc.NextRotation(context.Background(), store.TargetTopic, topic)
+	plan, _, err := e.svc.NextRotation(context.Background(), c2.TargetTopic, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +42,8 @@ func TestMonitorCountsValidMessages(t *testing.T) {
 	e := newEnv(t, e4.SymKey)
 	const topic = "sensors/budget"
 	e.addTopic(topic)
-	if _, err := e.svc.AddPolicy(context.Background(), c2.Policy{Name: "gcm", Kind: store.TargetTopic,
-		Selector: store.SelectExact, Pattern: topic, MaxMessages: 1 << 30}); err != nil {
+	if _, err := e.svc.AddPolicy(context.Background(), c2.Policy{Name: "gcm", Kind: c2.TargetTopic,
+		Selector: c2.SelectExact, Pattern: topic, MaxMessages: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
 	m := newCheckMonitor(t, e, nil)
@@ -87,8 +86,8 @@ func TestMonitorCountsConcurrently(t *testing.T) {
 	e := newEnv(t, e4.SymKey)
 	const topic = "sensors/busy"
 	e.addTopic(topic)
-	if _, err := e.svc.AddPolicy(context.Background(), c2.Policy{Name: "gcm", Kind: store.TargetTopic,
-		Selector: store.SelectAll, MaxMessages: 1 << 30}); err != nil {
+	if _, err := e.svc.AddPolicy(context.Background(), c2.Policy{Name: "gcm", Kind: c2.TargetTopic,
+		Selector: c2.SelectAll, MaxMessages: 1 << 30}); err != nil {
 		t.Fatal(err)
 	}
 	m := newCheckMonitor(t, e, nil)

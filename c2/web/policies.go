@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/e4-iot/e4kit/c2"
-	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
 	"github.com/e4-iot/e4kit/internal/span"
 )
@@ -96,8 +95,8 @@ func readPolicyForm(req *request) policyForm {
 // policy turns the form into a policy; the service checks the rest
 // (selector against kind, jitter against period, and so on).
 func (f policyForm) policy() (c2.Policy, error) {
-	p := c2.Policy{Name: f.Name, Kind: store.TargetKind(f.Kind), Selector: store.Selector(f.Selector), Pattern: f.Pattern}
-	if p.Selector == store.SelectAll {
+	p := c2.Policy{Name: f.Name, Kind: c2.TargetKind(f.Kind), Selector: c2.Selector(f.Selector), Pattern: f.Pattern}
+	if p.Selector == c2.SelectAll {
 		p.Pattern = ""
 	}
 	var errs []error
@@ -277,8 +276,8 @@ var previewWindows = []struct{ Key, Label string }{{"1d", "next day"}, {"1w", "n
 const previewLimit = 200
 
 // rotationStates are the states a recorded rotation can be in.
-var rotationStates = []store.RotationState{store.RotationStarted, store.RotationConverged, store.RotationStuck,
-	store.RotationSuperseded, store.RotationFailed}
+var rotationStates = []c2.RotationState{c2.RotationStarted, c2.RotationConverged, c2.RotationStuck,
+	c2.RotationSuperseded, c2.RotationFailed}
 
 // rotationsPage shows what rotates within ?within= (1d or 1w), earliest
 // first, and the rotations the scheduler fired, filtered by ?policy=,
@@ -297,7 +296,7 @@ func (h *Handler) rotationsPage(req *request) {
 		h.failed(req, err)
 		return
 	}
-	f := store.RotationFilter{Policy: q.Get("policy"), Target: q.Get("target"), State: store.RotationState(q.Get("state"))}
+	f := c2.RotationFilter{Policy: q.Get("policy"), Target: q.Get("target"), State: c2.RotationState(q.Get("state"))}
 	if f.State != "" && !slices.Contains(rotationStates, f.State) {
 		h.failed(req, fmt.Errorf("%w: state %q: want one of started, converged, stuck, superseded, failed", c2.ErrInvalidArgument, f.State))
 		return
@@ -331,14 +330,14 @@ func (h *Handler) rotationsPage(req *request) {
 // of the last day: how many ended in each state, and the newest few.
 type recentScheduled struct {
 	Counts []stateCount
-	Latest []store.Rotation
+	Latest []c2.Rotation
 	Total  int
 	// More is set when the day held more rotations than were read.
 	More bool
 }
 
 type stateCount struct {
-	State store.RotationState
+	State c2.RotationState
 	N     int
 }
 
@@ -357,7 +356,7 @@ func (h *Handler) scheduledRotations(ctx context.Context) (recentScheduled, erro
 	var out recentScheduled
 	since := h.cfg.Service.Now().Add(-24 * time.Hour)
 	for _, state := range rotationStates {
-		n, latest, more, err := h.rotationsInState(ctx, store.RotationFilter{State: state, FiredSince: since})
+		n, latest, more, err := h.rotationsInState(ctx, c2.RotationFilter{State: state, FiredSince: since})
 		if err != nil {
 			return out, err
 		}
@@ -368,14 +367,14 @@ func (h *Handler) scheduledRotations(ctx context.Context) (recentScheduled, erro
 		out.More = out.More || more
 		out.Latest = append(out.Latest, latest...)
 	}
-	slices.SortFunc(out.Latest, func(a, b store.Rotation) int { return cmp.Compare(b.ID, a.ID) })
+	slices.SortFunc(out.Latest, func(a, b c2.Rotation) int { return cmp.Compare(b.ID, a.ID) })
 	out.Latest = out.Latest[:min(len(out.Latest), dashboardLatest)]
 	return out, nil
 }
 
 // rotationsInState counts the rotations f matches, up to the dashboard's
 // bound (more says it was reached), and returns the newest few.
-func (h *Handler) rotationsInState(ctx context.Context, f store.RotationFilter) (n int, latest []store.Rotation, more bool, err error) {
+func (h *Handler) rotationsInState(ctx context.Context, f c2.RotationFilter) (n int, latest []c2.Rotation, more bool, err error) {
 	var after int64
 	for range dashboardRotationPages {
 		list, err := h.cfg.Service.ListRotations(ctx, f, after, dashboardRotationPage)
@@ -396,5 +395,5 @@ func (h *Handler) rotationsInState(ctx context.Context, f store.RotationFilter) 
 // topicPolicy is the topic page's "Rotation policy" row: the policy that
 // makes the topic due next, and when.
 func (h *Handler) topicPolicy(ctx context.Context, topic string) (c2.PlannedRotation, bool, error) {
-	return h.cfg.Service.NextRotation(ctx, store.TargetTopic, topic)
+	return h.cfg.Service.NextRotation(ctx, c2.TargetTopic, topic)
 }

@@ -91,7 +91,7 @@ func TestPoliciesPage(t *testing.T) {
 	if prev := between(page, `id="preview"`, "</table>"); !strings.Contains(prev, "plant/&lt;script&gt;") || !strings.Contains(prev, "period") {
 		t.Errorf("the week's preview lacks the topic: %s", prev)
 	}
-	plan, ok, err := c.svc.NextRotation(ctx, store.TargetTopic, topic)
+	plan, ok, err := c.svc.NextRotation(ctx, c2.TargetTopic, topic)
 	if err != nil || !ok {
 		t.Fatalf("next rotation: %v %v", ok, err)
 	}
@@ -126,7 +126,7 @@ func TestPoliciesPage(t *testing.T) {
 	if !strings.Contains(page, "/ui/policy/resume") {
 		t.Error("a paused policy offers no resume")
 	}
-	if _, ok, _ := c.svc.NextRotation(ctx, store.TargetTopic, topic); ok {
+	if _, ok, _ := c.svc.NextRotation(ctx, c2.TargetTopic, topic); ok {
 		t.Error("a paused policy still schedules the topic")
 	}
 	// A reason with a control character or too long is refused, and an
@@ -218,9 +218,9 @@ func TestRotationsPage(t *testing.T) {
 	if st, page := admin.post("/ui/policies", form); st != http.StatusSeeOther {
 		t.Fatalf("add: %d %s", st, between(page, `id="policy-error"`, "</p>"))
 	}
-	var list []store.Rotation
+	var list []c2.Rotation
 	for range 1500 {
-		list, _ = c.svc.ListRotations(ctx, store.RotationFilter{Policy: "fast"}, 0, 100)
+		list, _ = c.svc.ListRotations(ctx, c2.RotationFilter{Policy: "fast"}, 0, 100)
 		if len(list) >= 3 {
 			break
 		}
@@ -281,14 +281,14 @@ func TestRotationOutcomes(t *testing.T) {
 	}
 	settled := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, c := range []struct {
-		r    store.Rotation
+		r    c2.Rotation
 		want string
 	}{
-		{store.Rotation{State: store.RotationStarted}, `<span class="warn">started</span>, converging`},
-		{store.Rotation{State: store.RotationConverged, SettledAt: settled}, `<span class="ok">converged</span> <span class="muted">at 2026-01-02 03:04:05Z</span>`},
-		{store.Rotation{State: store.RotationStuck, Behind: 7, SettledAt: settled}, `<span class="bad">stuck</span>: 7 devices behind`},
-		{store.Rotation{State: store.RotationSuperseded}, `<span class="muted">superseded</span>`},
-		{store.Rotation{State: store.RotationFailed, Detail: "<broker down>"}, `<span class="bad">failed</span> <span class="muted">&lt;broker down&gt;</span>`},
+		{c2.Rotation{State: c2.RotationStarted}, `<span class="warn">started</span>, converging`},
+		{c2.Rotation{State: c2.RotationConverged, SettledAt: settled}, `<span class="ok">converged</span> <span class="muted">at 2026-01-02 03:04:05Z</span>`},
+		{c2.Rotation{State: c2.RotationStuck, Behind: 7, SettledAt: settled}, `<span class="bad">stuck</span>: 7 devices behind`},
+		{c2.Rotation{State: c2.RotationSuperseded}, `<span class="muted">superseded</span>`},
+		{c2.Rotation{State: c2.RotationFailed, Detail: "<broker down>"}, `<span class="bad">failed</span> <span class="muted">&lt;broker down&gt;</span>`},
 	} {
 		var sb strings.Builder
 		if err := pages["rotations"].ExecuteTemplate(&sb, "outcome", c.r); err != nil {
@@ -339,7 +339,7 @@ func TestPoliciesPaginate(t *testing.T) {
 	c := startC2(t, e4.SymKey)
 	ctx := context.Background()
 	for i := range pageSize + 1 {
-		p := store.Policy{Name: fmt.Sprintf("p%03d", i), Kind: store.TargetTopic, Selector: store.SelectPrefix, Pattern: "x/", Period: time.Hour}
+		p := c2.Policy{Name: fmt.Sprintf("p%03d", i), Kind: c2.TargetTopic, Selector: c2.SelectPrefix, Pattern: "x/", Period: time.Hour}
 		if _, err := c.svc.AddPolicy(ctx, p); err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/e4-iot/e4kit/c2"
 	"github.com/e4-iot/e4kit/c2/api"
 	"github.com/e4-iot/e4kit/c2/store"
 	"github.com/e4-iot/e4kit/e4"
@@ -65,7 +66,7 @@ func TestRouteTableRefusesChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A policy the forms name: refused removals, pauses and adds leave it.
-	if _, err := c.svc.AddPolicy(ctx, store.Policy{Name: "viewer", Kind: store.TargetTopic, Selector: store.SelectAll, Period: 7 * 24 * time.Hour}); err != nil {
+	if _, err := c.svc.AddPolicy(ctx, c2.Policy{Name: "viewer", Kind: c2.TargetTopic, Selector: c2.SelectAll, Period: 7 * 24 * time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	reader, admin, anonymous := c.signedIn(c.reader), c.signedIn(c.admin), c.newBrowser()
