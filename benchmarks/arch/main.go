@@ -148,7 +148,12 @@ func runMode(ctx context.Context, root, out string, c *config) error {
 	for _, t := range results {
 		report.put(t)
 	}
-	if err := writeResults(ctx, root, out, c, report, commandLine()); err != nil {
+	command := commandLine()
+	if c.keep && report.Command != "" {
+		// The targets kept come from the earlier run.
+		command = report.Command + "; then " + command
+	}
+	if err := writeResults(ctx, root, out, c, report, command); err != nil {
 		return err
 	}
 	return failures(results)

@@ -204,7 +204,7 @@ func writeFootprint(b *strings.Builder, r *Report, measurements []string) {
 			text := "–"
 			if bench, ok := t.benchmark(name); ok {
 				if v, ok := bench.Metrics[unit]; ok {
-					text = fmt.Sprintf("%.0f", v)
+					text = significant(v)
 				}
 			}
 			b.WriteString(" " + text + " |")
