@@ -114,6 +114,20 @@ func median(xs []float64) float64 {
 	return (xs[mid-1] + xs[mid]) / 2
 }
 
+// Throughput sends n messages through pair as one round of
+// CompareThroughput (cfg.Window in flight, cfg.Publishers publishers) and
+// returns the time until the last was received. Each call numbers its
+// messages from 1, so a pair through E4 takes one call only: its
+// receiver's replay cache would refuse the numbers again.
+func Throughput(ctx context.Context, pair ThroughputPair, cfg ThroughputConfig, n int) (time.Duration, error) {
+	cfg.defaults()
+	if cfg.Size < 8 {
+		return 0, fmt.Errorf("transporttest: payloads of %d bytes cannot hold a sequence number", cfg.Size)
+	}
+	r := &throughputRunner{pair: pair, cfg: cfg}
+	return r.round(ctx, n)
+}
+
 // throughputRunner sends rounds of messages through one pair, numbering
 // them across rounds.
 type throughputRunner struct {
