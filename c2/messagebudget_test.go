@@ -162,6 +162,19 @@ func TestMessageBudgetEventDropped(t *testing.T) {
 	if got := rotations(t, svc, store.RotationFilter{}); len(got) != 2 {
 		t.Fatalf("rotations under a paused budget policy: %+v", got)
 	}
+	// Resumed, the policy finds b's count over the budget at once, without
+	// waiting for another count; a, under it, stays.
+	if err := svc.ResumePolicy(ctx, "gcm"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		clock.Set(start.Add(time.Duration(3+i) * time.Second))
+		tick(t, svc)
+	}
+	got = rotations(t, svc, store.RotationFilter{})
+	if len(got) != 3 || got[2].Target != "b" || got[2].Reason != reasonMessages || got[2].Version != 3 {
+		t.Fatalf("rotations after resuming: %+v; want a third, of b to version 3 by its budget", got)
+	}
 }
 
 // TestMessageBudgetValidation: a budget is a topic policy's only trigger,

@@ -145,9 +145,13 @@ func (s *Service) AddPolicy(ctx context.Context, p Policy) (Policy, error) {
 // schedulePolicy makes every target p may select due for a check at now
 // (the check computes its real due time).
 func schedulePolicy(tx store.Tx, ptx store.PolicyTx, p store.Policy, now time.Time) error {
-	if p.OnEvent != "" || p.MaxMessages > 0 {
-		return nil // the events, or the monitor's counts, schedule its rotations
+	if p.OnEvent != "" {
+		return nil // its events schedule its rotations
 	}
+	// A budget policy's rotations are scheduled by the monitor's counts;
+	// its topics are checked here too, so that a count already over the
+	// budget (reached while the policy was paused, or under another
+	// budget policy's count) fires now instead of at the next count.
 	switch p.Kind {
 	case store.TargetTopic:
 		switch p.Selector {
