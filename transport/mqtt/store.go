@@ -37,13 +37,20 @@ func (s *copyingStore) Get(key string) packets.ControlPacket {
 	return copyPacket(s.MemoryStore.Get(key))
 }
 
-// copyPacket returns a copy of p made by encoding and decoding it, or nil
-// for nil or a packet that does not decode (paho treats nil as "nothing
-// stored" and skips it). Encoding writes p's length field, so p must not
-// be in a writer's hands.
+// copyPacket returns a copy of p, or nil for nil or a packet that does not
+// decode (paho treats nil as "nothing stored" and skips it). A PUBLISH, the
+// packet stored for every QoS 1 and 2 message, is copied field by field:
+// its payload is shared, since nobody writes it (the adapter hands paho a
+// copy of the caller's), and paho changes only the header fields (the DUP
+// flag, the length). Other packets are encoded and decoded; encoding
+// writes p's length field, so p must not be in a writer's hands.
 func copyPacket(p packets.ControlPacket) packets.ControlPacket {
 	if p == nil {
 		return nil
+	}
+	if pub, ok := p.(*packets.PublishPacket); ok {
+		dup := *pub
+		return &dup
 	}
 	var buf bytes.Buffer
 	if err := p.Write(&buf); err != nil {
